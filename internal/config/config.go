@@ -1,0 +1,308 @@
+// Package config loads kubesift's one YAML configuration file.
+//
+// Loading is strict: unknown keys are errors (with their line), every section
+// fills its defaults in UnmarshalYAML (so a missing section still gets them),
+// and Validate reports every problem at once with the field's full path, e.g.
+// "sink.elasticsearch.addresses[0]: not a URL". Secrets never live in the file
+// if the user does not want them to: each has a *_file variant and an
+// environment variable override, and Secret values print as "<secret>".
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Secret is a string that never prints: it marshals to "<secret>" so that
+// `config print` and logs cannot leak it.
+type Secret string
+
+// MarshalYAML hides the value.
+func (s Secret) MarshalYAML() (any, error) {
+	if s == "" {
+		return "", nil
+	}
+	return "<secret>", nil
+}
+
+// String hides the value from fmt and slog.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<secret>"
+}
+
+// Config is the whole configuration file.
+type Config struct {
+	Cluster ClusterConfig `yaml:"cluster"`
+	Log     LogConfig     `yaml:"log"`
+	Server  ServerConfig  `yaml:"server"`
+	Kafka   KafkaConfig   `yaml:"kafka"`
+	Sink    SinkConfig    `yaml:"sink"`
+}
+
+// UnmarshalYAML fills defaults before reading, so absent sections keep them.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = Default()
+	type plain Config
+	return unmarshal((*plain)(c))
+}
+
+// ClusterConfig names the cluster a collector runs in.
+type ClusterConfig struct {
+	// Name is stamped on every record (orchestrator.cluster.name).
+	Name string `yaml:"name"`
+}
+
+// LogConfig configures log/slog.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | text | auto (text on a terminal)
+}
+
+// ServerConfig configures the HTTP server for /metrics, /healthz and /readyz.
+type ServerConfig struct {
+	Listen string `yaml:"listen"` // host:port; empty disables the server
+}
+
+// KafkaConfig configures every Kafka client.
+type KafkaConfig struct {
+	Brokers  []string     `yaml:"brokers"`
+	ClientID string       `yaml:"client_id"`
+	Topics   TopicsConfig `yaml:"topics"`
+	TLS      TLSConfig    `yaml:"tls"`
+	SASL     SASLConfig   `yaml:"sasl"`
+}
+
+// TopicsConfig names the topics (see ARCHITECTURE.md for their keys).
+type TopicsConfig struct {
+	Audit   string `yaml:"audit"`
+	Events  string `yaml:"events"`
+	Objects string `yaml:"objects"`
+	Alerts  string `yaml:"alerts"`
+	DLQ     string `yaml:"dlq"`
+}
+
+// TLSConfig configures a TLS client.
+type TLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASLConfig configures Kafka SASL authentication.
+type SASLConfig struct {
+	Mechanism    string `yaml:"mechanism"` // "" | plain | scram-sha-256 | scram-sha-512
+	Username     string `yaml:"username"`
+	Password     Secret `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// SinkConfig configures the sinks.
+type SinkConfig struct {
+	Elasticsearch ElasticsearchConfig `yaml:"elasticsearch"`
+}
+
+// ElasticsearchConfig configures the Elasticsearch sink.
+type ElasticsearchConfig struct {
+	Addresses     []string      `yaml:"addresses"`
+	Username      string        `yaml:"username"`
+	Password      Secret        `yaml:"password"`
+	PasswordFile  string        `yaml:"password_file"`
+	APIKey        Secret        `yaml:"api_key"`
+	APIKeyFile    string        `yaml:"api_key_file"`
+	BearerToken   Secret        `yaml:"bearer_token"`
+	CAFile        string        `yaml:"ca_file"`
+	CAFingerprint string        `yaml:"ca_fingerprint"`
+	FlushBytes    int           `yaml:"flush_bytes"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// Default returns the configuration used when a file says nothing.
+func Default() Config {
+	return Config{
+		Log:    LogConfig{Level: "info", Format: "auto"},
+		Server: ServerConfig{Listen: ":9090"},
+		Kafka: KafkaConfig{
+			ClientID: "kubesift",
+			Topics: TopicsConfig{
+				Audit: "kubesift.audit", Events: "kubesift.events", Objects: "kubesift.objects",
+				Alerts: "kubesift.alerts", DLQ: "kubesift.dlq",
+			},
+		},
+		Sink: SinkConfig{Elasticsearch: ElasticsearchConfig{
+			FlushBytes:    5 << 20,
+			FlushInterval: time.Second,
+		}},
+	}
+}
+
+// Environment variables that override secrets, so that they can come from a
+// Kubernetes Secret instead of the config file.
+const (
+	EnvKafkaPassword = "KUBESIFT_KAFKA_SASL_PASSWORD"
+	EnvESPassword    = "KUBESIFT_ES_PASSWORD"
+	EnvESAPIKey      = "KUBESIFT_ES_API_KEY"
+	EnvESBearer      = "KUBESIFT_ES_BEARER_TOKEN"
+)
+
+// Parse reads a configuration from YAML text (strict), applies environment
+// overrides and secret files, and validates it. name appears in errors.
+func Parse(data []byte, name string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := c.resolveSecrets(getenv); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// Load reads and parses a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path, os.Getenv)
+}
+
+// resolveSecrets applies environment overrides and *_file indirections.
+func (c *Config) resolveSecrets(getenv func(string) string) error {
+	override := func(dst *Secret, env, file, field string) error {
+		if v := getenv(env); v != "" {
+			*dst = Secret(v)
+			return nil
+		}
+		if file == "" {
+			return nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			// The path is not secret; the content would be, and is never shown.
+			return fmt.Errorf("%s: %w", field, err)
+		}
+		*dst = Secret(strings.TrimSpace(string(b)))
+		return nil
+	}
+	es := &c.Sink.Elasticsearch
+	return errors.Join(
+		override(&c.Kafka.SASL.Password, EnvKafkaPassword, c.Kafka.SASL.PasswordFile, "kafka.sasl.password_file"),
+		override(&es.Password, EnvESPassword, es.PasswordFile, "sink.elasticsearch.password_file"),
+		override(&es.APIKey, EnvESAPIKey, es.APIKeyFile, "sink.elasticsearch.api_key_file"),
+		override(&es.BearerToken, EnvESBearer, "", "sink.elasticsearch.bearer_token"),
+	)
+}
+
+// Validate reports every invalid field with its full path.
+func (c *Config) Validate() error {
+	var v validator
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "text", "auto")
+	if c.Server.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+			v.add("server.listen", "not host:port")
+		}
+	}
+	for i, b := range c.Kafka.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			v.add(fmt.Sprintf("kafka.brokers[%d]", i), "not host:port")
+		}
+	}
+	for _, t := range []struct{ field, val string }{
+		{"kafka.topics.audit", c.Kafka.Topics.Audit}, {"kafka.topics.events", c.Kafka.Topics.Events},
+		{"kafka.topics.objects", c.Kafka.Topics.Objects}, {"kafka.topics.alerts", c.Kafka.Topics.Alerts},
+		{"kafka.topics.dlq", c.Kafka.Topics.DLQ},
+	} {
+		if t.val == "" {
+			v.add(t.field, "must not be empty")
+		}
+	}
+	v.oneOf("kafka.sasl.mechanism", c.Kafka.SASL.Mechanism, "", "plain", "scram-sha-256", "scram-sha-512")
+	if c.Kafka.SASL.Mechanism != "" && (c.Kafka.SASL.Username == "" || c.Kafka.SASL.Password == "") {
+		v.add("kafka.sasl", "username and password (or password_file, or "+EnvKafkaPassword+") are required with a mechanism")
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		v.add("kafka.tls", "cert_file and key_file go together")
+	}
+	es := &c.Sink.Elasticsearch
+	for i, a := range es.Addresses {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(fmt.Sprintf("sink.elasticsearch.addresses[%d]", i), "not a URL")
+		}
+	}
+	auths := 0
+	for _, s := range []Secret{es.APIKey, es.BearerToken} {
+		if s != "" {
+			auths++
+		}
+	}
+	if es.Username != "" || es.Password != "" {
+		auths++
+	}
+	if auths > 1 {
+		v.add("sink.elasticsearch", "use one of username/password, api_key, bearer_token")
+	}
+	if es.FlushBytes <= 0 {
+		v.add("sink.elasticsearch.flush_bytes", "must be positive")
+	}
+	if es.FlushInterval <= 0 {
+		v.add("sink.elasticsearch.flush_interval", "must be positive")
+	}
+	return v.err()
+}
+
+// validator collects field errors.
+type validator struct{ errs []error }
+
+func (v *validator) add(field, msg string) { v.errs = append(v.errs, fmt.Errorf("%s: %s", field, msg)) }
+
+func (v *validator) oneOf(field, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	var shown []string
+	for _, a := range allowed {
+		if a != "" {
+			shown = append(shown, a)
+		}
+	}
+	v.add(field, fmt.Sprintf("%q is not one of %s", val, strings.Join(shown, ", ")))
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
+
+// Marshal renders a configuration as YAML, secrets hidden.
+func Marshal(c *Config) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,109 @@
+// Package obs is the small HTTP server every long-running subcommand runs:
+// /metrics (Prometheus), /healthz (the process is alive) and /readyz (every
+// registered readiness check passes, e.g. "Kafka reachable", "caches synced").
+package obs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves metrics and health endpoints.
+type Server struct {
+	Registry *prometheus.Registry
+
+	log    *slog.Logger
+	mu     sync.Mutex
+	checks map[string]error // name -> nil when ready
+}
+
+// New returns a Server with a fresh registry holding the Go and process
+// collectors.
+func New(log *slog.Logger) *Server {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Server{Registry: reg, log: log, checks: map[string]error{}}
+}
+
+// SetReady records the state of one readiness check. A check that was never
+// set does not exist; register it early with a non-nil error so /readyz is
+// false until the component says otherwise.
+func (s *Server) SetReady(name string, err error) {
+	s.mu.Lock()
+	s.checks[name] = err
+	s.mu.Unlock()
+}
+
+// Handler returns the mux with all endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		names := make([]string, 0, len(s.checks))
+		for n := range s.checks {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		ready := true
+		var body []byte
+		for _, n := range names {
+			if err := s.checks[n]; err != nil {
+				ready = false
+				body = fmt.Appendf(body, "[-] %s: %v\n", n, err)
+			} else {
+				body = fmt.Appendf(body, "[+] %s\n", n)
+			}
+		}
+		s.mu.Unlock()
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		w.Write(body)
+	})
+	return mux
+}
+
+// Run serves on addr until ctx ends, then shuts down gracefully. It returns
+// once the listener is closed; a listen error is returned at once.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics server: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on an existing listener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("serving metrics and health", "addr", ln.Addr().String())
+	err := srv.Serve(ln)
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,349 @@
+package record
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// DefaultMaxDocBytes bounds one input document. The API server caps request
+// bodies at 3 MiB and audit events embed at most request and response, so a
+// larger document is almost certainly not an audit event; the collector's size
+// policy deals with big-but-valid ones.
+const DefaultMaxDocBytes = 32 << 20
+
+// DecodeOptions configure a Decoder.
+type DecodeOptions struct {
+	// Cluster is stamped on every record.
+	Cluster Cluster
+	// Now gives the observed time; time.Now when nil.
+	Now func() time.Time
+	// MaxDocBytes bounds one document; DefaultMaxDocBytes when 0.
+	MaxDocBytes int
+}
+
+// Decoder reads audit events and Kubernetes Events from a stream in every form
+// kubesift accepts:
+//
+//   - one audit.k8s.io/v1 or v1beta1 Event, or one without apiVersion/kind
+//     (recognised by its auditID);
+//   - an audit EventList (the webhook backend's body);
+//   - NDJSON audit log lines (--audit-log-format=json);
+//   - core/v1 and events.k8s.io/v1 Events, their lists, and kind: List;
+//   - JSON arrays of any of these;
+//   - Azure (AKS) diagnostic log wrappers, whose properties.log holds the event
+//     as an object or as a JSON string;
+//   - Google Cloud audit log entries for GKE (protoPayload), converted to an
+//     audit event as faithfully as the entry allows.
+//
+// Unknown fields are ignored. Next returns one Record at a time; a bad
+// document (or a bad item of a list) is returned as a *DecodeError naming the
+// file, line and field, and decoding goes on with the next one.
+type Decoder struct {
+	name    string
+	opts    DecodeOptions
+	split   *splitter
+	pending []result
+}
+
+type result struct {
+	rec *Record
+	err error
+}
+
+// NewDecoder returns a Decoder reading r; name (a file name, "stdin", a URL
+// path) appears in errors.
+func NewDecoder(r io.Reader, name string, opts DecodeOptions) *Decoder {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxDocBytes <= 0 {
+		opts.MaxDocBytes = DefaultMaxDocBytes
+	}
+	return &Decoder{name: name, opts: opts, split: newSplitter(r, opts.MaxDocBytes)}
+}
+
+// Next returns the next Record. At the end of input it returns io.EOF. A
+// *DecodeError is returned for input that could not be decoded; the caller
+// reports it and calls Next again. Any other error is from the reader.
+func (d *Decoder) Next() (*Record, error) {
+	for len(d.pending) == 0 {
+		dc, err := d.split.next()
+		if err != nil {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("%s: read: %w", d.name, err)
+		}
+		if dc.err != nil {
+			return nil, &DecodeError{File: d.name, Line: dc.line, Offset: dc.offset, Err: dc.err}
+		}
+		d.decodeDocument(dc)
+	}
+	r := d.pending[0]
+	d.pending[0] = result{}
+	d.pending = d.pending[1:]
+	return r.rec, r.err
+}
+
+// Position is the line and byte offset the decoder has consumed so far, for
+// checkpoints.
+func (d *Decoder) Position() (line int, offset int64) { return d.split.line, d.split.offset }
+
+// DecodeAll decodes every document in data (a webhook body, a small file). It
+// returns the records that decoded and one *DecodeError per bad document or
+// item; a bad item never costs the good ones.
+func DecodeAll(data []byte, name string, opts DecodeOptions) ([]*Record, []error) {
+	d := NewDecoder(bytes.NewReader(data), name, opts)
+	var recs []*Record
+	var errs []error
+	for {
+		r, err := d.Next()
+		if err == io.EOF {
+			return recs, errs
+		}
+		if err != nil {
+			errs = append(errs, err)
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				return recs, errs // a read error: nothing more will come
+			}
+			continue
+		}
+		recs = append(recs, r)
+	}
+}
+
+func (d *Decoder) fail(dc doc, err error) {
+	d.pending = append(d.pending, result{err: &DecodeError{File: d.name, Line: dc.line, Offset: dc.offset, Err: err}})
+}
+
+func (d *Decoder) decodeDocument(dc doc) {
+	data := dc.data
+	switch data[0] {
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(data, &items); err != nil {
+			d.fail(dc, jsonError("", err))
+			return
+		}
+		for i, it := range items {
+			d.decodeObject(dc, it, fmt.Sprintf("[%d]", i), 0)
+		}
+	case '{':
+		d.decodeObject(dc, data, "", 0)
+	default:
+		if !json.Valid(data) {
+			d.fail(dc, &syntaxError{msg: "not a JSON document", offset: 0})
+			return
+		}
+		d.fail(dc, ErrUnknownKind)
+	}
+}
+
+// probe reads just enough of a document to tell what it is.
+type probe struct {
+	Kind         string          `json:"kind"`
+	APIVersion   string          `json:"apiVersion"`
+	AuditID      string          `json:"auditID"`
+	Stage        string          `json:"stage"`
+	Items        json.RawMessage `json:"items"`
+	ProtoPayload json.RawMessage `json:"protoPayload"`
+	Properties   *struct {
+		Log json.RawMessage `json:"log"`
+	} `json:"properties"`
+	InvolvedObject json.RawMessage `json:"involvedObject"`
+	Regarding      json.RawMessage `json:"regarding"`
+	Timestamp      *time.Time      `json:"timestamp"`
+}
+
+// decodeObject decodes one JSON object found at path inside document dc.
+// depth guards the recursion through wrappers and lists.
+func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
+	if depth > 4 {
+		d.fail(dc, &FieldError{Field: orDoc(path), Msg: "lists or wrappers nested too deep"})
+		return
+	}
+	var p probe
+	if err := json.Unmarshal(data, &p); err != nil {
+		d.fail(dc, jsonError(path, err))
+		return
+	}
+	switch {
+	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
+		var items []json.RawMessage
+		if err := json.Unmarshal(p.Items, &items); err != nil {
+			d.fail(dc, jsonError(join(path, "items"), err))
+			return
+		}
+		for i, it := range items {
+			d.decodeObject(dc, it, fmt.Sprintf("%s[%d]", join(path, "items"), i), depth+1)
+		}
+	case p.ProtoPayload != nil:
+		ev, err := fromGKE(data)
+		if err != nil {
+			d.fail(dc, prefixField(path, err))
+			return
+		}
+		d.emitAudit(dc, ev, nil, path)
+	case p.Properties != nil && len(p.Properties.Log) > 0:
+		inner := []byte(p.Properties.Log)
+		if inner[0] == '"' { // AKS sometimes ships the event as a JSON string
+			var s string
+			if err := json.Unmarshal(inner, &s); err != nil {
+				d.fail(dc, jsonError(join(path, "properties.log"), err))
+				return
+			}
+			inner = []byte(s)
+		}
+		if len(bytes.TrimSpace(inner)) == 0 || bytes.TrimSpace(inner)[0] != '{' {
+			d.fail(dc, &FieldError{Field: join(path, "properties.log"), Msg: "does not hold a JSON object"})
+			return
+		}
+		d.decodeObject(dc, inner, join(path, "properties.log"), depth+1)
+	case isAudit(&p):
+		var ev auditv1.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			// metav1.MicroTime accepts only RFC 3339 with exactly six
+			// fractional digits, which kube-apiserver always writes; hand-made
+			// and converted logs often do not. Retry once with the timestamps
+			// normalised (only on this error path, so it costs nothing per event).
+			fixed, ok := normaliseAuditTimes(data)
+			if !ok || json.Unmarshal(fixed, &ev) != nil {
+				d.fail(dc, jsonError(path, err))
+				return
+			}
+			data = fixed
+		}
+		if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
+			// Very old v1beta1 events carried only a top-level timestamp.
+			ev.StageTimestamp.Time = *p.Timestamp
+		}
+		d.emitAudit(dc, &ev, data, path)
+	case p.Kind == "Event" && (p.APIVersion == APIEventsV1 || p.Regarding != nil && p.APIVersion == ""):
+		var ev eventsv1.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			d.fail(dc, jsonError(path, err))
+			return
+		}
+		d.emit(dc, path, func() (*Record, error) { return NewEvent(&ev, data, d.opts.Cluster, d.opts.Now()) })
+	case p.Kind == "Event" && (p.APIVersion == APICoreV1 || p.InvolvedObject != nil && p.APIVersion == ""),
+		p.Kind == "" && p.InvolvedObject != nil:
+		var ev corev1.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			d.fail(dc, jsonError(path, err))
+			return
+		}
+		d.emit(dc, path, func() (*Record, error) { return NewCoreEvent(&ev, data, d.opts.Cluster, d.opts.Now()) })
+	default:
+		what := "kind " + quoteOr(p.Kind, "missing") + ", apiVersion " + quoteOr(p.APIVersion, "missing")
+		d.fail(dc, fmt.Errorf("%s: %s: %w", orDoc(path), what, ErrUnknownKind))
+	}
+}
+
+// normaliseAuditTimes rewrites the two timestamps of an audit event in the
+// RFC 3339 micro format MicroTime insists on. ok is false when nothing could
+// be fixed.
+func normaliseAuditTimes(data []byte) ([]byte, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil {
+		return nil, false
+	}
+	changed := false
+	for _, k := range []string{"requestReceivedTimestamp", "stageTimestamp"} {
+		var s string
+		if raw, ok := m[k]; !ok || json.Unmarshal(raw, &s) != nil || s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, false
+		}
+		m[k], _ = json.Marshal(t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
+		changed = true
+	}
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(m)
+	return out, err == nil
+}
+
+// isAudit recognises audit events, including old ones without apiVersion/kind.
+func isAudit(p *probe) bool {
+	if strings.HasPrefix(p.APIVersion, "audit.k8s.io/") {
+		return p.Kind == "Event" || p.Kind == ""
+	}
+	return p.APIVersion == "" && (p.Kind == "Event" || p.Kind == "") && (p.AuditID != "" || p.Stage != "")
+}
+
+func (d *Decoder) emitAudit(dc doc, ev *auditv1.Event, raw []byte, path string) {
+	d.emit(dc, path, func() (*Record, error) { return NewAudit(ev, raw, d.opts.Cluster, d.opts.Now()) })
+}
+
+func (d *Decoder) emit(dc doc, path string, build func() (*Record, error)) {
+	r, err := build()
+	if err != nil {
+		d.fail(dc, prefixField(path, err))
+		return
+	}
+	d.pending = append(d.pending, result{rec: r})
+}
+
+// jsonError turns encoding/json errors into FieldErrors naming the field, or
+// syntax errors with their offset.
+func jsonError(path string, err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "(document)"
+		}
+		return &FieldError{Field: join(path, field), Msg: fmt.Sprintf("cannot use JSON %s as %s", te.Value, te.Type)}
+	case errors.As(err, &se):
+		return &syntaxError{msg: se.Error(), offset: se.Offset}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &syntaxError{msg: "unexpected end of JSON input"}
+	}
+	// Errors from custom unmarshalers (times, quantities) carry no field name.
+	return &FieldError{Field: orDoc(path), Msg: err.Error()}
+}
+
+func prefixField(path string, err error) error {
+	var fe *FieldError
+	if path != "" && errors.As(err, &fe) {
+		return &FieldError{Field: join(path, fe.Field), Msg: fe.Msg}
+	}
+	return err
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func orDoc(path string) string {
+	if path == "" {
+		return "(document)"
+	}
+	return path
+}
+
+func quoteOr(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	return fmt.Sprintf("%q", s)
+}

@@ -1,0 +1,88 @@
+package record
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// FieldError says which field of an input document is wrong.
+type FieldError struct {
+	Field string // dotted path, e.g. "items[3].user.username"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// DecodeError locates a failure in an input stream: the file (or stream name),
+// the 1-based line where the document started, its byte offset, and the
+// underlying error (often a *FieldError). Decoders return it for one bad
+// document and carry on with the next, so one bad line never costs the others.
+type DecodeError struct {
+	File   string
+	Line   int
+	Offset int64
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+	} else {
+		b.WriteString("<input>")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Reason is a short, stable, low-cardinality reason for metrics labels and
+// dead-letter headers (e.g. "syntax", "field", "too_large", "unknown_kind").
+func (e *DecodeError) Reason() string { return Reason(e.Err) }
+
+// Sentinel errors a decoder can wrap.
+var (
+	// ErrTooLarge: a document exceeds the decoder's size limit.
+	ErrTooLarge = errors.New("document too large")
+	// ErrUnknownKind: valid JSON that is none of the inputs kubesift reads.
+	ErrUnknownKind = errors.New("not an audit event, an Event, or a list of them")
+	// ErrSchema: a wire envelope with a schema version this build does not know.
+	ErrSchema = errors.New("unsupported record schema")
+)
+
+// Reason maps an error to a metric-friendly reason.
+func Reason(err error) string {
+	var fe *FieldError
+	var se *syntaxError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrUnknownKind):
+		return "unknown_kind"
+	case errors.Is(err, ErrSchema):
+		return "schema"
+	case errors.As(err, &se):
+		return "syntax"
+	case errors.As(err, &fe):
+		return "field"
+	}
+	return "other"
+}
+
+// syntaxError is a JSON syntax error with its offset inside the document.
+type syntaxError struct {
+	msg    string
+	offset int64
+}
+
+func (e *syntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte %d of the document: %s", e.offset, e.msg)
+}

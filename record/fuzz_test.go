@@ -1,0 +1,75 @@
+package record
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// FuzzDecoder feeds arbitrary streams to the stream decoder (NDJSON, lists,
+// wrappers). It must never panic, never loop, and only return io.EOF,
+// *DecodeError, or records with an id.
+func FuzzDecoder(f *testing.F) {
+	for _, s := range []string{auditV1, auditV1beta1, auditNoAPI, coreEvent, eventsEvent,
+		auditV1 + "\n{\"kind\":\n" + auditNoAPI, `{"kind":"EventList","items":[` + auditV1 + `]}`,
+		`{"properties":{"log":"{\"auditID\":\"x\",\"stage\":\"Panic\"}"}}`, `[1,{"a":"}"}]`, `{"protoPayload":{"methodName":"a.b"},"insertId":"i"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		opts := testOpts
+		opts.MaxDocBytes = 4096
+		d := NewDecoder(bytes.NewReader(data), "fuzz", opts)
+		for i := 0; ; i++ {
+			if i > len(data)+2 {
+				t.Fatalf("more results than input bytes: decoder loops")
+			}
+			r, err := d.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				var de *DecodeError
+				if !errors.As(err, &de) {
+					t.Fatalf("unexpected error type %T: %v", err, err)
+				}
+				continue
+			}
+			if r.ID == "" || r.Object == nil {
+				t.Fatalf("record without id or object: %+v", r)
+			}
+		}
+	})
+}
+
+// FuzzUnmarshal feeds arbitrary bytes to the wire decoder; whatever it
+// accepts must survive a round trip.
+func FuzzUnmarshal(f *testing.F) {
+	recs, _ := DecodeAll([]byte(auditV1+"\n"+coreEvent+"\n"+eventsEvent), "seed", testOpts)
+	for _, r := range recs {
+		b, _ := Marshal(r)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"schema":1,"id":"x","source":"audit","object":{"verb":3}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Unmarshal(data)
+		if err != nil {
+			return
+		}
+		if _, err := Marshal(r); err != nil {
+			t.Fatalf("accepted record does not marshal: %v", err)
+		}
+	})
+}
+
+// FuzzGKE feeds arbitrary GKE-shaped entries to the Cloud Audit Log converter.
+func FuzzGKE(f *testing.F) {
+	f.Add([]byte(`{"protoPayload":{"methodName":"io.k8s.core.v1.pods.create","resourceName":"core/v1/namespaces/default/pods/p/exec"},"insertId":"g"}`))
+	f.Add([]byte(`{"protoPayload":{"methodName":"io.k8s.get","resourceName":"readyz"},"insertId":"g"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := fromGKE(data)
+		if err == nil && (ev.AuditID == "" || ev.Stage == "") {
+			t.Fatalf("converted event without id/stage: %+v", ev)
+		}
+	})
+}
