@@ -1,0 +1,67 @@
+// Package collector holds kubesift's per-cluster sources — the audit webhook
+// receiver, the audit log tail, the Events informers — and the publisher that
+// carries their records to Kafka.
+//
+// # The contract between sources and the publisher
+//
+// A source turns its input into record.Records (stamped with the cluster
+// identity, redacted, size-capped) and hands them to a Publisher in batches.
+// Publish returns nil only when every record of the batch is durable: Kafka
+// acknowledged it with acks=all, or the on-disk spool has written it (and
+// fsynced it when the spool is configured to). Only then may the source
+// acknowledge its own input — answer 2xx to the API server, advance the tail's
+// position, mark the Event seen. So a crash at any point loses nothing that
+// was acknowledged upstream; it can only cause a re-delivery, which carries the
+// same record ID.
+//
+// "Retry" means: Publish returned an error. ErrBackpressure says the spool is
+// full or the publisher is shutting down — the source must stop taking input
+// (webhook: answer 429/503 so kube-apiserver retries; tail: pause) and try the
+// same batch again later. Any other error is a bug or a closed publisher.
+//
+// Records that cannot become a record at all (malformed input) go to the
+// dead-letter topic through PublishDeadLetter, with where they came from and
+// why; they are acknowledged upstream once the dead letter is durable.
+package collector
+
+import (
+	"context"
+	"errors"
+
+	"github.com/kubesift/kubesift/record"
+)
+
+// ErrBackpressure means the publisher cannot take the batch now; retry later.
+var ErrBackpressure = errors.New("collector: publisher is full (spool at its limit); retry later")
+
+// Publisher makes batches of records durable. Implementations are safe for
+// concurrent use by several sources.
+type Publisher interface {
+	// Publish blocks until every record of recs is durable (see the package
+	// doc), ctx ends, or the publisher refuses with ErrBackpressure. On a
+	// non-nil error none, some or all of the records may have been published;
+	// the caller retries the whole batch and relies on record IDs to dedupe.
+	Publish(ctx context.Context, recs []*record.Record) error
+	// PublishDeadLetter makes one dead letter durable on the dead-letter topic.
+	PublishDeadLetter(ctx context.Context, dl DeadLetter) error
+}
+
+// DeadLetter is input that could not be turned into a record.
+type DeadLetter struct {
+	// Data is the original bytes (possibly cut to the dead-letter size limit).
+	Data []byte
+	// Source is where it came from: "audit-webhook", "audit-tail", "events".
+	Source string
+	// Origin locates it: a file path, a remote address.
+	Origin string
+	// Offset is the byte offset in the file (tail), or -1.
+	Offset int64
+	// Line is the 1-based line in the file (tail), or 0.
+	Line int
+	// Reason is a short stable reason ("syntax", "field", "too_large", …).
+	Reason string
+	// Error is the full error text naming the field or position.
+	Error string
+	// Cluster identifies the cluster.
+	Cluster record.Cluster
+}
