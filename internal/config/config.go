@@ -49,6 +49,10 @@ type Config struct {
 	Server  ServerConfig  `yaml:"server"`
 	Kafka   KafkaConfig   `yaml:"kafka"`
 	Sink    SinkConfig    `yaml:"sink"`
+	// Collector configures `kubesift collect` (collector_config.go).
+	Collector CollectorConfig `yaml:"collector"`
+	// Publish configures how collectors write to Kafka (publish_config.go).
+	Publish PublishConfig `yaml:"publish"`
 }
 
 // UnmarshalYAML fills defaults before reading, so absent sections keep them.
@@ -146,6 +150,8 @@ func Default() Config {
 			FlushBytes:    5 << 20,
 			FlushInterval: time.Second,
 		}},
+		Collector: defaultCollector(),
+		Publish:   defaultPublish(),
 	}
 }
 
@@ -271,6 +277,8 @@ func (c *Config) Validate() error {
 	if es.FlushInterval <= 0 {
 		v.add("sink.elasticsearch.flush_interval", "must be positive")
 	}
+	c.Collector.validate(&v)
+	c.Publish.validate(&v)
 	return v.err()
 }
 
