@@ -36,6 +36,7 @@ and webhooks.`,
 		newVersionCommand(),
 		newConfigCommand(),
 		newRecordsCommand(g),
+		newRulesCommand(),
 	)
 	return root
 }

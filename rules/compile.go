@@ -1,0 +1,523 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/kubesift/kubesift/record"
+)
+
+// LoadOptions say where rules come from.
+type LoadOptions struct {
+	// NoBuiltin skips the embedded built-in pack.
+	NoBuiltin bool
+	// Dirs are user rule directories (or files), layered in order over the
+	// built-in pack. *.yaml and *.yml files of a directory load in name order.
+	Dirs []string
+	// MaxGroups bounds the groups a stateful rule tracks (default 10,000);
+	// beyond it the least recently seen group is evicted and counted.
+	MaxGroups int
+}
+
+// source describes one record source's rule environment.
+type sourceEnv struct {
+	env    any       // zero value of the env struct, for type checking
+	keys   [2]string // fields used by the prefilter index ("" = unused)
+	fields map[string]bool
+}
+
+var sources = map[record.Source]*sourceEnv{
+	record.SourceAudit:  {env: AuditEnv{}, keys: [2]string{"verb", "resource"}},
+	record.SourceEvent:  {env: EventEnv{}, keys: [2]string{"reason", ""}},
+	record.SourceObject: {env: ObjectEnv{}, keys: [2]string{"kind", ""}},
+}
+
+func init() {
+	for _, s := range sources {
+		s.fields = map[string]bool{}
+		t := reflect.TypeOf(s.env)
+		for i := 0; i < t.NumField(); i++ {
+			if tag := t.Field(i).Tag.Get("expr"); tag != "" {
+				s.fields[tag] = true
+			}
+		}
+	}
+}
+
+// layer is one parsed file, in load order.
+type layer struct {
+	name string
+	file *File
+}
+
+// readLayers reads the built-in pack and the user directories in order.
+func readLayers(opts LoadOptions) ([]layer, error) {
+	var layers []layer
+	var errs []error
+	if !opts.NoBuiltin {
+		names, _ := fs.Glob(builtinFS, "builtin/*.yaml")
+		sort.Strings(names)
+		for _, n := range names {
+			data, _ := builtinFS.ReadFile(n)
+			f, err := parseFile(n, data)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			layers = append(layers, layer{n, f})
+		}
+	}
+	for _, d := range opts.Dirs {
+		files, err := ruleFiles(d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range files {
+			data, err := os.ReadFile(n)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			f, err := parseFile(n, data)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			layers = append(layers, layer{n, f})
+		}
+	}
+	return layers, errors.Join(errs...)
+}
+
+// ruleFiles lists the rule files of a directory (sorted) or the file itself.
+// Hidden entries are skipped: ConfigMap mounts keep the real files in
+// "..data"-style directories next to symlinks with the visible names.
+func ruleFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+			continue
+		}
+		full := filepath.Join(path, n)
+		if st, err := os.Stat(full); err == nil && st.IsDir() {
+			continue
+		}
+		out = append(out, full)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// merged is the result of layering: the final macros, lists and rules.
+type merged struct {
+	macros map[string]*Macro
+	lists  map[string][]string
+	rules  []*Rule
+}
+
+func merge(layers []layer) (*merged, []error) {
+	m := &merged{macros: map[string]*Macro{}, lists: map[string][]string{}}
+	byID := map[string]*Rule{}
+	var errs []error
+	for _, l := range layers {
+		for i := range l.file.Lists {
+			li := &l.file.Lists[i]
+			if li.Append {
+				if _, ok := m.lists[li.Name]; !ok {
+					errs = append(errs, fmt.Errorf("%s:%d: list %s: append to a list that does not exist", li.file, li.line, li.Name))
+				}
+				m.lists[li.Name] = append(m.lists[li.Name], li.Items...)
+				continue
+			}
+			m.lists[li.Name] = append([]string(nil), li.Items...)
+		}
+		for i := range l.file.Macros {
+			mc := &l.file.Macros[i]
+			m.macros[mc.Name] = mc // a later layer redefines a macro
+		}
+		for i := range l.file.Rules {
+			r := l.file.Rules[i]
+			if prev, ok := byID[r.ID]; ok {
+				errs = append(errs, fmt.Errorf("%s: duplicate rule id (first at %s:%d); use overrides to change a rule", r.where(), prev.file, prev.line))
+				continue
+			}
+			byID[r.ID] = &r
+			m.rules = append(m.rules, &r)
+		}
+		for i := range l.file.Overrides {
+			o := &l.file.Overrides[i]
+			r, ok := byID[o.Rule]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s:%d: override of unknown rule %q", o.file, o.line, o.Rule))
+				continue
+			}
+			if o.Enabled != nil {
+				r.Enabled = o.Enabled
+			}
+			if o.Shadow != nil {
+				r.Shadow = *o.Shadow
+			}
+			if o.Severity != 0 {
+				r.Severity = o.Severity
+			}
+			for _, e := range o.Exceptions {
+				found := false
+				for j := range r.Exceptions {
+					if r.Exceptions[j].Name == e.Name {
+						r.Exceptions[j].Values = append(append([]string(nil), r.Exceptions[j].Values...), e.Values...)
+						found = true
+					}
+				}
+				if !found {
+					r.Exceptions = append(append([]Exception(nil), r.Exceptions...), e)
+				}
+			}
+		}
+	}
+	for name := range m.macros {
+		if _, ok := m.lists[name]; ok {
+			errs = append(errs, fmt.Errorf("macro and list share the name %q", name))
+		}
+		for _, s := range sources {
+			if s.fields[name] {
+				errs = append(errs, fmt.Errorf("%s:%d: macro %s: name is a record field", m.macros[name].file, m.macros[name].line, name))
+				break
+			}
+		}
+	}
+	for name := range m.lists {
+		for _, s := range sources {
+			if s.fields[name] {
+				errs = append(errs, fmt.Errorf("list %s: name is a record field", name))
+				break
+			}
+		}
+	}
+	return m, errs
+}
+
+// substituter expands macro and list names inside a condition's AST before
+// expr type-checks it, so errors inside a macro still point at real code and
+// the prefilter sees through macros.
+type substituter struct {
+	m       *merged
+	stack   []string
+	err     error
+	objects bool // the expression reads request/response/object
+}
+
+func (s *substituter) Visit(node *ast.Node) {
+	id, ok := (*node).(*ast.IdentifierNode)
+	if !ok || s.err != nil {
+		return
+	}
+	switch id.Value {
+	case "request", "response", "object":
+		s.objects = true
+	}
+	if items, ok := s.m.lists[id.Value]; ok {
+		arr := &ast.ArrayNode{Nodes: make([]ast.Node, len(items))}
+		for i, it := range items {
+			arr.Nodes[i] = &ast.StringNode{Value: it}
+		}
+		ast.Patch(node, arr)
+		return
+	}
+	mc, ok := s.m.macros[id.Value]
+	if !ok {
+		return
+	}
+	for _, n := range s.stack {
+		if n == mc.Name {
+			s.err = fmt.Errorf("macro %s refers to itself (%s -> %s)", mc.Name, strings.Join(s.stack, " -> "), mc.Name)
+			return
+		}
+	}
+	tree, err := parser.Parse(mc.Condition)
+	if err != nil {
+		s.err = fmt.Errorf("%s:%d: macro %s: %v", mc.file, mc.line, mc.Name, err)
+		return
+	}
+	s.stack = append(s.stack, mc.Name)
+	ast.Walk(&tree.Node, s)
+	s.stack = s.stack[:len(s.stack)-1]
+	ast.Patch(node, tree.Node)
+}
+
+// compiler compiles expressions for one source.
+type compiler struct {
+	m       *merged
+	src     *sourceEnv
+	objects bool // some compiled expression reads the request/response objects
+}
+
+func (c *compiler) compile(code string, asBool bool) (*vm.Program, error) {
+	sub := &substituter{m: c.m}
+	opts := append([]expr.Option{expr.Env(c.src.env), expr.Patch(sub)}, helperOptions()...)
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	p, err := expr.Compile(code, opts...)
+	if sub.err != nil {
+		return nil, sub.err
+	}
+	if sub.objects {
+		c.objects = true
+	}
+	return p, err
+}
+
+// constraint extracts, for the prefilter, the values a condition requires
+// for one field: nil,false when it accepts any value.
+func (c *compiler) constraint(code, field string) ([]string, bool) {
+	if field == "" {
+		return nil, false
+	}
+	tree, err := parser.Parse(code)
+	if err != nil {
+		return nil, false
+	}
+	sub := &substituter{m: c.m}
+	ast.Walk(&tree.Node, sub)
+	if sub.err != nil {
+		return nil, false
+	}
+	return constrain(tree.Node, field)
+}
+
+// constrain walks && / || / == / in over a field compared with constants.
+func constrain(n ast.Node, field string) ([]string, bool) {
+	switch v := n.(type) {
+	case *ast.BinaryNode:
+		switch v.Operator {
+		case "&&", "and":
+			l, lok := constrain(v.Left, field)
+			r, rok := constrain(v.Right, field)
+			switch {
+			case lok && rok:
+				return intersect(l, r), true
+			case lok:
+				return l, true
+			case rok:
+				return r, true
+			}
+		case "||", "or":
+			l, lok := constrain(v.Left, field)
+			r, rok := constrain(v.Right, field)
+			if lok && rok {
+				return union(l, r), true
+			}
+		case "==":
+			if id, ok := v.Left.(*ast.IdentifierNode); ok && id.Value == field {
+				if s, ok := v.Right.(*ast.StringNode); ok {
+					return []string{s.Value}, true
+				}
+			}
+			if id, ok := v.Right.(*ast.IdentifierNode); ok && id.Value == field {
+				if s, ok := v.Left.(*ast.StringNode); ok {
+					return []string{s.Value}, true
+				}
+			}
+		case "in":
+			if id, ok := v.Left.(*ast.IdentifierNode); ok && id.Value == field {
+				if vals, ok := constStrings(v.Right); ok {
+					return vals, true
+				}
+			}
+		}
+	}
+	return nil, false
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				out = append(out, x)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func union(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, y := range b {
+		found := false
+		for _, x := range a {
+			if x == y {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, y)
+		}
+	}
+	return out
+}
+
+// compileRule builds the executable form of one rule, or every error in it.
+func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
+	if errs := r.validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	src := sources[record.Source(r.Source)]
+	c := &compiler{m: m, src: src}
+	cr := &compiledRule{Rule: *r, source: record.Source(r.Source), enabled: r.Enabled == nil || *r.Enabled}
+	var errs []error
+	fail := func(what string, err error) { errs = append(errs, fmt.Errorf("%s: %s: %w", r.where(), what, err)) }
+	if r.Condition != "" {
+		p, err := c.compile(r.Condition, true)
+		if err != nil {
+			fail("condition", err)
+		}
+		cr.cond = p
+	}
+	// Prefilter constraints: the rule's condition, or for a sequence the
+	// union of its steps' (a step can only start or advance on its records).
+	for k, field := range src.keys {
+		vals, ok := c.constraint(r.Condition, field)
+		if r.Sequence != nil && !ok {
+			all := true
+			var u []string
+			for _, st := range r.Sequence.Steps {
+				sv, sok := c.constraint(st.Condition, field)
+				if !sok {
+					all = false
+					break
+				}
+				u = union(u, sv)
+			}
+			vals, ok = u, all
+		}
+		if ok {
+			cr.keys[k] = vals
+			cr.keyed[k] = true
+		}
+	}
+	compileList := func(what string, codes []string) []*vm.Program {
+		var out []*vm.Program
+		for i, code := range codes {
+			p, err := c.compile(code, false)
+			if err != nil {
+				fail(fmt.Sprintf("%s[%d]", what, i), err)
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	cr.groupBy = compileList("group_by", r.GroupBy)
+	for i, e := range r.Exceptions {
+		p, err := c.compile(e.Field, false)
+		if err != nil {
+			fail(fmt.Sprintf("exceptions[%d] (%s).field", i, e.Name), err)
+			continue
+		}
+		mt, err := newMatcher(parseComparison(e.Comparison), e.Values)
+		if err != nil {
+			fail(fmt.Sprintf("exceptions[%d] (%s).values", i, e.Name), err)
+			continue
+		}
+		cr.exceptions = append(cr.exceptions, compiledException{name: e.Name, field: p, m: mt})
+	}
+	segs, err := parseOutput(r.Output)
+	if err != nil {
+		fail("output", err)
+	}
+	for i := range segs {
+		if segs[i].code != "" {
+			p, err := c.compile(segs[i].code, false)
+			if err != nil {
+				fail(fmt.Sprintf("output {{%s}}", segs[i].code), err)
+			}
+			segs[i].prog = p
+		}
+	}
+	cr.output = segs
+	if d := r.Distinct; d != nil {
+		p, err := c.compile(d.Field, false)
+		if err != nil {
+			fail("distinct.field", err)
+		}
+		cr.distinctField = p
+	}
+	if s := r.Sequence; s != nil {
+		for i, st := range s.Steps {
+			p, err := c.compile(st.Condition, true)
+			if err != nil {
+				fail(fmt.Sprintf("sequence.steps[%d].condition", i), err)
+			}
+			gb := st.GroupBy
+			if len(gb) == 0 {
+				gb = r.GroupBy
+			}
+			cr.steps = append(cr.steps, compiledStep{cond: p, groupBy: compileList(fmt.Sprintf("sequence.steps[%d].group_by", i), gb)})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	cr.needsObjects = c.objects
+	cr.state = newState(r, maxGroups)
+	return cr, nil
+}
+
+// outSeg is a literal piece of an output template or an expression.
+type outSeg struct {
+	lit  string
+	code string
+	prog *vm.Program
+}
+
+// parseOutput splits "text {{ expr }} text" into segments.
+func parseOutput(s string) ([]outSeg, error) {
+	var segs []outSeg
+	for s != "" {
+		i := strings.Index(s, "{{")
+		if i < 0 {
+			segs = append(segs, outSeg{lit: s})
+			break
+		}
+		if i > 0 {
+			segs = append(segs, outSeg{lit: s[:i]})
+		}
+		j := strings.Index(s[i:], "}}")
+		if j < 0 {
+			return nil, errors.New("unclosed {{")
+		}
+		code := strings.TrimSpace(s[i+2 : i+j])
+		if code == "" {
+			return nil, errors.New("empty {{ }}")
+		}
+		segs = append(segs, outSeg{code: code})
+		s = s[i+j+2:]
+	}
+	return segs, nil
+}

@@ -1,0 +1,488 @@
+// Package rules is kubesift's detection engine: rule files in YAML whose
+// conditions are expr expressions over a typed view of each record, compiled
+// once at load, indexed by (source, verb, resource) so a record meets only the
+// rules that can apply, with stateful forms (threshold, distinct, sequence,
+// new_term) evaluated on each record's own event time.
+//
+// # Contract
+//
+// Engine.Eval(record) returns the alerts the record raises. It is safe for
+// concurrent use: the processor calls it from one goroutine per Kafka
+// partition, and since all records of one identity share a partition (the
+// collector keys audit records by cluster/user), per-identity stateful rules
+// see that identity's records in order. Eval never fails: a rule whose
+// expression errors on a record is counted (errors) and treated as no match.
+// Reload swaps the compiled set atomically; a bad reload keeps the old set.
+//
+// The rule language is documented in rules/README.md.
+package rules
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/kubesift/kubesift/record"
+)
+
+// Alert is one detection.
+type Alert struct {
+	// ID is deterministic (rule id + record id), so a re-delivered record
+	// yields the same alert id and the alerts index stays free of duplicates.
+	ID       string        `json:"id"`
+	RuleID   string        `json:"rule_id"`
+	Title    string        `json:"title"`
+	Severity Severity      `json:"severity"`
+	Mitre    Mitre         `json:"mitre"`
+	Tags     []string      `json:"tags"`
+	RecordID string        `json:"record_id"`
+	Source   record.Source `json:"source"`
+	Cluster  string        `json:"cluster"`
+	Time     time.Time     `json:"time"`
+	Message  string        `json:"message"`
+	// GroupKey and Count are set by stateful rules.
+	GroupKey string `json:"group_key,omitempty"`
+	Count    int    `json:"count,omitempty"`
+	// Who, what and where, for routing and notifications.
+	User      string `json:"user,omitempty"`
+	Verb      string `json:"verb,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Resource  string `json:"resource,omitempty"`
+	Name      string `json:"name,omitempty"`
+}
+
+// compiledRule is a rule ready to run.
+type compiledRule struct {
+	Rule
+	source        record.Source
+	enabled       bool
+	cond          *vm.Program
+	groupBy       []*vm.Program
+	distinctField *vm.Program
+	steps         []compiledStep
+	exceptions    []compiledException
+	output        []outSeg
+	needsObjects  bool
+	keys          [2][]string // prefilter: accepted values per key field
+	keyed         [2]bool     // whether keys[i] constrains
+	state         state
+	stats         *RuleStats
+}
+
+type compiledStep struct {
+	cond    *vm.Program
+	groupBy []*vm.Program
+}
+
+type compiledException struct {
+	name  string
+	field *vm.Program
+	m     *matcher
+}
+
+// RuleStats counts what one rule did. They survive reloads (keyed by rule id).
+type RuleStats struct {
+	Evaluated  atomic.Uint64
+	Matched    atomic.Uint64
+	Suppressed atomic.Uint64
+	Errors     atomic.Uint64
+}
+
+// Set is a compiled, immutable rule set.
+type Set struct {
+	rules []*compiledRule
+	index map[record.Source]*index
+}
+
+// Rules returns the compiled rules' definitions (after layering), by id.
+func (s *Set) Rules() []Rule {
+	out := make([]Rule, len(s.rules))
+	for i, r := range s.rules {
+		out[i] = r.Rule
+	}
+	return out
+}
+
+// Load reads, layers and compiles rules. The error lists every problem found,
+// each naming file, line and rule.
+func Load(opts LoadOptions) (*Set, error) {
+	layers, err := readLayers(opts)
+	if err != nil {
+		return nil, err
+	}
+	m, errs := merge(layers)
+	set := &Set{index: map[record.Source]*index{}}
+	for _, r := range m.rules {
+		cr, rerrs := compileRule(r, m, opts.MaxGroups)
+		errs = append(errs, rerrs...)
+		if cr != nil && cr.enabled {
+			set.rules = append(set.rules, cr)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	for src, se := range sources {
+		ix := &index{keys: se.keys, cache: map[[2]string][]*compiledRule{}}
+		for _, r := range set.rules {
+			if r.source == src {
+				ix.rules = append(ix.rules, r)
+			}
+		}
+		set.index[src] = ix
+	}
+	return set, nil
+}
+
+// joinErrors sorts errors for stable output (they come from maps).
+func joinErrors(errs []error) error {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	sort.Strings(msgs)
+	return &LoadError{Problems: msgs}
+}
+
+// LoadError lists every problem of a rule load.
+type LoadError struct{ Problems []string }
+
+func (e *LoadError) Error() string {
+	return fmt.Sprintf("%d problem(s) in rules:\n  %s", len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// index finds the rules of one source that can match a record, by the
+// values of up to two key fields.
+type index struct {
+	keys  [2]string
+	rules []*compiledRule
+	mu    sync.RWMutex
+	cache map[[2]string][]*compiledRule
+}
+
+// maxIndexCache bounds the candidate cache; the (verb, resource) space of a
+// cluster is small, but custom resources and garbage input must not grow it
+// without bound. Past the bound candidates are computed without caching.
+const maxIndexCache = 20000
+
+func (ix *index) candidates(k [2]string) []*compiledRule {
+	ix.mu.RLock()
+	c, ok := ix.cache[k]
+	ix.mu.RUnlock()
+	if ok {
+		return c
+	}
+	for _, r := range ix.rules {
+		if r.accepts(k) {
+			c = append(c, r)
+		}
+	}
+	ix.mu.Lock()
+	if len(ix.cache) < maxIndexCache {
+		ix.cache[k] = c
+	}
+	ix.mu.Unlock()
+	return c
+}
+
+func (r *compiledRule) accepts(k [2]string) bool {
+	for i := range k {
+		if !r.keyed[i] {
+			continue
+		}
+		ok := false
+		for _, v := range r.keys[i] {
+			if v == k[i] {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Engine evaluates records against the current rule set.
+type Engine struct {
+	set   atomic.Pointer[Set]
+	mu    sync.Mutex // guards stats map and reloads
+	stats map[string]*RuleStats
+	opts  LoadOptions
+	// ShadowOnly, when set, suppresses every alert (rules test/dry runs).
+	vms sync.Pool
+}
+
+// New loads rules and returns an Engine.
+func New(opts LoadOptions) (*Engine, error) {
+	set, err := Load(opts)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{stats: map[string]*RuleStats{}, opts: opts}
+	e.vms.New = func() any { return &vm.VM{} }
+	e.install(set, nil)
+	return e, nil
+}
+
+// install attaches stats (and, from old, the state of unchanged stateful
+// rules) to set and makes it current.
+func (e *Engine) install(set, old *Set) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	prev := map[string]*compiledRule{}
+	if old != nil {
+		for _, r := range old.rules {
+			prev[r.ID] = r
+		}
+	}
+	for _, r := range set.rules {
+		st, ok := e.stats[r.ID]
+		if !ok {
+			st = &RuleStats{}
+			e.stats[r.ID] = st
+		}
+		r.stats = st
+		if p, ok := prev[r.ID]; ok && p.state != nil && sameStatefulDef(&p.Rule, &r.Rule) {
+			r.state = p.state // keep windows across a reload that did not change the rule
+		}
+	}
+	e.set.Store(set)
+}
+
+func sameStatefulDef(a, b *Rule) bool {
+	return fmt.Sprint(a.Condition, a.GroupBy, a.Threshold, a.Distinct, a.Sequence, a.NewTerm) ==
+		fmt.Sprint(b.Condition, b.GroupBy, b.Threshold, b.Distinct, b.Sequence, b.NewTerm)
+}
+
+// Reload loads the rules again; on error the current set stays in force.
+func (e *Engine) Reload() error {
+	set, err := Load(e.opts)
+	if err != nil {
+		return err
+	}
+	e.install(set, e.set.Load())
+	return nil
+}
+
+// Set returns the current compiled set.
+func (e *Engine) Set() *Set { return e.set.Load() }
+
+// Stats returns a snapshot of per-rule statistics by rule id.
+func (e *Engine) Stats() map[string]*RuleStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]*RuleStats, len(e.stats))
+	for k, v := range e.stats {
+		out[k] = v
+	}
+	return out
+}
+
+// evalCtx carries one record's environment through its candidate rules.
+type evalCtx struct {
+	env     any
+	audit   *AuditEnv
+	objects bool
+}
+
+// Eval returns the alerts r raises (shadow rules are counted, not returned).
+func (e *Engine) Eval(r *record.Record) []Alert {
+	set := e.set.Load()
+	ix := set.index[r.Source]
+	if ix == nil || len(ix.rules) == 0 {
+		return nil
+	}
+	var ctx evalCtx
+	var k [2]string
+	switch r.Source {
+	case record.SourceAudit:
+		if r.Audit == nil {
+			return nil
+		}
+		ctx.audit = newAuditEnv(r)
+		ctx.env = ctx.audit
+		k = [2]string{ctx.audit.Verb, ctx.audit.Resource}
+	case record.SourceEvent:
+		ev := newEventEnv(r)
+		ctx.env = ev
+		k = [2]string{ev.Reason, ""}
+	case record.SourceObject:
+		ob := newObjectEnv(r)
+		ctx.env = ob
+		k = [2]string{ob.Kind, ""}
+	}
+	cands := ix.candidates(k)
+	if len(cands) == 0 {
+		return nil
+	}
+	m := e.vms.Get().(*vm.VM)
+	defer e.vms.Put(m)
+	var alerts []Alert
+	for _, cr := range cands {
+		if cr.needsObjects && !ctx.objects && ctx.audit != nil {
+			ctx.audit.withObjects()
+			ctx.objects = true
+		}
+		if a, ok := e.evalRule(m, cr, r, &ctx); ok && !cr.Shadow {
+			alerts = append(alerts, a)
+		}
+	}
+	return alerts
+}
+
+func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
+	cr.stats.Evaluated.Add(1)
+	var groupKey string
+	var count int
+	if cr.Sequence != nil {
+		fired := false
+		// Later steps first, so one record cannot both start and finish a sequence.
+		for i := len(cr.steps) - 1; i >= 0; i-- {
+			st := cr.steps[i]
+			ok, err := runBool(m, st.cond, ctx.env)
+			if err != nil {
+				cr.stats.Errors.Add(1)
+				return Alert{}, false
+			}
+			if !ok || (cr.cond != nil && !mustBool(m, cr.cond, ctx.env, cr.stats)) {
+				continue
+			}
+			key, ok := groupKeyOf(m, st.groupBy, ctx.env, cr.stats)
+			if !ok {
+				continue
+			}
+			if fire, n := cr.state.observe(key, r.EventTime, i, ""); fire {
+				fired, groupKey, count = true, key, n
+			}
+		}
+		if !fired {
+			return Alert{}, false
+		}
+	} else {
+		ok, err := runBool(m, cr.cond, ctx.env)
+		if err != nil {
+			cr.stats.Errors.Add(1)
+			return Alert{}, false
+		}
+		if !ok {
+			return Alert{}, false
+		}
+	}
+	// Exceptions apply before state: an excepted record must not count
+	// towards a threshold either.
+	for _, ex := range cr.exceptions {
+		v, err := m.Run(ex.field, ctx.env)
+		if err == nil && ex.m.matchAll(v) {
+			cr.stats.Suppressed.Add(1)
+			return Alert{}, false
+		}
+	}
+	if cr.state != nil && cr.Sequence == nil {
+		key, ok := groupKeyOf(m, cr.groupBy, ctx.env, cr.stats)
+		if !ok {
+			return Alert{}, false
+		}
+		value := ""
+		if cr.distinctField != nil {
+			v, err := m.Run(cr.distinctField, ctx.env)
+			if err != nil || v == nil {
+				cr.stats.Errors.Add(1)
+				return Alert{}, false
+			}
+			value = fmt.Sprint(v)
+		}
+		fire, n := cr.state.observe(key, r.EventTime, 0, value)
+		if !fire {
+			return Alert{}, false
+		}
+		groupKey, count = key, n
+	}
+	cr.stats.Matched.Add(1)
+	a := Alert{
+		ID: cr.ID + ":" + r.ID, RuleID: cr.ID, Title: cr.Title, Severity: cr.Severity, Mitre: cr.Mitre,
+		Tags: cr.Tags, RecordID: r.ID, Source: r.Source, Cluster: r.Cluster.Name, Time: r.EventTime,
+		GroupKey: groupKey, Count: count,
+		Message: render(m, cr.output, ctx.env),
+	}
+	if au := ctx.audit; au != nil {
+		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
+	} else if ev, ok := ctx.env.(*EventEnv); ok {
+		a.Namespace, a.Resource, a.Name = ev.Namespace, strings.ToLower(ev.Kind), ev.Name
+	}
+	if a.Message == "" {
+		a.Message = cr.Title
+	}
+	return a, true
+}
+
+func runBool(m *vm.VM, p *vm.Program, env any) (bool, error) {
+	out, err := m.Run(p, env)
+	if err != nil {
+		return false, err
+	}
+	b, _ := out.(bool)
+	return b, nil
+}
+
+func mustBool(m *vm.VM, p *vm.Program, env any, st *RuleStats) bool {
+	b, err := runBool(m, p, env)
+	if err != nil {
+		st.Errors.Add(1)
+	}
+	return b
+}
+
+// groupKeyOf evaluates group_by expressions into one key. Each value is
+// rendered with %v; a list value (e.g. subject_users) uses its first element
+// so a binding's subject and a later request's user compare equal.
+func groupKeyOf(m *vm.VM, progs []*vm.Program, env any, st *RuleStats) (string, bool) {
+	var b strings.Builder
+	for i, p := range progs {
+		v, err := m.Run(p, env)
+		if err != nil {
+			st.Errors.Add(1)
+			return "", false
+		}
+		switch x := v.(type) {
+		case []string:
+			if len(x) == 0 {
+				return "", false
+			}
+			v = x[0]
+		case []any:
+			if len(x) == 0 {
+				return "", false
+			}
+			v = x[0]
+		}
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		fmt.Fprint(&b, v)
+	}
+	return b.String(), true
+}
+
+func render(m *vm.VM, segs []outSeg, env any) string {
+	var b strings.Builder
+	for _, s := range segs {
+		if s.prog == nil {
+			b.WriteString(s.lit)
+			continue
+		}
+		v, err := m.Run(s.prog, env)
+		if err != nil || v == nil {
+			b.WriteString("<none>")
+			continue
+		}
+		fmt.Fprint(&b, v)
+	}
+	return b.String()
+}

@@ -1,0 +1,187 @@
+package rules
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/kubesift/kubesift/record"
+)
+
+// AuditEnv is what an audit rule's condition sees. Field names (the expr
+// tags) are the rule language; they are documented in rules/README.md.
+// Request and Response are the request/response objects as generic JSON,
+// parsed only when a candidate rule refers to them.
+type AuditEnv struct {
+	ID                 string            `expr:"id"`
+	Cluster            string            `expr:"cluster"`
+	Time               time.Time         `expr:"time"`
+	Stage              string            `expr:"stage"`
+	Level              string            `expr:"level"`
+	Verb               string            `expr:"verb"`
+	User               string            `expr:"user"`
+	UserUID            string            `expr:"user_uid"`
+	Groups             []string          `expr:"groups"`
+	ImpersonatedUser   string            `expr:"impersonated_user"`
+	ImpersonatedGroups []string          `expr:"impersonated_groups"`
+	SourceIP           string            `expr:"source_ip"`
+	SourceIPs          []string          `expr:"source_ips"`
+	UserAgent          string            `expr:"user_agent"`
+	URI                string            `expr:"uri"`
+	APIGroup           string            `expr:"api_group"`
+	APIVersion         string            `expr:"api_version"`
+	Resource           string            `expr:"resource"`
+	Subresource        string            `expr:"subresource"`
+	Namespace          string            `expr:"namespace"`
+	Name               string            `expr:"name"`
+	Code               int               `expr:"code"`
+	Decision           string            `expr:"decision"`
+	AuthzReason        string            `expr:"authz_reason"`
+	Annotations        map[string]string `expr:"annotations"`
+	Request            map[string]any    `expr:"request"`
+	Response           map[string]any    `expr:"response"`
+
+	rec *record.Record
+}
+
+// EventEnv is what an Event rule's condition sees, for core/v1 and
+// events.k8s.io/v1 Events alike.
+type EventEnv struct {
+	ID        string    `expr:"id"`
+	Cluster   string    `expr:"cluster"`
+	Time      time.Time `expr:"time"`
+	Type      string    `expr:"type"` // Normal | Warning
+	Reason    string    `expr:"reason"`
+	Message   string    `expr:"message"`
+	Action    string    `expr:"action"`
+	Count     int       `expr:"count"`
+	Kind      string    `expr:"kind"` // of the involved (regarding) object
+	Namespace string    `expr:"namespace"`
+	Name      string    `expr:"name"`
+	ObjectUID string    `expr:"object_uid"`
+	FieldPath string    `expr:"field_path"`
+	Reporter  string    `expr:"reporter"` // reporting controller or source component
+	Host      string    `expr:"host"`     // reporting instance or source host
+	Node      string    `expr:"node"`     // enrichment: the pod's node
+	OwnerKind string    `expr:"owner_kind"`
+	OwnerName string    `expr:"owner_name"`
+	EventName string    `expr:"event_name"`
+	EventNS   string    `expr:"event_namespace"`
+	Related   string    `expr:"related"` // kind/namespace/name of the related object, if any
+
+	rec *record.Record
+}
+
+// ObjectEnv is what an object (posture) rule's condition sees.
+type ObjectEnv struct {
+	ID        string         `expr:"id"`
+	Cluster   string         `expr:"cluster"`
+	Time      time.Time      `expr:"time"`
+	Kind      string         `expr:"kind"`
+	Namespace string         `expr:"namespace"`
+	Name      string         `expr:"name"`
+	Object    map[string]any `expr:"object"`
+
+	rec *record.Record
+}
+
+// newAuditEnv fills the scalar fields; objects are added by withObjects.
+func newAuditEnv(r *record.Record) *AuditEnv {
+	a := r.Audit
+	e := &AuditEnv{
+		ID: r.ID, Cluster: r.Cluster.Name, Time: r.EventTime,
+		Stage: string(a.Stage), Level: string(a.Level), Verb: a.Verb,
+		User: a.User.Username, UserUID: a.User.UID, Groups: a.User.Groups,
+		SourceIPs: a.SourceIPs, UserAgent: a.UserAgent, URI: a.RequestURI,
+		Annotations: a.Annotations, rec: r,
+	}
+	if a.ImpersonatedUser != nil {
+		e.ImpersonatedUser, e.ImpersonatedGroups = a.ImpersonatedUser.Username, a.ImpersonatedUser.Groups
+	}
+	if len(a.SourceIPs) > 0 {
+		e.SourceIP = a.SourceIPs[0]
+	}
+	if o := a.ObjectRef; o != nil {
+		e.APIGroup, e.APIVersion, e.Resource, e.Subresource = o.APIGroup, o.APIVersion, o.Resource, o.Subresource
+		e.Namespace, e.Name = o.Namespace, o.Name
+	}
+	if a.ResponseStatus != nil {
+		e.Code = int(a.ResponseStatus.Code)
+	}
+	e.Decision = a.Annotations["authorization.k8s.io/decision"]
+	e.AuthzReason = a.Annotations["authorization.k8s.io/reason"]
+	return e
+}
+
+// withObjects parses the request and response objects once per record.
+// Undecodable bodies stay nil: a rule reading them sees missing fields.
+func (e *AuditEnv) withObjects() {
+	a := e.rec.Audit
+	if e.Request == nil && a.RequestObject != nil && len(a.RequestObject.Raw) > 0 {
+		_ = json.Unmarshal(a.RequestObject.Raw, &e.Request)
+	}
+	if e.Response == nil && a.ResponseObject != nil && len(a.ResponseObject.Raw) > 0 {
+		_ = json.Unmarshal(a.ResponseObject.Raw, &e.Response)
+	}
+}
+
+func newEventEnv(r *record.Record) *EventEnv {
+	e := &EventEnv{ID: r.ID, Cluster: r.Cluster.Name, Time: r.EventTime, rec: r}
+	switch {
+	case r.CoreEvent != nil:
+		ev := r.CoreEvent
+		e.Type, e.Reason, e.Message, e.Action = ev.Type, ev.Reason, ev.Message, ev.Action
+		e.Count = int(record.CoreEventCount(ev))
+		io := ev.InvolvedObject
+		e.Kind, e.Namespace, e.Name, e.ObjectUID, e.FieldPath = io.Kind, io.Namespace, io.Name, string(io.UID), io.FieldPath
+		e.Reporter, e.Host = ev.ReportingController, ev.ReportingInstance
+		if e.Reporter == "" {
+			e.Reporter, e.Host = ev.Source.Component, ev.Source.Host
+		}
+		e.EventName, e.EventNS = ev.Name, ev.Namespace
+		if ev.Related != nil {
+			e.Related = ev.Related.Kind + "/" + ev.Related.Namespace + "/" + ev.Related.Name
+		}
+	case r.Event != nil:
+		ev := r.Event
+		e.Type, e.Reason, e.Message, e.Action = ev.Type, ev.Reason, ev.Note, ev.Action
+		e.Count = int(record.EventCount(ev))
+		io := ev.Regarding
+		e.Kind, e.Namespace, e.Name, e.ObjectUID, e.FieldPath = io.Kind, io.Namespace, io.Name, string(io.UID), io.FieldPath
+		e.Reporter, e.Host = ev.ReportingController, ev.ReportingInstance
+		if e.Reporter == "" {
+			e.Reporter, e.Host = ev.DeprecatedSource.Component, ev.DeprecatedSource.Host
+		}
+		e.EventName, e.EventNS = ev.Name, ev.Namespace
+		if ev.Related != nil {
+			e.Related = ev.Related.Kind + "/" + ev.Related.Namespace + "/" + ev.Related.Name
+		}
+	}
+	// Enrichment added by the Events collector travels in annotations of the
+	// Event object ("kubesift.io/node", "kubesift.io/owner-kind", …).
+	var ann map[string]string
+	if r.CoreEvent != nil {
+		ann = r.CoreEvent.Annotations
+	} else if r.Event != nil {
+		ann = r.Event.Annotations
+	}
+	e.Node, e.OwnerKind, e.OwnerName = ann[AnnotationNode], ann[AnnotationOwnerKind], ann[AnnotationOwnerName]
+	return e
+}
+
+// Enrichment annotations the Events collector sets on the Event it ships.
+const (
+	AnnotationNode      = "kubesift.io/node"
+	AnnotationOwnerKind = "kubesift.io/owner-kind"
+	AnnotationOwnerName = "kubesift.io/owner-name"
+)
+
+func newObjectEnv(r *record.Record) *ObjectEnv {
+	e := &ObjectEnv{ID: r.ID, Cluster: r.Cluster.Name, Time: r.EventTime, rec: r}
+	_ = json.Unmarshal(r.Object, &e.Object)
+	if md, ok := e.Object["metadata"].(map[string]any); ok {
+		e.Namespace, _ = md["namespace"].(string)
+		e.Name, _ = md["name"].(string)
+	}
+	e.Kind, _ = e.Object["kind"].(string)
+	return e
+}

@@ -1,0 +1,239 @@
+package rules
+
+import (
+	"container/list"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxGroups bounds the groups one stateful rule tracks.
+const DefaultMaxGroups = 10000
+
+// state is the memory of one stateful rule. All times are the records' own
+// event times, never the wall clock, so replaying an old log gives the same
+// alerts as seeing it live. observe is called with the rule's lock held by
+// the state itself; implementations are safe for concurrent use.
+type state interface {
+	// observe feeds one matching record of group key at time t (for
+	// sequences: that matched step; for distinct: with value). It reports
+	// whether the rule fires, and the count to put on the alert.
+	observe(key string, t time.Time, step int, value string) (fire bool, count int)
+	// evictions is the number of groups dropped to stay within the bound.
+	evictions() uint64
+	// groups is the number of groups held now.
+	groups() int
+}
+
+func newState(r *Rule, maxGroups int) state {
+	if maxGroups <= 0 {
+		maxGroups = DefaultMaxGroups
+	}
+	switch {
+	case r.Threshold != nil:
+		return &thresholdState{lru: newLRU[*ring](maxGroups), count: r.Threshold.Count, window: r.Threshold.Window}
+	case r.Distinct != nil:
+		return &distinctState{lru: newLRU[map[string]time.Time](maxGroups), count: r.Distinct.Count, window: r.Distinct.Window}
+	case r.Sequence != nil:
+		return &sequenceState{lru: newLRU[*seqProgress](maxGroups), steps: len(r.Sequence.Steps), within: r.Sequence.Within}
+	case r.NewTerm != nil:
+		return &newTermState{lru: newLRU[time.Time](maxGroups), lookback: r.NewTerm.Lookback}
+	}
+	return nil
+}
+
+// lru is a bounded map whose least recently used entry is evicted first.
+type lru[V any] struct {
+	mu      sync.Mutex
+	max     int
+	m       map[string]*list.Element
+	order   *list.List // front = most recent
+	evicted atomic.Uint64
+}
+
+type lruEntry[V any] struct {
+	key string
+	val V
+}
+
+func newLRU[V any](max int) *lru[V] {
+	return &lru[V]{max: max, m: map[string]*list.Element{}, order: list.New()}
+}
+
+// get returns the value for key, creating it with mk when absent; the entry
+// becomes the most recent. Callers hold l.mu.
+func (l *lru[V]) get(key string, mk func() V) *V {
+	if e, ok := l.m[key]; ok {
+		l.order.MoveToFront(e)
+		return &e.Value.(*lruEntry[V]).val
+	}
+	if len(l.m) >= l.max {
+		old := l.order.Back()
+		l.order.Remove(old)
+		delete(l.m, old.Value.(*lruEntry[V]).key)
+		l.evicted.Add(1)
+	}
+	ent := &lruEntry[V]{key: key, val: mk()}
+	l.m[key] = l.order.PushFront(ent)
+	return &ent.val
+}
+
+func (l *lru[V]) lookup(key string) (*V, bool) {
+	if e, ok := l.m[key]; ok {
+		l.order.MoveToFront(e)
+		return &e.Value.(*lruEntry[V]).val, true
+	}
+	return nil, false
+}
+
+func (l *lru[V]) remove(key string) {
+	if e, ok := l.m[key]; ok {
+		l.order.Remove(e)
+		delete(l.m, key)
+	}
+}
+
+func (l *lru[V]) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
+}
+
+// ring holds the last N match times of a group.
+type ring struct {
+	t    []time.Time
+	next int
+	n    int
+}
+
+type thresholdState struct {
+	lru    *lru[*ring]
+	count  int
+	window time.Duration
+}
+
+// observe fires when the count-th most recent match is within the window of
+// this one; the group then starts over, so a sustained burst alerts once per
+// count matches rather than on every record.
+func (s *thresholdState) observe(key string, t time.Time, _ int, _ string) (bool, int) {
+	s.lru.mu.Lock()
+	defer s.lru.mu.Unlock()
+	r := *s.lru.get(key, func() *ring { return &ring{t: make([]time.Time, s.count)} })
+	r.t[r.next] = t
+	r.next = (r.next + 1) % s.count
+	if r.n < s.count {
+		r.n++
+	}
+	if r.n < s.count {
+		return false, 0
+	}
+	oldest := r.t[r.next] // after the write, next points at the oldest kept
+	if t.Sub(oldest) <= s.window {
+		s.lru.remove(key)
+		return true, s.count
+	}
+	return false, 0
+}
+
+func (s *thresholdState) evictions() uint64 { return s.lru.evicted.Load() }
+func (s *thresholdState) groups() int       { return s.lru.size() }
+
+type distinctState struct {
+	lru    *lru[map[string]time.Time]
+	count  int
+	window time.Duration
+}
+
+// observe records value for the group, forgets values last seen before the
+// window, and fires when count distinct values remain.
+func (s *distinctState) observe(key string, t time.Time, _ int, value string) (bool, int) {
+	s.lru.mu.Lock()
+	defer s.lru.mu.Unlock()
+	vals := *s.lru.get(key, func() map[string]time.Time { return map[string]time.Time{} })
+	if prev, ok := vals[value]; !ok || t.After(prev) {
+		vals[value] = t
+	}
+	for v, seen := range vals {
+		if t.Sub(seen) > s.window {
+			delete(vals, v)
+		}
+	}
+	if len(vals) >= s.count {
+		n := len(vals)
+		s.lru.remove(key)
+		return true, n
+	}
+	return false, 0
+}
+
+func (s *distinctState) evictions() uint64 { return s.lru.evicted.Load() }
+func (s *distinctState) groups() int       { return s.lru.size() }
+
+type seqProgress struct {
+	done  int // steps completed
+	start time.Time
+}
+
+type sequenceState struct {
+	lru    *lru[*seqProgress]
+	steps  int
+	within time.Duration
+}
+
+// observe advances the group's progress when the record matched the next
+// step in time; step 0 (re)starts a sequence.
+func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bool, int) {
+	s.lru.mu.Lock()
+	defer s.lru.mu.Unlock()
+	if step == 0 {
+		p := *s.lru.get(key, func() *seqProgress { return &seqProgress{} })
+		if p.done <= 1 || t.Sub(p.start) > s.within {
+			p.done, p.start = 1, t
+		}
+		return false, 0
+	}
+	pp, ok := s.lru.lookup(key)
+	if !ok {
+		return false, 0
+	}
+	p := *pp
+	if t.Sub(p.start) > s.within {
+		s.lru.remove(key)
+		return false, 0
+	}
+	if p.done == step {
+		p.done++
+	}
+	if p.done == s.steps {
+		s.lru.remove(key)
+		return true, s.steps
+	}
+	return false, 0
+}
+
+func (s *sequenceState) evictions() uint64 { return s.lru.evicted.Load() }
+func (s *sequenceState) groups() int       { return s.lru.size() }
+
+type newTermState struct {
+	lru      *lru[time.Time]
+	lookback time.Duration
+}
+
+// observe fires when the key was not seen within the lookback.
+func (s *newTermState) observe(key string, t time.Time, _ int, _ string) (bool, int) {
+	s.lru.mu.Lock()
+	defer s.lru.mu.Unlock()
+	last, seen := s.lru.lookup(key)
+	if seen {
+		fire := t.Sub(*last) > s.lookback
+		if t.After(*last) {
+			*last = t
+		}
+		return fire, 1
+	}
+	*s.lru.get(key, func() time.Time { return t }) = t
+	return true, 1
+}
+
+func (s *newTermState) evictions() uint64 { return s.lru.evicted.Load() }
+func (s *newTermState) groups() int       { return s.lru.size() }
