@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	jsoniter "github.com/json-iterator/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
@@ -130,10 +131,14 @@ func (d *Decoder) decodeDocument(dc doc) {
 	data := dc.data
 	switch data[0] {
 	case '[':
-		var items []json.RawMessage
-		if err := json.Unmarshal(data, &items); err != nil {
-			d.fail(dc, jsonError("", err))
-			return
+		items, ok := splitArray(data)
+		if !ok {
+			var raw []json.RawMessage
+			if err := json.Unmarshal(data, &raw); err != nil {
+				d.fail(dc, jsonError("", err))
+				return
+			}
+			items = rawSlices(raw)
 		}
 		for i, it := range items {
 			d.decodeObject(dc, it, fmt.Sprintf("[%d]", i), 0)
@@ -173,16 +178,25 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		return
 	}
 	var p probe
-	if err := json.Unmarshal(data, &p); err != nil {
-		d.fail(dc, jsonError(path, err))
-		return
+	if scanProbe(data, &p) != nil {
+		// The fast scanner gives up on escaped keys, wrappers and bad JSON;
+		// encoding/json classifies those and names the error precisely.
+		p = probe{}
+		if err := json.Unmarshal(data, &p); err != nil {
+			d.fail(dc, jsonError(path, err))
+			return
+		}
 	}
 	switch {
 	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
-		var items []json.RawMessage
-		if err := json.Unmarshal(p.Items, &items); err != nil {
-			d.fail(dc, jsonError(join(path, "items"), err))
-			return
+		items, ok := splitArray(p.Items)
+		if !ok {
+			var raw []json.RawMessage
+			if err := json.Unmarshal(p.Items, &raw); err != nil {
+				d.fail(dc, jsonError(join(path, "items"), err))
+				return
+			}
+			items = rawSlices(raw)
 		}
 		for i, it := range items {
 			d.decodeObject(dc, it, fmt.Sprintf("%s[%d]", join(path, "items"), i), depth+1)
@@ -211,7 +225,7 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		d.decodeObject(dc, inner, join(path, "properties.log"), depth+1)
 	case isAudit(&p):
 		var ev auditv1.Event
-		if err := json.Unmarshal(data, &ev); err != nil {
+		if err := unmarshalTyped(data, &ev); err != nil {
 			// metav1.MicroTime accepts only RFC 3339 with exactly six
 			// fractional digits, which kube-apiserver always writes; hand-made
 			// and converted logs often do not. Retry once with the timestamps
@@ -230,7 +244,7 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		d.emitAudit(dc, &ev, data, path)
 	case p.Kind == "Event" && (p.APIVersion == APIEventsV1 || p.Regarding != nil && p.APIVersion == ""):
 		var ev eventsv1.Event
-		if err := json.Unmarshal(data, &ev); err != nil {
+		if err := unmarshalTyped(data, &ev); err != nil {
 			d.fail(dc, jsonError(path, err))
 			return
 		}
@@ -238,7 +252,7 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 	case p.Kind == "Event" && (p.APIVersion == APICoreV1 || p.InvolvedObject != nil && p.APIVersion == ""),
 		p.Kind == "" && p.InvolvedObject != nil:
 		var ev corev1.Event
-		if err := json.Unmarshal(data, &ev); err != nil {
+		if err := unmarshalTyped(data, &ev); err != nil {
 			d.fail(dc, jsonError(path, err))
 			return
 		}
@@ -275,6 +289,31 @@ func normaliseAuditTimes(data []byte) ([]byte, bool) {
 	}
 	out, err := json.Marshal(m)
 	return out, err == nil
+}
+
+// fastJSON decodes typed views. json-iterator honours the standard library's
+// tags and json.Unmarshaler implementations (MicroTime, runtime.Unknown) and
+// is several times faster on audit events, where most bytes are nested
+// request/response objects it only has to skip.
+var fastJSON = jsoniter.ConfigCompatibleWithStandardLibrary
+
+// unmarshalTyped decodes data into v quickly; on failure it decodes again with
+// encoding/json, whose errors name the field, and returns that outcome.
+func unmarshalTyped[T any](data []byte, v *T) error {
+	if err := fastJSON.Unmarshal(data, v); err == nil {
+		return nil
+	}
+	var zero T
+	*v = zero
+	return json.Unmarshal(data, v)
+}
+
+func rawSlices(raw []json.RawMessage) [][]byte {
+	out := make([][]byte, len(raw))
+	for i, r := range raw {
+		out[i] = r
+	}
+	return out
 }
 
 // isAudit recognises audit events, including old ones without apiVersion/kind.

@@ -69,13 +69,13 @@ func Unmarshal(data []byte) (*Record, error) {
 	switch {
 	case r.Source == SourceAudit:
 		r.Audit = new(auditv1.Event)
-		err = json.Unmarshal(r.Object, r.Audit)
+		err = unmarshalTyped(r.Object, r.Audit)
 	case r.Source == SourceEvent && r.APIVersion == APIEventsV1:
 		r.Event = new(eventsv1.Event)
-		err = json.Unmarshal(r.Object, r.Event)
+		err = unmarshalTyped(r.Object, r.Event)
 	case r.Source == SourceEvent && r.APIVersion == APICoreV1:
 		r.CoreEvent = new(corev1.Event)
-		err = json.Unmarshal(r.Object, r.CoreEvent)
+		err = unmarshalTyped(r.Object, r.CoreEvent)
 	case r.Source == SourceEvent:
 		return nil, &FieldError{Field: "api_version", Msg: fmt.Sprintf("unknown Event API %q", r.APIVersion)}
 	}

@@ -1,0 +1,219 @@
+package record
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+)
+
+// errScan means the fast scanner could not classify a document; the caller
+// falls back to encoding/json, which also produces the precise error.
+var errScan = errors.New("scan")
+
+// scanProbe fills p from the top level of a JSON object in one pass without
+// decoding nested values: string values of the keys the classifier needs,
+// and the raw extent of items, protoPayload, properties, involvedObject and
+// regarding. It is several times faster than json.Unmarshal into the probe
+// struct (which validates, then decodes, every nested byte) and the decoders
+// validate the document anyway when they read the typed view.
+func scanProbe(data []byte, p *probe) error {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return errScan
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return errScan
+		}
+		kEnd, esc := stringEnd(data, i)
+		if kEnd < 0 || esc {
+			return errScan // escaped keys: let encoding/json handle them
+		}
+		key := data[i+1 : kEnd-1]
+		i = skipWS(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return errScan
+		}
+		i = skipWS(data, i+1)
+		vEnd := valueEnd(data, i)
+		if vEnd < 0 {
+			return errScan
+		}
+		val := data[i:vEnd]
+		switch string(key) {
+		case "kind":
+			if !scanString(val, &p.Kind) {
+				return errScan
+			}
+		case "apiVersion":
+			if !scanString(val, &p.APIVersion) {
+				return errScan
+			}
+		case "auditID":
+			if !scanString(val, &p.AuditID) {
+				return errScan
+			}
+		case "stage":
+			if !scanString(val, &p.Stage) {
+				return errScan
+			}
+		case "items":
+			p.Items = val
+		case "protoPayload":
+			p.ProtoPayload = val
+		case "properties", "timestamp":
+			return errScan // rare wrappers and old v1beta1 fields: the slow path knows them
+		case "involvedObject":
+			p.InvolvedObject = val
+		case "regarding":
+			p.Regarding = val
+		}
+		i = skipWS(data, vEnd)
+		if i >= len(data) {
+			return errScan
+		}
+		if data[i] == '}' {
+			if skipWS(data, i+1) != len(data) {
+				return errScan
+			}
+			return nil
+		}
+		if data[i] != ',' {
+			return errScan
+		}
+		i = skipWS(data, i+1)
+	}
+}
+
+func skipWS(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index after the closing quote of the string starting
+// at data[i], and whether it contains escapes; -1 if unterminated.
+func stringEnd(data []byte, i int) (int, bool) {
+	esc := false
+	j := i + 1
+	for {
+		k := bytes.IndexAny(data[j:], `"\`)
+		if k < 0 {
+			return -1, esc
+		}
+		j += k
+		if data[j] == '"' {
+			return j + 1, esc
+		}
+		esc = true
+		j += 2 // skip the escaped character
+		if j > len(data) {
+			return -1, esc
+		}
+	}
+}
+
+// valueEnd returns the index after the JSON value starting at data[i], or -1.
+// Nested objects and arrays are skipped by depth, strings by stringEnd.
+func valueEnd(data []byte, i int) int {
+	if i >= len(data) {
+		return -1
+	}
+	switch data[i] {
+	case '"':
+		e, _ := stringEnd(data, i)
+		return e
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); {
+			switch data[j] {
+			case '"':
+				e, _ := stringEnd(data, j)
+				if e < 0 {
+					return -1
+				}
+				j = e
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+			j++
+		}
+		return -1
+	default: // number, true, false, null
+		j := i
+		for j < len(data) {
+			switch data[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return j
+			}
+			j++
+		}
+		return j
+	}
+}
+
+// scanString reads a JSON string value (or null) into dst.
+func scanString(val []byte, dst *string) bool {
+	if string(val) == "null" {
+		return true
+	}
+	if len(val) < 2 || val[0] != '"' {
+		return false
+	}
+	if bytes.IndexByte(val, '\\') < 0 {
+		*dst = string(val[1 : len(val)-1])
+		return true
+	}
+	s, err := strconv.Unquote(string(val))
+	if err != nil {
+		return false
+	}
+	*dst = s
+	return true
+}
+
+// splitArray returns the raw elements of a JSON array, or ok=false.
+func splitArray(data []byte) (elems [][]byte, ok bool) {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '[' {
+		return nil, false
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return nil, skipWS(data, i+1) == len(data)
+	}
+	for {
+		e := valueEnd(data, i)
+		if e < 0 {
+			return nil, false
+		}
+		elems = append(elems, data[i:e])
+		i = skipWS(data, e)
+		if i >= len(data) {
+			return nil, false
+		}
+		if data[i] == ']' {
+			return elems, skipWS(data, i+1) == len(data)
+		}
+		if data[i] != ',' {
+			return nil, false
+		}
+		i = skipWS(data, i+1)
+	}
+}
