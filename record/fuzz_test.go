@@ -2,6 +2,8 @@ package record
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 	"errors"
 	"io"
 	"testing"
@@ -70,6 +72,39 @@ func FuzzGKE(f *testing.F) {
 		ev, err := fromGKE(data)
 		if err == nil && (ev.AuditID == "" || ev.Stage == "") {
 			t.Fatalf("converted event without id/stage: %+v", ev)
+		}
+	})
+}
+
+// FuzzScanProbe checks the fast top-level scanner against encoding/json:
+// whenever it accepts valid JSON, it must classify it exactly as
+// json.Unmarshal into the probe does.
+func FuzzScanProbe(f *testing.F) {
+	for _, s := range []string{auditV1, coreEvent, eventsEvent, `{"kind":"EventList","items":[{"a":"\"}"}]}`,
+		`{"kind":"E\u0076ent","apiVersion":"v1","involvedObject":{}}`, `{"auditID":"x","stage":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast probe
+		if scanProbe(data, &fast) != nil || !json.Valid(data) {
+			return
+		}
+		// encoding/json matches keys case-insensitively; Kubernetes (and
+		// the scanner) do not. Compare only inputs where that cannot matter.
+		lower := bytes.ToLower(data)
+		for _, k := range []string{"kind", "apiVersion", "auditID", "stage", "items", "protoPayload", "properties", "involvedObject", "regarding", "timestamp"} {
+			if bytes.Count(lower, []byte(`"`+strings.ToLower(k)+`"`)) != bytes.Count(data, []byte(`"`+k+`"`)) {
+				return
+			}
+		}
+		var slow probe
+		if json.Unmarshal(data, &slow) != nil {
+			return // e.g. kind is a number: the slow path reports it
+		}
+		if fast.Kind != slow.Kind || fast.APIVersion != slow.APIVersion || fast.AuditID != slow.AuditID || fast.Stage != slow.Stage ||
+			(fast.Items == nil) != (slow.Items == nil) || (fast.InvolvedObject == nil) != (slow.InvolvedObject == nil) ||
+			(fast.Regarding == nil) != (slow.Regarding == nil) || (fast.ProtoPayload == nil) != (slow.ProtoPayload == nil) {
+			t.Fatalf("scanProbe disagrees with encoding/json on %q:\nfast %+v\nslow %+v", data, fast, slow)
 		}
 	})
 }
