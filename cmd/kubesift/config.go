@@ -12,6 +12,8 @@ func newConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Check and print configuration files",
+		Example: `  kubesift config print-defaults > config.yaml
+  kubesift config validate config.yaml`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate FILE",

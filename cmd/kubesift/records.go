@@ -25,8 +25,9 @@ var sampleAudit []byte
 
 func newRecordsCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "records",
-		Short: "Work with kubesift records (the envelope every component exchanges)",
+		Use:     "records",
+		Short:   "Work with kubesift records (the envelope every component exchanges)",
+		Example: `  kubesift records decode /var/log/kubernetes/audit.log`,
 	}
 	var (
 		cluster string

@@ -25,6 +25,9 @@ func newRootCommand() *cobra.Command {
 Events (client-go informers) from many clusters, publishes them to Kafka, evaluates security
 rules written in expr, indexes every record and alert in Elasticsearch, and notifies Slack
 and webhooks.`,
+		Example: `  kubesift records decode --sample --summary     # decode a recorded audit log
+  kubesift rules eval /var/log/kubernetes/audit.log  # detect on a recorded audit log
+  kubesift config print-defaults > config.yaml`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

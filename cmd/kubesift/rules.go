@@ -23,6 +23,9 @@ func newRulesCommand() *cobra.Command {
 		Short: "Lint, test and evaluate detection rules",
 		Long: `Rules are YAML files with expr conditions (see rules/README.md). The built-in pack is
 embedded in the binary; --rules DIR layers your own directories over it.`,
+		Example: `  kubesift rules lint ./my-rules
+  kubesift rules test ./my-rules
+  kubesift rules eval --rules ./my-rules audit.log`,
 	}
 	cmd.AddCommand(newRulesLintCommand(), newRulesTestCommand(), newRulesEvalCommand())
 	return cmd
