@@ -227,7 +227,7 @@ type substituter struct {
 	m       *merged
 	stack   []string
 	err     error
-	objects bool // the expression reads request/response/object
+	objects objectUse // which objects the expression reads
 }
 
 func (s *substituter) Visit(node *ast.Node) {
@@ -236,8 +236,10 @@ func (s *substituter) Visit(node *ast.Node) {
 		return
 	}
 	switch id.Value {
-	case "request", "response", "object":
-		s.objects = true
+	case "request":
+		s.objects |= useRequest
+	case "response":
+		s.objects |= useResponse
 	}
 	if items, ok := s.m.lists[id.Value]; ok {
 		arr := &ast.ArrayNode{Nodes: make([]ast.Node, len(items))}
@@ -268,11 +270,21 @@ func (s *substituter) Visit(node *ast.Node) {
 	ast.Patch(node, tree.Node)
 }
 
+// objectUse says which audit objects a rule reads, so that a record's request
+// and response bodies are parsed only when a candidate rule needs them, and
+// only the one it needs (response bodies of reads are often large).
+type objectUse uint8
+
+const (
+	useRequest objectUse = 1 << iota
+	useResponse
+)
+
 // compiler compiles expressions for one source.
 type compiler struct {
 	m       *merged
 	src     *sourceEnv
-	objects bool // some compiled expression reads the request/response objects
+	objects objectUse // objects some compiled expression reads
 }
 
 func (c *compiler) compile(code string, asBool bool) (*vm.Program, error) {
@@ -285,9 +297,7 @@ func (c *compiler) compile(code string, asBool bool) (*vm.Program, error) {
 	if sub.err != nil {
 		return nil, sub.err
 	}
-	if sub.objects {
-		c.objects = true
-	}
+	c.objects |= sub.objects
 	return p, err
 }
 
@@ -484,7 +494,7 @@ func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	cr.needsObjects = c.objects
+	cr.objects = c.objects
 	cr.state = newState(r, maxGroups)
 	return cr, nil
 }

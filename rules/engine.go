@@ -67,7 +67,7 @@ type compiledRule struct {
 	steps         []compiledStep
 	exceptions    []compiledException
 	output        []outSeg
-	needsObjects  bool
+	objects       objectUse   // request/response bodies the rule reads
 	keys          [2][]string // prefilter: accepted values per key field
 	keyed         [2]bool     // whether keys[i] constrains
 	state         state
@@ -271,6 +271,16 @@ func (e *Engine) Reload() error {
 	return nil
 }
 
+// resetState gives every stateful rule empty windows (fixtures run each case
+// from a clean slate without recompiling the set).
+func (e *Engine) resetState() {
+	for _, r := range e.set.Load().rules {
+		if r.state != nil {
+			r.state = newState(&r.Rule, e.opts.MaxGroups)
+		}
+	}
+}
+
 // Set returns the current compiled set.
 func (e *Engine) Set() *Set { return e.set.Load() }
 
@@ -289,7 +299,7 @@ func (e *Engine) Stats() map[string]*RuleStats {
 type evalCtx struct {
 	env     any
 	audit   *AuditEnv
-	objects bool
+	objects objectUse // bodies already parsed into the env
 }
 
 // Eval returns the alerts r raises (shadow rules are counted, not returned).
@@ -326,9 +336,9 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 	defer e.vms.Put(m)
 	var alerts []Alert
 	for _, cr := range cands {
-		if cr.needsObjects && !ctx.objects && ctx.audit != nil {
-			ctx.audit.withObjects()
-			ctx.objects = true
+		if missing := cr.objects &^ ctx.objects; missing != 0 && ctx.audit != nil {
+			ctx.audit.withObjects(missing)
+			ctx.objects |= missing
 		}
 		if a, ok := e.evalRule(m, cr, r, &ctx); ok && !cr.Shadow {
 			alerts = append(alerts, a)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"time"
 
+	jsoniter "github.com/json-iterator/go"
+
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -112,17 +114,21 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 	return e
 }
 
-// withObjects parses the request and response objects once per record.
+// withObjects parses the request and/or response object, once per record.
 // Undecodable bodies stay nil: a rule reading them sees missing fields.
-func (e *AuditEnv) withObjects() {
+func (e *AuditEnv) withObjects(use objectUse) {
 	a := e.rec.Audit
-	if e.Request == nil && a.RequestObject != nil && len(a.RequestObject.Raw) > 0 {
-		_ = json.Unmarshal(a.RequestObject.Raw, &e.Request)
+	if use&useRequest != 0 && a.RequestObject != nil && len(a.RequestObject.Raw) > 0 {
+		_ = objectJSON.Unmarshal(a.RequestObject.Raw, &e.Request)
 	}
-	if e.Response == nil && a.ResponseObject != nil && len(a.ResponseObject.Raw) > 0 {
-		_ = json.Unmarshal(a.ResponseObject.Raw, &e.Response)
+	if use&useResponse != 0 && a.ResponseObject != nil && len(a.ResponseObject.Raw) > 0 {
+		_ = objectJSON.Unmarshal(a.ResponseObject.Raw, &e.Response)
 	}
 }
+
+// objectJSON parses request/response bodies into generic maps: json-iterator
+// yields the same map[string]any/[]any/float64 shapes as encoding/json, faster.
+var objectJSON = jsoniter.ConfigCompatibleWithStandardLibrary
 
 func newEventEnv(r *record.Record) *EventEnv {
 	e := &EventEnv{ID: r.ID, Cluster: r.Cluster.Name, Time: r.EventTime, rec: r}

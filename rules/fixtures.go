@@ -178,12 +178,12 @@ func slug(s string) string {
 // RunTests runs fixtures against the rules loaded with opts. Each case gets
 // fresh stateful windows, so cases do not leak into each other.
 func RunTests(opts LoadOptions, cases []TestCase) ([]TestResult, error) {
-	set, err := Load(opts)
+	e, err := New(opts)
 	if err != nil {
 		return nil, err
 	}
 	known := map[string]bool{}
-	for _, r := range set.rules {
+	for _, r := range e.Set().rules {
 		known[r.ID] = true
 	}
 	var results []TestResult
@@ -195,7 +195,8 @@ func RunTests(opts LoadOptions, cases []TestCase) ([]TestResult, error) {
 		case !known[tc.Rule]:
 			res.Detail = fmt.Sprintf("unknown or disabled rule %q", tc.Rule)
 		default:
-			res.Passed, res.Detail = runCase(opts, tc)
+			e.resetState()
+			res.Passed, res.Detail = runCase(e, tc)
 		}
 		res.Duration = time.Since(start)
 		results = append(results, res)
@@ -203,14 +204,8 @@ func RunTests(opts LoadOptions, cases []TestCase) ([]TestResult, error) {
 	return results, nil
 }
 
-func runCase(opts LoadOptions, tc *TestCase) (bool, string) {
+func runCase(e *Engine, tc *TestCase) (bool, string) {
 	recs, err := FixtureRecords(tc)
-	if err != nil {
-		return false, err.Error()
-	}
-	// A fresh engine per case gives fresh windows; the compiled set is
-	// rebuilt, which costs milliseconds and keeps cases independent.
-	e, err := New(opts)
 	if err != nil {
 		return false, err.Error()
 	}
