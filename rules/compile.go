@@ -9,9 +9,11 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
@@ -259,7 +261,7 @@ func (s *substituter) Visit(node *ast.Node) {
 			return
 		}
 	}
-	tree, err := parser.Parse(mc.Condition)
+	tree, err := parser.ParseWithConfig(mc.Condition, parseConfig())
 	if err != nil {
 		s.err = fmt.Errorf("%s:%d: macro %s: %v", mc.file, mc.line, mc.Name, err)
 		return
@@ -287,7 +289,7 @@ type compiler struct {
 	objects objectUse // objects some compiled expression reads
 }
 
-func (c *compiler) compile(code string, asBool bool) (*vm.Program, error) {
+func (c *compiler) compile(code string, asBool bool) (*program, error) {
 	sub := &substituter{m: c.m}
 	opts := append([]expr.Option{expr.Env(c.src.env), expr.Patch(sub)}, helperOptions()...)
 	if asBool {
@@ -297,8 +299,93 @@ func (c *compiler) compile(code string, asBool bool) (*vm.Program, error) {
 	if sub.err != nil {
 		return nil, sub.err
 	}
+	if err != nil {
+		return nil, err
+	}
 	c.objects |= sub.objects
-	return p, err
+	out := &program{p: p, use: sub.objects}
+	if asBool && sub.objects != 0 {
+		out.pre = c.guard(code)
+	}
+	return out, nil
+}
+
+// guard compiles the top-level && terms of a condition that read neither
+// request nor response. Evaluated first, they reject most records before a
+// body is parsed (a rule on "get pods exec" that also reads bodies then costs
+// a string compare on every other "get pods"). nil when there is no such term.
+func (c *compiler) guard(code string) *vm.Program {
+	tree, err := parser.ParseWithConfig(code, parseConfig())
+	if err != nil {
+		return nil
+	}
+	sub := &substituter{m: c.m}
+	ast.Walk(&tree.Node, sub)
+	if sub.err != nil {
+		return nil
+	}
+	var terms []string
+	var walk func(n ast.Node)
+	walk = func(n ast.Node) {
+		if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "&&" || b.Operator == "and") {
+			walk(b.Left)
+			walk(b.Right)
+			return
+		}
+		if !readsObjects(n) {
+			terms = append(terms, "("+n.String()+")")
+		}
+	}
+	walk(tree.Node)
+	if len(terms) == 0 {
+		return nil
+	}
+	opts := append([]expr.Option{expr.Env(c.src.env), expr.AsBool()}, helperOptions()...)
+	p, err := expr.Compile(strings.Join(terms, " && "), opts...)
+	if err != nil {
+		return nil // the full condition still runs; the guard is only a shortcut
+	}
+	return p
+}
+
+// readsObjects reports whether an expression refers to request or response.
+func readsObjects(n ast.Node) bool {
+	found := false
+	ast.Walk(&n, visitorFunc(func(node *ast.Node) {
+		if id, ok := (*node).(*ast.IdentifierNode); ok && (id.Value == "request" || id.Value == "response") {
+			found = true
+		}
+	}))
+	return found
+}
+
+type visitorFunc func(*ast.Node)
+
+func (f visitorFunc) Visit(n *ast.Node) { f(n) }
+
+// program is one compiled expression and what it needs from the record.
+type program struct {
+	p   *vm.Program
+	use objectUse   // bodies the expression reads
+	pre *vm.Program // object-free guard of a condition (see guard), or nil
+}
+
+var (
+	parseConfigOnce sync.Once
+	parseCfg        *conf.Config
+)
+
+// parseConfig is the configuration macros and guards are parsed with, so
+// that names of kubesift's helpers (e.g. get) resolve to the helpers and not
+// to expr builtins of the same name.
+func parseConfig() *conf.Config {
+	parseConfigOnce.Do(func() {
+		parseCfg = conf.CreateNew()
+		for _, op := range helperOptions() {
+			op(parseCfg)
+		}
+	})
+	return parseCfg
 }
 
 // constraint extracts, for the prefilter, the values a condition requires
@@ -307,7 +394,7 @@ func (c *compiler) constraint(code, field string) ([]string, bool) {
 	if field == "" {
 		return nil, false
 	}
-	tree, err := parser.Parse(code)
+	tree, err := parser.ParseWithConfig(code, parseConfig())
 	if err != nil {
 		return nil, false
 	}
@@ -432,8 +519,8 @@ func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
 			cr.keyed[k] = true
 		}
 	}
-	compileList := func(what string, codes []string) []*vm.Program {
-		var out []*vm.Program
+	compileList := func(what string, codes []string) []*program {
+		var out []*program
 		for i, code := range codes {
 			p, err := c.compile(code, false)
 			if err != nil {
@@ -503,7 +590,7 @@ func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
 type outSeg struct {
 	lit  string
 	code string
-	prog *vm.Program
+	prog *program
 }
 
 // parseOutput splits "text {{ expr }} text" into segments.

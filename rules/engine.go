@@ -61,9 +61,9 @@ type compiledRule struct {
 	Rule
 	source        record.Source
 	enabled       bool
-	cond          *vm.Program
-	groupBy       []*vm.Program
-	distinctField *vm.Program
+	cond          *program
+	groupBy       []*program
+	distinctField *program
 	steps         []compiledStep
 	exceptions    []compiledException
 	output        []outSeg
@@ -75,13 +75,13 @@ type compiledRule struct {
 }
 
 type compiledStep struct {
-	cond    *vm.Program
-	groupBy []*vm.Program
+	cond    *program
+	groupBy []*program
 }
 
 type compiledException struct {
 	name  string
-	field *vm.Program
+	field *program
 	m     *matcher
 }
 
@@ -215,17 +215,21 @@ type Engine struct {
 	mu    sync.Mutex // guards stats map and reloads
 	stats map[string]*RuleStats
 	opts  LoadOptions
-	// ShadowOnly, when set, suppresses every alert (rules test/dry runs).
-	vms sync.Pool
+	vms   sync.Pool
+	// loadedFP is the fingerprint of the user rule files the current set
+	// was loaded from (see Watch).
+	loadedFP [32]byte
 }
 
 // New loads rules and returns an Engine.
 func New(opts LoadOptions) (*Engine, error) {
+	e := &Engine{stats: map[string]*RuleStats{}, opts: opts}
+	fp := e.fingerprint() // before loading: a change during the load is seen later
 	set, err := Load(opts)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{stats: map[string]*RuleStats{}, opts: opts}
+	e.loadedFP = fp
 	e.vms.New = func() any { return &vm.VM{} }
 	e.install(set, nil)
 	return e, nil
@@ -263,7 +267,11 @@ func sameStatefulDef(a, b *Rule) bool {
 
 // Reload loads the rules again; on error the current set stays in force.
 func (e *Engine) Reload() error {
+	fp := e.fingerprint()
 	set, err := Load(e.opts)
+	e.mu.Lock()
+	e.loadedFP = fp // a bad set is not retried until the files change again
+	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -332,22 +340,18 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 	if len(cands) == 0 {
 		return nil
 	}
-	m := e.vms.Get().(*vm.VM)
-	defer e.vms.Put(m)
+	rn := runner{m: e.vms.Get().(*vm.VM), ctx: &ctx}
+	defer e.vms.Put(rn.m)
 	var alerts []Alert
 	for _, cr := range cands {
-		if missing := cr.objects &^ ctx.objects; missing != 0 && ctx.audit != nil {
-			ctx.audit.withObjects(missing)
-			ctx.objects |= missing
-		}
-		if a, ok := e.evalRule(m, cr, r, &ctx); ok && !cr.Shadow {
+		if a, ok := e.evalRule(&rn, cr, r, &ctx); ok && !cr.Shadow {
 			alerts = append(alerts, a)
 		}
 	}
 	return alerts
 }
 
-func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
+func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
 	cr.stats.Evaluated.Add(1)
 	var groupKey string
 	var count int
@@ -356,15 +360,15 @@ func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *eva
 		// Later steps first, so one record cannot both start and finish a sequence.
 		for i := len(cr.steps) - 1; i >= 0; i-- {
 			st := cr.steps[i]
-			ok, err := runBool(m, st.cond, ctx.env)
+			ok, err := m.runBool(st.cond)
 			if err != nil {
 				cr.stats.Errors.Add(1)
 				return Alert{}, false
 			}
-			if !ok || (cr.cond != nil && !mustBool(m, cr.cond, ctx.env, cr.stats)) {
+			if !ok || (cr.cond != nil && !m.mustBool(cr.cond, cr.stats)) {
 				continue
 			}
-			key, ok := groupKeyOf(m, st.groupBy, ctx.env, cr.stats)
+			key, ok := groupKeyOf(m, st.groupBy, cr.stats)
 			if !ok {
 				continue
 			}
@@ -376,7 +380,7 @@ func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *eva
 			return Alert{}, false
 		}
 	} else {
-		ok, err := runBool(m, cr.cond, ctx.env)
+		ok, err := m.runBool(cr.cond)
 		if err != nil {
 			cr.stats.Errors.Add(1)
 			return Alert{}, false
@@ -388,20 +392,20 @@ func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *eva
 	// Exceptions apply before state: an excepted record must not count
 	// towards a threshold either.
 	for _, ex := range cr.exceptions {
-		v, err := m.Run(ex.field, ctx.env)
+		v, err := m.run(ex.field)
 		if err == nil && ex.m.matchAll(v) {
 			cr.stats.Suppressed.Add(1)
 			return Alert{}, false
 		}
 	}
 	if cr.state != nil && cr.Sequence == nil {
-		key, ok := groupKeyOf(m, cr.groupBy, ctx.env, cr.stats)
+		key, ok := groupKeyOf(m, cr.groupBy, cr.stats)
 		if !ok {
 			return Alert{}, false
 		}
 		value := ""
 		if cr.distinctField != nil {
-			v, err := m.Run(cr.distinctField, ctx.env)
+			v, err := m.run(cr.distinctField)
 			if err != nil || v == nil {
 				cr.stats.Errors.Add(1)
 				return Alert{}, false
@@ -419,7 +423,7 @@ func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *eva
 		ID: cr.ID + ":" + r.ID, RuleID: cr.ID, Title: cr.Title, Severity: cr.Severity, Mitre: cr.Mitre,
 		Tags: cr.Tags, RecordID: r.ID, Source: r.Source, Cluster: r.Cluster.Name, Time: r.EventTime,
 		GroupKey: groupKey, Count: count,
-		Message: render(m, cr.output, ctx.env),
+		Message: render(m, cr.output),
 	}
 	if au := ctx.audit; au != nil {
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
@@ -432,8 +436,32 @@ func (e *Engine) evalRule(m *vm.VM, cr *compiledRule, r *record.Record, ctx *eva
 	return a, true
 }
 
-func runBool(m *vm.VM, p *vm.Program, env any) (bool, error) {
-	out, err := m.Run(p, env)
+// runner evaluates a rule's programs on one record, parsing a request or
+// response body into the environment the first time a program needs it.
+type runner struct {
+	m   *vm.VM
+	ctx *evalCtx
+}
+
+func (r *runner) run(p *program) (any, error) {
+	if p.pre != nil {
+		ok, err := r.m.Run(p.pre, r.ctx.env)
+		if err != nil {
+			return nil, err
+		}
+		if b, _ := ok.(bool); !b {
+			return false, nil
+		}
+	}
+	if missing := p.use &^ r.ctx.objects; missing != 0 && r.ctx.audit != nil {
+		r.ctx.audit.withObjects(missing)
+		r.ctx.objects |= missing
+	}
+	return r.m.Run(p.p, r.ctx.env)
+}
+
+func (r *runner) runBool(p *program) (bool, error) {
+	out, err := r.run(p)
 	if err != nil {
 		return false, err
 	}
@@ -441,8 +469,8 @@ func runBool(m *vm.VM, p *vm.Program, env any) (bool, error) {
 	return b, nil
 }
 
-func mustBool(m *vm.VM, p *vm.Program, env any, st *RuleStats) bool {
-	b, err := runBool(m, p, env)
+func (r *runner) mustBool(p *program, st *RuleStats) bool {
+	b, err := r.runBool(p)
 	if err != nil {
 		st.Errors.Add(1)
 	}
@@ -452,10 +480,10 @@ func mustBool(m *vm.VM, p *vm.Program, env any, st *RuleStats) bool {
 // groupKeyOf evaluates group_by expressions into one key. Each value is
 // rendered with %v; a list value (e.g. subject_users) uses its first element
 // so a binding's subject and a later request's user compare equal.
-func groupKeyOf(m *vm.VM, progs []*vm.Program, env any, st *RuleStats) (string, bool) {
+func groupKeyOf(m *runner, progs []*program, st *RuleStats) (string, bool) {
 	var b strings.Builder
 	for i, p := range progs {
-		v, err := m.Run(p, env)
+		v, err := m.run(p)
 		if err != nil {
 			st.Errors.Add(1)
 			return "", false
@@ -480,14 +508,14 @@ func groupKeyOf(m *vm.VM, progs []*vm.Program, env any, st *RuleStats) (string, 
 	return b.String(), true
 }
 
-func render(m *vm.VM, segs []outSeg, env any) string {
+func render(m *runner, segs []outSeg) string {
 	var b strings.Builder
 	for _, s := range segs {
 		if s.prog == nil {
 			b.WriteString(s.lit)
 			continue
 		}
-		v, err := m.Run(s.prog, env)
+		v, err := m.run(s.prog)
 		if err != nil || v == nil {
 			b.WriteString("<none>")
 			continue

@@ -209,6 +209,8 @@ func runCase(e *Engine, tc *TestCase) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
+	stats := e.Stats()[tc.Rule]
+	errsBefore := stats.Errors.Load()
 	n := 0
 	for _, r := range recs {
 		for _, a := range e.Eval(r) {
@@ -218,6 +220,10 @@ func runCase(e *Engine, tc *TestCase) (bool, string) {
 		}
 	}
 	switch {
+	case stats.Errors.Load() != errsBefore:
+		// A condition that fails at run time counts as no match; a fixture
+		// must not pass because its rule crashed.
+		return false, fmt.Sprintf("%d evaluation error(s) in the rule", stats.Errors.Load()-errsBefore)
 	case tc.Alerts != nil && n != *tc.Alerts:
 		return false, fmt.Sprintf("%d alert(s), want %d", n, *tc.Alerts)
 	case tc.Alerts == nil && tc.Match && n == 0:

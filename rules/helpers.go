@@ -521,10 +521,12 @@ func parseImage(img string) (registry, repository, tag string) {
 }
 
 // isSystemUser: identities of the control plane and of nodes, which carry
-// the system: prefix. Service accounts are not system users unless they live
+// the system: prefix (except system:anonymous). Service accounts are not system users unless they live
 // in a system namespace — a workload's service account is a user like any.
 func isSystemUser(u string) bool {
-	if !strings.HasPrefix(u, "system:") {
+	if !strings.HasPrefix(u, "system:") || u == "system:anonymous" {
+		// Anonymous requests carry the system: prefix but are nobody's
+		// component: rules that exempt system users must still see them.
 		return false
 	}
 	if rest, ok := strings.CutPrefix(u, "system:serviceaccount:"); ok {

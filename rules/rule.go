@@ -143,6 +143,9 @@ type Exception struct {
 type Threshold struct {
 	Count  int           `yaml:"count"`
 	Window time.Duration `yaml:"window"`
+	// Cooldown silences the group for this long (event time) after it
+	// fired, so a client stuck in a loop alerts once, not every Count matches.
+	Cooldown time.Duration `yaml:"cooldown"`
 }
 
 // Distinct fires when Field takes Count different values within Window in one group.
@@ -150,6 +153,8 @@ type Distinct struct {
 	Field  string        `yaml:"field"`
 	Count  int           `yaml:"count"`
 	Window time.Duration `yaml:"window"`
+	// Cooldown silences the group for this long after it fired.
+	Cooldown time.Duration `yaml:"cooldown"`
 }
 
 // Sequence fires when its steps match in order, for one group, within Within.

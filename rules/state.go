@@ -31,9 +31,9 @@ func newState(r *Rule, maxGroups int) state {
 	}
 	switch {
 	case r.Threshold != nil:
-		return &thresholdState{lru: newLRU[*ring](maxGroups), count: r.Threshold.Count, window: r.Threshold.Window}
+		return &thresholdState{lru: newLRU[*ring](maxGroups), count: r.Threshold.Count, window: r.Threshold.Window, cooldown: r.Threshold.Cooldown}
 	case r.Distinct != nil:
-		return &distinctState{lru: newLRU[map[string]time.Time](maxGroups), count: r.Distinct.Count, window: r.Distinct.Window}
+		return &distinctState{lru: newLRU[*distinctGroup](maxGroups), count: r.Distinct.Count, window: r.Distinct.Window, cooldown: r.Distinct.Cooldown}
 	case r.Sequence != nil:
 		return &sequenceState{lru: newLRU[*seqProgress](maxGroups), steps: len(r.Sequence.Steps), within: r.Sequence.Within}
 	case r.NewTerm != nil:
@@ -99,17 +99,19 @@ func (l *lru[V]) size() int {
 	return len(l.m)
 }
 
-// ring holds the last N match times of a group.
+// ring holds the last N match times of a group, and when it last fired.
 type ring struct {
-	t    []time.Time
-	next int
-	n    int
+	t     []time.Time
+	next  int
+	n     int
+	fired time.Time
 }
 
 type thresholdState struct {
-	lru    *lru[*ring]
-	count  int
-	window time.Duration
+	lru      *lru[*ring]
+	count    int
+	window   time.Duration
+	cooldown time.Duration
 }
 
 // observe fires when the count-th most recent match is within the window of
@@ -119,6 +121,9 @@ func (s *thresholdState) observe(key string, t time.Time, _ int, _ string) (bool
 	s.lru.mu.Lock()
 	defer s.lru.mu.Unlock()
 	r := *s.lru.get(key, func() *ring { return &ring{t: make([]time.Time, s.count)} })
+	if !r.fired.IsZero() && t.Sub(r.fired) < s.cooldown {
+		return false, 0 // cooling down: the group already alerted
+	}
 	r.t[r.next] = t
 	r.next = (r.next + 1) % s.count
 	if r.n < s.count {
@@ -129,7 +134,13 @@ func (s *thresholdState) observe(key string, t time.Time, _ int, _ string) (bool
 	}
 	oldest := r.t[r.next] // after the write, next points at the oldest kept
 	if t.Sub(oldest) <= s.window {
-		s.lru.remove(key)
+		// Start over; keep the group (with its fire time) only when a
+		// cooldown needs remembering.
+		if s.cooldown > 0 {
+			r.n, r.next, r.fired = 0, 0, t
+		} else {
+			s.lru.remove(key)
+		}
 		return true, s.count
 	}
 	return false, 0
@@ -138,10 +149,16 @@ func (s *thresholdState) observe(key string, t time.Time, _ int, _ string) (bool
 func (s *thresholdState) evictions() uint64 { return s.lru.evicted.Load() }
 func (s *thresholdState) groups() int       { return s.lru.size() }
 
+type distinctGroup struct {
+	seen  map[string]time.Time
+	fired time.Time
+}
+
 type distinctState struct {
-	lru    *lru[map[string]time.Time]
-	count  int
-	window time.Duration
+	lru      *lru[*distinctGroup]
+	count    int
+	window   time.Duration
+	cooldown time.Duration
 }
 
 // observe records value for the group, forgets values last seen before the
@@ -149,18 +166,25 @@ type distinctState struct {
 func (s *distinctState) observe(key string, t time.Time, _ int, value string) (bool, int) {
 	s.lru.mu.Lock()
 	defer s.lru.mu.Unlock()
-	vals := *s.lru.get(key, func() map[string]time.Time { return map[string]time.Time{} })
-	if prev, ok := vals[value]; !ok || t.After(prev) {
-		vals[value] = t
+	g := *s.lru.get(key, func() *distinctGroup { return &distinctGroup{seen: map[string]time.Time{}} })
+	if !g.fired.IsZero() && t.Sub(g.fired) < s.cooldown {
+		return false, 0
 	}
-	for v, seen := range vals {
+	if prev, ok := g.seen[value]; !ok || t.After(prev) {
+		g.seen[value] = t
+	}
+	for v, seen := range g.seen {
 		if t.Sub(seen) > s.window {
-			delete(vals, v)
+			delete(g.seen, v)
 		}
 	}
-	if len(vals) >= s.count {
-		n := len(vals)
-		s.lru.remove(key)
+	if len(g.seen) >= s.count {
+		n := len(g.seen)
+		if s.cooldown > 0 {
+			g.seen, g.fired = map[string]time.Time{}, t
+		} else {
+			s.lru.remove(key)
+		}
 		return true, n
 	}
 	return false, 0

@@ -21,7 +21,9 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, log *slog.Lo
 	if len(e.opts.Dirs) == 0 {
 		return
 	}
-	last := e.fingerprint()
+	// Compare with the fingerprint taken when the current set was loaded,
+	// not one taken now: a change made between New and Watch must count.
+	last := e.loadedFP
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -30,12 +32,13 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, log *slog.Lo
 			return
 		case <-t.C:
 		}
-		fp := e.fingerprint()
-		if fp == last {
+		if e.fingerprint() == last {
 			continue
 		}
-		last = fp
 		err := e.Reload()
+		e.mu.Lock()
+		last = e.loadedFP
+		e.mu.Unlock()
 		if err != nil {
 			log.Error("rules reload failed; keeping the previous rules", "err", err)
 		} else {
