@@ -58,8 +58,12 @@ func FuzzUnmarshal(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := Marshal(r); err != nil {
+		got, err := Marshal(r)
+		if err != nil {
 			t.Fatalf("accepted record does not marshal: %v", err)
+		}
+		if want, err := json.Marshal(r); err == nil && !sameEnvelope(got, want) {
+			t.Fatalf("Marshal differs from encoding/json:\n got %s\nwant %s", got, want)
 		}
 	})
 }

@@ -1,9 +1,12 @@
 package record
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -25,18 +28,137 @@ type Header struct {
 	Value []byte
 }
 
-// Marshal encodes r as the wire envelope.
+// Marshal encodes r as the wire envelope. It writes the envelope by hand
+// and copies the object verbatim: encoding/json would re-validate and
+// re-compact the whole object (the bulk of the bytes) on every record, which
+// was most of the collector's publishing CPU. The envelope fields are
+// byte-for-byte what json.Marshal(r) writes, and the object is the same JSON
+// value, copied as received (a test and a fuzz target check both).
 func Marshal(r *Record) ([]byte, error) {
 	if r.Object == nil {
 		if err := r.SyncObject(); err != nil {
 			return nil, err
 		}
 	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("record %s: marshal envelope: %w", r.ID, err)
+	obj := []byte(r.Object)
+	if bytes.IndexByte(obj, '\n') >= 0 || bytes.IndexByte(obj, '\r') >= 0 {
+		// A pretty-printed input document: compact it so the envelope stays
+		// one line (NDJSON files, Kafka tools that split on newlines).
+		var c bytes.Buffer
+		if err := json.Compact(&c, obj); err != nil {
+			return nil, fmt.Errorf("record %s: object: %w", r.ID, err)
+		}
+		obj = c.Bytes()
 	}
-	return b, nil
+	b := make([]byte, 0, len(obj)+256+len(r.ID)+len(r.Key))
+	b = append(b, `{"schema":`...)
+	b = strconv.AppendInt(b, int64(r.Schema), 10)
+	b = append(b, `,"id":`...)
+	b = appendJSONString(b, r.ID)
+	b = append(b, `,"cluster":{"name":`...)
+	b = appendJSONString(b, r.Cluster.Name)
+	if r.Cluster.UID != "" {
+		b = append(b, `,"uid":`...)
+		b = appendJSONString(b, r.Cluster.UID)
+	}
+	b = append(b, `},"source":`...)
+	b = appendJSONString(b, string(r.Source))
+	b = append(b, `,"api_version":`...)
+	b = appendJSONString(b, r.APIVersion)
+	b = append(b, `,"event_time":`...)
+	b = appendTime(b, r.EventTime)
+	b = append(b, `,"observed_time":`...)
+	b = appendTime(b, r.ObservedTime)
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, r.Key)
+	if r.Flags.Truncated || r.Flags.Redacted != nil {
+		b = append(b, `,"flags":{`...)
+		sep := ""
+		if r.Flags.Truncated {
+			b = append(b, `"truncated":true`...)
+			sep = ","
+		}
+		if len(r.Flags.Redacted) > 0 {
+			b = append(b, sep+`"redacted":[`...)
+			for i, k := range r.Flags.Redacted {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, k)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"object":`...)
+	if len(obj) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, obj...)
+	}
+	return append(b, '}'), nil
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json writes
+// it: control characters, quotes and backslashes escaped, <, > and & as
+// \u003c etc., U+2028/2029 escaped, invalid UTF-8 replaced by U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Headers returns the wire headers of r.

@@ -2,6 +2,8 @@ package record
 
 import (
 	"bytes"
+	"encoding/json"
+	"reflect"
 	"errors"
 	"strings"
 	"testing"
@@ -73,4 +75,45 @@ func TestIDsAreDeterministic(t *testing.T) {
 	if len(errs) > 0 || r[0].ID != r[1].ID || r[0].ID != "same:3" {
 		t.Errorf("ids %v errs %v", r, errs)
 	}
+}
+
+// TestMarshalMatchesEncodingJSON checks the hand-written envelope against
+// encoding/json, including awkward strings and a pretty-printed object.
+func TestMarshalMatchesEncodingJSON(t *testing.T) {
+	recs, errs := DecodeAll([]byte(auditV1+"\n"+coreEvent+"\n{\n  \"auditID\": \"p\",\n  \"stage\": \"Panic\"\n}\n"), "x", testOpts)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	recs[0].Flags = Flags{Truncated: true, Redacted: []string{"secret-data", "token"}}
+	recs[1].Flags = Flags{Redacted: []string{}}
+	recs[1].Key = "c/\"odd\" <key> & \\ \n\t\x01 \u2028 é \xff"
+	recs[2].Cluster.UID = "uid"
+	for _, r := range recs {
+		got, err := Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameEnvelope(got, want) {
+			t.Errorf("%s:\n got %s\nwant %s", r.ID, got, want)
+		}
+	}
+}
+
+// sameEnvelope: the envelope fields byte for byte, the object as JSON values
+// (Marshal copies it verbatim where encoding/json escapes <, > and &).
+func sameEnvelope(got, want []byte) bool {
+	const sep = `,"object":`
+	gi, wi := bytes.Index(got, []byte(sep)), bytes.Index(want, []byte(sep))
+	if gi < 0 || wi < 0 || !bytes.Equal(got[:gi], want[:wi]) {
+		return false
+	}
+	var g, w any
+	if json.Unmarshal(got[gi+len(sep):len(got)-1], &g) != nil || json.Unmarshal(want[wi+len(sep):len(want)-1], &w) != nil {
+		return false
+	}
+	return reflect.DeepEqual(g, w)
 }

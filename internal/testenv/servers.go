@@ -6,10 +6,15 @@ import (
 	"testing"
 )
 
-// KafkaBrokers returns the test broker addresses.
+// KafkaBrokers returns the test broker addresses. It holds the test
+// ground's shared lock for the rest of the test, so a fault test (which takes
+// the lock exclusively, see FaultLock) never stops the broker under it. A
+// fault test must therefore not call KafkaBrokers; it uses Need directly.
 func KafkaBrokers(t testing.TB) []string {
 	t.Helper()
-	return strings.Split(Need(t, "kafka", "KUBESIFT_KAFKA_BROKERS")[0], ",")
+	brokers := strings.Split(Need(t, "kafka", "KUBESIFT_KAFKA_BROKERS")[0], ",")
+	SharedLock(t)
+	return brokers
 }
 
 // ElasticsearchURL returns the test Elasticsearch URL.
