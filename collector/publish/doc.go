@@ -1,0 +1,82 @@
+// Package publish is the collector's Kafka publisher: it implements
+// collector.Publisher with kafka-go and a bounded on-disk spool.
+//
+// # Path of a record
+//
+//	Publish(recs) ──encode──> [Kafka or spool?] ──Kafka──> in-flight window ──> kafka.Writer (async, acks=all)
+//	                                 │                                               │ Completion
+//	                                 │ spooling                                      v
+//	                                 └────────────> spool (segments, fsync) <── not acked in time / failed
+//	                                                      │
+//	                                       drainer ───────┘──> kafka.Writer ──> commit + checkpoint
+//
+// Each record becomes one Kafka message: the value is record.Marshal, the key
+// record.Key (cluster/user for audit), the headers record.Headers; the topic
+// is chosen by the record's source (kafka.topics.audit, .events, .objects).
+// Messages are partitioned by murmur2 of the key. Publish queues the batch
+// on an asynchronous kafka-go Writer and waits for the Completion callback of
+// every message; it returns nil once each one is acknowledged (acks=all) or
+// written to the spool — which is what lets a source acknowledge its own
+// input (collector package doc).
+//
+// # Bounded everywhere
+//
+// kafka-go's Writer queues without limit, so a window of max_in_flight_bytes
+// sits in front of it: Publish waits for room, and after ack_timeout it
+// stops waiting and spools. Room comes back only through Completion (not
+// when a caller gives up), so the writer never holds more than the window.
+// No goroutine is started per record or per batch: the callers' goroutines
+// wait, plus one drainer, plus kafka-go's own per-partition writers.
+//
+// # The spool
+//
+// When the writer gives up on a batch (max_attempts used) or Kafka does not
+// acknowledge within ack_timeout, the records not acknowledged go to the
+// spool and the publisher switches to spooling: every later Publish appends
+// to the spool too, so new records queue behind the old ones rather than
+// overtaking them. One drainer goroutine sends spooled records to Kafka in
+// order, a round (drain_batch_bytes) at a time, deletes a segment once all
+// its records are acknowledged and checkpoints its position (atomic rename),
+// so that a restart re-sends at most one round. When the spool is empty the
+// publisher goes back to direct publishing. A spool left by a previous run is
+// drained first.
+//
+// The spool is bounded by spool.max_bytes: an append that does not fit is
+// refused whole and Publish returns collector.ErrBackpressure (the webhook
+// answers 429/503, the tail pauses). Nothing is dropped to make room.
+//
+// Segment entries are length-prefixed and CRC-32C protected (segment.go).
+// With fsync: always, an append is on disk before Publish returns — one
+// fsync per Publish batch. A crash mid-append leaves a torn tail, which the
+// next start cuts off (that batch never got its nil, so its source still has
+// it). Damage inside fully written data (a disk fault, or fsync: never and a
+// host crash) costs the rest of that segment: logged and counted in
+// kubesift_collector_spool_truncated_bytes_total{cause="corrupt"}.
+//
+// # Guarantees and their limits
+//
+//   - At least once: a record for which Publish returned nil reaches Kafka,
+//     across Kafka outages and collector restarts, as long as the spool
+//     directory survives. Duplicates happen (a late acknowledgement of a
+//     record that was already spooled; a drain round re-sent after a partial
+//     failure or a crash) and carry the same record ID.
+//   - Order: kept per key while Kafka is healthy and across an outage, with
+//     one exception: records of Publish calls already in flight when Kafka
+//     failed can be acknowledged after earlier records of the same key went
+//     to the spool.
+//   - A record Kafka refuses for good (topic missing, larger than the
+//     broker's message.max.bytes, not authorised) is not dropped: it stops
+//     the drain, the spool fills and Publish answers ErrBackpressure, while
+//     the drainer logs the broker's error every 30 s. Keep
+//     publish.batch_bytes below the brokers' limit and create the topics.
+//
+// # Metrics
+//
+// All prefixed kubesift_collector_: publish_sent_records_total{path},
+// publish_acked_records_total, publish_failed_records_total{reason},
+// spooled_records_total, spool_bytes, spool_segments,
+// spool_drained_records_total, spool_truncated_bytes_total{cause},
+// dead_letters_total, dead_letters_truncated_total,
+// publish_backpressure_total, publish_spooling, publish_in_flight_bytes,
+// publish_duration_seconds{result}.
+package publish

@@ -1,0 +1,337 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/segmentio/kafka-go"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/record"
+)
+
+var testCluster = record.Cluster{Name: "test-cluster", UID: "0b0e6a1c-0000-4000-8000-000000000001"}
+
+// auditRecord builds an audit record whose ID encodes n and whose object is
+// padded to about size bytes (0: minimal).
+func auditRecord(n int, user string, size int) *record.Record {
+	ev := &auditv1.Event{
+		TypeMeta:   metav1.TypeMeta{Kind: "Event", APIVersion: "audit.k8s.io/v1"},
+		Level:      "Metadata",
+		AuditID:    types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", n)),
+		Stage:      auditv1.StageResponseComplete,
+		RequestURI: "/api/v1/namespaces/default/pods?limit=500",
+		Verb:       "list",
+		User:       authnv1.UserInfo{Username: user, Groups: []string{"system:authenticated"}},
+		SourceIPs:  []string{"10.0.0.1"},
+		UserAgent:  "kubectl/v1.37.2 (linux/amd64) kubernetes/abcdef0",
+		ObjectRef:  &auditv1.ObjectReference{Resource: "pods", Namespace: "default", APIVersion: "v1"},
+		ResponseStatus: &metav1.Status{
+			Code: 200,
+		},
+		RequestReceivedTimestamp: metav1.NewMicroTime(time.Unix(1_790_000_000, 0)),
+		StageTimestamp:           metav1.NewMicroTime(time.Unix(1_790_000_000, int64(n)*1000)),
+	}
+	r, err := record.NewAudit(ev, nil, testCluster, time.Unix(1_790_000_001, 0))
+	if err != nil {
+		panic(err)
+	}
+	if size > 0 {
+		if pad := size - len(r.Object) - 300; pad > 0 {
+			ev.Annotations = map[string]string{"kubesift.test/pad": strings.Repeat("x", pad)}
+			if err := r.SyncObject(); err != nil {
+				panic(err)
+			}
+		}
+	}
+	return r
+}
+
+func eventRecord(n int) *record.Record {
+	ev := &corev1.Event{
+		TypeMeta:       metav1.TypeMeta{Kind: "Event", APIVersion: "v1"},
+		ObjectMeta:     metav1.ObjectMeta{Name: "pod.1", Namespace: "default", UID: types.UID(fmt.Sprintf("ev-%d", n))},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web", UID: "pod-uid-1"},
+		Reason:         "BackOff",
+		Count:          int32(n + 1),
+	}
+	r, err := record.NewCoreEvent(ev, nil, testCluster, time.Unix(1_790_000_001, 0))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// testPublishConfig is the publish section for tests: short timeouts, the
+// given spool dir, everything else default.
+func testPublishConfig(dir string) config.PublishConfig {
+	c := config.Default().Publish
+	c.Spool.Dir = dir
+	c.AckTimeout = 3 * time.Second
+	c.WriteTimeout = 2 * time.Second
+	c.MaxAttempts = 2
+	c.Spool.RetryBackoff = 100 * time.Millisecond
+	c.Spool.Fsync = config.SpoolFsyncAlways
+	return c
+}
+
+func testKafkaConfig(brokers []string, prefix string) config.KafkaConfig {
+	k := config.Default().Kafka
+	k.Brokers = brokers
+	k.Topics = config.TopicsConfig{
+		Audit: prefix + ".audit", Events: prefix + ".events", Objects: prefix + ".objects",
+		Alerts: prefix + ".alerts", DLQ: prefix + ".dlq",
+	}
+	return k
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("KUBESIFT_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// tWriter sends log lines to t.Log, so they show only for failed tests.
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func newTestPublisher(t testing.TB, k config.KafkaConfig, p config.PublishConfig, reg *prometheus.Registry) *Publisher {
+	t.Helper()
+	pub, err := New(Options{Kafka: k, Publish: p, Logger: testLogger(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// metric returns the sum of a metric's series matching the labels.
+func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if labelValue(m, labels[i]) != labels[i+1] {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// createTopics creates topics with n partitions (ignoring "already exists").
+func createTopics(t testing.TB, broker string, n int, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, tp := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: tp, NumPartitions: n, ReplicationFactor: 1})
+	}
+	res, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	for tp, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			t.Fatalf("create topic %s: %v", tp, err)
+		}
+	}
+}
+
+// readTopic reads every message of every partition of topic, from the first
+// offset to the high watermark at the time of the call.
+func readTopic(t testing.TB, broker, topic string) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second}
+	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		t.Fatalf("metadata of %s: %v %+v", topic, err, meta)
+	}
+	var out []kafka.Message
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, len(meta.Topics[0].Partitions))
+	for _, p := range meta.Topics[0].Partitions {
+		wg.Add(1)
+		go func(part int) {
+			defer wg.Done()
+			msgs, err := readPartition(ctx, c, broker, topic, part)
+			if err != nil {
+				errs <- fmt.Errorf("partition %d: %w", part, err)
+				return
+			}
+			mu.Lock()
+			out = append(out, msgs...)
+			mu.Unlock()
+		}(p.ID)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, part int) ([]kafka.Message, error) {
+	offs, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		topic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	var first, last int64
+	for _, po := range offs.Topics[topic] {
+		if po.Partition == part {
+			if po.Error != nil {
+				return nil, po.Error
+			}
+			first, last = po.FirstOffset, po.LastOffset
+		}
+	}
+	if last <= first {
+		return nil, nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: []string{broker}, Topic: topic, Partition: part,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond,
+	})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return nil, err
+	}
+	var out []kafka.Message
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return out, fmt.Errorf("at %d of [%d,%d): %w", len(out), first, last, err)
+		}
+		out = append(out, m)
+		if m.Offset+1 >= last {
+			return out, nil
+		}
+	}
+}
+
+func header(m kafka.Message, key string) (string, bool) {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// idSeq extracts n from an auditRecord ID.
+func idSeq(t testing.TB, id string) int {
+	t.Helper()
+	s, _, _ := strings.Cut(id, ":")
+	n, err := strconv.Atoi(s[len(s)-12:])
+	if err != nil {
+		t.Fatalf("id %q: %v", id, err)
+	}
+	return n
+}
+
+// checkAllOnce checks that every id in want appears among msgs (by the
+// kubesift-id header) and that every copy of an id is the same record;
+// it returns the number of duplicates.
+func checkAllOnce(t testing.TB, msgs []kafka.Message, want map[string]bool) int {
+	t.Helper()
+	seen := map[string][]byte{}
+	dups := 0
+	for _, m := range msgs {
+		id, ok := header(m, record.HeaderID)
+		if !ok {
+			t.Fatalf("message at %d/%d without %s", m.Partition, m.Offset, record.HeaderID)
+		}
+		if prev, ok := seen[id]; ok {
+			dups++
+			if string(prev) != string(m.Value) {
+				t.Fatalf("id %s delivered twice with different values", id)
+			}
+			continue
+		}
+		seen[id] = m.Value
+	}
+	missing := 0
+	for id := range want {
+		if _, ok := seen[id]; !ok {
+			if missing < 5 {
+				t.Errorf("record %s missing", id)
+			}
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d records missing (%d messages read)", missing, len(want), len(msgs))
+	}
+	for id := range seen {
+		if !want[id] {
+			t.Fatalf("unexpected record %s", id)
+		}
+	}
+	return dups
+}

@@ -1,0 +1,115 @@
+package publish
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons of kubesift_collector_publish_failed_records_total. A failed record
+// is not a lost record: it goes to the spool (or, for too_large/encode, the
+// caller gets an error and keeps its input).
+const (
+	reasonWriteError = "write_error"    // the writer gave up after max_attempts
+	reasonAckTimeout = "ack_timeout"    // no acknowledgement within ack_timeout
+	reasonUnavail    = "unavailable"    // no metadata / no connection before sending
+	reasonWindow     = "in_flight_full" // no room in the in-flight window within ack_timeout
+	reasonShutdown   = "shutdown"       // Close's deadline passed while waiting for the ack
+	reasonTooLarge   = "too_large"      // larger than publish.batch_bytes; refused
+	reasonEncode     = "encode"         // record.Marshal failed; refused
+)
+
+// metrics are the publisher's Prometheus series.
+type metrics struct {
+	sent          *prometheus.CounterVec // path: direct | drain
+	acked         prometheus.Counter
+	failed        *prometheus.CounterVec // reason
+	spooled       prometheus.Counter
+	spoolBytes    prometheus.Gauge
+	spoolSegments prometheus.Gauge
+	spoolCut      *prometheus.CounterVec // cause: torn_tail | corrupt
+	drained       prometheus.Counter
+	deadLetters   prometheus.Counter
+	dlqTruncated  prometheus.Counter
+	backpressure  prometheus.Counter
+	spooling      prometheus.Gauge
+	inFlight      prometheus.Gauge
+	latency       *prometheus.HistogramVec // result: acked | spooled | error
+}
+
+// newMetrics creates the series (not yet registered).
+func newMetrics() *metrics {
+	const ns, sub = "kubesift", "collector"
+	m := &metrics{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_sent_records_total",
+			Help: "Records handed to the Kafka writer, by path (direct from Publish, or drain from the spool)."}, []string{"path"}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_acked_records_total",
+			Help: "Records acknowledged by Kafka (acks=all), late acknowledgements included."}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_failed_records_total",
+			Help: "Records that did not reach Kafka on an attempt, by reason; they are spooled or refused, not lost."}, []string{"reason"}),
+		spooled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "spooled_records_total",
+			Help: "Records written to the on-disk spool."}),
+		spoolBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "spool_bytes",
+			Help: "Bytes of spool segment files on disk."}),
+		spoolSegments: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "spool_segments",
+			Help: "Spool segment files on disk."}),
+		spoolCut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "spool_truncated_bytes_total",
+			Help: "Spool bytes cut off: torn_tail (an append a crash interrupted; never acknowledged) or corrupt (damaged data; lost)."}, []string{"cause"}),
+		drained: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "spool_drained_records_total",
+			Help: "Spooled records acknowledged by Kafka and removed from the spool."}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "dead_letters_total",
+			Help: "Dead letters made durable (acknowledged by Kafka or spooled)."}),
+		dlqTruncated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "dead_letters_truncated_total",
+			Help: "Dead letters whose data was cut to fit publish.batch_bytes."}),
+		backpressure: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_backpressure_total",
+			Help: "Publish calls refused with ErrBackpressure (spool full, spool error or shutting down)."}),
+		spooling: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_spooling",
+			Help: "1 while new records go to the spool (Kafka unavailable or the spool still draining), else 0."}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_in_flight_bytes",
+			Help: "Bytes handed to the Kafka writer and not yet acknowledged or failed."}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name:    "publish_duration_seconds",
+			Help:    "Time a Publish call took until its records were durable, by result (acked, spooled, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"result"}),
+	}
+	// Pre-create the label values so dashboards see zeros, not gaps.
+	for _, p := range []string{"direct", "drain"} {
+		m.sent.WithLabelValues(p)
+	}
+	for _, r := range []string{reasonWriteError, reasonAckTimeout, reasonUnavail, reasonWindow, reasonShutdown, reasonTooLarge, reasonEncode} {
+		m.failed.WithLabelValues(r)
+	}
+	for _, c := range []string{"torn_tail", "corrupt"} {
+		m.spoolCut.WithLabelValues(c)
+	}
+	return m
+}
+
+// register adds every series to reg, or none (so that a failed New can be
+// retried with the same registry).
+func (m *metrics) register(reg prometheus.Registerer) error {
+	cs := []prometheus.Collector{m.sent, m.acked, m.failed, m.spooled, m.spoolBytes, m.spoolSegments,
+		m.spoolCut, m.drained, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.inFlight, m.latency}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return fmt.Errorf("publish metrics (one Publisher per registry): %w", err)
+		}
+	}
+	return nil
+}
