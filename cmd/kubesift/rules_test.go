@@ -93,3 +93,28 @@ tests:
 		}
 	}
 }
+
+// TestReadmeMainJob runs the README's first command (rules eval on the audit
+// log recorded from the real kube-apiserver) and checks the attack in it is
+// detected.
+func TestReadmeMainJob(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "go run ./cmd/kubesift rules eval --summary cmd/kubesift/sample/audit.log") {
+		t.Fatal("README's main-job command changed; update this test")
+	}
+	out, errs, code := runCLI(t, "", "rules", "eval", "--summary", "sample/audit.log")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, rule := range []string{"privileged-container", "cluster-admin-binding", "kube-system-secrets-listed", "pod-exec"} {
+		if !strings.Contains(out, `"rule_id":"`+rule+`"`) {
+			t.Errorf("the recorded attack did not raise %s", rule)
+		}
+	}
+	if !strings.Contains(errs, "records read      40") {
+		t.Errorf("summary: %s", errs)
+	}
+}
