@@ -1,0 +1,375 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/record"
+)
+
+// Source names this source in dead letters, readiness checks and logs.
+const Source = "events"
+
+// serviceAccountNamespaceFile is where a pod finds its namespace.
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// Collector ships a cluster's Events. Build it with New and start it with
+// Run; see the package doc.
+type Collector struct {
+	cfg      config.EventsConfig
+	client   kubernetes.Interface
+	pub      collector.Publisher
+	log      *slog.Logger
+	m        *metrics
+	identity string
+	leaseNS  string // leader election Lease namespace
+	wmNS     string // watermark Lease namespace
+	scope    string
+
+	clusterMu sync.Mutex
+	cluster   record.Cluster
+
+	leader atomic.Bool
+	synced atomic.Bool
+
+	// sessionMu serialises sessions: a term that lost the lease still drains
+	// its queue while the next term may already have been won.
+	sessionMu sync.Mutex
+	// stateMu guards stopped; sessions counts running sessions so that Run
+	// returns only when none is left (the caller may then close the
+	// publisher).
+	stateMu  sync.Mutex
+	stopped  bool
+	sessions sync.WaitGroup
+
+	now func() time.Time
+}
+
+// New builds an Events collector. cluster is stamped on every record; when
+// its UID is empty, Run reads the kube-system namespace UID once before it
+// ships anything. client is used for the Event and Pod informers, the
+// Leases and the kube-system read (build it with enough QPS for the Lease
+// renewals; informers are not throttled by client-go's rate limiter in
+// practice). pub receives the records. reg receives the metrics
+// (kubesift_collector_events_*; nil means a private registry). log nil means
+// slog.Default().
+//
+// New does no I/O. It fails on an invalid configuration, an unresolvable
+// namespace for the Leases, or metrics already registered in reg.
+func New(cfg config.EventsConfig, cluster record.Cluster, client kubernetes.Interface, pub collector.Publisher,
+	reg *prometheus.Registry, log *slog.Logger) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	if client == nil || pub == nil {
+		return nil, errors.New("events: a Kubernetes client and a publisher are required")
+	}
+	if cluster.Name == "" {
+		return nil, errors.New("events: cluster name is required (cluster.name)")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var r prometheus.Registerer = reg
+	if reg == nil {
+		r = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(r)
+	if err != nil {
+		return nil, err
+	}
+	c := &Collector{
+		cfg: cfg, cluster: cluster, client: client, pub: pub, m: m, now: time.Now,
+		scope: scopeOf(cfg.Namespaces, cfg.FieldSelector, cfg.LabelSelector),
+	}
+	if c.identity, err = identity(cfg.LeaderElection.Identity); err != nil {
+		return nil, err
+	}
+	c.log = log.With("component", "events", "identity", c.identity)
+	if cfg.LeaderElection.Enabled {
+		if c.leaseNS, err = ownNamespace(cfg.LeaderElection.Namespace); err != nil {
+			return nil, fmt.Errorf("events: collector.events.leader_election.namespace: %w", err)
+		}
+	}
+	if cfg.Watermark.Enabled {
+		if c.wmNS, err = ownNamespace(cfg.Watermark.Namespace); err != nil {
+			return nil, fmt.Errorf("events: collector.events.watermark.namespace: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// identity is the configured identity, else POD_NAME, else the host name
+// with a random suffix (two processes on one host must never share an
+// identity: client-go would let both believe they hold the Lease).
+func identity(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("events: leader election identity: %w", err)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return h + "-" + hex.EncodeToString(b[:]), nil
+}
+
+// ownNamespace is the configured namespace, else POD_NAMESPACE, else the
+// service account namespace file.
+func ownNamespace(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns, nil
+	}
+	if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns, nil
+		}
+	}
+	return "", errors.New("not configured, POD_NAMESPACE unset and not running in a pod: set it")
+}
+
+// Identity is the name this collector uses in the leader Lease.
+func (c *Collector) Identity() string { return c.identity }
+
+// IsLeader reports whether this collector currently ships Events.
+func (c *Collector) IsLeader() bool { return c.leader.Load() }
+
+// Synced reports whether this collector is the leader and its Event
+// informers have delivered their initial lists (a readiness signal).
+func (c *Collector) Synced() bool { return c.synced.Load() }
+
+// Ready is a readiness check for /readyz: nil for a follower (waiting for
+// the Lease is its normal state) and for a leader whose Event informers have
+// synced.
+func (c *Collector) Ready() error {
+	if !c.cfg.Enabled || !c.IsLeader() || c.Synced() {
+		return nil
+	}
+	return errors.New("leader: Event informers not synced yet")
+}
+
+// Cluster returns the cluster identity stamped on records (its UID is filled
+// in by Run when New got none).
+func (c *Collector) Cluster() record.Cluster {
+	c.clusterMu.Lock()
+	defer c.clusterMu.Unlock()
+	return c.cluster
+}
+
+// ReadClusterUID reads the UID of the kube-system namespace, kubesift's
+// stable cluster id.
+func ReadClusterUID(ctx context.Context, client kubernetes.Interface) (string, error) {
+	ns, err := client.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read cluster id (namespace kube-system): %w", err)
+	}
+	return string(ns.UID), nil
+}
+
+// Run ships Events until ctx ends. With leader election on it campaigns for
+// the Lease and ships only while it holds it; it never blocks other work of
+// the process (run it in its own goroutine). It returns nil when ctx ends,
+// after the current session drained its queue (up to shutdown_grace) and
+// wrote its watermark, so the caller may close the publisher afterwards. It
+// returns an error only when it cannot work at all: the cluster id is
+// forbidden or leader election cannot be set up. A disabled configuration
+// returns nil at once. Call it once per Collector.
+func (c *Collector) Run(ctx context.Context) error {
+	if !c.cfg.Enabled {
+		c.log.Info("Events collector disabled (collector.events.enabled: false)")
+		return nil
+	}
+	defer func() {
+		c.stateMu.Lock()
+		c.stopped = true
+		c.stateMu.Unlock()
+		c.sessions.Wait()
+	}()
+	if err := c.ensureClusterUID(ctx); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if !c.cfg.LeaderElection.Enabled {
+		c.lead(ctx)
+		return nil
+	}
+	for ctx.Err() == nil {
+		if err := c.term(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureClusterUID reads the kube-system UID once, retrying transient
+// errors; forbidden is a configuration error and ends Run.
+func (c *Collector) ensureClusterUID(ctx context.Context) error {
+	if c.Cluster().UID != "" {
+		return nil
+	}
+	delay := time.Second
+	for {
+		uid, err := ReadClusterUID(ctx, c.client)
+		if err == nil {
+			c.clusterMu.Lock()
+			c.cluster.UID = uid
+			name := c.cluster.Name
+			c.clusterMu.Unlock()
+			c.log.Info("cluster identity", "cluster", name, "cluster_uid", uid)
+			return nil
+		}
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			return fmt.Errorf("events: %w (the collector needs get on namespaces/kube-system, or set the cluster uid in the configuration)", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Warn("cannot read the cluster id yet; retrying", "err", err, "retry_in", delay)
+		if !sleep(ctx, delay) {
+			return nil
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// term campaigns once: it returns when the Lease was lost (the caller
+// campaigns again) or ctx ended.
+func (c *Collector) term(ctx context.Context) error {
+	le := c.cfg.LeaderElection
+	// The elector gets its own context so that on shutdown the session can
+	// drain and write its watermark before the Lease is released.
+	leCtx, cancelLE := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelLE()
+	sessionEnded := make(chan struct{})
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: c.leaseNS, Name: le.LeaseName},
+			Client:     c.client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: c.identity},
+			Labels:     map[string]string{"app.kubernetes.io/name": "kubesift", "app.kubernetes.io/component": "events-leader"},
+		},
+		LeaseDuration:   le.LeaseDuration,
+		RenewDeadline:   le.RenewDeadline,
+		RetryPeriod:     le.RetryPeriod,
+		ReleaseOnCancel: le.ReleaseOnCancel,
+		Name:            "kubesift-events",
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(termCtx context.Context) {
+				defer close(sessionEnded)
+				c.log.Info("became the Events leader", "lease", c.leaseNS+"/"+le.LeaseName)
+				sctx, cancel := context.WithCancel(termCtx)
+				defer cancel()
+				defer context.AfterFunc(ctx, cancel)()
+				c.lead(sctx)
+			},
+			OnStoppedLeading: func() {
+				c.log.Info("not the Events leader", "lease", c.leaseNS+"/"+le.LeaseName)
+			},
+			OnNewLeader: func(id string) {
+				if id != c.identity {
+					c.log.Info("Events leader elected", "leader", id)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("events: leader election: %w", err)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-leCtx.Done():
+			return
+		}
+		if elector.IsLeader() {
+			// Let the session finish shipping before the Lease is given up
+			// (or simply left to expire).
+			t := time.NewTimer(c.cfg.ShutdownGrace + 10*time.Second)
+			select {
+			case <-sessionEnded:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		cancelLE()
+	}()
+	elector.Run(leCtx)
+	if ctx.Err() == nil {
+		c.log.Warn("lost the Events leader Lease; campaigning again")
+		sleep(ctx, le.RetryPeriod)
+	}
+	return nil
+}
+
+// lead runs sessions until ctx ends, retrying a failed one with backoff.
+func (c *Collector) lead(ctx context.Context) {
+	c.sessionMu.Lock()
+	defer c.sessionMu.Unlock()
+	c.stateMu.Lock()
+	if c.stopped || ctx.Err() != nil {
+		c.stateMu.Unlock()
+		return
+	}
+	c.sessions.Add(1)
+	c.stateMu.Unlock()
+	defer c.sessions.Done()
+
+	c.leader.Store(true)
+	c.m.leader.Set(1)
+	c.m.leaderTerms.Inc()
+	defer func() {
+		c.leader.Store(false)
+		c.m.leader.Set(0)
+	}()
+	delay := time.Second
+	for ctx.Err() == nil {
+		err := newSession(c).run(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		c.log.Error("Events session failed; retrying", "err", err, "retry_in", delay)
+		if !sleep(ctx, delay) {
+			return
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
