@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -270,17 +271,15 @@ overrides:
 		// allow_only_apache_container.yaml: the approved list is replaced.
 		"allow_only_apache_container.yaml": `
 lists:
-  - name: approved_registries
-    items: [docker.io/library/httpd]
+  - {name: approved_registries, items: []}
+  - {name: approved_repositories, items: [docker.io/library/httpd]}
 `,
 		// allow_nginx_container.yaml: nginx added to that list.
 		"allow_nginx_container.yaml": `
 lists:
-  - name: approved_registries
-    items: [docker.io/library/httpd]
-  - name: approved_registries
-    append: true
-    items: [docker.io/library/nginx]
+  - {name: approved_registries, items: []}
+  - {name: approved_repositories, items: [docker.io/library/httpd]}
+  - {name: approved_repositories, append: true, items: [docker.io/library/nginx]}
 `,
 		"disallow_kactivity.yaml": kactivity.String(),
 		// Falco's allow-list rules (Create Disallowed Namespace, Disallowed K8s
@@ -543,5 +542,82 @@ func TestBuiltinExceptions(t *testing.T) {
 				t.Errorf("with %s=%s: %d alerts (want 0), %d suppressed (want 1)", tc.exception, tc.value, n, sup)
 			}
 		})
+	}
+}
+
+// TestApprovedRegistries checks the private-registry policy lists as a user
+// would set them: registries (globs) in approved_registries, path entries
+// there approving the path and below only, repository globs in
+// approved_repositories.
+func TestApprovedRegistries(t *testing.T) {
+	dir := t.TempDir()
+	policy := `
+lists:
+  - name: approved_registries
+    items: [registry.acme.internal, "*.acme.example", ghcr.io/acme]
+  - name: approved_repositories
+    items: [docker.io/library/busybox, "quay.io/acme-team/*"]
+`
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(LoadOptions{Dirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		image string
+		want  bool
+	}{
+		{"registry.acme.internal/team/app:1.2", false},
+		{"eu.acme.example/app:1", false},
+		{"ghcr.io/acme/app:1", false},
+		{"ghcr.io/acme/tools/kit:1", false},
+		{"busybox:1.36", false},
+		{"quay.io/acme-team/api:3", false},
+		{"ghcr.io/acme-evil/app:1", true},
+		{"evil.example/x.acme.example:1", true},
+		{"registry.acme.internal.evil.example/app:1", true},
+		{"nginx:1.27", true},
+		{"quay.io/acme-team-evil/api:3", true},
+		{"registry.k8s.io/pause:3.10", true},
+	} {
+		js := fmt.Sprintf(`{"apiVersion":"audit.k8s.io/v1","kind":"Event","auditID":"img-%d","stage":"ResponseComplete","stageTimestamp":"2026-01-01T00:00:00.000000Z","verb":"create","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"default","name":"p%d"},"requestObject":{"kind":"Pod","spec":{"containers":[{"name":"c","image":%q}]}}}`, i, i, tc.image)
+		recs, errs := record.DecodeAll([]byte(js), "img", record.DecodeOptions{})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		got := false
+		for _, a := range eng.Eval(recs[0]) {
+			got = got || a.RuleID == "image-outside-approved-registries"
+		}
+		if got != tc.want {
+			t.Errorf("%s: alert %v, want %v", tc.image, got, tc.want)
+		}
+	}
+	if n := eng.Stats()["image-outside-approved-registries"].Errors.Load(); n > 0 {
+		t.Errorf("%d runtime errors", n)
+	}
+}
+
+// TestBuiltinAuditRulesArePrefiltered checks that the audit rules of
+// 10-workloads.yaml and 20-access.yaml name the verbs and resources they can
+// match (== / in through && and ||), so the prefilter keeps them away from
+// records they cannot match; others' unconstrained rules are listed.
+func TestBuiltinAuditRulesArePrefiltered(t *testing.T) {
+	set, err := Load(LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range set.rules {
+		if r.source != record.SourceAudit || r.keyed[0] || r.keyed[1] {
+			continue
+		}
+		base := filepath.Base(r.file)
+		if strings.HasPrefix(base, "10-") || strings.HasPrefix(base, "20-") {
+			t.Errorf("%s: rule %s constrains neither verb nor resource", base, r.ID)
+		} else {
+			t.Logf("%s: rule %s constrains neither verb nor resource (evaluated on every audit record)", base, r.ID)
+		}
 	}
 }
