@@ -129,7 +129,9 @@ func (s *splitter) next() (doc, error) {
 			// several times faster than the byte loop below.
 			if (line[0] == '{' || line[0] == '[') && len(line) <= s.max {
 				if e := valueEnd(line, 0); e > 0 && skipWS(line, e) == len(line) {
-					start.data = append([]byte(nil), line[:e]...)
+					// readLine returns a fresh slice per line (never the
+					// bufio buffer), so the record may keep it as is.
+					start.data = line[:e:e]
 					return start, nil
 				}
 			}

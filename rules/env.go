@@ -15,6 +15,7 @@ import (
 // parsed only when a candidate rule refers to them.
 type AuditEnv struct {
 	ID                 string            `expr:"id"`
+	AuditID            string            `expr:"audit_id"`
 	Cluster            string            `expr:"cluster"`
 	Time               time.Time         `expr:"time"`
 	Stage              string            `expr:"stage"`
@@ -90,7 +91,7 @@ type ObjectEnv struct {
 func newAuditEnv(r *record.Record) *AuditEnv {
 	a := r.Audit
 	e := &AuditEnv{
-		ID: r.ID, Cluster: r.Cluster.Name, Time: r.EventTime,
+		ID: r.ID, AuditID: string(a.AuditID), Cluster: r.Cluster.Name, Time: r.EventTime,
 		Stage: string(a.Stage), Level: string(a.Level), Verb: a.Verb,
 		User: a.User.Username, UserUID: a.User.UID, Groups: a.User.Groups,
 		SourceIPs: a.SourceIPs, UserAgent: a.UserAgent, URI: a.RequestURI,
