@@ -39,6 +39,7 @@ and webhooks.`,
 		newVersionCommand(),
 		newConfigCommand(),
 		newRecordsCommand(g),
+		newCollectCommand(g),
 		newRulesCommand(),
 	)
 	return root

@@ -1,11 +1,247 @@
 package config
 
-// CollectorConfig configures the collector's sources (`kubesift collect`).
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// CollectorConfig configures the collector's sources (`kubesift collect`):
+// the audit webhook receiver, the audit log tail, and what happens to every
+// record before it leaves the collector (redaction, size policy, cluster
+// identity).
 type CollectorConfig struct {
+	// ClusterUID is the UID of the cluster's kube-system namespace. It is
+	// used when the collector cannot read it from the API server (no
+	// kubeconfig and not in a cluster, or the read failed).
+	ClusterUID string `yaml:"cluster_uid"`
+	// Kubeconfig is the kubeconfig used to read the kube-system namespace
+	// UID once at start. Empty: the in-cluster configuration when running in
+	// a pod, else no API access.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// DeadLetterMaxBytes caps the original bytes kept in one dead letter
+	// (malformed line or item, oversized request).
+	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
+
+	AuditWebhook AuditWebhookConfig `yaml:"audit_webhook"`
+	AuditTail    AuditTailConfig    `yaml:"audit_tail"`
+	Redaction    RedactionConfig    `yaml:"redaction"`
+	Size         SizeConfig         `yaml:"size"`
+	// Events configures the Events collector (events_config.go).
+	Events EventsConfig `yaml:"events"`
 }
 
-func defaultCollector() CollectorConfig { return CollectorConfig{} }
+// AuditWebhookConfig configures the HTTPS endpoint that kube-apiserver's
+// audit webhook backend (--audit-webhook-config-file) posts EventLists to.
+// The API server is authenticated by a client certificate signed by
+// ClientCAFile, or by a bearer token, or either when both are set.
+type AuditWebhookConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Listen is host:port of the HTTPS listener.
+	Listen string `yaml:"listen"`
+	// TLSCertFile and TLSKeyFile are the serving certificate and key.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// ClientCAFile holds the CA(s) that sign the API server's client
+	// certificate (mTLS).
+	ClientCAFile string `yaml:"client_ca_file"`
+	// BearerToken is the token the API server presents (the "token" of the
+	// user in the webhook kubeconfig). BearerTokenFile is read at load time.
+	BearerToken     Secret `yaml:"bearer_token"`
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// MaxBodyBytes caps one request body; larger requests get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInFlight caps concurrently processed requests; beyond it the
+	// receiver answers 429 at once.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// RetryAfter is the Retry-After sent with 429 and 503 answers.
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// ShutdownGrace is how long in-flight requests may finish on shutdown.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// AuditTailConfig configures the tail of audit log files written by
+// kube-apiserver's log backend (--audit-log-path, --audit-log-format=json).
+type AuditTailConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Paths are the audit log files to follow.
+	Paths []string `yaml:"paths"`
+	// PositionsFile keeps, per path, the inode and offset up to which
+	// records are durable, so a restart resumes there.
+	PositionsFile string `yaml:"positions_file"`
+	// PositionsSyncInterval is how often the positions file is rewritten
+	// (when it changed); it is also written on shutdown.
+	PositionsSyncInterval time.Duration `yaml:"positions_sync_interval"`
+	// StartAt applies to a file that exists at the very first start (no
+	// saved position): "end" skips what it already holds, "beginning" reads it.
+	StartAt string `yaml:"start_at"`
+	// PollInterval is how often a file at EOF is checked for new data and
+	// rotation.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// A batch is published when it holds BatchLines lines or BatchBytes
+	// bytes, or BatchWait after its first line was read.
+	BatchLines int           `yaml:"batch_lines"`
+	BatchBytes int           `yaml:"batch_bytes"`
+	BatchWait  time.Duration `yaml:"batch_wait"`
+	// MaxLineBytes caps one line; longer lines become dead letters.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+}
+
+// RedactionConfig configures what is removed from records before they leave
+// the collector.
+type RedactionConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// ConfigMapKeyPatterns are case-insensitive regular expressions; a
+	// ConfigMap data key matching any of them has its value redacted.
+	ConfigMapKeyPatterns []string `yaml:"configmap_key_patterns"`
+	// ExtraQueryParams are requestURI query parameters whose values are
+	// redacted in addition to the built-in ones (token, access_token,
+	// password, …), compared case-insensitively.
+	ExtraQueryParams []string `yaml:"extra_query_params"`
+}
+
+// SizeConfig is the size policy.
+type SizeConfig struct {
+	// MaxRecordBytes caps an encoded record; larger audit records keep
+	// their metadata and lose request/response bodies (flagged truncated).
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+}
+
+// DefaultConfigMapKeyPatterns are the ConfigMap keys treated as credentials
+// when the configuration names none.
+var DefaultConfigMapKeyPatterns = []string{
+	`password`, `passwd`, `secret`, `token`, `api[_-]?key`, `private[_-]?key`,
+	`access[_-]?key`, `credential`, `aws_secret_access_key`, `\.pem$`, `\.key$`,
+}
+
+func defaultCollector() CollectorConfig {
+	return CollectorConfig{
+		Events:             DefaultEventsConfig(),
+		DeadLetterMaxBytes: 64 << 10,
+		AuditWebhook: AuditWebhookConfig{
+			Listen:        ":8443",
+			MaxBodyBytes:  32 << 20,
+			MaxInFlight:   8,
+			RetryAfter:    time.Second,
+			ShutdownGrace: 20 * time.Second,
+		},
+		AuditTail: AuditTailConfig{
+			Paths:                 []string{"/var/log/kubernetes/audit/audit.log"},
+			PositionsFile:         "/var/lib/kubesift/positions.yaml",
+			PositionsSyncInterval: 2 * time.Second,
+			StartAt:               "end",
+			PollInterval:          250 * time.Millisecond,
+			BatchLines:            1000,
+			BatchBytes:            4 << 20,
+			BatchWait:             200 * time.Millisecond,
+			MaxLineBytes:          16 << 20,
+		},
+		Redaction: RedactionConfig{
+			Enabled:              true,
+			ConfigMapKeyPatterns: append([]string(nil), DefaultConfigMapKeyPatterns...),
+		},
+		Size: SizeConfig{MaxRecordBytes: 1_000_000},
+	}
+}
 
 // validate adds problems of the collector section, with full field paths
-// ("collector.…"), to v.
-func (c *CollectorConfig) validate(v *validator) {}
+// ("collector.…"), to v. It also reads bearer_token_file (the file wins over
+// bearer_token, as every *_file does): config.go resolves the other secret
+// files before validation, and this keeps the collector's in this file.
+func (c *CollectorConfig) validate(v *validator) {
+	c.Events.validate(v)
+	if c.DeadLetterMaxBytes <= 0 {
+		v.add("collector.dead_letter_max_bytes", "must be positive")
+	}
+
+	w := &c.AuditWebhook
+	const wp = "collector.audit_webhook."
+	if w.BearerTokenFile != "" {
+		if b, err := os.ReadFile(w.BearerTokenFile); err != nil {
+			// The path is not secret; the content would be, and is never shown.
+			v.add(wp+"bearer_token_file", err.Error())
+		} else if tok := strings.TrimSpace(string(b)); tok == "" {
+			v.add(wp+"bearer_token_file", "file is empty")
+		} else {
+			w.BearerToken = Secret(tok)
+		}
+	}
+	if w.Enabled {
+		if _, port, err := net.SplitHostPort(w.Listen); err != nil || port == "" {
+			v.add(wp+"listen", "not host:port")
+		}
+		if w.TLSCertFile == "" || w.TLSKeyFile == "" {
+			v.add(wp+"tls_cert_file", "tls_cert_file and tls_key_file are required (the endpoint is HTTPS only)")
+		}
+		if w.ClientCAFile == "" && w.BearerToken == "" {
+			v.add(wp+"client_ca_file", "set client_ca_file (mTLS) or bearer_token(_file): the API server must authenticate")
+		}
+	}
+	if w.MaxBodyBytes <= 0 {
+		v.add(wp+"max_body_bytes", "must be positive")
+	}
+	if w.MaxInFlight <= 0 {
+		v.add(wp+"max_in_flight", "must be positive")
+	}
+	if w.RetryAfter < time.Second {
+		v.add(wp+"retry_after", "must be at least 1s (Retry-After has whole seconds)")
+	}
+	if w.ShutdownGrace < 0 {
+		v.add(wp+"shutdown_grace", "must not be negative")
+	}
+
+	tl := &c.AuditTail
+	const tp = "collector.audit_tail."
+	if tl.Enabled {
+		if len(tl.Paths) == 0 {
+			v.add(tp+"paths", "at least one path is required")
+		}
+		if tl.PositionsFile == "" {
+			v.add(tp+"positions_file", "required")
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range tl.Paths {
+		switch {
+		case p == "":
+			v.add(fmt.Sprintf(tp+"paths[%d]", i), "must not be empty")
+		case seen[p]:
+			v.add(fmt.Sprintf(tp+"paths[%d]", i), "duplicate path")
+		}
+		seen[p] = true
+	}
+	v.oneOf(tp+"start_at", tl.StartAt, "end", "beginning")
+	for _, d := range []struct {
+		field string
+		val   time.Duration
+	}{{"poll_interval", tl.PollInterval}, {"batch_wait", tl.BatchWait}, {"positions_sync_interval", tl.PositionsSyncInterval}} {
+		if d.val <= 0 {
+			v.add(tp+d.field, "must be positive")
+		}
+	}
+	for _, n := range []struct {
+		field string
+		val   int
+	}{{"batch_lines", tl.BatchLines}, {"batch_bytes", tl.BatchBytes}, {"max_line_bytes", tl.MaxLineBytes}} {
+		if n.val <= 0 {
+			v.add(tp+n.field, "must be positive")
+		}
+	}
+
+	for i, p := range c.Redaction.ConfigMapKeyPatterns {
+		if _, err := regexp.Compile("(?i)" + p); err != nil {
+			v.add(fmt.Sprintf("collector.redaction.configmap_key_patterns[%d]", i), "invalid regular expression: "+err.Error())
+		}
+	}
+	for i, p := range c.Redaction.ExtraQueryParams {
+		if p == "" || strings.ContainsAny(p, "&=?# ") {
+			v.add(fmt.Sprintf("collector.redaction.extra_query_params[%d]", i), "not a query parameter name")
+		}
+	}
+	if c.Size.MaxRecordBytes < 4096 {
+		v.add("collector.size.max_record_bytes", "must be at least 4096")
+	}
+}

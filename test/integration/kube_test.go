@@ -33,6 +33,9 @@ type auditReceiver struct {
 
 func startAuditReceiver(t *testing.T, k testenv.Kube) *auditReceiver {
 	t.Helper()
+	// Only one process can listen on the webhook address; the lock's
+	// cleanup is registered first, so it is released after srv.Close.
+	testenv.LockWebhook(t)
 	cert, err := tls.LoadX509KeyPair(k.WebhookCert, k.WebhookKey)
 	if err != nil {
 		t.Fatal(err)

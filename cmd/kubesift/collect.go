@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/collector/audittail"
+	"github.com/kubesift/kubesift/collector/auditwebhook"
+	"github.com/kubesift/kubesift/collector/events"
+	"github.com/kubesift/kubesift/collector/publish"
+	"github.com/kubesift/kubesift/collector/redact"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/record"
+)
+
+func newCollectCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "collect",
+		Short: "Run the per-cluster collector: audit webhook receiver and audit log tail, published to Kafka",
+		Long: `collect runs the sources configured under collector: — the HTTPS receiver for
+kube-apiserver's audit webhook backend (collector.audit_webhook) and the tail of audit log
+files (collector.audit_tail) — redacts secrets and applies the size policy to every record,
+stamps the cluster identity (cluster.name and the kube-system namespace UID), and publishes
+to Kafka. A request or a line is acknowledged (2xx, tail position) only once Kafka or the
+disk spool has it. /metrics, /healthz and /readyz are served on server.listen.
+SIGINT/SIGTERM stop the sources (the webhook answers 503 meanwhile), write the tail
+positions and close the publisher.`,
+		Example: `  # the collector as deployed (see config print-defaults for every key)
+  kubesift collect -c /etc/kubesift/collector.yaml
+  # collector.yaml for a control-plane node, tailing the audit log:
+  #   cluster: {name: prod-eu}
+  #   kafka: {brokers: ["kafka-0:9092"]}
+  #   collector:
+  #     audit_tail: {enabled: true, paths: [/var/log/kubernetes/audit/audit.log]}`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			return runCollect(cmd.Context(), cfg, log)
+		},
+	}
+}
+
+// collectPublisher is what collect needs of the publisher: the sources'
+// contract, and Close to flush it on shutdown.
+type collectPublisher interface {
+	collector.Publisher
+	Close(ctx context.Context) error
+}
+
+// newPublisher builds the collector's Kafka publisher with its disk spool
+// (package collector/publish): Publish returns nil only when every record is
+// acknowledged by Kafka (acks=all) or written to the spool, and Close flushes
+// or spools what is in flight.
+func newPublisher(_ context.Context, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (collectPublisher, error) {
+	if len(cfg.Kafka.Brokers) == 0 {
+		return nil, errors.New("kafka.brokers: required by collect")
+	}
+	return publish.New(publish.Options{Publish: cfg.Publish, Kafka: cfg.Kafka, Registerer: reg, Logger: log})
+}
+
+// publisherFactory is newPublisher; tests replace it with an in-memory one.
+var publisherFactory = newPublisher
+
+// publisherCloseTimeout bounds the publisher's flush on shutdown.
+const publisherCloseTimeout = 30 * time.Second
+
+// runCollect builds the sources from cfg and runs them until ctx ends or one
+// of them fails.
+func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	cc := &cfg.Collector
+	if !cc.AuditWebhook.Enabled && !cc.AuditTail.Enabled && !cc.Events.Enabled {
+		return errors.New("collect: no source enabled; set collector.audit_webhook.enabled, collector.audit_tail.enabled or collector.events.enabled")
+	}
+	srv := obs.New(log)
+	reg := srv.Registry
+	cluster := record.Cluster{Name: cfg.Cluster.Name, UID: clusterUID(ctx, cc, log)}
+	log.Info("collector starting", "cluster", cluster.Name, "cluster_uid", cluster.UID)
+
+	san, err := redact.New(cc.Redaction, cc.Size, cc.DeadLetterMaxBytes, reg, log)
+	if err != nil {
+		return fmt.Errorf("collect: %w", err)
+	}
+	if !san.Enabled() {
+		log.Warn("redaction is disabled (collector.redaction.enabled: false): Secret data and tokens are published as the API server logged them")
+	}
+	pub, err := publisherFactory(ctx, cfg, reg, log)
+	if err != nil {
+		return fmt.Errorf("collect: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), publisherCloseTimeout)
+		defer cancel()
+		if err := pub.Close(cctx); err != nil {
+			log.Error("closing the publisher", "err", err)
+		}
+	}()
+
+	// Every part runs until ctx ends; the first to fail stops the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", name, err)
+				}
+				errMu.Unlock()
+				log.Error("collector part failed; stopping", "part", name, "err", err)
+				cancel()
+			}
+		}()
+	}
+
+	if cc.AuditWebhook.Enabled {
+		rcv, err := auditwebhook.New(auditwebhook.Options{
+			Config: cc.AuditWebhook, Publisher: pub, Sanitizer: san, Cluster: cluster,
+			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("collect: %w", err)
+		}
+		// Listen now, so a taken port fails the start instead of a goroutine.
+		ln, err := net.Listen("tcp", cc.AuditWebhook.Listen)
+		if err != nil {
+			return fmt.Errorf("collect: collector.audit_webhook.listen: %w", err)
+		}
+		srv.SetReady(auditwebhook.Source, nil)
+		run(auditwebhook.Source, func(ctx context.Context) error { return rcv.Serve(ctx, ln) })
+	}
+	if cc.AuditTail.Enabled {
+		tl, err := audittail.New(audittail.Options{
+			Config: cc.AuditTail, Publisher: pub, Sanitizer: san, Cluster: cluster,
+			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("collect: %w", err)
+		}
+		srv.SetReady(audittail.Source, errors.New("opening the audit log files"))
+		go func() {
+			select {
+			case <-tl.Started():
+				srv.SetReady(audittail.Source, nil)
+			case <-ctx.Done():
+			}
+		}()
+		run(audittail.Source, tl.Run)
+	}
+	if cc.Events.Enabled {
+		rc, err := restConfig(cc)
+		if err != nil {
+			return fmt.Errorf("collect: collector.events: %w", err)
+		}
+		if rc == nil {
+			return errors.New("collect: collector.events needs API access: set collector.kubeconfig or run in a pod")
+		}
+		// The Events collector reads through informers and listers only; a
+		// modest client rate is plenty and keeps it polite to the API server.
+		rc.QPS, rc.Burst, rc.UserAgent = 20, 40, "kubesift-collect/events"
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("collect: collector.events: %w", err)
+		}
+		ev, err := events.New(cc.Events, cluster, cs, pub, reg, log)
+		if err != nil {
+			return fmt.Errorf("collect: %w", err)
+		}
+		srv.SetReady(events.Source, errors.New("starting"))
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					srv.SetReady(events.Source, ev.Ready())
+				}
+			}
+		}()
+		run(events.Source, ev.Run)
+	}
+	if cfg.Server.Listen != "" {
+		run("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server.Listen) })
+	}
+	wg.Wait()
+	log.Info("collector stopped")
+	return firstErr
+}
+
+// clusterUID reads the kube-system namespace UID once, when the collector
+// has API access (collector.kubeconfig, or the in-cluster configuration in a
+// pod); otherwise, or when the read fails, it is collector.cluster_uid
+// (possibly empty). The identity needs "get" on namespaces/kube-system.
+func clusterUID(ctx context.Context, cc *config.CollectorConfig, log *slog.Logger) string {
+	rc, err := restConfig(cc)
+	if rc == nil && err == nil {
+		if cc.ClusterUID == "" {
+			log.Info("no API access configured and collector.cluster_uid is empty: records carry no cluster UID")
+		}
+		return cc.ClusterUID
+	}
+	if err == nil {
+		var cs *kubernetes.Clientset
+		if cs, err = kubernetes.NewForConfig(rc); err == nil {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			ns, gerr := cs.CoreV1().Namespaces().Get(rctx, "kube-system", metav1.GetOptions{})
+			if err = gerr; err == nil {
+				uid := string(ns.UID)
+				if cc.ClusterUID != "" && cc.ClusterUID != uid {
+					log.Warn("collector.cluster_uid differs from the kube-system namespace UID; using the API server's",
+						"configured", cc.ClusterUID, "api", uid)
+				}
+				return uid
+			}
+		}
+	}
+	log.Warn("cannot read the kube-system namespace UID; using collector.cluster_uid", "err", err, "cluster_uid", cc.ClusterUID)
+	return cc.ClusterUID
+}
+
+// restConfig is the API access of the collector: collector.kubeconfig, or
+// the in-cluster configuration in a pod; nil, nil when there is none.
+func restConfig(cc *config.CollectorConfig) (*rest.Config, error) {
+	switch {
+	case cc.Kubeconfig != "":
+		return clientcmd.BuildConfigFromFlags("", cc.Kubeconfig)
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		return rest.InClusterConfig()
+	}
+	return nil, nil
+}

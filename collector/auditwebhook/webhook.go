@@ -1,0 +1,536 @@
+// Package auditwebhook is the collector's receiver for kube-apiserver's audit
+// webhook backend (--audit-webhook-config-file, batch or blocking mode): an
+// HTTPS endpoint that accepts audit.k8s.io/v1 (or v1beta1) EventList POSTs.
+//
+// # Acknowledgement
+//
+// A request is answered 200 only after Publisher.Publish returned nil for
+// every record of the batch and every dead letter of it is durable, so a
+// record the API server saw acknowledged survives a crash of the collector.
+// Otherwise the answer makes kube-apiserver retry the whole batch (its
+// webhook client retries every error with exponential backoff, and honours
+// Retry-After on 429/5xx): 429 with Retry-After when the publisher pushes
+// back (collector.ErrBackpressure) or max_in_flight requests are already
+// being processed, 503 with Retry-After while the receiver shuts down, 500
+// on any other publisher error. Retries carry the same record IDs.
+//
+// # Authentication
+//
+// The API server authenticates with a client certificate signed by
+// client_ca_file (mTLS), or with a bearer token, or either when both are
+// configured. The TLS handshake requests a client certificate without
+// verifying it, and the handler verifies the chain (x509, client-auth usage)
+// itself: so a wrong certificate gets a 403 that is counted and logged
+// instead of a handshake failure the client cannot interpret. Go's TLS stack
+// still checks that the client holds the certificate's private key. Bearer
+// tokens are compared in constant time (SHA-256 digests, so the length does
+// not leak either). No credentials: 401; wrong ones: 403.
+//
+// # Bad input
+//
+// Bodies are capped at max_body_bytes (413, counted, and the first
+// dead_letter_max_bytes go to the dead-letter topic). Items that do not
+// decode become dead letters (redacted like records, see
+// redact.ScrubDeadLetter) while the good items of the same batch are
+// published; the batch is acknowledged once both are durable.
+//
+// Concurrency is bounded by a semaphore of max_in_flight requests; records
+// are handled in the request's goroutine (never one goroutine per record).
+package auditwebhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/collector/redact"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/record"
+)
+
+// Options are what a Receiver needs.
+type Options struct {
+	Config    config.AuditWebhookConfig
+	Publisher collector.Publisher
+	// Sanitizer redacts and size-caps records and dead letters; required.
+	Sanitizer *redact.Sanitizer
+	// Cluster is stamped on every record and dead letter.
+	Cluster record.Cluster
+	// DeadLetterMaxBytes caps the head of an oversized body kept as a dead
+	// letter (collector.dead_letter_max_bytes).
+	DeadLetterMaxBytes int
+	// Registerer receives the metrics (nil: not exported).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now gives the observed time of records; time.Now when nil.
+	Now func() time.Time
+}
+
+// Receiver serves the audit webhook endpoint.
+type Receiver struct {
+	cfg       config.AuditWebhookConfig
+	pub       collector.Publisher
+	san       *redact.Sanitizer
+	cluster   record.Cluster
+	log       *slog.Logger
+	m         *metrics
+	now       func() time.Time
+	tlsConfig *tls.Config
+	clientCAs *x509.CertPool // nil: mTLS not accepted
+	tokenHash *[32]byte      // nil: bearer tokens not accepted
+	deadMax   int
+
+	sem      chan struct{}
+	draining atomic.Bool
+	logLimit logLimiter
+}
+
+// New loads the serving certificate, the client CA and the token, and
+// registers the metrics. Errors name the configuration field.
+func New(o Options) (*Receiver, error) {
+	if o.Publisher == nil || o.Sanitizer == nil {
+		return nil, errors.New("audit webhook: Publisher and Sanitizer are required")
+	}
+	c := o.Config
+	r := &Receiver{
+		cfg:     c,
+		pub:     o.Publisher,
+		san:     o.Sanitizer,
+		cluster: o.Cluster,
+		log:     o.Logger,
+		now:     o.Now,
+		deadMax: o.DeadLetterMaxBytes,
+		sem:     make(chan struct{}, max(c.MaxInFlight, 1)),
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.log = r.log.With("component", Source)
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.deadMax <= 0 {
+		r.deadMax = 64 << 10
+	}
+	if r.cfg.RetryAfter < time.Second {
+		r.cfg.RetryAfter = time.Second
+	}
+	if r.cfg.MaxBodyBytes <= 0 {
+		r.cfg.MaxBodyBytes = 32 << 20
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("collector.audit_webhook.tls_cert_file/tls_key_file: %w", err)
+	}
+	r.tlsConfig = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		ClientAuth:   tls.NoClientCert,
+	}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("collector.audit_webhook.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("collector.audit_webhook.client_ca_file: no PEM certificates in %s", c.ClientCAFile)
+		}
+		r.clientCAs = pool
+		// Verified in the handler (see the package doc), so that a wrong
+		// certificate is answered 403 and counted.
+		r.tlsConfig.ClientAuth = tls.RequestClientCert
+	}
+	if c.BearerToken != "" {
+		h := sha256.Sum256([]byte(c.BearerToken))
+		r.tokenHash = &h
+	}
+	if r.clientCAs == nil && r.tokenHash == nil {
+		return nil, errors.New("collector.audit_webhook: neither client_ca_file nor bearer_token is set; the API server could not authenticate")
+	}
+	if r.m, err = newMetrics(o.Registerer); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Run listens on the configured address and serves until ctx ends (see Serve).
+func (r *Receiver) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("audit webhook: listen on %s: %w", r.cfg.Listen, err)
+	}
+	return r.Serve(ctx, ln)
+}
+
+// Serve serves HTTPS on ln until ctx ends. Then it answers new requests 503
+// (so the API server retries them elsewhere or later), lets requests in
+// flight finish for up to shutdown_grace, and returns. ln is closed.
+func (r *Receiver) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           r,
+		TLSConfig:         r.tlsConfig.Clone(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// A batch of max_body_bytes over a slow link still fits; a
+		// stalled client does not hold a slot forever.
+		ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    log.New(&serverErrorLog{r: r}, "", 0),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		r.draining.Store(true)
+		sctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			r.log.Warn("requests still in flight at the end of the shutdown grace; closing them", "grace", r.cfg.ShutdownGrace)
+			srv.Close()
+		}
+	}()
+	r.log.Info("serving the audit webhook", "addr", ln.Addr().String(), "mtls", r.clientCAs != nil, "bearer_token", r.tokenHash != nil)
+	err := srv.ServeTLS(ln, "", "")
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("audit webhook: %w", err)
+}
+
+// ServeHTTP handles one POST of an EventList.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	code := r.handle(w, req)
+	r.m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	r.m.duration.Observe(time.Since(start).Seconds())
+}
+
+// handle answers req and returns the status code sent.
+func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
+	if r.draining.Load() {
+		return r.answer(w, http.StatusServiceUnavailable, "shutting down; retry later", true)
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return r.answer(w, http.StatusMethodNotAllowed, "POST an audit EventList", false)
+	}
+	if code := r.authenticate(req); code != 0 {
+		r.m.rejected.WithLabelValues("auth").Inc()
+		r.logLimit.warn(r.log, "auth", "audit webhook request rejected: authentication failed", "remote", req.RemoteAddr, "status", code)
+		if code == http.StatusUnauthorized && r.tokenHash != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kubesift-audit"`)
+		}
+		return r.answer(w, code, http.StatusText(code), false)
+	}
+	select {
+	case r.sem <- struct{}{}:
+		defer func() { <-r.sem }()
+	default:
+		r.logLimit.warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
+		return r.answer(w, http.StatusTooManyRequests, "too many requests in flight; retry later", true)
+	}
+	r.m.inFlight.Inc()
+	defer r.m.inFlight.Dec()
+
+	if ce := req.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		r.m.rejected.WithLabelValues("malformed").Inc()
+		return r.answer(w, http.StatusUnsupportedMediaType, "Content-Encoding "+ce+" is not supported", false)
+	}
+	ctx := req.Context()
+	body, err := r.readBody(w, req)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return r.rejectTooLarge(ctx, w, req, body)
+	case err != nil:
+		r.logLimit.warn(r.log, "read", "audit webhook: reading the request body failed", "remote", req.RemoteAddr, "err", err)
+		return r.answer(w, http.StatusBadRequest, "could not read the body", false)
+	}
+
+	recs, errs := record.DecodeAll(body, Source, record.DecodeOptions{
+		Cluster: r.cluster, Now: r.now, MaxDocBytes: int(r.cfg.MaxBodyBytes) + 1,
+	})
+	var dls []collector.DeadLetter
+	if len(errs) > 0 {
+		dls = r.deadLetters(body, errs, req.RemoteAddr)
+	}
+	good := recs[:0]
+	for _, rec := range recs {
+		if err := r.san.Apply(rec); err != nil {
+			r.logLimit.warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
+			dls = append(dls, r.deadLetter(rec.Object, req.RemoteAddr, "redaction", err.Error()))
+			continue
+		}
+		good = append(good, rec)
+	}
+	r.m.received.Add(float64(len(good)))
+
+	for _, dl := range dls {
+		if err := r.pub.PublishDeadLetter(ctx, dl); err != nil {
+			return r.publishFailed(w, req, err, "dead letter")
+		}
+		r.m.deadLetters.WithLabelValues(dl.Reason).Inc()
+	}
+	if len(good) > 0 {
+		if err := r.pub.Publish(ctx, good); err != nil {
+			return r.publishFailed(w, req, err, "batch")
+		}
+	}
+	// Everything of the batch is durable: now, and only now, acknowledge.
+	w.WriteHeader(http.StatusOK)
+	return http.StatusOK
+}
+
+// readBody reads the whole body, at most max_body_bytes. On
+// *http.MaxBytesError it returns what was read so far.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
+	limit := r.cfg.MaxBodyBytes
+	body := http.MaxBytesReader(w, req.Body, limit)
+	var buf bytes.Buffer
+	if n := req.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(body)
+	return buf.Bytes(), err
+}
+
+// rejectTooLarge answers 413 after making the head of the body a dead letter.
+func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, req *http.Request, head []byte) int {
+	r.m.rejected.WithLabelValues("size").Inc()
+	r.logLimit.warn(r.log, "size", "audit webhook request body over max_body_bytes; answering 413",
+		"remote", req.RemoteAddr, "max_body_bytes", r.cfg.MaxBodyBytes, "content_length", req.ContentLength)
+	dl := r.deadLetter(head, req.RemoteAddr, "too_large",
+		fmt.Sprintf("request body exceeds max_body_bytes (%d); first %d bytes kept", r.cfg.MaxBodyBytes, min(len(head), r.deadMax)))
+	if err := r.pub.PublishDeadLetter(ctx, dl); err != nil {
+		// The 413 stands either way; the API server gives up on the batch
+		// after its retries, which the rejected counter shows.
+		r.log.Warn("audit webhook: dead letter of an oversized request not published", "err", err)
+	} else {
+		r.m.deadLetters.WithLabelValues(dl.Reason).Inc()
+	}
+	return r.answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", r.cfg.MaxBodyBytes), false)
+}
+
+// publishFailed answers a failed Publish/PublishDeadLetter so the API server
+// retries: 429 on backpressure (503 once shutting down), 503 when the request
+// ended, 500 otherwise.
+func (r *Receiver) publishFailed(w http.ResponseWriter, req *http.Request, err error, what string) int {
+	switch {
+	case errors.Is(err, collector.ErrBackpressure):
+		r.logLimit.warn(r.log, "backpressure", "audit webhook: publisher is full; answering 429", "what", what)
+		if r.draining.Load() {
+			return r.answer(w, http.StatusServiceUnavailable, "shutting down; retry later", true)
+		}
+		return r.answer(w, http.StatusTooManyRequests, "collector is full; retry later", true)
+	case req.Context().Err() != nil:
+		r.log.Warn("audit webhook: request ended before the batch was durable; the API server will retry", "what", what, "err", err)
+		return r.answer(w, http.StatusServiceUnavailable, "not acknowledged; retry", true)
+	default:
+		r.logLimit.warn(r.log, "publish", "audit webhook: publishing failed; answering 500", "what", what, "err", err)
+		return r.answer(w, http.StatusInternalServerError, "publishing failed; retry later", true)
+	}
+}
+
+func (r *Receiver) answer(w http.ResponseWriter, code int, msg string, retry bool) int {
+	if retry {
+		w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter/time.Second)))
+	}
+	if code >= 400 {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(code)
+		io.WriteString(w, msg+"\n")
+		return code
+	}
+	w.WriteHeader(code)
+	return code
+}
+
+// authenticate returns 0 when the request carries a valid client
+// certificate or bearer token, 401 when it carries none, 403 when the ones it
+// carries are not valid.
+func (r *Receiver) authenticate(req *http.Request) int {
+	presented := false
+	if r.clientCAs != nil && req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+		presented = true
+		certs := req.TLS.PeerCertificates
+		opts := x509.VerifyOptions{
+			Roots:         r.clientCAs,
+			Intermediates: x509.NewCertPool(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		for _, c := range certs[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		if _, err := certs[0].Verify(opts); err == nil {
+			return 0
+		}
+	}
+	if r.tokenHash != nil {
+		if h := req.Header.Get("Authorization"); h != "" {
+			presented = true
+			scheme, tok, ok := strings.Cut(h, " ")
+			if ok && strings.EqualFold(scheme, "Bearer") {
+				got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+				if subtle.ConstantTimeCompare(got[:], r.tokenHash[:]) == 1 {
+					return 0
+				}
+			}
+		}
+	}
+	if presented {
+		return http.StatusForbidden
+	}
+	return http.StatusUnauthorized
+}
+
+// deadLetters turns decode errors into dead letters. For a bad item of an
+// EventList (or a JSON array) the item itself is kept; for anything else
+// (the body is not JSON, not a list, …) the head of the body.
+func (r *Receiver) deadLetters(body []byte, errs []error, remote string) []collector.DeadLetter {
+	var items [][]byte // parsed lazily, once, only on this error path
+	parsed := false
+	out := make([]collector.DeadLetter, 0, len(errs))
+	for _, err := range errs {
+		var de *record.DecodeError
+		reason := "other"
+		if errors.As(err, &de) {
+			reason = de.Reason()
+		}
+		r.m.rejected.WithLabelValues("malformed").Inc()
+		data := body
+		if i, ok := itemIndex(err); ok {
+			if !parsed {
+				items, parsed = listItems(body), true
+			}
+			if i < len(items) {
+				data = items[i]
+			}
+		}
+		r.logLimit.warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reason, "err", err)
+		out = append(out, r.deadLetter(data, remote, reason, err.Error()))
+	}
+	return out
+}
+
+func (r *Receiver) deadLetter(data []byte, remote, reason, msg string) collector.DeadLetter {
+	return collector.DeadLetter{
+		Data:    r.san.ScrubDeadLetter(data),
+		Source:  Source,
+		Origin:  remote,
+		Offset:  -1,
+		Reason:  reason,
+		Error:   msg,
+		Cluster: r.cluster,
+	}
+}
+
+// itemIndex finds which list item a decode error is about, from the field
+// path the decoder puts first ("items[3].user.username: …", "[2]: …").
+func itemIndex(err error) (int, bool) {
+	var de *record.DecodeError
+	if !errors.As(err, &de) || de.Err == nil {
+		return 0, false
+	}
+	msg := de.Err.Error()
+	var fe *record.FieldError
+	if errors.As(de.Err, &fe) {
+		msg = fe.Field
+	}
+	msg = strings.TrimPrefix(msg, "items")
+	if !strings.HasPrefix(msg, "[") {
+		return 0, false
+	}
+	end := strings.IndexByte(msg, ']')
+	if end < 0 {
+		return 0, false
+	}
+	i, err2 := strconv.Atoi(msg[1:end])
+	return i, err2 == nil && i >= 0
+}
+
+// listItems returns the items of an EventList or JSON array body, or nil.
+func listItems(body []byte) [][]byte {
+	trimmed := bytes.TrimSpace(body)
+	var raw []json.RawMessage
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if json.Unmarshal(trimmed, &raw) != nil {
+			return nil
+		}
+	} else {
+		var l struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if json.Unmarshal(trimmed, &l) != nil {
+			return nil
+		}
+		raw = l.Items
+	}
+	out := make([][]byte, len(raw))
+	for i, it := range raw {
+		out[i] = it
+	}
+	return out
+}
+
+// serverErrorLog receives net/http's own error log: TLS handshake failures
+// (a client with no or a wrong certificate when client certificates are
+// required elsewhere, scanners, plain HTTP) are counted and logged at debug.
+type serverErrorLog struct{ r *Receiver }
+
+func (l *serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		l.r.m.rejected.WithLabelValues("tls").Inc()
+		l.r.log.Debug("audit webhook: TLS handshake failed", "err", msg)
+		return len(p), nil
+	}
+	l.r.log.Warn("audit webhook: server error", "err", msg)
+	return len(p), nil
+}
+
+// logLimiter logs each kind of repeated warning at most once per interval,
+// so a misconfigured API server retrying every second does not flood the log
+// (the metrics count every occurrence).
+type logLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+const logInterval = 10 * time.Second
+
+func (l *logLimiter) warn(log *slog.Logger, key, msg string, args ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < logInterval {
+		l.mu.Unlock()
+		return
+	}
+	l.last[key] = now
+	l.mu.Unlock()
+	log.Warn(msg, args...)
+}
