@@ -3,9 +3,9 @@ package record
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 

@@ -3,8 +3,8 @@ package record
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )

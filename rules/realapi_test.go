@@ -193,18 +193,33 @@ func TestRealAPIServerAttacksAndBenignWorkload(t *testing.T) {
 	// namespaces and of kube-system.
 	probes := []func() error{
 		func() error { _, err := user.CoreV1().Secrets("").List(ctx, metav1.ListOptions{}); return err },
-		func() error { _, err := user.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); return err },
+		func() error {
+			_, err := user.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+			return err
+		},
 		func() error { _, err := user.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); return err },
 		func() error { _, err := user.CoreV1().Pods(attackNS).List(ctx, metav1.ListOptions{}); return err },
 		func() error { _, err := user.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); return err },
-		func() error { _, err := user.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{}); return err },
+		func() error {
+			_, err := user.CoreV1().ConfigMaps("kube-system").List(ctx, metav1.ListOptions{})
+			return err
+		},
 		func() error { _, err := user.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{}); return err },
 		func() error { _, err := user.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); return err },
 		func() error { _, err := user.AppsV1().Deployments("").List(ctx, metav1.ListOptions{}); return err },
-		func() error { _, err := user.AppsV1().DaemonSets("kube-system").List(ctx, metav1.ListOptions{}); return err },
+		func() error {
+			_, err := user.AppsV1().DaemonSets("kube-system").List(ctx, metav1.ListOptions{})
+			return err
+		},
 		func() error { _, err := user.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{}); return err },
-		func() error { _, err := user.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{}); return err },
-		func() error { _, err := user.CoreV1().Secrets(attackNS).Get(ctx, "loot-0", metav1.GetOptions{}); return err },
+		func() error {
+			_, err := user.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+			return err
+		},
+		func() error {
+			_, err := user.CoreV1().Secrets(attackNS).Get(ctx, "loot-0", metav1.GetOptions{})
+			return err
+		},
 		func() error { _, err := user.CoreV1().Services("").List(ctx, metav1.ListOptions{}); return err },
 		func() error { _, err := user.BatchV1().CronJobs("").List(ctx, metav1.ListOptions{}); return err },
 	}
