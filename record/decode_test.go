@@ -1,9 +1,15 @@
 package record
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"reflect"
+
 	"errors"
 	"io"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,5 +242,43 @@ func TestCorpus(t *testing.T) {
 	}
 	if n < 49 {
 		t.Errorf("corpus has %d files, expected the falco and elastic sets (>= 49)", n)
+	}
+}
+
+// TestAuditLiteMatchesPlainDecode checks the fast path for large bodies
+// against a plain decode of every event of the recorded benchmark corpus.
+func TestAuditLiteMatchesPlainDecode(t *testing.T) {
+	f, err := os.Open("../rules/testdata/bench-audit.log.gz")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 1<<20), 8<<20)
+	lite := 0
+	for sc.Scan() {
+		line := bytes.Clone(sc.Bytes())
+		var p probe
+		if scanProbe(line, &p) != nil {
+			continue
+		}
+		var fast, plain auditv1.Event
+		if !decodeAuditLite(line, &p, &fast) {
+			continue
+		}
+		lite++
+		if err := json.Unmarshal(line, &plain); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, plain) {
+			t.Fatalf("lite decode differs on %s", plain.AuditID)
+		}
+	}
+	if lite < 100 {
+		t.Errorf("only %d events took the lite path", lite)
 	}
 }

@@ -67,6 +67,14 @@ func scanProbe(data []byte, p *probe) error {
 			p.ProtoPayload = val
 		case "properties", "timestamp":
 			return errScan // rare wrappers and old v1beta1 fields: the slow path knows them
+		case "requestObject", "responseObject":
+			if len(val) > 0 && val[0] == '{' {
+				k := 0
+				if key[2] == 's' { // "responseObject"
+					k = 1
+				}
+				p.bodies[k] = span{start: i, end: vEnd}
+			}
 		case "involvedObject":
 			p.InvolvedObject = val
 		case "regarding":
