@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -106,7 +107,7 @@ type follower struct {
 	announceOnce sync.Once
 	committed    atomic.Int64
 	size         atomic.Int64
-	logLimit     logLimiter
+	logLimit     obs.LogLimiter
 }
 
 func newFollower(t *Tailer, path string) *follower {
@@ -484,13 +485,13 @@ func (f *follower) flush(ctx context.Context) bool {
 		}
 		f.t.m.rejected.WithLabelValues("malformed").Inc()
 		full := f.location(off, line) + ": " + msg
-		f.logLimit.warn(f.log, "malformed", "malformed line sent to the dead-letter topic", "line", line, "offset", off, "reason", reason, "err", msg)
+		f.logLimit.Warn(f.log, "malformed", "malformed line sent to the dead-letter topic", "line", line, "offset", off, "reason", reason, "err", msg)
 		dls = append(dls, f.deadLetter(lineAt(data, relOff), reason, full, off, line))
 	}
 	good := recs[:0]
 	for _, r := range recs {
 		if err := f.t.san.Apply(r); err != nil {
-			f.logLimit.warn(f.log, "redaction", "record could not be redacted; sent to the dead-letter topic instead", "id", r.ID, "err", err)
+			f.logLimit.Warn(f.log, "redaction", "record could not be redacted; sent to the dead-letter topic instead", "id", r.ID, "err", err)
 			dls = append(dls, f.deadLetter(r.Object, "redaction", err.Error(), f.off, 0))
 			continue
 		}
@@ -596,7 +597,7 @@ func (f *follower) skip(ctx context.Context) bool {
 	}
 	msg := fmt.Sprintf("%s: line longer than max_line_bytes (%d); first %d bytes kept", f.location(f.skipOff, line), f.t.cfg.MaxLineBytes, len(f.skipHead))
 	f.t.m.rejected.WithLabelValues("malformed").Inc()
-	f.logLimit.warn(f.log, "too_large", "over-long line sent to the dead-letter topic", "line", line, "offset", f.skipOff)
+	f.logLimit.Warn(f.log, "too_large", "over-long line sent to the dead-letter topic", "line", line, "offset", f.skipOff)
 	dl := f.deadLetter(f.skipHead, "too_large", msg, f.skipOff, line)
 	f.skipping, f.skipHead = false, nil
 	f.line++
@@ -681,7 +682,7 @@ func (f *follower) checkPath() {
 		return
 	}
 	if len(f.queue) >= maxQueued {
-		f.logLimit.warn(f.log, "queue", "files rotate faster than the tail reads them; not opening more until it catches up", "queued", len(f.queue))
+		f.logLimit.Warn(f.log, "queue", "files rotate faster than the tail reads them; not opening more until it catches up", "queued", len(f.queue))
 		return
 	}
 	fh, fi, err := openFile(f.path)
@@ -939,7 +940,7 @@ func lastLineEnd(fh *os.File, size int64) (int64, error) {
 
 func (f *follower) readError(what string, err error) {
 	f.t.m.readErrors.WithLabelValues(f.path).Inc()
-	f.logLimit.warn(f.log, what, "audit tail: "+what+" failed; retrying", "err", err)
+	f.logLimit.Warn(f.log, what, "audit tail: "+what+" failed; retrying", "err", err)
 }
 
 func (f *follower) updateLag() {
@@ -1002,7 +1003,7 @@ func (f *follower) retryWait(ctx context.Context, err error, backoff *time.Durat
 	}
 	*retried++
 	f.t.m.retries.WithLabelValues(f.path, reason).Inc()
-	f.logLimit.warn(f.log, "retry-"+reason, "publisher refused a batch; pausing the tail and retrying the same batch", "reason", reason, "err", err, "backoff", *backoff)
+	f.logLimit.Warn(f.log, "retry-"+reason, "publisher refused a batch; pausing the tail and retrying the same batch", "reason", reason, "err", err, "backoff", *backoff)
 	if !sleepCtx(ctx, *backoff) {
 		return false
 	}
@@ -1022,28 +1023,4 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// logLimiter logs each kind of repeated warning at most once per interval
-// (the metrics count every occurrence).
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-const logInterval = 10 * time.Second
-
-func (l *logLimiter) warn(log *slog.Logger, key, msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if l.last == nil {
-		l.last = map[string]time.Time{}
-	}
-	if t, ok := l.last[key]; ok && now.Sub(t) < logInterval {
-		l.mu.Unlock()
-		return
-	}
-	l.last[key] = now
-	l.mu.Unlock()
-	log.Warn(msg, args...)
 }

@@ -1,9 +1,9 @@
 package auditwebhook
 
 import (
-	"errors"
 	"fmt"
 
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -75,18 +75,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// registerShared registers c, or returns the identical collector another
-// source registered first.
+// registerShared registers c, or returns the collector another source
+// registered first (see obs.RegisterShared).
 func registerShared(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
+	ex, err := obs.RegisterShared(reg, c)
+	if err != nil {
+		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if ex, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return ex, nil
-		}
-	}
-	return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
+	return ex, nil
 }

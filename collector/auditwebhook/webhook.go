@@ -56,7 +56,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +64,7 @@ import (
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -102,7 +102,7 @@ type Receiver struct {
 
 	sem      chan struct{}
 	draining atomic.Bool
-	logLimit logLimiter
+	logLimit obs.LogLimiter
 }
 
 // New loads the serving certificate, the client CA and the token, and
@@ -237,7 +237,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 	}
 	if code := r.authenticate(req); code != 0 {
 		r.m.rejected.WithLabelValues("auth").Inc()
-		r.logLimit.warn(r.log, "auth", "audit webhook request rejected: authentication failed", "remote", req.RemoteAddr, "status", code)
+		r.logLimit.Warn(r.log, "auth", "audit webhook request rejected: authentication failed", "remote", req.RemoteAddr, "status", code)
 		if code == http.StatusUnauthorized && r.tokenHash != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kubesift-audit"`)
 		}
@@ -247,7 +247,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 	case r.sem <- struct{}{}:
 		defer func() { <-r.sem }()
 	default:
-		r.logLimit.warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
+		r.logLimit.Warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
 		return r.answer(w, http.StatusTooManyRequests, "too many requests in flight; retry later", true)
 	}
 	r.m.inFlight.Inc()
@@ -264,7 +264,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 	case errors.As(err, &tooLarge):
 		return r.rejectTooLarge(ctx, w, req, body)
 	case err != nil:
-		r.logLimit.warn(r.log, "read", "audit webhook: reading the request body failed", "remote", req.RemoteAddr, "err", err)
+		r.logLimit.Warn(r.log, "read", "audit webhook: reading the request body failed", "remote", req.RemoteAddr, "err", err)
 		return r.answer(w, http.StatusBadRequest, "could not read the body", false)
 	}
 
@@ -278,7 +278,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 	good := recs[:0]
 	for _, rec := range recs {
 		if err := r.san.Apply(rec); err != nil {
-			r.logLimit.warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
+			r.logLimit.Warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
 			dls = append(dls, r.deadLetter(rec.Object, req.RemoteAddr, "redaction", err.Error()))
 			continue
 		}
@@ -318,7 +318,7 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, e
 // rejectTooLarge answers 413 after making the head of the body a dead letter.
 func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, req *http.Request, head []byte) int {
 	r.m.rejected.WithLabelValues("size").Inc()
-	r.logLimit.warn(r.log, "size", "audit webhook request body over max_body_bytes; answering 413",
+	r.logLimit.Warn(r.log, "size", "audit webhook request body over max_body_bytes; answering 413",
 		"remote", req.RemoteAddr, "max_body_bytes", r.cfg.MaxBodyBytes, "content_length", req.ContentLength)
 	dl := r.deadLetter(head, req.RemoteAddr, "too_large",
 		fmt.Sprintf("request body exceeds max_body_bytes (%d); first %d bytes kept", r.cfg.MaxBodyBytes, min(len(head), r.deadMax)))
@@ -338,7 +338,7 @@ func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, re
 func (r *Receiver) publishFailed(w http.ResponseWriter, req *http.Request, err error, what string) int {
 	switch {
 	case errors.Is(err, collector.ErrBackpressure):
-		r.logLimit.warn(r.log, "backpressure", "audit webhook: publisher is full; answering 429", "what", what)
+		r.logLimit.Warn(r.log, "backpressure", "audit webhook: publisher is full; answering 429", "what", what)
 		if r.draining.Load() {
 			return r.answer(w, http.StatusServiceUnavailable, "shutting down; retry later", true)
 		}
@@ -347,7 +347,7 @@ func (r *Receiver) publishFailed(w http.ResponseWriter, req *http.Request, err e
 		r.log.Warn("audit webhook: request ended before the batch was durable; the API server will retry", "what", what, "err", err)
 		return r.answer(w, http.StatusServiceUnavailable, "not acknowledged; retry", true)
 	default:
-		r.logLimit.warn(r.log, "publish", "audit webhook: publishing failed; answering 500", "what", what, "err", err)
+		r.logLimit.Warn(r.log, "publish", "audit webhook: publishing failed; answering 500", "what", what, "err", err)
 		return r.answer(w, http.StatusInternalServerError, "publishing failed; retry later", true)
 	}
 }
@@ -428,7 +428,7 @@ func (r *Receiver) deadLetters(body []byte, errs []error, remote string) []colle
 				data = items[i]
 			}
 		}
-		r.logLimit.warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reason, "err", err)
+		r.logLimit.Warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reason, "err", err)
 		out = append(out, r.deadLetter(data, remote, reason, err.Error()))
 	}
 	return out
@@ -508,29 +508,4 @@ func (l *serverErrorLog) Write(p []byte) (int, error) {
 	}
 	l.r.log.Warn("audit webhook: server error", "err", msg)
 	return len(p), nil
-}
-
-// logLimiter logs each kind of repeated warning at most once per interval,
-// so a misconfigured API server retrying every second does not flood the log
-// (the metrics count every occurrence).
-type logLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-const logInterval = 10 * time.Second
-
-func (l *logLimiter) warn(log *slog.Logger, key, msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if l.last == nil {
-		l.last = map[string]time.Time{}
-	}
-	if t, ok := l.last[key]; ok && now.Sub(t) < logInterval {
-		l.mu.Unlock()
-		return
-	}
-	l.last[key] = now
-	l.mu.Unlock()
-	log.Warn(msg, args...)
 }
