@@ -204,7 +204,12 @@ func readTopic(t testing.TB, broker, topic string) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second}
+	// A transport of its own: kafka-go's default one pools connections
+	// process-wide, and after a broker restart (the fault test) a pooled
+	// connection fails its first request with "unexpected EOF".
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
 	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil || len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
 		t.Fatalf("metadata of %s: %v %+v", topic, err, meta)
