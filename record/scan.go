@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // errScan means the fast scanner could not classify a document; the caller
@@ -184,6 +185,9 @@ func scanString(val []byte, dst *string) bool {
 	}
 	if len(val) < 2 || val[0] != '"' {
 		return false
+	}
+	if !utf8.Valid(val) {
+		return false // encoding/json substitutes U+FFFD; let it
 	}
 	if bytes.IndexByte(val, '\\') < 0 {
 		*dst = string(val[1 : len(val)-1])
