@@ -3,22 +3,12 @@ package audittail
 import (
 	"fmt"
 
-	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/collector"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Source is the DeadLetter.Source and the "source" metric label of the tail.
 const Source = "audit-tail"
-
-// The received/rejected/dead_letters families are shared with the audit
-// webhook receiver (label source): each package registers the same
-// definition and reuses the one already registered, so the help texts below
-// must match collector/auditwebhook's word for word.
-const (
-	helpReceived    = "Records decoded from a source, before publishing (a batch that is retried counts again)."
-	helpRejected    = "Inputs rejected by a source, by reason: auth and size count requests, tls handshakes, malformed documents or lines."
-	helpDeadLetters = "Dead letters published by a source, by reason (the decoder's reason, too_large, partial_line, redaction)."
-)
 
 type metrics struct {
 	received       prometheus.Counter
@@ -33,9 +23,11 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	received := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_collector_received_total", Help: helpReceived}, []string{"source"})
-	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_collector_rejected_total", Help: helpRejected}, []string{"source", "reason"})
-	dead := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_collector_dead_letters_total", Help: helpDeadLetters}, []string{"source", "reason"})
+	sm, err := collector.NewSourceMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	received, rejected, dead := sm.Received, sm.Rejected, sm.DeadLetters
 	m := &metrics{
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kubesift_collector_tail_lag_bytes",
@@ -63,16 +55,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"path"}),
 	}
 	if reg != nil {
-		var err error
-		if received, err = registerShared(reg, received); err != nil {
-			return nil, err
-		}
-		if rejected, err = registerShared(reg, rejected); err != nil {
-			return nil, err
-		}
-		if dead, err = registerShared(reg, dead); err != nil {
-			return nil, err
-		}
 		for _, c := range []prometheus.Collector{m.lag, m.rotations, m.gaps, m.positionWrites, m.retries, m.readErrors} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("audit tail: register metrics: %w", err)
@@ -86,14 +68,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.positionWrites.WithLabelValues("ok")
 	m.positionWrites.WithLabelValues("error")
 	return m, nil
-}
-
-// registerShared registers c, or returns the collector another source
-// registered first (see obs.RegisterShared).
-func registerShared(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	ex, err := obs.RegisterShared(reg, c)
-	if err != nil {
-		return nil, fmt.Errorf("audit tail: register metrics: %w", err)
-	}
-	return ex, nil
 }

@@ -3,7 +3,7 @@ package auditwebhook
 import (
 	"fmt"
 
-	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/collector"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -20,20 +20,12 @@ type metrics struct {
 	duration    prometheus.Histogram
 }
 
-// The received/rejected/dead_letters families are shared with the audit tail
-// (label source): each package registers the same definition and reuses the
-// one already registered, so the help texts below must match
-// collector/audittail's word for word.
-const (
-	helpReceived    = "Records decoded from a source, before publishing (a batch that is retried counts again)."
-	helpRejected    = "Inputs rejected by a source, by reason: auth and size count requests, tls handshakes, malformed documents or lines."
-	helpDeadLetters = "Dead letters published by a source, by reason (the decoder's reason, too_large, partial_line, redaction)."
-)
-
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	received := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_collector_received_total", Help: helpReceived}, []string{"source"})
-	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_collector_rejected_total", Help: helpRejected}, []string{"source", "reason"})
-	dead := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_collector_dead_letters_total", Help: helpDeadLetters}, []string{"source", "reason"})
+	sm, err := collector.NewSourceMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	received, rejected, dead := sm.Received, sm.Rejected, sm.DeadLetters
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubesift_collector_webhook_requests_total",
@@ -50,16 +42,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		var err error
-		if received, err = registerShared(reg, received); err != nil {
-			return nil, err
-		}
-		if rejected, err = registerShared(reg, rejected); err != nil {
-			return nil, err
-		}
-		if dead, err = registerShared(reg, dead); err != nil {
-			return nil, err
-		}
 		for _, c := range []prometheus.Collector{m.requests, m.inFlight, m.duration} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
@@ -73,14 +55,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.rejected.WithLabelValues(r)
 	}
 	return m, nil
-}
-
-// registerShared registers c, or returns the collector another source
-// registered first (see obs.RegisterShared).
-func registerShared(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	ex, err := obs.RegisterShared(reg, c)
-	if err != nil {
-		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
-	}
-	return ex, nil
 }
