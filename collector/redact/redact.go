@@ -527,7 +527,13 @@ func (w *walker) reroot(path string, val any) any {
 	w.walk(root)
 	cur = root
 	for _, t := range toks[:len(toks)-1] {
-		cur = cur[t].(map[string]any)
+		next, ok := cur[t].(map[string]any)
+		if !ok {
+			// The walker replaced a value that contains this op's target
+			// (e.g. a credential key above it): the whole value is redacted.
+			return Marker
+		}
+		cur = next
 	}
 	return cur[last]
 }
