@@ -411,7 +411,9 @@ func createTopic(t testing.TB, broker, topic string, partitions int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second}
+	tr := &kafka.Transport{} // not the process-wide pool (see collector/publish's fault test)
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
 	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
 	if err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)

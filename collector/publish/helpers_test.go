@@ -182,7 +182,11 @@ func createTopics(t testing.TB, broker string, n int, topics ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second}
+	// Its own transport: the default one pools connections process-wide,
+	// and one left from before the fault test's broker restart fails.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
 	req := &kafka.CreateTopicsRequest{}
 	for _, tp := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: tp, NumPartitions: n, ReplicationFactor: 1})
