@@ -226,7 +226,16 @@ func readTopic(t testing.TB, broker, topic string) []kafka.Message {
 		wg.Add(1)
 		go func(part int) {
 			defer wg.Done()
-			msgs, err := readPartition(ctx, c, broker, topic, part)
+			// A fresh topic's leadership, or a restarted broker, can answer
+			// "not leader" or drop a connection for a moment: retry those.
+			var msgs []kafka.Message
+			var err error
+			for attempt := 0; attempt < 10; attempt++ {
+				if msgs, err = readPartition(ctx, c, broker, topic, part); err == nil {
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
 			if err != nil {
 				errs <- fmt.Errorf("partition %d: %w", part, err)
 				return
