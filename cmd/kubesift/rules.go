@@ -109,26 +109,13 @@ func newRulesTestCommand() *cobra.Command {
 	return cmd
 }
 
-// evalAlert is the JSON line `rules eval` prints for one alert.
+// evalAlert is the JSON line `rules eval` prints for one alert: the engine's
+// Alert, with record_id naming the input object (auditID or Event UID) as
+// users search for it, and record keeping the kubesift record id.
 type evalAlert struct {
-	RuleID    string        `json:"rule_id"`
-	Title     string        `json:"title"`
-	Severity  string        `json:"severity"`
-	Mitre     rules.Mitre   `json:"mitre"`
-	Tags      []string      `json:"tags"`
-	RecordID  string        `json:"record_id"` // auditID, or the Event's UID
-	Record    string        `json:"record"`    // the kubesift record id
-	Source    record.Source `json:"source"`
-	Cluster   string        `json:"cluster"`
-	Time      time.Time     `json:"time"`
-	Message   string        `json:"message"`
-	GroupKey  string        `json:"group_key,omitempty"`
-	Count     int           `json:"count,omitempty"`
-	User      string        `json:"user,omitempty"`
-	Verb      string        `json:"verb,omitempty"`
-	Namespace string        `json:"namespace,omitempty"`
-	Resource  string        `json:"resource,omitempty"`
-	Name      string        `json:"name,omitempty"`
+	rules.Alert
+	RecordID string `json:"record_id"` // shadows Alert.RecordID
+	Record   string `json:"record"`
 }
 
 func newRulesEvalCommand() *cobra.Command {
@@ -236,22 +223,17 @@ func toEvalAlert(a rules.Alert, rec *record.Record) evalAlert {
 	case rec.Event != nil:
 		id = string(rec.Event.UID)
 	}
-	tags := a.Tags
-	if tags == nil {
-		tags = []string{}
+	// Empty lists print as [] rather than null, so consumers need no nil case.
+	if a.Tags == nil {
+		a.Tags = []string{}
 	}
-	m := a.Mitre
-	if m.Tactics == nil {
-		m.Tactics = []string{}
+	if a.Mitre.Tactics == nil {
+		a.Mitre.Tactics = []string{}
 	}
-	if m.Techniques == nil {
-		m.Techniques = []string{}
+	if a.Mitre.Techniques == nil {
+		a.Mitre.Techniques = []string{}
 	}
-	return evalAlert{
-		RuleID: a.RuleID, Title: a.Title, Severity: a.Severity.String(), Mitre: m, Tags: tags,
-		RecordID: id, Record: a.RecordID, Source: a.Source, Cluster: a.Cluster, Time: a.Time, Message: a.Message,
-		GroupKey: a.GroupKey, Count: a.Count, User: a.User, Verb: a.Verb, Namespace: a.Namespace, Resource: a.Resource, Name: a.Name,
-	}
+	return evalAlert{Alert: a, RecordID: id, Record: a.RecordID}
 }
 
 func (st *evalStats) print(w io.Writer) {
