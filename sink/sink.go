@@ -1,0 +1,215 @@
+// Package sink holds kubesift's destinations and the contract they share:
+//
+//   - sink/ecs builds the documents (ECS fields, the audit record under the
+//     names Elastic's Kubernetes audit_logs integration uses); every document
+//     store — Elasticsearch, the local NDJSON store of `kubesift run` — writes
+//     exactly what it builds, so the two can never drift.
+//   - sink/elasticsearch installs templates and data streams and writes
+//     documents in bulk.
+//   - sink/notify delivers alerts to Slack and webhooks.
+//
+// # The Writer contract
+//
+// The processor hands a Writer one Doc at a time with Add and learns its fate
+// through the done callback; it commits a Kafka offset only after every Doc
+// made from that message was done (pipeline.Tracker). This is the per-item
+// form of "Write(ctx, batch) (retryable, err)" that ARCHITECTURE.md sketched:
+// a bulk request succeeds or fails item by item, and the processor must send
+// exactly the failed items to the dead-letter topic, so a batch-level result
+// would throw away what it needs.
+//
+//   - done means final. done is called exactly once per accepted Doc with
+//     Indexed (written), Duplicate (a document with that ID exists: the record
+//     was delivered before, which idempotent at-least-once expects) or
+//     Rejected (the store refused this document for good — a mapping or parse
+//     error, any other per-item 4xx; Reason says why without document
+//     contents). Only then may the caller acknowledge the Kafka message.
+//   - retry is the Writer's business, not the caller's: 429, 5xx and network
+//     failures are retried inside the Writer with backoff (Do, Retryable) for
+//     as long as it takes, so done never reports them. While the store is
+//     refusing, the Writer's bounded queue fills and Add blocks — that blocks
+//     the consumer, which is the backpressure: nothing piles up in memory.
+//   - Add returns an error only when ctx ends or the Writer is closed; the Doc
+//     was then not accepted and done will not be called for it.
+//   - Close stops accepting, flushes what was accepted and waits for every
+//     done, or gives up when ctx ends (the undone records are simply not
+//     committed, and Kafka re-delivers them).
+package sink
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Doc is one document for a store.
+type Doc struct {
+	// Index is the data stream or index the document belongs to.
+	Index string
+	// ID is the document _id: the record ID or the alert ID. Stores write
+	// with create semantics, so a second write of one ID is a Duplicate.
+	ID string
+	// Body is the JSON document.
+	Body []byte
+}
+
+// Status is the final fate of one Doc.
+type Status int
+
+// The statuses a done callback receives.
+const (
+	// Indexed: the store has the document.
+	Indexed Status = iota + 1
+	// Duplicate: the store already had a document with this ID (a
+	// re-delivery); counts as success.
+	Duplicate
+	// Rejected: the store refused the document for good; Reason says why.
+	Rejected
+)
+
+// String names the status for logs and metric labels.
+func (s Status) String() string {
+	switch s {
+	case Indexed:
+		return "indexed"
+	case Duplicate:
+		return "duplicate"
+	case Rejected:
+		return "rejected"
+	}
+	return "unknown"
+}
+
+// Result is what done receives.
+type Result struct {
+	Status Status
+	// Reason is set for Rejected: the store's error type and reason, e.g.
+	// "mapper_parsing_exception: failed to parse field [x]". It never holds
+	// the document's contents.
+	Reason string
+}
+
+// Writer writes documents; see the package doc for what done and retry mean.
+// Implementations are safe for concurrent use.
+type Writer interface {
+	Add(ctx context.Context, d Doc, done func(Result)) error
+	Close(ctx context.Context) error
+}
+
+// Retryable is the one status classifier of every sink and notifier: 2xx is
+// success (not retryable, no error); 429 and 5xx are retryable; any other
+// status fails for good. A non-nil err means there was no response (refused
+// connection, reset, timeout) and is retryable, except a cancellation: Do
+// stops anyway once its own ctx has ended, so a per-request timeout stays
+// retryable while the caller's deadline does not.
+func Retryable(status int, err error) bool {
+	if err != nil {
+		return !errors.Is(err, context.Canceled)
+	}
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// Backoff is capped exponential backoff with full jitter.
+type Backoff struct {
+	// Initial is the first wait (default 100ms).
+	Initial time.Duration
+	// Max caps every wait (default 30s).
+	Max time.Duration
+	// Attempts bounds the tries, the first included; 0 means until ctx ends.
+	Attempts int
+}
+
+// wait returns the jittered wait before retry number n (1-based).
+func (b Backoff) wait(n int) time.Duration {
+	initial, maxWait := b.Initial, b.Max
+	if initial <= 0 {
+		initial = 100 * time.Millisecond
+	}
+	if maxWait <= 0 {
+		maxWait = 30 * time.Second
+	}
+	d := initial
+	for i := 1; i < n && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	// Full jitter: replicas that failed together do not retry together.
+	return d/2 + rand.N(d/2+1)
+}
+
+// RetryAfter lets an attempt ask for a specific wait (a 429's Retry-After);
+// Do honours it instead of its own backoff for that retry, capped by Max.
+type RetryAfter interface{ RetryAfter() time.Duration }
+
+// ErrGaveUp wraps the last error when Do used all its attempts.
+var ErrGaveUp = errors.New("gave up after retries")
+
+// Do is the one retry wrapper: it calls attempt until it succeeds, returns a
+// non-retryable error, uses up b.Attempts, or ctx ends. attempt reports
+// whether its error is retryable (use Retryable). onRetry, if not nil, is
+// called before each wait with the attempt number and its error, for logs
+// and metrics. The returned error wraps the last attempt's error.
+func Do(ctx context.Context, b Backoff, attempt func(ctx context.Context) (retryable bool, err error), onRetry func(n int, err error)) error {
+	for n := 1; ; n++ {
+		retryable, err := attempt(ctx)
+		if err == nil {
+			return nil
+		}
+		if !retryable || ctx.Err() != nil {
+			return err
+		}
+		if b.Attempts > 0 && n >= b.Attempts {
+			return errors.Join(ErrGaveUp, err)
+		}
+		if onRetry != nil {
+			onRetry(n, err)
+		}
+		d := b.wait(n)
+		var ra RetryAfter
+		if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+			d = ra.RetryAfter()
+			if b.Max > 0 {
+				d = min(d, b.Max)
+			}
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// StatusError is a non-2xx answer of an HTTP store or receiver. Its message
+// names the status and, if given, what was being done — never the URL's
+// secret parts or the body sent.
+type StatusError struct {
+	Op         string // e.g. "bulk", "slack post"
+	StatusCode int
+	// After is the server's Retry-After, if it sent one.
+	After time.Duration
+	// Detail is a short server-side reason (error type), without payloads.
+	Detail string
+}
+
+func (e *StatusError) Error() string {
+	msg := e.Op + ": HTTP " + strconv.Itoa(e.StatusCode)
+	if t := http.StatusText(e.StatusCode); t != "" {
+		msg += " " + t
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// RetryAfter implements RetryAfter.
+func (e *StatusError) RetryAfter() time.Duration { return e.After }
+
+// Retryable reports whether the status is worth retrying (Retryable).
+func (e *StatusError) Retryable() bool { return Retryable(e.StatusCode, nil) }
