@@ -103,7 +103,10 @@ build() {
   # We hold the lock: leftovers of failed builds can go. Runs in the locking
   # subshell, so this trap only cleans up after a failed build.
   rm -rf "$cache".tmp.*
-  trap 'rm -rf "$tmp"' EXIT
+  # The path is expanded now: tmp is local, and an EXIT trap that named it
+  # fails under set -u once build has returned (that aborted a cold up.sh).
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" EXIT
   mkdir -p "$tmp"
   log "resolving Elasticsearch $version from Maven Central and building the launcher into $cache"
   (cd "$src" && mvn -B -q -Dstyle.color=never -DskipTests \
