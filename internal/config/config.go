@@ -14,10 +14,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -119,21 +117,6 @@ type SinkConfig struct {
 	Elasticsearch ElasticsearchConfig `yaml:"elasticsearch"`
 }
 
-// ElasticsearchConfig configures the Elasticsearch sink.
-type ElasticsearchConfig struct {
-	Addresses     []string      `yaml:"addresses"`
-	Username      string        `yaml:"username"`
-	Password      Secret        `yaml:"password"`
-	PasswordFile  string        `yaml:"password_file"`
-	APIKey        Secret        `yaml:"api_key"`
-	APIKeyFile    string        `yaml:"api_key_file"`
-	BearerToken   Secret        `yaml:"bearer_token"`
-	CAFile        string        `yaml:"ca_file"`
-	CAFingerprint string        `yaml:"ca_fingerprint"`
-	FlushBytes    int           `yaml:"flush_bytes"`
-	FlushInterval time.Duration `yaml:"flush_interval"`
-}
-
 // Default returns the configuration used when a file says nothing.
 func Default() Config {
 	return Config{
@@ -146,10 +129,7 @@ func Default() Config {
 				Alerts: "kubesift.alerts", DLQ: "kubesift.dlq",
 			},
 		},
-		Sink: SinkConfig{Elasticsearch: ElasticsearchConfig{
-			FlushBytes:    5 << 20,
-			FlushInterval: time.Second,
-		}},
+		Sink:      SinkConfig{Elasticsearch: defaultElasticsearch()},
 		Collector: defaultCollector(),
 		Publish:   defaultPublish(),
 	}
@@ -252,31 +232,7 @@ func (c *Config) Validate() error {
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
 		v.add("kafka.tls", "cert_file and key_file go together")
 	}
-	es := &c.Sink.Elasticsearch
-	for i, a := range es.Addresses {
-		u, err := url.Parse(a)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.add(fmt.Sprintf("sink.elasticsearch.addresses[%d]", i), "not a URL")
-		}
-	}
-	auths := 0
-	for _, s := range []Secret{es.APIKey, es.BearerToken} {
-		if s != "" {
-			auths++
-		}
-	}
-	if es.Username != "" || es.Password != "" {
-		auths++
-	}
-	if auths > 1 {
-		v.add("sink.elasticsearch", "use one of username/password, api_key, bearer_token")
-	}
-	if es.FlushBytes <= 0 {
-		v.add("sink.elasticsearch.flush_bytes", "must be positive")
-	}
-	if es.FlushInterval <= 0 {
-		v.add("sink.elasticsearch.flush_interval", "must be positive")
-	}
+	c.Sink.Elasticsearch.validate(&v)
 	c.Collector.validate(&v)
 	c.Publish.validate(&v)
 	return v.err()
