@@ -51,6 +51,8 @@ type Config struct {
 	Collector CollectorConfig `yaml:"collector"`
 	// Publish configures how collectors write to Kafka (publish_config.go).
 	Publish PublishConfig `yaml:"publish"`
+	// Processor configures `kubesift process` (processor_config.go).
+	Processor ProcessorConfig `yaml:"processor"`
 }
 
 // UnmarshalYAML fills defaults before reading, so absent sections keep them.
@@ -132,6 +134,7 @@ func Default() Config {
 		Sink:      SinkConfig{Elasticsearch: defaultElasticsearch()},
 		Collector: defaultCollector(),
 		Publish:   defaultPublish(),
+		Processor: defaultProcessor(),
 	}
 }
 
@@ -235,6 +238,7 @@ func (c *Config) Validate() error {
 	c.Sink.Elasticsearch.validate(&v)
 	c.Collector.validate(&v)
 	c.Publish.validate(&v)
+	c.Processor.validate(&v)
 	return v.err()
 }
 

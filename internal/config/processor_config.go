@@ -1,0 +1,217 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// ProcessorConfig configures `kubesift process` (package pipeline): the
+// Kafka consumer group that reads records, evaluates the rules and hands
+// documents to the Elasticsearch sink and alerts to the alerts topic.
+// docs/processor.md explains how these settings bound memory and latency.
+type ProcessorConfig struct {
+	// GroupID is the Kafka consumer group; every processor of one
+	// deployment uses the same one, and the partitions are shared among them.
+	GroupID string `yaml:"group_id"`
+	// Topics are the topics consumed; empty means kafka.topics.audit and
+	// kafka.topics.events.
+	Topics []string `yaml:"topics"`
+	// StartOffset is where a group with no committed offset begins:
+	// earliest (every record still on the topic) or latest.
+	StartOffset string `yaml:"start_offset"`
+
+	// SessionTimeout is how long the group coordinator waits for a
+	// heartbeat before it declares a member dead (a kill -9'd processor's
+	// partitions move after this long).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// HeartbeatInterval is how often a member heartbeats; well below
+	// SessionTimeout.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// RebalanceTimeout is how long the coordinator waits for every member
+	// to rejoin during a rebalance; it must exceed DrainTimeout, since a
+	// member drains and commits before it rejoins.
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// DrainTimeout bounds the wait, when partitions are revoked (rebalance
+	// or shutdown), for in-flight records to be done before their offsets
+	// are committed. Records still in flight after it are re-delivered to
+	// the partition's next owner (idempotent writes make that harmless).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// CommitInterval is how often the acknowledged offsets are committed.
+	// Short: a crash re-delivers what was acknowledged since the last commit.
+	CommitInterval time.Duration `yaml:"commit_interval"`
+
+	// MaxInFlightMessages bounds, per partition, the messages read and not
+	// yet done (acknowledged); the partition's reader waits for room.
+	MaxInFlightMessages int `yaml:"max_in_flight_messages"`
+	// MaxInFlightBytes bounds, per partition, the message bytes read and not
+	// yet done. A single larger message is still let through alone.
+	MaxInFlightBytes int64 `yaml:"max_in_flight_bytes"`
+	// FetchMaxBytes is the most bytes one fetch request returns per
+	// partition; it must exceed the brokers' largest message.
+	FetchMaxBytes int `yaml:"fetch_max_bytes"`
+	// FetchMaxWait is how long a fetch waits on the broker for new data.
+	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
+	// QueueCapacity is how many fetched messages each partition reader
+	// holds ahead of processing.
+	QueueCapacity int `yaml:"queue_capacity"`
+
+	// Produce configures the writer of alerts and dead letters.
+	Produce ProcessorProduceConfig `yaml:"produce"`
+	// Rules configures the rule set evaluated on every record.
+	Rules ProcessorRulesConfig `yaml:"rules"`
+}
+
+// ProcessorProduceConfig configures the processor's Kafka writer (alerts
+// topic, dead-letter topic). It always uses acks=all.
+type ProcessorProduceConfig struct {
+	// BatchTimeout is how long a batch waits to fill; every acknowledged
+	// offset waits for its alerts' batches, so it is milliseconds.
+	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	// BatchSize is the most messages in one produce batch per partition.
+	BatchSize int `yaml:"batch_size"`
+	// BatchBytes is the most bytes in one produce batch; a dead letter
+	// larger than this is cut (and marked so).
+	BatchBytes int64 `yaml:"batch_bytes"`
+	// MaxInFlight bounds the messages handed to the writer and not yet
+	// acknowledged by Kafka; producers wait for room.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// WriteTimeout bounds one produce request.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// RetryBackoff and RetryMaxBackoff bound the waits between retries of
+	// a message Kafka did not acknowledge. Alerts and dead letters are
+	// retried until they are acknowledged: losing them is not an option.
+	RetryBackoff    time.Duration `yaml:"retry_backoff"`
+	RetryMaxBackoff time.Duration `yaml:"retry_max_backoff"`
+}
+
+// ProcessorRulesConfig says which rules the processor evaluates.
+type ProcessorRulesConfig struct {
+	// NoBuiltin leaves the built-in rule pack out.
+	NoBuiltin bool `yaml:"no_builtin"`
+	// Dirs are rule files or directories layered over the built-in pack.
+	Dirs []string `yaml:"dirs"`
+	// ReloadInterval is how often the rule files are checked for changes
+	// (hot reload); 0 disables reloading.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Start offsets of a new consumer group (processor.start_offset).
+const (
+	StartEarliest = "earliest"
+	StartLatest   = "latest"
+)
+
+func defaultProcessor() ProcessorConfig {
+	return ProcessorConfig{
+		GroupID:             "kubesift-processor",
+		StartOffset:         StartEarliest,
+		SessionTimeout:      10 * time.Second,
+		HeartbeatInterval:   time.Second,
+		RebalanceTimeout:    30 * time.Second,
+		DrainTimeout:        10 * time.Second,
+		CommitInterval:      time.Second,
+		MaxInFlightMessages: 5000,
+		MaxInFlightBytes:    16 << 20,
+		FetchMaxBytes:       4 << 20,
+		FetchMaxWait:        250 * time.Millisecond,
+		QueueCapacity:       500,
+		Produce: ProcessorProduceConfig{
+			BatchTimeout:    10 * time.Millisecond,
+			BatchSize:       1000,
+			BatchBytes:      1 << 20,
+			MaxInFlight:     10000,
+			WriteTimeout:    10 * time.Second,
+			RetryBackoff:    200 * time.Millisecond,
+			RetryMaxBackoff: 10 * time.Second,
+		},
+		Rules: ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
+	}
+}
+
+// UnmarshalYAML fills defaults before reading, so a partial section keeps
+// the defaults of the fields it does not name.
+func (c *ProcessorConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = defaultProcessor()
+	type plain ProcessorConfig
+	return unmarshal((*plain)(c))
+}
+
+// ConsumedTopics returns the topics the processor reads: Topics, or the
+// audit and events topics of k.
+func (c *ProcessorConfig) ConsumedTopics(k KafkaConfig) []string {
+	if len(c.Topics) > 0 {
+		return c.Topics
+	}
+	return []string{k.Topics.Audit, k.Topics.Events}
+}
+
+// validate adds problems of the processor section, with full field paths
+// ("processor.…"), to v.
+func (c *ProcessorConfig) validate(v *validator) {
+	positiveDur := func(field string, d time.Duration) bool {
+		if d <= 0 {
+			v.add(field, "must be positive")
+			return false
+		}
+		return true
+	}
+	positive := func(field string, n int64) bool {
+		if n <= 0 {
+			v.add(field, "must be positive")
+			return false
+		}
+		return true
+	}
+	if c.GroupID == "" {
+		v.add("processor.group_id", "must not be empty")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Topics {
+		switch {
+		case t == "":
+			v.add(fmt.Sprintf("processor.topics[%d]", i), "must not be empty")
+		case seen[t]:
+			v.add(fmt.Sprintf("processor.topics[%d]", i), fmt.Sprintf("%q is listed twice", t))
+		}
+		seen[t] = true
+	}
+	v.oneOf("processor.start_offset", c.StartOffset, StartEarliest, StartLatest)
+	sessOK := positiveDur("processor.session_timeout", c.SessionTimeout)
+	if positiveDur("processor.heartbeat_interval", c.HeartbeatInterval) && sessOK && c.HeartbeatInterval*3 > c.SessionTimeout {
+		v.add("processor.heartbeat_interval", "must be at most a third of processor.session_timeout")
+	}
+	rebOK := positiveDur("processor.rebalance_timeout", c.RebalanceTimeout)
+	if positiveDur("processor.drain_timeout", c.DrainTimeout) && rebOK && c.DrainTimeout >= c.RebalanceTimeout {
+		// A member drains before it rejoins; a drain longer than the
+		// rebalance timeout gets it thrown out of the group.
+		v.add("processor.drain_timeout", "must be shorter than processor.rebalance_timeout")
+	}
+	positiveDur("processor.commit_interval", c.CommitInterval)
+	positive("processor.max_in_flight_messages", int64(c.MaxInFlightMessages))
+	positive("processor.max_in_flight_bytes", c.MaxInFlightBytes)
+	positive("processor.fetch_max_bytes", int64(c.FetchMaxBytes))
+	positiveDur("processor.fetch_max_wait", c.FetchMaxWait)
+	positive("processor.queue_capacity", int64(c.QueueCapacity))
+
+	p := &c.Produce
+	positiveDur("processor.produce.batch_timeout", p.BatchTimeout)
+	positive("processor.produce.batch_size", int64(p.BatchSize))
+	// Dead letters carry up to a whole consumed message plus headers.
+	if positive("processor.produce.batch_bytes", p.BatchBytes) && p.BatchBytes < 64<<10 {
+		v.add("processor.produce.batch_bytes", "must be at least 65536")
+	}
+	positive("processor.produce.max_in_flight", int64(p.MaxInFlight))
+	positiveDur("processor.produce.write_timeout", p.WriteTimeout)
+	backOK := positiveDur("processor.produce.retry_backoff", p.RetryBackoff)
+	if positiveDur("processor.produce.retry_max_backoff", p.RetryMaxBackoff) && backOK && p.RetryMaxBackoff < p.RetryBackoff {
+		v.add("processor.produce.retry_max_backoff", "must not be below processor.produce.retry_backoff")
+	}
+	for i, d := range c.Rules.Dirs {
+		if d == "" {
+			v.add(fmt.Sprintf("processor.rules.dirs[%d]", i), "must not be empty")
+		}
+	}
+	if c.Rules.ReloadInterval < 0 {
+		v.add("processor.rules.reload_interval", "must not be negative")
+	}
+}
