@@ -53,6 +53,8 @@ type Config struct {
 	Publish PublishConfig `yaml:"publish"`
 	// Processor configures `kubesift process` (processor_config.go).
 	Processor ProcessorConfig `yaml:"processor"`
+	// Notify configures alert delivery (notify_config.go).
+	Notify NotifyConfig `yaml:"notify"`
 }
 
 // UnmarshalYAML fills defaults before reading, so absent sections keep them.
@@ -135,6 +137,7 @@ func Default() Config {
 		Collector: defaultCollector(),
 		Publish:   defaultPublish(),
 		Processor: defaultProcessor(),
+		Notify:    defaultNotify(),
 	}
 }
 
@@ -201,6 +204,7 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 		override(&es.Password, EnvESPassword, es.PasswordFile, "sink.elasticsearch.password_file"),
 		override(&es.APIKey, EnvESAPIKey, es.APIKeyFile, "sink.elasticsearch.api_key_file"),
 		override(&es.BearerToken, EnvESBearer, "", "sink.elasticsearch.bearer_token"),
+		c.Notify.resolveSecrets(getenv),
 	)
 }
 
@@ -239,6 +243,7 @@ func (c *Config) Validate() error {
 	c.Collector.validate(&v)
 	c.Publish.validate(&v)
 	c.Processor.validate(&v)
+	c.Notify.validate(&v)
 	return v.err()
 }
 
