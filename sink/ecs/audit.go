@@ -1,0 +1,221 @@
+package ecs
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kubesift/kubesift/record"
+)
+
+// auditDocument is an audit record's document. kubernetes.audit.* mirrors the
+// audit event with the integration's names (which are the event's own JSON
+// names); the ECS fields are what the integration's ingest pipeline derives.
+type auditDocument struct {
+	Timestamp    time.Time    `json:"@timestamp"`
+	Event        event        `json:"event"`
+	User         *user        `json:"user,omitempty"`
+	Source       *source      `json:"source,omitempty"`
+	UserAgent    *userAgent   `json:"user_agent,omitempty"`
+	Orchestrator orchestrator `json:"orchestrator"`
+	DataStream   dataStream   `json:"data_stream"`
+	Kubernetes   struct {
+		Audit auditFields `json:"audit"`
+	} `json:"kubernetes"`
+	Kubesift kubesiftMeta `json:"kubesift"`
+}
+
+type auditFields struct {
+	APIVersion               string            `json:"apiVersion,omitempty"`
+	Kind                     string            `json:"kind,omitempty"`
+	Level                    string            `json:"level,omitempty"`
+	AuditID                  string            `json:"auditID"`
+	Stage                    string            `json:"stage"`
+	RequestURI               string            `json:"requestURI,omitempty"`
+	Verb                     string            `json:"verb,omitempty"`
+	User                     *auditUser        `json:"user,omitempty"`
+	ImpersonatedUser         *auditUser        `json:"impersonatedUser,omitempty"`
+	SourceIPs                []string          `json:"sourceIPs,omitempty"`
+	UserAgent                string            `json:"userAgent,omitempty"`
+	ObjectRef                *objectRef        `json:"objectRef,omitempty"`
+	ResponseStatus           *responseStatus   `json:"responseStatus,omitempty"`
+	RequestObject            json.RawMessage   `json:"requestObject,omitempty"`
+	ResponseObject           json.RawMessage   `json:"responseObject,omitempty"`
+	RequestReceivedTimestamp *time.Time        `json:"requestReceivedTimestamp,omitempty"`
+	StageTimestamp           *time.Time        `json:"stageTimestamp,omitempty"`
+	Annotations              map[string]string `json:"annotations,omitempty"`
+}
+
+type auditUser struct {
+	Username string              `json:"username,omitempty"`
+	UID      string              `json:"uid,omitempty"`
+	Groups   []string            `json:"groups,omitempty"`
+	Extra    map[string][]string `json:"extra,omitempty"`
+}
+
+type objectRef struct {
+	Resource        string `json:"resource,omitempty"`
+	Namespace       string `json:"namespace,omitempty"`
+	Name            string `json:"name,omitempty"`
+	UID             string `json:"uid,omitempty"`
+	APIGroup        string `json:"apiGroup,omitempty"`
+	APIVersion      string `json:"apiVersion,omitempty"`
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	Subresource     string `json:"subresource,omitempty"`
+}
+
+type responseStatus struct {
+	Code    int32  `json:"code,omitempty"`
+	Status  string `json:"status,omitempty"`
+	Message string `json:"message,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// decision annotation of the authorizer (the integration's event.outcome).
+const annDecision = "authorization.k8s.io/decision"
+
+func (b *Builder) auditDoc(r *record.Record) (any, error) {
+	a := r.Audit
+	if a == nil {
+		return nil, &FieldError{ID: r.ID, Field: "object", Msg: "audit record without its decoded event"}
+	}
+	d := &auditDocument{Timestamp: r.EventTime, Orchestrator: newOrchestrator(r), DataStream: b.audit.ds}
+	d.Kubesift.Record = newRecordMeta(r)
+	k := &d.Kubernetes.Audit
+	k.APIVersion, k.Kind = a.APIVersion, a.Kind
+	if k.APIVersion == "" {
+		k.APIVersion = r.APIVersion
+	}
+	if k.Kind == "" {
+		k.Kind = "Event"
+	}
+	k.Level, k.AuditID, k.Stage = string(a.Level), string(a.AuditID), string(a.Stage)
+	k.RequestURI, k.Verb, k.UserAgent = a.RequestURI, a.Verb, a.UserAgent
+	k.User = newAuditUser(a.User.Username, a.User.UID, a.User.Groups, a.User.Extra)
+	if iu := a.ImpersonatedUser; iu != nil {
+		k.ImpersonatedUser = newAuditUser(iu.Username, iu.UID, iu.Groups, iu.Extra)
+	}
+	k.SourceIPs = a.SourceIPs
+	if o := a.ObjectRef; o != nil {
+		k.ObjectRef = &objectRef{
+			Resource: o.Resource, Namespace: o.Namespace, Name: o.Name, UID: string(o.UID),
+			APIGroup: o.APIGroup, APIVersion: o.APIVersion, ResourceVersion: o.ResourceVersion, Subresource: o.Subresource,
+		}
+	}
+	if s := a.ResponseStatus; s != nil {
+		k.ResponseStatus = &responseStatus{Code: s.Code, Status: s.Status, Message: s.Message, Reason: string(s.Reason)}
+	}
+	k.RequestReceivedTimestamp = timePtr(a.RequestReceivedTimestamp.UTC())
+	k.StageTimestamp = timePtr(a.StageTimestamp.UTC())
+	// Annotation names become field names with "." replaced by "_"
+	// (authorization.k8s.io/decision -> authorization_k8s_io/decision),
+	// exactly as the integration's pipeline does, so they never expand into
+	// objects or conflict with each other.
+	k.Annotations = cleanKeys(a.Annotations, false)
+
+	meta := &d.Kubesift.Record
+	if a.RequestObject != nil {
+		k.RequestObject = b.body(a.RequestObject.Raw, "requestObject", meta)
+	}
+	if a.ResponseObject != nil {
+		k.ResponseObject = b.body(a.ResponseObject.Raw, "responseObject", meta)
+	}
+
+	// ECS, as the integration's ingest pipeline derives it.
+	d.Event = event{
+		Kind: "event", Category: []string{"api"}, Type: []string{verbType(a.Verb)}, Action: a.Verb,
+		Outcome: auditOutcome(a), Dataset: b.audit.ds.Dataset, ID: r.ID,
+		Created: timePtr(r.ObservedTime), Ingested: b.Now().UTC(),
+	}
+	if a.User.Username != "" || a.User.UID != "" || len(a.User.Groups) > 0 {
+		d.User = &user{Name: a.User.Username, ID: a.User.UID}
+		if len(a.User.Groups) > 0 {
+			d.User.Group = &userGroup{Name: a.User.Groups}
+		}
+	}
+	// source.ip is an ip field: only a parseable address goes there (the
+	// raw list stays in kubernetes.audit.sourceIPs, mapped as text).
+	for _, ip := range a.SourceIPs {
+		if addr, err := netip.ParseAddr(ip); err == nil {
+			d.Source = &source{IP: addr.String()}
+			break
+		}
+	}
+	if a.UserAgent != "" {
+		d.UserAgent = &userAgent{Original: a.UserAgent}
+	}
+	if o := a.ObjectRef; o != nil {
+		d.Orchestrator.Namespace = o.Namespace
+		if o.Resource != "" || o.Name != "" {
+			d.Orchestrator.Resource = &orchResource{Type: o.Resource, Name: o.Name}
+		}
+	}
+	return d, nil
+}
+
+// body fits one request/response object and notes what was left out.
+func (b *Builder) body(raw []byte, name string, meta *recordMeta) json.RawMessage {
+	res := fitBody(raw, b.maxBody, name)
+	switch {
+	case res.tooBig:
+		meta.BodyDropped = append(meta.BodyDropped, name+": larger than max_body_bytes")
+	case res.invalid:
+		meta.BodyDropped = append(meta.BodyDropped, name+": not JSON")
+	}
+	meta.DroppedFields = append(meta.DroppedFields, res.dropped...)
+	return res.raw
+}
+
+func newAuditUser(name, uid string, groups []string, extra map[string]authnv1.ExtraValue) *auditUser {
+	if name == "" && uid == "" && len(groups) == 0 && len(extra) == 0 {
+		return nil
+	}
+	u := &auditUser{Username: name, UID: uid, Groups: groups}
+	if len(extra) > 0 {
+		// user.extra is flattened: its names (e.g.
+		// authentication.kubernetes.io/pod-name) are free-form.
+		ex := make(map[string][]string, len(extra))
+		for k, v := range extra {
+			ex[k] = []string(v)
+		}
+		u.Extra = cleanKeys(ex, true)
+	}
+	return u
+}
+
+// auditOutcome follows the integration: the authorizer's decision, else the
+// response code.
+func auditOutcome(a *auditv1.Event) string {
+	switch a.Annotations[annDecision] {
+	case "allow":
+		return "success"
+	case "forbid":
+		return "failure"
+	}
+	if s := a.ResponseStatus; s != nil && s.Code != 0 {
+		if s.Code >= 400 {
+			return "failure"
+		}
+		return "success"
+	}
+	return "unknown"
+}
+
+// verbType maps a Kubernetes verb to ECS event.type.
+func verbType(verb string) string {
+	switch strings.ToLower(verb) {
+	case "create", "post":
+		return "creation"
+	case "delete", "deletecollection":
+		return "deletion"
+	case "update", "patch", "put":
+		return "change"
+	case "get", "list", "watch", "head":
+		return "access"
+	}
+	return "info"
+}
