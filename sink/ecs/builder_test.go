@@ -301,7 +301,7 @@ func TestAlertDocument(t *testing.T) {
 	b := testBuilder(t)
 	a := &rules.Alert{ID: "r1:a1:ResponseComplete", RuleID: "r1", Title: "Privileged pod", Severity: rules.SeverityHigh,
 		Mitre: rules.Mitre{Tactics: []string{"privilege-escalation", "made-up"}, Techniques: []string{"T1611"}},
-		Tags: []string{"pod"}, RecordID: "a1:ResponseComplete", Source: record.SourceAudit, Cluster: "prod-eu",
+		Tags:  []string{"pod"}, RecordID: "a1:ResponseComplete", Source: record.SourceAudit, Cluster: "prod-eu",
 		Time: fixedNow, Message: "alice created evil", GroupKey: "alice", Count: 2, User: "alice", Verb: "create",
 		Namespace: "default", Resource: "pods", Name: "evil"}
 	d, err := b.Alert(a)
