@@ -1,0 +1,320 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kubesift/kubesift/pipeline/pipelinetest"
+	"github.com/kubesift/kubesift/rules"
+)
+
+// TestProcessorDeliversAndCommits: every record is written once, every
+// alert is indexed and produced with the notifier's key and headers, poison
+// messages become dead letters with their stage and reason, and the group
+// commits exactly the end of every partition.
+func TestProcessorDeliversAndCommits(t *testing.T) {
+	const parts, n = 4, 2000
+	c := fakeKafka(t, parts)
+	brokers := c.ListenAddrs()
+	run := "deliver"
+	undecodable := []byte(`{"schema":1,"id":"x","cluster":{"name":"c"},"source":"audit","object":{"kind":`)
+	produce(t, brokers, topicAudit, run, n, undecodable)
+
+	w := newFakeWriter()
+	badDoc := pipelinetest.Audit(run, 7).ID
+	rejected := pipelinetest.Audit(run, 11).ID
+	w.reject[rejected] = "mapper_parsing_exception: failed to parse field [kubernetes.audit.objectRef.name] of type [keyword]"
+	w.delay = time.Millisecond
+	pc := testProcessorConfig("g-deliver")
+	_, reg, stop := startProcessor(t, brokers, pc, w, fakeDocs{bad: map[string]bool{badDoc: true}})
+
+	wantAlerts := pipelinetest.Alerting(n)
+	waitFor(t, 60*time.Second, "every partition committed to its end", func() bool {
+		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), endOffsets(t, brokers, topicAudit, parts))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
+	distinct, total := w.count(run + "-")
+	if want := n - 2; distinct != want || total != want {
+		t.Errorf("record documents: %d distinct, %d written; want %d (all but the bad and the rejected one), once each", distinct, total, want)
+	}
+	if d, _ := w.count("privileged-container:"); d != wantAlerts {
+		t.Errorf("alert documents: %d, want %d", d, wantAlerts)
+	}
+
+	alerts := readAll(t, brokers, topicAlerts, parts)
+	if len(alerts) != wantAlerts {
+		t.Errorf("alerts topic: %d messages, want %d", len(alerts), wantAlerts)
+	}
+	for _, m := range alerts {
+		var a rules.Alert
+		if err := json.Unmarshal(m.Value, &a); err != nil {
+			t.Fatalf("alert value: %v", err)
+		}
+		if got, want := string(m.Key), a.Cluster+"/"+a.RuleID; got != want {
+			t.Errorf("alert key %q, want %q", got, want)
+		}
+		if header(m, "kubesift-id") != a.ID || header(m, "kubesift-schema") != "1" || header(m, "kubesift-cluster") != a.Cluster {
+			t.Errorf("alert headers %v do not match alert %s", m.Headers, a.ID)
+		}
+	}
+
+	dlq := readAll(t, brokers, topicDLQ, parts)
+	byStage := map[string]string{}
+	for _, m := range dlq {
+		byStage[header(m, HeaderDLQStage)] = header(m, HeaderDLQReason) + " | " + header(m, HeaderDLQError)
+		if header(m, HeaderDLQSource) != SourceProcessor || header(m, HeaderDLQOrigin) != topicAudit ||
+			header(m, HeaderDLQOffset) == "" || header(m, HeaderDLQPartition) == "" {
+			t.Errorf("dead letter headers incomplete: %v", m.Headers)
+		}
+	}
+	tests := []struct{ stage, want string }{
+		{StageDecode, "decode | "},
+		{StageDocument, "document | record " + badDoc + ": kubernetes.audit.objectRef.name"},
+		{StageIndex, "mapper_parsing_exception | record " + rejected + ": mapper_parsing_exception: failed to parse field"},
+	}
+	if len(dlq) != len(tests) {
+		t.Errorf("dead letters: %d, want %d: %v", len(dlq), len(tests), byStage)
+	}
+	for _, tc := range tests {
+		if !strings.HasPrefix(byStage[tc.stage], tc.want) {
+			t.Errorf("dead letter of stage %s: %q, want prefix %q", tc.stage, byStage[tc.stage], tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"kubesift_processor_consumed_total", []string{"topic=" + topicAudit}, n + 1},
+		{"kubesift_processor_indexed_total", []string{"kind=record"}, n - 2},
+		{"kubesift_processor_indexed_total", []string{"kind=alert"}, float64(wantAlerts)},
+		{"kubesift_processor_rejected_total", []string{"reason=mapper_parsing_exception"}, 1},
+		{"kubesift_processor_dlq_total", nil, 3},
+		{"kubesift_processor_alerts_produced_total", nil, float64(wantAlerts)},
+	} {
+		if got := metric(t, reg, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+}
+
+// TestCommitsOnlyTheContiguousPrefix: one document whose done is held back
+// pins its partition's commit at its offset however many later messages are
+// done; released, the commit moves to the end.
+func TestCommitsOnlyTheContiguousPrefix(t *testing.T) {
+	const parts, n = 3, 600
+	c := fakeKafka(t, parts)
+	brokers := c.ListenAddrs()
+	run := "prefix"
+	produce(t, brokers, topicAudit, run, n)
+	msgs := readAll(t, brokers, topicAudit, parts)
+	// Hold the 100th message of some partition.
+	held := msgs[len(msgs)/2]
+	for _, m := range msgs {
+		if m.Offset == 100 {
+			held = m
+			break
+		}
+	}
+	w := newFakeWriter()
+	release := make(chan struct{})
+	w.hold[header(held, "kubesift-id")] = release
+	pc := testProcessorConfig("g-prefix")
+	startProcessor(t, brokers, pc, w, fakeDocs{})
+
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	waitFor(t, 30*time.Second, "every other partition committed to its end", func() bool {
+		got := committed(t, brokers, pc.GroupID, topicAudit, parts)
+		for p := range parts {
+			if p != held.Partition && got[p] != ends[p] {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, 30*time.Second, "every other document written", func() bool { d, _ := w.count(run + "-"); return d == n-1 })
+	// Several commit intervals later the held partition still sits at the
+	// held message: everything after it is done, but not contiguous.
+	time.Sleep(5 * pc.CommitInterval)
+	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[held.Partition]; got != held.Offset {
+		t.Fatalf("partition %d committed %d while offset %d is not done; want exactly %d", held.Partition, got, held.Offset, held.Offset)
+	}
+	close(release)
+	waitFor(t, 30*time.Second, "held partition committed to its end", func() bool {
+		return committed(t, brokers, pc.GroupID, topicAudit, parts)[held.Partition] == ends[held.Partition]
+	})
+}
+
+// TestRejectedGoesToDLQBeforeAck: while the dead-letter topic refuses
+// writes, the rejected record's offset is not committed (the retries go on);
+// once Kafka takes the dead letter, the commit passes it.
+func TestRejectedGoesToDLQBeforeAck(t *testing.T) {
+	const parts, n = 2, 40 // fewer than pipelinetest.PrivilegedEvery: no alerts, only the dead letter produces
+	c := fakeKafka(t, parts)
+	brokers := c.ListenAddrs()
+	run := "reject"
+	produce(t, brokers, topicAudit, run, n)
+	var victim = pipelinetest.Audit(run, 5).ID
+	var vm struct {
+		part int
+		off  int64
+	}
+	for _, m := range readAll(t, brokers, topicAudit, parts) {
+		if header(m, "kubesift-id") == victim {
+			vm.part, vm.off = m.Partition, m.Offset
+		}
+	}
+	fault := c.Fault(kfakeProduceFault(topicDLQ))
+	w := newFakeWriter()
+	w.reject[victim] = "document_parsing_exception: [1:20] failed to parse field [kubernetes.audit.user.username]"
+	pc := testProcessorConfig("g-reject")
+	_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
+
+	waitFor(t, 30*time.Second, "the dead letter retried", func() bool {
+		return metric(t, reg, "kubesift_processor_produce_retries_total", "kind=dlq") >= 3
+	})
+	waitFor(t, 30*time.Second, "all other documents", func() bool { d, _ := w.count(run + "-"); return d == n-1 })
+	time.Sleep(5 * pc.CommitInterval)
+	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part]; got > vm.off {
+		t.Fatalf("partition %d committed %d past the rejected record at %d before its dead letter was written", vm.part, got, vm.off)
+	}
+	if dl := readAll(t, brokers, topicDLQ, parts); len(dl) != 0 {
+		t.Fatalf("dead letters on the topic during the fault: %d", len(dl))
+	}
+	fault.Remove()
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	waitFor(t, 30*time.Second, "commit past the rejected record", func() bool {
+		return committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part] == ends[vm.part]
+	})
+	dl := readAll(t, brokers, topicDLQ, parts)
+	if len(dl) != 1 || header(dl[0], HeaderDLQStage) != StageIndex || header(dl[0], HeaderDLQReason) != "document_parsing_exception" ||
+		header(dl[0], "kubesift-id") != victim {
+		t.Fatalf("dead letters %+v, want the rejected record with stage index", dl)
+	}
+	if want := pipelinetest.Audit(run, 5); string(dl[0].Key) != want.Key {
+		t.Errorf("dead letter key %q, want the original %q", dl[0].Key, want.Key)
+	}
+}
+
+// TestBackpressure: a Writer that stops taking documents (Add blocks, as
+// when Elasticsearch refuses and the bulk queue is full) or that takes them
+// but never finishes them stops consumption at the configured bounds,
+// without memory growth; when it recovers, everything is delivered once.
+func TestBackpressure(t *testing.T) {
+	tests := []struct {
+		name         string
+		block        bool // Add blocks (else Add returns and done is held)
+		maxInFlight  int
+		wantConsumed func(parts, maxInFlight int) int
+	}{
+		{"add blocks", true, 100, func(parts, _ int) int { return parts }},
+		// The window is full at m; each partition has read one more and waits
+		// for room before handling it.
+		{"done held", false, 100, func(parts, m int) int { return parts * (m + 1) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const parts, n = 3, 15000
+			c := fakeKafka(t, parts)
+			brokers := c.ListenAddrs()
+			run := "bp"
+			produce(t, brokers, topicAudit, run, n)
+			w := newFakeWriter()
+			gate := make(chan struct{})
+			if tc.block {
+				w.gate = gate
+			} else {
+				w.onWrite = func(string) { <-gate }
+			}
+			pc := testProcessorConfig("g-bp")
+			pc.MaxInFlightMessages = tc.maxInFlight
+			pc.QueueCapacity = 50
+			_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
+
+			want := float64(tc.wantConsumed(parts, tc.maxInFlight))
+			waitFor(t, 30*time.Second, "consumption up to the bound", func() bool {
+				return metric(t, reg, "kubesift_processor_consumed_total") >= want
+			})
+			heap0 := heapInUse()
+			time.Sleep(time.Second)
+			if got := metric(t, reg, "kubesift_processor_consumed_total"); got != want {
+				t.Fatalf("consumed %v messages while the writer is stuck; want exactly %v", got, want)
+			}
+			if got, bound := metric(t, reg, "kubesift_processor_in_flight_messages"), float64(parts*tc.maxInFlight); got > bound {
+				t.Fatalf("in flight %v > bound %v", got, bound)
+			}
+			if grow := int64(heapInUse()) - int64(heap0); grow > 8<<20 {
+				t.Errorf("heap grew by %d bytes while stuck", grow)
+			}
+			close(gate)
+			waitFor(t, 60*time.Second, "all documents after recovery", func() bool { d, _ := w.count(run + "-"); return d == n })
+			if _, total := w.count(run + "-"); total != n {
+				t.Errorf("documents written %d times, want %d (once each)", total, n)
+			}
+		})
+	}
+}
+
+// TestRebalanceDrainsAndCommits: a second member joins while the first is
+// mid-stream with documents in flight. The first drains and commits before
+// it rejoins, so the partitions it hands over resume exactly where it
+// stopped: every record is written exactly once across the two.
+func TestRebalanceDrainsAndCommits(t *testing.T) {
+	const parts, n = 4, 8000
+	c := fakeKafka(t, parts)
+	brokers := c.ListenAddrs()
+	run := "rebal"
+	produce(t, brokers, topicAudit, run, n)
+	w := newFakeWriter()
+	w.delay = 200 * time.Microsecond // slow enough that the join lands mid-stream
+	pc := testProcessorConfig("g-rebal")
+	pc.MaxInFlightMessages = 200
+	_, regA, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
+	waitFor(t, 30*time.Second, "first member mid-stream", func() bool { d, _ := w.count(run + "-"); return d >= n/8 })
+	_, regB, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
+
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	waitFor(t, 60*time.Second, "every partition committed to its end", func() bool {
+		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), ends)
+	})
+	if g := metric(t, regA, "kubesift_processor_generations_total"); g < 2 {
+		t.Fatalf("first member saw %v generations; the join did not rebalance", g)
+	}
+	a, b := metric(t, regA, "kubesift_processor_consumed_total"), metric(t, regB, "kubesift_processor_consumed_total")
+	if b == 0 {
+		t.Fatalf("second member consumed nothing (first %v)", a)
+	}
+	distinct, total := w.count(run + "-")
+	if distinct != n || total != n {
+		t.Errorf("records: %d distinct, written %d times; want %d once each (consumed: first %v, second %v)", distinct, total, n, a, b)
+	}
+	t.Logf("consumed: first member %v, second %v; duplicates %v", a, b, total-distinct)
+}
+
+// nopClose shares one fake writer between processors.
+type nopClose struct{ *fakeWriter }
+
+func (nopClose) Close(context.Context) error { return nil }
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+func kfakeProduceFault(topic string) kfake.Fault {
+	return kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.NotEnoughReplicas, Count: -1}
+}
