@@ -275,3 +275,80 @@ func kubeClient(t *testing.T, k testenv.Kube) *kubernetes.Clientset {
 	}
 	return cs
 }
+
+// TestCollectStartsWithTheRealPublisher starts collect with every audit
+// source and the real Kafka publisher (whose metrics share the registry with
+// the sources'), Kafka unreachable: it must start, be ready (records go to
+// the spool), serve every family, and stop cleanly. The in-memory publisher
+// of the other tests hid a metric name collision that kept the shipped
+// binary from starting.
+func TestCollectStartsWithTheRealPublisher(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := selfSigned(t, dir)
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("hook-token\n"), 0o600)
+	logFile := filepath.Join(dir, "audit.log")
+	os.WriteFile(logFile, nil, 0o644)
+	hookAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "collector.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`cluster: {name: test-cluster}
+server: {listen: %q}
+kafka: {brokers: ["127.0.0.1:1"]}
+publish: {spool: {dir: %q}}
+collector:
+  audit_webhook: {enabled: true, listen: %q, tls_cert_file: %q, tls_key_file: %q, bearer_token_file: %q}
+  audit_tail: {enabled: true, paths: [%q], positions_file: %q}
+`, metricsAddr, filepath.Join(dir, "spool"), hookAddr, certFile, keyFile, tokenFile, logFile, filepath.Join(dir, "positions.yaml"))), 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := newRootCommand()
+	var stderr bytes.Buffer
+	cmd.SetErr(&stderr)
+	cmd.SetOut(io.Discard)
+	cmd.SetArgs([]string{"collect", "-c", cfgFile, "--log-format", "text"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	var metrics []byte
+	waitUntil(t, "/readyz and /metrics", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("collect exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return false
+		}
+		if resp, err = http.Get("http://" + metricsAddr + "/metrics"); err != nil {
+			return false
+		}
+		metrics, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return true
+	})
+	for _, want := range []string{
+		"kubesift_collector_publish_dead_letters_total 0",
+		"kubesift_collector_publish_refused_records_total",
+		"kubesift_collector_spool_bytes 0",
+		"kubesift_collector_webhook_in_flight 0",
+		"kubesift_collector_tail_lag_bytes{path=",
+	} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("collect: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("collect did not stop")
+	}
+}

@@ -21,7 +21,7 @@ const (
 
 // metrics are the publisher's Prometheus series.
 type metrics struct {
-	sent          *prometheus.CounterVec // path: direct | drain
+	sent          *prometheus.CounterVec // path: direct | drain | isolate
 	acked         prometheus.Counter
 	failed        *prometheus.CounterVec // reason
 	spooled       prometheus.Counter
@@ -29,6 +29,7 @@ type metrics struct {
 	spoolSegments prometheus.Gauge
 	spoolCut      *prometheus.CounterVec // cause: torn_tail | corrupt
 	drained       prometheus.Counter
+	refused       *prometheus.CounterVec // reason (refuse.go)
 	deadLetters   prometheus.Counter
 	dlqTruncated  prometheus.Counter
 	backpressure  prometheus.Counter
@@ -43,7 +44,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "publish_sent_records_total",
-			Help: "Records handed to the Kafka writer, by path (direct from Publish, or drain from the spool)."}, []string{"path"}),
+			Help: "Records handed to the Kafka writer, by path (direct from Publish, drain from the spool, isolate: one at a time after a refusal that may be permanent)."}, []string{"path"}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "publish_acked_records_total",
 			Help: "Records acknowledged by Kafka (acks=all), late acknowledgements included."}),
@@ -65,8 +66,14 @@ func newMetrics() *metrics {
 		drained: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "spool_drained_records_total",
 			Help: "Spooled records acknowledged by Kafka and removed from the spool."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_refused_records_total",
+			Help: "Records Kafka refused for good (too large, invalid, topic missing or not authorised), by reason; each went to the dead-letter topic."}, []string{"reason"}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "dead_letters_total",
+			// Not dead_letters_total: that name is the sources' family
+			// (collector.SourceMetrics, labels source and reason), and
+			// one registry cannot hold both.
+			Name: "publish_dead_letters_total",
 			Help: "Dead letters made durable (acknowledged by Kafka or spooled)."}),
 		dlqTruncated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "dead_letters_truncated_total",
@@ -86,11 +93,14 @@ func newMetrics() *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"result"}),
 	}
 	// Pre-create the label values so dashboards see zeros, not gaps.
-	for _, p := range []string{"direct", "drain"} {
+	for _, p := range []string{"direct", "drain", "isolate"} {
 		m.sent.WithLabelValues(p)
 	}
 	for _, r := range []string{reasonWriteError, reasonAckTimeout, reasonUnavail, reasonWindow, reasonShutdown, reasonTooLarge, reasonEncode} {
 		m.failed.WithLabelValues(r)
+	}
+	for _, r := range refusalReasons {
+		m.refused.WithLabelValues(r)
 	}
 	for _, c := range []string{"torn_tail", "corrupt"} {
 		m.spoolCut.WithLabelValues(c)
@@ -102,7 +112,7 @@ func newMetrics() *metrics {
 // retried with the same registry).
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{m.sent, m.acked, m.failed, m.spooled, m.spoolBytes, m.spoolSegments,
-		m.spoolCut, m.drained, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.inFlight, m.latency}
+		m.spoolCut, m.drained, m.refused, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.inFlight, m.latency}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
