@@ -113,6 +113,18 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		}
 	}()
 
+	// Each source publishes through its own view of the publisher when it
+	// has one (publish.Publisher.For), so its messages name the source that
+	// delivered them (header kubesift-origin).
+	sourcePub := func(source string) collector.Publisher {
+		if sp, ok := pub.(interface {
+			For(string) collector.Publisher
+		}); ok {
+			return sp.For(source)
+		}
+		return pub
+	}
+
 	// Every part runs until ctx ends; the first to fail stops the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -139,7 +151,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 
 	if cc.AuditWebhook.Enabled {
 		rcv, err := auditwebhook.New(auditwebhook.Options{
-			Config: cc.AuditWebhook, Publisher: pub, Sanitizer: san, Cluster: cluster,
+			Config: cc.AuditWebhook, Publisher: sourcePub(auditwebhook.Source), Sanitizer: san, Cluster: cluster,
 			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
 		})
 		if err != nil {
@@ -155,7 +167,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	}
 	if cc.AuditTail.Enabled {
 		tl, err := audittail.New(audittail.Options{
-			Config: cc.AuditTail, Publisher: pub, Sanitizer: san, Cluster: cluster,
+			Config: cc.AuditTail, Publisher: sourcePub(audittail.Source), Sanitizer: san, Cluster: cluster,
 			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
 		})
 		if err != nil {
@@ -186,7 +198,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		if err != nil {
 			return fmt.Errorf("collect: collector.events: %w", err)
 		}
-		ev, err := events.New(cc.Events, cluster, cs, pub, reg, log)
+		ev, err := events.New(cc.Events, cluster, cs, sourcePub(events.Source), reg, log)
 		if err != nil {
 			return fmt.Errorf("collect: %w", err)
 		}

@@ -13,7 +13,8 @@
 // Each record becomes one Kafka message: the value is record.Marshal, the key
 // record.Key (cluster/user for audit), the headers record.Headers; the topic
 // is chosen by the record's source (kafka.topics.audit, .events, .objects).
-// Messages are partitioned by murmur2 of the key. Publish queues the batch
+// Messages are partitioned by murmur2 of the key. Records published
+// through For(source) also carry HeaderOrigin, naming the source. Publish queues the batch
 // on an asynchronous kafka-go Writer and waits for the Completion callback of
 // every message; it returns nil once each one is acknowledged (acks=all) or
 // written to the spool — which is what lets a source acknowledge its own
@@ -64,19 +65,30 @@
 //     one exception: records of Publish calls already in flight when Kafka
 //     failed can be acknowledged after earlier records of the same key went
 //     to the spool.
-//   - A record Kafka refuses for good (topic missing, larger than the
-//     broker's message.max.bytes, not authorised) is not dropped: it stops
-//     the drain, the spool fills and Publish answers ErrBackpressure, while
-//     the drainer logs the broker's error every 30 s. Keep
-//     publish.batch_bytes below the brokers' limit and create the topics.
+//   - A record Kafka refuses for good goes to the dead-letter topic and the
+//     drain goes on (refuse.go). Errors are classified for a record sent
+//     alone: when a drain round fails with an error that may be permanent,
+//     its unacknowledged records are re-sent one per produce request, so a
+//     batch refused as a whole (larger than max.message.bytes, while each
+//     record fits) costs single sends, not dead letters. Refused: message
+//     too large, invalid record, topic not authorised, invalid topic,
+//     policy violation; an unknown topic only after it stayed unknown for
+//     30 s. Everything else (network, leaders, timeouts, cluster
+//     authorisation) is retried forever. The dead letter holds the record
+//     (its head if the dead-letter topic refuses the whole), the broker's
+//     error, the topic as origin, and the record's kubesift-id; counted in
+//     publish_refused_records_total{reason}. A dead letter the dead-letter
+//     topic itself cannot take (missing, not authorised) stops the drain,
+//     logged every 30 s: there is nowhere left to put it.
 //
 // # Metrics
 //
 // All prefixed kubesift_collector_: publish_sent_records_total{path},
 // publish_acked_records_total, publish_failed_records_total{reason},
+// publish_refused_records_total{reason},
 // spooled_records_total, spool_bytes, spool_segments,
 // spool_drained_records_total, spool_truncated_bytes_total{cause},
-// dead_letters_total, dead_letters_truncated_total,
+// publish_dead_letters_total, dead_letters_truncated_total,
 // publish_backpressure_total, publish_spooling, publish_in_flight_bytes,
 // publish_duration_seconds{result}.
 package publish

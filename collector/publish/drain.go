@@ -94,13 +94,38 @@ func (p *Publisher) drainRound() (int, error) {
 	if len(msgs) > 0 {
 		deadline := time.Now().Add(p.cfg.AckTimeout)
 		t, err := p.send(p.drainCtx, msgs, deadline, "drain")
-		if err != nil {
+		switch {
+		case err != nil && !mayBePermanent(err):
 			return 0, err
-		}
-		werr := t.wait(p.drainCtx, deadline, p.stop)
-		if rest, pending := t.unacked(); len(rest) > 0 {
+		case err != nil:
+			// WriteMessages failed before queueing anything, on the
+			// metadata of a topic (unknown, not authorised): find out
+			// which records it concerns, one at a time (refuse.go).
+			if err := p.isolate(p.drainCtx, msgs); err != nil {
+				return 0, err
+			}
+		default:
+			werr := t.wait(p.drainCtx, deadline, p.stop)
+			rest, pending := t.unacked()
+			if len(rest) == 0 {
+				break
+			}
 			if pending > 0 {
 				p.m.failed.WithLabelValues(reasonAckTimeout).Add(float64(pending))
+			}
+			if pending == 0 && t.anyMayBePermanent() {
+				// Every message completed and some batch was refused in
+				// a way that may be for good: re-send the unacknowledged
+				// ones alone, dead-lettering those refused alone. The
+				// acknowledged ones are not sent again.
+				left := make([]outMsg, len(rest))
+				for i, idx := range rest {
+					left[i] = msgs[idx]
+				}
+				if err := p.isolate(p.drainCtx, left); err != nil {
+					return 0, err
+				}
+				break
 			}
 			cause := t.firstErr()
 			if cause == nil {

@@ -25,7 +25,18 @@ const (
 	// HeaderDLQTruncated is set (to the original length) only when the
 	// publisher had to cut Data to fit publish.batch_bytes.
 	HeaderDLQTruncated = "kubesift-dlq-truncated"
+	// HeaderDLQRefused is set on the dead letter of a record Kafka refused
+	// for good (refuse.go), to the reason; the record's own kubesift-id,
+	// kubesift-source and HeaderOrigin headers are kept alongside.
+	HeaderDLQRefused = "kubesift-dlq-refused"
 )
+
+// HeaderOrigin names the collector source that delivered a record
+// ("audit-webhook", "audit-tail", "events"), set on messages published
+// through Publisher.For. Both audit paths deliver the same records under the
+// same IDs; this header tells the copies apart (provenance, and proof that
+// each path delivers everything).
+const HeaderOrigin = "kubesift-origin"
 
 // maxDLQErrorLen caps the error header: it is for humans, and a pathological
 // error text must not make the dead letter itself too large.
@@ -93,7 +104,7 @@ func (m *outMsg) wireSize() int64 {
 
 // fromRecord encodes a record to its wire form (record.Marshal,
 // record.Headers, record.Key).
-func fromRecord(r *record.Record) (outMsg, error) {
+func fromRecord(r *record.Record, origin []byte) (outMsg, error) {
 	k, ok := kindOf(r.Source)
 	if !ok {
 		return outMsg{}, fmt.Errorf("record %s: unknown source %q", r.ID, r.Source)
@@ -103,9 +114,12 @@ func fromRecord(r *record.Record) (outMsg, error) {
 		return outMsg{}, err
 	}
 	hs := record.Headers(r)
-	headers := make([]kafka.Header, len(hs))
+	headers := make([]kafka.Header, len(hs), len(hs)+1)
 	for i, h := range hs {
 		headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+	}
+	if origin != nil {
+		headers = append(headers, kafka.Header{Key: HeaderOrigin, Value: origin})
 	}
 	var key []byte
 	if r.Key != "" {

@@ -49,11 +49,15 @@ type Options struct {
 // Kafka with acks=all and keeps them in a bounded on-disk spool while Kafka
 // is unreachable or slow. Safe for concurrent use. See the package doc.
 type Publisher struct {
-	cfg       config.PublishConfig
-	topics    [kindMax]string
-	log       *slog.Logger
-	m         *metrics
-	w         *kafka.Writer
+	cfg    config.PublishConfig
+	topics [kindMax]string
+	log    *slog.Logger
+	m      *metrics
+	w      *kafka.Writer
+	// single writes one record per produce request, synchronously: the
+	// drainer's way to find which record of a refused batch Kafka refuses
+	// (refuse.go).
+	single    *kafka.Writer
 	transport *kafka.Transport // built here (closed here), or nil
 	sp        *spool
 	win       *window
@@ -73,6 +77,9 @@ type Publisher struct {
 	drainCtx    context.Context
 	drainCancel context.CancelFunc
 	drainDone   chan struct{}
+	// missing is when each kind's topic was first found unknown (drainer
+	// goroutine only).
+	missing map[kind]time.Time
 
 	logLimit rateLimit
 }
@@ -108,6 +115,7 @@ func New(o Options) (*Publisher, error) {
 		abort:     make(chan struct{}),
 		stop:      make(chan struct{}),
 		drainDone: make(chan struct{}),
+		missing:   map[kind]time.Time{},
 	}
 	p.topics[kindAudit] = o.Kafka.Topics.Audit
 	p.topics[kindEvent] = o.Kafka.Topics.Events
@@ -152,6 +160,23 @@ func New(o Options) (*Publisher, error) {
 				log.Debug(fmt.Sprintf(msg, args...), "source", "kafka-go")
 			}
 		}),
+	}
+
+	p.single = &kafka.Writer{
+		Addr:            p.w.Addr,
+		Balancer:        kafka.Murmur2Balancer{}, // same partitions as p.w: order per key holds
+		MaxAttempts:     o.Publish.MaxAttempts,
+		WriteBackoffMin: 100 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		BatchSize:       1,
+		BatchBytes:      o.Publish.BatchBytes,
+		BatchTimeout:    time.Millisecond,
+		ReadTimeout:     o.Publish.WriteTimeout,
+		WriteTimeout:    o.Publish.WriteTimeout,
+		RequiredAcks:    kafka.RequireAll,
+		Compression:     comp,
+		Transport:       rt,
+		ErrorLogger:     p.w.ErrorLogger,
 	}
 
 	p.sp, err = openSpool(spoolOptions{
@@ -207,13 +232,38 @@ func compression(name string) (kafka.Compression, error) {
 // collector.ErrBackpressure when the spool is full (or failing) or the
 // publisher is closing, ErrTooLarge for an oversized record, or ctx's error.
 func (p *Publisher) Publish(ctx context.Context, recs []*record.Record) error {
+	return p.publishRecords(ctx, recs, nil)
+}
+
+// For returns a collector.Publisher for one source: it publishes through p
+// and marks every record's message with HeaderOrigin = source, so that the
+// copies the audit webhook and the audit tail deliver of one record can be
+// told apart. Dead letters carry their source already (HeaderDLQSource).
+func (p *Publisher) For(source string) collector.Publisher {
+	return &originPublisher{p: p, origin: []byte(source)}
+}
+
+type originPublisher struct {
+	p      *Publisher
+	origin []byte
+}
+
+func (o *originPublisher) Publish(ctx context.Context, recs []*record.Record) error {
+	return o.p.publishRecords(ctx, recs, o.origin)
+}
+
+func (o *originPublisher) PublishDeadLetter(ctx context.Context, dl collector.DeadLetter) error {
+	return o.p.PublishDeadLetter(ctx, dl)
+}
+
+func (p *Publisher) publishRecords(ctx context.Context, recs []*record.Record, origin []byte) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	start := time.Now()
 	msgs := make([]outMsg, len(recs))
 	for i, r := range recs {
-		m, err := fromRecord(r)
+		m, err := fromRecord(r, origin)
 		if err != nil {
 			p.m.failed.WithLabelValues(reasonEncode).Inc()
 			return fmt.Errorf("publish: %w", err)
@@ -518,6 +568,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	wdone := make(chan struct{})
 	go func() {
 		p.w.Close()
+		p.single.Close()
 		close(wdone)
 	}()
 	select {
@@ -549,6 +600,7 @@ type tracker struct {
 
 	mu      sync.Mutex
 	state   []msgState
+	errs    []error // per message, allocated on the first failure
 	pending int
 	err     error
 	done    chan struct{} // closed when pending reaches 0
@@ -582,6 +634,10 @@ func (t *tracker) complete(i int, err error) {
 		if t.err == nil {
 			t.err = err
 		}
+		if t.errs == nil {
+			t.errs = make([]error, len(t.state))
+		}
+		t.errs[i] = err
 	} else {
 		t.state[i] = msgAcked
 	}
@@ -619,6 +675,19 @@ func (t *tracker) unacked() (idx []int, pending int) {
 		}
 	}
 	return idx, t.pending
+}
+
+// anyMayBePermanent says whether a failed message failed with an error
+// that may be a refusal for good (refuse.go).
+func (t *tracker) anyMayBePermanent() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, err := range t.errs {
+		if err != nil && mayBePermanent(err) {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *tracker) firstErr() error {

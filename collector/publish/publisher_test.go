@@ -151,7 +151,7 @@ func TestPublishWireFormat(t *testing.T) {
 	for name, want := range map[string]float64{
 		"kubesift_collector_publish_acked_records_total": 5,
 		"kubesift_collector_publish_sent_records_total":  5,
-		"kubesift_collector_dead_letters_total":          1,
+		"kubesift_collector_publish_dead_letters_total":  1,
 		"kubesift_collector_spooled_records_total":       0,
 	} {
 		if got := metric(t, reg, name); got != want {
@@ -168,7 +168,9 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 		err  *kerr.Error
 	}{
 		{"retriable error", kerr.NotEnoughReplicas},
-		{"fatal error", kerr.InvalidRecord},
+		// Not retried by kafka-go, and not a refusal of the records
+		// themselves (refuse.go): the records wait in the spool.
+		{"error kafka-go does not retry", kerr.ClusterAuthorizationFailed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,7 +276,9 @@ func TestPublishBackpressureWhenSpoolFull(t *testing.T) {
 	p := newTestPublisher(t, k, cfg, reg)
 	defer closePublisher(t, p)
 
-	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.InvalidRecord, Count: -1})
+	// Kafka refuses every produce, with an error that is no refusal of the
+	// records themselves (those go to the dead-letter topic, refuse.go).
+	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.ClusterAuthorizationFailed, Count: -1})
 	ids := map[string]bool{}
 	var refused error
 	n := 0
@@ -472,7 +476,9 @@ func TestNoGoroutinePerRecord(t *testing.T) {
 	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
 	p := newTestPublisher(t, k, testPublishConfig(t.TempDir()), prometheus.NewRegistry())
 	defer closePublisher(t, p)
-	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.InvalidRecord, Count: -1})
+	// Kafka refuses every produce, with an error that is no refusal of the
+	// records themselves (those go to the dead-letter topic, refuse.go).
+	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.ClusterAuthorizationFailed, Count: -1})
 	base := runtime.NumGoroutine()
 	var wg sync.WaitGroup
 	peak := 0

@@ -424,7 +424,7 @@ func BenchmarkSpoolAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	m, err := fromRecord(auditRecord(1, "alice", 1500))
+	m, err := fromRecord(auditRecord(1, "alice", 1500), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

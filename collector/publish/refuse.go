@@ -1,0 +1,224 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/record"
+)
+
+// Records Kafka refuses for good.
+//
+// Most produce errors pass (a broker restarting, a leader moving, a network
+// cut), and the drainer retries them forever: that is what makes an outage
+// lossless. A few never pass for a given record: it is larger than the
+// topic's max.message.bytes, the broker rejects its content, or its topic
+// does not exist or may not be written. Retrying those would stop the drain
+// for every record behind it, fill the spool and push back on every source
+// — one bad record (or one missing topic) would stop the whole collector.
+// So the drainer sends such a record to the dead-letter topic, with the
+// broker's error, and goes on.
+//
+// A broker error for a produce batch does not say which record caused it,
+// and a batch of small records can be refused as a whole (a batch larger
+// than max.message.bytes). So the verdict is taken only for a record sent
+// alone: when a drain round fails with an error that may be permanent, its
+// unacknowledged records are re-sent one at a time (isolate), and only one
+// that is refused alone is dead-lettered.
+
+// verdict is what an error means for a record sent alone.
+type verdict uint8
+
+const (
+	// retry: the error may pass (network, broker restart, leader change,
+	// timeouts, anything unknown). The record stays in the spool.
+	retry verdict = iota
+	// refused: this record will never be written; dead-letter it.
+	refused
+	// topicMissing: the topic does not exist. It may be about to (topics
+	// created by the operator just after the collector started; metadata
+	// of a fresh topic propagating), so it is refused only once it lasted
+	// missingTopicGrace.
+	topicMissing
+)
+
+// missingTopicGrace is how long a topic must stay unknown before its records
+// are dead-lettered instead of waited for.
+var missingTopicGrace = 30 * time.Second
+
+// refusedHead is what a dead letter keeps of a refused record (or dead
+// letter) that the dead-letter topic refused as too large, too: small enough
+// for any broker's message.max.bytes.
+const refusedHead = 16 << 10
+
+// refusalReasons are the reasons classify gives (pre-created metric labels).
+var refusalReasons = []string{"kafka_message_too_large", "kafka_invalid_record", "kafka_topic_authorization_failed",
+	"kafka_invalid_topic", "kafka_policy_violation", "kafka_unsupported_message_format", "kafka_unknown_topic"}
+
+// classify maps a produce error to a verdict and a short stable reason (the
+// value of the dead letter's reason header and of the metric label).
+func classify(err error) (verdict, string) {
+	var ke kafka.Error
+	switch {
+	case err == nil:
+		return retry, ""
+	case errors.As(err, &ke):
+	default:
+		var we kafka.WriteErrors
+		if errors.As(err, &we) {
+			for _, e := range we {
+				if e != nil {
+					return classify(e)
+				}
+			}
+		}
+		return retry, ""
+	}
+	switch ke {
+	case kafka.MessageSizeTooLarge, kafka.RecordListTooLarge:
+		return refused, "kafka_message_too_large"
+	case kafka.InvalidRecord, kafka.InvalidMessage:
+		// InvalidMessage (CORRUPT_MESSAGE) is retriable in the protocol (a CRC error in
+		// transit) — but it only reaches this point when the record was
+		// refused alone after the writer's own retries.
+		return refused, "kafka_invalid_record"
+	case kafka.TopicAuthorizationFailed:
+		return refused, "kafka_topic_authorization_failed"
+	case kafka.InvalidTopic:
+		return refused, "kafka_invalid_topic"
+	case kafka.PolicyViolation:
+		return refused, "kafka_policy_violation"
+	case kafka.UnsupportedForMessageFormat:
+		return refused, "kafka_unsupported_message_format"
+	case kafka.UnknownTopicOrPartition:
+		return topicMissing, "kafka_unknown_topic"
+	}
+	return retry, ""
+}
+
+// mayBePermanent says whether a round failed with an error worth isolating
+// its records for.
+func mayBePermanent(err error) bool {
+	v, _ := classify(err)
+	return v != retry
+}
+
+// isolate sends msgs (the records of a drain round Kafka did not
+// acknowledge, in spool order) one at a time with the single-record writer
+// and dead-letters each one refused alone. It returns an error — and the
+// round is retried whole — as soon as one fails with an error that may pass.
+func (p *Publisher) isolate(ctx context.Context, msgs []outMsg) error {
+	for i := range msgs {
+		m := &msgs[i]
+		err := p.sendOne(ctx, m)
+		if err == nil {
+			delete(p.missing, m.kind)
+			continue
+		}
+		v, reason := classify(err)
+		switch v {
+		case retry:
+			return fmt.Errorf("record %d of %d sent alone: %w", i+1, len(msgs), err)
+		case topicMissing:
+			first, ok := p.missing[m.kind]
+			if !ok {
+				p.missing[m.kind] = time.Now()
+				first = time.Now()
+			}
+			if time.Since(first) < missingTopicGrace {
+				return fmt.Errorf("topic %s unknown for %s (dead-lettering its records after %s): %w",
+					p.topics[m.kind], time.Since(first).Round(time.Second), missingTopicGrace, err)
+			}
+		}
+		if err := p.deadLetterRefused(ctx, m, reason, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendOne writes one message alone (its own produce request) and waits for
+// the acknowledgement.
+func (p *Publisher) sendOne(ctx context.Context, m *outMsg) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+	defer cancel()
+	km := kafka.Message{Topic: p.topics[m.kind], Key: m.key, Value: m.value, Headers: m.headers}
+	p.m.sent.WithLabelValues("isolate").Inc()
+	if err := p.single.WriteMessages(ctx, km); err != nil {
+		var we kafka.WriteErrors
+		if errors.As(err, &we) && len(we) == 1 && we[0] != nil {
+			err = we[0] // one message: its error says it all
+		}
+		return err
+	}
+	p.m.acked.Inc()
+	return nil
+}
+
+// deadLetterRefused writes a refused message to the dead-letter topic: the
+// message's value with the broker's error, the topic it was meant for and
+// the record's ID. If the dead-letter topic refuses it as too large as well,
+// its head is kept. A dead letter that cannot be written at all (the
+// dead-letter topic missing or not writable) stops the drain: there is no
+// place left to put it, and dropping it would be a silent loss.
+func (p *Publisher) deadLetterRefused(ctx context.Context, m *outMsg, reason string, cause error) error {
+	topic := p.topics[m.kind]
+	dl := collector.DeadLetter{
+		Data: m.value, Source: "publish", Origin: topic, Offset: -1, Reason: reason,
+		Error:   fmt.Sprintf("Kafka refused the record for topic %s: %v", topic, cause),
+		Cluster: record.Cluster{Name: headerValue(m.headers, record.HeaderCluster)},
+	}
+	if m.kind == kindDLQ {
+		// Already a dead letter: keep its own headers (source, origin,
+		// offset of the original input) and only say what happened now.
+		dl.Source = headerValue(m.headers, HeaderDLQSource)
+		dl.Origin = headerValue(m.headers, HeaderDLQOrigin)
+		dl.Offset, _ = strconv.ParseInt(headerValue(m.headers, HeaderDLQOffset), 10, 64)
+		dl.Line, _ = strconv.Atoi(headerValue(m.headers, HeaderDLQLine))
+		dl.Error = headerValue(m.headers, HeaderDLQError) + "; then " + dl.Error
+		dl.Reason = headerValue(m.headers, HeaderDLQReason)
+	}
+	out, _ := fromDeadLetter(dl, p.cfg.BatchBytes)
+	for _, h := range []string{record.HeaderID, record.HeaderSource, HeaderOrigin} {
+		if v := headerValue(m.headers, h); v != "" {
+			out.headers = append(out.headers, kafka.Header{Key: h, Value: []byte(v)})
+		}
+	}
+	out.headers = append(out.headers, kafka.Header{Key: HeaderDLQRefused, Value: []byte(reason)})
+	err := p.sendOne(ctx, &out)
+	if v, r := classify(err); v == refused && r == "kafka_message_too_large" && len(out.value) > refusedHead {
+		// Too large for the dead-letter topic too: keep the head, which
+		// says what the record was, and mark the cut.
+		out.headers = append(out.headers, kafka.Header{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(out.value)))})
+		out.value = out.value[:refusedHead]
+		p.m.dlqTruncated.Inc()
+		err = p.sendOne(ctx, &out)
+	}
+	if err != nil {
+		return fmt.Errorf("record for %s refused (%s) and the dead-letter topic %s did not take it either: %w",
+			topic, reason, p.topics[kindDLQ], err)
+	}
+	p.m.refused.WithLabelValues(reason).Inc()
+	p.m.deadLetters.Inc()
+	if p.logLimit.allow("refused-"+reason, 10*time.Second) {
+		p.log.Error("Kafka refused a record for good; sent it to the dead-letter topic",
+			"topic", topic, "reason", reason, "id", headerValue(m.headers, record.HeaderID),
+			"bytes", len(m.value), "dlq", p.topics[kindDLQ], "error", cause)
+	}
+	return nil
+}
+
+func headerValue(hs []kafka.Header, key string) string {
+	for _, h := range hs {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,233 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kubesift/kubesift/record"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		want   verdict
+		reason string
+	}{
+		{"nil", nil, retry, ""},
+		{"network", io.ErrUnexpectedEOF, retry, ""},
+		{"wrapped network", fmt.Errorf("send: %w", errors.New("connection refused")), retry, ""},
+		{"not leader", kafka.NotLeaderForPartition, retry, ""},
+		{"not enough replicas", kafka.NotEnoughReplicas, retry, ""},
+		{"request timed out", kafka.RequestTimedOut, retry, ""},
+		{"cluster authorization (everything fails, the DLQ too)", kafka.ClusterAuthorizationFailed, retry, ""},
+		{"too large", kafka.MessageSizeTooLarge, refused, "kafka_message_too_large"},
+		{"record list too large", kafka.RecordListTooLarge, refused, "kafka_message_too_large"},
+		{"invalid record", kafka.InvalidRecord, refused, "kafka_invalid_record"},
+		{"topic not authorised", kafka.TopicAuthorizationFailed, refused, "kafka_topic_authorization_failed"},
+		{"invalid topic", kafka.InvalidTopic, refused, "kafka_invalid_topic"},
+		{"policy", kafka.PolicyViolation, refused, "kafka_policy_violation"},
+		{"unknown topic", kafka.UnknownTopicOrPartition, topicMissing, "kafka_unknown_topic"},
+		{"wrapped", fmt.Errorf("produce: %w", kafka.MessageSizeTooLarge), refused, "kafka_message_too_large"},
+		{"sync writer's WriteErrors", kafka.WriteErrors{nil, kafka.TopicAuthorizationFailed}, refused, "kafka_topic_authorization_failed"},
+		{"WriteErrors of a transient error", kafka.WriteErrors{kafka.LeaderNotAvailable}, retry, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, reason := classify(tc.err)
+			if v != tc.want || reason != tc.reason {
+				t.Errorf("classify(%v) = %d %q, want %d %q", tc.err, v, reason, tc.want, tc.reason)
+			}
+		})
+	}
+}
+
+// createTopicWithConfig creates a topic with topic-level configs (e.g. a
+// small max.message.bytes).
+func createTopicWithConfig(t testing.TB, broker, topic string, partitions int, cfg map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}
+	for k, v := range cfg {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+	}
+	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+	if err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	if err := res.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+}
+
+// checkRefusals publishes small records (which fit the audit topic's
+// max.message.bytes alone, but not several per batch) and big ones (which
+// do not fit alone), and checks: every small record is on the audit topic,
+// every big one on the dead-letter topic with the reason and its ID, the
+// refusals are counted, and the spool drained (nothing stuck behind them).
+func checkRefusals(t *testing.T, broker string, p *Publisher, reg *prometheus.Registry, audit, dlq string, maxMessage int) {
+	t.Helper()
+	var small, big []*record.Record
+	var all []*record.Record
+	for i := range 60 {
+		if i%20 == 7 {
+			r := auditRecord(i, fmt.Sprintf("user-%d", i%3), 3*maxMessage)
+			big = append(big, r)
+			all = append(all, r)
+			continue
+		}
+		r := auditRecord(i, fmt.Sprintf("user-%d", i%3), maxMessage/3)
+		small = append(small, r)
+		all = append(all, r)
+	}
+	publishAll(t, p, all, 10)
+	waitFor(t, time.Minute, "spool drained past the refused records", func() bool {
+		st := p.Stats()
+		return !st.Spooling && st.SpoolBytes == 0
+	})
+	want := map[string]bool{}
+	for _, r := range small {
+		want[r.ID] = true
+	}
+	checkAllOnce(t, readTopic(t, broker, audit), want)
+
+	dead := readTopic(t, broker, dlq)
+	got := map[string]kafka.Message{}
+	for _, m := range dead {
+		id, _ := header(m, record.HeaderID)
+		got[id] = m
+	}
+	for _, r := range big {
+		m, ok := got[r.ID]
+		if !ok {
+			t.Errorf("refused record %s not on the dead-letter topic (%d dead letters)", r.ID, len(dead))
+			continue
+		}
+		for h, want := range map[string]string{
+			HeaderDLQRefused: "kafka_message_too_large", HeaderDLQReason: "kafka_message_too_large",
+			HeaderDLQSource: "publish", HeaderDLQOrigin: audit, HeaderDLQOffset: "-1",
+			record.HeaderCluster: testCluster.Name, record.HeaderSource: "audit",
+		} {
+			if v, _ := header(m, h); v != want {
+				t.Errorf("%s: dead letter header %s = %q, want %q", r.ID, h, v, want)
+			}
+		}
+		if e, _ := header(m, HeaderDLQError); e == "" {
+			t.Errorf("%s: no error header", r.ID)
+		}
+		if n, _ := header(m, HeaderDLQTruncated); n == "" {
+			// The DLQ topic takes the whole record: it is the original.
+			v, _ := record.Marshal(r)
+			if string(m.Value) != string(v) {
+				t.Errorf("%s: dead letter value is not the record", r.ID)
+			}
+		}
+	}
+	if n := metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_message_too_large"); n != float64(len(big)) {
+		t.Errorf("refused{kafka_message_too_large} = %v, want %d", n, len(big))
+	}
+	t.Logf("%d records on %s, %d refused ones on %s; isolated sends %v",
+		len(small), audit, len(big), dlq, metric(t, reg, "kubesift_collector_publish_sent_records_total", "path", "isolate"))
+}
+
+// TestRefusedRecordsGoToTheDeadLetterTopic: against kfake, with an audit
+// topic whose max.message.bytes is small.
+func TestRefusedRecordsGoToTheDeadLetterTopic(t *testing.T) {
+	c := fakeCluster(t)
+	broker := c.ListenAddrs()[0]
+	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
+	const maxMessage = 6000
+	k.Topics.Audit = fakePrefix + ".small.audit"
+	createTopicWithConfig(t, broker, k.Topics.Audit, 2, map[string]string{"max.message.bytes": strconv.Itoa(maxMessage)})
+	cfg := testPublishConfig(t.TempDir())
+	cfg.Compression = "none" // the padding would compress below the limit
+	reg := prometheus.NewRegistry()
+	p := newTestPublisher(t, k, cfg, reg)
+	defer closePublisher(t, p)
+	checkRefusals(t, broker, p, reg, k.Topics.Audit, k.Topics.DLQ, maxMessage)
+}
+
+// TestMissingTopicDeadLetteredAfterGrace: records for a topic that does not
+// exist wait in the spool for missingTopicGrace, then go to the dead-letter
+// topic, and the drain goes on with the records behind them.
+func TestMissingTopicDeadLetteredAfterGrace(t *testing.T) {
+	old := missingTopicGrace
+	missingTopicGrace = 2 * time.Second
+	t.Cleanup(func() { missingTopicGrace = old })
+	c := fakeCluster(t)
+	broker := c.ListenAddrs()[0]
+	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
+	k.Topics.Events = fakePrefix + ".never-created.events"
+	reg := prometheus.NewRegistry()
+	p := newTestPublisher(t, k, testPublishConfig(t.TempDir()), reg)
+	defer closePublisher(t, p)
+
+	start := time.Now()
+	if err := p.Publish(context.Background(), []*record.Record{eventRecord(1), eventRecord(2)}); err != nil {
+		t.Fatal(err)
+	}
+	after := publishAll(t, p, []*record.Record{auditRecord(1, "alice", 0), auditRecord(2, "bob", 0)}, 2)
+	waitFor(t, time.Minute, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+	if d := time.Since(start); d < missingTopicGrace {
+		t.Errorf("dead-lettered after %s, before the grace of %s", d, missingTopicGrace)
+	}
+	checkAllOnce(t, readTopic(t, broker, k.Topics.Audit), after)
+	dead := readTopic(t, broker, k.Topics.DLQ)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	for _, m := range dead {
+		if v, _ := header(m, HeaderDLQRefused); v != "kafka_unknown_topic" {
+			t.Errorf("refused header %q", v)
+		}
+		if v, _ := header(m, HeaderDLQOrigin); v != k.Topics.Events {
+			t.Errorf("origin header %q, want %s", v, k.Topics.Events)
+		}
+	}
+	if n := metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_unknown_topic"); n != 2 {
+		t.Errorf("refused{kafka_unknown_topic} = %v", n)
+	}
+}
+
+// TestOriginHeader: Publisher.For marks records with the source.
+func TestOriginHeader(t *testing.T) {
+	c := fakeCluster(t)
+	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
+	p := newTestPublisher(t, k, testPublishConfig(t.TempDir()), prometheus.NewRegistry())
+	for i, src := range []string{"audit-webhook", "audit-tail"} {
+		if err := p.For(src).Publish(context.Background(), []*record.Record{auditRecord(i, "alice", 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Publish(context.Background(), []*record.Record{auditRecord(9, "alice", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	closePublisher(t, p)
+	got := map[string]string{}
+	for _, m := range readTopic(t, c.ListenAddrs()[0], k.Topics.Audit) {
+		id, _ := header(m, record.HeaderID)
+		got[id], _ = header(m, HeaderOrigin)
+	}
+	want := map[string]string{
+		auditRecord(0, "alice", 0).ID: "audit-webhook",
+		auditRecord(1, "alice", 0).ID: "audit-tail",
+		auditRecord(9, "alice", 0).ID: "",
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s: origin %q, want %q", id, got[id], w)
+		}
+	}
+}
