@@ -547,3 +547,20 @@ func peakRSS() int64 {
 	}
 	return 0
 }
+
+// TestIntegrationRefusedRecords: the real broker refuses records larger than
+// the audit topic's max.message.bytes (a topic config); they go to the
+// dead-letter topic and the drain goes on with the rest.
+func TestIntegrationRefusedRecords(t *testing.T) {
+	testenv.Short(t)
+	broker, k := realKafka(t, "refused")
+	const maxMessage = 6000
+	k.Topics.Audit += ".small"
+	createTopicWithConfig(t, broker, k.Topics.Audit, 4, map[string]string{"max.message.bytes": strconv.Itoa(maxMessage)})
+	cfg := testPublishConfig(t.TempDir())
+	cfg.Compression = "none" // the padding would compress below the limit
+	reg := prometheus.NewRegistry()
+	p := newTestPublisher(t, k, cfg, reg)
+	defer closePublisher(t, p)
+	checkRefusals(t, broker, p, reg, k.Topics.Audit, k.Topics.DLQ, maxMessage)
+}
