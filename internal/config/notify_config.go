@@ -183,7 +183,7 @@ type SilencesConfig struct {
 	Index string `yaml:"index"`
 	// RefreshInterval is how often each notifier re-reads the silences, so
 	// one created on another replica applies here within this time.
-	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	RefreshInterval time.Duration    `yaml:"refresh_interval"`
 	API             SilenceAPIConfig `yaml:"api"`
 }
 

@@ -77,9 +77,9 @@ type SlackText struct {
 // SlackButton is a Block Kit element: a link button in actions, or a text
 // element (Type mrkdwn, Text set) in context blocks.
 type SlackButton struct {
-	Type string     `json:"type"`
-	Text any        `json:"text,omitempty"`
-	URL  string     `json:"url,omitempty"`
+	Type string `json:"type"`
+	Text any    `json:"text,omitempty"`
+	URL  string `json:"url,omitempty"`
 }
 
 // severityColor is the attachment bar per severity.
