@@ -21,7 +21,7 @@ func TestProcessorDefaults(t *testing.T) {
 		{"start offset", p.StartOffset, StartEarliest},
 		{"commit interval kept when section given", p.CommitInterval, time.Second},
 		{"drain below rebalance", p.DrainTimeout < p.RebalanceTimeout, true},
-		{"in-flight messages", p.MaxInFlightMessages, 5000},
+		{"in-flight messages", p.MaxInFlightMessages, 2000},
 		{"produce batch timeout is milliseconds", p.Produce.BatchTimeout, 10 * time.Millisecond},
 		{"builtin rules on", p.Rules.NoBuiltin, false},
 	}
