@@ -261,4 +261,3 @@ func TestSilenceAPI(t *testing.T) {
 		t.Errorf("large body: HTTP %d", res.StatusCode)
 	}
 }
-
