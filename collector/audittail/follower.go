@@ -466,27 +466,17 @@ func (f *follower) consume(n int) {
 // flush decodes the pending batch and hands it to the committer.
 func (f *follower) flush(ctx context.Context) bool {
 	data := f.buf[:f.cut]
-	recs, errs := record.DecodeAll(data, f.name, record.DecodeOptions{
-		Cluster: f.t.cluster, Now: f.t.now, MaxDocBytes: f.t.cfg.MaxLineBytes + 1,
-	})
+	opts := record.DecodeOptions{Cluster: f.t.cluster, Now: f.t.now, MaxDocBytes: f.t.cfg.MaxLineBytes + 1}
+	recs, errs := record.DecodeAll(data, f.name, opts)
 	var dls []collector.DeadLetter
-	for _, err := range errs {
-		reason, msg := "other", err.Error()
-		var relOff int64
-		relLine := 0
-		var de *record.DecodeError
-		if errors.As(err, &de) {
-			reason, relOff, relLine, msg = de.Reason(), de.Offset, de.Line, de.Err.Error()
-		}
-		off := f.off + relOff
-		line := 0
-		if f.ensureLine() {
-			line = int(f.line) + relLine
-		}
-		f.t.m.rejected.WithLabelValues("malformed").Inc()
-		full := f.location(off, line) + ": " + msg
-		f.logLimit.Warn(f.log, "malformed", "malformed line sent to the dead-letter topic", "line", line, "offset", off, "reason", reason, "err", msg)
-		dls = append(dls, f.deadLetter(lineAt(data, relOff), reason, full, off, line))
+	if len(errs) > 0 {
+		// The decoder reads a JSON stream: a line cut short runs on into
+		// the next one until a document starts, so one error can cover
+		// several lines (a truncated line followed by a garbage one would
+		// leave the second in no dead letter). The audit log has one event
+		// per line: decode this batch again line by line, so that each bad
+		// line is its own dead letter with its own offset and number.
+		recs, dls = f.decodeLines(data, opts)
 	}
 	good := recs[:0]
 	for _, r := range recs {
@@ -503,6 +493,48 @@ func (f *follower) flush(ctx context.Context) bool {
 	f.consume(f.cut)
 	b.pos = f.position(f.off)
 	return f.send(ctx, b)
+}
+
+// decodeLines decodes data (whole lines) one line at a time: the records of
+// the good lines, in order, and a dead letter per bad line.
+func (f *follower) decodeLines(data []byte, opts record.DecodeOptions) ([]*record.Record, []collector.DeadLetter) {
+	var recs []*record.Record
+	var dls []collector.DeadLetter
+	lineKnown := f.ensureLine()
+	for start, i := 0, 0; start < len(data); i++ {
+		end := bytes.IndexByte(data[start:], '\n')
+		if end < 0 {
+			end = len(data)
+		} else {
+			end += start
+		}
+		text := data[start:end]
+		lineStart := start
+		start = end + 1
+		if len(bytes.TrimSpace(text)) == 0 {
+			continue
+		}
+		lr, errs := record.DecodeAll(text, f.name, opts)
+		recs = append(recs, lr...)
+		for _, err := range errs {
+			reason, msg := "other", err.Error()
+			var de *record.DecodeError
+			if errors.As(err, &de) {
+				reason, msg = de.Reason(), de.Err.Error()
+			}
+			off := f.off + int64(lineStart)
+			line := 0
+			if lineKnown {
+				line = int(f.line) + i + 1
+			}
+			f.t.m.rejected.WithLabelValues("malformed").Inc()
+			full := f.location(off, line) + ": " + msg
+			f.logLimit.Warn(f.log, "malformed", "malformed line sent to the dead-letter topic", "line", line, "offset", off, "reason", reason, "err", msg)
+			dls = append(dls, f.deadLetter(bytes.TrimRight(text, "\r"), reason, full, off, line))
+			break // one dead letter per line, holding the whole line
+		}
+	}
+	return recs, dls
 }
 
 func (f *follower) location(off int64, line int) string {
@@ -523,19 +555,6 @@ func (f *follower) deadLetter(data []byte, reason, msg string, off int64, line i
 		Error:   msg,
 		Cluster: f.t.cluster,
 	}
-}
-
-// lineAt returns the line of data containing offset off.
-func lineAt(data []byte, off int64) []byte {
-	if off < 0 || off > int64(len(data)) {
-		return data
-	}
-	start := bytes.LastIndexByte(data[:off], '\n') + 1
-	end := bytes.IndexByte(data[off:], '\n')
-	if end < 0 {
-		return data[start:]
-	}
-	return bytes.TrimRight(data[start:int(off)+end], "\r")
 }
 
 // ensureLine makes f.line known, counting the lines before f.off once (only

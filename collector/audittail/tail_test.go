@@ -124,6 +124,34 @@ func TestMalformedLinesBecomeDeadLetters(t *testing.T) {
 	}
 }
 
+// A line cut short runs on, for the JSON decoder, into the next one; when
+// that one is no JSON either, both must still be dead letters of their own
+// (found end to end: the garbage line was in no dead letter).
+func TestTruncatedLineThenGarbageAreTwoDeadLetters(t *testing.T) {
+	e := newTailEnv(t)
+	content := line("g1", 0) + // 1
+		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"cut-off` + "\n" + // 2
+		"this is not JSON\n" + // 3
+		line("g2", 0) // 4
+	os.WriteFile(e.path, []byte(content), 0o644)
+	e.start()
+	waitFor(t, "2 records and 2 dead letters", 5*time.Second, func() bool {
+		return e.pub.count() == 2 && len(e.pub.deadLetters()) == 2
+	})
+	lines := strings.SplitAfter(content, "\n")
+	for i, dl := range e.pub.deadLetters() {
+		off := int64(len(lines[0]))
+		if i == 1 {
+			off += int64(len(lines[1]))
+		}
+		want := strings.TrimSuffix(lines[i+1], "\n")
+		if dl.Line != i+2 || dl.Offset != off || string(dl.Data) != want || dl.Reason != "syntax" {
+			t.Errorf("dead letter %d: line %d offset %d reason %s data %q; want line %d offset %d data %q",
+				i, dl.Line, dl.Offset, dl.Reason, dl.Data, i+2, off, want)
+		}
+	}
+}
+
 // After start_at end the line numbers of dead letters are counted lazily.
 func TestDeadLetterLineNumberAfterStartAtEnd(t *testing.T) {
 	e := newTailEnv(t)
