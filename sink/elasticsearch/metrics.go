@@ -1,0 +1,77 @@
+package elasticsearch
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Writer's kubesift_sink_es_* series.
+type metrics struct {
+	indexed   prometheus.Counter
+	duplicate prometheus.Counter
+	rejected  *prometheus.CounterVec // reason: Elasticsearch error type
+	retries   *prometheus.CounterVec // scope: request | item
+	requests  *prometheus.CounterVec // result: ok | retryable | failed | error
+	latency   prometheus.Histogram
+	queued    prometheus.Gauge
+	blocked   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		indexed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_docs_indexed_total", Help: "Documents Elasticsearch accepted (201).",
+		}),
+		duplicate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_docs_duplicate_total", Help: "Documents whose _id existed (409 on create): re-deliveries, counted as success.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_docs_rejected_total", Help: "Documents Elasticsearch refused for good, by error type; they go to the dead-letter topic.",
+		}, []string{"reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_retries_total", Help: "Retries: whole bulk requests (scope=request) and documents refused with 429/5xx (scope=item).",
+		}, []string{"scope"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_bulk_requests_total", Help: "Bulk requests by result: ok (2xx), retryable (429/5xx), failed (other status), error (no answer).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kubesift_sink_es_bulk_duration_seconds", Help: "Duration of one bulk request.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kubesift_sink_es_queued_bytes", Help: "Bytes of documents accepted and not yet done (bounded by max_queued_bytes).",
+		}),
+		blocked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_add_blocked_total", Help: "Times Add waited for queue space (backpressure).",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	m.indexed = register(reg, m.indexed, &errs)
+	m.duplicate = register(reg, m.duplicate, &errs)
+	m.rejected = register(reg, m.rejected, &errs)
+	m.retries = register(reg, m.retries, &errs)
+	m.requests = register(reg, m.requests, &errs)
+	m.latency = register(reg, m.latency, &errs)
+	m.queued = register(reg, m.queued, &errs)
+	m.blocked = register(reg, m.blocked, &errs)
+	return m, errors.Join(errs...)
+}
+
+// register registers c, or returns the collector already registered under
+// its name (a second Writer in one process shares the series).
+func register[T prometheus.Collector](reg prometheus.Registerer, c T, errs *[]error) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+		*errs = append(*errs, err)
+	}
+	return c
+}
