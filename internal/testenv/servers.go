@@ -17,10 +17,15 @@ func KafkaBrokers(t testing.TB) []string {
 	return brokers
 }
 
-// ElasticsearchURL returns the test Elasticsearch URL.
+// ElasticsearchURL returns the test Elasticsearch URL. Like KafkaBrokers it
+// holds the test ground's shared lock for the rest of the test, so a fault
+// test that stops Elasticsearch (under FaultLock) never does so under it; a
+// fault test uses Need directly.
 func ElasticsearchURL(t testing.TB) string {
 	t.Helper()
-	return Need(t, "es", "KUBESIFT_ES_URL")[0]
+	url := Need(t, "es", "KUBESIFT_ES_URL")[0]
+	SharedLock(t)
+	return url
 }
 
 // Kube describes the test kube-apiserver and its audit outputs.
