@@ -40,7 +40,9 @@ and webhooks.`,
 		newConfigCommand(),
 		newRecordsCommand(g),
 		newCollectCommand(g),
+		newProcessCommand(g),
 		newRulesCommand(),
+		newSilenceCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/sink/notify"
+)
+
+// silenceFlags locate the silence API of a running `kubesift notify`.
+type silenceFlags struct {
+	g         *globalFlags
+	server    string
+	tokenFile string
+	timeout   time.Duration
+}
+
+func newSilenceCommand(g *globalFlags) *cobra.Command {
+	f := &silenceFlags{g: g}
+	cmd := &cobra.Command{
+		Use:   "silence",
+		Short: "Create, list and expire alert silences",
+		Long: `Silences mute the alerts their matchers match until they end. They are stored in
+Elasticsearch by the notifiers (notify.silences.index), so they survive restarts and every
+replica applies them. These commands talk to a notifier's silence API
+(notify.silences.api.listen) with its bearer token: --token-file, else
+` + config.EnvSilenceAPIToken + `, else notify.silences.api.token(_file) of --config.
+
+Matchers use Alertmanager's syntax on alert labels (severity, rule_id, cluster, namespace,
+user, verb, resource, name, tactic, technique, tag, ...): name=value, name!=value,
+name=~regex, name!~regex.`,
+		Example: `  kubesift silence add -m rule_id=k8s-exec-in-pod -m namespace=ci --duration 4h --comment "CI debug sessions"
+  kubesift silence list --server http://kubesift-notify:9095 --token-file /run/secrets/silence-token
+  kubesift silence expire 3f2a9c...`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.server, "server", "", "silence API base URL (default: from notify.silences.api.listen, else http://127.0.0.1:9095)")
+	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token")
+	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "request timeout")
+	cmd.AddCommand(newSilenceAddCommand(f), newSilenceListCommand(f), newSilenceExpireCommand(f))
+	return cmd
+}
+
+// client builds the API client from flags, environment and configuration.
+func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error) {
+	cfg := config.Default()
+	c := &cfg
+	if f.g.configFile != "" {
+		var err error
+		if c, err = config.Load(f.g.configFile); err != nil {
+			return nil, err
+		}
+	}
+	server := f.server
+	if server == "" {
+		server = "http://127.0.0.1:9095"
+		if l := c.Notify.Silences.API.Listen; l != "" {
+			host, port, err := net.SplitHostPort(l)
+			if err == nil {
+				if host == "" || host == "0.0.0.0" || host == "::" {
+					host = "127.0.0.1"
+				}
+				server = "http://" + net.JoinHostPort(host, port)
+			}
+		}
+	}
+	token := string(c.Notify.Silences.API.Token)
+	if v := os.Getenv(config.EnvSilenceAPIToken); v != "" {
+		token = v
+	}
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return nil, fmt.Errorf("no API token: use --token-file or %s", config.EnvSilenceAPIToken)
+	}
+	return &notify.SilenceClient{URL: server, Token: token, HTTP: &http.Client{Timeout: f.timeout}}, nil
+}
+
+func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
+	var (
+		matchers         []string
+		duration         time.Duration
+		startsAt, endsAt string
+		author, comment  string
+	)
+	cmd := &cobra.Command{
+		Use:   "add -m MATCHER [-m MATCHER...] --comment TEXT",
+		Short: "Create a silence; prints its ID",
+		Example: `  kubesift silence add -m rule_id=k8s-privileged-pod -m cluster=staging --duration 2h --comment "node debugging"
+  kubesift silence add -m 'namespace=~"team-a-.*"' -m severity=low --ends-at 2026-12-24T08:00:00Z --author alice --comment "holiday freeze noise"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(matchers) == 0 {
+				return errors.New("at least one --matcher is required")
+			}
+			if author == "" {
+				author = os.Getenv("USER")
+			}
+			req := notify.SilenceRequest{Matchers: matchers, CreatedBy: author, Comment: comment}
+			if startsAt != "" {
+				t, err := time.Parse(time.RFC3339, startsAt)
+				if err != nil {
+					return fmt.Errorf("--starts-at: %w", err)
+				}
+				req.StartsAt = &t
+			}
+			if endsAt != "" {
+				t, err := time.Parse(time.RFC3339, endsAt)
+				if err != nil {
+					return fmt.Errorf("--ends-at: %w", err)
+				}
+				req.EndsAt = &t
+			} else {
+				req.Duration = duration.String()
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			s, err := c.Create(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), s.ID)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&matchers, "matcher", "m", nil, "label matcher (repeatable; all must match)")
+	fl.DurationVar(&duration, "duration", 2*time.Hour, "how long the silence lasts (ignored with --ends-at)")
+	fl.StringVar(&startsAt, "starts-at", "", "start time, RFC 3339 (default now)")
+	fl.StringVar(&endsAt, "ends-at", "", "end time, RFC 3339")
+	fl.StringVar(&author, "author", "", "who creates it (default $USER)")
+	fl.StringVar(&comment, "comment", "", "why (required)")
+	return cmd
+}
+
+func newSilenceListCommand(f *silenceFlags) *cobra.Command {
+	var expired bool
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List active and pending silences",
+		Example: `  kubesift silence list
+  kubesift silence list --expired -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o: %q is not one of table, json", output)
+			}
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			list, err := c.List(ctx, expired)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATUS\tENDS\tBY\tMATCHERS\tCOMMENT")
+			for _, s := range list {
+				ms := make([]string, len(s.Matchers))
+				for i, m := range s.Matchers {
+					ms[i] = m.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, s.EndsAt.Format(time.RFC3339),
+					s.CreatedBy, strings.Join(ms, " "), s.Comment)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&expired, "expired", false, "include silences that ended in the last 7 days")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+func newSilenceExpireCommand(f *silenceFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "expire ID...",
+		Short:   "End silences now",
+		Example: `  kubesift silence expire 3f2a9c0d5e6f47a8b9c0d1e2f3a4b5c6`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, id := range ids {
+				ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+				err := c.Expire(ctx, id)
+				cancel()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", id, err))
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "expired", id)
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
