@@ -40,7 +40,6 @@ and webhooks.`,
 		newConfigCommand(),
 		newRecordsCommand(g),
 		newCollectCommand(g),
-		newProcessCommand(g),
 		newRulesCommand(),
 		newSilenceCommand(g),
 	)
