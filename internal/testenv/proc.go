@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ type Proc struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
-	peakKiB int64
+	peakKiB atomic.Int64 // written by the sampler, read by the test
 }
 
 // Start runs the kubesift binary with args (e.g. "collect", "-c", cfg) and
@@ -140,7 +141,7 @@ func (p *Proc) Exited() bool {
 // every 100 ms while the process lives), in KiB.
 func (p *Proc) PeakRSSKiB() int64 {
 	p.readHWM()
-	return p.peakKiB
+	return p.peakKiB.Load()
 }
 
 func (p *Proc) sampleRSS() {
@@ -164,8 +165,8 @@ func (p *Proc) readHWM() {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if kib > p.peakKiB {
-				p.peakKiB = kib
+			// CAS: the sampler and PeakRSSKiB both update it.
+			for cur := p.peakKiB.Load(); kib > cur && !p.peakKiB.CompareAndSwap(cur, kib); cur = p.peakKiB.Load() {
 			}
 		}
 	}
