@@ -67,25 +67,32 @@ type esError struct {
 	CausedBy *esError `json:"caused_by"`
 }
 
-// String renders "type: reason (caused by type: reason)", bounded. Reasons
-// name fields and mappings; Elasticsearch does not quote document values in
-// them except in a few parse errors, which the bound keeps short.
+// String renders "type: reason (caused by type)", bounded and without
+// document contents: Elasticsearch appends "Preview of field's value: '…'"
+// to parse errors and quotes the value in the cause's reason, so the
+// preview is cut and only the cause's type is kept.
 func (e *esError) String() string {
 	if e == nil {
 		return ""
 	}
 	s := e.Type
-	if e.Reason != "" {
-		s += ": " + e.Reason
+	if r := withoutPreview(e.Reason); r != "" {
+		s += ": " + r
 	}
 	if c := e.CausedBy; c != nil && c.Type != "" {
-		s += " (caused by " + c.Type
-		if c.Reason != "" {
-			s += ": " + c.Reason
-		}
-		s += ")"
+		s += " (caused by " + c.Type + ")"
 	}
 	return clip(s, 500)
+}
+
+// withoutPreview drops Elasticsearch's quotation of a field's value.
+func withoutPreview(reason string) string {
+	for _, marker := range []string{". Preview of field's value:", "Preview of field's value:"} {
+		if i := strings.Index(reason, marker); i >= 0 {
+			return strings.TrimSpace(reason[:i])
+		}
+	}
+	return reason
 }
 
 func errorReason(body []byte) string {
