@@ -518,7 +518,6 @@ func TestWriteJSONString(t *testing.T) {
 	}
 }
 
-
 func TestReasonsCarryNoDocumentContent(t *testing.T) {
 	body := []byte(`{"error":{"type":"document_parsing_exception","reason":"[1:17] failed to parse field [source.ip] of type [ip] in document with id 'x'. Preview of field's value: 'secret-ish'","caused_by":{"type":"illegal_argument_exception","reason":"'secret-ish' is not an IP string literal."}}}`)
 	got := errorReason(body)
