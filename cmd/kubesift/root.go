@@ -41,6 +41,7 @@ and webhooks.`,
 		newRecordsCommand(g),
 		newCollectCommand(g),
 		newRulesCommand(),
+		newSetupCommand(g),
 		newSilenceCommand(g),
 	)
 	return root
