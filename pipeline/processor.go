@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,7 +322,16 @@ func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *pa
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: time.Second,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			p.limiter.Warn(p.log, "reader/"+part.topic, "partition reader: "+fmt.Sprintf(msg, args...))
+			text := fmt.Sprintf(msg, args...)
+			// kafka-go reports a long-poll fetch on an idle partition that
+			// outlived its read deadline as an error and simply fetches
+			// again; that is not worth a warning. Outages show up as dial
+			// errors, which are.
+			if strings.Contains(text, "i/o timeout") {
+				p.log.Debug("partition reader: "+text, "source", "kafka-go")
+				return
+			}
+			p.limiter.Warn(p.log, "reader/"+part.topic, "partition reader: "+text)
 		}),
 	})
 	defer func() {
