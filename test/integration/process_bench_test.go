@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esutil"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/pipeline/pipelinetest"
+	"github.com/kubesift/kubesift/record"
+	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
+)
+
+// BenchmarkProcessVsBulkIndexer measures, in one run against the real
+// Elasticsearch, the same documents written two ways:
+//
+//   - loader: a bare esutil.BulkIndexer (same workers, flush bytes and flush
+//     interval as the processor's writer) fed pre-built documents — the
+//     rate Elasticsearch itself allows;
+//   - processor: the real `kubesift process` binary consuming the records
+//     from the real Kafka (produced beforehand, not timed), decoding them,
+//     evaluating the 85 built-in rules, building the documents and writing
+//     them, timed from joining the group until every document is indexed.
+//
+// It reports both rates in documents/s (records + alerts) and their ratio
+// (target >= 0.9). Records: KUBESIFT_BENCH_RECORDS (default 50,000). Run:
+//
+//	go test -run '^$' -bench ProcessVsBulkIndexer -benchtime 1x ./test/integration/
+func BenchmarkProcessVsBulkIndexer(b *testing.B) {
+	testenv.Short(b)
+	brokers := testenv.KafkaBrokers(b)
+	esURL := testenv.ElasticsearchURL(b)
+	n := 50000
+	if v := os.Getenv("KUBESIFT_BENCH_RECORDS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("KUBESIFT_BENCH_RECORDS=%q: not a positive number", v)
+		}
+	}
+	for range b.N {
+		// Loader before and after the processor, so that a warming (or
+		// otherwise busy) Elasticsearch does not favour either side; the
+		// ratio is taken against the faster loader run.
+		l1 := benchLoader(b, brokers, esURL, n)
+		proc := benchProcessor(b, brokers, esURL, n)
+		l2 := benchLoader(b, brokers, esURL, n)
+		loader := max(l1, l2)
+		b.ReportMetric(loader, "loader_docs/s")
+		b.ReportMetric(proc, "processor_docs/s")
+		b.ReportMetric(proc/loader, "ratio")
+		b.Logf("%d records: bare BulkIndexer %.0f and %.0f docs/s (before/after), processor %.0f docs/s, ratio %.2f against the faster loader",
+			n, l1, l2, proc, proc/loader)
+	}
+}
+
+// benchESConfig is the Elasticsearch configuration both sides use.
+func benchESConfig(e *procEnv) config.ElasticsearchConfig {
+	c := config.Default().Sink.Elasticsearch
+	c.Addresses = []string{e.esURL}
+	c.Streams = config.ESStreamsConfig{Audit: e.stream, Events: "logs-kubesift.events-" + e.run, Posture: "logs-kubesift.posture-" + e.run}
+	c.AlertsIndex = e.alertsIdx
+	c.FlushInterval = 250 * time.Millisecond // as procEnv.config writes for the processor
+	return c
+}
+
+func benchLoader(b *testing.B, brokers []string, esURL string, n int) float64 {
+	b.Helper()
+	e := newProcEnv(b, "bload", brokers, esURL, 1)
+	cfg := benchESConfig(e)
+	es, err := elasticsearch.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := elasticsearch.Setup(ctx, es, cfg, nil); err != nil {
+		b.Fatal(err)
+	}
+	// The same documents the processor writes: records decoded from their
+	// wire form, their alerts from the built-in rules, built by sink/ecs.
+	builder, err := ecs.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng, err := rules.New(rules.LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var docs []sink.Doc
+	for i := range n {
+		wire, err := record.Marshal(pipelinetest.Audit(e.run, i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := record.Unmarshal(wire)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := builder.Record(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		docs = append(docs, d)
+		for _, a := range eng.Eval(r) {
+			ad, err := builder.Alert(&a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			docs = append(docs, ad)
+		}
+	}
+	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
+		Client: es, NumWorkers: cfg.Workers, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var failed atomic.Int64
+	start := time.Now()
+	for _, d := range docs {
+		err := bi.Add(ctx, esutil.BulkIndexerItem{
+			Action: "create", Index: d.Index, DocumentID: d.ID, Body: bytes.NewReader(d.Body),
+			OnFailure: func(context.Context, esutil.BulkIndexerItem, esutil.BulkIndexerResponseItem, error) {
+				failed.Add(1)
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bi.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	st := bi.Stats()
+	if failed.Load() != 0 || int(st.NumCreated) != len(docs) {
+		b.Fatalf("loader: %d created, %d failed of %d", st.NumCreated, failed.Load(), len(docs))
+	}
+	return float64(len(docs)) / elapsed.Seconds()
+}
+
+func benchProcessor(b *testing.B, brokers []string, esURL string, n int) float64 {
+	b.Helper()
+	e := newProcEnv(b, "bproc", brokers, esURL, procPartitions)
+	e.produce(0, n)
+	want := float64(n + pipelinetest.Alerting(n))
+	_, addr := e.startProcessor("proc-bench", true, "")
+	start := time.Now()
+	deadline := start.Add(10 * time.Minute)
+	for {
+		got := procMetric(addr, "kubesift_processor_indexed_total")
+		if got == want {
+			break
+		}
+		if got > want || time.Now().After(deadline) {
+			b.Fatalf("processor indexed %v documents, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	return want / elapsed.Seconds()
+}
