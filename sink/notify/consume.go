@@ -1,0 +1,318 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kubesift/kubesift/pipeline"
+	"github.com/kubesift/kubesift/rules"
+)
+
+// Headers of an alert message on the alerts topic (written by the
+// processor; see docs/alerting.md).
+const (
+	HeaderSchema  = "kubesift-schema"
+	HeaderID      = "kubesift-id"
+	HeaderCluster = "kubesift-cluster"
+	// alertSchema is the only schema version this notifier reads.
+	alertSchema = "1"
+)
+
+// maxAlertBytes caps one alert message; the processor's alerts are a few
+// KiB.
+const maxAlertBytes = 1 << 20
+
+// DecodeAlertMessage decodes one alerts-topic message: value is the JSON of
+// rules.Alert. The schema header, when present, must be "1"; the ID and
+// cluster headers, when present, must agree with the value; id, rule_id,
+// cluster, a valid severity and a time are required. Unknown JSON fields
+// are ignored (a newer processor may add some within schema 1). Errors name
+// the field.
+func DecodeAlertMessage(m kafka.Message) (rules.Alert, error) {
+	var a rules.Alert
+	hs := map[string]string{}
+	for _, h := range m.Headers {
+		hs[h.Key] = string(h.Value)
+	}
+	if s, ok := hs[HeaderSchema]; ok && s != alertSchema {
+		return a, fmt.Errorf("header %s: schema %q, this notifier reads %q", HeaderSchema, s, alertSchema)
+	}
+	if len(m.Value) > maxAlertBytes {
+		return a, fmt.Errorf("value: %d bytes, more than %d", len(m.Value), maxAlertBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(m.Value))
+	if err := dec.Decode(&a); err != nil {
+		return rules.Alert{}, fmt.Errorf("value: %w", err)
+	}
+	if dec.More() {
+		return rules.Alert{}, errors.New("value: more than one JSON value")
+	}
+	switch {
+	case a.ID == "":
+		return rules.Alert{}, errors.New("value: id: missing")
+	case a.RuleID == "":
+		return rules.Alert{}, errors.New("value: rule_id: missing")
+	case a.Cluster == "":
+		return rules.Alert{}, errors.New("value: cluster: missing")
+	case a.Severity < rules.SeverityInfo || a.Severity > rules.SeverityCritical:
+		return rules.Alert{}, errors.New("value: severity: missing")
+	case a.Time.IsZero():
+		return rules.Alert{}, errors.New("value: time: missing")
+	}
+	if id, ok := hs[HeaderID]; ok && id != a.ID {
+		return rules.Alert{}, fmt.Errorf("header %s: %q, but the value's id is %q", HeaderID, id, a.ID)
+	}
+	if c, ok := hs[HeaderCluster]; ok && c != a.Cluster {
+		return rules.Alert{}, fmt.Errorf("header %s: %q, but the value's cluster is %q", HeaderCluster, c, a.Cluster)
+	}
+	return a, nil
+}
+
+// ConsumerOptions configure a Consumer.
+type ConsumerOptions struct {
+	Brokers []string
+	Dialer  *kafka.Dialer
+	// Topic is the alerts topic, GroupID the notifiers' consumer group.
+	Topic, GroupID string
+	// DLQ receives undecodable messages (with their reason) before their
+	// offset is acknowledged; it must be durable when it returns nil.
+	DLQ            func(ctx context.Context, m kafka.Message, reason string, err error) error
+	Dispatcher     *Dispatcher
+	CommitInterval time.Duration
+	// MaxInFlight caps, per partition, the alerts read and not yet final;
+	// reading waits while it is reached (groups flush on their timers, so
+	// the wait ends).
+	MaxInFlight int
+	Log         *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+// Consumer reads the alerts topic in a kafka-go consumer group and hands
+// each alert to the Dispatcher. An offset is committed only when the alert
+// is final (delivered, failed for good, muted, or a duplicate) — per
+// partition, the highest contiguous one (pipeline.Tracker) — so the
+// committed offsets are the durable notification log: a notifier that dies
+// re-reads exactly the alerts not yet delivered.
+//
+// On a rebalance the generation commits what is final and hands the
+// partition over; alerts of it still waiting in groups here are delivered
+// by this notifier and, after being re-read, by the new owner too (at least
+// once; a receiver that dedups by idempotency key sees one if both flush
+// the same set).
+type Consumer struct {
+	o        ConsumerOptions
+	log      *slog.Logger
+	consumed *prometheus.CounterVec // by outcome: ok, dead_letter
+	commits  prometheus.Counter
+}
+
+// NewConsumer checks o.
+func NewConsumer(o ConsumerOptions) (*Consumer, error) {
+	if len(o.Brokers) == 0 || o.Topic == "" || o.GroupID == "" || o.Dispatcher == nil || o.DLQ == nil {
+		return nil, errors.New("notify consumer: brokers, topic, group, dispatcher and DLQ are required")
+	}
+	if o.CommitInterval <= 0 {
+		o.CommitInterval = time.Second
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 100000
+	}
+	c := &Consumer{o: o, log: o.Log,
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubesift_notify_consumed_total", Help: "Alert messages read from the alerts topic, by outcome (ok, dead_letter).",
+		}, []string{"outcome"}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_notify_commit_errors_total", Help: "Failed offset commits of the notifier (retried).",
+		}),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer != nil {
+		for _, col := range []prometheus.Collector{c.consumed, c.commits} {
+			if err := o.Registerer.Register(col); err != nil {
+				return nil, fmt.Errorf("notify consumer metrics: %w", err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Run consumes until ctx ends; it then commits what is final and leaves the
+// group.
+func (c *Consumer) Run(ctx context.Context) error {
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: c.o.GroupID, Brokers: c.o.Brokers, Dialer: c.o.Dialer, Topics: []string{c.o.Topic},
+		StartOffset: kafka.FirstOffset, JoinGroupBackoff: time.Second, Timeout: 10 * time.Second,
+		WatchPartitionChanges: true, PartitionWatchInterval: 10 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("notify: consumer group: %w", err)
+	}
+	for {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				break
+			}
+			c.log.Warn("notify: consumer group: cannot join yet; retrying", "err", err)
+			continue
+		}
+		c.startGeneration(gen)
+	}
+	return cg.Close()
+}
+
+type notifyPartition struct {
+	id        int
+	start     int64
+	tracker   *pipeline.Tracker
+	sem       chan struct{}
+	mu        sync.Mutex
+	committed int64
+}
+
+func (c *Consumer) startGeneration(gen *kafka.Generation) {
+	var parts []*notifyPartition
+	for _, a := range gen.Assignments[c.o.Topic] {
+		parts = append(parts, &notifyPartition{id: a.ID, start: a.Offset, tracker: pipeline.NewTracker(a.Offset),
+			sem: make(chan struct{}, c.o.MaxInFlight), committed: -1})
+	}
+	c.log.Info("notify: consumer group generation joined", "generation", gen.ID, "partitions", len(parts))
+	for _, p := range parts {
+		gen.Start(func(ctx context.Context) { c.consume(ctx, p) })
+	}
+	gen.Start(func(ctx context.Context) {
+		t := time.NewTicker(c.o.CommitInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				// The generation ends: commit what is final, so the next
+				// owner resumes right after it.
+				c.commit(gen, parts)
+				return
+			case <-t.C:
+				c.commit(gen, parts)
+			}
+		}
+	})
+}
+
+func (c *Consumer) commit(gen *kafka.Generation, parts []*notifyPartition) {
+	offsets := map[int]int64{}
+	for _, p := range parts {
+		if off := p.tracker.Committable(); off >= 0 && off > p.committed {
+			offsets[p.id] = off
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	if err := gen.CommitOffsets(map[string]map[int]int64{c.o.Topic: offsets}); err != nil {
+		c.commits.Inc()
+		c.log.Warn("notify: offset commit failed; retrying at the next interval", "err", err)
+		return
+	}
+	for _, p := range parts {
+		if off, ok := offsets[p.id]; ok {
+			p.committed = off
+		}
+	}
+}
+
+// consume reads one partition in order until the generation ends.
+func (c *Consumer) consume(ctx context.Context, p *notifyPartition) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: c.o.Brokers, Topic: c.o.Topic, Partition: p.id, Dialer: c.o.Dialer,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
+		ReadBackoffMin: 100 * time.Millisecond, ReadBackoffMax: time.Second,
+	})
+	defer r.Close()
+	if err := r.SetOffset(p.start); err != nil {
+		c.log.Error("notify: partition reader: set offset", "partition", p.id, "err", err)
+		<-ctx.Done()
+		return
+	}
+	ack := func(off int64) {
+		if _, err := p.tracker.Ack(off); err != nil {
+			c.log.Error("notify: offset tracking", "partition", p.id, "err", err)
+		}
+		<-p.sem
+	}
+	for {
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			<-p.sem
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("notify: partition reader", "partition", p.id, "err", err)
+			continue
+		}
+		if err := p.tracker.Add(m.Offset); err != nil {
+			<-p.sem
+			c.log.Error("notify: offset tracking", "partition", p.id, "err", err)
+			continue
+		}
+		off := m.Offset
+		a, err := DecodeAlertMessage(m)
+		if err != nil {
+			// Bad input: dead-lettered with its reason, counted, logged,
+			// and then acknowledged — it never blocks the partition.
+			c.consumed.WithLabelValues("dead_letter").Inc()
+			c.log.Warn("notify: undecodable alert message; dead-lettered", "partition", p.id, "offset", off, "err", err)
+			if derr := c.o.DLQ(ctx, m, "decode", err); derr != nil {
+				// Not durable anywhere: leave it unacknowledged, so it is
+				// read again after a restart.
+				c.log.Error("notify: dead letter not written; offset held", "partition", p.id, "offset", off, "err", derr)
+				continue
+			}
+			ack(off)
+			continue
+		}
+		c.consumed.WithLabelValues("ok").Inc()
+		if err := c.o.Dispatcher.Add(ctx, a, func() { ack(off) }); err != nil {
+			return // ctx ended
+		}
+	}
+}
+
+// DLQWriter returns a DLQ function writing to topic with the
+// kubesift-dlq-* headers of the processor's dead letters (source
+// "notifier", stage "decode"), the original key, headers and value kept.
+func DLQWriter(w *kafka.Writer, topic string) func(ctx context.Context, m kafka.Message, reason string, err error) error {
+	return func(ctx context.Context, m kafka.Message, reason string, err error) error {
+		msg := err.Error()
+		if len(msg) > 4096 {
+			msg = msg[:4096]
+		}
+		headers := append([]kafka.Header(nil), m.Headers...)
+		headers = append(headers,
+			kafka.Header{Key: pipeline.HeaderDLQSource, Value: []byte("notifier")},
+			kafka.Header{Key: pipeline.HeaderDLQStage, Value: []byte(reason)},
+			kafka.Header{Key: pipeline.HeaderDLQReason, Value: []byte("undecodable_alert")},
+			kafka.Header{Key: pipeline.HeaderDLQError, Value: []byte(msg)},
+			kafka.Header{Key: pipeline.HeaderDLQOrigin, Value: []byte(m.Topic)},
+			kafka.Header{Key: pipeline.HeaderDLQPartition, Value: []byte(strconv.Itoa(m.Partition))},
+			kafka.Header{Key: pipeline.HeaderDLQOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+			kafka.Header{Key: pipeline.HeaderDLQKind, Value: []byte("alert")},
+		)
+		return w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers})
+	}
+}
