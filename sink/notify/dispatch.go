@@ -18,10 +18,10 @@ import (
 // State is an alert's delivery state, as indexed in kubesift.delivery.state.
 type State string
 
-// The delivery states.
+// The delivery states. A new alert document is indexed by the processor
+// with state "pending" (sink/ecs.DeliveryPending); the dispatcher reports
+// every later one.
 const (
-	// StateFiring: raised, not yet routed (written by the processor).
-	StateFiring State = "firing"
 	// StateGrouped: routed into an aggregation group; reason is the
 	// receiver and group key.
 	StateGrouped State = "grouped"
