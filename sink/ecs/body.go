@@ -174,7 +174,8 @@ type bodyResult struct {
 }
 
 // fitBody makes a request/response object safe to index: capped at max
-// bytes, without managedFields (server bookkeeping, often half the object),
+// bytes, without metadata.managedFields (server bookkeeping, often half the
+// object; also in Table rows and lists),
 // and with every value that would conflict with the mapping removed and
 // named in dropped — a body Elasticsearch would refuse must never cost the
 // audit record its document. The common, clean case copies nothing but the
@@ -187,6 +188,14 @@ func fitBody(raw []byte, max int, prefix string) bodyResult {
 	if len(raw) > max {
 		return bodyResult{tooBig: true}
 	}
+	if out, ok := fastFit(raw); ok {
+		return bodyResult{raw: out}
+	}
+	return slowFit(raw, prefix)
+}
+
+// slowFit decodes a body, fixes what does not fit and encodes it again.
+func slowFit(raw []byte, prefix string) bodyResult {
 	var v any
 	if err := bodyJSON.Unmarshal(raw, &v); err != nil {
 		return bodyResult{invalid: true}
@@ -195,14 +204,6 @@ func fitBody(raw []byte, max int, prefix string) bodyResult {
 	v, ok := f.fit(v, bodySchema, prefix, 0)
 	if !ok {
 		return bodyResult{dropped: []string{prefix}}
-	}
-	if m, isMap := v.(map[string]any); isMap {
-		if md, isMap := m["metadata"].(map[string]any); isMap {
-			if _, has := md["managedFields"]; has {
-				delete(md, "managedFields")
-				f.changed = true
-			}
-		}
 	}
 	if !f.changed && bytes.IndexByte(raw, '\n') < 0 && bytes.IndexByte(raw, '\r') < 0 {
 		return bodyResult{raw: raw, dropped: f.dropped}
@@ -304,8 +305,17 @@ func (f *fitter) fit(v any, n *node, path string, depth int) (any, bool) {
 // anywhere (blank, empty dot segments) and dotted names that would expand
 // onto a mapped path are dropped; mapped members are fitted to their type.
 func (f *fitter) fitKeys(m map[string]any, n *node, path string, depth int) {
+	metadata := strings.HasSuffix(path, ".metadata")
 	for k, val := range m {
 		p := path + "." + k
+		if metadata && k == "managedFields" {
+			// Server-side apply bookkeeping, cut wherever an object's
+			// metadata carries it; its names ("." in fieldsV1) do not
+			// count as fixes.
+			delete(m, k)
+			f.changed = true
+			continue
+		}
 		if badFieldName(k) {
 			delete(m, k)
 			f.drop(p)

@@ -2,6 +2,7 @@ package ecs
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 
@@ -62,4 +63,38 @@ func check(t *testing.T, body []byte) {
 	if err := json.Unmarshal(body, &m); err != nil || m["@timestamp"] == nil {
 		t.Fatalf("document without @timestamp: %s", body)
 	}
+}
+
+// FuzzFitBody checks the fast path of fitBody against the slow one: when
+// the fast path accepts a body, decoding and fixing it finds nothing to fix
+// and yields the same JSON value.
+func FuzzFitBody(f *testing.F) {
+	for _, s := range []string{
+		`{"kind":"Pod","metadata":{"name":"p","managedFields":[{"m":1}],"labels":{"a.b":"c"}},"spec":{"hostPID":true,"containers":[{"image":"x","securityContext":{"privileged":"true","runAsUser":0}}]}}`,
+		`{"metadata":{"managedFields":[]}}`, `{"metadata":{"a":1,"managedFields":{}}}`, `{"metadata":{"managedFields":1,"b":2}}`,
+		`[{"op":"add","path":"/spec/x","value":{"spec":{"hostPID":"yes"}}}]`, `{"spec":{"type":{"a":1}}}`, `{"a.b":{"":1}}`,
+		`{"spec":{"securityContext":{"runAsUser":"1e30"}}}`, `{"rules":[{"verbs":["*"],"resources":[["a"]]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fast, ok := fastFit(raw)
+		if !ok {
+			return
+		}
+		slow := slowFit(raw, "r")
+		if slow.invalid || len(slow.dropped) > 0 {
+			t.Fatalf("fast path accepted %q; slow path: invalid %v dropped %v", raw, slow.invalid, slow.dropped)
+		}
+		var a, b any
+		if err := json.Unmarshal(fast, &a); err != nil {
+			t.Fatalf("fast output %q is not JSON: %v", fast, err)
+		}
+		if err := json.Unmarshal(slow.raw, &b); err != nil {
+			t.Fatalf("slow output is not JSON: %v", err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("fast %s\nslow %s", fast, slow.raw)
+		}
+	})
 }

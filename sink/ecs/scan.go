@@ -1,0 +1,267 @@
+package ecs
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// fastFit is fitBody's fast path: one pass over the raw body, without
+// decoding it, that checks every value on a mapped path against its type,
+// every member name against Elasticsearch's rules, and finds
+// metadata.managedFields to cut out. ok is false when anything needs
+// fixing (or the input is not plain compact JSON); fitBody then decodes
+// and fixes the body. Clean bodies — nearly all — are copied at most once.
+func fastFit(raw []byte) (out []byte, ok bool) {
+	if bytes.IndexByte(raw, '\n') >= 0 || bytes.IndexByte(raw, '\r') >= 0 {
+		return nil, false // pretty-printed: the slow path compacts it
+	}
+	s := scanner{b: raw}
+	if !s.value(bodySchema, 0, 0) {
+		return nil, false
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return nil, false
+	}
+	if len(s.cuts) == 0 {
+		return raw, true
+	}
+	out = make([]byte, 0, len(raw))
+	last := 0
+	for _, c := range s.cuts {
+		out = append(out, raw[last:c[0]]...)
+		last = c[1]
+	}
+	return append(out, raw[last:]...), true
+}
+
+type scanner struct {
+	b              []byte
+	i              int
+	cuts [][2]int // byte ranges of metadata.managedFields members, each with one comma
+	// lenient > 0 while skipping managedFields: its names ("." in
+	// fieldsV1) do not matter since it is cut out.
+	lenient int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// value checks one value against schema node n (nil: unmapped). flat > 0
+// is the object nesting still allowed inside a flattened field.
+func (s *scanner) value(n *node, depth, flat int) bool {
+	return s.member(n, depth, flat, false)
+}
+
+// member is value for an object member; inMetadata says the member is named
+// "metadata" (whose managedFields are cut).
+func (s *scanner) member(n *node, depth, flat int, inMetadata bool) bool {
+	if depth > maxBodyDepth {
+		return false
+	}
+	s.ws()
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch c := s.b[s.i]; {
+	case c == '{':
+		if n != nil {
+			switch n.kind {
+			case kFlattened:
+				return s.object(nil, depth, flattenedDepth, false)
+			case kObject:
+			default:
+				return false
+			}
+		}
+		if flat > 0 {
+			if flat == 1 {
+				return false
+			}
+			flat--
+		}
+		return s.object(n, depth, flat, inMetadata)
+	case c == '[':
+		s.i++
+		s.ws()
+		if s.i < len(s.b) && s.b[s.i] == ']' {
+			s.i++
+			return true
+		}
+		for {
+			if !s.value(n, depth+1, flat) {
+				return false
+			}
+			s.ws()
+			if s.i >= len(s.b) {
+				return false
+			}
+			switch s.b[s.i] {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '"':
+		start := s.i
+		if !s.str() {
+			return false
+		}
+		if n == nil {
+			return true
+		}
+		tok := s.b[start:s.i]
+		switch n.kind {
+		case kString:
+			return true
+		case kBool:
+			return string(tok) == `"true"` || string(tok) == `"false"` || string(tok) == `""`
+		case kLong:
+			return inLongRange(tok[1 : len(tok)-1])
+		}
+		return false
+	case c == 't' || c == 'f' || c == 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
+				s.i += len(lit)
+				if n == nil || lit == "null" {
+					return true
+				}
+				return n.kind == kString || n.kind == kBool
+			}
+		}
+		return false
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := s.i
+		for s.i < len(s.b) && bytes.IndexByte([]byte("+-.eE0123456789"), s.b[s.i]) >= 0 {
+			s.i++
+		}
+		if n == nil {
+			return true
+		}
+		switch n.kind {
+		case kString:
+			return true
+		case kLong:
+			return inLongRange(s.b[start:s.i])
+		}
+		return false
+	}
+	return false
+}
+
+func (s *scanner) object(n *node, depth, flat int, metadata bool) bool {
+	s.i++ // {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return true
+	}
+	prevEnd := -1 // end of the previous member's value
+	for {
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return false
+		}
+		keyStart := s.i
+		if !s.str() {
+			return false
+		}
+		key := s.b[keyStart+1 : s.i-1]
+		if s.lenient == 0 && (bytes.IndexByte(key, '\\') >= 0 || badFieldName(string(key))) {
+			return false // escaped or refused names: the slow path decides
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		var child *node
+		if n != nil {
+			if dot := bytes.IndexByte(key, '.'); dot >= 0 && s.lenient == 0 {
+				if _, mapped := n.children[string(key[:dot])]; mapped {
+					return false
+				}
+			}
+			child = n.children[string(key)]
+		}
+		// managedFields (server-side apply bookkeeping) is cut wherever an
+		// object's metadata carries it: the object itself, Table rows, lists.
+		managed := metadata && s.lenient == 0 && string(key) == "managedFields"
+		if managed {
+			s.lenient++
+		}
+		if !s.member(child, depth+1, flat, string(key) == "metadata") {
+			return false
+		}
+		if managed {
+			s.lenient--
+		}
+		valEnd := s.i
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			if managed {
+				if prevEnd >= 0 {
+					s.cuts = append(s.cuts, [2]int{prevEnd, valEnd})
+				} else {
+					s.ws()
+					s.cuts = append(s.cuts, [2]int{keyStart, s.i})
+				}
+			}
+			prevEnd = valEnd
+		case '}':
+			if managed {
+				if prevEnd >= 0 {
+					s.cuts = append(s.cuts, [2]int{prevEnd, valEnd})
+				} else {
+					s.cuts = append(s.cuts, [2]int{keyStart, valEnd})
+				}
+			}
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// str skips a string token, s.i at its opening quote.
+func (s *scanner) str() bool {
+	s.i++
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.i++
+			return true
+		case c == '\\':
+			s.i += 2
+		case c < 0x20:
+			return false
+		default:
+			s.i++
+		}
+	}
+	return false
+}
+
+func inLongRange(num []byte) bool {
+	f, err := strconv.ParseFloat(string(num), 64)
+	return err == nil && f >= -9.2e18 && f <= 9.2e18
+}
