@@ -44,6 +44,7 @@ and webhooks.`,
 		newRulesCommand(),
 		newSetupCommand(g),
 		newSilenceCommand(g),
+		newNotifyCommand(g),
 	)
 	return root
 }

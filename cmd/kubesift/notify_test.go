@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/record"
+	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/notify"
+	"github.com/kubesift/kubesift/sink/notify/match"
+)
+
+func TestNotifyNeedsReceivers(t *testing.T) {
+	_, errs, code := runCLI(t, "", "notify")
+	if code == 0 || !strings.Contains(errs, "notify.receivers: at least one receiver") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestNotifyEndToEnd runs the notifier as `kubesift notify` wires it, against
+// the real Kafka and Elasticsearch: alerts produced as the processor produces
+// them reach a signed webhook, a silence stored before the start mutes its
+// alerts, and the delivery states land in the alert documents.
+func TestNotifyEndToEnd(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	esURL := testenv.ElasticsearchURL(t)
+	run := fmt.Sprint(time.Now().UnixNano())
+	alertsTopic, dlqTopic := "it-e2e-notify-alerts-"+run, "it-e2e-notify-dlq-"+run
+	alertsIndex, silencesIndex := "kubesift-alerts-e2e-"+run, "kubesift-silences-e2e-"+run
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { es.Indices.Delete([]string{alertsIndex, silencesIndex}) })
+	esDo := func(method, path string, body any) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := es.Perform(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&out)
+		return out
+	}
+	esDo(http.MethodPut, "/"+alertsIndex, map[string]any{"mappings": ecs.AlertsMappings()})
+
+	// A silence stored before the notifier starts.
+	store, err := notify.NewESSilences(ctx, es, silencesIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := match.ParseAll([]string{"namespace=kube-system"})
+	now := time.Now().UTC()
+	if err := store.Create(ctx, notify.Silence{ID: "s-e2e", Matchers: ms, StartsAt: now, EndsAt: now.Add(time.Hour),
+		CreatedBy: "test", Comment: "upgrade", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	received := map[string]int{}
+	secret := []byte("e2e-hmac")
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.VerifySignature(secret, r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("signature: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p notify.WebhookPayload
+		_ = json.Unmarshal(body, &p)
+		mu.Lock()
+		for _, a := range p.Alerts {
+			received[a.ID]++
+		}
+		mu.Unlock()
+	}))
+	defer hook.Close()
+
+	yaml := fmt.Sprintf(`
+server: {listen: ""}
+kafka:
+  brokers: [%q]
+  topics: {alerts: %s, dlq: %s}
+sink:
+  elasticsearch: {addresses: [%q], alerts_index: %s}
+notify:
+  consumer_group: it-e2e-notify-%s
+  route: {receiver: hook, group_wait: 0s, group_interval: 200ms}
+  receivers:
+    - name: hook
+      webhook_configs: [{url: %q, secret: %q}]
+  silences: {index: %s, refresh_interval: 1s}
+`, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex)
+	cfg, err := config.Parse([]byte(yaml), "notify.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The processor's side: alert documents (state pending) and messages.
+	const n = 30
+	var msgs []kafka.Message
+	for i := range n {
+		a := rules.Alert{ID: fmt.Sprintf("e2e-%s-%d", run, i), RuleID: "k8s-privileged-pod", Title: "Privileged pod created",
+			Severity: rules.SeverityCritical, Source: record.SourceAudit, Cluster: "prod", Time: now,
+			User: "alice", Verb: "create", Namespace: "payments", Resource: "pods", Name: fmt.Sprint("p", i)}
+		if i%10 == 0 {
+			a.Namespace = "kube-system" // silenced
+		}
+		esDo(http.MethodPut, "/"+alertsIndex+"/_create/"+a.ID, map[string]any{"@timestamp": now,
+			"kubesift": map[string]any{"delivery": map[string]any{"state": ecs.DeliveryPending}}})
+		v, _ := json.Marshal(a)
+		msgs = append(msgs, kafka.Message{Topic: alertsTopic, Key: []byte(a.Cluster + "/" + a.RuleID), Value: v,
+			Headers: []kafka.Header{{Key: notify.HeaderSchema, Value: []byte("1")}, {Key: notify.HeaderID, Value: []byte(a.ID)}}})
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		AllowAutoTopicCreation: true, Transport: &kafka.Transport{}}
+	defer w.Close()
+	for attempt := 0; ; attempt++ {
+		// A fresh auto-created topic may answer "leader not available" once.
+		if err = w.WriteMessages(ctx, msgs...); err == nil || attempt == 10 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runNotify(runCtx, cfg, slog.New(slog.DiscardHandler)) }()
+	defer func() { stop(); <-done }()
+
+	countState := func(state string) int {
+		esDo(http.MethodPost, "/"+alertsIndex+"/_refresh", nil)
+		out := esDo(http.MethodPost, "/"+alertsIndex+"/_count", map[string]any{"query": map[string]any{"term": map[string]any{"kubesift.delivery.state": state}}})
+		c, _ := out["count"].(float64)
+		return int(c)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		mu.Lock()
+		got := len(received)
+		mu.Unlock()
+		if got == n-3 && countState("delivered") == n-3 && countState("silenced") == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 2 minutes: %d alerts received, %d delivered and %d silenced in Elasticsearch (want %d, %d, 3)",
+				got, countState("delivered"), countState("silenced"), n-3, n-3)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range received {
+		if strings.HasSuffix(id, "-0") || strings.HasSuffix(id, "-10") || strings.HasSuffix(id, "-20") {
+			t.Errorf("silenced alert %s delivered", id)
+		}
+		if c != 1 {
+			t.Errorf("alert %s received %d times", id, c)
+		}
+	}
+}
