@@ -36,8 +36,8 @@ func fastFit(raw []byte) (out []byte, ok bool) {
 }
 
 type scanner struct {
-	b              []byte
-	i              int
+	b    []byte
+	i    int
 	cuts [][2]int // byte ranges of metadata.managedFields members, each with one comma
 	// lenient > 0 while skipping managedFields: its names ("." in
 	// fieldsV1) do not matter since it is cut out.
