@@ -123,7 +123,7 @@ func defaultElasticsearch() ElasticsearchConfig {
 		MaxQueuedBytes:  64 << 20,
 		MaxBodyBytes:    256 << 10,
 		RetryBackoff:    200 * time.Millisecond,
-		RetryMaxBackoff: 30 * time.Second,
+		RetryMaxBackoff: 10 * time.Second,
 		ILM: ESILMConfig{
 			Enabled:                     true,
 			Policy:                      "kubesift",

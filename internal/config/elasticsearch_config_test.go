@@ -27,6 +27,7 @@ func TestElasticsearchDefaults(t *testing.T) {
 		{"queue bound", es.MaxQueuedBytes, int64(64 << 20)},
 		{"body cap", es.MaxBodyBytes, 256 << 10},
 		{"retry backoff", es.RetryBackoff, 200 * time.Millisecond},
+		{"retry max backoff: an outage's end is noticed within seconds", es.RetryMaxBackoff, 10 * time.Second},
 		{"request timeout", es.RequestTimeout, 30 * time.Second},
 		{"ilm on", es.ILM.Enabled, true},
 		{"ilm policy", es.ILM.Policy, "kubesift"},
