@@ -49,7 +49,7 @@ func (c colTopics) all() []string { return []string{c.audit, c.events, c.objects
 
 // collectEnv is one collector set-up: its topics, directories and config.
 type collectEnv struct {
-	t       *testing.T
+	t       testing.TB
 	broker  string
 	topics  colTopics
 	dir     string // spool, positions, config
@@ -65,12 +65,13 @@ type colOpts struct {
 	maxBodyBytes  int64    // audit_webhook.max_body_bytes (0: default)
 	kubeconfig    string   // collector.kubeconfig (cluster UID)
 	publishExtra  string   // extra YAML lines of the publish section (indented 2)
+	tailExtra     string   // extra YAML lines of the audit_tail section (indented 4)
 }
 
 // newCollectEnv creates the test's topics (4 partitions) and writes the
 // collector's config. brokers come from testenv.KafkaBrokers or, in a fault
 // test, testenv.Need.
-func newCollectEnv(t *testing.T, name string, brokers []string, k testenv.Kube, o colOpts) *collectEnv {
+func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, o colOpts) *collectEnv {
 	t.Helper()
 	prefix := fmt.Sprintf("it-collect-%s-%d", name, time.Now().UnixNano())
 	e := &collectEnv{
@@ -106,6 +107,9 @@ func newCollectEnv(t *testing.T, name string, brokers []string, k testenv.Kube, 
 		// Fast polls and frequent checkpoints: a kill -9 then re-reads
 		// little, and the test waits less.
 		fmt.Fprintf(&b, "    poll_interval: 50ms\n    batch_wait: 50ms\n    positions_sync_interval: 500ms\n")
+		if x := strings.TrimRight(o.tailExtra, "\n"); x != "" {
+			b.WriteString(x + "\n")
+		}
 	}
 	fmt.Fprintf(&b, "publish:\n  ack_timeout: 5s\n  write_timeout: 5s\n  max_attempts: 2\n")
 	fmt.Fprintf(&b, "  spool: {dir: %q, fsync: always, retry_backoff: 250ms}\n", filepath.Join(e.dir, "spool"))
@@ -125,7 +129,7 @@ func colQuote(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-func colFreeAddr(t *testing.T) string {
+func colFreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,7 +169,7 @@ func (e *collectEnv) metric(name string, labels ...string) float64 {
 }
 
 // colWait polls cond every 200 ms until it holds or timeout passes.
-func colWait(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func colWait(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -185,7 +189,7 @@ func colKafkaClient(broker string) (*kafka.Client, func()) {
 	return &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}, tr.CloseIdleConnections
 }
 
-func colCreateTopics(t *testing.T, broker string, partitions int, topics ...string) {
+func colCreateTopics(t testing.TB, broker string, partitions int, topics ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -208,7 +212,7 @@ func colCreateTopics(t *testing.T, broker string, partitions int, topics ...stri
 
 // colReadTopic reads every message of topic, all partitions, up to the high
 // watermark at the time of the call.
-func colReadTopic(t *testing.T, broker, topic string) []kafka.Message {
+func colReadTopic(t testing.TB, broker, topic string) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
