@@ -16,6 +16,7 @@ import (
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify"
@@ -32,7 +33,9 @@ silences, and delivers notifications to the receivers' Slack and webhook integra
 retries. An alert's offset is committed only once it is final (delivered, failed for good or
 muted), so a notifier that dies re-reads what it had not delivered. Delivery states are written
 to the alerts index (sink.elasticsearch.alerts_index, field kubesift.delivery.state).
-Silences live in Elasticsearch (notify.silences.index) and are served on
+With notify.deadman.enabled, a cluster whose newest record in the audit and Events data
+streams is older than its threshold raises a kubesift-deadman alert. Silences live in
+Elasticsearch (notify.silences.index) and are served on
 notify.silences.api.listen for "kubesift silence". It does not start before it has read the
 silences. /metrics, /healthz and /readyz are served on server.listen. docs/alerting.md
 describes the configuration.`,
@@ -45,7 +48,8 @@ describes the configuration.`,
   #     receivers:
   #       - name: security
   #         slack_configs: [{url_file: /run/secrets/slack-webhook, kibana_url: "https://kibana:5601"}]
-  #     silences: {api: {listen: ":9095", token_file: /run/secrets/silence-token}}`,
+  #     silences: {api: {listen: ":9095", token_file: /run/secrets/silence-token}}
+  #     deadman: {enabled: true, threshold: 15m}`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := g.load(cmd)
@@ -96,11 +100,11 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	reg := srv.Registry
 	srv.SetReady("notify", errors.New("starting"))
 
-	es, err := elasticsearch.NewClient(cfg.Sink.Elasticsearch)
+	esClient, err := elasticsearch.NewClient(cfg.Sink.Elasticsearch)
 	if err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
-	store, err := notify.NewESSilences(ctx, es, n.Silences.Index)
+	store, err := notify.NewESSilences(ctx, esClient, n.Silences.Index)
 	if err != nil {
 		return fmt.Errorf("notify: silences: %w", err)
 	}
@@ -126,7 +130,7 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	states, err := notify.NewESStates(es, cfg.Sink.Elasticsearch.AlertsIndex, 100000, time.Second, log, reg)
+	states, err := notify.NewESStates(esClient, cfg.Sink.Elasticsearch.AlertsIndex, 100000, time.Second, log, reg)
 	if err != nil {
 		return err
 	}
@@ -191,6 +195,18 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			_ = hs.Shutdown(sctx)
 		})
 		log.Info("silence API listening", "addr", ln.Addr().String())
+	}
+	if dm := n.Deadman; dm.Enabled {
+		sev, err := rules.ParseSeverity(dm.Severity)
+		if err != nil {
+			return fmt.Errorf("notify.deadman.severity: %w", err)
+		}
+		es := cfg.Sink.Elasticsearch
+		m := &notify.Deadman{
+			Seen:      notify.ESLastSeen(esClient, []string{es.Streams.Audit, es.Streams.Events}),
+			Threshold: dm.Threshold, Clusters: dm.Clusters, Severity: sev, Dispatcher: d, Log: log,
+		}
+		goRun(func() { m.Run(ctx, dm.CheckInterval) })
 	}
 	goRun(func() { silencer.Run(ctx) })
 	goRun(func() { states.Run(ctx) })
