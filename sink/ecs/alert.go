@@ -119,7 +119,7 @@ func (b *Builder) Alert(a *rules.Alert) (sink.Doc, error) {
 	if err != nil {
 		return sink.Doc{}, &FieldError{ID: a.ID, Field: "alert", Msg: "encode document: " + err.Error()}
 	}
-	return sink.Doc{Index: b.alerts, ID: a.ID, Body: body}, nil
+	return sink.Doc{Index: b.alerts, ID: a.ID, Body: validUTF8(body)}, nil
 }
 
 // mitreTactics maps the rule language's tactic slugs to ATT&CK ids and names.

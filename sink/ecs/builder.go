@@ -19,8 +19,10 @@
 package ecs
 
 import (
+	"bytes"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	jsoniter "github.com/json-iterator/go"
 
@@ -132,12 +134,22 @@ func (b *Builder) Record(r *record.Record) (sink.Doc, error) {
 	if err != nil {
 		return sink.Doc{}, &FieldError{ID: r.ID, Field: "object", Msg: "encode document: " + err.Error()}
 	}
-	return sink.Doc{Index: idx, ID: r.ID, Body: body}, nil
+	return sink.Doc{Index: idx, ID: r.ID, Body: validUTF8(body)}, nil
+}
+
+// validUTF8 replaces invalid UTF-8 (which Elasticsearch's parser refuses)
+// with U+FFFD. Such bytes can only sit inside JSON strings, so the document
+// stays valid JSON; the check is a fast scan, the copy rare.
+func validUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
 }
 
 // docJSON encodes documents: struct fields in declaration order, no HTML
-// escaping (ES does not need it), maps sorted for stable output, invalid
-// UTF-8 replaced so Elasticsearch's parser never sees it.
+// escaping (ES does not need it), maps sorted for stable output. It leaves
+// invalid UTF-8 as it is; validUTF8 repairs the result.
 var docJSON = jsoniter.Config{EscapeHTML: false, SortMapKeys: true}.Froze()
 
 // The ECS groups shared by all documents.
