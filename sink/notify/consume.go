@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -178,7 +177,7 @@ type notifyPartition struct {
 	start     int64
 	tracker   *pipeline.Tracker
 	sem       chan struct{}
-	mu        sync.Mutex
+	// committed is only touched by the generation's one committer.
 	committed int64
 }
 
