@@ -83,7 +83,7 @@ func (b *Builder) auditDoc(r *record.Record) (any, error) {
 	if a == nil {
 		return nil, &FieldError{ID: r.ID, Field: "object", Msg: "audit record without its decoded event"}
 	}
-	d := &auditDocument{Timestamp: r.EventTime, Orchestrator: newOrchestrator(r), DataStream: b.audit.ds}
+	d := &auditDocument{Timestamp: eventTime(r), Orchestrator: newOrchestrator(r), DataStream: b.audit.ds}
 	d.Kubesift.Record = newRecordMeta(r)
 	k := &d.Kubernetes.Audit
 	k.APIVersion, k.Kind = a.APIVersion, a.Kind

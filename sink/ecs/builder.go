@@ -242,6 +242,15 @@ func newOrchestrator(r *record.Record) orchestrator {
 	return orchestrator{Type: "kubernetes", Cluster: cluster{Name: r.Cluster.Name, ID: r.Cluster.UID}}
 }
 
+// eventTime is @timestamp: the time the record describes, or when the
+// collector saw it if the record carries no time at all.
+func eventTime(r *record.Record) time.Time {
+	if r.EventTime.IsZero() {
+		return r.ObservedTime
+	}
+	return r.EventTime
+}
+
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil

@@ -73,7 +73,7 @@ type eventTimes struct {
 }
 
 func (b *Builder) eventDoc(r *record.Record) (any, error) {
-	d := &eventDocument{Timestamp: r.EventTime, Orchestrator: newOrchestrator(r), DataStream: b.events.ds}
+	d := &eventDocument{Timestamp: eventTime(r), Orchestrator: newOrchestrator(r), DataStream: b.events.ds}
 	d.Kubesift.Record = newRecordMeta(r)
 	k := &d.Kubernetes.Event
 	var om *metav1.ObjectMeta
@@ -207,7 +207,7 @@ func (b *Builder) objectDoc(r *record.Record) (any, error) {
 		// The decoder's message quotes input bytes; the reason must not.
 		return nil, &FieldError{ID: r.ID, Field: "object", Msg: "not a JSON Kubernetes object"}
 	}
-	d := &objectDocument{Timestamp: r.EventTime, Orchestrator: newOrchestrator(r), DataStream: b.posture.ds}
+	d := &objectDocument{Timestamp: eventTime(r), Orchestrator: newOrchestrator(r), DataStream: b.posture.ds}
 	d.Kubesift.Record = newRecordMeta(r)
 	k := &d.Kubernetes.Object
 	k.APIVersion, k.Kind = in.APIVersion, in.Kind

@@ -285,7 +285,7 @@ func TestIndexCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs := buildDocs(t, b, corpusRecords(t))
+	docs := buildDocs(t, b, append(corpusRecords(t), syntheticRecords(t)...))
 	perIndex := map[string]int{}
 	for _, d := range docs {
 		perIndex[d.Index]++
@@ -490,4 +490,38 @@ func testAlert(i int) *rules.Alert {
 	return &rules.Alert{ID: fmt.Sprintf("rule-%d:rec-%d", i, i), RuleID: fmt.Sprintf("rule-%d", i), Title: "t",
 		Severity: rules.SeverityHigh, Mitre: rules.Mitre{Tactics: []string{"execution"}, Techniques: []string{"T1609"}},
 		RecordID: fmt.Sprintf("rec-%d", i), Source: record.SourceAudit, Cluster: "c", Time: time.Now(), Message: "m", User: "u"}
+}
+
+// syntheticRecords are Events of both APIs and objects, with the shapes
+// that trouble mappings: dotted label names, kind-specific specs, a status
+// that is not an object.
+func syntheticRecords(t testing.TB) []*record.Record {
+	t.Helper()
+	var in []string
+	for i := range 60 {
+		if i%2 == 0 {
+			in = append(in, fmt.Sprintf(`{"kind":"Event","apiVersion":"v1","metadata":{"name":"p%d.1","namespace":"ns","uid":"core-%d","labels":{"app.kubernetes.io/name":"x"},"annotations":{"a.b/c":"d"},"creationTimestamp":"2026-01-01T00:00:00Z"},
+				"involvedObject":{"kind":"Pod","namespace":"ns","name":"p%d","uid":"pu%d","fieldPath":"spec.containers{c}"},"reason":"BackOff","message":"Back-off restarting failed container",
+				"source":{"component":"kubelet","host":"node-1"},"firstTimestamp":"2026-01-01T00:00:00Z","lastTimestamp":"2026-01-01T00:05:00Z","count":%d,"type":"Warning"}`, i, i, i, i, i+1))
+		} else {
+			in = append(in, fmt.Sprintf(`{"kind":"Event","apiVersion":"events.k8s.io/v1","metadata":{"name":"p%d.2","namespace":"ns","uid":"ev-%d"},
+				"eventTime":"2026-01-01T00:00:00.000000Z","reportingController":"kubelet","reportingInstance":"node-1","action":"Pulling","reason":"Pulling",
+				"regarding":{"kind":"Pod","namespace":"ns","name":"p%d","uid":"pu%d"},"related":{"kind":"Node","name":"node-1"},"note":"Pulling image","type":"Normal",
+				"series":{"count":%d,"lastObservedTime":"2026-01-01T00:05:00.000000Z"}}`, i, i, i, i, i+1))
+		}
+	}
+	recs, errs := record.DecodeAll([]byte(strings.Join(in, "\n")), "synthetic", record.DecodeOptions{Cluster: record.Cluster{Name: "syn"}})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	objects := []string{
+		`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"n","uid":"o1","resourceVersion":"5","labels":{"a.b":"c","a":"d"}},"spec":{"hostPID":true,"containers":[{"name":"c","image":"busybox","securityContext":{"privileged":true}}]},"status":{"phase":"Running"}}`,
+		`{"kind":"Service","apiVersion":"v1","metadata":{"name":"s","namespace":"n","uid":"o2","resourceVersion":"6"},"spec":{"type":"NodePort","ports":[{"port":80}]},"status":"odd"}`,
+		`{"kind":"ClusterRole","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{"name":"r","uid":"o3","resourceVersion":"7"},"rules":[{"verbs":["*"],"resources":["*"]}]}`,
+	}
+	for i, o := range objects {
+		recs = append(recs, &record.Record{Schema: 1, ID: fmt.Sprintf("o%d:1", i+1), Source: record.SourceObject, APIVersion: "v1",
+			Cluster: record.Cluster{Name: "syn"}, EventTime: time.Now().UTC(), ObservedTime: time.Now().UTC(), Object: []byte(o)})
+	}
+	return recs
 }
