@@ -173,10 +173,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 type notifyPartition struct {
-	id        int
-	start     int64
-	tracker   *pipeline.Tracker
-	sem       chan struct{}
+	id      int
+	start   int64
+	tracker *pipeline.Tracker
+	sem     chan struct{}
 	// committed is only touched by the generation's one committer.
 	committed int64
 }
