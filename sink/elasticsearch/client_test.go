@@ -1,0 +1,97 @@
+package elasticsearch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kubesift/kubesift/internal/config"
+)
+
+// authServer is a TLS Elasticsearch stand-in that records the
+// Authorization header it receives.
+func authServer(t *testing.T) (*httptest.Server, func() string) {
+	var mu sync.Mutex
+	var auth string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = r.Header.Get("Authorization")
+		mu.Unlock()
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() string { mu.Lock(); defer mu.Unlock(); return auth }
+}
+
+func TestNewClientAuthAndTLS(t *testing.T) {
+	srv, lastAuth := authServer(t)
+	cert := srv.Certificate()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
+	sum := sha256.Sum256(cert.Raw)
+	fp := hex.EncodeToString(sum[:])
+	colons := strings.ToUpper(fp[:2]) + ":" + fp[2:] // case and colons as ES prints them are accepted
+
+	tests := []struct {
+		name     string
+		mod      func(c *config.ElasticsearchConfig)
+		wantErr  string
+		wantAuth string
+	}{
+		{"untrusted certificate fails", func(c *config.ElasticsearchConfig) {}, "certificate", ""},
+		{"ca file", func(c *config.ElasticsearchConfig) { c.CAFile = caFile }, "", ""},
+		{"fingerprint", func(c *config.ElasticsearchConfig) { c.CAFingerprint = colons }, "", ""},
+		{"wrong fingerprint fails", func(c *config.ElasticsearchConfig) { c.CAFingerprint = strings.Repeat("ab", 32) }, "fingerprint mismatch", ""},
+		{"insecure skip verify", func(c *config.ElasticsearchConfig) { c.TLS.InsecureSkipVerify = true }, "", ""},
+		{"basic auth", func(c *config.ElasticsearchConfig) { c.CAFile = caFile; c.Username = "u"; c.Password = "p" }, "", "Basic dTpw"},
+		{"api key", func(c *config.ElasticsearchConfig) { c.CAFile = caFile; c.APIKey = "a2V5" }, "", "APIKey a2V5"},
+		{"bearer token", func(c *config.ElasticsearchConfig) { c.CAFile = caFile; c.BearerToken = "tok" }, "", "Bearer tok"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default().Sink.Elasticsearch
+			cfg.Addresses = []string{srv.URL}
+			tc.mod(&cfg)
+			es, err := NewClient(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			status, _, _, err := call(context.Background(), es, http.MethodGet, "/", nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || status != 200 {
+				t.Fatalf("status %d err %v", status, err)
+			}
+			if got := lastAuth(); got != tc.wantAuth {
+				t.Errorf("Authorization = %q, want %q", got, tc.wantAuth)
+			}
+		})
+	}
+}
+
+func TestNewClientBadCAFile(t *testing.T) {
+	cfg := config.Default().Sink.Elasticsearch
+	cfg.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := NewClient(cfg); err == nil || !strings.Contains(err.Error(), "sink.elasticsearch.ca_file") {
+		t.Errorf("err = %v", err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	os.WriteFile(junk, []byte("not pem"), 0o644)
+	cfg.CAFile = junk
+	if _, err := NewClient(cfg); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("err = %v", err)
+	}
+}
