@@ -93,7 +93,7 @@ func FuzzDecodeAlertMessage(f *testing.F) {
 	})
 }
 
-func createTopic(t *testing.T, broker, topic string, partitions int) {
+func createTopic(t testing.TB, broker, topic string, partitions int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
