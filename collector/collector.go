@@ -46,6 +46,17 @@ type Publisher interface {
 	PublishDeadLetter(ctx context.Context, dl DeadLetter) error
 }
 
+// Pipeliner is a Publisher that can keep several batches in flight in order
+// (publish.Publisher is one). Begin queues recs like Publish and returns at
+// once; the returned function, which must be called exactly once, waits and
+// returns what Publish would have. Batches begun one after the other reach
+// Kafka in that order per key. A source acknowledges its input in the order
+// it began the batches, each only once its wait returned nil — the tail uses
+// it to overlap Kafka's round trips instead of waiting for each batch.
+type Pipeliner interface {
+	Begin(ctx context.Context, recs []*record.Record) func(context.Context) error
+}
+
 // DeadLetter is input that could not be turned into a record.
 type DeadLetter struct {
 	// Data is the original bytes (possibly cut to the dead-letter size limit).

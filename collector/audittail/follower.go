@@ -966,24 +966,123 @@ func (f *follower) updateLag() {
 	f.t.m.lag.WithLabelValues(f.path).Set(float64(max(f.size.Load()-f.committed.Load(), 0)))
 }
 
+// publishDepth is how many batches of one file the committer keeps in
+// flight when the publisher can pipeline (collector.Pipeliner): each Publish
+// waits for Kafka's acknowledgement (a batch timeout plus a produce round
+// trip), so one batch at a time leaves the tail idle most of the time.
+const publishDepth = 3
+
 // commitLoop is the committer goroutine: publish each batch, then commit its
-// position. When ctx ends it stops without committing what is not durable.
+// position, strictly in file order. When ctx ends it stops without
+// committing what is not durable.
 func (f *follower) commitLoop(ctx context.Context) {
-	for b := range f.out {
-		if !f.publish(ctx, b) {
-			for range f.out { // the reader is stopping; drop, do not commit
+	pl, ok := f.t.pub.(collector.Pipeliner)
+	if !ok {
+		for b := range f.out {
+			if !f.publish(ctx, b) {
+				for range f.out { // the reader is stopping; drop, do not commit
+				}
+				return
+			}
+			f.commit(b)
+		}
+		return
+	}
+	// Pipelined: up to publishDepth batches begun, committed oldest first.
+	// Each begun batch has one goroutine waiting for its outcome (so the
+	// loop can wait for the oldest and for new batches at once): at most
+	// publishDepth per file, never one per record.
+	type inflight struct {
+		b    *batch
+		done chan struct{}
+		err  error
+	}
+	var fifo []*inflight
+	// finish commits the oldest batch, which is done; false when ctx
+	// ended before it was durable.
+	finish := func() bool {
+		j := fifo[0]
+		fifo = fifo[1:]
+		if j.err != nil {
+			// Not durable (the spool full, …): publish it again the
+			// ordinary way, retrying until it is or ctx ends.
+			if !f.publishRecords(ctx, j.b) {
+				return false
+			}
+		}
+		f.commit(j.b)
+		return true
+	}
+	stop := func() {
+		for _, j := range fifo {
+			<-j.done // ends: acknowledged, spooled, or ctx's end
+		}
+		for range f.out { // the reader is stopping; drop, do not commit
+		}
+	}
+	for {
+		var b *batch
+		more := true
+		switch {
+		case len(fifo) == 0:
+			b, more = <-f.out
+		case len(fifo) >= publishDepth:
+			<-fifo[0].done
+		default:
+			select {
+			case b, more = <-f.out:
+			case <-fifo[0].done:
+			}
+		}
+		if b == nil && more { // the oldest is done
+			if !finish() {
+				stop()
+				return
+			}
+			continue
+		}
+		if !more {
+			for len(fifo) > 0 {
+				<-fifo[0].done
+				if !finish() {
+					stop()
+					return
+				}
 			}
 			return
 		}
-		f.t.positions.set(f.path, b.pos)
-		f.committed.Store(b.pos.Offset)
-		f.updateLag()
+		if !f.publishDeadLetters(ctx, b) {
+			stop()
+			return
+		}
+		j := &inflight{b: b, done: make(chan struct{})}
+		if len(b.recs) == 0 {
+			close(j.done)
+		} else {
+			wait := pl.Begin(ctx, b.recs)
+			go func() {
+				j.err = wait(ctx)
+				close(j.done)
+			}()
+		}
+		fifo = append(fifo, j)
 	}
+}
+
+// commit records b's position as durable.
+func (f *follower) commit(b *batch) {
+	f.t.positions.set(f.path, b.pos)
+	f.committed.Store(b.pos.Offset)
+	f.updateLag()
 }
 
 // publish makes b's dead letters and records durable, retrying the same
 // batch with exponential backoff while the publisher refuses.
 func (f *follower) publish(ctx context.Context, b *batch) bool {
+	return f.publishDeadLetters(ctx, b) && f.publishRecords(ctx, b)
+}
+
+func (f *follower) publishDeadLetters(ctx context.Context, b *batch) bool {
 	backoff := minBackoff
 	retried := 0
 	for i := 0; i < len(b.dls); {
@@ -997,6 +1096,15 @@ func (f *follower) publish(ctx context.Context, b *batch) bool {
 			return false
 		}
 	}
+	if retried > 0 {
+		f.log.Info("publisher accepted the dead letters again", "retries", retried)
+	}
+	return true
+}
+
+func (f *follower) publishRecords(ctx context.Context, b *batch) bool {
+	backoff := minBackoff
+	retried := 0
 	for len(b.recs) > 0 {
 		err := f.t.pub.Publish(ctx, b.recs)
 		if err == nil {

@@ -139,6 +139,7 @@ type tailEnv struct {
 	path      string
 	positions string
 	pub       *fakePub
+	pipe      collector.Publisher // when set, the Tailer publishes through it (a Pipeliner around pub)
 	reg       *prometheus.Registry
 	tl        *Tailer
 	cancel    context.CancelFunc
@@ -176,7 +177,11 @@ func (e *tailEnv) start(opts ...tailOpt) *Tailer {
 	if os.Getenv("KUBESIFT_TEST_LOG") != "" {
 		logw = os.Stderr
 	}
-	tl, err := New(Options{Config: c, Publisher: e.pub, Sanitizer: san, Cluster: record.Cluster{Name: "c1"},
+	var pub collector.Publisher = e.pub
+	if e.pipe != nil {
+		pub = e.pipe
+	}
+	tl, err := New(Options{Config: c, Publisher: pub, Sanitizer: san, Cluster: record.Cluster{Name: "c1"},
 		DeadLetterMaxBytes: 512, Registerer: e.reg, Logger: slog.New(slog.NewTextHandler(logw, nil))})
 	if err != nil {
 		e.t.Fatal(err)

@@ -1,6 +1,7 @@
 package audittail
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/record"
 )
 
 func TestStartAt(t *testing.T) {
@@ -519,4 +521,93 @@ func TestRestartsDuringRotationLoseNothing(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// pipePub is a collector.Pipeliner around fakePub whose waits return only
+// when the test releases them, in any order.
+type pipePub struct {
+	*fakePub
+	mu            sync.Mutex
+	begun         []chan struct{}
+	open, maxOpen int
+}
+
+func (p *pipePub) Begin(_ context.Context, recs []*record.Record) func(context.Context) error {
+	rel := make(chan struct{})
+	p.mu.Lock()
+	p.begun = append(p.begun, rel)
+	p.open++
+	p.maxOpen = max(p.maxOpen, p.open)
+	p.mu.Unlock()
+	return func(ctx context.Context) error {
+		defer func() {
+			p.mu.Lock()
+			p.open--
+			p.mu.Unlock()
+		}()
+		select {
+		case <-rel:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return p.fakePub.Publish(ctx, recs)
+	}
+}
+
+func (p *pipePub) nbegun() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.begun)
+}
+
+func (p *pipePub) release(i int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.begun[i])
+}
+
+// TestPipelinedCommitsInOrder: with a publisher that pipelines, up to
+// publishDepth batches are in flight, and a position is committed only once
+// every batch before it is durable, whatever order the acknowledgements
+// come in.
+func TestPipelinedCommitsInOrder(t *testing.T) {
+	e := newTailEnv(t)
+	pp := &pipePub{fakePub: e.pub}
+	e.pipe = pp
+	var content string
+	for i := range 6 {
+		content += line(fmt.Sprintf("p%d", i), 0)
+	}
+	os.WriteFile(e.path, []byte(content), 0o644)
+	e.start(batchLines(1))
+	lines := strings.SplitAfter(content, "\n")
+	end := func(n int) int64 { // offset after the first n lines
+		var off int64
+		for _, l := range lines[:n] {
+			off += int64(len(l))
+		}
+		return off
+	}
+	pos := func() int64 { return e.tl.Positions()[e.path].Offset }
+	waitFor(t, "publishDepth batches begun", 5*time.Second, func() bool { return pp.nbegun() == publishDepth })
+	time.Sleep(100 * time.Millisecond) // would a fourth begin? (it must not)
+	if n := pp.nbegun(); n != publishDepth {
+		t.Fatalf("%d batches begun with none finished, want %d", n, publishDepth)
+	}
+	pp.release(2)
+	pp.release(1)
+	time.Sleep(100 * time.Millisecond)
+	if p := pos(); p != 0 {
+		t.Fatalf("position %d committed while the first batch is not durable", p)
+	}
+	pp.release(0)
+	waitFor(t, "position after line 3", 5*time.Second, func() bool { return pos() == end(3) })
+	waitFor(t, "all 6 begun", 5*time.Second, func() bool { return pp.nbegun() == 6 })
+	for i := 3; i < 6; i++ {
+		pp.release(i)
+	}
+	waitFor(t, "position at the end", 5*time.Second, func() bool { return pos() == end(6) })
+	if e.pub.count() != 6 || pp.maxOpen > publishDepth {
+		t.Errorf("%d records published, %d batches open at most (depth %d)", e.pub.count(), pp.maxOpen, publishDepth)
+	}
 }

@@ -257,8 +257,13 @@ func (o *originPublisher) PublishDeadLetter(ctx context.Context, dl collector.De
 }
 
 func (p *Publisher) publishRecords(ctx context.Context, recs []*record.Record, origin []byte) error {
+	return p.beginRecords(ctx, recs, origin)(ctx)
+}
+
+func (p *Publisher) beginRecords(ctx context.Context, recs []*record.Record, origin []byte) func(context.Context) error {
+	result := func(err error) func(context.Context) error { return func(context.Context) error { return err } }
 	if len(recs) == 0 {
-		return nil
+		return result(nil)
 	}
 	start := time.Now()
 	msgs := make([]outMsg, len(recs))
@@ -266,15 +271,15 @@ func (p *Publisher) publishRecords(ctx context.Context, recs []*record.Record, o
 		m, err := fromRecord(r, origin)
 		if err != nil {
 			p.m.failed.WithLabelValues(reasonEncode).Inc()
-			return fmt.Errorf("publish: %w", err)
+			return result(fmt.Errorf("publish: %w", err))
 		}
 		if n := m.wireSize(); n > p.cfg.BatchBytes {
 			p.m.failed.WithLabelValues(reasonTooLarge).Inc()
-			return fmt.Errorf("publish: record %s is %d bytes (limit %d): %w", r.ID, n, p.cfg.BatchBytes, ErrTooLarge)
+			return result(fmt.Errorf("publish: record %s is %d bytes (limit %d): %w", r.ID, n, p.cfg.BatchBytes, ErrTooLarge))
 		}
 		msgs[i] = m
 	}
-	return p.publish(ctx, msgs, start)
+	return p.begin(ctx, msgs, start)
 }
 
 // PublishDeadLetter makes one dead letter durable on the dead-letter topic
@@ -297,13 +302,33 @@ func (p *Publisher) PublishDeadLetter(ctx context.Context, dl collector.DeadLett
 
 // publish is the common path of Publish and PublishDeadLetter.
 func (p *Publisher) publish(ctx context.Context, msgs []outMsg, start time.Time) error {
+	return p.begin(ctx, msgs, start)(ctx)
+}
+
+// Begin starts publishing recs like Publish and returns without waiting for
+// Kafka's acknowledgements; calling the returned function (exactly once)
+// waits and returns what Publish would have. Batches begun one after the
+// other are queued on the Kafka writer in that order, so a source can keep
+// several batches in flight without reordering any key (collector.Pipeliner).
+func (p *Publisher) Begin(ctx context.Context, recs []*record.Record) func(context.Context) error {
+	return p.beginRecords(ctx, recs, nil)
+}
+
+func (o *originPublisher) Begin(ctx context.Context, recs []*record.Record) func(context.Context) error {
+	return o.p.beginRecords(ctx, recs, o.origin)
+}
+
+// begin queues msgs (or spools them) and returns the wait for the outcome.
+// Every path through it either finishes at once (a function returning the
+// result) or leaves exactly one p.active to be released by the wait.
+func (p *Publisher) begin(ctx context.Context, msgs []outMsg, start time.Time) func(context.Context) error {
+	result := func(err error) func(context.Context) error { return func(context.Context) error { return err } }
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return p.finish(start, errClosed)
+		return result(p.finish(start, errClosed))
 	}
 	p.active.Add(1)
-	defer p.active.Done()
 	spooling := p.spooling
 	p.mu.Unlock()
 
@@ -315,7 +340,9 @@ func (p *Publisher) publish(ctx context.Context, msgs []outMsg, start time.Time)
 		if p.spooling {
 			err := p.sp.Append(payloads)
 			p.mu.Unlock()
-			return p.spooled(start, len(msgs), err)
+			err = p.spooled(start, len(msgs), err)
+			p.active.Done()
+			return result(err)
 		}
 		p.mu.Unlock()
 	}
@@ -323,8 +350,9 @@ func (p *Publisher) publish(ctx context.Context, msgs []outMsg, start time.Time)
 	deadline := start.Add(p.cfg.AckTimeout)
 	t, err := p.send(ctx, msgs, deadline, "direct")
 	if err != nil {
+		defer p.active.Done()
 		if ctx.Err() != nil {
-			return p.finish(start, fmt.Errorf("publish: %w", ctx.Err()))
+			return result(p.finish(start, fmt.Errorf("publish: %w", ctx.Err())))
 		}
 		reason := reasonUnavail
 		switch {
@@ -334,8 +362,17 @@ func (p *Publisher) publish(ctx context.Context, msgs []outMsg, start time.Time)
 			reason = reasonShutdown
 		}
 		p.m.failed.WithLabelValues(reason).Add(float64(len(msgs)))
-		return p.fallback(start, msgs, reason, err)
+		return result(p.fallback(start, msgs, reason, err))
 	}
+	return func(ctx context.Context) error {
+		defer p.active.Done()
+		return p.await(ctx, t, msgs, start, deadline)
+	}
+}
+
+// await waits for the acknowledgements of a send and spools what Kafka did
+// not acknowledge.
+func (p *Publisher) await(ctx context.Context, t *tracker, msgs []outMsg, start, deadline time.Time) error {
 	werr := t.wait(ctx, deadline, p.abort)
 	if werr != nil && ctx.Err() != nil {
 		// The caller gave up: it will retry the batch; whatever the writer

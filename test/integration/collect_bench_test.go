@@ -161,6 +161,7 @@ func benchCollect(b *testing.B, brokers []string) {
 	b.StopTimer()
 	spooled := e.metric("kubesift_collector_spooled_records_total")
 	rss := p.PeakRSSKiB()
+	cpu := procCPUSeconds(p.Pid())
 	if err := p.Stop(time.Minute); err != nil {
 		b.Errorf("SIGTERM: %v", err)
 	}
@@ -169,4 +170,26 @@ func benchCollect(b *testing.B, brokers []string) {
 	b.ReportMetric(float64(size)/float64(b.N), "B/line")
 	b.ReportMetric(float64(rss)/1024, "peak-RSS-MiB")
 	b.ReportMetric(spooled, "spooled")
+	// CPU the collector used per second of the run: near 2 means it was
+	// CPU-bound on this 2-core machine (which the broker shares).
+	b.ReportMetric(cpu/el.Seconds(), "collector-cores")
+}
+
+// procCPUSeconds is the user+system CPU time of process pid (from
+// /proc/pid/stat), or 0.
+func procCPUSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which is in parentheses): utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st float64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return (ut + st) / 100
 }
