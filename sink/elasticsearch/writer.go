@@ -82,6 +82,30 @@ type item struct {
 	doc  sink.Doc
 	done func(sink.Result)
 	size int64
+	// invalid is set for a document Elasticsearch would refuse as part of
+	// the request (validation fails the whole bulk, not the item); it is
+	// Rejected without being sent, so it cannot cost its batch.
+	invalid string
+}
+
+// maxIDBytes is Elasticsearch's limit on _id.
+const maxIDBytes = 512
+
+// validate reports why d cannot be part of a bulk request ("" if it can).
+func validate(d sink.Doc) string {
+	switch {
+	case d.Index == "":
+		return "document without an index"
+	case d.ID == "":
+		return "document without an _id"
+	case len(d.ID) > maxIDBytes:
+		return fmt.Sprintf("_id is %d bytes, Elasticsearch allows %d", len(d.ID), maxIDBytes)
+	case len(bytes.TrimSpace(d.Body)) == 0:
+		return "document without a body"
+	case bytes.IndexByte(d.Body, '\n') >= 0 || bytes.IndexByte(d.Body, '\r') >= 0:
+		return "document body spans lines (a bulk request is one document per line)"
+	}
+	return ""
 }
 
 type batch struct {
@@ -174,7 +198,7 @@ func (w *Writer) Add(ctx context.Context, d sink.Doc, done func(sink.Result)) er
 	if w.cur == nil {
 		w.cur = &batch{created: time.Now()}
 	}
-	w.cur.items = append(w.cur.items, item{doc: d, done: done, size: size})
+	w.cur.items = append(w.cur.items, item{doc: d, done: done, size: size, invalid: validate(d)})
 	w.cur.bytes += int(size)
 	if w.cur.bytes >= w.flushAt {
 		w.pending = append(w.pending, w.cur)
@@ -283,7 +307,17 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // send writes one batch until every item is done or the writer aborts.
 func (w *Writer) send(b *batch) {
-	items := b.items
+	items := b.items[:0:0]
+	for _, it := range b.items {
+		if it.invalid != "" {
+			w.finishAll([]item{it}, sink.Result{Status: sink.Rejected, Reason: it.invalid}, "invalid_document")
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		return
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer bufPool.Put(buf)
 	err := sink.Do(w.runCtx, w.backoff, func(ctx context.Context) (bool, error) {

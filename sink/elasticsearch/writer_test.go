@@ -526,3 +526,37 @@ func TestReasonsCarryNoDocumentContent(t *testing.T) {
 		t.Errorf("reason = %q\nwant     %q", got, want)
 	}
 }
+
+// TestWriterInvalidDocumentsDoNotCostTheBatch: documents Elasticsearch
+// would refuse as part of the request (its validation fails the whole
+// bulk) are Rejected alone, without being sent.
+func TestWriterInvalidDocumentsDoNotCostTheBatch(t *testing.T) {
+	f := &fakeES{answer: allCreated}
+	w, _ := testWriter(t, f, nil)
+	res := newResults(t)
+	long := doc(strings.Repeat("x", 600))
+	lines := doc("lines")
+	lines.Body = []byte("{\"a\":\n1}")
+	noIndex := doc("noindex")
+	noIndex.Index = ""
+	for _, d := range []sink.Doc{doc("good"), long, lines, noIndex, {Index: "i", ID: "empty"}} {
+		w.Add(context.Background(), d, res.done(d.ID))
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		strings.Repeat("x", 600): "_id is 600 bytes", "lines": "spans lines", "noindex": "without an index", "empty": "without a body",
+	}
+	for id, reason := range want {
+		if r, _ := res.get(id); r.Status != sink.Rejected || !strings.Contains(r.Reason, reason) {
+			t.Errorf("%.10s: %+v, want Rejected %q", id, r, reason)
+		}
+	}
+	if r, _ := res.get("good"); r.Status != sink.Indexed {
+		t.Errorf("good: %+v", r)
+	}
+	if reqs := f.requests(); len(reqs) != 1 || len(reqs[0]) != 1 || reqs[0][0] != "good" {
+		t.Errorf("sent %v, want only the valid document", reqs)
+	}
+}
