@@ -320,6 +320,12 @@ func (w *Writer) send(b *batch) {
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer bufPool.Put(buf)
+	var split [][]item // set when a refused request is to be halved
+	defer func() {
+		for _, part := range split {
+			w.send(&batch{items: part})
+		}
+	}()
 	err := sink.Do(w.runCtx, w.backoff, func(ctx context.Context) (bool, error) {
 		buf.Reset()
 		for _, it := range items {
@@ -340,9 +346,18 @@ func (w *Writer) send(b *batch) {
 				w.m.requests.WithLabelValues("retryable").Inc()
 				return true, se
 			}
-			// The request itself is refused for good (e.g. 413, 400): the
-			// classifier says fail, so every item is Rejected with why.
 			w.m.requests.WithLabelValues("failed").Inc()
+			if (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge) && len(items) > 1 {
+				// One document can make the whole request invalid (or too
+				// large): halve the batch until the culprit is alone, so
+				// it costs only itself.
+				half := len(items) / 2
+				split = [][]item{items[:half:half], items[half:]}
+				items = nil
+				return false, nil
+			}
+			// The request itself is refused for good: the classifier says
+			// fail, so the items are Rejected with why.
 			w.finishAll(items, sink.Result{Status: sink.Rejected, Reason: clip(se.Error(), 500)}, "bulk_"+strconv.Itoa(status))
 			items = nil
 			return false, nil

@@ -560,3 +560,41 @@ func TestWriterInvalidDocumentsDoNotCostTheBatch(t *testing.T) {
 		t.Errorf("sent %v, want only the valid document", reqs)
 	}
 }
+
+// TestWriterHalvesARefusedRequest: a whole-request 400 is narrowed down by
+// halving the batch, so only the document that causes it is Rejected.
+func TestWriterHalvesARefusedRequest(t *testing.T) {
+	f := &fakeES{answer: func(n int, ids []string) (int, []string) {
+		for _, id := range ids {
+			if id == "poison" {
+				return http.StatusBadRequest, nil
+			}
+		}
+		return allCreated(n, ids)
+	}}
+	w, _ := testWriter(t, f, func(c *config.ElasticsearchConfig) { c.Workers = 1; c.FlushInterval = time.Hour })
+	res := newResults(t)
+	ids := []string{"a", "b", "c", "poison", "d", "e", "f"}
+	for _, id := range ids {
+		w.Add(context.Background(), doc(id), res.done(id))
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		r, _ := res.get(id)
+		want := sink.Indexed
+		if id == "poison" {
+			want = sink.Rejected
+		}
+		if r.Status != want {
+			t.Errorf("%s: %+v, want %v", id, r, want)
+		}
+	}
+	if r, _ := res.get("poison"); !strings.Contains(r.Reason, "HTTP 400") {
+		t.Errorf("reason %q", r.Reason)
+	}
+	if n := len(f.requests()); n > 2*len(ids) {
+		t.Errorf("%d requests to isolate one document among %d", n, len(ids))
+	}
+}
