@@ -14,18 +14,20 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/pipeline"
+	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 )
 
-// Headers of an alert message on the alerts topic (written by the
-// processor; see docs/alerting.md).
+// Headers of an alert message on the alerts topic, as the processor
+// writes them (pipeline.Processor.produceAlert): the record wire headers.
 const (
-	HeaderSchema  = "kubesift-schema"
-	HeaderID      = "kubesift-id"
-	HeaderCluster = "kubesift-cluster"
-	// alertSchema is the only schema version this notifier reads.
-	alertSchema = "1"
+	HeaderSchema  = record.HeaderSchema
+	HeaderID      = record.HeaderID
+	HeaderCluster = record.HeaderCluster
 )
+
+// alertSchema is the only schema version this notifier reads.
+var alertSchema = strconv.Itoa(record.SchemaVersion)
 
 // maxAlertBytes caps one alert message; the processor's alerts are a few
 // KiB.
