@@ -251,7 +251,9 @@ func (w *Writer) Close(ctx context.Context) error {
 // documents (and the Kafka offsets behind them) never wait longer.
 func (w *Writer) flusher(interval time.Duration) {
 	defer w.wg.Done()
-	t := time.NewTicker(interval)
+	// Ticking at half the interval and flushing batches at least half an
+	// interval old sends every document within one interval of its Add.
+	t := time.NewTicker(max(interval/2, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
