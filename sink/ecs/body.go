@@ -3,7 +3,6 @@ package ecs
 import (
 	"bytes"
 	"encoding/json"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -399,12 +398,5 @@ func cleanKeys[V any](m map[string]V, dots bool) map[string]V {
 	if len(out) == 0 {
 		return nil
 	}
-	return out
-}
-
-// sortedCopy returns s sorted (for stable documents) without modifying s.
-func sortedCopy(s []string) []string {
-	out := append([]string(nil), s...)
-	sort.Strings(out)
 	return out
 }

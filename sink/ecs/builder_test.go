@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -436,4 +437,11 @@ func TestMappingsCoverDocuments(t *testing.T) {
 		}
 	}
 	walk("", doc, mapping)
+}
+
+// sortedCopy returns s sorted without modifying s.
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
 }
