@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -348,4 +349,110 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 			t.Errorf("alert %s accepted %d times", id, c)
 		}
 	}
+}
+
+// TestReceiverDown60s is the outage test on the real Kafka: the
+// webhook's port refuses connections for 60 s while alerts keep arriving
+// (4 groups, 2 alerts/s); afterwards every alert is received, none is lost,
+// offsets cover the topic, and an alert received twice came both times
+// under one idempotency key.
+func TestReceiverDown60s(t *testing.T) {
+	testenv.Short(t)
+	brokers := testenv.KafkaBrokers(t)
+	run := fmt.Sprint(time.Now().UnixNano())
+	topic, group := "it-notify-down-"+run, "it-notify-down-"+run
+	createTopic(t, brokers[0], topic, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // down
+
+	d, err := New(Options{
+		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(time.Second), GroupInterval: dur(2 * time.Second)}),
+		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", "http://"+addr+"/hook")}},
+		MaxGroups: 100, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: 10 * time.Minute,
+		Backoff: sink.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond, Transport: &kafka.Transport{}}
+	defer w.Close()
+	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
+		DLQ: DLQWriter(w, "unused"), CommitInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 2)
+	go func() { errc <- d.Run(rctx) }()
+	go func() { errc <- c.Run(rctx) }()
+	defer func() { stop(); <-errc; <-errc }()
+
+	const n = 120
+	down := time.Now()
+	for i := range n {
+		a := privilegedPod(i, fmt.Sprint("p", i))
+		a.ID = fmt.Sprintf("down-%s-%d", run, i)
+		a.Cluster = fmt.Sprint("c", i%4)
+		m := alertMessage(t, a)
+		m.Topic = topic
+		if err := w.WriteMessages(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(down.Add(time.Duration(i+1) * 500 * time.Millisecond)))
+	}
+	if off := committed(t, brokers[0], group, topic, 2); max(off[0], 0)+max(off[1], 0) > 0 {
+		t.Errorf("committed %v while the receiver was down", off)
+	}
+
+	// Up again on the same address after 60 s.
+	time.Sleep(time.Until(down.Add(60 * time.Second)))
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	var mu sync.Mutex
+	keyOf := map[string]string{} // alert id -> idempotency key
+	count := map[string]int{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var p WebhookPayload
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			rw.WriteHeader(400)
+			return
+		}
+		key := r.Header.Get(IdempotencyHeader)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range p.Alerts {
+			if k, ok := keyOf[a.ID]; ok && k != key {
+				t.Errorf("alert %s received under two idempotency keys", a.ID)
+			}
+			keyOf[a.ID] = key
+			count[a.ID]++
+		}
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	up := time.Now()
+	for deadline := up.Add(2 * time.Minute); ; {
+		mu.Lock()
+		got := len(count)
+		mu.Unlock()
+		off := committed(t, brokers[0], group, topic, 2)
+		if got == n && max(off[0], 0)+max(off[1], 0) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 minutes after the receiver came back: %d of %d alerts received, committed %v", got, n, off)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("receiver down %.0f s; all %d alerts received %.1f s after it came back", up.Sub(down).Seconds(), n, time.Since(up).Seconds())
 }
