@@ -29,6 +29,12 @@
 //     as long as it takes, so done never reports them. While the store is
 //     refusing, the Writer's bounded queue fills and Add blocks — that blocks
 //     the consumer, which is the backpressure: nothing piles up in memory.
+//   - A refusal of the whole request for the writer's credentials (401,
+//     403) is held and retried like a 5xx, logged and counted: the store
+//     refuses kubesift, not the document, and dead-lettering every record
+//     because an API key expired would move the whole stream out of Kafka's
+//     order into the dead-letter topic. The status classifier still calls
+//     these final for a single request; the writer's choice is to wait.
 //   - Add returns an error only when ctx ends or the Writer is closed; the Doc
 //     was then not accepted and done will not be called for it.
 //   - Close stops accepting, flushes what was accepted and waits for every

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kubesift_sink_es_retries_total", Help: "Retries: whole bulk requests (scope=request) and documents refused with 429/5xx (scope=item).",
 		}, []string{"scope"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kubesift_sink_es_bulk_requests_total", Help: "Bulk requests by result: ok (2xx), retryable (429/5xx), failed (other status), error (no answer).",
+			Name: "kubesift_sink_es_bulk_requests_total", Help: "Bulk requests by result: ok (2xx), retryable (429/5xx), unauthorized (401/403: held and retried), failed (other status), error (no answer).",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kubesift_sink_es_bulk_duration_seconds", Help: "Duration of one bulk request.",

@@ -348,6 +348,15 @@ func (w *Writer) send(b *batch) {
 				w.m.requests.WithLabelValues("retryable").Inc()
 				return true, se
 			}
+			if status == http.StatusUnauthorized || status == http.StatusForbidden {
+				// Elasticsearch refuses kubesift, not these documents: an
+				// expired API key or a revoked role would otherwise send
+				// every record to the dead-letter topic. Hold them — Add
+				// blocks, the consumer stops, Kafka keeps the records — and
+				// retry until the credentials are fixed (sink package doc).
+				w.m.requests.WithLabelValues("unauthorized").Inc()
+				return true, se
+			}
 			w.m.requests.WithLabelValues("failed").Inc()
 			if (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge) && len(items) > 1 {
 				// One document can make the whole request invalid (or too

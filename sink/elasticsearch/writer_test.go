@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -315,6 +316,40 @@ func TestWriterWholeRequestRefusedForGood(t *testing.T) {
 		if r.Status != sink.Rejected || !strings.Contains(r.Reason, "bulk: HTTP 413") {
 			t.Errorf("%s: %+v", id, r)
 		}
+	}
+}
+
+// A whole bulk refused for the writer's credentials holds the documents
+// (no done, no dead letters) until Elasticsearch accepts them again.
+func TestWriterHoldsOnAuthRefusal(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			f := &fakeES{answer: func(n int, ids []string) (int, []string) {
+				if n <= 3 {
+					return status, nil
+				}
+				return allCreated(n, ids)
+			}}
+			w, reg := testWriter(t, f, nil)
+			res := newResults(t)
+			for _, id := range []string{"a", "b"} {
+				if err := w.Add(context.Background(), doc(id), res.done(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res.wg.Wait()
+			for _, id := range []string{"a", "b"} {
+				if r, _ := res.get(id); r.Status != sink.Indexed {
+					t.Errorf("%s: %+v, want indexed after the refusal ended", id, r)
+				}
+			}
+			if got := gatherValue(t, reg, "kubesift_sink_es_bulk_requests_total", map[string]string{"result": "unauthorized"}); got < 1 {
+				t.Errorf("unauthorized bulk requests counted %v", got)
+			}
+			if err := w.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
