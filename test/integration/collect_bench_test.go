@@ -165,6 +165,9 @@ func benchCollect(b *testing.B, brokers []string) {
 	if err := p.Stop(time.Minute); err != nil {
 		b.Errorf("SIGTERM: %v", err)
 	}
+	if os.Getenv("KUBESIFT_BENCH_LOG") != "" { // e.g. with GODEBUG=gctrace=1
+		b.Logf("collector log:\n%s", testenv.Tail(p.LogPath, 60))
+	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
 	b.ReportMetric(float64(size)/el.Seconds()/1e6, "MB/s")
 	b.ReportMetric(float64(size)/float64(b.N), "B/line")
