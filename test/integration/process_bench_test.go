@@ -67,22 +67,27 @@ func BenchmarkProcessVsBulkIndexer(b *testing.B) {
 		// Several rounds, alternating which side goes first, and the median
 		// of each side: the test machine is shared (other tests, other
 		// builds), and a single pair of runs swings with its load.
-		var loader, proc []float64
+		var loader, writer, proc []float64
 		for r := range rounds {
 			if r%2 == 0 {
 				loader = append(loader, benchLoader(b, brokers, esURL, n))
+				writer = append(writer, benchESWriter(b, brokers, esURL, n))
 				proc = append(proc, benchProcessor(b, brokers, esURL, n))
 			} else {
 				proc = append(proc, benchProcessor(b, brokers, esURL, n))
+				writer = append(writer, benchESWriter(b, brokers, esURL, n))
 				loader = append(loader, benchLoader(b, brokers, esURL, n))
 			}
-			b.Logf("round %d: bare BulkIndexer %.0f docs/s, processor %.0f docs/s", r+1, loader[r], proc[r])
+			b.Logf("round %d: bare BulkIndexer %.0f docs/s, sink/elasticsearch.Writer alone %.0f docs/s, processor %.0f docs/s",
+				r+1, loader[r], writer[r], proc[r])
 		}
-		l, p := median(loader), median(proc)
+		l, w, p := median(loader), median(writer), median(proc)
 		b.ReportMetric(l, "loader_docs/s")
+		b.ReportMetric(w, "writer_docs/s")
 		b.ReportMetric(p, "processor_docs/s")
 		b.ReportMetric(p/l, "ratio")
-		b.Logf("%d records x %d rounds: median bare BulkIndexer %.0f docs/s, median processor %.0f docs/s, ratio %.2f", n, rounds, l, p, p/l)
+		b.Logf("%d records x %d rounds: median bare BulkIndexer %.0f docs/s, writer alone %.0f docs/s, processor %.0f docs/s, ratio processor/loader %.2f",
+			n, rounds, l, w, p, p/l)
 	}
 }
 
@@ -106,6 +111,18 @@ func benchESConfig(e *procEnv) config.ElasticsearchConfig {
 }
 
 func benchLoader(b *testing.B, brokers []string, esURL string, n int) float64 {
+	return benchDirect(b, brokers, esURL, n, false)
+}
+
+// benchESWriter feeds the same pre-built documents to the processor's own
+// Elasticsearch writer (sink/elasticsearch.Writer), without Kafka, decoding
+// or rules: it tells whether a gap between the loader and the processor is
+// in the writer or in the rest of the processor.
+func benchESWriter(b *testing.B, brokers []string, esURL string, n int) float64 {
+	return benchDirect(b, brokers, esURL, n, true)
+}
+
+func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter bool) float64 {
 	b.Helper()
 	e := newProcEnv(b, "bload", brokers, esURL, 1)
 	cfg := benchESConfig(e)
@@ -149,6 +166,34 @@ func benchLoader(b *testing.B, brokers []string, esURL string, n int) float64 {
 			}
 			docs = append(docs, ad)
 		}
+	}
+	if useWriter {
+		w, err := elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: es, Config: cfg})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var done, bad atomic.Int64
+		esCPU0 := esCPUSeconds()
+		start := time.Now()
+		for _, d := range docs {
+			if err := w.Add(ctx, d, func(r sink.Result) {
+				if r.Status != sink.Indexed {
+					bad.Add(1)
+				}
+				done.Add(1)
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		b.Logf("writer: Elasticsearch used %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
+		if bad.Load() != 0 || int(done.Load()) != len(docs) {
+			b.Fatalf("writer: %d done, %d not indexed, of %d", done.Load(), bad.Load(), len(docs))
+		}
+		return float64(len(docs)) / elapsed.Seconds()
 	}
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 		Client: es, NumWorkers: cfg.Workers, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
