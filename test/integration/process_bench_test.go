@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,17 +70,20 @@ func BenchmarkProcessVsBulkIndexer(b *testing.B) {
 		// builds), and a single pair of runs swings with its load.
 		var loader, writer, proc []float64
 		for r := range rounds {
+			var lr, wr, pr float64
+			var ln, wn, pn string
 			if r%2 == 0 {
-				loader = append(loader, benchLoader(b, brokers, esURL, n))
-				writer = append(writer, benchESWriter(b, brokers, esURL, n))
-				proc = append(proc, benchProcessor(b, brokers, esURL, n))
+				lr, ln = benchLoader(b, brokers, esURL, n)
+				wr, wn = benchESWriter(b, brokers, esURL, n)
+				pr, pn = benchProcessor(b, brokers, esURL, n)
 			} else {
-				proc = append(proc, benchProcessor(b, brokers, esURL, n))
-				writer = append(writer, benchESWriter(b, brokers, esURL, n))
-				loader = append(loader, benchLoader(b, brokers, esURL, n))
+				pr, pn = benchProcessor(b, brokers, esURL, n)
+				wr, wn = benchESWriter(b, brokers, esURL, n)
+				lr, ln = benchLoader(b, brokers, esURL, n)
 			}
-			b.Logf("round %d: bare BulkIndexer %.0f docs/s, sink/elasticsearch.Writer alone %.0f docs/s, processor %.0f docs/s",
-				r+1, loader[r], writer[r], proc[r])
+			loader, writer, proc = append(loader, lr), append(writer, wr), append(proc, pr)
+			b.Logf("round %d: bare BulkIndexer %.0f docs/s (%s); sink/elasticsearch.Writer alone %.0f docs/s (%s); processor %.0f docs/s (%s)",
+				r+1, lr, ln, wr, wn, pr, pn)
 		}
 		l, w, p := median(loader), median(writer), median(proc)
 		b.ReportMetric(l, "loader_docs/s")
@@ -110,7 +114,7 @@ func benchESConfig(e *procEnv) config.ElasticsearchConfig {
 	return c
 }
 
-func benchLoader(b *testing.B, brokers []string, esURL string, n int) float64 {
+func benchLoader(b *testing.B, brokers []string, esURL string, n int) (float64, string) {
 	return benchDirect(b, brokers, esURL, n, false)
 }
 
@@ -118,11 +122,11 @@ func benchLoader(b *testing.B, brokers []string, esURL string, n int) float64 {
 // Elasticsearch writer (sink/elasticsearch.Writer), without Kafka, decoding
 // or rules: it tells whether a gap between the loader and the processor is
 // in the writer or in the rest of the processor.
-func benchESWriter(b *testing.B, brokers []string, esURL string, n int) float64 {
+func benchESWriter(b *testing.B, brokers []string, esURL string, n int) (float64, string) {
 	return benchDirect(b, brokers, esURL, n, true)
 }
 
-func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter bool) float64 {
+func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter bool) (float64, string) {
 	b.Helper()
 	e := newProcEnv(b, "bload", brokers, esURL, 1)
 	cfg := benchESConfig(e)
@@ -189,11 +193,11 @@ func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter 
 			b.Fatal(err)
 		}
 		elapsed := time.Since(start)
-		b.Logf("writer: Elasticsearch used %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
+		note := fmt.Sprintf("ES %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
 		if bad.Load() != 0 || int(done.Load()) != len(docs) {
 			b.Fatalf("writer: %d done, %d not indexed, of %d", done.Load(), bad.Load(), len(docs))
 		}
-		return float64(len(docs)) / elapsed.Seconds()
+		return float64(len(docs)) / elapsed.Seconds(), note
 	}
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 		Client: es, NumWorkers: cfg.Workers, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
@@ -219,15 +223,15 @@ func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter 
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	b.Logf("loader: Elasticsearch used %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
+	note := fmt.Sprintf("ES %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
 	st := bi.Stats()
 	if failed.Load() != 0 || int(st.NumCreated) != len(docs) {
 		b.Fatalf("loader: %d created, %d failed of %d", st.NumCreated, failed.Load(), len(docs))
 	}
-	return float64(len(docs)) / elapsed.Seconds()
+	return float64(len(docs)) / elapsed.Seconds(), note
 }
 
-func benchProcessor(b *testing.B, brokers []string, esURL string, n int) float64 {
+func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float64, string) {
 	b.Helper()
 	e := newProcEnv(b, "bproc", brokers, esURL, procPartitions)
 	cfg := benchESConfig(e)
@@ -275,10 +279,10 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) float64
 	elapsed := time.Since(start)
 	// Both share the machine's cores: what the processor burns (decode,
 	// rules, documents, Kafka fetches) is CPU Elasticsearch does not get.
-	b.Logf("processor: it used %.2f cores, Elasticsearch %.2f cores", (cpuSeconds(p.Pid())-cpu0)/elapsed.Seconds(),
+	note := fmt.Sprintf("kubesift %.2f + ES %.2f cores", (cpuSeconds(p.Pid())-cpu0)/elapsed.Seconds(),
 		(esCPUSeconds()-esCPU0)/elapsed.Seconds())
 	p.Kill()
-	return want / elapsed.Seconds()
+	return want / elapsed.Seconds(), note
 }
 
 // cpuSeconds is the user+system CPU time of process pid so far (0 when it
