@@ -38,6 +38,7 @@ func Kubesift(t testing.TB) string {
 		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
 			return
 		}
+		removeOrphans(dir)
 		buildPath = filepath.Join(dir, fmt.Sprintf("kubesift-test-%d", os.Getpid()))
 		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/kubesift")
 		cmd.Dir = Root()
@@ -49,8 +50,24 @@ func Kubesift(t testing.TB) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	t.Cleanup(func() {}) // keep the binary for the whole test binary's life
 	return buildPath
+}
+
+// removeOrphans deletes the binaries of test processes that are gone. A
+// test binary cannot delete its own at exit (no hook runs after the last
+// test without a TestMain in every package), so each build sweeps the ones
+// left by earlier runs; a binary still in use by a live test process stays.
+func removeOrphans(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, "kubesift-test-*"))
+	for _, f := range old {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), "kubesift-test-"))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); os.IsNotExist(err) {
+			os.Remove(f)
+		}
+	}
 }
 
 // Proc is a running kubesift child process. Its stdout and stderr go to
