@@ -175,6 +175,10 @@ type entry struct {
 	ref    *alertRef
 }
 
+// queueFullRetry is how soon a group postponed for a full queue is tried
+// again.
+const queueFullRetry = 100 * time.Millisecond
+
 // countedMax bounds counted-only entries per group and flush (their IDs
 // and refs), as a multiple of MaxAlertsPerGroup. Past it an alert is
 // final at once: counted, reported grouped, done.
@@ -431,11 +435,34 @@ func (d *Dispatcher) tick(ctx context.Context, now time.Time) (time.Time, error)
 	var out []*queued
 	var states []stateChange
 	var next time.Time
+	// A group is flushed only if every queue of its receiver has room for
+	// it (counting what this pass already queued): a receiver that is down
+	// and has filled its queues postpones its own groups, instead of
+	// blocking the flush of every other receiver's. Only senders take from
+	// the queues, so the room found here cannot shrink before push.
+	reserved := map[*integQueue]int{}
+	room := func(receiver string) bool {
+		qs := d.queues[receiver]
+		for _, q := range qs {
+			if len(q.ch)+reserved[q] >= cap(q.ch) {
+				return false
+			}
+		}
+		for _, q := range qs {
+			reserved[q]++
+		}
+		return true
+	}
 	d.mu.Lock()
 	for key, g := range d.groups {
 		if len(g.pending) > 0 && !g.next.After(now) {
-			q, cs := d.flushLocked(g, now)
-			out, states = append(out, q...), append(states, cs...)
+			if room(g.route.Receiver) {
+				q, cs := d.flushLocked(g, now)
+				out, states = append(out, q...), append(states, cs...)
+			} else {
+				g.next = now.Add(queueFullRetry)
+				d.m.postponed.Inc()
+			}
 		}
 		var deadline time.Time
 		if len(g.pending) > 0 {

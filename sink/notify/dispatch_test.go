@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -489,5 +490,72 @@ func TestRunDelivers(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("%d alerts received, want 3", n)
+	}
+}
+
+// TestDownReceiverDoesNotBlockOthers: one receiver's integration hangs and
+// its queue fills; the groups of another receiver are still flushed and
+// delivered, and the hanging receiver's groups wait (postponed, not lost).
+func TestDownReceiverDoesNotBlockOthers(t *testing.T) {
+	release := make(chan struct{})
+	var stuck atomic.Int32
+	hang := NotifierFunc(func(ctx context.Context, n *Notification) (bool, error) {
+		stuck.Add(1)
+		select {
+		case <-release:
+			return false, nil
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+	})
+	rcv := newWebhookReceiver(t)
+	h := newHarness(t, Options{
+		Route: rootRoute(t, config.RouteConfig{Receiver: "ok", GroupWait: dur(0), GroupBy: []string{"cluster", "name"},
+			Routes: []config.RouteConfig{{Receiver: "down", Matchers: []string{"cluster=a"}}}}),
+		Receivers: map[string][]Integration{
+			"down": {{Name: "down/hang", Notifier: hang}},
+			"ok":   {webhookIntegration(t, "ok/webhook[0]", rcv.srv.URL)},
+		},
+		QueueSize: 1,
+	})
+	addTo := func(cluster, name string) {
+		a := privilegedPod(0, name)
+		a.ID, a.Cluster = cluster+"-"+name, cluster
+		h.add(t, a)
+	}
+	// a1 is taken by the hanging sender, a2 fills its queue of 1, a3 has
+	// no room.
+	addTo("a", "1")
+	h.tick(t, 0)
+	for deadline := time.Now().Add(time.Minute); stuck.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hanging sender never got a1")
+		}
+	}
+	addTo("a", "2")
+	addTo("a", "3")
+	addTo("b", "1")
+	h.tick(t, time.Second) // must not block on the full queue
+	for deadline := time.Now().Add(time.Minute); len(rcv.payloads()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("receiver ok got nothing while receiver down hung")
+		}
+	}
+	if got := testutil.ToFloat64(h.d.m.postponed); got < 1 {
+		t.Errorf("postponed = %v", got)
+	}
+	close(release)
+	// The postponed group goes out once the queue has room: keep ticking
+	// (the sender drains at its own pace) until every alert is final.
+	for i := 2; h.states.count(StateDelivered) < 4; i++ {
+		if i > 60*100 {
+			t.Fatal("postponed group never delivered")
+		}
+		h.tick(t, time.Duration(i)*time.Second)
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.waitDone(t)
+	if n := h.states.count(StateDelivered); n != 4 {
+		t.Errorf("%d delivered, want 4", n)
 	}
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	notifications *prometheus.CounterVec // by integration, outcome
 	retries       *prometheus.CounterVec // by integration
 	evictions     prometheus.Counter
+	postponed     prometheus.Counter
 	groups        prometheus.Gauge
 }
 
@@ -35,13 +36,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kubesift_notify_group_evictions_total",
 			Help: "Aggregation groups flushed early and dropped because notify.max_groups was reached.",
 		}),
+		postponed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_notify_flushes_postponed_total",
+			Help: "Group flushes postponed because a receiver's queues were full (the receiver is slow or down).",
+		}),
 		groups: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kubesift_notify_groups",
 			Help: "Aggregation groups held in memory.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.alerts, m.notifications, m.retries, m.evictions, m.groups} {
+		for _, c := range []prometheus.Collector{m.alerts, m.notifications, m.retries, m.evictions, m.postponed, m.groups} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("notify metrics: %w", err)
 			}
