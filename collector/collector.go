@@ -53,6 +53,11 @@ type Publisher interface {
 // Kafka in that order per key. A source acknowledges its input in the order
 // it began the batches, each only once its wait returned nil — the tail uses
 // it to overlap Kafka's round trips instead of waiting for each batch.
+//
+// Begin takes what it needs from recs before it returns (publish.Publisher
+// encodes them): the caller may then drop the records' typed views (Audit,
+// CoreEvent, Event) to save memory while the batch is in flight, keeping
+// the envelope and Object, which is all a Publish retrying the batch needs.
 type Pipeliner interface {
 	Begin(ctx context.Context, recs []*record.Record) func(context.Context) error
 }

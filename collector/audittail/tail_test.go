@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -533,6 +534,13 @@ type pipePub struct {
 }
 
 func (p *pipePub) Begin(_ context.Context, recs []*record.Record) func(context.Context) error {
+	// Like publish.Publisher, take what is needed before returning: the
+	// tail drops the typed views of begun records (collector.Pipeliner).
+	recs = slices.Clone(recs)
+	for i, r := range recs {
+		c := *r
+		recs[i] = &c
+	}
 	rel := make(chan struct{})
 	p.mu.Lock()
 	p.begun = append(p.begun, rel)

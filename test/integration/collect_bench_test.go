@@ -4,17 +4,27 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/collector/audittail"
+	"github.com/kubesift/kubesift/collector/publish"
+	"github.com/kubesift/kubesift/collector/redact"
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/record"
 )
 
 // benchLine returns audit event n as one log line of about 1.5 KB: a
@@ -195,4 +205,100 @@ func procCPUSeconds(pid int) float64 {
 	fmt.Sscan(f[11], &ut)
 	fmt.Sscan(f[12], &st)
 	return (ut + st) / 100
+}
+
+// BenchmarkTailToKafkaInProcess runs the same path as BenchmarkTailToKafka
+// (audit tail with the default config → redaction and size policy →
+// publish.Publisher → the real broker) inside the test process, so that
+// -cpuprofile and -memprofile see the collector's own code. With
+// KUBESIFT_BENCH_HEAP=file it also writes a heap profile half-way through
+// the run (the live heap at steady state, which the end-of-run memprofile
+// does not show).
+//
+//	go test -run '^$' -bench BenchmarkTailToKafkaInProcess -benchtime 300000x -cpuprofile cpu.out ./test/integration/
+func BenchmarkTailToKafkaInProcess(b *testing.B) {
+	testenv.Short(b)
+	brokers := testenv.KafkaBrokers(b)
+	dir := b.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var size int64
+	for i := range b.N {
+		n, _ := w.WriteString(benchLine(i))
+		w.WriteByte('\n')
+		size += int64(n + 1)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+
+	cfg := config.Default()
+	topic := fmt.Sprintf("it-bench-inproc-%d", time.Now().UnixNano())
+	colCreateTopics(b, brokers[0], 4, topic, topic+"-dlq")
+	cfg.Kafka.Brokers = brokers
+	cfg.Kafka.Topics.Audit, cfg.Kafka.Topics.DLQ = topic, topic+"-dlq"
+	cfg.Publish.Spool.Dir = filepath.Join(dir, "spool")
+	cc := cfg.Collector
+	tc := cc.AuditTail
+	tc.Paths, tc.PositionsFile, tc.StartAt = []string{logPath}, filepath.Join(dir, "positions.yaml"), "beginning"
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	san, err := redact.New(cc.Redaction, cc.Size, cc.DeadLetterMaxBytes, reg, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, err := publish.New(publish.Options{Kafka: cfg.Kafka, Publish: cfg.Publish, Registerer: reg, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close(context.Background())
+	tl, err := audittail.New(audittail.Options{Config: tc, Publisher: pub.For(audittail.Source), Sanitizer: san,
+		Cluster: record.Cluster{Name: "bench"}, Registerer: reg, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	acked := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "kubesift_collector_publish_acked_records_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	heapFile := os.Getenv("KUBESIFT_BENCH_HEAP")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ResetTimer()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	var peak uint64
+	var ms runtime.MemStats
+	for acked() < float64(b.N) {
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+		if heapFile != "" && acked() >= float64(b.N)/2 {
+			if hf, err := os.Create(heapFile); err == nil {
+				pprof.WriteHeapProfile(hf)
+				hf.Close()
+			}
+			heapFile = ""
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Error(err)
+	}
+	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+	b.ReportMetric(float64(size)/el.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-inuse-MiB")
 }
