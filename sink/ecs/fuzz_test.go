@@ -11,7 +11,8 @@ import (
 
 // FuzzRecord builds documents from arbitrary record objects: the builder
 // never panics, and whatever it returns is one line of valid UTF-8 JSON
-// (a bulk request is NDJSON) or an error naming a field.
+// (a bulk request is NDJSON) or an error naming a field; audit documents
+// are byte for byte what the reflection encoder writes (sameAsReflection).
 func FuzzRecord(f *testing.F) {
 	for _, s := range []string{privilegedPod,
 		`{"auditID":"x","stage":"Panic","requestObject":[1,{"spec":{"type":{}}}],"responseObject":{"a..b":{"":1}}}`,
@@ -30,6 +31,7 @@ func FuzzRecord(f *testing.F) {
 			recs, _ = record.DecodeAll(data, "fuzz", record.DecodeOptions{MaxDocBytes: 1 << 16})
 		}
 		for _, r := range recs {
+			sameAsReflection(t, b, r)
 			d, err := b.Record(r)
 			if err != nil {
 				var fe *FieldError
