@@ -19,7 +19,9 @@ import (
 // TestSilenceCLI runs `kubesift silence add|list|expire` against the silence
 // API of a notifier whose store is the real test Elasticsearch.
 func TestSilenceCLI(t *testing.T) {
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{testenv.ElasticsearchURL(t)}})
+	url := testenv.ElasticsearchURL(t)
+	testenv.SharedLock(t) // no fault test stops Elasticsearch meanwhile
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}

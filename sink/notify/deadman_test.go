@@ -11,7 +11,6 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
-	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/rules"
 )
 
@@ -20,7 +19,7 @@ import (
 // none, and a configured cluster never seen raises one only after its
 // threshold since the notifier started.
 func TestDeadman(t *testing.T) {
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{testenv.ElasticsearchURL(t)}})
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

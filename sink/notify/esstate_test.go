@@ -13,7 +13,6 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/sink/ecs"
 )
 
@@ -22,7 +21,7 @@ import (
 // kubesift.delivery of the alert documents; an update for a document that
 // never appears is dropped as missing after a few flushes.
 func TestESStatesUpdatesAlertDocuments(t *testing.T) {
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{testenv.ElasticsearchURL(t)}})
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,8 +85,7 @@ func FuzzDecodeSilenceRequest(f *testing.F) {
 // of its own.
 func esStore(t *testing.T, index string) *ESSilences {
 	t.Helper()
-	url := testenv.ElasticsearchURL(t)
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}})
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +97,15 @@ func esStore(t *testing.T, index string) *ESSilences {
 	}
 	t.Cleanup(func() { es.Indices.Delete([]string{index}) })
 	return s
+}
+
+// esURL is the test Elasticsearch, with the test ground's shared lock held
+// so that no fault test stops Elasticsearch under this test.
+func esURL(t testing.TB) string {
+	t.Helper()
+	u := testenv.ElasticsearchURL(t)
+	testenv.SharedLock(t)
+	return u
 }
 
 func testIndex(t *testing.T) string {
