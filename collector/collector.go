@@ -54,10 +54,11 @@ type Publisher interface {
 // it began the batches, each only once its wait returned nil — the tail uses
 // it to overlap Kafka's round trips instead of waiting for each batch.
 //
-// Begin takes what it needs from recs before it returns (publish.Publisher
-// encodes them): the caller may then drop the records' typed views (Audit,
-// CoreEvent, Event) to save memory while the batch is in flight, keeping
-// the envelope and Object, which is all a Publish retrying the batch needs.
+// A Pipeliner publishes a record from its envelope and Object alone, in
+// Begin and in Publish: it never reads the typed views (Audit, CoreEvent,
+// Event), so a source may drop them once redaction is done, to save memory
+// while the batch waits and is in flight (the tail does). Object must be
+// final (redacted, size-capped) by then.
 type Pipeliner interface {
 	Begin(ctx context.Context, recs []*record.Record) func(context.Context) error
 }

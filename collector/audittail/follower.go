@@ -25,9 +25,13 @@ import (
 const (
 	readChunk = 256 << 10 // bytes per read(2)
 	sigLen    = 4 << 10   // bytes before the position remembered to recognise the file (copytruncate)
-	queueLen  = 1         // decoded batches waiting for the committer (enough to overlap decoding with publishing; each one costs ~5 MB at 1,000 lines of 1.5 KB)
-	headMax   = 1 << 10   // bytes of a file's head fingerprinted in the positions file
-	maxQueued = 16        // rotated-in files held open while an older one is finished
+	// queueLen is how many decoded batches wait in the channel to the
+	// committer. None: the reader already holds one decoded batch while it
+	// waits to hand it over, which overlaps decoding with publishing; each
+	// one more costs ~2-5 MB at 1,000 lines of 1.5 KB.
+	queueLen  = 0
+	headMax   = 1 << 10 // bytes of a file's head fingerprinted in the positions file
+	maxQueued = 16      // rotated-in files held open while an older one is finished
 )
 
 // tracked is an open file the follower will read.
@@ -104,6 +108,10 @@ type follower struct {
 	skipHead   []byte
 	skipOff    int64
 
+	// lean: the publisher is a collector.Pipeliner, which needs no typed
+	// views; records are published without them.
+	lean bool
+
 	announceOnce sync.Once
 	committed    atomic.Int64
 	size         atomic.Int64
@@ -111,7 +119,8 @@ type follower struct {
 }
 
 func newFollower(t *Tailer, path string) *follower {
-	return &follower{t: t, path: path, name: path, out: make(chan *batch, queueLen), log: t.log.With("path", path)}
+	_, lean := t.pub.(collector.Pipeliner)
+	return &follower{t: t, path: path, name: path, out: make(chan *batch, queueLen), log: t.log.With("path", path), lean: lean}
 }
 
 func (f *follower) announce() { f.announceOnce.Do(f.t.pending.Done) }
@@ -484,6 +493,14 @@ func (f *follower) flush(ctx context.Context) bool {
 			f.logLimit.Warn(f.log, "redaction", "record could not be redacted; sent to the dead-letter topic instead", "id", r.ID, "err", err)
 			dls = append(dls, f.deadLetter(r.Object, "redaction", err.Error(), f.off, 0))
 			continue
+		}
+		if f.lean && r.Object != nil {
+			// Redaction and the size policy were the last readers of
+			// the typed view: a Pipeliner publishes from the envelope and
+			// Object alone (collector.Pipeliner). Dropping the view here
+			// frees most of a decoded record (its strings and maps, ~3 KB
+			// for a 1.5 KB event) while it waits and is in flight.
+			r.Audit, r.CoreEvent, r.Event = nil, nil, nil
 		}
 		good = append(good, r)
 	}
@@ -1060,17 +1077,6 @@ func (f *follower) commitLoop(ctx context.Context) {
 			close(j.done)
 		} else {
 			wait := pl.Begin(ctx, b.recs)
-			// Begin has encoded the records (collector.Pipeliner); from
-			// here on they are kept only to be published again if this
-			// batch fails, which needs the envelope and Object, not the
-			// typed view. Dropping the views now frees about half of
-			// each in-flight record (decoded strings and maps, ~3 KB for
-			// a 1.5 KB event) while Kafka acknowledges it.
-			for _, r := range b.recs {
-				if r.Object != nil {
-					r.Audit, r.CoreEvent, r.Event = nil, nil, nil
-				}
-			}
 			go func() {
 				j.err = wait(ctx)
 				close(j.done)

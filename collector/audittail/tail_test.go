@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/record"
@@ -534,11 +535,16 @@ type pipePub struct {
 }
 
 func (p *pipePub) Begin(_ context.Context, recs []*record.Record) func(context.Context) error {
-	// Like publish.Publisher, take what is needed before returning: the
-	// tail drops the typed views of begun records (collector.Pipeliner).
+	// A Pipeliner is given records without typed views (the tail drops
+	// them after redaction: collector.Pipeliner); fakePub.Publish checks
+	// for a view, so lend each record a stand-in one.
 	recs = slices.Clone(recs)
 	for i, r := range recs {
+		if r.Audit != nil {
+			return func(context.Context) error { return fmt.Errorf("record %s: typed view kept for a Pipeliner", r.ID) }
+		}
 		c := *r
+		c.Audit = &auditv1.Event{}
 		recs[i] = &c
 	}
 	rel := make(chan struct{})
