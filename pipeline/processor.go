@@ -393,7 +393,11 @@ func (p *Processor) drain(gen *kafka.Generation, part *partition) {
 // shutdown), in which case the message stays unacknowledged and is
 // re-delivered.
 type pending struct {
-	part   *partition
+	part *partition
+	// msg is the message itself, kept here (the pending is allocated
+	// anyway) so the sinks' callbacks capture only the pending and not a
+	// heap copy of the message each.
+	msg    kafka.Message
 	offset int64
 	size   int64
 	parts  atomic.Int32
@@ -431,7 +435,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message
 		p.log.Error("offset tracker", "topic", part.topic, "partition", part.id, "err", err)
 		return
 	}
-	pm := &pending{part: part, offset: m.Offset, size: size, log: p.log}
+	pm := &pending{part: part, msg: m, offset: m.Offset, size: size, log: p.log}
 	pm.parts.Store(1) // the loop's hold, released at the end
 	defer pm.finish(true)
 
@@ -447,7 +451,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message
 			stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("record %s: %v", rec.ID, err)}) {
 			return
 		}
-	} else if !p.index(ctx, pm, m, kindRecord, doc, m.Value) {
+	} else if !p.index(ctx, pm, kindRecord, doc, m.Value) {
 		return
 	}
 	for i := range alerts {
@@ -466,7 +470,7 @@ func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message
 				stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("alert %s: %v", a.ID, err)}) {
 				return
 			}
-		} else if !p.index(ctx, pm, m, kindAlert, doc, value) {
+		} else if !p.index(ctx, pm, kindAlert, doc, value) {
 			return
 		}
 		if !p.produceAlert(ctx, pm, a, value) {
@@ -478,8 +482,11 @@ func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message
 // index hands doc to the Writer. A Rejected document becomes a dead letter
 // (of dlValue: the original message for records, the alert for alerts)
 // before its part is finished.
-func (p *Processor) index(ctx context.Context, pm *pending, m kafka.Message, kind string, doc sink.Doc, dlValue []byte) bool {
+func (p *Processor) index(ctx context.Context, pm *pending, kind string, doc sink.Doc, dlValue []byte) bool {
 	pm.add()
+	// The callback captures the ID rather than the whole Doc, and the
+	// message through pm: one small closure per document.
+	id := doc.ID
 	err := p.o.Writer.Add(ctx, doc, func(res sink.Result) {
 		switch res.Status {
 		case sink.Indexed:
@@ -495,11 +502,11 @@ func (p *Processor) index(ctx context.Context, pm *pending, m kafka.Message, kin
 			// the generation ended: the dead letter uses the processor's
 			// lifetime, and it is added before the index part finishes, so
 			// the offset cannot be acknowledged ahead of it.
-			p.deadLetter(p.life, pm, deadLetter{orig: m, kind: kind, value: dlValue,
-				stage: StageIndex, reason: rt, err: fmt.Sprintf("%s %s: %s", kind, doc.ID, res.Reason)})
+			p.deadLetter(p.life, pm, deadLetter{orig: pm.msg, kind: kind, value: dlValue,
+				stage: StageIndex, reason: rt, err: fmt.Sprintf("%s %s: %s", kind, id, res.Reason)})
 			pm.finish(true)
 		default:
-			p.log.Error("writer reported an unknown status; the message stays uncommitted", "status", int(res.Status), "id", doc.ID)
+			p.log.Error("writer reported an unknown status; the message stays uncommitted", "status", int(res.Status), "id", id)
 			pm.finish(false)
 		}
 	})

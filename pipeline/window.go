@@ -15,10 +15,13 @@ type window struct {
 	n, bytes int64
 	maxN     int64
 	maxBytes int64
-	// changed is closed and replaced on every release, waking every waiter
-	// (acquire and drain) to re-check; a broadcast without sync.Cond, so a
-	// waiter can also select on its ctx.
+	// changed is closed and replaced on a release while someone waits,
+	// waking every waiter (acquire and drain) to re-check; a broadcast
+	// without sync.Cond, so a waiter can also select on its ctx. waiting
+	// says whether anyone took changed since it was last replaced: with
+	// nobody waiting (the common case) a release costs no new channel.
 	changed  chan struct{}
+	waiting  bool
 	onChange func(deltaN int64)
 }
 
@@ -42,6 +45,7 @@ func (w *window) acquire(ctx context.Context, size int64) error {
 			return nil
 		}
 		ch := w.changed
+		w.waiting = true
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -56,8 +60,11 @@ func (w *window) release(size int64) {
 	w.mu.Lock()
 	w.n--
 	w.bytes -= size
-	close(w.changed)
-	w.changed = make(chan struct{})
+	if w.waiting {
+		close(w.changed)
+		w.changed = make(chan struct{})
+		w.waiting = false
+	}
 	w.mu.Unlock()
 	if w.onChange != nil {
 		w.onChange(-1)
@@ -74,6 +81,7 @@ func (w *window) drain(ctx context.Context) bool {
 			return true
 		}
 		ch := w.changed
+		w.waiting = true
 		w.mu.Unlock()
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -78,12 +79,59 @@ type responseStatus struct {
 // decision annotation of the authorizer (the integration's event.outcome).
 const annDecision = "authorization.k8s.io/decision"
 
+// auditParts holds an audit document and the values its pointer fields
+// point to, so one (pooled) allocation backs the whole document instead of
+// a dozen small ones per record. Nothing of it outlives Record: the body is
+// copied out before the parts go back to the pool.
+type auditParts struct {
+	doc                auditDocument
+	user               user
+	group              userGroup
+	source             source
+	userAgent          userAgent
+	objectRef          objectRef
+	status             responseStatus
+	resource           orchResource
+	received, stage    time.Time
+	created            time.Time
+	auditUser, imperso auditUser
+}
+
+var auditPool = sync.Pool{New: func() any { return new(auditParts) }}
+
+// ECS event.category and event.type values, shared read-only by every
+// audit document (the encoders only read them).
+var (
+	apiCategory = []string{"api"}
+	verbTypes   = map[string][]string{}
+)
+
+func init() {
+	for _, t := range []string{"creation", "deletion", "change", "access", "info"} {
+		verbTypes[t] = []string{t}
+	}
+}
+
+// auditDoc builds the document of an audit record in a fresh auditParts
+// (tests; Record uses pooled ones).
 func (b *Builder) auditDoc(r *record.Record) (any, error) {
+	ps := new(auditParts)
+	if err := b.fillAudit(r, ps); err != nil {
+		return nil, err
+	}
+	return &ps.doc, nil
+}
+
+// fillAudit builds the document of an audit record into ps (which it
+// resets first).
+func (b *Builder) fillAudit(r *record.Record, ps *auditParts) error {
 	a := r.Audit
 	if a == nil {
-		return nil, &FieldError{ID: r.ID, Field: "object", Msg: "audit record without its decoded event"}
+		return &FieldError{ID: r.ID, Field: "object", Msg: "audit record without its decoded event"}
 	}
-	d := &auditDocument{Timestamp: eventTime(r), Orchestrator: newOrchestrator(r), DataStream: b.audit.ds}
+	*ps = auditParts{}
+	d := &ps.doc
+	d.Timestamp, d.Orchestrator, d.DataStream = eventTime(r), newOrchestrator(r), b.audit.ds
 	d.Kubesift.Record = newRecordMeta(r)
 	k := &d.Kubernetes.Audit
 	k.APIVersion, k.Kind = a.APIVersion, a.Kind
@@ -95,22 +143,24 @@ func (b *Builder) auditDoc(r *record.Record) (any, error) {
 	}
 	k.Level, k.AuditID, k.Stage = string(a.Level), string(a.AuditID), string(a.Stage)
 	k.RequestURI, k.Verb, k.UserAgent = a.RequestURI, a.Verb, a.UserAgent
-	k.User = newAuditUser(a.User.Username, a.User.UID, a.User.Groups, a.User.Extra)
+	k.User = fillAuditUser(&ps.auditUser, a.User.Username, a.User.UID, a.User.Groups, a.User.Extra)
 	if iu := a.ImpersonatedUser; iu != nil {
-		k.ImpersonatedUser = newAuditUser(iu.Username, iu.UID, iu.Groups, iu.Extra)
+		k.ImpersonatedUser = fillAuditUser(&ps.imperso, iu.Username, iu.UID, iu.Groups, iu.Extra)
 	}
 	k.SourceIPs = a.SourceIPs
 	if o := a.ObjectRef; o != nil {
-		k.ObjectRef = &objectRef{
+		ps.objectRef = objectRef{
 			Resource: o.Resource, Namespace: o.Namespace, Name: o.Name, UID: string(o.UID),
 			APIGroup: o.APIGroup, APIVersion: o.APIVersion, ResourceVersion: o.ResourceVersion, Subresource: o.Subresource,
 		}
+		k.ObjectRef = &ps.objectRef
 	}
 	if s := a.ResponseStatus; s != nil {
-		k.ResponseStatus = &responseStatus{Code: s.Code, Status: s.Status, Message: s.Message, Reason: string(s.Reason)}
+		ps.status = responseStatus{Code: s.Code, Status: s.Status, Message: s.Message, Reason: string(s.Reason)}
+		k.ResponseStatus = &ps.status
 	}
-	k.RequestReceivedTimestamp = timePtr(a.RequestReceivedTimestamp.UTC())
-	k.StageTimestamp = timePtr(a.StageTimestamp.UTC())
+	k.RequestReceivedTimestamp = storeTime(&ps.received, a.RequestReceivedTimestamp.UTC())
+	k.StageTimestamp = storeTime(&ps.stage, a.StageTimestamp.UTC())
 	// Annotation names become field names with "." replaced by "_"
 	// (authorization.k8s.io/decision -> authorization_k8s_io/decision),
 	// exactly as the integration's pipeline does, so they never expand into
@@ -127,34 +177,58 @@ func (b *Builder) auditDoc(r *record.Record) (any, error) {
 
 	// ECS, as the integration's ingest pipeline derives it.
 	d.Event = event{
-		Kind: "event", Category: []string{"api"}, Type: []string{verbType(a.Verb)}, Action: a.Verb,
+		Kind: "event", Category: apiCategory, Type: verbTypes[verbType(a.Verb)], Action: a.Verb,
 		Outcome: auditOutcome(a), Dataset: b.audit.ds.Dataset, ID: r.ID,
-		Created: timePtr(r.ObservedTime), Ingested: b.Now().UTC(),
+		Created: storeTime(&ps.created, r.ObservedTime), Ingested: b.Now().UTC(),
 	}
 	if a.User.Username != "" || a.User.UID != "" || len(a.User.Groups) > 0 {
-		d.User = &user{Name: a.User.Username, ID: a.User.UID}
+		ps.user = user{Name: a.User.Username, ID: a.User.UID}
+		d.User = &ps.user
 		if len(a.User.Groups) > 0 {
-			d.User.Group = &userGroup{Name: a.User.Groups}
+			ps.group = userGroup{Name: a.User.Groups}
+			d.User.Group = &ps.group
 		}
 	}
 	// source.ip is an ip field: only a parseable address goes there (the
 	// raw list stays in kubernetes.audit.sourceIPs, mapped as text).
 	for _, ip := range a.SourceIPs {
 		if addr, err := netip.ParseAddr(ip); err == nil {
-			d.Source = &source{IP: addr.String()}
+			ps.source = source{IP: canonicalIP(addr, ip)}
+			d.Source = &ps.source
 			break
 		}
 	}
 	if a.UserAgent != "" {
-		d.UserAgent = &userAgent{Original: a.UserAgent}
+		ps.userAgent = userAgent{Original: a.UserAgent}
+		d.UserAgent = &ps.userAgent
 	}
 	if o := a.ObjectRef; o != nil {
 		d.Orchestrator.Namespace = o.Namespace
 		if o.Resource != "" || o.Name != "" {
-			d.Orchestrator.Resource = &orchResource{Type: o.Resource, Name: o.Name}
+			ps.resource = orchResource{Type: o.Resource, Name: o.Name}
+			d.Orchestrator.Resource = &ps.resource
 		}
 	}
-	return d, nil
+	return nil
+}
+
+// canonicalIP is addr.String(), reusing ip when it is already written that
+// way (the common case) instead of allocating the same string again.
+func canonicalIP(addr netip.Addr, ip string) string {
+	var buf [64]byte
+	if s := addr.AppendTo(buf[:0]); string(s) != ip {
+		return string(s)
+	}
+	return ip
+}
+
+// storeTime is timePtr into caller-provided storage.
+func storeTime(dst *time.Time, t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	*dst = t
+	return dst
 }
 
 // body fits one request/response object and notes what was left out.
@@ -170,11 +244,11 @@ func (b *Builder) body(raw []byte, name string, meta *recordMeta) json.RawMessag
 	return res.raw
 }
 
-func newAuditUser(name, uid string, groups []string, extra map[string]authnv1.ExtraValue) *auditUser {
+func fillAuditUser(u *auditUser, name, uid string, groups []string, extra map[string]authnv1.ExtraValue) *auditUser {
 	if name == "" && uid == "" && len(groups) == 0 && len(extra) == 0 {
 		return nil
 	}
-	u := &auditUser{Username: name, UID: uid, Groups: groups}
+	*u = auditUser{Username: name, UID: uid, Groups: groups}
 	if len(extra) > 0 {
 		// user.extra is flattened: its names (e.g.
 		// authentication.kubernetes.io/pod-name) are free-form.

@@ -116,8 +116,7 @@ func (b *Builder) Record(r *record.Record) (sink.Doc, error) {
 	)
 	switch r.Source {
 	case record.SourceAudit:
-		idx = b.audit.name
-		v, err = b.auditDoc(r)
+		return b.auditRecord(r)
 	case record.SourceEvent:
 		idx = b.events.name
 		v, err = b.eventDoc(r)
@@ -130,19 +129,33 @@ func (b *Builder) Record(r *record.Record) (sink.Doc, error) {
 	if err != nil {
 		return sink.Doc{}, err
 	}
-	var body []byte
-	if ad, ok := v.(*auditDocument); ok {
-		// Audit documents (nearly all) are written append-style, without
-		// reflection; encodeAudit declines what only docJSON reproduces.
-		if out, ok := encodeAudit(ad); ok {
-			return sink.Doc{Index: idx, ID: r.ID, Body: validUTF8(out)}, nil
-		}
-	}
-	body, err = docJSON.Marshal(v)
+	body, err := docJSON.Marshal(v)
 	if err != nil {
 		return sink.Doc{}, &FieldError{ID: r.ID, Field: "object", Msg: "encode document: " + err.Error()}
 	}
 	return sink.Doc{Index: idx, ID: r.ID, Body: validUTF8(body)}, nil
+}
+
+// auditRecord is Record for audit records (nearly all of them): the
+// document is built in pooled parts and written append-style, without
+// reflection; encodeAudit declines what only docJSON reproduces.
+func (b *Builder) auditRecord(r *record.Record) (sink.Doc, error) {
+	ps := auditPool.Get().(*auditParts)
+	defer func() {
+		*ps = auditParts{} // drop the references into r before pooling
+		auditPool.Put(ps)
+	}()
+	if err := b.fillAudit(r, ps); err != nil {
+		return sink.Doc{}, err
+	}
+	body, ok := encodeAudit(&ps.doc)
+	if !ok {
+		var err error
+		if body, err = docJSON.Marshal(&ps.doc); err != nil {
+			return sink.Doc{}, &FieldError{ID: r.ID, Field: "object", Msg: "encode document: " + err.Error()}
+		}
+	}
+	return sink.Doc{Index: b.audit.name, ID: r.ID, Body: validUTF8(body)}, nil
 }
 
 // validUTF8 replaces invalid UTF-8 (which Elasticsearch's parser refuses)
