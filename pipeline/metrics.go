@@ -38,6 +38,33 @@ type metrics struct {
 	commitLatency  prometheus.Histogram
 	commitErrors   prometheus.Counter
 	committed      *prometheus.GaugeVec // topic, partition
+
+	// The indexed and duplicates series of each kind, resolved once: they
+	// are counted for every document.
+	indexedRecord, indexedAlert prometheus.Counter
+	dupRecord, dupAlert         prometheus.Counter
+}
+
+// indexedKind is m.indexed.WithLabelValues(kind) without the lookup.
+func (m *metrics) indexedKind(kind string) prometheus.Counter {
+	switch kind {
+	case kindRecord:
+		return m.indexedRecord
+	case kindAlert:
+		return m.indexedAlert
+	}
+	return m.indexed.WithLabelValues(kind)
+}
+
+// duplicateKind is m.duplicates.WithLabelValues(kind) without the lookup.
+func (m *metrics) duplicateKind(kind string) prometheus.Counter {
+	switch kind {
+	case kindRecord:
+		return m.dupRecord
+	case kindAlert:
+		return m.dupAlert
+	}
+	return m.duplicates.WithLabelValues(kind)
 }
 
 func newMetrics() *metrics {
@@ -76,10 +103,8 @@ func newMetrics() *metrics {
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "committed_offset", Help: "Last offset committed, per partition (the next offset to read)."}, []string{"topic", "partition"}),
 	}
-	for _, k := range []string{kindRecord, kindAlert} {
-		m.indexed.WithLabelValues(k)
-		m.duplicates.WithLabelValues(k)
-	}
+	m.indexedRecord, m.indexedAlert = m.indexed.WithLabelValues(kindRecord), m.indexed.WithLabelValues(kindAlert)
+	m.dupRecord, m.dupAlert = m.duplicates.WithLabelValues(kindRecord), m.duplicates.WithLabelValues(kindAlert)
 	for _, k := range []string{kindAlert, kindDLQ} {
 		m.produceRetries.WithLabelValues(k)
 	}

@@ -490,10 +490,10 @@ func (p *Processor) index(ctx context.Context, pm *pending, kind string, doc sin
 	err := p.o.Writer.Add(ctx, doc, func(res sink.Result) {
 		switch res.Status {
 		case sink.Indexed:
-			p.m.indexed.WithLabelValues(kind).Inc()
+			p.m.indexedKind(kind).Inc()
 			pm.finish(true)
 		case sink.Duplicate:
-			p.m.duplicates.WithLabelValues(kind).Inc()
+			p.m.duplicateKind(kind).Inc()
 			pm.finish(true)
 		case sink.Rejected:
 			rt := reasonType(res.Reason)
