@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -113,6 +114,7 @@ func fromRecord(r *record.Record, origin []byte) (outMsg, error) {
 	if err != nil {
 		return outMsg{}, err
 	}
+	shareObject(r, value)
 	hs := record.Headers(r)
 	headers := make([]kafka.Header, len(hs), len(hs)+1)
 	for i, h := range hs {
@@ -126,6 +128,23 @@ func fromRecord(r *record.Record, origin []byte) (outMsg, error) {
 		key = []byte(r.Key)
 	}
 	return outMsg{kind: k, key: key, headers: headers, value: value}, nil
+}
+
+// shareObject points r.Object at the copy of it inside value, the encoded
+// envelope, which Marshal ends with the object verbatim and a '}'. The
+// bytes are the same, so nothing changes for the caller, but a source that
+// keeps the record until Kafka acknowledges it (to publish it again if the
+// batch fails: the tail keeps three batches in flight) then holds the
+// object once, not twice — ~1.5 KB less per in-flight audit event. A
+// compacted (pretty-printed) object is not shared.
+func shareObject(r *record.Record, value []byte) {
+	obj := r.Object
+	end := len(value) - 1
+	start := end - len(obj)
+	if len(obj) == 0 || start < 0 || !bytes.Equal(value[start:end], obj) {
+		return
+	}
+	r.Object = value[start:end:end] // capacity capped: an append can never write over value
 }
 
 // fromDeadLetter builds the dead-letter message. Data larger than limit
