@@ -122,14 +122,13 @@ func (b *Builder) auditDoc(r *record.Record) (any, error) {
 	return &ps.doc, nil
 }
 
-// fillAudit builds the document of an audit record into ps (which it
-// resets first).
+// fillAudit builds the document of an audit record into ps, which must be
+// zero (new, or reset before it went back to the pool).
 func (b *Builder) fillAudit(r *record.Record, ps *auditParts) error {
 	a := r.Audit
 	if a == nil {
 		return &FieldError{ID: r.ID, Field: "object", Msg: "audit record without its decoded event"}
 	}
-	*ps = auditParts{}
 	d := &ps.doc
 	d.Timestamp, d.Orchestrator, d.DataStream = eventTime(r), newOrchestrator(r), b.audit.ds
 	d.Kubesift.Record = newRecordMeta(r)
