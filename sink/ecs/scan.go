@@ -242,24 +242,39 @@ func (s *scanner) object(n *node, depth, flat int, metadata bool) bool {
 	}
 }
 
-// str skips a string token, s.i at its opening quote.
+// str skips a string token, s.i at its opening quote. It works on locals
+// (the scanner's fields would be reloaded on every byte) with a table for
+// the bytes that need no look; bodies are mostly string bytes.
 func (s *scanner) str() bool {
-	s.i++
-	for s.i < len(s.b) {
-		switch c := s.b[s.i]; {
-		case c == '"':
-			s.i++
+	b, i := s.b, s.i+1
+	for i < len(b) {
+		c := b[i]
+		if strPlain[c] {
+			i++
+			continue
+		}
+		switch c {
+		case '"':
+			s.i = i + 1
 			return true
-		case c == '\\':
-			s.i += 2
-		case c < 0x20:
+		case '\\':
+			i += 2
+		default: // a control byte: not valid JSON
+			s.i = i
 			return false
-		default:
-			s.i++
 		}
 	}
+	s.i = i
 	return false
 }
+
+// strPlain marks the bytes a string token carries as they are.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func inLongRange(num []byte) bool {
 	f, err := strconv.ParseFloat(string(num), 64)
