@@ -348,14 +348,21 @@ func (f *fitter) fitKeys(m map[string]any, n *node, path string, depth int) {
 // badFieldName reports names Elasticsearch refuses in any object, mapped or
 // not.
 func badFieldName(k string) bool {
-	if strings.TrimSpace(k) == "" {
-		return true
+	// A name that starts and ends with a visible ASCII byte is not blank;
+	// only the others need strings.TrimSpace (Unicode spaces), which the
+	// scanner would otherwise call for every member name of every body.
+	if len(k) == 0 || !visibleASCII(k[0]) || !visibleASCII(k[len(k)-1]) {
+		if strings.TrimSpace(k) == "" {
+			return true
+		}
 	}
 	if strings.IndexByte(k, '.') < 0 {
 		return false
 	}
 	return strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, "..")
 }
+
+func visibleASCII(c byte) bool { return c > ' ' && c < 0x7f }
 
 func mapDepth(v any, d int) int {
 	best := d

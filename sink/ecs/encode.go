@@ -51,7 +51,7 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c > 31 && c != '"' && c != '\\' {
+		if strPlain[c] { // >= 0x20, not '"' or '\\'
 			continue
 		}
 		b = append(b, s[start:i]...)
