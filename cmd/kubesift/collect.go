@@ -89,6 +89,8 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if !cc.AuditWebhook.Enabled && !cc.AuditTail.Enabled && !cc.Events.Enabled {
 		return errors.New("collect: no source enabled; set collector.audit_webhook.enabled, collector.audit_tail.enabled or collector.events.enabled")
 	}
+	// A soft memory limit bounds RSS under load (collector.memory_limit).
+	obs.ApplyMemoryLimit(cc.MemoryLimit, log)
 	srv := obs.New(log)
 	reg := srv.Registry
 	cluster := record.Cluster{Name: cfg.Cluster.Name, UID: clusterUID(ctx, cc, log)}
