@@ -9,7 +9,10 @@
 // batches (batch_lines lines or batch_bytes bytes, or whatever is there
 // batch_wait after the batch's first line), decodes each batch with the
 // record decoder, applies redaction and the size policy, and hands the batch
-// to a committer goroutine through a bounded channel. The committer publishes
+// to a committer goroutine through an unbuffered channel (with a
+// collector.Pipeliner, such as the Kafka publisher, the records' typed views
+// are dropped right after redaction: they are most of a decoded record's
+// memory and nothing after redaction reads them). The committer publishes
 // the batch's dead letters and records and only then advances the in-memory
 // position, which a third goroutine writes to the positions file every
 // positions_sync_interval and once more on shutdown. So the positions file
