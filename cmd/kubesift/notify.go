@@ -162,6 +162,20 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		return err
 	}
 
+	// Bind the silence API before anything runs, so a taken port fails
+	// the start cleanly.
+	var api http.Handler
+	var ln net.Listener
+	if l := n.Silences.API.Listen; l != "" {
+		if api, err = notify.NewSilenceAPI(silencer, string(n.Silences.API.Token), log); err != nil {
+			return err
+		}
+		if ln, err = net.Listen("tcp", l); err != nil {
+			return fmt.Errorf("notify.silences.api.listen: %w", err)
+		}
+		defer ln.Close()
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -177,15 +191,7 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			}
 		})
 	}
-	if l := n.Silences.API.Listen; l != "" {
-		api, err := notify.NewSilenceAPI(silencer, string(n.Silences.API.Token), log)
-		if err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", l)
-		if err != nil {
-			return fmt.Errorf("notify.silences.api.listen: %w", err)
-		}
+	if ln != nil {
 		hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 		goRun(func() { _ = hs.Serve(ln) })
 		goRun(func() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,6 +100,12 @@ func TestNotifyEndToEnd(t *testing.T) {
 	}))
 	defer hook.Close()
 
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := l.Addr().String()
+	l.Close()
 	yaml := fmt.Sprintf(`
 server: {listen: ""}
 kafka:
@@ -112,8 +119,8 @@ notify:
   receivers:
     - name: hook
       webhook_configs: [{url: %q, secret: %q}]
-  silences: {index: %s, refresh_interval: 1s}
-`, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex)
+  silences: {index: %s, refresh_interval: 1s, api: {listen: %q, token: e2e-token}}
+`, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex, apiAddr)
 	cfg, err := config.Parse([]byte(yaml), "notify.yaml", func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +179,12 @@ notify:
 				got, countState("delivered"), countState("silenced"), n-3, n-3)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// The silence API of the running notifier lists the stored silence.
+	t.Setenv(config.EnvSilenceAPIToken, "e2e-token")
+	out, errs, code := runCLI(t, "", "silence", "list", "--server", "http://"+apiAddr)
+	if code != 0 || !strings.Contains(out, "s-e2e") || !strings.Contains(out, "namespace=kube-system") {
+		t.Errorf("silence list: exit %d\n%s%s", code, out, errs)
 	}
 	mu.Lock()
 	defer mu.Unlock()
