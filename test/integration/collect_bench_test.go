@@ -209,7 +209,7 @@ func procCPUSeconds(pid int) float64 {
 	return (ut + st) / 100
 }
 
-// BenchmarkTailToKafkaInProcess runs the same path as BenchmarkTailToKafka
+// BenchmarkInProcessTailToKafka runs the same path as BenchmarkTailToKafka
 // (audit tail with the default config → redaction and size policy →
 // publish.Publisher → the real broker) inside the test process, so that
 // -cpuprofile and -memprofile see the collector's own code. With
@@ -217,8 +217,8 @@ func procCPUSeconds(pid int) float64 {
 // the run (the live heap at steady state, which the end-of-run memprofile
 // does not show).
 //
-//	go test -run '^$' -bench BenchmarkTailToKafkaInProcess -benchtime 300000x -cpuprofile cpu.out ./test/integration/
-func BenchmarkTailToKafkaInProcess(b *testing.B) {
+//	go test -run '^$' -bench BenchmarkInProcessTailToKafka -benchtime 300000x -cpuprofile cpu.out ./test/integration/
+func BenchmarkInProcessTailToKafka(b *testing.B) {
 	testenv.Short(b)
 	brokers := testenv.KafkaBrokers(b)
 	dir := b.TempDir()
