@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esutil"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -172,7 +173,8 @@ func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter 
 		}
 	}
 	if useWriter {
-		w, err := elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: es, Config: cfg})
+		reg := prometheus.NewRegistry()
+		w, err := elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: es, Config: cfg, Registerer: reg})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -193,7 +195,8 @@ func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter 
 			b.Fatal(err)
 		}
 		elapsed := time.Since(start)
-		note := fmt.Sprintf("ES %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
+		note := fmt.Sprintf("ES %.2f cores; %.0f docs/bulk", (esCPUSeconds()-esCPU0)/elapsed.Seconds(),
+			float64(len(docs))/max(gathered(reg, "kubesift_sink_es_bulk_requests_total", "ok"), 1))
 		if bad.Load() != 0 || int(done.Load()) != len(docs) {
 			b.Fatalf("writer: %d done, %d not indexed, of %d", done.Load(), bad.Load(), len(docs))
 		}
@@ -223,8 +226,9 @@ func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter 
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	note := fmt.Sprintf("ES %.2f cores", (esCPUSeconds()-esCPU0)/elapsed.Seconds())
 	st := bi.Stats()
+	note := fmt.Sprintf("ES %.2f cores; %.0f docs/bulk", (esCPUSeconds()-esCPU0)/elapsed.Seconds(),
+		float64(st.NumAdded)/float64(max(st.NumRequests, 1)))
 	if failed.Load() != 0 || int(st.NumCreated) != len(docs) {
 		b.Fatalf("loader: %d created, %d failed of %d", st.NumCreated, failed.Load(), len(docs))
 	}
@@ -279,10 +283,38 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float6
 	elapsed := time.Since(start)
 	// Both share the machine's cores: what the processor burns (decode,
 	// rules, documents, Kafka fetches) is CPU Elasticsearch does not get.
-	note := fmt.Sprintf("kubesift %.2f + ES %.2f cores", (cpuSeconds(p.Pid())-cpu0)/elapsed.Seconds(),
-		(esCPUSeconds()-esCPU0)/elapsed.Seconds())
+	// The shape of its bulk requests (as large as the loader's?) and whether
+	// its writer ever waited for queue space: if it did, Elasticsearch was
+	// the limit at that moment; if never, the processor was.
+	bulks := procMetric(addr, "kubesift_sink_es_bulk_requests_total", `result="ok"`)
+	note := fmt.Sprintf("kubesift %.2f + ES %.2f cores; %.0f docs/bulk; writer blocked %.0f times",
+		(cpuSeconds(p.Pid())-cpu0)/elapsed.Seconds(), (esCPUSeconds()-esCPU0)/elapsed.Seconds(),
+		want/max(bulks, 1), procMetric(addr, "kubesift_sink_es_add_blocked_total"))
 	p.Kill()
 	return want / elapsed.Seconds(), note
+}
+
+// gathered sums the samples of counter name in reg whose label values
+// include value.
+func gathered(reg *prometheus.Registry, name, value string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
 
 // cpuSeconds is the user+system CPU time of process pid so far (0 when it
