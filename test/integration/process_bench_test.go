@@ -250,7 +250,10 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float6
 	e.produce(0, n)
 	want := float64(n + pipelinetest.Alerting(n))
 	addr := freeAddr(b)
-	p := testenv.Start(b, "proc-bench", nil, "process", "-c", e.config("proc-bench", addr, ""))
+	// KUBESIFT_BENCH_PROCESSOR_EXTRA is YAML appended under processor:
+	// (two-space indented), for tuning runs, e.g. a larger
+	// max_in_flight_messages; both sides are otherwise configured alike.
+	p := testenv.Start(b, "proc-bench", nil, "process", "-c", e.config("proc-bench", addr, os.Getenv("KUBESIFT_BENCH_PROCESSOR_EXTRA")))
 	// The clock starts at the first message consumed — as the loader's at
 	// its first Add — so start-up and the group join are not counted.
 	var start time.Time
