@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,17 +249,6 @@ func faultPause(t testing.TB) time.Duration {
 	return 0
 }
 
-// kafkaScript runs hack/testenv/kafka.sh against this test ground.
-func kafkaScript(t testing.TB, args ...string) error {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(testenv.Root(), "hack", "testenv", "kafka.sh"), args...)
-	cmd.Env = append(os.Environ(), "KUBESIFT_TESTENV="+testenv.Dir())
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("kafka.sh %s (%s): %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
-	return err
-}
-
 // TestFaultKafkaStoppedMidStream stops the real broker while records stream
 // in, keeps it down for KUBESIFT_FAULT_PAUSE, starts it again, and checks:
 // no acknowledged record is lost, the spool grew and drained back to zero.
@@ -273,7 +260,7 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 	// deadlock.
 	brokers := strings.Split(testenv.Need(t, "kafka", "KUBESIFT_KAFKA_BROKERS")[0], ",")
 	pause := faultPause(t)
-	if err := kafkaScript(t, "status"); err != nil {
+	if err := testenv.Script(t, "kafka", "status"); err != nil {
 		msg := fmt.Sprintf("the broker on %v is not run by hack/testenv/kafka.sh with KUBESIFT_TESTENV=%s, so this test cannot stop it", brokers, testenv.Dir())
 		if testenv.RequireReal() {
 			t.Fatal(msg)
@@ -286,8 +273,8 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 	t.Cleanup(func() {
 		// Whatever happened, leave the broker running for the next test.
 		if !up {
-			kafkaScript(t, "start")
-			kafkaScript(t, "wait")
+			testenv.Script(t, "kafka", "start")
+			testenv.Script(t, "kafka", "wait")
 		}
 	})
 
@@ -357,14 +344,14 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 	spooledBefore := metric(t, reg, "kubesift_collector_spooled_records_total")
 	tStop := time.Now()
 	up = false
-	if err := kafkaScript(t, "stop"); err != nil {
+	if err := testenv.Script(t, "kafka", "stop"); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	time.Sleep(pause)
-	if err := kafkaScript(t, "start"); err != nil {
+	if err := testenv.Script(t, "kafka", "start"); err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	if err := kafkaScript(t, "wait"); err != nil {
+	if err := testenv.Script(t, "kafka", "wait"); err != nil {
 		t.Fatalf("wait: %v", err)
 	}
 	up = true

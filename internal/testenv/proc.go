@@ -266,3 +266,16 @@ func Sum(m map[string]float64, name string, labels ...string) float64 {
 	}
 	return s
 }
+
+// Script runs hack/testenv/<part>.sh with args against this test ground
+// (e.g. Script(t, "kafka", "stop")) and logs what it printed and how long it
+// took. Fault tests use it, holding FaultLock, to stop and restart a server.
+func Script(t testing.TB, part string, args ...string) error {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(Root(), "hack", "testenv", part+".sh"), args...)
+	cmd.Env = append(os.Environ(), "KUBESIFT_TESTENV="+Dir())
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s.sh %s (%s): %s", part, strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
+	return err
+}

@@ -70,7 +70,7 @@ func TestCollectBadInput(t *testing.T) {
 		file.WriteByte('\n')
 	}
 	// Its own address: kube-apiserver does not post here, the test does.
-	hookAddr := colFreeAddr(t)
+	hookAddr := freeAddr(t)
 	e := newCollectEnv(t, "bad", brokers, k, colOpts{
 		webhookListen: hookAddr, tailPaths: []string{logPath}, startAt: "beginning",
 	})

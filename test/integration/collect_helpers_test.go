@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -75,7 +74,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 	t.Helper()
 	prefix := fmt.Sprintf("it-collect-%s-%d", name, time.Now().UnixNano())
 	e := &collectEnv{
-		t: t, broker: brokers[0], dir: t.TempDir(), metrics: colFreeAddr(t),
+		t: t, broker: brokers[0], dir: t.TempDir(), metrics: freeAddr(t),
 		topics: colTopics{audit: prefix + ".audit", events: prefix + ".events", objects: prefix + ".objects",
 			alerts: prefix + ".alerts", dlq: prefix + ".dlq"},
 	}
@@ -87,7 +86,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 	fmt.Fprintf(&b, "cluster: {name: it-%s}\n", name)
 	fmt.Fprintf(&b, "log: {level: info, format: json}\n")
 	fmt.Fprintf(&b, "server: {listen: %q}\n", e.metrics)
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  client_id: kubesift-it\n", colQuote(brokers))
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  client_id: kubesift-it\n", quoteAll(brokers))
 	fmt.Fprintf(&b, "  topics: {audit: %q, events: %q, objects: %q, alerts: %q, dlq: %q}\n",
 		e.topics.audit, e.topics.events, e.topics.objects, e.topics.alerts, e.topics.dlq)
 	fmt.Fprintf(&b, "collector:\n")
@@ -103,7 +102,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 	}
 	if len(o.tailPaths) > 0 {
 		fmt.Fprintf(&b, "  audit_tail:\n    enabled: true\n    paths: [%s]\n    positions_file: %q\n    start_at: %s\n",
-			colQuote(o.tailPaths), filepath.Join(e.dir, "positions.yaml"), o.startAt)
+			quoteAll(o.tailPaths), filepath.Join(e.dir, "positions.yaml"), o.startAt)
 		// Fast polls and frequent checkpoints: a kill -9 then re-reads
 		// little, and the test waits less.
 		fmt.Fprintf(&b, "    poll_interval: 50ms\n    batch_wait: 50ms\n    positions_sync_interval: 500ms\n")
@@ -119,24 +118,6 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 		t.Fatal(err)
 	}
 	return e
-}
-
-func colQuote(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
-}
-
-func colFreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // start runs `kubesift collect` and waits until /readyz answers 200.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,17 +31,6 @@ func collectFaultPause(t *testing.T) time.Duration {
 	return 0
 }
 
-// colKafkaScript runs hack/testenv/kafka.sh against this test ground.
-func colKafkaScript(t *testing.T, args ...string) error {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(testenv.Root(), "hack", "testenv", "kafka.sh"), args...)
-	cmd.Env = append(os.Environ(), "KUBESIFT_TESTENV="+testenv.Dir())
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("kafka.sh %s (%s): %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
-	return err
-}
-
 // TestCollectKafkaOutage stops the real broker for KUBESIFT_COLLECT_FAULT_PAUSE
 // (60 s) while API requests stream through `kubesift collect` on both audit
 // paths, starts it again, and checks: every auditID of the requests is on the
@@ -60,7 +47,7 @@ func TestCollectKafkaOutage(t *testing.T) {
 	k := testenv.KubeAPIServer(t)
 	testenv.LockWebhook(t)
 	pause := collectFaultPause(t)
-	if err := colKafkaScript(t, "status"); err != nil {
+	if err := testenv.Script(t, "kafka", "status"); err != nil {
 		msg := fmt.Sprintf("the broker on %v is not run by hack/testenv/kafka.sh with KUBESIFT_TESTENV=%s, so this test cannot stop it", brokers, testenv.Dir())
 		if testenv.RequireReal() {
 			t.Fatal(msg)
@@ -72,8 +59,8 @@ func TestCollectKafkaOutage(t *testing.T) {
 	t.Cleanup(func() {
 		// Whatever happened, leave the broker running for the next test.
 		if !up {
-			colKafkaScript(t, "start")
-			colKafkaScript(t, "wait")
+			testenv.Script(t, "kafka", "start")
+			testenv.Script(t, "kafka", "wait")
 		}
 	})
 
@@ -122,15 +109,15 @@ func TestCollectKafkaOutage(t *testing.T) {
 	time.Sleep(5 * time.Second) // the timeline of the fault, not a wait for a condition
 	up = false
 	tStop := time.Now()
-	if err := colKafkaScript(t, "stop"); err != nil {
+	if err := testenv.Script(t, "kafka", "stop"); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	time.Sleep(pause)
-	if err := colKafkaScript(t, "start"); err != nil {
+	if err := testenv.Script(t, "kafka", "start"); err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	tStarted := time.Now()
-	if err := colKafkaScript(t, "wait"); err != nil {
+	if err := testenv.Script(t, "kafka", "wait"); err != nil {
 		t.Fatalf("wait: %v", err)
 	}
 	up = true

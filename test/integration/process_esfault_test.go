@@ -3,8 +3,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,17 +10,6 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 )
-
-// esScript runs hack/testenv/es.sh against this test ground.
-func esScript(t testing.TB, args ...string) error {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(testenv.Root(), "hack", "testenv", "es.sh"), args...)
-	cmd.Env = append(os.Environ(), "KUBESIFT_TESTENV="+testenv.Dir())
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("es.sh %s (%s): %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
-	return err
-}
 
 // esOutage is how long Elasticsearch stays down: the 2 minutes, or
 // KUBESIFT_ES_OUTAGE for a quicker local run.
@@ -50,7 +37,7 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 	// side of the lock, which would deadlock against our exclusive one.
 	env := testenv.Need(t, "kafka", "KUBESIFT_KAFKA_BROKERS")
 	esURL := testenv.Need(t, "es", "KUBESIFT_ES_URL")[0]
-	if err := esScript(t, "status"); err != nil {
+	if err := testenv.Script(t, "es", "status"); err != nil {
 		msg := fmt.Sprintf("Elasticsearch on %s is not run by hack/testenv/es.sh with KUBESIFT_TESTENV=%s, so this test cannot stop it", esURL, testenv.Dir())
 		if testenv.RequireReal() {
 			t.Fatal(msg)
@@ -68,8 +55,8 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 		// (and before newProcEnv's cleanup deletes the test's streams:
 		// cleanups run last-registered first).
 		if !up {
-			_ = esScript(t, "start")
-			_ = esScript(t, "wait")
+			_ = testenv.Script(t, "es", "start")
+			_ = testenv.Script(t, "es", "wait")
 		}
 	})
 
@@ -85,7 +72,7 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 	rssBefore := p.PeakRSSKiB()
 
 	up = false
-	if err := esScript(t, "stop"); err != nil {
+	if err := testenv.Script(t, "es", "stop"); err != nil {
 		t.Fatalf("stop Elasticsearch: %v", err)
 	}
 	stopped := time.Now()
@@ -106,10 +93,10 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 		t.Errorf("consumption did not pause while Elasticsearch was down: consumed %v at half-time, %v at the end", consumedMid, consumedEnd)
 	}
 
-	if err := esScript(t, "start"); err != nil {
+	if err := testenv.Script(t, "es", "start"); err != nil {
 		t.Fatalf("start Elasticsearch: %v", err)
 	}
-	if err := esScript(t, "wait"); err != nil {
+	if err := testenv.Script(t, "es", "wait"); err != nil {
 		t.Fatalf("wait for Elasticsearch: %v", err)
 	}
 	up = true
