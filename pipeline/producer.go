@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -191,7 +190,7 @@ func (p *producer) retryLoop() {
 		case <-p.stop:
 			return
 		}
-		t := time.NewTimer(backoffWait(p.backoff, batch[0].attempt))
+		t := time.NewTimer(p.backoff.Wait(batch[0].attempt))
 		select {
 		case <-t.C:
 		case <-p.abort:
@@ -223,23 +222,6 @@ func (p *producer) aborted() bool {
 	default:
 		return false
 	}
-}
-
-// backoffWait is the capped exponential wait, with full jitter, before retry
-// number n (1-based), with sink.Backoff's defaults.
-func backoffWait(b sink.Backoff, n int) time.Duration {
-	d, maxWait := b.Initial, b.Max
-	if d <= 0 {
-		d = 100 * time.Millisecond
-	}
-	if maxWait <= 0 {
-		maxWait = 30 * time.Second
-	}
-	for i := 1; i < n && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	return d/2 + rand.N(d/2+1)
 }
 
 // Close stops accepting, waits until every accepted message is done, and

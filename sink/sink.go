@@ -128,8 +128,10 @@ type Backoff struct {
 	Attempts int
 }
 
-// wait returns the jittered wait before retry number n (1-based).
-func (b Backoff) wait(n int) time.Duration {
+// Wait returns the jittered wait before retry number n (1-based). Do uses
+// it; so does a caller that retries many asynchronous writes after one wait
+// (the processor's Kafka producer) and so cannot use Do itself.
+func (b Backoff) Wait(n int) time.Duration {
 	initial, maxWait := b.Initial, b.Max
 	if initial <= 0 {
 		initial = 100 * time.Millisecond
@@ -173,7 +175,7 @@ func Do(ctx context.Context, b Backoff, attempt func(ctx context.Context) (retry
 		if onRetry != nil {
 			onRetry(n, err)
 		}
-		d := b.wait(n)
+		d := b.Wait(n)
 		var ra RetryAfter
 		if errors.As(err, &ra) && ra.RetryAfter() > 0 {
 			d = ra.RetryAfter()
