@@ -206,7 +206,11 @@ func (m *Matcher) hit(v string) bool {
 // String renders the matcher so that Parse reads it back.
 func (m *Matcher) String() string {
 	v := m.Value
-	if v == "" || strings.ContainsAny(v, "\", \t\n\\") || strconv.Quote(v) != `"`+v+`"` {
+	// Quote a value that would not read back as itself: empty, with
+	// separators or escapes, or starting with an operator character — an
+	// unquoted `a=~x` for the value "~x" would read back as the regex
+	// operator (found by FuzzParse; silences are stored in this form).
+	if v == "" || strings.ContainsAny(v, "\", \t\n\\") || strings.ContainsAny(v[:1], "~=!") || strconv.Quote(v) != `"`+v+`"` {
 		v = strconv.Quote(v)
 	}
 	return m.Name + m.Op.String() + v

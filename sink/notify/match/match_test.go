@@ -31,6 +31,11 @@ func TestParseAndMatch(t *testing.T) {
 		{`namespace=~".+"`, false},
 		{`cluster="prod-eu"`, true},
 		{`cluster="a,b"`, false},
+		// Values starting with an operator character keep their meaning
+		// through String (the round trip below): "~" is a value, not =~.
+		{`cluster="~"`, false},
+		{`cluster="=prod-eu"`, false},
+		{`cluster!="!x"`, true},
 	} {
 		m, err := Parse(tc.in)
 		if err != nil {
