@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -198,97 +197,6 @@ func createTopics(t testing.TB, broker string, n int, topics ...string) {
 	for tp, err := range res.Errors {
 		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 			t.Fatalf("create topic %s: %v", tp, err)
-		}
-	}
-}
-
-// readTopic reads every message of every partition of topic, from the first
-// offset to the high watermark at the time of the call.
-func readTopic(t testing.TB, broker, topic string) []kafka.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	// A transport of its own: kafka-go's default one pools connections
-	// process-wide, and after a broker restart (the fault test) a pooled
-	// connection fails its first request with "unexpected EOF".
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
-	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		t.Fatalf("metadata of %s: %v %+v", topic, err, meta)
-	}
-	var out []kafka.Message
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make(chan error, len(meta.Topics[0].Partitions))
-	for _, p := range meta.Topics[0].Partitions {
-		wg.Add(1)
-		go func(part int) {
-			defer wg.Done()
-			// A fresh topic's leadership, or a restarted broker, can answer
-			// "not leader" or drop a connection for a moment: retry those.
-			var msgs []kafka.Message
-			var err error
-			for attempt := 0; attempt < 10; attempt++ {
-				if msgs, err = readPartition(ctx, c, broker, topic, part); err == nil {
-					break
-				}
-				time.Sleep(500 * time.Millisecond)
-			}
-			if err != nil {
-				errs <- fmt.Errorf("partition %d: %w", part, err)
-				return
-			}
-			mu.Lock()
-			out = append(out, msgs...)
-			mu.Unlock()
-		}(p.ID)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, part int) ([]kafka.Message, error) {
-	offs, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
-	}})
-	if err != nil {
-		return nil, err
-	}
-	var first, last int64
-	for _, po := range offs.Topics[topic] {
-		if po.Partition == part {
-			if po.Error != nil {
-				return nil, po.Error
-			}
-			first, last = po.FirstOffset, po.LastOffset
-		}
-	}
-	if last <= first {
-		return nil, nil
-	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: []string{broker}, Topic: topic, Partition: part,
-		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond,
-	})
-	defer r.Close()
-	if err := r.SetOffset(first); err != nil {
-		return nil, err
-	}
-	var out []kafka.Message
-	for {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			return out, fmt.Errorf("at %d of [%d,%d): %w", len(out), first, last, err)
-		}
-		out = append(out, m)
-		if m.Offset+1 >= last {
-			return out, nil
 		}
 	}
 }

@@ -70,7 +70,7 @@ func TestIntegrationPublish20k(t *testing.T) {
 	if len(ids) != total {
 		t.Fatalf("%d records acknowledged, want %d", len(ids), total)
 	}
-	msgs := readTopic(t, broker, k.Topics.Audit)
+	msgs := testenv.ReadTopic(t, broker, k.Topics.Audit)
 	dups := checkAllOnce(t, msgs, ids)
 	t.Logf("%d records, %d messages on %s (%d duplicates); spooled %v", total, len(msgs), k.Topics.Audit, dups,
 		metric(t, reg, "kubesift_collector_spooled_records_total"))
@@ -98,7 +98,7 @@ func TestIntegrationDeadLetters(t *testing.T) {
 		}
 	}
 	closePublisher(t, p)
-	msgs := readTopic(t, broker, k.Topics.DLQ)
+	msgs := testenv.ReadTopic(t, broker, k.Topics.DLQ)
 	if len(msgs) != len(dls) {
 		t.Fatalf("%d dead letters on %s, want %d", len(msgs), k.Topics.DLQ, len(dls))
 	}
@@ -227,7 +227,7 @@ func TestIntegrationSpoolFullBackpressure(t *testing.T) {
 			metric(t, reg, "kubesift_collector_spool_drained_records_total"))
 	}
 	closePublisher(t, p)
-	dups := checkAllOnce(t, readTopic(t, broker, k.Topics.Audit), ids)
+	dups := checkAllOnce(t, testenv.ReadTopic(t, broker, k.Topics.Audit), ids)
 	t.Logf("%d records on the topic, %d duplicates", len(ids), dups)
 }
 
@@ -372,7 +372,7 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	msgs := readTopic(t, brokers[0], k.Topics.Audit)
+	msgs := testenv.ReadTopic(t, brokers[0], k.Topics.Audit)
 	dups := checkAllOnce(t, msgs, acked)
 	spooled := metric(t, reg, "kubesift_collector_spooled_records_total")
 	drained := metric(t, reg, "kubesift_collector_spool_drained_records_total")

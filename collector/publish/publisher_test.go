@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -92,7 +93,7 @@ func TestPublishWireFormat(t *testing.T) {
 	}
 	closePublisher(t, p)
 
-	got := readTopic(t, broker, k.Topics.Audit)
+	got := testenv.ReadTopic(t, broker, k.Topics.Audit)
 	if len(got) != len(audits) {
 		t.Fatalf("audit topic holds %d messages, want %d", len(got), len(audits))
 	}
@@ -129,10 +130,10 @@ func TestPublishWireFormat(t *testing.T) {
 	if string(got[0].Key) != "test-cluster/alice" && string(got[0].Key) != "test-cluster/bob" {
 		t.Errorf("audit key %q is not cluster/user", got[0].Key)
 	}
-	if ev := readTopic(t, broker, k.Topics.Events); len(ev) != 1 || must(header(ev[0], record.HeaderSource)) != "event" {
+	if ev := testenv.ReadTopic(t, broker, k.Topics.Events); len(ev) != 1 || must(header(ev[0], record.HeaderSource)) != "event" {
 		t.Errorf("events topic: %d messages", len(ev))
 	}
-	dlq := readTopic(t, broker, k.Topics.DLQ)
+	dlq := testenv.ReadTopic(t, broker, k.Topics.DLQ)
 	if len(dlq) != 1 {
 		t.Fatalf("dlq holds %d messages", len(dlq))
 	}
@@ -199,7 +200,7 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 			}
 			waitFor(t, 30*time.Second, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
 
-			msgs := readTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
+			msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 			checkAllOnce(t, msgs, ids)
 			// Per key (one partition each), records appear in publish order.
 			last := map[string]int{}
@@ -258,7 +259,7 @@ func TestPublishAckTimeoutSpools(t *testing.T) {
 	once.Do(func() { close(release) })
 	c.DropControl()
 	waitFor(t, 30*time.Second, "spool drained", func() bool { return p.Stats().SpoolBytes == 0 && !p.Stats().Spooling })
-	msgs := readTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
+	msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 	// The held request is answered late and the drainer sends again:
 	// duplicates are expected, with the same IDs.
 	dups := checkAllOnce(t, msgs, map[string]bool{recs[0].ID: true, recs[1].ID: true})
@@ -320,7 +321,7 @@ func TestPublishBackpressureWhenSpoolFull(t *testing.T) {
 	for id := range more {
 		ids[id] = true
 	}
-	checkAllOnce(t, readTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
+	checkAllOnce(t, testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
 }
 
 func TestPublishRestartDrainsLeftoverSpool(t *testing.T) {
@@ -352,7 +353,7 @@ func TestPublishRestartDrainsLeftoverSpool(t *testing.T) {
 		t.Error("a publisher with a leftover spool must start in spooling mode")
 	}
 	waitFor(t, 30*time.Second, "leftover spool drained", func() bool { return p2.Stats().SpoolBytes == 0 })
-	checkAllOnce(t, readTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
+	checkAllOnce(t, testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
 	if got := metric(t, reg, "kubesift_collector_spool_drained_records_total"); got != 200 {
 		t.Errorf("drained %v, want 200", got)
 	}
@@ -386,7 +387,7 @@ func TestPublishRefusals(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 	// Nothing of the refused batch reached Kafka.
-	if n := len(readTopic(t, c.ListenAddrs()[0], k.Topics.Audit)); n != 0 {
+	if n := len(testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)); n != 0 {
 		t.Errorf("%d messages on the topic", n)
 	}
 }
@@ -447,7 +448,7 @@ func TestDeadLetterCutToFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	closePublisher(t, p)
-	dlq := readTopic(t, c.ListenAddrs()[0], k.Topics.DLQ)
+	dlq := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.DLQ)
 	if len(dlq) != 1 {
 		t.Fatalf("%d dead letters", len(dlq))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -101,9 +102,9 @@ func checkRefusals(t *testing.T, broker string, p *Publisher, reg *prometheus.Re
 	for _, r := range small {
 		want[r.ID] = true
 	}
-	checkAllOnce(t, readTopic(t, broker, audit), want)
+	checkAllOnce(t, testenv.ReadTopic(t, broker, audit), want)
 
-	dead := readTopic(t, broker, dlq)
+	dead := testenv.ReadTopic(t, broker, dlq)
 	got := map[string]kafka.Message{}
 	for _, m := range dead {
 		id, _ := header(m, record.HeaderID)
@@ -183,8 +184,8 @@ func TestMissingTopicDeadLetteredAfterGrace(t *testing.T) {
 	if d := time.Since(start); d < missingTopicGrace {
 		t.Errorf("dead-lettered after %s, before the grace of %s", d, missingTopicGrace)
 	}
-	checkAllOnce(t, readTopic(t, broker, k.Topics.Audit), after)
-	dead := readTopic(t, broker, k.Topics.DLQ)
+	checkAllOnce(t, testenv.ReadTopic(t, broker, k.Topics.Audit), after)
+	dead := testenv.ReadTopic(t, broker, k.Topics.DLQ)
 	if len(dead) != 2 {
 		t.Fatalf("%d dead letters, want 2", len(dead))
 	}
@@ -216,7 +217,7 @@ func TestOriginHeader(t *testing.T) {
 	}
 	closePublisher(t, p)
 	got := map[string]string{}
-	for _, m := range readTopic(t, c.ListenAddrs()[0], k.Topics.Audit) {
+	for _, m := range testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit) {
 		id, _ := header(m, record.HeaderID)
 		got[id], _ = header(m, HeaderOrigin)
 	}
@@ -257,7 +258,7 @@ func TestBeginKeepsOrder(t *testing.T) {
 		}
 	}
 	closePublisher(t, p)
-	msgs := readTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
+	msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 	checkAllOnce(t, msgs, want)
 	last := map[string]int{}
 	for _, m := range msgs {

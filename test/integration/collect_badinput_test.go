@@ -135,7 +135,7 @@ func TestCollectBadInput(t *testing.T) {
 	}
 	var audit []kafka.Message
 	colWait(t, "the good records on the audit topic", 2*time.Minute, func() bool {
-		audit = colReadTopic(t, e.broker, e.topics.audit)
+		audit = testenv.ReadTopic(t, e.broker, e.topics.audit)
 		got := 0
 		for _, m := range audit {
 			if o, ok := wantRecs[colHeader(m, record.HeaderID)]; ok && o == colHeader(m, publish.HeaderOrigin) {
@@ -178,7 +178,7 @@ func TestCollectBadInput(t *testing.T) {
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		dlq = colReadTopic(t, e.broker, e.topics.dlq)
+		dlq = testenv.ReadTopic(t, e.broker, e.topics.dlq)
 		if len(dlq) >= wantDL || time.Now().After(deadline) {
 			break
 		}

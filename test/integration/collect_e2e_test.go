@@ -105,7 +105,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 		if int64(len(want)) < driven {
 			return false // kube-apiserver writes the log before answering, so this holds at once
 		}
-		pc = indexAudit(t, colReadTopic(t, e.broker, e.topics.audit))
+		pc = indexAudit(t, testenv.ReadTopic(t, e.broker, e.topics.audit))
 		return len(pc.missing("audit-webhook", want)) == 0 && len(pc.missing("audit-tail", want)) == 0
 	})
 	t.Logf("%d audit records of the test's requests in the audit log; all on %s from both paths %s after the last request",
@@ -117,7 +117,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 	// Final read after the clean stop: counts, duplicates, contents.
 	logRecs := logw.records(t, d.ua)
 	want = sortedIDs(logRecs)
-	pc = indexAudit(t, colReadTopic(t, e.broker, e.topics.audit))
+	pc = indexAudit(t, testenv.ReadTopic(t, e.broker, e.topics.audit))
 	for _, path := range []string{"audit-webhook", "audit-tail"} {
 		if miss := pc.missing(path, want); len(miss) > 0 {
 			t.Errorf("%s: %d of %d auditIDs missing, e.g. %v", path, len(miss), len(want), miss[:min(5, len(miss))])
@@ -213,7 +213,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 	}
 	scanned := scanForPlants(t, e.broker, e.topics.all(), d.plants)
 	t.Logf("scanned %d messages on %d topics for %d planted values: none found", scanned, len(e.topics.all()), d.plants.count())
-	if dl := colReadTopic(t, e.broker, e.topics.dlq); len(dl) > 0 {
+	if dl := testenv.ReadTopic(t, e.broker, e.topics.dlq); len(dl) > 0 {
 		t.Errorf("%d dead letters (the API server writes valid events), e.g. %s: %s", len(dl),
 			colHeader(dl[0], "kubesift-dlq-reason"), colHeader(dl[0], "kubesift-dlq-error"))
 	}

@@ -191,102 +191,6 @@ func colCreateTopics(t testing.TB, broker string, partitions int, topics ...stri
 	}
 }
 
-// colReadTopic reads every message of topic, all partitions, up to the high
-// watermark at the time of the call.
-func colReadTopic(t testing.TB, broker, topic string) []kafka.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c, done := colKafkaClient(broker)
-	defer done()
-	var meta *kafka.MetadataResponse
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		meta, err = c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-		if err == nil && len(meta.Topics) == 1 && meta.Topics[0].Error == nil {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if err != nil || len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		t.Fatalf("metadata of %s: %v %+v", topic, err, meta)
-	}
-	var (
-		out  []kafka.Message
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		errs = make(chan error, len(meta.Topics[0].Partitions))
-	)
-	for _, p := range meta.Topics[0].Partitions {
-		wg.Go(func() {
-			var msgs []kafka.Message
-			var err error
-			// A restarted broker or a fresh topic can answer "not leader"
-			// or drop a connection for a moment: retry those.
-			for attempt := 0; attempt < 10; attempt++ {
-				if msgs, err = colReadPartition(ctx, c, broker, topic, p.ID); err == nil {
-					break
-				}
-				time.Sleep(500 * time.Millisecond)
-			}
-			if err != nil {
-				errs <- fmt.Errorf("%s partition %d: %w", topic, p.ID, err)
-				return
-			}
-			mu.Lock()
-			out = append(out, msgs...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func colReadPartition(ctx context.Context, c *kafka.Client, broker, topic string, part int) ([]kafka.Message, error) {
-	offs, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
-	}})
-	if err != nil {
-		return nil, err
-	}
-	var first, last int64
-	for _, po := range offs.Topics[topic] {
-		if po.Partition == part {
-			if po.Error != nil {
-				return nil, po.Error
-			}
-			first, last = po.FirstOffset, po.LastOffset
-		}
-	}
-	if last <= first {
-		return nil, nil
-	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: []string{broker}, Topic: topic, Partition: part,
-		MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 200 * time.Millisecond,
-		Dialer: &kafka.Dialer{Timeout: 10 * time.Second},
-	})
-	defer r.Close()
-	if err := r.SetOffset(first); err != nil {
-		return nil, err
-	}
-	var out []kafka.Message
-	for {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			return out, fmt.Errorf("at %d of [%d,%d): %w", len(out), first, last, err)
-		}
-		out = append(out, m)
-		if m.Offset+1 >= last {
-			return out, nil
-		}
-	}
-}
-
 func colHeader(m kafka.Message, key string) string {
 	for _, h := range m.Headers {
 		if h.Key == key {
@@ -667,7 +571,7 @@ func scanForPlants(t *testing.T, broker string, topics []string, p *plants) int 
 	t.Helper()
 	n := 0
 	for _, tp := range topics {
-		for _, m := range colReadTopic(t, broker, tp) {
+		for _, m := range testenv.ReadTopic(t, broker, tp) {
 			n++
 			parts := [][]byte{m.Key, m.Value}
 			for _, h := range m.Headers {

@@ -141,7 +141,7 @@ func TestCollectKafkaOutage(t *testing.T) {
 		if int64(len(want)) < driven {
 			return false
 		}
-		pc = indexAudit(t, colReadTopic(t, e.broker, e.topics.audit))
+		pc = indexAudit(t, testenv.ReadTopic(t, e.broker, e.topics.audit))
 		return len(pc.missing("audit-webhook", want)) == 0 && len(pc.missing("audit-tail", want)) == 0
 	})
 	spooled := e.metric("kubesift_collector_spooled_records_total")
