@@ -424,10 +424,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 	}
 	// Up again on the same address; its first two answers are 503, so the
 	// receiver sees duplicates — all with one idempotency key.
-	l, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("port %s taken meanwhile: %v", addr, err)
-	}
+	l = relisten(t, addr)
 	requests := 0
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p WebhookPayload
