@@ -1,0 +1,112 @@
+// Package deploy tests everything under deployments/ against the real
+// servers of the test ground: the Kustomize overlays and the Helm chart are
+// rendered with the libraries `kustomize build` and `helm template` use, and
+// every object is applied (server-side dry-run; RBAC for real) to the
+// ground's kube-apiserver; the recommended audit Policy runs in a second,
+// real kube-apiserver whose log and webhook feed the real `kubesift collect`
+// into the real Kafka; the compose stack's configs pass the strict config
+// loader; the Dockerfile's build flags give a static binary.
+//
+// It is a module of its own (test/deploy) so that Helm's and Kustomize's
+// dependencies never reach the kubesift binary's module graph.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubesift/kubesift/internal/testenv"
+)
+
+// repo returns a path inside the repository.
+func repo(parts ...string) string {
+	return filepath.Join(append([]string{testenv.Root()}, parts...)...)
+}
+
+// adminConfig is a rest.Config for the ground's kube-apiserver as
+// kubesift-admin (system:masters). Warnings the server sends (Pod Security
+// admission's among them) go to warn; nil keeps client-go's default.
+func adminConfig(t testing.TB, warn rest.WarningHandler) *rest.Config {
+	t.Helper()
+	k := testenv.KubeAPIServer(t)
+	return &rest.Config{
+		Host:            k.URL,
+		BearerToken:     k.AdminToken,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile},
+		UserAgent:       "kubesift-test-deploy",
+		WarningHandler:  warn,
+		QPS:             100,
+		Burst:           200,
+		Timeout:         30 * time.Second,
+	}
+}
+
+// decodeObjects splits multi-document YAML (or JSON) into objects, skipping
+// empty documents.
+func decodeObjects(data []byte, name string) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, errors.Join(errors.New(name), err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		out = append(out, &unstructured.Unstructured{Object: m})
+	}
+}
+
+// freeAddr returns a loopback host:port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitFor polls cond every 200 ms until it holds, failing after timeout.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ctx returns a context that ends with the test (or after d).
+func ctx(t testing.TB, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return c
+}
+
+// mustRead reads a file of the repository.
+func mustRead(t testing.TB, parts ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(repo(parts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
