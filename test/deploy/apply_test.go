@@ -1,0 +1,294 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/kubesift/kubesift/internal/testenv"
+)
+
+// The ground has no namespace controller: a deleted namespace stays
+// Terminating for ever. So the namespaces the manifests name (kubesift,
+// kubesift-collector) are created for real, idempotently, by applying the
+// rendered Namespace objects (server-side apply, so their Pod Security
+// labels are those of the rendering under test), and never deleted.
+// Everything in them is applied with dryRun=All and leaves no trace, except
+// the RBAC objects of TestCollectorRBAC, which are cluster-scoped or deleted
+// again.
+
+const fieldManager = "kubesift-test-deploy"
+
+// warnings collects the warnings kube-apiserver sends (Pod Security
+// admission's "would violate PodSecurity ...", unknown fields, deprecations).
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) HandleWarningHeader(code int, agent, text string) {
+	w.mu.Lock()
+	w.msgs = append(w.msgs, text)
+	w.mu.Unlock()
+}
+
+// take returns and clears what was collected.
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.msgs
+	w.msgs = nil
+	return out
+}
+
+// cluster is a client set for the ground's API server.
+type cluster struct {
+	cfg    *rest.Config
+	cs     kubernetes.Interface
+	dyn    dynamic.Interface
+	mapper meta.RESTMapper
+	warn   *warnings
+}
+
+func newCluster(t testing.TB) *cluster {
+	t.Helper()
+	w := &warnings{}
+	cfg := adminConfig(t, w)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery()))
+	return &cluster{cfg: cfg, cs: cs, dyn: dyn, mapper: mapper, warn: w}
+}
+
+// resource returns the client of o's resource, namespaced when its kind is.
+func (c *cluster) resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, bool, error) {
+	gvk := o.GroupVersionKind()
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: the API server does not serve %s: %w", objKey(o), gvk, err)
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return c.dyn.Resource(m.Resource).Namespace(o.GetNamespace()), true, nil
+	}
+	return c.dyn.Resource(m.Resource), false, nil
+}
+
+// apply server-side applies o (dryRun=All when dry); the warnings the server
+// sent for this request are returned.
+func (c *cluster) apply(ctx context.Context, o *unstructured.Unstructured, dry bool) ([]string, error) {
+	ri, _, err := c.resource(o)
+	if err != nil {
+		return nil, err
+	}
+	opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
+	if dry {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	c.warn.take()
+	_, err = ri.Apply(ctx, o.GetName(), o, opts)
+	return c.warn.take(), err
+}
+
+// podTemplate returns the pod template of a workload object, if it has one.
+func podTemplate(o *unstructured.Unstructured) (map[string]any, bool) {
+	path := []string{"spec", "template"}
+	if o.GetKind() == "CronJob" {
+		path = []string{"spec", "jobTemplate", "spec", "template"}
+	}
+	tmpl, ok, _ := unstructured.NestedMap(o.Object, path...)
+	return tmpl, ok && o.GetKind() != "PodTemplate"
+}
+
+// psaWarning tells Pod Security admission's warnings from others.
+func psaWarning(w string) bool { return strings.Contains(w, "PodSecurity") }
+
+// TestApplyDryRun applies every object of every rendering to the real
+// kube-apiserver: the namespaces for real, the rest with dryRun=All
+// (server-side apply: schema, defaulting, validation and admission run, and
+// unknown fields come back as warnings). Every pod template is also sent as a
+// Pod (dry-run create), so Pod Security admission enforces its namespace's
+// level on it, not only warns. Any error fails; so does any warning other
+// than Pod Security's in a namespace that does not enforce restricted, and
+// any warning at all in a namespace that does.
+func TestApplyDryRun(t *testing.T) {
+	testenv.Short(t)
+	c := newCluster(t)
+	for _, r := range renderings() {
+		t.Run(r.name, func(t *testing.T) {
+			objs := render(t, r)
+			cx := ctx(t, 2*time.Minute)
+
+			// 1. Namespaces, for real.
+			ensureNamespaces(t, c, objs)
+			enforce := map[string]string{}
+			nsList, err := c.cs.CoreV1().Namespaces().List(cx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ns := range nsList.Items {
+				enforce[ns.Name] = ns.Labels["pod-security.kubernetes.io/enforce"]
+			}
+			check := func(what, ns string, ws []string) {
+				for _, w := range ws {
+					switch {
+					case enforce[ns] == "restricted":
+						t.Errorf("%s: warning in namespace %s, which enforces restricted: %s", what, ns, w)
+					case !psaWarning(w):
+						t.Errorf("%s: warning: %s", what, w)
+					default:
+						t.Logf("%s: expected Pod Security warning (namespace %s enforces %q): %s", what, ns, enforce[ns], w)
+					}
+				}
+			}
+
+			// 2. Everything else, dry-run.
+			for _, o := range objs {
+				if o.GetKind() == "Namespace" {
+					continue
+				}
+				_, namespaced, err := c.resource(o)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				if namespaced && o.GetNamespace() == "" {
+					t.Errorf("%s: namespaced object without metadata.namespace (it would land in the current namespace)", objKey(o))
+					continue
+				}
+				ws, err := c.apply(cx, o, true)
+				if err != nil {
+					t.Errorf("%s: server-side apply (dry-run): %v", objKey(o), err)
+				}
+				check(objKey(o), o.GetNamespace(), ws)
+
+				// 3. Pod templates as Pods.
+				tmpl, ok := podTemplate(o)
+				if !ok {
+					continue
+				}
+				pod := &corev1.Pod{}
+				b, _ := json.Marshal(tmpl)
+				if err := json.Unmarshal(b, pod); err != nil {
+					t.Errorf("%s: pod template: %v", objKey(o), err)
+					continue
+				}
+				pod.Name = o.GetName() + "-dry-run"
+				pod.Namespace = o.GetNamespace()
+				c.warn.take()
+				_, err = c.cs.CoreV1().Pods(pod.Namespace).Create(cx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: fieldManager})
+				if err != nil {
+					t.Errorf("%s: its pod template as a Pod (dry-run create): %v", objKey(o), err)
+				}
+				check(objKey(o)+" pod template", pod.Namespace, c.warn.take())
+			}
+		})
+	}
+}
+
+// ensureNamespaces applies the rendering's Namespace objects for real, and
+// creates (without labels) any other namespace its objects name; none is
+// ever deleted (see the top of this file).
+func ensureNamespaces(t testing.TB, c *cluster, objs []*unstructured.Unstructured) {
+	t.Helper()
+	cx := ctx(t, time.Minute)
+	have := map[string]bool{}
+	for _, o := range objs {
+		if o.GetKind() != "Namespace" {
+			continue
+		}
+		if _, err := c.apply(cx, o, false); err != nil {
+			t.Fatalf("apply %s: %v", objKey(o), err)
+		}
+		have[o.GetName()] = true
+	}
+	for _, o := range objs {
+		ns := o.GetNamespace()
+		if ns == "" || have[ns] {
+			continue
+		}
+		have[ns] = true
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("v1")
+		u.SetKind("Namespace")
+		u.SetName(ns)
+		if _, err := c.apply(cx, u, false); err != nil {
+			t.Fatalf("create namespace %s: %v", ns, err)
+		}
+	}
+}
+
+// TestNamespacesPodSecurity: the namespaces carry the Pod Security levels
+// the issue asks for: kubesift (processor, notifier) enforces restricted;
+// kubesift-collector enforces no more than it must (privileged, for the audit
+// tail's hostPath volumes) but audits and warns at restricted.
+func TestNamespacesPodSecurity(t *testing.T) {
+	want := map[string]map[string]string{
+		"kubesift":           {"enforce": "restricted", "warn": "restricted", "audit": "restricted"},
+		"kubesift-collector": {"warn": "restricted", "audit": "restricted"},
+	}
+	for _, r := range renderings() {
+		t.Run(r.name, func(t *testing.T) {
+			found := map[string]bool{}
+			for _, o := range render(t, r) {
+				if o.GetKind() != "Namespace" {
+					continue
+				}
+				found[o.GetName()] = true
+				for mode, level := range want[o.GetName()] {
+					if got := o.GetLabels()["pod-security.kubernetes.io/"+mode]; got != level {
+						t.Errorf("namespace %s: pod-security.kubernetes.io/%s=%q, want %q", o.GetName(), mode, got, level)
+					}
+				}
+			}
+			names := []string{"kubesift-collector"}
+			if r.mode == "central" {
+				names = append(names, "kubesift")
+			}
+			for _, n := range names {
+				if !found[n] {
+					t.Errorf("no Namespace %s", n)
+				}
+			}
+		})
+	}
+}
+
+// toTyped converts an unstructured object into a typed one.
+func toTyped(t testing.TB, o *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+		t.Fatalf("%s: %v", objKey(o), err)
+	}
+}
+
+// keysOf returns the sorted keys of a set.
+func keysOf(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
