@@ -115,18 +115,6 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		}
 	}()
 
-	// Each source publishes through its own view of the publisher when it
-	// has one (publish.Publisher.For), so its messages name the source that
-	// delivered them (header kubesift-origin).
-	sourcePub := func(source string) collector.Publisher {
-		if sp, ok := pub.(interface {
-			For(string) collector.Publisher
-		}); ok {
-			return sp.For(source)
-		}
-		return pub
-	}
-
 	// Every part runs until ctx ends; the first to fail stops the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -150,6 +138,49 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			}
 		}()
 	}
+	parts, err := buildSources(ctx, cfg, cluster, san, pub, srv, log)
+	if err != nil {
+		return fmt.Errorf("collect: %w", err)
+	}
+	for _, p := range parts {
+		run(p.name, p.run)
+	}
+	if cfg.Server.Listen != "" {
+		run("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server.Listen) })
+	}
+	wg.Wait()
+	log.Info("collector stopped")
+	return firstErr
+}
+
+// sourcePart is one collector source, built and ready to run until its
+// context ends.
+type sourcePart struct {
+	name string
+	run  func(context.Context) error
+}
+
+// buildSources builds the sources enabled under collector: (audit webhook,
+// audit tail, Events), each publishing through its own view of pub, and
+// reports their readiness on srv. The webhook's port is bound here, so a
+// taken port fails the start instead of a goroutine. collect and run share
+// it, so the all-in-one runs the very sources a deployment does.
+func buildSources(ctx context.Context, cfg *config.Config, cluster record.Cluster, san *redact.Sanitizer,
+	pub collector.Publisher, srv *obs.Server, log *slog.Logger) ([]sourcePart, error) {
+	cc := &cfg.Collector
+	reg := srv.Registry
+	var parts []sourcePart
+	// Each source publishes through its own view of the publisher when it
+	// has one (publish.Publisher.For), so its messages name the source that
+	// delivered them (header kubesift-origin).
+	sourcePub := func(source string) collector.Publisher {
+		if sp, ok := pub.(interface {
+			For(string) collector.Publisher
+		}); ok {
+			return sp.For(source)
+		}
+		return pub
+	}
 
 	if cc.AuditWebhook.Enabled {
 		rcv, err := auditwebhook.New(auditwebhook.Options{
@@ -157,15 +188,15 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
 		})
 		if err != nil {
-			return fmt.Errorf("collect: %w", err)
+			return nil, err
 		}
 		// Listen now, so a taken port fails the start instead of a goroutine.
 		ln, err := net.Listen("tcp", cc.AuditWebhook.Listen)
 		if err != nil {
-			return fmt.Errorf("collect: collector.audit_webhook.listen: %w", err)
+			return nil, fmt.Errorf("collector.audit_webhook.listen: %w", err)
 		}
 		srv.SetReady(auditwebhook.Source, nil)
-		run(auditwebhook.Source, func(ctx context.Context) error { return rcv.Serve(ctx, ln) })
+		parts = append(parts, sourcePart{auditwebhook.Source, func(ctx context.Context) error { return rcv.Serve(ctx, ln) }})
 	}
 	if cc.AuditTail.Enabled {
 		tl, err := audittail.New(audittail.Options{
@@ -173,7 +204,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
 		})
 		if err != nil {
-			return fmt.Errorf("collect: %w", err)
+			return nil, err
 		}
 		srv.SetReady(audittail.Source, errors.New("opening the audit log files"))
 		go func() {
@@ -183,26 +214,26 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			case <-ctx.Done():
 			}
 		}()
-		run(audittail.Source, tl.Run)
+		parts = append(parts, sourcePart{audittail.Source, tl.Run})
 	}
 	if cc.Events.Enabled {
 		rc, err := restConfig(cc)
 		if err != nil {
-			return fmt.Errorf("collect: collector.events: %w", err)
+			return nil, fmt.Errorf("collector.events: %w", err)
 		}
 		if rc == nil {
-			return errors.New("collect: collector.events needs API access: set collector.kubeconfig or run in a pod")
+			return nil, errors.New("collector.events needs API access: set collector.kubeconfig or run in a pod")
 		}
 		// The Events collector reads through informers and listers only; a
 		// modest client rate is plenty and keeps it polite to the API server.
 		rc.QPS, rc.Burst, rc.UserAgent = 20, 40, "kubesift-collect/events"
 		cs, err := kubernetes.NewForConfig(rc)
 		if err != nil {
-			return fmt.Errorf("collect: collector.events: %w", err)
+			return nil, fmt.Errorf("collector.events: %w", err)
 		}
 		ev, err := events.New(cc.Events, cluster, cs, sourcePub(events.Source), reg, log)
 		if err != nil {
-			return fmt.Errorf("collect: %w", err)
+			return nil, err
 		}
 		srv.SetReady(events.Source, errors.New("starting"))
 		go func() {
@@ -217,14 +248,9 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 				}
 			}
 		}()
-		run(events.Source, ev.Run)
+		parts = append(parts, sourcePart{events.Source, ev.Run})
 	}
-	if cfg.Server.Listen != "" {
-		run("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server.Listen) })
-	}
-	wg.Wait()
-	log.Info("collector stopped")
-	return firstErr
+	return parts, nil
 }
 
 // clusterUID reads the kube-system namespace UID once, when the collector

@@ -45,6 +45,7 @@ and webhooks.`,
 		newSetupCommand(g),
 		newSilenceCommand(g),
 		newNotifyCommand(g),
+		newRunCommand(g),
 	)
 	return root
 }
