@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// scenarioDir is the committed scenario, relative to this package.
+var scenarioDir = filepath.Join("..", "..", "examples", "scenario")
+
+const rerecord = "re-record (hack/testenv/up.sh && go run ./hack/record-scenario) or update expected-alerts.tsv with go run ./hack/record-scenario --expected-only"
+
+// TestScenarioExpectedAlerts decodes the committed scenario, evaluates the
+// built-in rules over it and compares with expected-alerts.tsv, so a rule
+// change that alters the scenario's alerts is noticed here.
+func TestScenarioExpectedAlerts(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(scenarioDir, expectedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseExpected(want); err != nil {
+		t.Fatalf("%s: %v", expectedFile, err)
+	}
+	got, err := computeExpected(scenarioDir) // decodeScenario fails on any rejected document
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := formatExpected(got); !bytes.Equal(g, want) {
+		t.Errorf("the built-in rules' alerts over examples/scenario differ from %s; %s.\n--- got\n%s--- want\n%s", expectedFile, rerecord, g, want)
+	}
+	if err := checkStoryRules(got); err != nil {
+		t.Errorf("%v\n(%s)", err, rerecord)
+	}
+}
+
+// TestScenarioRedaction checks that every planted secret value the audit log
+// holds is removed by the collector's default redaction.
+func TestScenarioRedaction(t *testing.T) {
+	planted, err := readPlanted(scenarioDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(planted) == 0 {
+		t.Fatal("no planted values")
+	}
+	audit, err := os.ReadFile(filepath.Join(scenarioDir, auditFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := 0
+	for _, p := range planted {
+		if bytes.Contains(audit, []byte(p)) {
+			in++
+		}
+	}
+	if in == 0 {
+		t.Error("the audit log holds none of the planted values: redaction has nothing to prove")
+	}
+	recs, err := decodeScenario(scenarioDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRedaction(recs, planted); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestParseExpected(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"header only", "rule_id\tseverity\tcount\n", true},
+		{"one rule", "rule_id\tseverity\tcount\npod-exec\tmedium\t3\n", true},
+		{"no header", "pod-exec\tmedium\t3\n", false},
+		{"bad count", "rule_id\tseverity\tcount\npod-exec\tmedium\tthree\n", false},
+		{"two fields", "rule_id\tseverity\tcount\npod-exec\tmedium\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseExpected([]byte(tc.in))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && !bytes.Equal(formatExpected(got), []byte(tc.in)) {
+				t.Errorf("round trip: %q", formatExpected(got))
+			}
+		})
+	}
+}
+
+func TestReadEnv(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "env.kube")
+	data := "# comment\nexport KUBESIFT_KUBE_URL=https://127.0.0.1:16443\nKUBESIFT_KUBE_CA=\"/ca.crt\"\n" +
+		"export KUBESIFT_KUBE_ADMIN_TOKEN_FILE=/a\nexport KUBESIFT_KUBE_USER_TOKEN_FILE=/u\nexport KUBESIFT_AUDIT_LOG=/log\n"
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env, err := readEnv(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["KUBESIFT_KUBE_CA"] != "/ca.crt" || env["KUBESIFT_KUBE_URL"] != "https://127.0.0.1:16443" {
+		t.Errorf("env = %v", env)
+	}
+	if err := os.WriteFile(p, []byte("export KUBESIFT_KUBE_URL=x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readEnv(p); err == nil {
+		t.Error("missing variables: want an error")
+	}
+}
