@@ -351,9 +351,13 @@ func podConfigs(t testing.TB, objs []*unstructured.Unstructured) []podConfig {
 			env := map[string]string{}
 			for _, ctr := range spec.Containers {
 				for _, e := range ctr.Env {
-					if e.ValueFrom != nil {
+					switch {
+					case e.ValueFrom != nil && strings.Contains(e.Name, "URL"):
+						// Receiver URLs come from Secrets and must parse as URLs.
+						env[e.Name] = "https://placeholder.invalid/" + e.Name
+					case e.ValueFrom != nil:
 						env[e.Name] = "placeholder-from-" + e.Name
-					} else {
+					default:
 						env[e.Name] = e.Value
 					}
 				}
