@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/record"
+	"github.com/kubesift/kubesift/rules"
+)
+
+const sampleAuditPath = "sample/audit.log"
+
+// syncBuffer is a bytes.Buffer safe for the console's and the test's
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// evalCounts is what `kubesift rules eval` raises on files, by rule: the
+// expected alerts of a run over them.
+func evalCounts(t *testing.T, files ...string) map[string]int {
+	t.Helper()
+	eng, err := rules.New(rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, errs := record.DecodeAll(data, f, record.DecodeOptions{Cluster: record.Cluster{Name: "local"}})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		for _, r := range recs {
+			for _, a := range eng.Eval(r) {
+				out[a.RuleID]++
+			}
+		}
+	}
+	return out
+}
+
+// consoleLine matches an alert line of the console receiver.
+var consoleLine = regexp.MustCompile(`^\d\d:\d\d:\d\d  (CRITICAL|HIGH|MEDIUM|LOW|INFO)\s+(\S+)\s`)
+var moreLine = regexp.MustCompile(`^\s+\+(\d+) more  (\S+)$`)
+
+// printedCounts counts the alerts the console printed, by rule.
+func printedCounts(out string) map[string]int {
+	got := map[string]int{}
+	for _, l := range strings.Split(out, "\n") {
+		if m := consoleLine.FindStringSubmatch(l); m != nil {
+			got[m[2]]++
+		} else if m := moreLine.FindStringSubmatch(l); m != nil {
+			var n int
+			fmt.Sscan(m[1], &n)
+			got[m[2]] += n
+		}
+	}
+	return got
+}
+
+func sameCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func lineCount(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		n++
+	}
+	return n
+}
+
+func runForTest(t *testing.T, ctx context.Context, out string, paths ...string) (string, error) {
+	t.Helper()
+	cfg := config.Default()
+	var stdout, stderr syncBuffer
+	o := &runOptions{paths: paths, out: out, progress: "never", stdout: &stdout, stderr: &stderr}
+	err := runAll(ctx, &cfg, o, slog.New(slog.NewTextHandler(&stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if t.Failed() || err != nil {
+		t.Logf("stderr:\n%s", stderr.String())
+	}
+	return stdout.String(), err
+}
+
+// TestRunSample runs the whole pipeline on the embedded broker over the
+// sample audit log: the console prints exactly the alerts `rules eval`
+// raises, the NDJSON files hold every record and alert, and a second run
+// into the same directory stores nothing twice.
+func TestRunSample(t *testing.T) {
+	want := evalCounts(t, sampleAuditPath)
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stdout, err := runForTest(t, ctx, out, sampleAuditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := printedCounts(stdout); !sameCounts(got, want) {
+		t.Fatalf("printed alerts %v, want %v\n%s", got, want, stdout)
+	}
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	for _, s := range []string{"kubesift run done", "files         40", fmt.Sprintf("kubesift-alerts              %d", total)} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("summary lacks %q:\n%s", s, stdout)
+		}
+	}
+	d := config.Default().Sink.Elasticsearch
+	auditFile, alertsFile := filepath.Join(out, d.Streams.Audit+".ndjson"), filepath.Join(out, d.AlertsIndex+".ndjson")
+	if n := lineCount(t, auditFile); n != 40 {
+		t.Errorf("%s: %d lines, want 40", auditFile, n)
+	}
+	if n := lineCount(t, alertsFile); n != total {
+		t.Errorf("%s: %d lines, want %d", alertsFile, n, total)
+	}
+
+	// Again into the same directory: the same documents by ID, none added.
+	if _, err := runForTest(t, ctx, out, sampleAuditPath); err != nil {
+		t.Fatal(err)
+	}
+	if n := lineCount(t, auditFile); n != 40 {
+		t.Errorf("after a second run %s has %d lines, want 40", auditFile, n)
+	}
+	if n := lineCount(t, alertsFile); n != total {
+		t.Errorf("after a second run %s has %d lines, want %d", alertsFile, n, total)
+	}
+}
+
+func TestRunBadInvocations(t *testing.T) {
+	tests := []struct {
+		name  string
+		paths []string
+		mod   func(*runOptions)
+		want  string
+	}{
+		{name: "nothing to read", want: "nothing to read"},
+		{name: "missing file", paths: []string{"no/such/audit.log"}, want: "no/such/audit.log"},
+		{name: "bad progress", paths: []string{sampleAuditPath}, mod: func(o *runOptions) { o.progress = "sometimes" }, want: "--progress"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			var b syncBuffer
+			o := &runOptions{paths: tc.paths, out: t.TempDir(), progress: "never", stdout: &b, stderr: &b}
+			if tc.mod != nil {
+				tc.mod(o)
+			}
+			err := runAll(context.Background(), &cfg, o, slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// bigAuditLog writes n audit lines: the sample's, each copy with its own
+// audit IDs.
+func bigAuditLog(t testing.TB, n int) string {
+	t.Helper()
+	data, err := os.ReadFile(sampleAuditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	id := regexp.MustCompile(`"auditID":"[0-9a-f]{8}`)
+	p := filepath.Join(t.TempDir(), "big.log")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for i := 0; i < n; i++ {
+		l := lines[i%len(lines)]
+		l = id.ReplaceAllString(l, fmt.Sprintf(`"auditID":"%08x`, i/len(lines)))
+		w.WriteString(l)
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return p
+}
+
+// TestRunCancelled: cancelling mid-run (what Ctrl-C does) returns within
+// 5 s, says it was interrupted, and leaves only whole documents.
+func TestRunCancelled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays 200,000 lines")
+	}
+	big := bigAuditLog(t, 200000)
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once documents are being written.
+		for {
+			if st, err := os.Stat(filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")); err == nil && st.Size() > 1<<20 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+	}()
+	var cancelled time.Time
+	go func() { <-ctx.Done(); cancelled = time.Now() }()
+	stdout, err := runForTest(t, ctx, out, big)
+	took := time.Since(cancelled)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 130 {
+		t.Fatalf("err = %v, want the interrupted exit (130)", err)
+	}
+	t.Logf("returned %v after the cancel", took)
+	if took > 5*time.Second {
+		t.Fatalf("returned %v after the cancel, want <= 5s", took)
+	}
+	if !strings.Contains(stdout, "kubesift run interrupted") {
+		t.Errorf("no interrupted summary:\n%s", stdout)
+	}
+	// Every line is a whole JSON document (nothing torn by the shutdown).
+	f, err := os.Open(filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 64<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		if b := sc.Bytes(); len(b) == 0 || b[0] != '{' || b[len(b)-1] != '}' {
+			t.Fatalf("line %d is not a whole document", n)
+		}
+	}
+	if n == 0 || n >= 200000 {
+		t.Fatalf("%d documents: the cancel came too late to test anything", n)
+	}
+}
