@@ -30,13 +30,16 @@ fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
 .PHONY: lint
 lint: tidy-check ## go vet, gofmt check, staticcheck (pinned)
 	$(GO) vet ./...
+	cd test/deploy && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd test/deploy && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 .PHONY: tidy-check
-tidy-check: ## go.mod and go.sum are tidy (both modules)
+tidy-check: ## go.mod and go.sum are tidy (every module)
 	$(GO) mod tidy -diff
 	cd test/tools && $(GO) mod tidy -diff
+	cd test/deploy && $(GO) mod tidy -diff
 
 .PHONY: bench
 bench: ## run the benchmarks and print their figures

@@ -20,6 +20,10 @@ stamp "go test"
 # Integration tests must not skip here: a missing server fails the run.
 export KUBESIFT_REQUIRE_REAL=${KUBESIFT_REQUIRE_REAL:-1}
 go test -race -shuffle=on -count=1 -timeout 40m ./... 2>&1 | tee .testenv/go-test.log
+# The deployment tests are a module of their own (Helm and Kustomize stay out
+# of the main module's graph); same ground, same rules.
+stamp "go test (test/deploy)"
+(cd test/deploy && go test -race -shuffle=on -count=1 -timeout 20m ./...) 2>&1 | tee .testenv/go-test-deploy.log
 
 stamp "fuzz"
 FUZZTIME=${FUZZTIME:-10s} hack/fuzz.sh

@@ -292,3 +292,41 @@ func keysOf(m map[string]bool) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestRestrictedNamespaceEnforces is the control of TestApplyDryRun's Pod
+// Security checks: in the kubesift namespace as the central overlay creates
+// it, a privileged pod template is refused as a Pod and draws a Pod Security
+// warning as a Deployment, and the warning handler sees it. Without this, a
+// namespace that lost its labels would let TestApplyDryRun pass vacuously.
+func TestRestrictedNamespaceEnforces(t *testing.T) {
+	testenv.Short(t)
+	c := newCluster(t)
+	ensureNamespaces(t, c, render(t, renderingNamed(t, "kustomize overlays/central")))
+	cx := ctx(t, time.Minute)
+	spec := map[string]any{"containers": []any{map[string]any{"name": "c", "image": "busybox:1.37",
+		"securityContext": map[string]any{"privileged": true}}}}
+	dep := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apps/v1", "kind": "Deployment",
+		"metadata": map[string]any{"name": "psa-control", "namespace": centralNS},
+		"spec": map[string]any{
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "psa-control"}},
+			"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "psa-control"}}, "spec": spec},
+		},
+	}}
+	ws, err := c.apply(cx, dep, true)
+	if err != nil {
+		t.Fatalf("dry-run Deployment: %v", err)
+	}
+	if !slices.ContainsFunc(ws, psaWarning) {
+		t.Errorf("a privileged Deployment in %s drew no Pod Security warning (warnings: %q)", centralNS, ws)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "psa-control", Namespace: centralNS}}
+	b, _ := json.Marshal(spec)
+	if err := json.Unmarshal(b, &pod.Spec); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.cs.CoreV1().Pods(centralNS).Create(cx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err == nil || !strings.Contains(err.Error(), "PodSecurity") {
+		t.Errorf("a privileged Pod in %s was not refused by Pod Security admission: %v", centralNS, err)
+	}
+}
