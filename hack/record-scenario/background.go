@@ -130,23 +130,39 @@ func (s *scenario) cleanup(ctx context.Context) {
 		del("clusterrole "+n, cs.RbacV1().ClusterRoles().Delete(ctx, n, d))
 	}
 	del("csr", cs.CertificatesV1().CertificateSigningRequests().Delete(ctx, "metrics-relay-client-"+s.sfx, d))
+	s.removeKubeSystemObjects(ctx)
+	for _, ns := range []string{s.shop, s.payments, s.ops} {
+		del("namespace "+ns, cs.CoreV1().Namespaces().Delete(ctx, ns, d))
+	}
+}
+
+// removeKubeSystemObjects deletes the story's kube-system objects (fixed
+// names), pods at once: without a kubelet a bound pod would otherwise stay
+// Terminating for ever. Also run before the story, for what a killed run
+// left behind.
+func (s *scenario) removeKubeSystemObjects(ctx context.Context) {
+	cs := s.scaffold.cs
+	del := func(what string, err error) {
+		if err != nil && !apierrors.IsNotFound(err) {
+			log.Printf("cleanup %s: %v", what, err)
+		}
+	}
+	d := metav1.DeleteOptions{}
 	del("daemonset", cs.AppsV1().DaemonSets("kube-system").Delete(ctx, "kube-metrics-relay", d))
 	del("cronjob", cs.BatchV1().CronJobs("kube-system").Delete(ctx, "etcd-defrag", d))
 	del("deployment", cs.AppsV1().Deployments("kube-system").Delete(ctx, "coredns-autoscaler", d))
-	if rss, err := cs.AppsV1().ReplicaSets("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coredns-autoscaler"}); err == nil {
-		for _, rs := range rss.Items {
-			del("replicaset", cs.AppsV1().ReplicaSets("kube-system").Delete(ctx, rs.Name, d))
-		}
-	}
+	now := metav1.DeleteOptions{GracePeriodSeconds: ptrInt64(0)}
 	for _, sel := range []string{"k8s-app=kube-metrics-relay", "app.kubernetes.io/name=coredns-autoscaler"} {
+		if rss, err := cs.AppsV1().ReplicaSets("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
+			for _, rs := range rss.Items {
+				del("replicaset "+rs.Name, cs.AppsV1().ReplicaSets("kube-system").Delete(ctx, rs.Name, d))
+			}
+		}
 		if pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: sel}); err == nil {
 			for _, p := range pods.Items {
-				del("pod "+p.Name, cs.CoreV1().Pods("kube-system").Delete(ctx, p.Name, d))
+				del("pod "+p.Name, cs.CoreV1().Pods("kube-system").Delete(ctx, p.Name, now))
 			}
 		}
 	}
 	del("service account", cs.CoreV1().ServiceAccounts("kube-system").Delete(ctx, "metrics-relay", d))
-	for _, ns := range []string{s.shop, s.payments, s.ops} {
-		del("namespace "+ns, cs.CoreV1().Namespaces().Delete(ctx, ns, d))
-	}
 }

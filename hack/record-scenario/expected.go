@@ -142,7 +142,8 @@ func readPlanted(dir string) ([]string, error) {
 }
 
 // checkRedaction applies the collector's default redaction to every record
-// of recs and reports any planted value that survives in a record's object:
+// of recs, in place, and reports any planted value that survives in a
+// record's object:
 // the scenario may carry planted values only where redaction removes them,
 // so that `kubesift run` can show none reaches its output.
 func checkRedaction(recs []*record.Record, planted []string) error {

@@ -9,19 +9,21 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Planted secret values: obviously fake, realistic-looking. The audit
+// Planted secret values: obviously fake, realistic-looking, and without the
+// prefixes of real providers' keys (sk_live_, whsec_, ghp_, AKIA…), which
+// secret scanners on code hosts would flag. The audit
 // policy records Secrets at Metadata only, so those never reach the log;
 // payments-config is a ConfigMap that carries two of them (a real-world
 // mistake, and configmap-with-credentials fires), so the recorded audit log
 // holds them in plain text where the collector's redaction must remove them.
 var plantedValues = []string{
-	"scenario-planted-Pa55w0rd-7Qm2xK",                // payments/payments-db password, and in payments-config DB_PASSWORD
-	"sk_live_scenarioPlanted4eC39HqLyjWDarjtT1zdp7dc", // payments/stripe-api api-key, and in payments-config STRIPE_API_KEY
-	"whsec_scenarioPlantedR8aQmVv3NbK2",               // payments/stripe-api webhook-secret
-	"scenario-planted-ledger-hmac-5b1f9e07c2d84a6e",   // payments/ledger-signing-key
-	"scenario-planted-session-key-Zx81LmQ0",           // shop/storefront-session
-	"scenario-planted-smtp-Relay-Pw-31",               // shop/smtp-relay
-	"scenario-planted-registry-pull-9Hd2",             // shop/registry-pull
+	"scenario-planted-Pa55w0rd-7Qm2xK",                         // payments/payments-db password, and in payments-config DB_PASSWORD
+	"scenario-planted-stripe-api-key-4eC39HqLyjWDarjtT1zdp7dc", // payments/stripe-api api-key, and in payments-config STRIPE_API_KEY
+	"scenario-planted-stripe-webhook-R8aQm",                    // payments/stripe-api webhook-secret
+	"scenario-planted-ledger-hmac-5b1f9e07c2d84a6e",            // payments/ledger-signing-key
+	"scenario-planted-session-key-Zx81LmQ0",                    // shop/storefront-session
+	"scenario-planted-smtp-Relay-Pw-31",                        // shop/smtp-relay
+	"scenario-planted-registry-pull-9Hd2",                      // shop/registry-pull
 }
 
 // secretsOf lists the Secrets the admin creates: namespace key ("shop" or

@@ -67,6 +67,30 @@ func TestScenarioRedaction(t *testing.T) {
 	}
 }
 
+// TestScenarioAlertsAfterRedaction checks that the collector's redaction
+// does not change what the rules see: `kubesift run` evaluates redacted
+// records and is compared with the same expected-alerts.tsv.
+func TestScenarioAlertsAfterRedaction(t *testing.T) {
+	recs, err := decodeScenario(scenarioDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRedaction(recs, nil); err != nil { // redacts in place
+		t.Fatal(err)
+	}
+	got, err := evaluate(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(scenarioDir, expectedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := formatExpected(got); !bytes.Equal(g, want) {
+		t.Errorf("alerts over the redacted records differ from %s:\n--- got\n%s--- want\n%s", expectedFile, g, want)
+	}
+}
+
 func TestParseExpected(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string

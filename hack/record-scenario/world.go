@@ -84,6 +84,7 @@ func (s *scenario) preroll(ctx context.Context) error {
 	if s.scaffold, err = s.newActor(actorSpec{name: "scaffold", token: adminToken, userAgent: uaKubelet}); err != nil {
 		return err
 	}
+	s.removeKubeSystemObjects(ctx)
 	cs := s.scaffold.cs
 	for i, n := range nodeNames {
 		node := &corev1.Node{
