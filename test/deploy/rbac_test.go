@@ -306,6 +306,8 @@ type podConfig struct {
 	name     string // where the config came from, for errors
 	data     string
 	getenv   func(string) string
+	spec     corev1.PodSpec
+	labels   map[string]string // the pod template's
 }
 
 // podConfigs finds, for every DaemonSet and Deployment, the ConfigMaps it
@@ -322,16 +324,19 @@ func podConfigs(t testing.TB, objs []*unstructured.Unstructured) []podConfig {
 	}
 	var out []podConfig
 	for _, o := range objs {
-		var spec corev1.PodSpec
+		var (
+			spec   corev1.PodSpec
+			labels map[string]string
+		)
 		switch o.GetKind() {
 		case "DaemonSet":
 			var ds appsv1.DaemonSet
 			toTyped(t, o, &ds)
-			spec = ds.Spec.Template.Spec
+			spec, labels = ds.Spec.Template.Spec, ds.Spec.Template.Labels
 		case "Deployment":
 			var d appsv1.Deployment
 			toTyped(t, o, &d)
-			spec = d.Spec.Template.Spec
+			spec, labels = d.Spec.Template.Spec, d.Spec.Template.Labels
 		default:
 			continue
 		}
@@ -363,7 +368,7 @@ func podConfigs(t testing.TB, objs []*unstructured.Unstructured) []podConfig {
 				}
 			}
 			out = append(out, podConfig{workload: workload, name: workload + " ConfigMap " + cm.Name,
-				data: data, getenv: func(k string) string { return env[k] }})
+				data: data, getenv: func(k string) string { return env[k] }, spec: spec, labels: labels})
 		}
 	}
 	return out
