@@ -144,6 +144,21 @@ func (p *Proc) Stop(timeout time.Duration) error {
 	}
 }
 
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Wait waits up to timeout for the process to end and returns its exit
+// error (nil for exit code 0, an *exec.ExitError otherwise), or an error
+// saying it still runs.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.waitErr
+	case <-time.After(timeout):
+		return fmt.Errorf("%s still runs after %v", p.Name, timeout)
+	}
+}
+
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {
 	select {

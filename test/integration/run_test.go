@@ -1,0 +1,433 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kubesift/kubesift/internal/testenv"
+)
+
+// The all-in-one `kubesift run` (issue #8): the README's main-job command
+// from a clean checkout, its NDJSON documents against what the
+// Elasticsearch sink indexes through real Kafka and Elasticsearch, and
+// Ctrl-C on the real binary.
+
+// readmeMainCommand is the first command of the README's first code block:
+// the main job the README promises works on a fresh machine.
+func readmeMainCommand(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.Root(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "```sh\n")
+	if i < 0 {
+		t.Fatal("README.md has no ```sh block")
+	}
+	for _, l := range strings.Split(s[i+6:], "\n") {
+		l = strings.TrimSpace(l)
+		if l == "```" {
+			break
+		}
+		if l != "" && !strings.HasPrefix(l, "#") {
+			return l
+		}
+	}
+	t.Fatal("README.md's first ```sh block has no command")
+	return ""
+}
+
+// cleanCheckout clones the repository's HEAD into a temporary directory:
+// what a new user gets, without this working tree's build or output.
+func cleanCheckout(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "kubesift")
+	out, err := exec.Command("git", "clone", "-q", "--no-hardlinks", testenv.Root(), dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// expectedAlerts reads examples/scenario/expected-alerts.tsv (rule_id,
+// severity, count).
+func expectedAlerts(t *testing.T, path string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Split(l, "\t")
+		if i == 0 || len(f) != 3 {
+			continue
+		}
+		n, err := strconv.Atoi(f[2])
+		if err != nil {
+			t.Fatalf("%s line %d: %v", path, i+1, err)
+		}
+		want[f[0]] = n
+	}
+	if len(want) == 0 {
+		t.Fatalf("%s lists no alerts", path)
+	}
+	return want
+}
+
+var (
+	runAlertLine = regexp.MustCompile(`^\d\d:\d\d:\d\d  (CRITICAL|HIGH|MEDIUM|LOW|INFO)\s+(\S+)\s`)
+	runMoreLine  = regexp.MustCompile(`^\s+\+(\d+) more  (\S+)$`)
+	runRuleRow   = regexp.MustCompile(`^([a-z0-9-]+)\s+(critical|high|medium|low|info)\s+(\d+)$`)
+)
+
+// runOutput splits run's stdout into the alerts the console printed and the
+// alerts of the summary's RULE table, by rule.
+func runOutput(out string) (printed, summary map[string]int) {
+	printed, summary = map[string]int{}, map[string]int{}
+	inRules := false
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case runAlertLine.MatchString(l):
+			printed[runAlertLine.FindStringSubmatch(l)[2]]++
+		case runMoreLine.MatchString(l):
+			m := runMoreLine.FindStringSubmatch(l)
+			n, _ := strconv.Atoi(m[1])
+			printed[m[2]] += n
+		case strings.HasPrefix(l, "RULE "):
+			inRules = true
+		case inRules && runRuleRow.MatchString(l):
+			m := runRuleRow.FindStringSubmatch(l)
+			n, _ := strconv.Atoi(m[3])
+			summary[m[1]] = n
+		case inRules && strings.TrimSpace(l) == "":
+			inRules = false
+		}
+	}
+	return printed, summary
+}
+
+func diffCounts(got, want map[string]int) string {
+	var b strings.Builder
+	for k, w := range want {
+		if got[k] != w {
+			fmt.Fprintf(&b, "  %s: got %d, want %d\n", k, got[k], w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			fmt.Fprintf(&b, "  %s: got %d, want none\n", k, g)
+		}
+	}
+	return b.String()
+}
+
+// TestRunReadmeQuickstart runs the README's main-job command in a clean
+// checkout, as a new user would, and checks what it prints against the
+// scenario's expected alerts; no planted secret may reach the output.
+func TestRunReadmeQuickstart(t *testing.T) {
+	testenv.Short(t)
+	cmdline := readmeMainCommand(t)
+	if !strings.Contains(cmdline, "kubesift run") {
+		t.Fatalf("README's main command %q is not kubesift run", cmdline)
+	}
+	dir := cleanCheckout(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// Compile first (go run would), so the run itself is timed alone.
+	start := time.Now()
+	build := exec.CommandContext(ctx, "go", "build", "-o", os.DevNull, "./cmd/kubesift")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build in the checkout: %v\n%s", err, out)
+	}
+	t.Logf("compile in the checkout: %v", time.Since(start))
+
+	cmd := exec.CommandContext(ctx, "bash", "-c", cmdline)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start = time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("%s: %v\nstderr:\n%s\nstdout:\n%s", cmdline, err, stderr.String(), stdout.String())
+	}
+	t.Logf("%s: %v (go run included)", cmdline, took)
+	out := stdout.String()
+	if m := regexp.MustCompile(`kubesift run done in ([0-9.]+)s`).FindStringSubmatch(out); m == nil {
+		t.Fatalf("no 'done' summary:\n%s", out)
+	} else {
+		t.Logf("run's own time: %ss (the README promises under 30 s)", m[1])
+	}
+
+	want := expectedAlerts(t, filepath.Join(dir, "examples/scenario/expected-alerts.tsv"))
+	printed, summary := runOutput(out)
+	if d := diffCounts(printed, want); d != "" {
+		t.Errorf("printed alerts differ from expected-alerts.tsv:\n%s", d)
+	}
+	if d := diffCounts(summary, want); d != "" {
+		t.Errorf("summary's RULE table differs from expected-alerts.tsv:\n%s", d)
+	}
+
+	// The documents are there, and none holds a planted secret (plain or
+	// base64, as a Secret's data carries it).
+	outDir := filepath.Join(dir, "kubesift-out")
+	files, _ := filepath.Glob(filepath.Join(outDir, "*.ndjson"))
+	if len(files) < 3 {
+		t.Fatalf("output files %v, want audit, events and alerts", files)
+	}
+	plants, err := os.ReadFile(filepath.Join(dir, "examples/scenario/planted-secrets.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var needles []string
+	for _, p := range strings.Fields(string(plants)) {
+		needles = append(needles, p, base64.StdEncoding.EncodeToString([]byte(p)))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				t.Errorf("%s holds a planted secret", filepath.Base(f))
+			}
+		}
+	}
+}
+
+// esHits returns every document of index (data streams included) by
+// event.id.
+func esHits(t *testing.T, e *procEnv, index string) map[string]map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _, _ = e.es(ctx, http.MethodPost, "/"+index+"/_refresh", nil)
+	code, body, err := e.es(ctx, http.MethodPost, "/"+index+"/_search?size=10000", []byte(`{"query":{"match_all":{}}}`))
+	if err != nil || code != 200 {
+		t.Fatalf("search %s: %d %v %s", index, code, err, body)
+	}
+	var res struct {
+		Hits struct {
+			Hits []struct {
+				ID     string         `json:"_id"`
+				Source map[string]any `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	for _, h := range res.Hits.Hits {
+		out[h.ID] = h.Source
+	}
+	return out
+}
+
+// ndjsonDocs reads an NDJSON output file by event.id.
+func ndjsonDocs(t *testing.T, path string) map[string]map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]map[string]any{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		var d map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		ev, _ := d["event"].(map[string]any)
+		id, _ := ev["id"].(string)
+		out[id] = d
+	}
+	return out
+}
+
+// withoutRunTimes drops the fields that are times of the run rather than
+// of the record — when kubesift read it (event.created,
+// kubesift.record.observed_time) and wrote it (event.ingested) — since the
+// two runs happen at different times.
+func withoutRunTimes(d map[string]any) map[string]any {
+	if ev, ok := d["event"].(map[string]any); ok {
+		delete(ev, "ingested")
+		delete(ev, "created")
+	}
+	if ks, ok := d["kubesift"].(map[string]any); ok {
+		if rec, ok := ks["record"].(map[string]any); ok {
+			delete(rec, "observed_time")
+		}
+	}
+	return d
+}
+
+// TestRunNDJSONMatchesElasticsearch runs the scenario twice through the
+// binary: once on the embedded broker into NDJSON, once through the real
+// Kafka into the real Elasticsearch. Every index holds the same documents,
+// field for field (event.ingested aside).
+func TestRunNDJSONMatchesElasticsearch(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	esURL := testenv.ElasticsearchURL(t)
+	e := newProcEnv(t, "run", brokers, esURL, 1)
+	events, objects := e.topic+"-events", e.topic+"-objects"
+	e.createTopics(map[string]int{events: 1, objects: 1})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = e.client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{events, objects}})
+	})
+	scenario := filepath.Join(testenv.Root(), "examples", "scenario")
+	streams := fmt.Sprintf("    streams: {audit: %q, events: %q, posture: %q}\n    alerts_index: %q\n",
+		e.stream, "logs-kubesift.events-"+e.run, "logs-kubesift.posture-"+e.run, e.alertsIdx)
+	write := func(name, body string) string {
+		p := filepath.Join(e.dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	local := write("local.yaml", "sink:\n  elasticsearch:\n"+streams)
+	real := write("real.yaml", fmt.Sprintf(`kafka:
+  brokers: [%s]
+  topics: {audit: %q, events: %q, objects: %q, alerts: %q, dlq: %q}
+processor: {group_id: %q}
+notify: {consumer_group: %q}
+sink:
+  elasticsearch:
+    addresses: [%q]
+    flush_interval: 250ms
+%s`, quoteAll(brokers), e.topic, events, objects, e.alerts, e.dlq, e.group, e.group+"-notify", esURL, streams))
+
+	for _, c := range []struct{ name, cfg, out string }{
+		{"run-local", local, filepath.Join(e.dir, "local-out")},
+		{"run-real", real, filepath.Join(e.dir, "real-out")},
+	} {
+		p := testenv.Start(t, c.name, nil, "run", "-c", c.cfg, "--out", c.out, scenario)
+		if err := p.Wait(3 * time.Minute); err != nil {
+			t.Fatalf("%s: %v\n%s", c.name, err, testenv.Tail(p.LogPath, 40))
+		}
+		if !strings.Contains(testenv.Tail(p.LogPath, 200), "kubesift run done") {
+			t.Fatalf("%s did not finish:\n%s", c.name, testenv.Tail(p.LogPath, 40))
+		}
+	}
+
+	outDir := filepath.Join(e.dir, "local-out")
+	for _, index := range []string{e.stream, "logs-kubesift.events-" + e.run, e.alertsIdx} {
+		local := ndjsonDocs(t, filepath.Join(outDir, index+".ndjson"))
+		indexed := esHits(t, e, index)
+		if len(local) == 0 || len(local) != len(indexed) {
+			t.Fatalf("%s: %d NDJSON documents, %d in Elasticsearch", index, len(local), len(indexed))
+		}
+		for id, d := range local {
+			got, ok := indexed[id]
+			if !ok {
+				t.Fatalf("%s: %s is in the NDJSON output, not in Elasticsearch", index, id)
+			}
+			if !reflect.DeepEqual(withoutRunTimes(d), withoutRunTimes(got)) {
+				a, _ := json.Marshal(d)
+				b, _ := json.Marshal(got)
+				t.Fatalf("%s: document %s differs\nndjson: %s\nes:     %s", index, id, a, b)
+			}
+		}
+		t.Logf("%s: %d documents, identical in both stores", index, len(local))
+	}
+}
+
+// TestRunInterrupt: SIGINT (Ctrl-C) to the binary in the middle of a long
+// replay ends it within 5 s with status 130 and a summary, and every
+// document in the output is whole.
+func TestRunInterrupt(t *testing.T) {
+	testenv.Short(t)
+	src, err := os.ReadFile(filepath.Join(testenv.Root(), "examples", "scenario", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 copies of the scenario, each with its own audit IDs.
+	lines := strings.Split(strings.TrimSpace(string(src)), "\n")
+	id := regexp.MustCompile(`"auditID":"[0-9a-f]{8}`)
+	big := filepath.Join(t.TempDir(), "big.log")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for c := 0; c < 100; c++ {
+		for _, l := range lines {
+			w.WriteString(id.ReplaceAllString(l, fmt.Sprintf(`"auditID":"%08x`, c)))
+			w.WriteByte('\n')
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	out := filepath.Join(t.TempDir(), "out")
+	p := testenv.Start(t, "run-interrupt", nil, "run", "--quiet", "--out", out, big)
+	auditFile := filepath.Join(out, "logs-kubesift.audit-default.ndjson")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if st, err := os.Stat(auditFile); err == nil && st.Size() > 4<<20 {
+			break
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("no output to interrupt:\n%s", testenv.Tail(p.LogPath, 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sent := time.Now()
+	if err := p.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Wait(10 * time.Second)
+	took := time.Since(sent)
+	t.Logf("exited %v after SIGINT", took)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit = %v, want status 130\n%s", err, testenv.Tail(p.LogPath, 30))
+	}
+	if took > 5*time.Second {
+		t.Fatalf("exited %v after SIGINT, want <= 5s", took)
+	}
+	log := testenv.Tail(p.LogPath, 200)
+	if !strings.Contains(log, "kubesift run interrupted") {
+		t.Errorf("no interrupted summary:\n%s", log)
+	}
+	docs := ndjsonDocs(t, auditFile) // fails on a torn line
+	if len(docs) == 0 || len(docs) >= 100*len(lines) {
+		t.Fatalf("%d documents: the interrupt came too late to test anything", len(docs))
+	}
+	// The summary counts what the store acknowledged; the file has that.
+	m := regexp.MustCompile(`logs-kubesift\.audit-default\s+(\d+)\n`).FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("no INDEX row in the summary:\n%s", log)
+	}
+	if n, _ := strconv.Atoi(m[1]); n != len(docs) {
+		t.Errorf("summary says %d audit documents written, the file has %d", n, len(docs))
+	}
+}
