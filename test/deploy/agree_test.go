@@ -37,8 +37,8 @@ func renderingNamed(t testing.TB, name string) rendering {
 // facets are the parts of an object the chart and Kustomize must agree on,
 // each as a canonical string: the object's key always; RBAC rules, role
 // refs and subjects; a namespace's Pod Security labels; a workload's
-// service account, volumes (type and host path), ports, container security
-// contexts, tolerations and node affinity.
+// service account, volumes (type and host path), container images, args,
+// resources, ports and security contexts, tolerations and node affinity.
 func facets(t testing.TB, o *unstructured.Unstructured) map[string]string {
 	t.Helper()
 	js := func(v any) string {
@@ -108,6 +108,9 @@ func facets(t testing.TB, o *unstructured.Unstructured) map[string]string {
 		slices.Sort(vols)
 		f["volumes"] = strings.Join(vols, ", ")
 		for _, c := range spec.Containers {
+			f["container "+c.Name+" image"] = c.Image
+			f["container "+c.Name+" args"] = js(append(append([]string{}, c.Command...), c.Args...))
+			f["container "+c.Name+" resources"] = js(c.Resources)
 			f["container "+c.Name+" securityContext"] = js(c.SecurityContext)
 			f["container "+c.Name+" ports"] = js(c.Ports)
 			var mounts []string
