@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
@@ -429,5 +431,57 @@ func TestRunInterrupt(t *testing.T) {
 	}
 	if n, _ := strconv.Atoi(m[1]); n != len(docs) {
 		t.Errorf("summary says %d audit documents written, the file has %d", n, len(docs))
+	}
+}
+
+// TestRunKubeconfigEvents: `run --kubeconfig` watches a real cluster's
+// Events through the Events collector and alerts on them live, until
+// Ctrl-C.
+func TestRunKubeconfigEvents(t *testing.T) {
+	k := testenv.KubeAPIServer(t)
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: ground, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: ground, context: {cluster: ground, user: admin}}]
+current-context: ground
+`, k.URL, k.CAFile, k.AdminToken)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, "run-kube", nil, "run", "--kubeconfig", kubeconfig, "--out", filepath.Join(dir, "out"))
+
+	cs := colKubeClient(t, k, k.AdminToken, "kubesift-it-run")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := "it-run-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: "web-0.crash", Namespace: ns},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "web-0", APIVersion: "v1"},
+		Reason:         "CrashLoopBackOff", Message: "Back-off restarting failed container app in pod web-0",
+		Type: corev1.EventTypeWarning, Source: corev1.EventSource{Component: "kubelet", Host: "node-1"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	// The collector may still be listing when the Event is made; it is
+	// shipped either way (list or watch).
+	if _, err := cs.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	colWait(t, "the crash-loop alert on the console", time.Minute, func() bool {
+		return strings.Contains(testenv.Tail(p.LogPath, 100000), "crashloop-backoff") &&
+			strings.Contains(testenv.Tail(p.LogPath, 100000), ns+"/web-0")
+	})
+	if err := p.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Wait(6 * time.Second)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit = %v, want status 130 after SIGINT", err)
 	}
 }
