@@ -282,3 +282,31 @@ func TestRunCancelled(t *testing.T) {
 		t.Fatalf("%d documents: the cancel came too late to test anything", n)
 	}
 }
+
+// TestRunProgressLine: --progress=always prints the progress line (records
+// read, published, indexed, alerts) even when stderr is not a terminal.
+func TestRunProgressLine(t *testing.T) {
+	cfg := config.Default()
+	var stdout, stderr syncBuffer
+	o := &runOptions{paths: []string{sampleAuditPath}, out: t.TempDir(), progress: "always", stdout: &stdout, stderr: &stderr}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := runAll(ctx, &cfg, o, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("read 40 · published 40 · indexed 40 · alerts %d", len(strings.Split(strings.TrimSpace(stdoutAlerts(stdout.String())), "\n")))
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+// stdoutAlerts keeps the console's alert lines of out.
+func stdoutAlerts(out string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(out, "\n") {
+		if consoleLine.MatchString(l) {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
