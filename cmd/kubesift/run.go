@@ -152,7 +152,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	}
 	live := cc.AuditWebhook.Enabled || cc.AuditTail.Enabled || cc.Events.Enabled
 	if len(o.paths) == 0 && !live {
-		return errors.New("run: nothing to read: give audit log or Events files (try examples/scenario), --kubeconfig, or enable a source under collector:")
+		return errors.New("run: nothing to read: give audit log or Events files (try examples/scenario), --kubeconfig, or enable a source in the collector section")
 	}
 	switch o.progress {
 	case "auto", "always", "never":

@@ -87,8 +87,6 @@ type Writer struct {
 	closed   bool
 	wake     chan struct{}
 	stopped  chan struct{}
-	// writeErr is the last write error, while writes are failing.
-	writeErr error
 	// rejects are the done callbacks of refused documents, run by the
 	// flusher like every other callback (never on Add's stack).
 	rejects []func()
