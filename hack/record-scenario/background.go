@@ -34,9 +34,13 @@ func (s *scenario) startBackground() {
 	}
 	// A load balancer health-checks the API server anonymously (public
 	// paths: anonymous-request-allowed leaves them alone).
-	loop("lb-health", time.Second, func(ctx context.Context) {
-		_, _ = s.lb.raw(ctx, "GET", "/readyz", nil)
-	})
+	for _, lb := range s.lbs {
+		lb := lb
+		loop("lb-health", time.Second, func(ctx context.Context) {
+			_, _ = lb.raw(ctx, "GET", "/readyz", nil)
+			_, _ = lb.raw(ctx, "GET", "/livez", nil)
+		})
+	}
 	// Two Prometheus replicas: Kubernetes service discovery (watches they
 	// re-open, EndpointSlice lists), the API server's /metrics, and a scrape
 	// of every kubelet through the API server proxy (/metrics and
@@ -69,7 +73,6 @@ func (s *scenario) startBackground() {
 			}
 			_, _ = m.raw(ctx, "GET", "/metrics", nil)
 			for _, n := range s.nodes {
-				_, _ = m.raw(ctx, "GET", "/api/v1/nodes/"+n+"/proxy/metrics", nil)
 				_, _ = m.raw(ctx, "GET", "/api/v1/nodes/"+n+"/proxy/metrics/cadvisor", nil)
 			}
 		})
@@ -82,7 +85,7 @@ func (s *scenario) startBackground() {
 		})
 	}
 	aud := s.auditor.cs
-	loop("auditor", 10*time.Second, func(ctx context.Context) {
+	loop("auditor", 5*time.Second, func(ctx context.Context) {
 		for _, ns := range []string{s.shop, s.payments} {
 			_, _ = aud.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 			_, _ = aud.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
@@ -90,7 +93,7 @@ func (s *scenario) startBackground() {
 		}
 	})
 	// The CI pipeline's periodic drift check.
-	loop("ci-drift", 15*time.Second, func(ctx context.Context) {
+	loop("ci-drift", 10*time.Second, func(ctx context.Context) {
 		for _, ap := range apps {
 			_, _ = s.ci.cs.AppsV1().Deployments(s.nsOf(ap.where)).Get(ctx, ap.name, metav1.GetOptions{})
 		}

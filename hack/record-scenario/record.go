@@ -30,7 +30,8 @@ type scenario struct {
 	admin, scaffold, dev             *actor
 	ci, attacker, impersonator, anon *actor
 	bogus                            []*actor
-	auditor, backdoor, lb            *actor
+	auditor, backdoor                *actor
+	lbs                              []*actor
 	monitors                         []*actor
 	deployCtl, rsCtl, dsCtl          *actor
 	ciToken, auditorToken, promToken string

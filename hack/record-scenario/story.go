@@ -362,7 +362,10 @@ func (s *scenario) phaseSetup(ctx context.Context) error {
 		mk(actorSpec{name: "prometheus-0", token: s.promToken, ip: ipMonitor, userAgent: uaMonitor, tracked: true}),
 		mk(actorSpec{name: "prometheus-1", token: s.promToken2, ip: ipMonitor2, userAgent: uaMonitor, tracked: true}),
 	}
-	s.lb = mk(actorSpec{name: "load-balancer", anonymous: true, ip: ipLB, userAgent: uaLB, tracked: true})
+	s.lbs = []*actor{
+		mk(actorSpec{name: "load-balancer-a", anonymous: true, ip: ipLB, userAgent: uaLB, tracked: true}),
+		mk(actorSpec{name: "load-balancer-b", anonymous: true, ip: ipLB2, userAgent: uaLB, tracked: true}),
+	}
 	if err != nil {
 		return err
 	}

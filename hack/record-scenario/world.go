@@ -29,7 +29,8 @@ const (
 	ipAuditor   = "10.244.3.21" // compliance scanner pod
 	ipMonitor   = "10.244.2.15" // Prometheus pods
 	ipMonitor2  = "10.244.1.22"
-	ipLB        = "10.0.0.2"  // the API server load balancer's health checks
+	ipLB        = "10.0.0.2" // the API server load balancer's health checks (two zones)
+	ipLB2       = "10.0.1.2"
 	ipControl   = "10.0.0.10" // control-plane node (kube-controller-manager)
 	ipAttacker  = "203.0.113.77"
 	ipAttacker2 = "198.51.100.23" // the attacker's relay, also its registry
