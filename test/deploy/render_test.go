@@ -229,3 +229,32 @@ func TestChartSchemaRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestHelmLint is `helm lint --strict` of the chart with the default values
+// and each ci/ values file: no error and no warning (Chart.yaml, templates,
+// YAML of the output, values schema).
+func TestHelmLint(t *testing.T) {
+	for _, f := range []string{"", "ci/sample-values.yaml", "ci/member-values.yaml"} {
+		t.Run("values "+f, func(t *testing.T) {
+			vals := map[string]any{}
+			if f != "" {
+				var err error
+				if vals, err = chartutil.ReadValuesFile(repo(chartDir, f)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := action.NewLint()
+			l.Strict, l.Namespace = true, "kubesift"
+			res := l.Run([]string{repo(chartDir)}, vals)
+			for _, m := range res.Messages {
+				t.Logf("%s", m)
+			}
+			for _, err := range res.Errors {
+				t.Errorf("helm lint --strict: %v", err)
+			}
+			if res.TotalChartsLinted != 1 {
+				t.Errorf("%d charts linted", res.TotalChartsLinted)
+			}
+		})
+	}
+}
