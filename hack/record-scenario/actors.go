@@ -71,8 +71,7 @@ type actor struct {
 
 type actorSpec struct {
 	name      string
-	token     string // "" with anonymous
-	anonymous bool
+	token     string // "": anonymous
 	ip        string
 	userAgent string
 	tracked   bool

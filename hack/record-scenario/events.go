@@ -71,8 +71,8 @@ func (l *eventLog) start(ctx context.Context) error {
 					l.lastRV[evKey(ev.Namespace, ev.Name)] = ev.ResourceVersion
 					l.mu.Unlock()
 				case watch.Bookmark:
-					if o, err := metaAccessor(e.Object); err == nil {
-						rv = o
+					if ev, ok := e.Object.(*eventsv1.Event); ok {
+						rv = ev.ResourceVersion
 					}
 				case watch.Error:
 					// An expired resourceVersion would lose versions: fail.
@@ -86,13 +86,6 @@ func (l *eventLog) start(ctx context.Context) error {
 		}
 	}()
 	return nil
-}
-
-func metaAccessor(o any) (string, error) {
-	if ev, ok := o.(*eventsv1.Event); ok {
-		return ev.ResourceVersion, nil
-	}
-	return "", fmt.Errorf("not an Event")
 }
 
 // emit creates an Event as reporter would (eventTime now).

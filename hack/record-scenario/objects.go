@@ -26,8 +26,8 @@ var plantedValues = []string{
 	"scenario-planted-registry-pull-9Hd2",                      // shop/registry-pull
 }
 
-// secretsOf lists the Secrets the admin creates: namespace key ("shop" or
-// "payments"), name, data.
+// secretSpec is a Secret the admin creates: namespace key ("shop" or
+// "payments"), name, type, data.
 type secretSpec struct {
 	where string
 	name  string

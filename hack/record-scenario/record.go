@@ -26,7 +26,7 @@ type scenario struct {
 	shop, payments, ops string // namespaces
 	nodes               []string
 
-	// identities (see newIdentities)
+	// identities: preroll and phaseSetup make them, phasePersist the backdoor
 	admin, scaffold, dev             *actor
 	ci, attacker, impersonator, anon *actor
 	bogus                            []*actor
@@ -41,12 +41,12 @@ type scenario struct {
 	ev                               *eventLog
 	bg                               sync.WaitGroup
 	stopBG                           context.CancelFunc
-	pods                             map[string][]podRef // deployment (ns/name) -> its pods
+	pods                             map[string][]podRef // ReplicaSet or DaemonSet (ns/name) -> its pods
 	extra                            map[string]string   // facts the story passes between steps
 	mu                               sync.Mutex
 }
 
-// record runs the whole scenario and writes the files to out.
+// recordScenario runs the whole scenario and writes the files to out.
 func recordScenario(ctx context.Context, env map[string]string, out string) error {
 	s := &scenario{env: env, track: &tracker{ids: map[string]bool{}}, pods: map[string][]podRef{}, extra: map[string]string{}}
 	s.sfx = randSuffix()
@@ -163,7 +163,6 @@ func (s *scenario) extract(path string, offset int64) ([]byte, int, error) {
 			var head struct {
 				AuditID string `json:"auditID"`
 			}
-			// Cheap pre-check before parsing: the id is near the start.
 			if json.Unmarshal(line, &head) == nil && s.track.has(head.AuditID) {
 				out.Write(line)
 				seen[head.AuditID] = true

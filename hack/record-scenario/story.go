@@ -141,7 +141,8 @@ func opts() metav1.CreateOptions {
 	return metav1.CreateOptions{FieldManager: "kubectl-client-side-apply"}
 }
 
-// forbidden runs f and wants it denied (or failed): the attacker's probes.
+// expectDenied wants a probe refused (403, 401 or 404): the attacker's and
+// the developer's probes.
 func expectDenied(err error) error {
 	if err == nil {
 		return fmt.Errorf("expected a denial, the request succeeded")
@@ -363,8 +364,8 @@ func (s *scenario) phaseSetup(ctx context.Context) error {
 		mk(actorSpec{name: "prometheus-1", token: s.promToken2, ip: ipMonitor2, userAgent: uaMonitor, tracked: true}),
 	}
 	s.lbs = []*actor{
-		mk(actorSpec{name: "load-balancer-a", anonymous: true, ip: ipLB, userAgent: uaLB, tracked: true}),
-		mk(actorSpec{name: "load-balancer-b", anonymous: true, ip: ipLB2, userAgent: uaLB, tracked: true}),
+		mk(actorSpec{name: "load-balancer-a", ip: ipLB, userAgent: uaLB, tracked: true}),
+		mk(actorSpec{name: "load-balancer-b", ip: ipLB2, userAgent: uaLB, tracked: true}),
 	}
 	if err != nil {
 		return err
@@ -460,8 +461,8 @@ func (s *scenario) phaseDeploy(ctx context.Context) error {
 func (s *scenario) phaseOperate(ctx context.Context) error {
 	a := s.admin.cs
 	s.step("C1 admin scales cart and rolls out storefront 2.15.0")
-	d, err := a.AppsV1().Deployments(s.shop).Get(ctx, "cart", metav1.GetOptions{})
-	if err != nil {
+	// kubectl scale: GET, then patch.
+	if _, err := a.AppsV1().Deployments(s.shop).Get(ctx, "cart", metav1.GetOptions{}); err != nil {
 		return err
 	}
 	if _, err := a.AppsV1().Deployments(s.shop).Patch(ctx, "cart", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
@@ -477,7 +478,6 @@ func (s *scenario) phaseOperate(ctx context.Context) error {
 	if _, err := s.scaleRS(ctx, rs, 3, true); err != nil {
 		return err
 	}
-	_ = d
 	patch := `{"spec":{"template":{"spec":{"containers":[{"name":"storefront","image":"ghcr.io/acme-shop/storefront:2.15.0"}]}}},"metadata":{"annotations":{"kubernetes.io/change-cause":"release 2.15.0"}}}`
 	sf, err := s.ci.cs.AppsV1().Deployments(s.shop).Patch(ctx, "storefront", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-patch"})
 	if err != nil {
@@ -642,11 +642,9 @@ func (s *scenario) phaseRecon(ctx context.Context) error {
 
 	s.step("D5 the leaked token reads what it may")
 	for _, where := range []string{"shop", "payments"} {
-		list, err := at.CoreV1().Secrets(s.nsOf(where)).List(ctx, metav1.ListOptions{})
-		if err != nil {
+		if _, err := at.CoreV1().Secrets(s.nsOf(where)).List(ctx, metav1.ListOptions{}); err != nil {
 			return err
 		}
-		_ = list
 	}
 	for _, sec := range scenarioSecrets {
 		if _, err := at.CoreV1().Secrets(s.nsOf(sec.where)).Get(ctx, sec.name, metav1.GetOptions{}); err != nil {
@@ -768,7 +766,6 @@ func (s *scenario) phaseExecute(ctx context.Context) error {
 			return err
 		}
 	}
-	shellRef := podRef{ns: s.payments, name: shell.Name, uid: string(shell.UID), node: node}
 	if _, err := s.ev.emit(ctx, nodeEvent(node, "kernel-monitor", "OOMKilling", "OOMKilling", corev1.EventTypeWarning,
 		"Memory cgroup out of memory: Killed process 23817 (xmrig) total-vm:2480164kB, anon-rss:1938224kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4120kB oom_score_adj:-997")); err != nil {
 		return err
@@ -777,7 +774,6 @@ func (s *scenario) phaseExecute(ctx context.Context) error {
 		"System OOM encountered, victim process: xmrig, pid: 23817")); err != nil {
 		return err
 	}
-	_ = shellRef
 
 	s.step("F5 kubectl debug into payments-api")
 	api := s.podsOf("payments", "payments-api")[0]

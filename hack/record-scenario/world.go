@@ -126,7 +126,7 @@ func (s *scenario) preroll(ctx context.Context) error {
 	}
 	s.admin = mk(actorSpec{name: "admin", token: adminToken, ip: ipAdmin, userAgent: uaAdmin, tracked: true})
 	s.dev = mk(actorSpec{name: "dev", token: userToken, ip: ipDev, userAgent: uaDev, tracked: true})
-	s.anon = mk(actorSpec{name: "anonymous", anonymous: true, ip: ipAttacker, userAgent: uaCurl, tracked: true})
+	s.anon = mk(actorSpec{name: "anonymous", ip: ipAttacker, userAgent: uaCurl, tracked: true})
 	s.deployCtl = mk(actorSpec{name: "deployment-controller", token: s.ctlTokens["deployment-controller"], ip: ipControl, userAgent: uaKCM + "deployment-controller", tracked: true})
 	s.rsCtl = mk(actorSpec{name: "replicaset-controller", token: s.ctlTokens["replicaset-controller"], ip: ipControl, userAgent: uaKCM + "replicaset-controller", tracked: true})
 	s.dsCtl = mk(actorSpec{name: "daemon-set-controller", token: s.ctlTokens["daemon-set-controller"], ip: ipControl, userAgent: uaKCM + "daemon-set-controller", tracked: true})
