@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -155,9 +157,9 @@ func volumeIsConfigMap(spec corev1.PodSpec, name string) bool {
 	return false
 }
 
-// checkSelectors: every Service and PodDisruptionBudget selects the pods of
-// a rendered workload in its namespace, and a Service's target ports are
-// ports of those pods.
+// checkSelectors: every Service, PodDisruptionBudget and NetworkPolicy
+// selects the pods of a rendered workload in its namespace, and the ports a
+// Service targets and a NetworkPolicy admits by name are ports of those pods.
 func checkSelectors(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
 	type pod struct {
@@ -198,6 +200,39 @@ func checkSelectors(t *testing.T, objs []*unstructured.Unstructured) {
 				for _, p := range matched {
 					if !podHasPort(p.spec, sp.TargetPort.String(), sp.TargetPort.IntValue()) {
 						t.Errorf("%s: port %s targets %s, which pods of its selector do not expose", objKey(o), sp.Name, sp.TargetPort.String())
+					}
+				}
+			}
+		case "NetworkPolicy":
+			var np networkingv1.NetworkPolicy
+			toTyped(t, o, &np)
+			if len(np.Spec.PodSelector.MatchLabels) == 0 && len(np.Spec.PodSelector.MatchExpressions) == 0 {
+				continue // the namespace's default deny
+			}
+			sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+			if err != nil {
+				t.Errorf("%s: podSelector: %v", objKey(o), err)
+				continue
+			}
+			var matched []pod
+			for _, p := range pods {
+				if p.ns == np.Namespace && sel.Matches(p.labels) {
+					matched = append(matched, p)
+				}
+			}
+			if len(matched) == 0 {
+				t.Errorf("%s: podSelector matches no rendered pod", objKey(o))
+			}
+			// A named ingress port is a port name of the selected pods.
+			for i, in := range np.Spec.Ingress {
+				for _, pp := range in.Ports {
+					if pp.Port == nil || pp.Port.IntValue() != 0 {
+						continue
+					}
+					for _, p := range matched {
+						if !podHasPort(p.spec, pp.Port.String(), 0) {
+							t.Errorf("%s: ingress[%d] port %q is not a port name of the pods it selects", objKey(o), i, pp.Port.String())
+						}
 					}
 				}
 			}
