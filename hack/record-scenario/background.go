@@ -109,9 +109,10 @@ func (s *scenario) stopBackground() {
 	}
 }
 
-// cleanup removes, untracked, what the story left that could affect other
-// users of the shared ground: cluster-wide grants, webhooks, the CSR and the
-// kube-system objects. Namespaced leftovers stay with their namespaces.
+// cleanup removes, untracked, what the story and the pre-roll left that could
+// affect other users of the shared ground: cluster-wide grants, webhooks, the
+// CSR, the kube-system objects, the nodes. Namespaced leftovers stay with
+// their (Terminating) namespaces.
 func (s *scenario) cleanup(ctx context.Context) {
 	if s.scaffold == nil {
 		return
@@ -136,6 +137,13 @@ func (s *scenario) cleanup(ctx context.Context) {
 	s.removeKubeSystemObjects(ctx)
 	for _, ns := range []string{s.shop, s.payments, s.ops} {
 		del("namespace "+ns, cs.CoreV1().Namespaces().Delete(ctx, ns, d))
+	}
+	// What the pre-roll set up goes too: the next run sets it up again.
+	for _, sa := range controllerSAs {
+		del("service account kube-system/"+sa, cs.CoreV1().ServiceAccounts("kube-system").Delete(ctx, sa, d))
+	}
+	for _, n := range nodeNames {
+		del("node "+n, cs.CoreV1().Nodes().Delete(ctx, n, d))
 	}
 }
 
