@@ -165,9 +165,17 @@ func (c *Collector) Synced() bool { return c.synced.Load() }
 
 // Ready is a readiness check for /readyz: nil for a follower (waiting for
 // the Lease is its normal state) and for a leader whose Event informers have
-// synced.
+// synced. Before either, the cluster id must be known: a collector still
+// retrying the kube-system read (wrong CA, API server unreachable) cannot
+// campaign or ship, and must not look ready while it cannot.
 func (c *Collector) Ready() error {
-	if !c.cfg.Enabled || !c.IsLeader() || c.Synced() {
+	if !c.cfg.Enabled {
+		return nil
+	}
+	if c.Cluster().UID == "" {
+		return errors.New("cluster id (namespace kube-system) not read yet")
+	}
+	if !c.IsLeader() || c.Synced() {
 		return nil
 	}
 	return errors.New("leader: Event informers not synced yet")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +15,9 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubesift/kubesift/internal/config"
@@ -585,5 +588,29 @@ func TestResumeFromWatermark(t *testing.T) {
 				t.Errorf("watermark_ignored{ahead} = %v, want %v", n, wantAhead)
 			}
 		})
+	}
+}
+
+// TestReadyWaitsForClusterID: until the kube-system UID is read, the
+// collector cannot campaign or ship, so /readyz must say so.
+func TestReadyWaitsForClusterID(t *testing.T) {
+	f := newFakeCluster(t)
+	block := make(chan struct{})
+	f.client.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		<-block
+		return false, nil, nil
+	})
+	r := start(t, testConfig(), f.client, newFakePublisher())
+	defer r.stop()
+	if err := r.c.Ready(); err == nil || !strings.Contains(err.Error(), "cluster id") {
+		t.Fatalf("Ready while the cluster id is unknown = %v, want an error naming it", err)
+	}
+	close(block)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.c.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready 10s after the cluster id could be read: %v", r.c.Ready())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
