@@ -310,3 +310,38 @@ func stdoutAlerts(out string) string {
 	}
 	return b.String()
 }
+
+// TestReadmeMainJob runs the README's main-job command in-process (the
+// integration test TestRunReadmeQuickstart runs it in a clean checkout):
+// the console prints exactly the scenario's expected alerts.
+func TestReadmeMainJob(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "\ngo run ./cmd/kubesift run examples/scenario\n") {
+		t.Fatal("README's main-job command changed; update this test")
+	}
+	tsv, err := os.ReadFile("../../examples/scenario/expected-alerts.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(tsv)), "\n")[1:] {
+		var rule, sev string
+		var n int
+		if _, err := fmt.Sscanf(l, "%s\t%s\t%d", &rule, &sev, &n); err != nil {
+			t.Fatalf("expected-alerts.tsv: %q: %v", l, err)
+		}
+		want[rule] = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stdout, err := runForTest(t, ctx, t.TempDir(), "../../examples/scenario")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := printedCounts(stdout); !sameCounts(got, want) {
+		t.Fatalf("printed alerts %v\nwant (expected-alerts.tsv) %v", got, want)
+	}
+}
