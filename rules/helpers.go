@@ -2,6 +2,7 @@ package rules
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
@@ -427,7 +428,11 @@ func rbacField(obj map[string]any, field string) []string {
 	var out []string
 	for _, r := range asSlice(obj["rules"]) {
 		for _, v := range asSlice(asMap(r)[field]) {
-			if s, ok := v.(string); ok {
+			// Each value once, in first-seen order: a Role repeating
+			// "get list watch" per rule would otherwise read
+			// [get list watch get list watch] in an alert. Roles have few
+			// values, so the linear check is cheaper than a set.
+			if s, ok := v.(string); ok && !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 		}
