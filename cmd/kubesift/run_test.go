@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 )
@@ -200,42 +201,13 @@ func TestRunBadInvocations(t *testing.T) {
 	}
 }
 
-// bigAuditLog writes n audit lines: the sample's, each copy with its own
-// audit IDs.
-func bigAuditLog(t testing.TB, n int) string {
-	t.Helper()
-	data, err := os.ReadFile(sampleAuditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	id := regexp.MustCompile(`"auditID":"[0-9a-f]{8}`)
-	p := filepath.Join(t.TempDir(), "big.log")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	for i := 0; i < n; i++ {
-		l := lines[i%len(lines)]
-		l = id.ReplaceAllString(l, fmt.Sprintf(`"auditID":"%08x`, i/len(lines)))
-		w.WriteString(l)
-		w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return p
-}
-
 // TestRunCancelled: cancelling mid-run (what Ctrl-C does) returns within
 // 5 s, says it was interrupted, and leaves only whole documents.
 func TestRunCancelled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replays 200,000 lines")
 	}
-	big := bigAuditLog(t, 200000)
+	big := testenv.RepeatAuditLog(t, sampleAuditPath, 5000) // 200,000 lines
 	out := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {

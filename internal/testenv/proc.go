@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,4 +295,63 @@ func Script(t testing.TB, part string, args ...string) error {
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s.sh %s (%s): %s", part, strings.Join(args, " "), time.Since(start).Round(time.Millisecond), strings.TrimSpace(string(out)))
 	return err
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitFor polls cond until it holds and fails the test after timeout. It
+// polls every 5 ms at first and backs off to every 200 ms, so a quick
+// condition is seen at once and a slow one costs little.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for wait := 5 * time.Millisecond; !cond(); wait = min(2*wait, 200*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// RepeatAuditLog writes copies of the audit log src into a new file and
+// returns its path; every copy's audit IDs are made unique (the first 8 hex
+// digits of each auditID become the copy's number), so each line is a new
+// record. For replay and shutdown tests that need a long input.
+func RepeatAuditLog(t testing.TB, src string, copies int) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	id := regexp.MustCompile(`"auditID":"[0-9a-f]{8}`)
+	p := filepath.Join(t.TempDir(), "repeated-audit.log")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for c := 0; c < copies; c++ {
+		prefix := fmt.Sprintf(`"auditID":"%08x`, c)
+		for _, l := range lines {
+			w.WriteString(id.ReplaceAllLiteralString(l, prefix))
+			w.WriteByte('\n')
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

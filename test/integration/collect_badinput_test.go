@@ -70,7 +70,7 @@ func TestCollectBadInput(t *testing.T) {
 		file.WriteByte('\n')
 	}
 	// Its own address: kube-apiserver does not post here, the test does.
-	hookAddr := freeAddr(t)
+	hookAddr := testenv.FreeAddr(t)
 	e := newCollectEnv(t, "bad", brokers, k, colOpts{
 		webhookListen: hookAddr, tailPaths: []string{logPath}, startAt: "beginning",
 	})
@@ -134,7 +134,7 @@ func TestCollectBadInput(t *testing.T) {
 		id("hook-20mb") + ":ResponseComplete": "audit-webhook", id("hook-good-2") + ":ResponseComplete": "audit-webhook",
 	}
 	var audit []kafka.Message
-	colWait(t, "the good records on the audit topic", 2*time.Minute, func() bool {
+	testenv.WaitFor(t, "the good records on the audit topic", 2*time.Minute, func() bool {
 		audit = testenv.ReadTopic(t, e.broker, e.topics.audit)
 		got := 0
 		for _, m := range audit {

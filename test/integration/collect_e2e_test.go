@@ -73,7 +73,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 
 	// kill -9 mid-stream, then restart with the same config.
 	killAt := int64(n * 4 / 10)
-	colWait(t, fmt.Sprintf("%d requests made", killAt), 5*time.Minute, func() bool { return d.count.Load() >= killAt })
+	testenv.WaitFor(t, fmt.Sprintf("%d requests made", killAt), 5*time.Minute, func() bool { return d.count.Load() >= killAt })
 	inFlight := e.metric("kubesift_collector_webhook_in_flight")
 	a.Kill()
 	tKill := time.Now()
@@ -100,7 +100,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 	var want []string
 	var pc pathCopies
 	waitStart := time.Now()
-	colWait(t, "every audit record of the test's requests on the audit topic from both paths", 5*time.Minute, func() bool {
+	testenv.WaitFor(t, "every audit record of the test's requests on the audit topic from both paths", 5*time.Minute, func() bool {
 		want = sortedIDs(logw.records(t, d.ua))
 		if int64(len(want)) < driven {
 			return false // kube-apiserver writes the log before answering, so this holds at once

@@ -74,7 +74,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 	t.Helper()
 	prefix := fmt.Sprintf("it-collect-%s-%d", name, time.Now().UnixNano())
 	e := &collectEnv{
-		t: t, broker: brokers[0], dir: t.TempDir(), metrics: freeAddr(t),
+		t: t, broker: brokers[0], dir: t.TempDir(), metrics: testenv.FreeAddr(t),
 		topics: colTopics{audit: prefix + ".audit", events: prefix + ".events", objects: prefix + ".objects",
 			alerts: prefix + ".alerts", dlq: prefix + ".dlq"},
 	}
@@ -124,7 +124,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 func (e *collectEnv) start(name string) *testenv.Proc {
 	e.t.Helper()
 	p := testenv.Start(e.t, name, nil, "collect", "-c", e.cfgPath)
-	colWait(e.t, name+" ready", time.Minute, func() bool {
+	testenv.WaitFor(e.t, name+" ready", time.Minute, func() bool {
 		if p.Exited() {
 			e.t.Fatalf("%s exited during start-up:\n%s", name, testenv.Tail(p.LogPath, 30))
 		}
@@ -147,18 +147,6 @@ func (e *collectEnv) metric(name string, labels ...string) float64 {
 		return -1
 	}
 	return testenv.Sum(m, name, labels...)
-}
-
-// colWait polls cond every 200 ms until it holds or timeout passes.
-func colWait(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // ---------------------------------------------------------------- Kafka

@@ -128,7 +128,7 @@ func TestCollectKafkaOutage(t *testing.T) {
 		t.Fatalf("driving the API server: %v", err)
 	}
 	driven := d.count.Load()
-	colWait(t, "the spool drained", 5*time.Minute, func() bool {
+	testenv.WaitFor(t, "the spool drained", 5*time.Minute, func() bool {
 		return e.metric("kubesift_collector_spool_bytes") == 0 && e.metric("kubesift_collector_publish_spooling") == 0
 	})
 	close(stopSampling)
@@ -136,7 +136,7 @@ func TestCollectKafkaOutage(t *testing.T) {
 
 	var want []string
 	var pc pathCopies
-	colWait(t, "every audit record of the test's requests on the audit topic from both paths", 5*time.Minute, func() bool {
+	testenv.WaitFor(t, "every audit record of the test's requests on the audit topic from both paths", 5*time.Minute, func() bool {
 		want = sortedIDs(logw.records(t, d.ua))
 		if int64(len(want)) < driven {
 			return false

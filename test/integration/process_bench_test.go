@@ -249,7 +249,7 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float6
 	}
 	e.produce(0, n)
 	want := float64(n + pipelinetest.Alerting(n))
-	addr := freeAddr(b)
+	addr := testenv.FreeAddr(b)
 	// KUBESIFT_BENCH_PROCESSOR_EXTRA is YAML appended under processor:
 	// (two-space indented), for tuning runs, e.g. a larger
 	// max_in_flight_messages; both sides are otherwise configured alike.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -133,22 +132,12 @@ func quoteAll(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startProcessor runs `kubesift process` as a child process and waits until
 // it serves /readyz (it has joined the group). It returns the process and
 // its metrics address.
 func (e *procEnv) startProcessor(name string, setup bool, extraProcessor string) (*testenv.Proc, string) {
 	e.t.Helper()
-	addr := freeAddr(e.t)
+	addr := testenv.FreeAddr(e.t)
 	args := []string{"process", "-c", e.config(name, addr, extraProcessor)}
 	if setup {
 		args = append(args, "--setup")

@@ -365,29 +365,13 @@ sink:
 // document in the output is whole.
 func TestRunInterrupt(t *testing.T) {
 	testenv.Short(t)
-	src, err := os.ReadFile(filepath.Join(testenv.Root(), "examples", "scenario", "audit.log"))
+	src := filepath.Join(testenv.Root(), "examples", "scenario", "audit.log")
+	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 100 copies of the scenario, each with its own audit IDs.
-	lines := strings.Split(strings.TrimSpace(string(src)), "\n")
-	id := regexp.MustCompile(`"auditID":"[0-9a-f]{8}`)
-	big := filepath.Join(t.TempDir(), "big.log")
-	f, err := os.Create(big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	for c := 0; c < 100; c++ {
-		for _, l := range lines {
-			w.WriteString(id.ReplaceAllString(l, fmt.Sprintf(`"auditID":"%08x`, c)))
-			w.WriteByte('\n')
-		}
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	lines := strings.Count(strings.TrimSpace(string(data)), "\n") + 1
+	big := testenv.RepeatAuditLog(t, src, 100) // 100 copies, each with its own audit IDs
 
 	out := filepath.Join(t.TempDir(), "out")
 	p := testenv.Start(t, "run-interrupt", nil, "run", "--quiet", "--out", out, big)
@@ -421,7 +405,7 @@ func TestRunInterrupt(t *testing.T) {
 		t.Errorf("no interrupted summary:\n%s", log)
 	}
 	docs := ndjsonDocs(t, auditFile) // fails on a torn line
-	if len(docs) == 0 || len(docs) >= 100*len(lines) {
+	if len(docs) == 0 || len(docs) >= 100*lines {
 		t.Fatalf("%d documents: the interrupt came too late to test anything", len(docs))
 	}
 	// The summary counts what the store acknowledged; the file has that.
@@ -472,7 +456,7 @@ current-context: ground
 	if _, err := cs.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	colWait(t, "the crash-loop alert on the console", time.Minute, func() bool {
+	testenv.WaitFor(t, "the crash-loop alert on the console", time.Minute, func() bool {
 		return strings.Contains(testenv.Tail(p.LogPath, 100000), "crashloop-backoff") &&
 			strings.Contains(testenv.Tail(p.LogPath, 100000), ns+"/web-0")
 	})
