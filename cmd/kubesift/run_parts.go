@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/kubesift/kubesift/collector/replay"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
+	"github.com/kubesift/kubesift/internal/logging"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
@@ -106,11 +108,7 @@ func (c *countingWriter) Add(ctx context.Context, d sink.Doc, done func(sink.Res
 func (c *countingWriter) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.byIndex))
-	for k, v := range c.byIndex {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.byIndex)
 }
 
 // runNotifier is `kubesift notify` without Elasticsearch: the alerts
@@ -395,18 +393,10 @@ type terminal struct {
 }
 
 func newTerminal(out, errw io.Writer, mode string) *terminal {
-	tty := isTerminal(errw)
+	tty := logging.IsTerminal(errw)
 	return &terminal{out: out, err: errw, live: mode != "never" && tty, periodic: mode == "always" && !tty}
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
 
 type writerFunc func([]byte) (int, error)
 
