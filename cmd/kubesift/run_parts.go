@@ -397,7 +397,6 @@ func newTerminal(out, errw io.Writer, mode string) *terminal {
 	return &terminal{out: out, err: errw, live: mode != "never" && tty, periodic: mode == "always" && !tty}
 }
 
-
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
