@@ -129,6 +129,11 @@ func tuneForOneProcess(cfg *config.Config) {
 	p.DrainTimeout, p.CommitInterval, p.FetchMaxWait = 1500*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
 	p.Produce.RetryBackoff, p.Produce.RetryMaxBackoff = 50*time.Millisecond, time.Second
 	cfg.Publish.BatchTimeout = 5 * time.Millisecond
+	// The sources' own shutdown graces must fit in the 5 s Ctrl-C promises
+	// (the defaults, 10-20 s, suit a pod's terminationGracePeriod).
+	c := &cfg.Collector
+	c.Events.ShutdownGrace = min(c.Events.ShutdownGrace, time.Second)
+	c.AuditWebhook.ShutdownGrace = min(c.AuditWebhook.ShutdownGrace, time.Second)
 }
 
 // runAll wires and runs the whole pipeline; see newRunCommand.
@@ -369,10 +374,18 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 		}
 	}
 
-	// Shut down in order, within runShutdownBudget.
+	// Shut down in order, within runShutdownBudget: the sources, then the
+	// publisher's flush, the dead letters, the processor and notifier. On
+	// a signal there is no waiting for the pipeline to take what the
+	// publisher flushes: it drains what it has in flight meanwhile.
 	stopSources()
 	srcWG.Wait()
-	cctx, cancel := context.WithTimeout(context.Background(), runShutdownBudget/2)
+	flushBudget, dlBudget := runShutdownBudget/2, time.Second
+	if interrupted {
+		flushBudget, dlBudget = time.Second, 500*time.Millisecond
+		stopPipeline()
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), flushBudget)
 	if err := pub.Close(cctx); err != nil {
 		log.Warn("closing the publisher", "err", err)
 	}
@@ -382,7 +395,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	if broker != nil && files != nil {
 		// The embedded broker's dead-letter topic ends with the process:
 		// keep its messages beside the documents.
-		dctx, dcancel := context.WithTimeout(context.Background(), time.Second)
+		dctx, dcancel := context.WithTimeout(context.Background(), dlBudget)
 		dlFile = filepath.Join(o.out, "dead-letters.ndjson")
 		dlCount, err = saveDeadLetters(dctx, cfg.Kafka.Brokers[0], cfg.Kafka.Topics.DLQ, dlFile)
 		dcancel()

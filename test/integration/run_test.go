@@ -401,8 +401,8 @@ func TestRunInterrupt(t *testing.T) {
 		t.Fatalf("exited %v after SIGINT, want <= 5s", took)
 	}
 	log := testenv.Tail(p.LogPath, 200)
-	if !strings.Contains(log, "kubesift run interrupted") {
-		t.Errorf("no interrupted summary:\n%s", log)
+	if !strings.Contains(log, "kubesift run interrupted") || strings.Contains(log, "shutdown took too long") {
+		t.Errorf("not an orderly shutdown with its summary:\n%s", log)
 	}
 	docs := ndjsonDocs(t, auditFile) // fails on a torn line
 	if len(docs) == 0 || len(docs) >= 100*lines {
@@ -467,5 +467,9 @@ current-context: ground
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Fatalf("exit = %v, want status 130 after SIGINT", err)
+	}
+	// An orderly stop, not the 4.5 s safety exit.
+	if log := testenv.Tail(p.LogPath, 200); strings.Contains(log, "shutdown took too long") || !strings.Contains(log, "kubesift run interrupted") {
+		t.Fatalf("not an orderly shutdown:\n%s", log)
 	}
 }
