@@ -200,7 +200,7 @@ func TestAuditPolicyRealAPIServer(t *testing.T) {
 
 	// The collector: webhook receiver (mTLS with the ground's audit PKI) and
 	// tail of the new server's log, to topics of this run.
-	webhookAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	webhookAddr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	auditLog := filepath.Join(dir, "audit.log")
 	prefix := "deploy-audit-" + run
 	topics := map[string]string{}
@@ -236,7 +236,7 @@ publish:
 	cfgPath := filepath.Join(dir, "collector.yaml")
 	writeFile(t, cfgPath, cfg)
 	col := testenv.Start(t, "collect", nil, "collect", "-c", cfgPath)
-	waitFor(t, "collector /readyz", time.Minute, func() bool {
+	testenv.WaitFor(t, "collector /readyz", time.Minute, func() bool {
 		if col.Exited() {
 			t.Fatalf("collector exited:\n%s", testenv.Tail(col.LogPath, 30))
 		}
@@ -257,7 +257,7 @@ publish:
 	})
 	writeFile(t, filepath.Join(dir, "webhook.kubeconfig"), kubeconfig)
 
-	apiAddr := freeAddr(t)
+	apiAddr := testenv.FreeAddr(t)
 	_, port, _ := strings.Cut(apiAddr, ":")
 	etcdPrefix := "/kubesift-test-deploy-" + run
 	t.Cleanup(func() { deleteEtcdPrefix(t, etcd, etcdPrefix) })
@@ -287,7 +287,7 @@ publish:
 			TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}, Timeout: 30 * time.Second}
 	}
 	admin := kubernetes.NewForConfigOrDie(conf("deploy-admin"))
-	waitFor(t, "second kube-apiserver ready", 3*time.Minute, func() bool {
+	testenv.WaitFor(t, "second kube-apiserver ready", 3*time.Minute, func() bool {
 		if api.exited() {
 			t.Fatalf("kube-apiserver exited:\n%s", testenv.Tail(api.log, 40))
 		}

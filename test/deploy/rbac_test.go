@@ -165,7 +165,7 @@ func TestCollectorRBAC(t *testing.T) {
 			}
 			// Grants take effect once the RBAC authorizer's informers saw
 			// them: wait for the first allowed answer.
-			waitFor(t, "RBAC of "+r.name+" in effect", 30*time.Second, func() bool {
+			testenv.WaitFor(t, "RBAC of "+r.name+" in effect", 30*time.Second, func() bool {
 				return c.allowed(t, colUser, colGroups, allow[0])
 			})
 			for _, a := range allow {
