@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -315,5 +318,94 @@ func TestReadmeMainJob(t *testing.T) {
 	}
 	if got := printedCounts(stdout); !sameCounts(got, want) {
 		t.Fatalf("printed alerts %v\nwant (expected-alerts.tsv) %v", got, want)
+	}
+}
+
+// TestRunConfiguredReceiverAndDeadLetters: alerts go to the configured
+// receivers beside the console (here a webhook taking the high ones), and
+// an undecodable line ends in <out>/dead-letters.ndjson with its headers
+// while the rest of the file is processed.
+func TestRunConfiguredReceiverAndDeadLetters(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Alerts []rules.Alert `json:"alerts"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, a := range p.Alerts {
+			if r.URL.Path == "/security" {
+				got[a.RuleID]++
+			}
+		}
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+notify:
+  route:
+    receiver: others
+    group_by: [cluster, rule_id]
+    group_wait: 0s
+    group_interval: 1s
+    repeat_interval: 1h
+    routes:
+      - {matchers: ['severity="high"'], receiver: security}
+  receivers:
+    - name: security
+      webhook_configs: [{url: %q}]
+    - name: others
+      webhook_configs: [{url: %q}]
+`, srv.URL+"/security", srv.URL+"/others")), "run.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample, err := os.ReadFile(sampleAuditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "with-bad-line.log")
+	if err := os.WriteFile(in, append([]byte("{\"kind\":\"Event\",\"auditID\": oops\n"), sample...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var stdout, stderr syncBuffer
+	o := &runOptions{paths: []string{in}, out: out, progress: "never", stdout: &stdout, stderr: &stderr}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := runAll(ctx, cfg, o, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	mu.Lock()
+	want := map[string]int{"cluster-admin-binding": 1, "privileged-container": 1}
+	if !sameCounts(got, want) {
+		t.Errorf("webhook received %v, want %v", got, want)
+	}
+	mu.Unlock()
+	if printed := printedCounts(stdout.String()); len(printed) < 5 {
+		t.Errorf("the console no longer prints every alert beside the receivers: %v", printed)
+	}
+	// The bad line is a dead letter with where it came from; the 40 good
+	// records are indexed.
+	b, err := os.ReadFile(filepath.Join(out, "dead-letters.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl deadLetterLine
+	if err := json.Unmarshal(bytes.TrimSpace(b), &dl); err != nil {
+		t.Fatalf("dead-letters.ndjson: %v\n%s", err, b)
+	}
+	if dl.Headers["kubesift-dlq-line"] != "1" || !strings.HasSuffix(dl.Headers["kubesift-dlq-origin"], "with-bad-line.log") || !strings.Contains(dl.Value, "oops") {
+		t.Errorf("dead letter %+v", dl)
+	}
+	if n := lineCount(t, filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")); n != 40 {
+		t.Errorf("%d audit documents, want the 40 good lines", n)
+	}
+	if !strings.Contains(stdout.String(), "dead letters  1") {
+		t.Errorf("summary does not count the dead letter:\n%s", stdout.String())
 	}
 }
