@@ -184,13 +184,14 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	// keeps the embedded broker's log on disk, so what the collector has
 	// acknowledged upstream (a watched Event) survives a restart of run.
 	var broker *kfake.Cluster
+	persistent := live || o.follow
 	if len(cfg.Kafka.Brokers) == 0 {
 		t := cfg.Kafka.Topics
 		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, t.Audit, t.Events, t.Objects, t.Alerts, t.DLQ),
 			// The collector's size policy caps records, not Kafka: take
 			// what a real cluster configured for kubesift takes.
 			kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(64 << 20)})}
-		if live || o.follow {
+		if persistent {
 			opts = append(opts, kfake.DataDir(filepath.Join(stateDir, "kafka")))
 		}
 		if broker, err = kfake.NewCluster(opts...); err != nil {
@@ -397,7 +398,11 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 		// keep its messages beside the documents.
 		dctx, dcancel := context.WithTimeout(context.Background(), dlBudget)
 		dlFile = filepath.Join(o.out, "dead-letters.ndjson")
-		dlCount, err = saveDeadLetters(dctx, cfg.Kafka.Brokers[0], cfg.Kafka.Topics.DLQ, dlFile)
+		mark := ""
+		if persistent {
+			mark = filepath.Join(stateDir, "dead-letters.next")
+		}
+		dlCount, err = saveDeadLetters(dctx, cfg.Kafka.Brokers[0], cfg.Kafka.Topics.DLQ, dlFile, mark)
 		dcancel()
 		if err != nil {
 			log.Warn("saving the dead letters", "err", err)

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -226,7 +228,6 @@ func waitDrained(ctx context.Context, cfg *config.Config, pub *publish.Publisher
 	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	var lastErr error
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,7 +241,8 @@ func waitDrained(ctx context.Context, cfg *config.Config, pub *publish.Publisher
 		for _, g := range groups {
 			lag, err := groupLag(ctx, cl, g.id, g.topics)
 			if err != nil {
-				lastErr = err
+				// Transient (a group still joining, a coordinator
+				// moving): asked again at the next tick.
 				done = false
 				log.Debug("waiting for the pipeline to drain", "group", g.id, "err", err)
 				break
@@ -254,7 +256,6 @@ func waitDrained(ctx context.Context, cfg *config.Config, pub *publish.Publisher
 		if done {
 			return nil
 		}
-		_ = lastErr // transient answers (a group still joining) are retried
 	}
 }
 
@@ -325,18 +326,29 @@ type deadLetterLine struct {
 	ValueBase64 []byte `json:"value_base64,omitempty"`
 }
 
-// saveDeadLetters appends every message of the (single-partition,
-// embedded) dead-letter topic to path and returns how many there were. No
-// file is written when there are none.
-func saveDeadLetters(ctx context.Context, broker, topic, path string) (int, error) {
+// saveDeadLetters appends the messages of the (single-partition, embedded)
+// dead-letter topic to path and returns how many it wrote. For a broker
+// that keeps its log on disk (live sources), mark names the file holding
+// the next offset to save (written by atomic rename), so the next run does
+// not append the old dead letters again; "" for an in-memory broker, whose
+// topic starts empty. No file is written when there are none.
+func saveDeadLetters(ctx context.Context, broker, topic, path, mark string) (int, error) {
 	conn, err := kafka.DialLeader(ctx, "tcp", broker, topic, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
 	first, last, err := conn.ReadOffsets()
-	if err != nil || last <= first {
+	if err != nil {
 		return 0, err
+	}
+	if b, err := os.ReadFile(mark); mark != "" && err == nil {
+		if next, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && next > first && next <= last {
+			first = next
+		}
+	}
+	if last <= first {
+		return 0, nil
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetReadDeadline(dl)
@@ -351,18 +363,20 @@ func saveDeadLetters(ctx context.Context, broker, topic, path string) (int, erro
 	enc := json.NewEncoder(f)
 	n := 0
 	batch := conn.ReadBatch(1, 64<<20)
-	for off := first; off < last; off++ {
+	for next := first; next < last; {
 		m, err := batch.ReadMessage()
+		if errors.Is(err, io.EOF) {
+			// The batch ended before the high watermark: fetch the next.
+			_ = batch.Close()
+			batch = conn.ReadBatch(1, 64<<20)
+			continue
+		}
 		if err != nil {
 			_ = batch.Close()
-			if errors.Is(err, io.EOF) {
-				batch = conn.ReadBatch(1, 64<<20)
-				off--
-				continue
-			}
 			_ = f.Close()
 			return n, err
 		}
+		next = m.Offset + 1
 		line := deadLetterLine{Offset: m.Offset, Time: m.Time.UTC(), Key: string(m.Key), Headers: map[string]string{}}
 		for _, h := range m.Headers {
 			line.Headers[h.Key] = string(h.Value)
@@ -373,13 +387,32 @@ func saveDeadLetters(ctx context.Context, broker, topic, path string) (int, erro
 			line.ValueBase64 = m.Value
 		}
 		if err := enc.Encode(&line); err != nil {
+			_ = batch.Close()
 			_ = f.Close()
 			return n, err
 		}
 		n++
 	}
 	_ = batch.Close()
-	return n, f.Close()
+	if err := f.Close(); err != nil {
+		return n, err
+	}
+	if mark == "" {
+		return n, nil
+	}
+	return n, writeMark(mark, last)
+}
+
+// writeMark records the next dead-letter offset to save, by atomic rename.
+func writeMark(path string, next int64) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(next, 10)+"\n"), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // terminal shares stdout (alerts, summary) and stderr (the progress line)

@@ -409,3 +409,55 @@ notify:
 		t.Errorf("summary does not count the dead letter:\n%s", stdout.String())
 	}
 }
+
+// TestRunFollowKeepsDeadLettersOnce: with --follow the embedded broker keeps
+// its log under --out, so its dead-letter topic still holds the first run's
+// dead letter in the second run; dead-letters.ndjson must not get it twice.
+func TestRunFollowKeepsDeadLettersOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two runs of a few seconds")
+	}
+	sample, err := os.ReadFile(sampleAuditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.log")
+	if err := os.WriteFile(bad, append([]byte("{\"kind\":\"Event\",\"auditID\": oops\n"), sample...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	auditFile := filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")
+	for i, in := range []string{bad, sampleAuditPath} {
+		cfg := config.Default()
+		var stdout, stderr syncBuffer
+		o := &runOptions{paths: []string{in}, out: out, follow: true, progress: "never", stdout: &stdout, stderr: &stderr}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- runAll(ctx, &cfg, o, slog.New(slog.DiscardHandler)) }()
+		// Following never ends by itself: stop once the run has processed
+		// its file (the first writes 40 documents; the second finds them).
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(stdout.String(), "cluster-admin-binding") {
+			if time.Now().After(deadline) {
+				t.Fatalf("run %d printed no alert in 30s:\n%s", i+1, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if i == 0 {
+			testenv.WaitFor(t, "40 documents", 30*time.Second, func() bool {
+				_, err := os.Stat(auditFile)
+				return err == nil && lineCount(t, auditFile) == 40
+			})
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatalf("run %d: a cancelled run returned nil", i+1)
+		}
+	}
+	if n := lineCount(t, filepath.Join(out, "dead-letters.ndjson")); n != 1 {
+		t.Fatalf("dead-letters.ndjson has %d lines after two runs, want the one dead letter once", n)
+	}
+	if n := lineCount(t, auditFile); n != 40 {
+		t.Fatalf("%d audit documents, want 40", n)
+	}
+}
