@@ -128,10 +128,12 @@ func silenceFor(t *testing.T, dur time.Duration, matchers ...string) Silence {
 // does not; and a silence stops suppressing when its time is up.
 func TestSilencesSurviveRestart(t *testing.T) {
 	index := testIndex(t)
+	// The store first: opening it waits for the test ground's shared lock,
+	// which a fault test (Elasticsearch stopped for 2 minutes) may hold;
+	// the deadline is for the test's own calls, not for that wait.
+	before := NewSilencer(esStore(t, index), time.Minute, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-
-	before := NewSilencer(esStore(t, index), time.Minute, nil)
 	if err := before.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
