@@ -61,16 +61,6 @@ func (p *memPublisher) got() string {
 	return strings.Join(p.ids, " ")
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // selfSigned writes a self-signed serving certificate for 127.0.0.1.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
@@ -107,7 +97,7 @@ func TestCollectRunsBothSources(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("hook-token\n"), 0o600)
 	logFile := filepath.Join(dir, "audit.log")
 	os.WriteFile(logFile, []byte(fmt.Sprintf(auditEvent, "tail-1")+"\n"), 0o644)
-	hookAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	hookAddr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "collector.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`cluster: {name: test-cluster}
 server: {listen: %q}
@@ -289,7 +279,7 @@ func TestCollectStartsWithTheRealPublisher(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("hook-token\n"), 0o600)
 	logFile := filepath.Join(dir, "audit.log")
 	os.WriteFile(logFile, nil, 0o644)
-	hookAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	hookAddr, metricsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "collector.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`cluster: {name: test-cluster}
 server: {listen: %q}
