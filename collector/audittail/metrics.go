@@ -5,6 +5,8 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/obs"
 )
 
 // Source is the DeadLetter.Source and the "source" metric label of the tail.
@@ -54,12 +56,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Errors opening, reading or inspecting a followed file (retried).",
 		}, []string{"path"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.lag, m.rotations, m.gaps, m.positionWrites, m.retries, m.readErrors} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("audit tail: register metrics: %w", err)
-			}
-		}
+	if err := obs.Register(reg, m.lag, m.rotations, m.gaps, m.positionWrites, m.retries, m.readErrors); err != nil {
+		return nil, fmt.Errorf("audit tail: register metrics: %w", err)
 	}
 	m.received = received.WithLabelValues(Source)
 	m.rejected = rejected.MustCurryWith(prometheus.Labels{"source": Source})

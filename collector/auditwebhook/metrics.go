@@ -5,6 +5,8 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/obs"
 )
 
 // Source is the DeadLetter.Source and the "source" metric label of this
@@ -41,12 +43,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.inFlight, m.duration} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
-			}
-		}
+	if err := obs.Register(reg, m.requests, m.inFlight, m.duration); err != nil {
+		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
 	m.received = received.WithLabelValues(Source)
 	m.rejected = rejected.MustCurryWith(prometheus.Labels{"source": Source})

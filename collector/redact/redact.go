@@ -61,6 +61,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/obs"
 	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
@@ -218,12 +220,8 @@ func New(rc config.RedactionConfig, sc config.SizeConfig, deadLetterMax int, reg
 	// introduced by ?, &, white space or the JSON escape \u0026, its value up
 	// to the next separator.
 	s.paramsRe = regexp.MustCompile(`(?i)((?:^|[?&\s]|\\u0026)(?:` + strings.Join(quoted, "|") + `)=)[^&"\\\s]*`)
-	if reg != nil {
-		for _, c := range []prometheus.Collector{s.redacted, s.truncated, s.oversize, s.dlScrubbed} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("redaction: register metrics: %w", err)
-			}
-		}
+	if err := obs.Register(reg, s.redacted, s.truncated, s.oversize, s.dlScrubbed); err != nil {
+		return nil, fmt.Errorf("redaction: register metrics: %w", err)
 	}
 	for _, kn := range kindNames {
 		s.redacted.WithLabelValues(kn.name) // export every kind at 0

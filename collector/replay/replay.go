@@ -345,12 +345,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		files:        c("files_total", "Files replayed to the end."),
 		backpressure: c("backpressure_total", "Publish attempts refused with backpressure and retried."),
 	}
-	if reg != nil {
-		for _, col := range []prometheus.Collector{m.records, m.rejected, m.files, m.backpressure} {
-			if err := reg.Register(col); err != nil {
-				return nil, fmt.Errorf("replay: metrics: %w", err)
-			}
-		}
+	if err := obs.Register(reg, m.records, m.rejected, m.files, m.backpressure); err != nil {
+		return nil, fmt.Errorf("replay: metrics: %w", err)
 	}
 	return m, nil
 }

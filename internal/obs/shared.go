@@ -9,6 +9,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Register registers every collector with reg and returns the first
+// refusal (a duplicate name, an invalid descriptor). A nil reg registers
+// nothing: a component built without a registry keeps its metrics private.
+func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RegisterShared registers c, or returns the identical collector another
 // component registered first: several sources of one process count into the
 // same series (e.g. kubesift_collector_received_total{source=…}).

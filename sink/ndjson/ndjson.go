@@ -50,6 +50,8 @@ import (
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/obs"
+
 	"github.com/kubesift/kubesift/sink"
 )
 
@@ -513,13 +515,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kubesift_sink_ndjson_buffered_bytes", Help: "Bytes accepted and not yet written (bounded by the buffer size).",
 		}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, col := range []prometheus.Collector{m.indexed, m.duplicate, m.rejected, m.blocked, m.writeErrors, m.buffered} {
-		if err := reg.Register(col); err != nil {
-			return nil, fmt.Errorf("ndjson: metrics: %w", err)
-		}
+	if err := obs.Register(reg, m.indexed, m.duplicate, m.rejected, m.blocked, m.writeErrors, m.buffered); err != nil {
+		return nil, fmt.Errorf("ndjson: metrics: %w", err)
 	}
 	return m, nil
 }

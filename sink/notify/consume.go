@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/pipeline"
@@ -139,12 +141,8 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	if o.Registerer != nil {
-		for _, col := range []prometheus.Collector{c.consumed, c.commits} {
-			if err := o.Registerer.Register(col); err != nil {
-				return nil, fmt.Errorf("notify consumer metrics: %w", err)
-			}
-		}
+	if err := obs.Register(o.Registerer, c.consumed, c.commits); err != nil {
+		return nil, fmt.Errorf("notify consumer metrics: %w", err)
 	}
 	return c, nil
 }

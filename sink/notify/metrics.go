@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/obs"
 )
 
 // Metrics are the notifier's counters. The zero value is not usable; use
@@ -45,12 +47,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Aggregation groups held in memory.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.alerts, m.notifications, m.retries, m.evictions, m.postponed, m.groups} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("notify metrics: %w", err)
-			}
-		}
+	if err := obs.Register(reg, m.alerts, m.notifications, m.retries, m.evictions, m.postponed, m.groups); err != nil {
+		return nil, fmt.Errorf("notify metrics: %w", err)
 	}
 	return m, nil
 }
