@@ -115,7 +115,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func appendStringMap(b []byte, m map[string]string) []byte {
+// appendMap writes m as a JSON object with sorted keys, each value by
+// value (appendString for map[string]string, appendStrings for
+// map[string][]string).
+func appendMap[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
 	b = append(b, '{')
 	for i, k := range sortedKeys(m) {
 		if i > 0 {
@@ -123,20 +126,7 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		}
 		b = appendString(b, k)
 		b = append(b, ':')
-		b = appendString(b, m[k])
-	}
-	return append(b, '}')
-}
-
-func appendStringsMap(b []byte, m map[string][]string) []byte {
-	b = append(b, '{')
-	for i, k := range sortedKeys(m) {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k)
-		b = append(b, ':')
-		b = appendStrings(b, m[k])
+		b = value(b, m[k])
 	}
 	return append(b, '}')
 }
@@ -187,6 +177,14 @@ func (o *jsonObj) time(name string, t time.Time) bool {
 	var ok bool
 	o.b, ok = appendTime(o.b, t)
 	return ok
+}
+
+// intOmit is an integer member with omitempty.
+func (o *jsonObj) intOmit(name string, v int64) {
+	if v != 0 {
+		o.key(name)
+		o.b = strconv.AppendInt(o.b, v, 10)
+	}
 }
 
 // timePtr is a *time.Time member with omitempty.
@@ -270,10 +268,7 @@ func (e *event) appendJSON(b []byte) ([]byte, bool) {
 	if !o.timePtr("created", e.Created) || !o.time("ingested", e.Ingested) {
 		return nil, false
 	}
-	if e.Severity != 0 {
-		o.key("severity")
-		o.b = strconv.AppendInt(o.b, int64(e.Severity), 10)
-	}
+	o.intOmit("severity", int64(e.Severity))
 	return o.close(), true
 }
 
@@ -339,10 +334,7 @@ func (k *auditFields) appendJSON(b []byte) ([]byte, bool) {
 	if s := k.ResponseStatus; s != nil {
 		o.key("responseStatus")
 		s2 := openObj(o.b)
-		if s.Code != 0 {
-			s2.key("code")
-			s2.b = strconv.AppendInt(s2.b, int64(s.Code), 10)
-		}
+		s2.intOmit("code", int64(s.Code))
 		s2.strOmit("status", s.Status)
 		s2.strOmit("message", s.Message)
 		s2.strOmit("reason", s.Reason)
@@ -362,7 +354,7 @@ func (k *auditFields) appendJSON(b []byte) ([]byte, bool) {
 	}
 	if len(k.Annotations) > 0 {
 		o.key("annotations")
-		o.b = appendStringMap(o.b, k.Annotations)
+		o.b = appendMap(o.b, k.Annotations, appendString)
 	}
 	return o.close(), true
 }
@@ -374,7 +366,7 @@ func (u *auditUser) appendJSON(b []byte) []byte {
 	o.stringsOmit("groups", u.Groups)
 	if len(u.Extra) > 0 {
 		o.key("extra")
-		o.b = appendStringsMap(o.b, u.Extra)
+		o.b = appendMap(o.b, u.Extra, appendStrings)
 	}
 	return o.close()
 }
