@@ -134,9 +134,11 @@ func benchWriter(b *testing.B, brokers []string) {
 	b.ReportMetric(float64(size)/distinct*float64(b.N)/el.Seconds()/1e6, "MB/s")
 }
 
-func benchCollect(b *testing.B, brokers []string) {
-	dir := b.TempDir()
-	logPath := filepath.Join(dir, "audit.log")
+// writeBenchLog writes b.N distinct audit lines (benchLine) to a new audit
+// log and returns its path and size in bytes.
+func writeBenchLog(b *testing.B) (string, int64) {
+	b.Helper()
+	logPath := filepath.Join(b.TempDir(), "audit.log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
@@ -151,7 +153,14 @@ func benchCollect(b *testing.B, brokers []string) {
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return logPath, size
+}
+
+func benchCollect(b *testing.B, brokers []string) {
+	logPath, size := writeBenchLog(b)
 	e := newCollectEnv(b, "bench", brokers, testenv.Kube{}, colOpts{tailPaths: []string{logPath}, startAt: "beginning",
 		tailExtra: os.Getenv("KUBESIFT_BENCH_TAIL_YAML")})
 
@@ -221,23 +230,8 @@ func procCPUSeconds(pid int) float64 {
 func BenchmarkInProcessTailToKafka(b *testing.B) {
 	testenv.Short(b)
 	brokers := testenv.KafkaBrokers(b)
+	logPath, size := writeBenchLog(b)
 	dir := b.TempDir()
-	logPath := filepath.Join(dir, "audit.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	var size int64
-	for i := range b.N {
-		n, _ := w.WriteString(benchLine(i))
-		w.WriteByte('\n')
-		size += int64(n + 1)
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
 
 	cfg := config.Default()
 	topic := fmt.Sprintf("it-bench-inproc-%d", time.Now().UnixNano())
