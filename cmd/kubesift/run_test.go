@@ -26,25 +26,6 @@ import (
 
 const sampleAuditPath = "sample/audit.log"
 
-// syncBuffer is a bytes.Buffer safe for the console's and the test's
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // evalCounts is what `kubesift rules eval` raises on files, by rule: the
 // expected alerts of a run over them.
 func evalCounts(t *testing.T, files ...string) map[string]int {
@@ -122,7 +103,7 @@ func lineCount(t *testing.T, path string) int {
 func runForTest(t *testing.T, ctx context.Context, out string, paths ...string) (string, error) {
 	t.Helper()
 	cfg := config.Default()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	o := &runOptions{paths: paths, out: out, progress: "never", stdout: &stdout, stderr: &stderr}
 	err := runAll(ctx, &cfg, o, slog.New(slog.NewTextHandler(&stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if t.Failed() || err != nil {
@@ -191,7 +172,7 @@ func TestRunBadInvocations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
-			var b syncBuffer
+			var b testenv.Buffer
 			o := &runOptions{paths: tc.paths, out: t.TempDir(), progress: "never", stdout: &b, stderr: &b}
 			if tc.mod != nil {
 				tc.mod(o)
@@ -262,7 +243,7 @@ func TestRunCancelled(t *testing.T) {
 // read, published, indexed, alerts) even when stderr is not a terminal.
 func TestRunProgressLine(t *testing.T) {
 	cfg := config.Default()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	o := &runOptions{paths: []string{sampleAuditPath}, out: t.TempDir(), progress: "always", stdout: &stdout, stderr: &stderr}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -373,7 +354,7 @@ notify:
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	o := &runOptions{paths: []string{in}, out: out, progress: "never", stdout: &stdout, stderr: &stderr}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -429,7 +410,7 @@ func TestRunFollowKeepsDeadLettersOnce(t *testing.T) {
 	auditFile := filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")
 	for i, in := range []string{bad, sampleAuditPath} {
 		cfg := config.Default()
-		var stdout, stderr syncBuffer
+		var stdout, stderr testenv.Buffer
 		o := &runOptions{paths: []string{in}, out: out, follow: true, progress: "never", stdout: &stdout, stderr: &stderr}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

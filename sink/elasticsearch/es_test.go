@@ -93,28 +93,10 @@ func count(t testing.TB, es *elasticsearch.Client, index string) int {
 	return int(getJSON(t, es, "/"+index+"/_count")["count"].(float64))
 }
 
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestSetupIsIdempotent(t *testing.T) {
 	es, cfg := realES(t)
 	ctx := context.Background()
-	var logs logBuffer
+	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	snapshot := func() string {
 		var parts []string
