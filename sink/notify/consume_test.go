@@ -291,15 +291,7 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-			DLQ: DLQWriter(w, "unused"), CommitInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rctx, stop := context.WithCancel(ctx)
-		errc := make(chan error, 2)
-		go func() { errc <- d.Run(rctx) }()
-		go func() { errc <- c.Run(rctx) }()
+		stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, 100*time.Millisecond)
 		return d, stop, errc
 	}
 	stopAll := func(stop context.CancelFunc, errc chan error) {
@@ -365,12 +357,7 @@ func TestReceiverDown60s(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // down
+	addr := testenv.FreeAddr(t) // the receiver is down
 
 	d, err := New(Options{
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(time.Second), GroupInterval: dur(2 * time.Second)}),
@@ -384,15 +371,7 @@ func TestReceiverDown60s(t *testing.T) {
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
-	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: DLQWriter(w, "unused"), CommitInterval: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 2)
-	go func() { errc <- d.Run(rctx) }()
-	go func() { errc <- c.Run(rctx) }()
+	stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, 500*time.Millisecond)
 	defer func() { stop(); <-errc; <-errc }()
 
 	const n = 120
@@ -414,7 +393,7 @@ func TestReceiverDown60s(t *testing.T) {
 
 	// Up again on the same address after 60 s.
 	time.Sleep(time.Until(down.Add(60 * time.Second)))
-	l = relisten(t, addr)
+	l := relisten(t, addr)
 	var mu sync.Mutex
 	keyOf := map[string]string{} // alert id -> idempotency key
 	count := map[string]int{}
@@ -469,4 +448,21 @@ func relisten(t *testing.T, addr string) net.Listener {
 		t.Skip(msg)
 	}
 	return l
+}
+
+// runConsumer runs d and a Consumer of topic in group (dead letters to w)
+// until stop; each of the two sends its result on errc.
+func runConsumer(t *testing.T, ctx context.Context, brokers []string, topic, group string, d *Dispatcher, w *kafka.Writer,
+	commit time.Duration) (stop context.CancelFunc, errc chan error) {
+	t.Helper()
+	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
+		DLQ: DLQWriter(w, "unused"), CommitInterval: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	errc = make(chan error, 2)
+	go func() { errc <- d.Run(rctx) }()
+	go func() { errc <- c.Run(rctx) }()
+	return stop, errc
 }
