@@ -86,7 +86,13 @@ func (d *Decoder) Next() (*Record, error) {
 			return nil, fmt.Errorf("%s: read: %w", d.name, err)
 		}
 		if dc.err != nil {
-			return nil, &DecodeError{File: d.name, Line: dc.line, Offset: dc.offset, Err: dc.err}
+			// A line the splitter read and kept for the next document is
+			// not part of the bad stretch.
+			end := d.split.offset
+			if d.split.hasPeek {
+				end = d.split.peekOff
+			}
+			return nil, &DecodeError{File: d.name, Line: dc.line, Offset: dc.offset, End: end, Err: dc.err}
 		}
 		d.decodeDocument(dc)
 	}

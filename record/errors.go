@@ -22,7 +22,11 @@ type DecodeError struct {
 	File   string
 	Line   int
 	Offset int64
-	Err    error
+	// End is where decoding resumed for a stream (Decoder.Next): the bad
+	// stretch is [Offset, End), which can span several lines (a truncated
+	// line runs on until the next document starts). 0 when unknown.
+	End int64
+	Err error
 }
 
 func (e *DecodeError) Error() string {

@@ -17,6 +17,7 @@ package replay
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -266,31 +267,26 @@ func sourceIndex(s record.Source) int {
 	return 2
 }
 
-// deadLetter makes an undecodable document durable: the bytes of its line
-// (read back from the file at the error's offset, scrubbed of anything
-// secret-looking), and the error naming the file, line and field.
+// deadLetter makes an undecodable document durable: the whole stretch the
+// decoder skipped for it, [Offset, End) — a truncated line runs on into the
+// next, and both must land here so no line falls between the records and
+// the dead letters — read back from the file (at most DeadLetterMaxBytes,
+// scrubbed of anything secret-looking; none for a gzip file, which cannot
+// be read back at an offset), and the error naming the file, line and
+// field.
 func (r *Replayer) deadLetter(ctx context.Context, f *os.File, gz bool, path string, de *record.DecodeError) error {
 	r.m.rejected.Inc()
 	var data []byte
-	if !gz && de.Offset >= 0 {
-		data = readLine(f, de.Offset, r.o.DeadLetterMaxBytes)
+	if !gz && de.Offset >= 0 && de.End > de.Offset {
+		data = make([]byte, min(de.End-de.Offset, int64(r.o.DeadLetterMaxBytes)))
+		n, _ := f.ReadAt(data, de.Offset)
+		data = bytes.TrimRight(data[:n], "\r\n")
 	}
 	r.lim.Warn(r.log, "malformed", "undecodable input sent to the dead-letter topic", "err", de.Error())
 	return r.publishDeadLetter(ctx, collector.DeadLetter{
 		Data: r.o.Sanitizer.ScrubDeadLetter(data), Source: Source, Origin: path, Offset: de.Offset, Line: de.Line,
 		Reason: de.Reason(), Error: de.Error(), Cluster: r.o.Cluster,
 	})
-}
-
-// readLine returns up to max bytes of the line starting at off.
-func readLine(f *os.File, off int64, max int) []byte {
-	buf := make([]byte, max)
-	n, _ := f.ReadAt(buf, off)
-	buf = buf[:n]
-	if i := strings.IndexByte(string(buf), '\n'); i >= 0 {
-		buf = buf[:i]
-	}
-	return buf
 }
 
 // publish hands one batch to the publisher, waiting out backpressure.

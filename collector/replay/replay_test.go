@@ -167,3 +167,33 @@ func TestReplayRedacts(t *testing.T) {
 		t.Fatal("the Secret's value reached the publisher")
 	}
 }
+
+// TestReplayTruncatedLineSwallowsNext: a line cut short runs on into the
+// next one in the decoder's eyes; the dead letter must hold both, so the
+// second line is not lost between the records and the dead letters.
+func TestReplayTruncatedLineSwallowsNext(t *testing.T) {
+	raw, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := strings.SplitN(string(raw), "\n", 2)[0]
+	data := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"cut-he` + "\n" + "garbage here\n" + good + "\n"
+	p := filepath.Join(t.TempDir(), "cut.log")
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub := &memPublisher{}
+	r, err := New(Options{Paths: []string{p}, Publisher: pub, Sanitizer: sanitizer(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.recs) != 1 || len(pub.dls) != 1 {
+		t.Fatalf("records %d dead letters %d, want 1 and 1", len(pub.recs), len(pub.dls))
+	}
+	if dl := pub.dls[0]; !strings.Contains(string(dl.Data), "cut-he") || !strings.Contains(string(dl.Data), "garbage here") || dl.Line != 1 {
+		t.Fatalf("dead letter line %d data %q: want both bad lines", dl.Line, dl.Data)
+	}
+}
