@@ -42,7 +42,13 @@ type DecodeOptions struct {
 //   - core/v1 and events.k8s.io/v1 Events, their lists, and kind: List;
 //   - JSON arrays of any of these;
 //   - Azure (AKS) diagnostic log wrappers, whose properties.log holds the event
-//     as an object or as a JSON string;
+//     as an object or as a JSON string, and Azure Monitor's batches of them
+//     ({"records": [...]}, what Event Hubs messages and storage-account
+//     blobs hold);
+//   - Amazon CloudWatch Logs exports for EKS, whose logEvents[].message (a
+//     subscription's payload, as Kinesis Data Firehose writes it to S3) or
+//     events[].message (aws logs filter-log-events output) holds the event
+//     as a JSON string;
 //   - Google Cloud audit log entries for GKE (protoPayload), converted to an
 //     audit event as faithfully as the entry allows.
 //
@@ -172,6 +178,12 @@ type probe struct {
 	Properties   *struct {
 		Log json.RawMessage `json:"log"`
 	} `json:"properties"`
+	// Records is Azure Monitor's batch of diagnostic log entries.
+	Records json.RawMessage `json:"records"`
+	// LogEvents and Events are CloudWatch Logs' lists of log events, each
+	// with the audit event as the string message.
+	LogEvents      json.RawMessage `json:"logEvents"`
+	Events         json.RawMessage `json:"events"`
 	InvolvedObject json.RawMessage `json:"involvedObject"`
 	Regarding      json.RawMessage `json:"regarding"`
 	Timestamp      *time.Time      `json:"timestamp"`
@@ -203,17 +215,18 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 	}
 	switch {
 	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
-		items, ok := splitArray(p.Items)
-		if !ok {
-			var raw []json.RawMessage
-			if err := json.Unmarshal(p.Items, &raw); err != nil {
-				d.fail(dc, jsonError(join(path, "items"), err))
-				return
-			}
-			items = rawSlices(raw)
+		d.decodeItems(dc, p.Items, join(path, "items"), depth, nil)
+	case p.Records != nil && p.Kind == "" && p.AuditID == "":
+		if isArray(p.Records, join(path, "records"), d, dc) {
+			d.decodeItems(dc, p.Records, join(path, "records"), depth, nil)
 		}
-		for i, it := range items {
-			d.decodeObject(dc, it, fmt.Sprintf("%s[%d]", join(path, "items"), i), depth+1)
+	case (p.LogEvents != nil || p.Events != nil) && p.Kind == "" && p.AuditID == "":
+		field, list := "logEvents", p.LogEvents
+		if list == nil {
+			field, list = "events", p.Events
+		}
+		if isArray(list, join(path, field), d, dc) {
+			d.decodeItems(dc, list, join(path, field), depth, cloudWatchMessage)
 		}
 	case p.ProtoPayload != nil:
 		ev, err := fromGKE(data)
@@ -279,6 +292,65 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		what := "kind " + quoteOr(p.Kind, "missing") + ", apiVersion " + quoteOr(p.APIVersion, "missing")
 		d.fail(dc, fmt.Errorf("%s: %s: %w", orDoc(path), what, ErrUnknownKind))
 	}
+}
+
+// decodeItems decodes each item of the JSON array list found at path. unwrap,
+// when set, turns an item into the object to decode and the path it is
+// found at; an item it refuses is a DecodeError of its own, and the others
+// are still decoded (one bad log event does not cost its batch).
+func (d *Decoder) decodeItems(dc doc, list json.RawMessage, path string, depth int, unwrap func([]byte, string) ([]byte, string, error)) {
+	items, ok := splitArray(list)
+	if !ok {
+		var raw []json.RawMessage
+		if err := json.Unmarshal(list, &raw); err != nil {
+			d.fail(dc, jsonError(path, err))
+			return
+		}
+		items = rawSlices(raw)
+	}
+	for i, it := range items {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		if unwrap != nil {
+			inner, innerAt, err := unwrap(it, at)
+			if err != nil {
+				d.fail(dc, err)
+				continue
+			}
+			it, at = inner, innerAt
+		}
+		d.decodeObject(dc, it, at, depth+1)
+	}
+}
+
+// isArray reports whether a wrapper's list is a JSON array, and fails the
+// document naming the field when it is not: {"records": null} must not
+// pass as an empty batch.
+func isArray(list json.RawMessage, path string, d *Decoder, dc doc) bool {
+	if t := bytes.TrimSpace(list); len(t) > 0 && t[0] == '[' {
+		return true
+	}
+	d.fail(dc, &FieldError{Field: path, Msg: "is not a JSON array"})
+	return false
+}
+
+// cloudWatchMessage returns the audit event a CloudWatch Logs log event
+// carries in its message string. EKS writes one audit event per log event.
+func cloudWatchMessage(item []byte, at string) ([]byte, string, error) {
+	var le struct {
+		Message *string `json:"message"`
+	}
+	if err := json.Unmarshal(item, &le); err != nil {
+		return nil, "", jsonError(at, err)
+	}
+	at = join(at, "message")
+	if le.Message == nil {
+		return nil, "", &FieldError{Field: at, Msg: "missing"}
+	}
+	inner := bytes.TrimSpace([]byte(*le.Message))
+	if len(inner) == 0 || inner[0] != '{' {
+		return nil, "", &FieldError{Field: at, Msg: "does not hold a JSON object"}
+	}
+	return inner, at, nil
 }
 
 // liteMinBody is the body size above which decodeAuditLite pays off.

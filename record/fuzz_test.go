@@ -15,7 +15,9 @@ import (
 func FuzzDecoder(f *testing.F) {
 	for _, s := range []string{auditV1, auditV1beta1, auditNoAPI, coreEvent, eventsEvent,
 		auditV1 + "\n{\"kind\":\n" + auditNoAPI, `{"kind":"EventList","items":[` + auditV1 + `]}`,
-		`{"properties":{"log":"{\"auditID\":\"x\",\"stage\":\"Panic\"}"}}`, `[1,{"a":"}"}]`, `{"protoPayload":{"methodName":"a.b"},"insertId":"i"}`} {
+		`{"properties":{"log":"{\"auditID\":\"x\",\"stage\":\"Panic\"}"}}`, `[1,{"a":"}"}]`, `{"protoPayload":{"methodName":"a.b"},"insertId":"i"}`,
+		`{"records":[{"properties":{"log":` + jsonQuote(auditV1) + `}},3]}`, `{"logEvents":[{"message":` + jsonQuote(auditNoAPI) + `},{"message":"{"}]}`,
+		`{"events":[{"message":"{\"records\":[]}"}]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

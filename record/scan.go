@@ -66,7 +66,7 @@ func scanProbe(data []byte, p *probe) error {
 			p.Items = val
 		case "protoPayload":
 			p.ProtoPayload = val
-		case "properties", "timestamp":
+		case "properties", "timestamp", "records", "logEvents", "events":
 			return errScan // rare wrappers and old v1beta1 fields: the slow path knows them
 		case "requestObject", "responseObject":
 			if len(val) > 0 && val[0] == '{' {

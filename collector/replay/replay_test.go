@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +77,33 @@ func TestReplay(t *testing.T) {
 	_ = zw.Close()
 	event := `{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"web.1","namespace":"shop","uid":"u-1","resourceVersion":"7"},"reason":"BackOff","note":"Back-off restarting failed container","type":"Warning","regarding":{"kind":"Pod","namespace":"shop","name":"web"},"reportingController":"kubelet","eventTime":"2026-11-25T19:19:25.000000Z"}` + "\n"
 	bad := string(raw[:strings.IndexByte(string(raw), '\n')+1]) + "{not json\n" + event
+	// What an EKS cluster's audit log looks like after a CloudWatch Logs
+	// subscription and Firehose: gzipped DATA_MESSAGE payloads, back to back,
+	// each holding some audit events as message strings.
+	var cw, cwgz bytes.Buffer
+	auditLines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	for i := 0; i < len(auditLines); i += 10 {
+		type logEvent struct {
+			ID      string `json:"id"`
+			Message string `json:"message"`
+		}
+		payload := struct {
+			MessageType string     `json:"messageType"`
+			LogGroup    string     `json:"logGroup"`
+			LogEvents   []logEvent `json:"logEvents"`
+		}{MessageType: "DATA_MESSAGE", LogGroup: "/aws/eks/prod/cluster"}
+		for j := i; j < i+10 && j < len(auditLines); j++ {
+			payload.LogEvents = append(payload.LogEvents, logEvent{ID: strconv.Itoa(j), Message: auditLines[j]})
+		}
+		b, err := json.Marshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw.Write(b)
+	}
+	zw = gzip.NewWriter(&cwgz)
+	_, _ = zw.Write(cw.Bytes())
+	_ = zw.Close()
 
 	tests := []struct {
 		name      string
@@ -88,6 +117,8 @@ func TestReplay(t *testing.T) {
 	}{
 		{name: "audit log", paths: func() []string { return []string{write("a.log", raw)} }, wantRecs: lines, wantAudit: int64(lines)},
 		{name: "gzip", paths: func() []string { return []string{write("a.log.gz", gz.Bytes())} }, wantRecs: lines, wantAudit: int64(lines)},
+		{name: "EKS audit log through CloudWatch and Firehose", paths: func() []string { return []string{write("firehose-1.gz", cwgz.Bytes())} },
+			wantRecs: lines, wantAudit: int64(lines)},
 		{name: "backpressure is waited out", refuse: 3, paths: func() []string { return []string{write("a.log", raw)} }, wantRecs: lines, wantAudit: int64(lines)},
 		{name: "bad line is a dead letter, the rest publish", paths: func() []string { return []string{write("bad.ndjson", []byte(bad))} },
 			wantRecs: 2, wantDLs: 1, wantAudit: 1, wantEvent: 1, dlLine: 2},
