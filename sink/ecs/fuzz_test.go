@@ -75,7 +75,7 @@ func FuzzFitBody(f *testing.F) {
 		`{"kind":"Pod","metadata":{"name":"p","managedFields":[{"m":1}],"labels":{"a.b":"c"}},"spec":{"hostPID":true,"containers":[{"image":"x","securityContext":{"privileged":"true","runAsUser":0}}]}}`,
 		`{"metadata":{"managedFields":[]}}`, `{"metadata":{"a":1,"managedFields":{}}}`, `{"metadata":{"managedFields":1,"b":2}}`,
 		`[{"op":"add","path":"/spec/x","value":{"spec":{"hostPID":"yes"}}}]`, `{"spec":{"type":{"a":1}}}`, `{"a.b":{"":1}}`,
-		`{"spec":{"securityContext":{"runAsUser":"1e30"}}}`, `{"rules":[{"verbs":["*"],"resources":[["a"]]}]}`,
+		`{"spec":{"securityContext":{"runAsUser":"1e30"}}}`, `{"a":"\0"}`, `{"a":"\u00zz"}`, `{"a":1-2}`, `{"a":01}`, `{"a":-}`, `{"rules":[{"verbs":["*"],"resources":[["a"]]}]}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -145,8 +145,8 @@ func (s *scanner) member(n *node, depth, flat int, inMetadata bool) bool {
 		return false
 	case c == '-' || (c >= '0' && c <= '9'):
 		start := s.i
-		for s.i < len(s.b) && bytes.IndexByte([]byte("+-.eE0123456789"), s.b[s.i]) >= 0 {
-			s.i++
+		if !s.number() {
+			return false
 		}
 		if n == nil {
 			return true
@@ -258,7 +258,25 @@ func (s *scanner) str() bool {
 			s.i = i + 1
 			return true
 		case '\\':
-			i += 2
+			// Only JSON's escapes; anything else ("\0", "\x") is invalid
+			// and must reach the slow path, which refuses the body.
+			if i+1 >= len(b) {
+				s.i = i
+				return false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
+					s.i = i
+					return false
+				}
+				i += 6
+			default:
+				s.i = i
+				return false
+			}
 		default: // a control byte: not valid JSON
 			s.i = i
 			return false
@@ -279,4 +297,53 @@ var strPlain = func() (t [256]bool) {
 func inLongRange(num []byte) bool {
 	f, err := strconv.ParseFloat(string(num), 64)
 	return err == nil && f >= -9.2e18 && f <= 9.2e18
+}
+
+func isHex4(h []byte) bool {
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// number skips a number token by JSON's grammar
+// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?): "1-2" or "01" must not
+// pass the fast path as if it were valid.
+func (s *scanner) number() bool {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case !digits():
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	s.i = i
+	return true
 }
