@@ -174,8 +174,17 @@ func Headers(r *Record) []Header {
 // Unmarshal decodes a wire envelope and its typed view. Errors name the field.
 func Unmarshal(data []byte) (*Record, error) {
 	var r Record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, jsonError("", err)
+	if err := fastJSON.Unmarshal(data, &r); err != nil {
+		// The processor spends most of its decode time here on every
+		// message, so the envelope is read with jsoniter (encoding/json
+		// checks the whole object's validity first, then decodes: two
+		// scans of the bytes the typed view below scans again). Its errors
+		// do not name the field; on failure encoding/json decides and
+		// reports.
+		r = Record{}
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, jsonError("", err)
+		}
 	}
 	switch {
 	case r.Schema != SchemaVersion:
@@ -191,7 +200,12 @@ func Unmarshal(data []byte) (*Record, error) {
 	switch {
 	case r.Source == SourceAudit:
 		r.Audit = new(auditv1.Event)
-		err = unmarshalTyped(r.Object, r.Audit)
+		// Large request/response bodies are attached as raw spans instead
+		// of walked, as the stream decoder does (decodeAuditLite).
+		var p probe
+		if scanProbe(r.Object, &p) != nil || !decodeAuditLite(r.Object, &p, r.Audit) {
+			err = unmarshalTyped(r.Object, r.Audit)
+		}
 	case r.Source == SourceEvent && r.APIVersion == APIEventsV1:
 		r.Event = new(eventsv1.Event)
 		err = unmarshalTyped(r.Object, r.Event)
