@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,11 +167,24 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	// the start cleanly.
 	var api http.Handler
 	var ln net.Listener
-	if l := n.Silences.API.Listen; l != "" {
-		if api, err = notify.NewSilenceAPI(silencer, string(n.Silences.API.Token), log); err != nil {
+	var apiTLS *tls.Config
+	if a := n.Silences.API; a.Listen != "" {
+		if api, err = notify.NewSilenceAPI(silencer, string(a.Token), log); err != nil {
 			return err
 		}
-		if ln, err = net.Listen("tcp", l); err != nil {
+		if a.TLS() {
+			cert, err := tls.LoadX509KeyPair(a.TLSCertFile, a.TLSKeyFile)
+			if err != nil {
+				return fmt.Errorf("notify.silences.api.tls_cert_file/tls_key_file: %w", err)
+			}
+			apiTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		} else if !loopbackOnly(a.Listen) {
+			// The bearer token authorises muting alerts: on a network it
+			// belongs inside TLS. Not refused (a sidecar or mesh may add
+			// TLS), but said.
+			log.Warn("silence API serves plain HTTP on a non-loopback address: its bearer token crosses the network in clear text; set notify.silences.api.tls_cert_file and tls_key_file", "listen", a.Listen)
+		}
+		if ln, err = net.Listen("tcp", a.Listen); err != nil {
 			return fmt.Errorf("notify.silences.api.listen: %w", err)
 		}
 		defer ln.Close()
@@ -192,15 +206,21 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		})
 	}
 	if ln != nil {
-		hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-		goRun(func() { _ = hs.Serve(ln) })
+		hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, TLSConfig: apiTLS}
+		goRun(func() {
+			if apiTLS != nil {
+				_ = hs.ServeTLS(ln, "", "")
+				return
+			}
+			_ = hs.Serve(ln)
+		})
 		goRun(func() {
 			<-ctx.Done()
 			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 			defer c()
 			_ = hs.Shutdown(sctx)
 		})
-		log.Info("silence API listening", "addr", ln.Addr().String())
+		log.Info("silence API listening", "addr", ln.Addr().String(), "tls", apiTLS != nil)
 	}
 	if dm := n.Deadman; dm.Enabled {
 		sev, err := rules.ParseSeverity(dm.Severity)
@@ -224,4 +244,18 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	wg.Wait()
 	log.Info("notifier stopped")
 	return err
+}
+
+// loopbackOnly reports whether listen (host:port) accepts connections from
+// this host only.
+func loopbackOnly(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

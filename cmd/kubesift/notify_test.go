@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +108,8 @@ func TestNotifyEndToEnd(t *testing.T) {
 	}
 	apiAddr := l.Addr().String()
 	l.Close()
+	// The silence API serves HTTPS: its bearer token mutes alerts.
+	apiCert, apiKey, _ := selfSigned(t, t.TempDir())
 	yaml := fmt.Sprintf(`
 server: {listen: ""}
 kafka:
@@ -119,8 +123,8 @@ notify:
   receivers:
     - name: hook
       webhook_configs: [{url: %q, secret: %q}]
-  silences: {index: %s, refresh_interval: 1s, api: {listen: %q, token: e2e-token}}
-`, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex, apiAddr)
+  silences: {index: %s, refresh_interval: 1s, api: {listen: %q, token: e2e-token, tls_cert_file: %q, tls_key_file: %q}}
+`, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex, apiAddr, apiCert, apiKey)
 	cfg, err := config.Parse([]byte(yaml), "notify.yaml", func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -180,11 +184,33 @@ notify:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// The silence API of the running notifier lists the stored silence.
+	// The silence API of the running notifier lists the stored silence,
+	// over HTTPS: the CLI finds the https URL in the config and verifies
+	// the server with --ca-file.
 	t.Setenv(config.EnvSilenceAPIToken, "e2e-token")
-	out, errs, code := runCLI(t, "", "silence", "list", "--server", "http://"+apiAddr)
+	cfgFile := filepath.Join(t.TempDir(), "notify.yaml")
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := runCLI(t, "", "silence", "list", "--config", cfgFile, "--ca-file", apiCert)
 	if code != 0 || !strings.Contains(out, "s-e2e") || !strings.Contains(out, "namespace=kube-system") {
 		t.Errorf("silence list: exit %d\n%s%s", code, out, errs)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unverified server certificate", []string{"--server", "https://" + apiAddr}, "certificate"},
+		{"plain HTTP to the TLS port", []string{"--server", "http://" + apiAddr}, "400"},
+	} {
+		out, errs, code := runCLI(t, "", append([]string{"silence", "list"}, tc.args...)...)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q, want an error containing %q", tc.name, code, errs, tc.want)
+		}
+		if strings.Contains(out+errs, "e2e-token") {
+			t.Errorf("%s: the token is in the output", tc.name)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -194,6 +220,20 @@ notify:
 		}
 		if c != 1 {
 			t.Errorf("alert %s received %d times", id, c)
+		}
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		want   bool
+	}{
+		{"127.0.0.1:9095", true}, {"[::1]:9095", true}, {"localhost:9095", true},
+		{":9095", false}, {"0.0.0.0:9095", false}, {"10.0.0.7:9095", false}, {"notify:9095", false}, {"bad", false},
+	} {
+		if got := loopbackOnly(tc.listen); got != tc.want {
+			t.Errorf("loopbackOnly(%q) = %v, want %v", tc.listen, got, tc.want)
 		}
 	}
 }

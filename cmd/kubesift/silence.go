@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ type silenceFlags struct {
 	g         *globalFlags
 	server    string
 	tokenFile string
+	caFile    string
 	timeout   time.Duration
 }
 
@@ -36,17 +39,20 @@ Elasticsearch by the notifiers (notify.silences.index), so they survive restarts
 replica applies them. These commands talk to a notifier's silence API
 (notify.silences.api.listen) with its bearer token: --token-file, else
 ` + config.EnvSilenceAPIToken + `, else notify.silences.api.token(_file) of --config.
+Over HTTPS (notify.silences.api.tls_cert_file) the server's certificate is verified against
+the system roots, or against --ca-file.
 
 Matchers use Alertmanager's syntax on alert labels (severity, rule_id, cluster, namespace,
 user, verb, resource, name, tactic, technique, tag, ...): name=value, name!=value,
 name=~regex, name!~regex.`,
 		Example: `  kubesift silence add -m rule_id=k8s-exec-in-pod -m namespace=ci --duration 4h --comment "CI debug sessions"
-  kubesift silence list --server http://kubesift-notify:9095 --token-file /run/secrets/silence-token
+  kubesift silence list --server https://kubesift-notify:9095 --ca-file ca.crt --token-file /run/secrets/silence-token
   kubesift silence expire 3f2a9c...`,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.server, "server", "", "silence API base URL (default: from notify.silences.api.listen, else http://127.0.0.1:9095)")
+	pf.StringVar(&f.server, "server", "", "silence API base URL (default: from notify.silences.api.listen and tls_cert_file, else http://127.0.0.1:9095)")
 	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token")
+	pf.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA certificates that verify an https server (default: the system roots)")
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "request timeout")
 	cmd.AddCommand(newSilenceAddCommand(f), newSilenceListCommand(f), newSilenceExpireCommand(f))
 	return cmd
@@ -65,13 +71,17 @@ func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error)
 	server := f.server
 	if server == "" {
 		server = "http://127.0.0.1:9095"
-		if l := c.Notify.Silences.API.Listen; l != "" {
-			host, port, err := net.SplitHostPort(l)
+		if a := c.Notify.Silences.API; a.Listen != "" {
+			host, port, err := net.SplitHostPort(a.Listen)
 			if err == nil {
 				if host == "" || host == "0.0.0.0" || host == "::" {
 					host = "127.0.0.1"
 				}
-				server = "http://" + net.JoinHostPort(host, port)
+				scheme := "http://"
+				if a.TLS() {
+					scheme = "https://"
+				}
+				server = scheme + net.JoinHostPort(host, port)
 			}
 		}
 	}
@@ -89,7 +99,20 @@ func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error)
 	if token == "" {
 		return nil, fmt.Errorf("no API token: use --token-file or %s", config.EnvSilenceAPIToken)
 	}
-	return &notify.SilenceClient{URL: server, Token: token, HTTP: &http.Client{Timeout: f.timeout}}, nil
+	hc := &http.Client{Timeout: f.timeout}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+		}
+		hc.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment,
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	return &notify.SilenceClient{URL: server, Token: token, HTTP: hc}, nil
 }
 
 func newSilenceAddCommand(f *silenceFlags) *cobra.Command {

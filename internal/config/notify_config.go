@@ -195,7 +195,16 @@ type SilenceAPIConfig struct {
 	// KUBESIFT_SILENCE_API_TOKEN too. Required when the API is enabled.
 	Token     Secret `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// TLSCertFile and TLSKeyFile, when set, make the API serve HTTPS with
+	// this certificate (read at start: rotate by restarting). Without them
+	// the bearer token crosses the network in clear text, which the
+	// notifier warns about unless it listens on loopback only.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
+
+// TLS reports whether the API serves HTTPS.
+func (a SilenceAPIConfig) TLS() bool { return a.TLSCertFile != "" }
 
 // DeadmanConfig raises an alert (rule_id kubesift-deadman) when a cluster's
 // collector has sent nothing for Threshold.
@@ -375,6 +384,12 @@ func (c *NotifyConfig) validate(v *validator) {
 		if s.API.Token == "" {
 			v.add("notify.silences.api.token", "required when the API is enabled (token, token_file or "+EnvSilenceAPIToken+")")
 		}
+	}
+	switch {
+	case s.API.TLSCertFile != "" && s.API.TLSKeyFile == "":
+		v.add("notify.silences.api.tls_key_file", "required with tls_cert_file")
+	case s.API.TLSKeyFile != "" && s.API.TLSCertFile == "":
+		v.add("notify.silences.api.tls_cert_file", "required with tls_key_file")
 	}
 
 	d := &c.Deadman

@@ -127,6 +127,8 @@ func TestNotifyConfigErrorsNameTheField(t *testing.T) {
 		{"bad inhibit", "[severity=medium]", "[severity=medium, bogus]", "notify.inhibit_rules[0].target_matchers[1]: matcher \"bogus\""},
 		{"bad equal", "equal: [cluster, namespace, resource, name]", "equal: [cluster, cluster]", "notify.inhibit_rules[0].equal[1]: duplicate label cluster"},
 		{"api without token", "      token: tok\n", "", "notify.silences.api.token: required"},
+		{"api cert without key", "      token: tok\n", "      token: tok\n      tls_cert_file: /etc/tls/tls.crt\n", "notify.silences.api.tls_key_file: required with tls_cert_file"},
+		{"api key without cert", "      token: tok\n", "      token: tok\n      tls_key_file: /etc/tls/tls.key\n", "notify.silences.api.tls_cert_file: required with tls_key_file"},
 		{"bad kibana", "kibana_url: https://kibana.example.com", "kibana_url: kibana", "notify.receivers[0].slack_configs[0].kibana_url: not an http(s) URL"},
 		{"root matchers", "    receiver: sec\n", "    receiver: sec\n    matchers: [severity=low]\n", "notify.route.matchers: the root route takes every alert"},
 		{"duplicate receiver", "- name: hook", "- name: sec", `notify.receivers[1].name: duplicate receiver "sec"`},
