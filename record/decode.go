@@ -217,7 +217,7 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
 		d.decodeItems(dc, p.Items, join(path, "items"), depth, nil)
 	case p.Records != nil && p.Kind == "" && p.AuditID == "":
-		if isArray(p.Records, join(path, "records"), d, dc) {
+		if d.isArray(dc, p.Records, join(path, "records")) {
 			d.decodeItems(dc, p.Records, join(path, "records"), depth, nil)
 		}
 	case (p.LogEvents != nil || p.Events != nil) && p.Kind == "" && p.AuditID == "":
@@ -225,7 +225,7 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		if list == nil {
 			field, list = "events", p.Events
 		}
-		if isArray(list, join(path, field), d, dc) {
+		if d.isArray(dc, list, join(path, field)) {
 			d.decodeItems(dc, list, join(path, field), depth, cloudWatchMessage)
 		}
 	case p.ProtoPayload != nil:
@@ -325,7 +325,7 @@ func (d *Decoder) decodeItems(dc doc, list json.RawMessage, path string, depth i
 // isArray reports whether a wrapper's list is a JSON array, and fails the
 // document naming the field when it is not: {"records": null} must not
 // pass as an empty batch.
-func isArray(list json.RawMessage, path string, d *Decoder, dc doc) bool {
+func (d *Decoder) isArray(dc doc, list json.RawMessage, path string) bool {
 	if t := bytes.TrimSpace(list); len(t) > 0 && t[0] == '[' {
 		return true
 	}
