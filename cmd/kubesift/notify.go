@@ -17,6 +17,7 @@ import (
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
@@ -173,11 +174,16 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			return err
 		}
 		if a.TLS() {
-			cert, err := tls.LoadX509KeyPair(a.TLSCertFile, a.TLSKeyFile)
+			// Re-read when renewed, as the audit webhook's certificate is.
+			cert, err := tlsfiles.Load(a.TLSCertFile, a.TLSKeyFile, tlsfiles.Options{
+				Field: "notify.silences.api.tls_cert_file/tls_key_file", Log: log})
 			if err != nil {
-				return fmt.Errorf("notify.silences.api.tls_cert_file/tls_key_file: %w", err)
+				return err
 			}
-			apiTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			if err := obs.Register(reg, cert.Collectors("silence-api")...); err != nil {
+				return err
+			}
+			apiTLS = &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
 		} else if !loopbackOnly(a.Listen) {
 			// The bearer token authorises muting alerts: on a network it
 			// belongs inside TLS. Not refused (a sidecar or mesh may add

@@ -65,6 +65,7 @@ import (
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -96,6 +97,7 @@ type Receiver struct {
 	m         *metrics
 	now       func() time.Time
 	tlsConfig *tls.Config
+	cert      *tlsfiles.Certificate
 	clientCAs *x509.CertPool // nil: mTLS not accepted
 	tokenHash *[32]byte      // nil: bearer tokens not accepted
 	deadMax   int
@@ -138,14 +140,19 @@ func New(o Options) (*Receiver, error) {
 	if r.cfg.MaxBodyBytes <= 0 {
 		r.cfg.MaxBodyBytes = 32 << 20
 	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	// Re-read when the files change: a renewed Secret is served without a
+	// restart (the API server would refuse an expired certificate and,
+	// its buffer full, drop audit events).
+	cert, err := tlsfiles.Load(c.TLSCertFile, c.TLSKeyFile, tlsfiles.Options{
+		Field: "collector.audit_webhook.tls_cert_file/tls_key_file", Log: r.log, Now: r.now})
 	if err != nil {
-		return nil, fmt.Errorf("collector.audit_webhook.tls_cert_file/tls_key_file: %w", err)
+		return nil, err
 	}
+	r.cert = cert
 	r.tlsConfig = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		ClientAuth:   tls.NoClientCert,
+		GetCertificate: cert.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
+		ClientAuth:     tls.NoClientCert,
 	}
 	if c.ClientCAFile != "" {
 		pem, err := os.ReadFile(c.ClientCAFile)
@@ -170,6 +177,9 @@ func New(o Options) (*Receiver, error) {
 	}
 	if r.m, err = newMetrics(o.Registerer); err != nil {
 		return nil, err
+	}
+	if err := obs.Register(o.Registerer, cert.Collectors(Source)...); err != nil {
+		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
 	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -43,6 +47,9 @@ type env struct {
 	url  string
 	stop context.CancelFunc
 	done chan error
+	// skew moves the receiver's clock on (nanoseconds), for the
+	// certificate check interval.
+	skew *atomic.Int64
 }
 
 type envOpt func(*config.AuditWebhookConfig)
@@ -70,8 +77,10 @@ func start(t *testing.T, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	pub := &fakePub{}
+	skew := new(atomic.Int64)
 	rcv, err := New(Options{Config: wc, Publisher: pub, Sanitizer: san, Cluster: record.Cluster{Name: "c1", UID: "u1"},
-		DeadLetterMaxBytes: 1024, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		DeadLetterMaxBytes: 1024, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +89,7 @@ func start(t *testing.T, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, pki: p, pub: pub, rcv: rcv, reg: reg, url: "https://" + ln.Addr().String() + "/audit", stop: cancel, done: make(chan error, 1)}
+	e := &env{t: t, pki: p, pub: pub, rcv: rcv, reg: reg, url: "https://" + ln.Addr().String() + "/audit", stop: cancel, done: make(chan error, 1), skew: skew}
 	go func() { e.done <- rcv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -441,5 +450,45 @@ func TestItemIndex(t *testing.T) {
 	_, errs = record.DecodeAll([]byte(`[`+event("a")+`,{"kind":"Pod"}]`), "t", record.DecodeOptions{})
 	if i, ok := itemIndex(errs[0]); !ok || i != 1 {
 		t.Errorf("array index %d %v (%v)", i, ok, errs)
+	}
+}
+
+// TestCertificateRenewal: a certificate renewed in place (the Secret's files
+// replaced, here by one from another CA so the client can tell) is served
+// on the next handshake after the check interval, without a restart, and
+// the expiry metric follows it.
+func TestCertificateRenewal(t *testing.T) {
+	e := start(t)
+	if r := e.post(e.client(&e.pki.goodClient), eventList(event("before"))); r.StatusCode != http.StatusOK {
+		t.Fatalf("before renewal: %d", r.StatusCode)
+	}
+	newCA := newKeyPair(t, "renewed-ca", nil, true, nil, nil)
+	renewed := newKeyPair(t, "receiver", newCA, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []net.IP{net.ParseIP("127.0.0.1")})
+	renewed.cert.NotAfter = renewed.cert.NotAfter.Truncate(time.Second)
+	dir := t.TempDir()
+	certFile, keyFile := renewed.write(t, dir, "renewed")
+	for _, f := range [][2]string{{certFile, e.pki.serverCert}, {keyFile, e.pki.serverKey}} {
+		if err := os.Rename(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.skew.Store(int64(tlsfiles.DefaultCheckInterval))
+	pool := x509.NewCertPool()
+	pool.AddCert(newCA.cert)
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{e.pki.goodClient}}}}
+	if r := e.post(c, eventList(event("after"))); r.StatusCode != http.StatusOK {
+		t.Fatalf("after renewal: %d", r.StatusCode)
+	}
+	if got := strings.Join(e.pub.ids(), ","); !strings.Contains(got, "after") || !strings.Contains(got, "before") {
+		t.Errorf("published %s", got)
+	}
+	want := fmt.Sprintf(`
+# HELP kubesift_tls_certificate_expiry_timestamp_seconds When the certificate a kubesift listener serves expires (Unix time).
+# TYPE kubesift_tls_certificate_expiry_timestamp_seconds gauge
+kubesift_tls_certificate_expiry_timestamp_seconds{listener="audit-webhook"} %d
+`, renewed.cert.NotAfter.Unix())
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(want), "kubesift_tls_certificate_expiry_timestamp_seconds"); err != nil {
+		t.Error(err)
 	}
 }

@@ -196,7 +196,7 @@ type SilenceAPIConfig struct {
 	Token     Secret `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
 	// TLSCertFile and TLSKeyFile, when set, make the API serve HTTPS with
-	// this certificate (read at start: rotate by restarting). Without them
+	// this certificate (re-read when the files change). Without them
 	// the bearer token crosses the network in clear text, which the
 	// notifier warns about unless it listens on loopback only.
 	TLSCertFile string `yaml:"tls_cert_file"`
