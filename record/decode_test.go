@@ -1,20 +1,18 @@
 package record
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
-	"reflect"
-
 	"errors"
 	"io"
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
@@ -261,20 +259,9 @@ func TestCorpus(t *testing.T) {
 // TestAuditLiteMatchesPlainDecode checks the fast path for large bodies
 // against a plain decode of every event of the recorded benchmark corpus.
 func TestAuditLiteMatchesPlainDecode(t *testing.T) {
-	f, err := os.Open("../rules/testdata/bench-audit.log.gz")
-	if err != nil {
-		t.Skip(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 1<<20), 8<<20)
 	lite := 0
-	for sc.Scan() {
-		line := bytes.Clone(sc.Bytes())
+	for line := range bytes.Lines(testenv.BenchAuditLog(t)) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
 		var p probe
 		if scanProbe(line, &p) != nil {
 			continue

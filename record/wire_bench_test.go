@@ -1,33 +1,19 @@
 package record
 
 import (
-	"compress/gzip"
 	"encoding/json"
-	"io"
-	"os"
 	"testing"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kubesift/kubesift/internal/testenv"
 )
 
 // wireCorpus is the bench corpus recorded from the real kube-apiserver
 // (rules/testdata, see hack/record-bench-corpus.sh) as the processor reads
 // it from Kafka: each audit event Marshalled into its envelope.
 func wireCorpus(b *testing.B) (msgs [][]byte, total int64) {
-	f, err := os.Open("../rules/testdata/bench-audit.log.gz")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	recs, errs := DecodeAll(raw, "bench", testOpts)
+	recs, errs := DecodeAll(testenv.BenchAuditLog(b), "bench", testOpts)
 	if len(errs) > 0 {
 		b.Fatal(errs[0])
 	}
@@ -46,7 +32,10 @@ func wireCorpus(b *testing.B) (msgs [][]byte, total int64) {
 // envelope and typed audit view. "encoding/json" is the baseline in the
 // same run: the envelope through encoding/json and the typed view walked
 // whole, as Unmarshal did before it read the envelope with jsoniter and
-// attached large bodies as spans.
+// attached large bodies as spans. One op is one record, in corpus order, so
+// whole passes give the corpus's mix:
+//
+//	go test -run '^$' -bench Unmarshal -benchtime 3206x ./record/
 func BenchmarkUnmarshal(b *testing.B) {
 	msgs, total := wireCorpus(b)
 	run := func(b *testing.B, decode func([]byte) error) {

@@ -1,14 +1,12 @@
 package rules
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"io"
-	"os"
 	"testing"
 
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -21,21 +19,7 @@ import (
 
 func benchCorpus(b *testing.B) [][]byte {
 	b.Helper()
-	f, err := os.Open("testdata/bench-audit.log.gz")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var lines [][]byte
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 1<<20), 8<<20)
-	for sc.Scan() {
-		lines = append(lines, append([]byte(nil), sc.Bytes()...))
-	}
+	lines := bytes.Split(bytes.TrimSuffix(testenv.BenchAuditLog(b), []byte("\n")), []byte("\n"))
 	if len(lines) == 0 {
 		b.Fatal("empty corpus")
 	}

@@ -14,6 +14,8 @@ package testenv
 
 import (
 	"bufio"
+	"compress/gzip"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,4 +128,25 @@ func Corpus(t testing.TB) string {
 		t.Skipf("shared corpus not found at %s", dir)
 	}
 	return dir
+}
+
+// BenchAuditLog returns rules/testdata/bench-audit.log.gz uncompressed: the
+// audit log recorded from the real test-ground kube-apiserver by
+// hack/record-bench-corpus.sh, which benchmarks and encoding tests share.
+func BenchAuditLog(t testing.TB) []byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join(Root(), "rules", "testdata", "bench-audit.log.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("bench-audit.log.gz: %v", err)
+	}
+	return raw
 }

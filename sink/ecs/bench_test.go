@@ -1,10 +1,8 @@
 package ecs
 
 import (
-	"compress/gzip"
+	"bytes"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -18,16 +16,7 @@ import (
 //
 //	go test -run '^$' -bench Record -benchtime 3x ./sink/ecs/
 func BenchmarkRecord(b *testing.B) {
-	f, err := os.Open(filepath.Join(testenv.Root(), "rules", "testdata", "bench-audit.log.gz"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		b.Fatal(err)
-	}
-	d := record.NewDecoder(zr, "bench", record.DecodeOptions{Cluster: record.Cluster{Name: "c"}})
+	d := record.NewDecoder(bytes.NewReader(testenv.BenchAuditLog(b)), "bench", record.DecodeOptions{Cluster: record.Cluster{Name: "c"}})
 	var recs []*record.Record
 	for {
 		r, err := d.Next()

@@ -2,10 +2,7 @@ package ecs
 
 import (
 	"bytes"
-	"compress/gzip"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,16 +44,7 @@ func sameAsReflection(t testing.TB, b *Builder, r *record.Record) {
 // invalid UTF-8, maps, empty and nil lists, zones, times out of range.
 func TestAuditEncodingMatchesReflection(t *testing.T) {
 	b := testBuilder(t)
-	f, err := os.Open(filepath.Join(testenv.Root(), "rules", "testdata", "bench-audit.log.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := record.NewDecoder(zr, "enc", record.DecodeOptions{Cluster: record.Cluster{Name: "c", UID: "u"}})
+	d := record.NewDecoder(bytes.NewReader(testenv.BenchAuditLog(t)), "enc", record.DecodeOptions{Cluster: record.Cluster{Name: "c", UID: "u"}})
 	n := 0
 	for {
 		r, err := d.Next()

@@ -2,7 +2,6 @@ package elasticsearch
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -182,16 +181,7 @@ func corpusRecords(t testing.TB) []*record.Record {
 // benchRecords decodes rules/testdata/bench-audit.log.gz.
 func benchRecords(t testing.TB) []*record.Record {
 	t.Helper()
-	f, err := os.Open(filepath.Join(testenv.Root(), "rules", "testdata", "bench-audit.log.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := record.NewDecoder(zr, "bench-audit.log", record.DecodeOptions{Cluster: record.Cluster{Name: "bench", UID: "bench-uid"}})
+	d := record.NewDecoder(bytes.NewReader(testenv.BenchAuditLog(t)), "bench-audit.log", record.DecodeOptions{Cluster: record.Cluster{Name: "bench", UID: "bench-uid"}})
 	var recs []*record.Record
 	for {
 		r, err := d.Next()
