@@ -109,7 +109,7 @@ func TestNotifyEndToEnd(t *testing.T) {
 	apiAddr := l.Addr().String()
 	l.Close()
 	// The silence API serves HTTPS: its bearer token mutes alerts.
-	apiCert, apiKey, _ := selfSigned(t, t.TempDir())
+	apiCert, apiKey, _ := testenv.SelfSigned(t, t.TempDir())
 	yaml := fmt.Sprintf(`
 server: {listen: ""}
 kafka:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
@@ -101,13 +101,9 @@ func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error)
 	}
 	hc := &http.Client{Timeout: f.timeout}
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := tlsfiles.CertPool(f.caFile, "--ca-file")
 		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", f.caFile)
+			return nil, err
 		}
 		hc.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment,
 			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}

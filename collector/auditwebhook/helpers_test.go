@@ -2,22 +2,14 @@ package auditwebhook
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -99,75 +91,22 @@ type pki struct {
 	goodClientNoClientAuthEKU tls.Certificate
 }
 
-type keyPair struct {
-	cert *x509.Certificate
-	der  []byte
-	key  *ecdsa.PrivateKey
-}
-
-func newKeyPair(t *testing.T, cn string, parent *keyPair, isCA bool, eku []x509.ExtKeyUsage, ips []net.IP) *keyPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		BasicConstraintsValid: true,
-		IsCA:                  isCA,
-		ExtKeyUsage:           eku,
-		IPAddresses:           ips,
-	}
-	if isCA {
-		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	} else {
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &keyPair{cert: cert, der: der, key: key}
-}
-
-func (k *keyPair) tlsCert() tls.Certificate {
-	return tls.Certificate{Certificate: [][]byte{k.der}, PrivateKey: k.key, Leaf: k.cert}
-}
-
-func (k *keyPair) write(t *testing.T, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	kb, err := x509.MarshalECPrivateKey(k.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
-}
-
 func newPKI(t *testing.T) *pki {
 	t.Helper()
 	dir := t.TempDir()
-	srvCA := newKeyPair(t, "server-ca", nil, true, nil, nil)
-	srv := newKeyPair(t, "receiver", srvCA, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []net.IP{net.ParseIP("127.0.0.1")})
-	cliCA := newKeyPair(t, "client-ca", nil, true, nil, nil)
-	cli := newKeyPair(t, "kube-apiserver-audit", cliCA, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil)
-	cliNoEKU := newKeyPair(t, "server-only", cliCA, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, nil)
-	rogueCA := newKeyPair(t, "rogue-ca", nil, true, nil, nil)
-	rogue := newKeyPair(t, "kube-apiserver-audit", rogueCA, false, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil)
-	p := &pki{dir: dir, serverCA: x509.NewCertPool(), goodClient: cli.tlsCert(), rogueClient: rogue.tlsCert(), goodClientNoClientAuthEKU: cliNoEKU.tlsCert()}
-	p.serverCA.AddCert(srvCA.cert)
-	p.serverCert, p.serverKey = srv.write(t, dir, "server")
-	p.clientCA, _ = cliCA.write(t, dir, "client-ca")
+	ca := func(cn string) *testenv.KeyPair { return testenv.NewKeyPair(t, testenv.CertSpec{CN: cn, IsCA: true}) }
+	leaf := func(cn string, parent *testenv.KeyPair, eku x509.ExtKeyUsage, ips ...net.IP) *testenv.KeyPair {
+		return testenv.NewKeyPair(t, testenv.CertSpec{CN: cn, Parent: parent, EKU: []x509.ExtKeyUsage{eku}, IPs: ips})
+	}
+	srvCA := ca("server-ca")
+	srv := leaf("receiver", srvCA, x509.ExtKeyUsageServerAuth, net.ParseIP("127.0.0.1"))
+	cliCA := ca("client-ca")
+	cli := leaf("kube-apiserver-audit", cliCA, x509.ExtKeyUsageClientAuth)
+	cliNoEKU := leaf("server-only", cliCA, x509.ExtKeyUsageServerAuth)
+	rogueCA := ca("rogue-ca")
+	rogue := leaf("kube-apiserver-audit", rogueCA, x509.ExtKeyUsageClientAuth)
+	p := &pki{dir: dir, serverCA: srvCA.Pool(), goodClient: cli.TLS(), rogueClient: rogue.TLS(), goodClientNoClientAuthEKU: cliNoEKU.TLS()}
+	p.serverCert, p.serverKey = srv.Write(t, dir, "server")
+	p.clientCA, _ = cliCA.Write(t, dir, "client-ca")
 	return p
 }

@@ -53,7 +53,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -155,13 +154,9 @@ func New(o Options) (*Receiver, error) {
 		ClientAuth:     tls.NoClientCert,
 	}
 	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
+		pool, err := tlsfiles.CertPool(c.ClientCAFile, "collector.audit_webhook.client_ca_file")
 		if err != nil {
-			return nil, fmt.Errorf("collector.audit_webhook.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("collector.audit_webhook.client_ca_file: no PEM certificates in %s", c.ClientCAFile)
+			return nil, err
 		}
 		r.clientCAs = pool
 		// Verified in the handler (see the package doc), so that a wrong

@@ -24,6 +24,7 @@ import (
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/record"
 )
@@ -419,7 +420,7 @@ func TestNewValidates(t *testing.T) {
 		want string
 	}{
 		{"missing cert", func(c *config.AuditWebhookConfig) { c.TLSCertFile = "/nonexistent" }, "tls_cert_file"},
-		{"CA file without certificates", func(c *config.AuditWebhookConfig) { c.ClientCAFile = p.serverKey }, "client_ca_file: no PEM certificates"},
+		{"CA file without certificates", func(c *config.AuditWebhookConfig) { c.ClientCAFile = p.serverKey }, "client_ca_file: " + p.serverKey + " holds no PEM certificate"},
 		{"no authentication", func(c *config.AuditWebhookConfig) { c.ClientCAFile = "" }, "neither client_ca_file nor bearer_token"},
 	}
 	for _, tc := range tests {
@@ -462,21 +463,19 @@ func TestCertificateRenewal(t *testing.T) {
 	if r := e.post(e.client(&e.pki.goodClient), eventList(event("before"))); r.StatusCode != http.StatusOK {
 		t.Fatalf("before renewal: %d", r.StatusCode)
 	}
-	newCA := newKeyPair(t, "renewed-ca", nil, true, nil, nil)
-	renewed := newKeyPair(t, "receiver", newCA, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, []net.IP{net.ParseIP("127.0.0.1")})
-	renewed.cert.NotAfter = renewed.cert.NotAfter.Truncate(time.Second)
+	newCA := testenv.NewKeyPair(t, testenv.CertSpec{CN: "renewed-ca", IsCA: true})
+	renewed := testenv.NewKeyPair(t, testenv.CertSpec{CN: "receiver", Parent: newCA, NotAfter: time.Now().Add(48 * time.Hour),
+		EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: []net.IP{net.ParseIP("127.0.0.1")}})
 	dir := t.TempDir()
-	certFile, keyFile := renewed.write(t, dir, "renewed")
+	certFile, keyFile := renewed.Write(t, dir, "renewed")
 	for _, f := range [][2]string{{certFile, e.pki.serverCert}, {keyFile, e.pki.serverKey}} {
 		if err := os.Rename(f[0], f[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.skew.Store(int64(tlsfiles.DefaultCheckInterval))
-	pool := x509.NewCertPool()
-	pool.AddCert(newCA.cert)
 	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{e.pki.goodClient}}}}
+		TLSClientConfig: &tls.Config{RootCAs: newCA.Pool(), Certificates: []tls.Certificate{e.pki.goodClient}}}}
 	if r := e.post(c, eventList(event("after"))); r.StatusCode != http.StatusOK {
 		t.Fatalf("after renewal: %d", r.StatusCode)
 	}
@@ -487,7 +486,7 @@ func TestCertificateRenewal(t *testing.T) {
 # HELP kubesift_tls_certificate_expiry_timestamp_seconds When the certificate a kubesift listener serves expires (Unix time).
 # TYPE kubesift_tls_certificate_expiry_timestamp_seconds gauge
 kubesift_tls_certificate_expiry_timestamp_seconds{listener="audit-webhook"} %d
-`, renewed.cert.NotAfter.Unix())
+`, renewed.Cert.NotAfter.Unix())
 	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(want), "kubesift_tls_certificate_expiry_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}

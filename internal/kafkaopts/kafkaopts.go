@@ -9,11 +9,9 @@ package kafkaopts
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -22,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 )
 
 // DialTimeout bounds connection set-up, TLS handshake and SASL exchange
@@ -42,13 +41,9 @@ func TLSConfig(c config.TLSConfig) (*tls.Config, error) {
 		InsecureSkipVerify: c.InsecureSkipVerify,
 	}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := tlsfiles.CertPool(c.CAFile, "kafka.tls.ca_file")
 		if err != nil {
-			return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka.tls.ca_file: %s holds no PEM certificate", c.CAFile)
+			return nil, err
 		}
 		tc.RootCAs = pool
 	}

@@ -1,5 +1,6 @@
-// Package tlsfiles serves a TLS certificate from files that are replaced
-// while the process runs: cert-manager renewing a Secret, the kubelet
+// Package tlsfiles reads kubesift's TLS files: CA bundles (CertPool, with
+// errors that name the configuration field) and serving certificates from
+// files that are replaced while the process runs (Certificate): cert-manager renewing a Secret, the kubelet
 // swapping a Secret volume's ..data symlink, an operator copying new files
 // in. kubesift's listeners (the audit webhook receiver, the silence API)
 // read their key pair through it, so a renewed certificate is served
@@ -183,4 +184,20 @@ func (c *Certificate) Collectors(listener string) []prometheus.Collector {
 			ConstLabels: prometheus.Labels{"listener": listener, "result": "failed"},
 		}, func() float64 { _, f := c.Stats(); return float64(f) }),
 	}
+}
+
+// CertPool reads the PEM certificates of file into a pool. Errors start
+// with field, the configuration field or flag file came from; a file with
+// no certificate in it is an error, not an empty pool that would trust
+// nothing and fail every handshake later with a vaguer message.
+func CertPool(file, field string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, file)
+	}
+	return pool, nil
 }

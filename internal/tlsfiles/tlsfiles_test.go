@@ -1,61 +1,31 @@
 package tlsfiles
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubesift/kubesift/internal/testenv"
 )
 
 // ca signs leaf certificates for 127.0.0.1 with the serial asked for.
-type ca struct {
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-	pool *x509.CertPool
-}
+type ca struct{ *testenv.KeyPair }
 
-func newCA(t *testing.T) *ca {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &ca{key: key, cert: cert, pool: pool}
+func newCA(t *testing.T) ca {
+	return ca{testenv.NewKeyPair(t, testenv.CertSpec{CN: "test CA", IsCA: true, NotAfter: time.Now().Add(24 * time.Hour)})}
 }
 
 // leaf returns the PEM of a new certificate with serial and its key.
-func (c *ca) leaf(t *testing.T, serial int64, notAfter time.Time) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "kubesift"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+func (c ca) leaf(t *testing.T, serial int64, notAfter time.Time) (certPEM, keyPEM []byte) {
+	return testenv.NewKeyPair(t, testenv.CertSpec{CN: "kubesift", Parent: c.KeyPair, Serial: serial, NotAfter: notAfter,
+		EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}).PEM()
 }
 
 // write replaces path's content and moves its modification time on, so a
@@ -154,15 +124,15 @@ func TestReload(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := served(t, c, authority.pool); got != 1 {
+			if got := served(t, c, authority.Pool()); got != 1 {
 				t.Fatalf("served serial %d before the change", got)
 			}
 			tc.change(t, certFile, keyFile)
-			if got := served(t, c, authority.pool); got != 1 {
+			if got := served(t, c, authority.Pool()); got != 1 {
 				t.Errorf("served serial %d before the check interval passed, want 1", got)
 			}
 			now = now.Add(DefaultCheckInterval)
-			if got := served(t, c, authority.pool); got != tc.want {
+			if got := served(t, c, authority.Pool()); got != tc.want {
 				t.Errorf("served serial %d, want %d", got, tc.want)
 			}
 			if got := c.NotAfter(); !got.Equal(expiry(tc.want)) {
@@ -174,7 +144,7 @@ func TestReload(t *testing.T) {
 			}
 			// A failure is logged once, not on every later check.
 			now = now.Add(DefaultCheckInterval)
-			served(t, c, authority.pool)
+			served(t, c, authority.Pool())
 			if _, f := c.Stats(); f != tc.fails {
 				t.Errorf("failures %d after another check, want %d", f, tc.fails)
 			}
@@ -212,6 +182,29 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "PRIVATE KEY") {
 				t.Error("the key is in the error")
+			}
+		})
+	}
+}
+
+func TestCertPool(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, _ := newCA(t).PEM()
+	good, empty := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "empty.crt")
+	write(t, good, caPEM, time.Now())
+	write(t, empty, []byte("not a certificate"), time.Now())
+	for _, tc := range []struct{ name, file, want string }{
+		{"good", good, ""},
+		{"missing", filepath.Join(dir, "nope.crt"), "kafka.tls.ca_file: open "},
+		{"no PEM", empty, "kafka.tls.ca_file: " + empty + " holds no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := CertPool(tc.file, "kafka.tls.ca_file")
+			switch {
+			case tc.want == "" && (err != nil || pool == nil):
+				t.Fatalf("CertPool: %v", err)
+			case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+				t.Fatalf("err = %v, want it to start with %q", err, tc.want)
 			}
 		})
 	}

@@ -8,17 +8,16 @@ package elasticsearch
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 )
 
 // NewClient returns a client for cfg: basic auth, API key or bearer token,
@@ -33,13 +32,9 @@ func NewClient(cfg config.ElasticsearchConfig) (*elasticsearch.Client, error) {
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := tlsfiles.CertPool(cfg.CAFile, "sink.elasticsearch.ca_file")
 		if err != nil {
-			return nil, fmt.Errorf("sink.elasticsearch.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("sink.elasticsearch.ca_file: %s holds no PEM certificate", cfg.CAFile)
+			return nil, err
 		}
 		tlsCfg.RootCAs = pool
 	}
