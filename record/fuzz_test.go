@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecoder feeds arbitrary streams to the stream decoder (NDJSON, lists,
@@ -66,6 +68,19 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 		if want, err := json.Marshal(r); err == nil && !sameEnvelope(got, want) {
 			t.Fatalf("Marshal differs from encoding/json:\n got %s\nwant %s", got, want)
+		}
+		// The envelope is read with jsoniter: it must accept only what
+		// encoding/json accepts, and read the same (invalid UTF-8 aside,
+		// which encoding/json replaces and Marshal replaces on the way out).
+		if utf8.Valid(data) {
+			var std Record
+			if err := json.Unmarshal(data, &std); err != nil {
+				t.Fatalf("accepted what encoding/json refuses (%v): %q", err, data)
+			}
+			std.Audit, std.CoreEvent, std.Event = r.Audit, r.CoreEvent, r.Event
+			if !reflect.DeepEqual(*r, std) {
+				t.Fatalf("envelope differs from encoding/json's:\n got %+v\nwant %+v", *r, std)
+			}
 		}
 	})
 }
