@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -333,5 +334,47 @@ func TestSameDocumentsAsElasticsearch(t *testing.T) {
 				t.Fatalf("%s after reopening: %v, want duplicate (event.id must equal the document ID)", id, x.Status)
 			}
 		}
+	}
+}
+
+// BenchmarkDedupSet prints the heap one stored document costs the
+// deduplication set, with the full "index\x00id" string keys the writer
+// used before as the baseline in the same run (audit IDs as the recorded
+// scenario has them: a UUID, a stage).
+//
+//	go test -run '^$' -bench DedupSet -benchtime 1x ./sink/ndjson/
+func BenchmarkDedupSet(b *testing.B) {
+	const n = 1_000_000
+	id := func(i int) string {
+		return fmt.Sprintf("5b6c1d0e-%04x-4000-8000-%012x:ResponseComplete", i>>16&0xffff, i)
+	}
+	heap := func(fill func()) float64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		fill()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		return float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	for range b.N {
+		var strs map[string]struct{}
+		strBytes := heap(func() {
+			strs = make(map[string]struct{})
+			for i := range n {
+				strs["logs-kubesift.audit-default\x00"+id(i)] = struct{}{}
+			}
+		})
+		var keys map[docKey]struct{}
+		keyBytes := heap(func() {
+			keys = make(map[docKey]struct{})
+			for i := range n {
+				keys[keyOf("logs-kubesift.audit-default", id(i))] = struct{}{}
+			}
+		})
+		runtime.KeepAlive(strs)
+		runtime.KeepAlive(keys)
+		b.ReportMetric(keyBytes, "B/doc")
+		b.ReportMetric(strBytes, "baseline_B/doc")
 	}
 }
