@@ -96,7 +96,6 @@ type Receiver struct {
 	m         *metrics
 	now       func() time.Time
 	tlsConfig *tls.Config
-	cert      *tlsfiles.Certificate
 	clientCAs *x509.CertPool // nil: mTLS not accepted
 	tokenHash *[32]byte      // nil: bearer tokens not accepted
 	deadMax   int
@@ -147,7 +146,6 @@ func New(o Options) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.cert = cert
 	r.tlsConfig = &tls.Config{
 		GetCertificate: cert.GetCertificate,
 		MinVersion:     tls.VersionTLS12,

@@ -1,11 +1,11 @@
 // Package tlsfiles reads kubesift's TLS files: CA bundles (CertPool, with
-// errors that name the configuration field) and serving certificates from
-// files that are replaced while the process runs (Certificate): cert-manager renewing a Secret, the kubelet
-// swapping a Secret volume's ..data symlink, an operator copying new files
-// in. kubesift's listeners (the audit webhook receiver, the silence API)
-// read their key pair through it, so a renewed certificate is served
-// without a restart and an expiring one is visible in a metric before the
-// API server starts refusing the webhook.
+// errors that name the configuration field) and serving certificates whose
+// files are replaced while the process runs (Certificate): cert-manager
+// renewing a Secret, the kubelet swapping a Secret volume's ..data symlink,
+// an operator copying new files in. kubesift's listeners (the audit webhook
+// receiver, the silence API) read their key pair through it, so a renewed
+// certificate is served without a restart, and an expiring one shows in a
+// metric before the API server starts refusing the webhook.
 package tlsfiles
 
 import (
