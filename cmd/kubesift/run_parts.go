@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/collector/replay"
+	"github.com/kubesift/kubesift/internal/atomicfile"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/logging"
@@ -342,9 +342,11 @@ func saveDeadLetters(ctx context.Context, broker, topic, path, mark string) (int
 	if err != nil {
 		return 0, err
 	}
-	if b, err := os.ReadFile(mark); mark != "" && err == nil {
-		if next, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && next > first && next <= last {
-			first = next
+	if mark != "" {
+		if b, err := os.ReadFile(mark); err == nil {
+			if next, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && next > first && next <= last {
+				first = next
+			}
 		}
 	}
 	if last <= first {
@@ -400,19 +402,7 @@ func saveDeadLetters(ctx context.Context, broker, topic, path, mark string) (int
 	if mark == "" {
 		return n, nil
 	}
-	return n, writeMark(mark, last)
-}
-
-// writeMark records the next dead-letter offset to save, by atomic rename.
-func writeMark(path string, next int64) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(next, 10)+"\n"), 0o640); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return n, atomicfile.WriteFile(mark, []byte(strconv.FormatInt(last, 10)+"\n"))
 }
 
 // terminal shares stdout (alerts, summary) and stderr (the progress line)

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kubesift/kubesift/internal/atomicfile"
 )
 
 // Position is where the tail of one path stands: every line before Offset of
@@ -102,48 +103,6 @@ func encodePositions(m map[string]Position) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// writeFileAtomic replaces path with data so that a crash at any point
-// leaves either the old or the new file, never a torn one: write a temporary
-// file in the same directory, fsync it, rename it over path, fsync the
-// directory (so the rename itself is durable).
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmpName := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmpName, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // positionStore is the in-memory positions map the followers update after
 // each durable batch, and the file it is persisted to.
 type positionStore struct {
@@ -224,7 +183,7 @@ func (s *positionStore) flush(force bool) (wrote bool, err error) {
 	s.mu.Unlock()
 	data, err := encodePositions(m)
 	if err == nil {
-		err = writeFileAtomic(s.file, data)
+		err = atomicfile.WriteFile(s.file, data)
 	}
 	if err != nil {
 		s.mu.Lock()
