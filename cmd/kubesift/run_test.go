@@ -100,6 +100,21 @@ func lineCount(t *testing.T, path string) int {
 	return n
 }
 
+// sampleWithBadFirstLine writes the sample audit log behind one
+// undecodable line ("oops", line 1) and returns the file.
+func sampleWithBadFirstLine(t *testing.T, name string) string {
+	t.Helper()
+	sample, err := os.ReadFile(sampleAuditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, append([]byte("{\"kind\":\"Event\",\"auditID\": oops\n"), sample...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func runForTest(t *testing.T, ctx context.Context, out string, paths ...string) (string, error) {
 	t.Helper()
 	cfg := config.Default()
@@ -338,14 +353,7 @@ notify:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sample, err := os.ReadFile(sampleAuditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(t.TempDir(), "with-bad-line.log")
-	if err := os.WriteFile(in, append([]byte("{\"kind\":\"Event\",\"auditID\": oops\n"), sample...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	in := sampleWithBadFirstLine(t, "with-bad-line.log")
 	out := t.TempDir()
 	var stdout, stderr testenv.Buffer
 	o := &runOptions{paths: []string{in}, out: out, progress: "never", stdout: &stdout, stderr: &stderr}
@@ -391,14 +399,7 @@ func TestRunFollowKeepsDeadLettersOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two runs of a few seconds")
 	}
-	sample, err := os.ReadFile(sampleAuditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := filepath.Join(t.TempDir(), "bad.log")
-	if err := os.WriteFile(bad, append([]byte("{\"kind\":\"Event\",\"auditID\": oops\n"), sample...), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bad := sampleWithBadFirstLine(t, "bad.log")
 	out := t.TempDir()
 	auditFile := filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")
 	for i, in := range []string{bad, sampleAuditPath} {

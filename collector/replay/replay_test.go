@@ -179,18 +179,7 @@ func TestReplayRedacts(t *testing.T) {
 	// A Secret created with its data in the request body: the value must
 	// not reach the publisher.
 	line := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"5b6c1d0e-0000-4000-8000-000000000001","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/secrets","verb":"create","user":{"username":"alice"},"objectRef":{"resource":"secrets","namespace":"shop","name":"db","apiVersion":"v1"},"responseStatus":{"code":201},"requestObject":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db"},"data":{"password":"cGxhbnRlZC1zM2NyZXQ="}},"requestReceivedTimestamp":"2026-11-25T19:19:25.000000Z","stageTimestamp":"2026-11-25T19:19:25.100000Z"}` + "\n"
-	p := filepath.Join(t.TempDir(), "s.log")
-	if err := os.WriteFile(p, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pub := &memPublisher{}
-	r, err := New(Options{Paths: []string{p}, Publisher: pub, Sanitizer: sanitizer(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	pub := replayFile(t, "s.log", line)
 	if len(pub.recs) != 1 {
 		t.Fatalf("%d records", len(pub.recs))
 	}
@@ -209,7 +198,20 @@ func TestReplayTruncatedLineSwallowsNext(t *testing.T) {
 	}
 	good := strings.SplitN(string(raw), "\n", 2)[0]
 	data := `{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"cut-he` + "\n" + "garbage here\n" + good + "\n"
-	p := filepath.Join(t.TempDir(), "cut.log")
+	pub := replayFile(t, "cut.log", data)
+	if len(pub.recs) != 1 || len(pub.dls) != 1 {
+		t.Fatalf("records %d dead letters %d, want 1 and 1", len(pub.recs), len(pub.dls))
+	}
+	if dl := pub.dls[0]; !strings.Contains(string(dl.Data), "cut-he") || !strings.Contains(string(dl.Data), "garbage here") || dl.Line != 1 {
+		t.Fatalf("dead letter line %d data %q: want both bad lines", dl.Line, dl.Data)
+	}
+}
+
+// replayFile writes data to a file called name, replays it to the end and
+// returns what the publisher got.
+func replayFile(t *testing.T, name, data string) *memPublisher {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -221,10 +223,5 @@ func TestReplayTruncatedLineSwallowsNext(t *testing.T) {
 	if err := r.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(pub.recs) != 1 || len(pub.dls) != 1 {
-		t.Fatalf("records %d dead letters %d, want 1 and 1", len(pub.recs), len(pub.dls))
-	}
-	if dl := pub.dls[0]; !strings.Contains(string(dl.Data), "cut-he") || !strings.Contains(string(dl.Data), "garbage here") || dl.Line != 1 {
-		t.Fatalf("dead letter line %d data %q: want both bad lines", dl.Line, dl.Data)
-	}
+	return pub
 }

@@ -111,14 +111,7 @@ func TestScenarioPartitionInterleaving(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := evaluate(recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantBy := map[string]int{}
-	for _, c := range want {
-		wantBy[c.Rule] = c.Count
-	}
+	wantBy := countsByRule(t, recs)
 	for seed := int64(1); seed <= 6; seed++ {
 		parts := map[string][]*record.Record{}
 		var keys []string
@@ -139,14 +132,7 @@ func TestScenarioPartitionInterleaving(t *testing.T) {
 				keys = append(keys[:i], keys[i+1:]...)
 			}
 		}
-		got, err := evaluate(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gotBy := map[string]int{}
-		for _, c := range got {
-			gotBy[c.Rule] = c.Count
-		}
+		gotBy := countsByRule(t, out)
 		for rule, n := range wantBy {
 			switch {
 			case crossKeyRules[rule]:
@@ -208,4 +194,19 @@ func TestReadEnv(t *testing.T) {
 	if _, err := readEnv(p); err == nil {
 		t.Error("missing variables: want an error")
 	}
+}
+
+// countsByRule evaluates recs with the built-in rules and returns the alert
+// count of each rule that fired.
+func countsByRule(t *testing.T, recs []*record.Record) map[string]int {
+	t.Helper()
+	counts, err := evaluate(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]int{}
+	for _, c := range counts {
+		by[c.Rule] = c.Count
+	}
+	return by
 }
