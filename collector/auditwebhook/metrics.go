@@ -3,9 +3,9 @@ package auditwebhook
 import (
 	"fmt"
 
-	"github.com/kubesift/kubesift/collector"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/obs"
 )
 

@@ -61,12 +61,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/kubesift/kubesift/internal/obs"
 	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 )
 

@@ -52,7 +52,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubesift/kubesift/internal/obs"
-
 	"github.com/kubesift/kubesift/sink"
 )
 

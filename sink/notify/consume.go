@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
