@@ -200,6 +200,12 @@ func (w *Writer) loadExisting() error {
 // is full.
 func (w *Writer) Add(ctx context.Context, d sink.Doc, done func(sink.Result)) error {
 	size := len(d.Body) + 1
+	// The digest is computed before the lock, and only for documents with
+	// an ID (those without cannot be deduplicated).
+	var key docKey
+	if d.ID != "" {
+		key = keyOf(d.Index, d.ID)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !safeIndex.MatchString(d.Index) {
@@ -224,7 +230,6 @@ func (w *Writer) Add(ctx context.Context, d sink.Doc, done func(sink.Result)) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key := keyOf(d.Index, d.ID)
 	if _, dup := w.seen[key]; dup && d.ID != "" {
 		w.m.duplicate.Inc()
 		// The fate of a duplicate is known now, but done must not run
@@ -531,6 +536,7 @@ var _ sink.Writer = (*Writer)(nil)
 type docKey [16]byte
 
 func keyOf(index, id string) docKey {
-	sum := sha256.Sum256([]byte(index + "\x00" + id))
+	var buf [128]byte // on the stack for the usual index and ID lengths
+	sum := sha256.Sum256(append(append(append(buf[:0], index...), 0), id...))
 	return docKey(sum[:16])
 }
