@@ -24,6 +24,11 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
+		// CI's machines have them: there a missing pty is a failure, not
+		// a test quietly gone.
+		if testenv.RequireReal() {
+			t.Fatalf("no pseudo-terminals here: %v", err)
+		}
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	fd := int(master.Fd())

@@ -35,7 +35,6 @@ func (s *scenario) startBackground() {
 	// A load balancer health-checks the API server anonymously (public
 	// paths: anonymous-request-allowed leaves them alone).
 	for _, lb := range s.lbs {
-		lb := lb
 		loop("lb-health", time.Second, func(ctx context.Context) {
 			_, _ = lb.raw(ctx, "GET", "/readyz", nil)
 			_, _ = lb.raw(ctx, "GET", "/livez", nil)
