@@ -199,6 +199,28 @@ func createTopics(t testing.TB, broker string, n int, topics ...string) {
 			t.Fatalf("create topic %s: %v", tp, err)
 		}
 	}
+	// CreateTopics answers before every partition has a leader; a produce
+	// in that window gets "not leader for partition" and the records go to
+	// the spool, which a test reading the topic right after Close would
+	// miss. Wait until the broker names a leader for every partition.
+	for {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		ready := err == nil && len(md.Topics) == len(topics)
+		for i := 0; ready && i < len(md.Topics); i++ {
+			tp := md.Topics[i]
+			ready = tp.Error == nil && len(tp.Partitions) == n
+			for _, pt := range tp.Partitions {
+				ready = ready && pt.Error == nil && pt.Leader.ID >= 0
+			}
+		}
+		if ready {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topics %v: no leader for every partition after 30 s (%v)", topics, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func header(m kafka.Message, key string) (string, bool) {
