@@ -117,6 +117,12 @@ func TestProcessKillOne(t *testing.T) {
 	t.Logf("all %d records and %d alerts indexed %v after the kill", n, wantAlerts, time.Since(killed).Round(time.Millisecond))
 	procWaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
 	e.checkAlertsTopic(wantAlerts)
+	// The documents can all be in before the session timeout ends the
+	// killed member (when it had finished its partitions before the kill):
+	// the takeover itself must still come, within a minute.
+	procWaitFor(t, "the survivor taking over every partition", time.Minute, func() bool {
+		return procMetric(bAddr, "kubesift_processor_assigned_partitions") == procPartitions
+	})
 	if g := procMetric(bAddr, "kubesift_processor_generations_total"); g < 2 {
 		t.Errorf("survivor joined %v generations; want a rebalance after the kill", g)
 	}
