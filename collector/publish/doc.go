@@ -38,7 +38,11 @@
 // overtaking them. One drainer goroutine sends spooled records to Kafka in
 // order, a round (drain_batch_bytes) at a time, deletes a segment once all
 // its records are acknowledged and checkpoints its position (atomic rename),
-// so that a restart re-sends at most one round. When the spool is empty the
+// so that a restart re-sends at most one round. A round goes out in parts
+// of one produce batch (batch_size, batch_bytes), each acknowledged before
+// the next is sent, on a writer of its own: kafka-go sends a partition's
+// next batch even when the one before it failed, so a round sent at once
+// could land a key's later records before its earlier ones. When the spool is empty the
 // publisher goes back to direct publishing. A spool left by a previous run is
 // drained first.
 //
@@ -61,10 +65,12 @@
 //     directory survives. Duplicates happen (a late acknowledgement of a
 //     record that was already spooled; a drain round re-sent after a partial
 //     failure or a crash) and carry the same record ID.
-//   - Order: kept per key while Kafka is healthy and across an outage, with
-//     one exception: records of Publish calls already in flight when Kafka
-//     failed can be acknowledged after earlier records of the same key went
-//     to the spool.
+//   - Order: the first copy of each record comes in publish order per key,
+//     while Kafka is healthy and across an outage and a failed drain round
+//     (its re-sent records are duplicates, later than their first copy),
+//     with one exception: records of Publish calls already in flight when
+//     Kafka failed can be acknowledged after earlier records of the same
+//     key went to the spool.
 //   - A record Kafka refuses for good goes to the dead-letter topic and the
 //     drain goes on (refuse.go). Errors are classified for a record sent
 //     alone: when a drain round fails with an error that may be permanent,

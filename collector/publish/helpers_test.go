@@ -243,6 +243,28 @@ func idSeq(t testing.TB, id string) int {
 	return n
 }
 
+// checkKeyOrder checks that, per key, the first copy of each record comes in
+// publish order (the number in its ID). A later copy of a record (a round
+// re-sent after a partial failure) is a duplicate, not a reordering:
+// consumers keep the first.
+func checkKeyOrder(t testing.TB, msgs []kafka.Message) {
+	t.Helper()
+	last := map[string]int{}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		id, _ := header(m, record.HeaderID)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		n := idSeq(t, id)
+		if prev, ok := last[string(m.Key)]; ok && n < prev {
+			t.Errorf("key %s: record %d after %d (partition %d offset %d)", m.Key, n, prev, m.Partition, m.Offset)
+		}
+		last[string(m.Key)] = n
+	}
+}
+
 // checkAllOnce checks that every id in want appears among msgs (by the
 // kubesift-id header) and that every copy of an id is the same record;
 // it returns the number of duplicates.

@@ -54,6 +54,8 @@ type Publisher struct {
 	log    *slog.Logger
 	m      *metrics
 	w      *kafka.Writer
+	// drainW sends the drainer's rounds (drain.go).
+	drainW *kafka.Writer
 	// single writes one record per produce request, synchronously: the
 	// drainer's way to find which record of a refused batch Kafka refuses
 	// (refuse.go).
@@ -103,8 +105,7 @@ func New(o Options) (*Publisher, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := newMetrics()
-	comp, err := compression(o.Publish.Compression)
-	if err != nil {
+	if _, err := compression(o.Publish.Compression); err != nil {
 		return nil, err
 	}
 	p := &Publisher{
@@ -131,54 +132,21 @@ func New(o Options) (*Publisher, error) {
 		}
 		p.transport, rt = t, t
 	}
-	p.w = &kafka.Writer{
-		Addr: kafka.TCP(o.Kafka.Brokers...),
-		// Murmur2 on the key is the Java client's default partitioner, so
-		// any other producer or Streams app agrees on where a key lives.
-		// Records without a key (none today) are spread at random.
-		Balancer:        kafka.Murmur2Balancer{},
-		MaxAttempts:     o.Publish.MaxAttempts,
-		WriteBackoffMin: 100 * time.Millisecond,
-		WriteBackoffMax: time.Second,
-		BatchSize:       o.Publish.BatchSize,
-		BatchBytes:      o.Publish.BatchBytes,
-		BatchTimeout:    o.Publish.BatchTimeout,
-		ReadTimeout:     o.Publish.WriteTimeout,
-		WriteTimeout:    o.Publish.WriteTimeout,
-		RequiredAcks:    kafka.RequireAll,
-		// Async with a Completion callback: WriteMessages only queues, and
-		// every message's fate (ack or error after MaxAttempts) comes back
-		// through completion, where the Publish waiting for it is told.
-		Async:       true,
-		Completion:  p.completion,
-		Compression: comp,
-		Transport:   rt,
-		// kafka-go logs every failed attempt; that is debugging detail —
-		// the publisher logs outages itself, once per transition.
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			if log.Enabled(context.Background(), slog.LevelDebug) {
-				log.Debug(fmt.Sprintf(msg, args...), "source", "kafka-go")
-			}
-		}),
-	}
+	// Async with a Completion callback: WriteMessages only queues, and
+	// every message's fate (ack or error after MaxAttempts) comes back
+	// through completion, where the Publish waiting for it is told.
+	p.w = newWriter(o, rt, log, o.Publish.BatchSize, o.Publish.BatchTimeout)
+	p.w.Async, p.w.Completion = true, p.completion
+	// The drainer's own writer, so that a round never shares a partition
+	// batch with records of direct Publish calls still in flight (a shared
+	// batch could be split, and its halves acknowledged out of order). Its
+	// batches are filled by one WriteMessages call each (drainRound), so
+	// they need no time to fill.
+	p.drainW = newWriter(o, rt, log, o.Publish.BatchSize, time.Millisecond)
+	p.drainW.Async, p.drainW.Completion = true, p.completion
+	p.single = newWriter(o, rt, log, 1, time.Millisecond)
 
-	p.single = &kafka.Writer{
-		Addr:            p.w.Addr,
-		Balancer:        kafka.Murmur2Balancer{}, // same partitions as p.w: order per key holds
-		MaxAttempts:     o.Publish.MaxAttempts,
-		WriteBackoffMin: 100 * time.Millisecond,
-		WriteBackoffMax: time.Second,
-		BatchSize:       1,
-		BatchBytes:      o.Publish.BatchBytes,
-		BatchTimeout:    time.Millisecond,
-		ReadTimeout:     o.Publish.WriteTimeout,
-		WriteTimeout:    o.Publish.WriteTimeout,
-		RequiredAcks:    kafka.RequireAll,
-		Compression:     comp,
-		Transport:       rt,
-		ErrorLogger:     p.w.ErrorLogger,
-	}
-
+	var err error
 	p.sp, err = openSpool(spoolOptions{
 		Dir:           o.Publish.Spool.Dir,
 		MaxBytes:      o.Publish.Spool.MaxBytes,
@@ -348,7 +316,7 @@ func (p *Publisher) begin(ctx context.Context, msgs []outMsg, start time.Time) f
 	}
 
 	deadline := start.Add(p.cfg.AckTimeout)
-	t, err := p.send(ctx, msgs, deadline, "direct")
+	t, err := p.send(ctx, p.w, msgs, deadline, "direct")
 	if err != nil {
 		defer p.active.Done()
 		if ctx.Err() != nil {
@@ -483,9 +451,39 @@ func encodeAll(msgs []outMsg) [][]byte {
 	return out
 }
 
-// send hands msgs to the writer after taking room in the in-flight window.
+// newWriter is a kafka-go Writer with the publisher's settings: murmur2 on
+// the key (the Java client's default partitioner, so any other producer or
+// Streams app agrees on where a key lives; every writer here agrees too, so
+// order per key holds whichever one sends), acks=all, and kafka-go's own
+// per-attempt logging only at debug level — the publisher logs outages
+// itself, once per transition. Synchronous unless the caller sets Async.
+func newWriter(o Options, rt kafka.RoundTripper, log *slog.Logger, batchSize int, batchTimeout time.Duration) *kafka.Writer {
+	comp, _ := compression(o.Publish.Compression) // checked by New
+	return &kafka.Writer{
+		Addr:            kafka.TCP(o.Kafka.Brokers...),
+		Balancer:        kafka.Murmur2Balancer{},
+		MaxAttempts:     o.Publish.MaxAttempts,
+		WriteBackoffMin: 100 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		BatchSize:       batchSize,
+		BatchBytes:      o.Publish.BatchBytes,
+		BatchTimeout:    batchTimeout,
+		ReadTimeout:     o.Publish.WriteTimeout,
+		WriteTimeout:    o.Publish.WriteTimeout,
+		RequiredAcks:    kafka.RequireAll,
+		Compression:     comp,
+		Transport:       rt,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			if log.Enabled(context.Background(), slog.LevelDebug) {
+				log.Debug(fmt.Sprintf(msg, args...), "source", "kafka-go")
+			}
+		}),
+	}
+}
+
+// send hands msgs to writer w (p.w or p.drainW) after taking room in the in-flight window.
 // On error nothing was queued.
-func (p *Publisher) send(ctx context.Context, msgs []outMsg, deadline time.Time, path string) (*tracker, error) {
+func (p *Publisher) send(ctx context.Context, w *kafka.Writer, msgs []outMsg, deadline time.Time, path string) (*tracker, error) {
 	var total int64
 	for i := range msgs {
 		total += msgs[i].wireSize()
@@ -512,7 +510,7 @@ func (p *Publisher) send(ctx context.Context, msgs []outMsg, deadline time.Time,
 	defer cancel()
 	// In async mode WriteMessages only looks up partitions (metadata,
 	// normally cached) and queues; it fails before queueing anything.
-	if err := p.w.WriteMessages(wctx, kms...); err != nil {
+	if err := w.WriteMessages(wctx, kms...); err != nil {
 		p.win.release(total)
 		return nil, err
 	}
@@ -605,6 +603,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	wdone := make(chan struct{})
 	go func() {
 		p.w.Close()
+		p.drainW.Close()
 		p.single.Close()
 		close(wdone)
 	}()

@@ -203,15 +203,7 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 			msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 			checkAllOnce(t, msgs, ids)
 			// Per key (one partition each), records appear in publish order.
-			last := map[string]int{}
-			for _, m := range msgs {
-				id, _ := header(m, record.HeaderID)
-				n := idSeq(t, id)
-				if prev, ok := last[string(m.Key)]; ok && n < prev {
-					t.Errorf("key %s: record %d after %d", m.Key, n, prev)
-				}
-				last[string(m.Key)] = n
-			}
+			checkKeyOrder(t, msgs)
 			if got := metric(t, reg, "kubesift_collector_spool_drained_records_total"); got < 150 {
 				t.Errorf("drained = %v, want >= 150", got)
 			}
@@ -219,6 +211,83 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 				t.Error("spool gauges not back to 0")
 			}
 		})
+	}
+}
+
+// TestDrainKeepsKeyOrderWhenABatchFails: a drain round holds more of one
+// key than one produce batch. The broker refuses the first produce request
+// once, with an error kafka-go does not retry. Before drain rounds were sent
+// in parts of one batch, kafka-go sent the partition's next batches anyway,
+// they were acknowledged, and the re-sent round put the first batch's
+// records behind them.
+func TestDrainKeepsKeyOrderWhenABatchFails(t *testing.T) {
+	tests := []struct {
+		name      string
+		batchSize int
+		batch     int64
+	}{
+		{"cut by batch_size", 40, 1 << 20},
+		{"cut by batch_bytes", 1000, 64 << 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := testPublishConfig(dir)
+			cfg.AckTimeout = time.Second
+			cfg.BatchSize, cfg.BatchBytes = tc.batchSize, tc.batch
+			// First run: no Kafka; every record goes to the spool.
+			p := newTestPublisher(t, testKafkaConfig([]string{"127.0.0.1:1"}, fakePrefix), cfg, prometheus.NewRegistry())
+			var recs []*record.Record
+			for i := range 200 {
+				recs = append(recs, auditRecord(i, "alice", 1000))
+			}
+			ids := publishAll(t, p, recs, 200)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			p.Close(ctx)
+			cancel()
+
+			// Second run: the first produce request is refused.
+			c := fakeCluster(t)
+			k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
+			c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.ClusterAuthorizationFailed})
+			reg := prometheus.NewRegistry()
+			p2 := newTestPublisher(t, k, cfg, reg)
+			defer closePublisher(t, p2)
+			waitFor(t, 30*time.Second, "spool drained", func() bool { st := p2.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+			msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
+			checkAllOnce(t, msgs, ids)
+			checkKeyOrder(t, msgs)
+			// The failed part was first: nothing was sent after it, so
+			// the re-sent round brought no duplicates.
+			if len(msgs) != len(recs) {
+				t.Errorf("%d messages for %d records", len(msgs), len(recs))
+			}
+		})
+	}
+}
+
+func TestPartLen(t *testing.T) {
+	msg := func(value int) outMsg { return outMsg{key: []byte("k"), value: make([]byte, value)} }
+	m100 := msg(100)
+	size := m100.wireSize()
+	tests := []struct {
+		name      string
+		msgs      []outMsg
+		batchSize int
+		batch     int64
+		want      int
+	}{
+		{"all fit", []outMsg{msg(100), msg(100)}, 10, 1 << 20, 2},
+		{"count", []outMsg{msg(100), msg(100), msg(100)}, 2, 1 << 20, 2},
+		{"bytes exactly", []outMsg{msg(100), msg(100), msg(100)}, 10, 2 * size, 2},
+		{"bytes one short", []outMsg{msg(100), msg(100), msg(100)}, 10, 2*size - 1, 1},
+		{"a first record larger than the limit still goes alone", []outMsg{msg(1000), msg(1)}, 10, 100, 1},
+		{"one", []outMsg{msg(1)}, 1, 1, 1},
+	}
+	for _, tc := range tests {
+		if got := partLen(tc.msgs, tc.batchSize, tc.batch); got != tc.want {
+			t.Errorf("%s: partLen = %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -316,11 +385,16 @@ func TestPublishBackpressureWhenSpoolFull(t *testing.T) {
 		t.Error("backpressure not counted")
 	}
 	fault.Remove()
-	waitFor(t, 30*time.Second, "spool drained", func() bool { return p.Stats().SpoolBytes == 0 })
+	// Drained means back to direct publishing too: a record published
+	// while the publisher still spools returns once it is in the spool,
+	// and reading the topic right after could miss it.
+	drained := func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 }
+	waitFor(t, 30*time.Second, "spool drained", drained)
 	more := publishAll(t, p, []*record.Record{auditRecord(20000, "bob", 1500)}, 1)
 	for id := range more {
 		ids[id] = true
 	}
+	waitFor(t, 30*time.Second, "spool drained", drained)
 	checkAllOnce(t, testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
 }
 

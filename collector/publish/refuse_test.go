@@ -260,12 +260,5 @@ func TestBeginKeepsOrder(t *testing.T) {
 	closePublisher(t, p)
 	msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 	checkAllOnce(t, msgs, want)
-	last := map[string]int{}
-	for _, m := range msgs {
-		n := idSeq(t, must(header(m, record.HeaderID)))
-		if prev, ok := last[string(m.Key)]; ok && n < prev {
-			t.Errorf("key %s: record %d after %d", m.Key, n, prev)
-		}
-		last[string(m.Key)] = n
-	}
+	checkKeyOrder(t, msgs)
 }
