@@ -228,6 +228,13 @@ rules:
 			{0, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
 			{time.Minute, "create", "pods", "", "mallory", exec, "bind-then-exec", 2},
 		}},
+		// Records of different keys come from different partitions, so
+		// an exec made before the binding can be read after it.
+		{"sequence: an exec older than the binding does not complete it", []step{
+			{time.Minute, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
+			{0, "create", "pods", "", "mallory", exec, "", 0},
+			{2 * time.Minute, "create", "pods", "", "mallory", exec, "bind-then-exec", 2},
+		}},
 		{"sequence too slow", []step{
 			{0, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
 			{11 * time.Minute, "create", "pods", "", "mallory", exec, "", 0},

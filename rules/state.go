@@ -225,6 +225,13 @@ func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bo
 		s.lru.remove(key)
 		return false, 0
 	}
+	if t.Before(p.start) {
+		// Happened before the sequence began: records of different keys
+		// (the binding's author, the exec's user) come from different
+		// partitions, so an older record can be read after a newer one.
+		// It is no next step; the sequence stays as it was.
+		return false, 0
+	}
 	if p.done == step {
 		p.done++
 	}

@@ -89,8 +89,13 @@ func RequireReal() bool { return Get(RequireRealVar) == "1" }
 
 // Need returns the value of each named variable, or skips (fails under
 // KUBESIFT_REQUIRE_REAL=1) naming the part of the test ground that is missing.
+// With -short it always skips: a test that needs a server is an integration
+// test.
 func Need(t testing.TB, part string, names ...string) []string {
 	t.Helper()
+	// Whatever the environment says: the env files outlive a stopped
+	// ground, and `make test-unit` must not dial servers that are gone.
+	Short(t)
 	vals := make([]string, len(names))
 	for i, n := range names {
 		vals[i] = Get(n)
