@@ -456,7 +456,8 @@ func encodeAll(msgs []outMsg) [][]byte {
 // Streams app agrees on where a key lives; every writer here agrees too, so
 // order per key holds whichever one sends), acks=all, and kafka-go's own
 // per-attempt logging only at debug level — the publisher logs outages
-// itself, once per transition. Synchronous unless the caller sets Async.
+// itself, once per transition. Records without a key (none today) are
+// spread at random. Synchronous unless the caller sets Async.
 func newWriter(o Options, rt kafka.RoundTripper, log *slog.Logger, batchSize int, batchTimeout time.Duration) *kafka.Writer {
 	comp, _ := compression(o.Publish.Compression) // checked by New
 	return &kafka.Writer{
@@ -481,8 +482,8 @@ func newWriter(o Options, rt kafka.RoundTripper, log *slog.Logger, batchSize int
 	}
 }
 
-// send hands msgs to writer w (p.w or p.drainW) after taking room in the in-flight window.
-// On error nothing was queued.
+// send hands msgs to writer w (p.w or p.drainW) after taking room in the
+// in-flight window. On error nothing was queued.
 func (p *Publisher) send(ctx context.Context, w *kafka.Writer, msgs []outMsg, deadline time.Time, path string) (*tracker, error) {
 	var total int64
 	for i := range msgs {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -263,6 +264,67 @@ func TestDrainKeepsKeyOrderWhenABatchFails(t *testing.T) {
 				t.Errorf("%d messages for %d records", len(msgs), len(recs))
 			}
 		})
+	}
+}
+
+// TestPartIsOneKafkaGoBatch checks partLen's premise against kafka-go's own
+// batching: records whose wireSize adds up to batch_bytes, all of one key,
+// leave the writer as one batch (one Completion call), whatever kafka-go
+// counts for keys, values and headers.
+func TestPartIsOneKafkaGoBatch(t *testing.T) {
+	c := fakeCluster(t)
+	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
+	var kms []kafka.Message
+	var total int64
+	for i := range 50 {
+		// Sizes and header counts vary: a short value, a body, a record
+		// from an origin (one more header).
+		r := auditRecord(i, "alice", (i%5)*700)
+		origin := []byte(nil)
+		if i%2 == 0 {
+			origin = []byte("audit-tail")
+		}
+		m, err := fromRecord(r, origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += m.wireSize()
+		kms = append(kms, kafka.Message{Topic: k.Topics.Audit, Key: m.key, Value: m.value, Headers: m.headers})
+	}
+	var mu sync.Mutex
+	var batches []int
+	done := make(chan struct{}, len(kms))
+	w := &kafka.Writer{
+		Addr: kafka.TCP(c.ListenAddrs()...), Balancer: kafka.Murmur2Balancer{},
+		BatchSize: 10000, BatchBytes: total, BatchTimeout: 50 * time.Millisecond,
+		RequiredAcks: kafka.RequireAll, Async: true,
+		Completion: func(msgs []kafka.Message, err error) {
+			if err != nil {
+				t.Errorf("batch of %d: %v", len(msgs), err)
+			}
+			mu.Lock()
+			batches = append(batches, len(msgs))
+			mu.Unlock()
+			for range msgs {
+				done <- struct{}{}
+			}
+		},
+	}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), kms...); err != nil {
+		t.Fatal(err)
+	}
+	for range kms {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("messages not completed")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 1 {
+		t.Errorf("kafka-go cut %d records of %d wireSize bytes (its batch_bytes) into batches %v: wireSize counts less than kafka-go does, so a part of partLen can be two batches", len(kms), total, batches)
 	}
 }
 
