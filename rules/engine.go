@@ -344,11 +344,70 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 	defer e.vms.Put(rn.m)
 	var alerts []Alert
 	for _, cr := range cands {
+		if cr.Sequence != nil && len(cr.steps) == 2 {
+			if a, ok := e.evalPair(&rn, cr, r, &ctx); ok && !cr.Shadow {
+				alerts = append(alerts, a)
+			}
+			continue
+		}
 		if a, ok := e.evalRule(&rn, cr, r, &ctx); ok && !cr.Shadow {
 			alerts = append(alerts, a)
 		}
 	}
 	return alerts
+}
+
+// evalPair evaluates a two-step sequence (sequenceState.pair): the alert is
+// the last step's, raised either on that record or on a first step read
+// after it. Exceptions are checked on the last step, as for any sequence.
+func (e *Engine) evalPair(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
+	cr.stats.Evaluated.Add(1)
+	st := cr.state.(*sequenceState)
+	var fired *Alert
+	// The last step first, so one record cannot both start and finish a
+	// sequence.
+	for i := 1; i >= 0; i-- {
+		ok, err := m.runBool(cr.steps[i].cond)
+		if err != nil {
+			cr.stats.Errors.Add(1)
+			return Alert{}, false
+		}
+		if !ok || (cr.cond != nil && !m.mustBool(cr.cond, cr.stats)) {
+			continue
+		}
+		key, ok := groupKeyOf(m, cr.steps[i].groupBy, cr.stats)
+		if !ok {
+			continue
+		}
+		var mk func() Alert
+		if i == 1 {
+			if e.excepted(m, cr) {
+				continue
+			}
+			mk = func() Alert { return e.alertOf(m, cr, r, ctx, key, 2) }
+		}
+		if a := st.pair(key, r.EventTime, i, mk); a != nil {
+			fired = a
+		}
+	}
+	if fired == nil {
+		return Alert{}, false
+	}
+	cr.stats.Matched.Add(1)
+	return *fired, true
+}
+
+// excepted reports whether one of the rule's exceptions matches the record
+// (counted as suppressed).
+func (e *Engine) excepted(m *runner, cr *compiledRule) bool {
+	for _, ex := range cr.exceptions {
+		v, err := m.run(ex.field)
+		if err == nil && ex.m.matchAll(v) {
+			cr.stats.Suppressed.Add(1)
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
@@ -391,12 +450,8 @@ func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *ev
 	}
 	// Exceptions apply before state: an excepted record must not count
 	// towards a threshold either.
-	for _, ex := range cr.exceptions {
-		v, err := m.run(ex.field)
-		if err == nil && ex.m.matchAll(v) {
-			cr.stats.Suppressed.Add(1)
-			return Alert{}, false
-		}
+	if e.excepted(m, cr) {
+		return Alert{}, false
 	}
 	if cr.state != nil && cr.Sequence == nil {
 		key, ok := groupKeyOf(m, cr.groupBy, cr.stats)
@@ -419,6 +474,11 @@ func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *ev
 		groupKey, count = key, n
 	}
 	cr.stats.Matched.Add(1)
+	return e.alertOf(m, cr, r, ctx, groupKey, count), true
+}
+
+// alertOf is the alert rule cr raises on record r.
+func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx, groupKey string, count int) Alert {
 	a := Alert{
 		ID: cr.ID + ":" + r.ID, RuleID: cr.ID, Title: cr.Title, Severity: cr.Severity, Mitre: cr.Mitre,
 		Tags: cr.Tags, RecordID: r.ID, Source: r.Source, Cluster: r.Cluster.Name, Time: r.EventTime,
@@ -433,7 +493,7 @@ func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *ev
 	if a.Message == "" {
 		a.Message = cr.Title
 	}
-	return a, true
+	return a
 }
 
 // runner evaluates a rule's programs on one record, parsing a request or

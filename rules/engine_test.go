@@ -2,8 +2,10 @@ package rules
 
 import (
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +154,22 @@ func TestLoadErrorsNameFileRuleAndPosition(t *testing.T) {
 	}
 }
 
+// bindThenExec is a two-step sequence rule, as the built-in
+// cluster-admin-then-exec.
+const bindThenExec = `  - id: bind-then-exec
+    title: Bound to cluster-admin, then exec
+    severity: critical
+    source: audit
+    sequence:
+      within: 10m
+      steps:
+        - condition: verb == "create" && resource == "clusterrolebindings" && get(request, "roleRef.name") == "cluster-admin"
+          group_by: [subject_users(request)]
+        - condition: verb == "create" && resource == "pods" && subresource == "exec"
+          group_by: [user]
+    output: "{{ user }} exec {{ name }}"
+`
+
 func TestStatefulForms(t *testing.T) {
 	dir := writeRules(t, map[string]string{"s.yaml": `
 rules:
@@ -169,18 +187,7 @@ rules:
     condition: verb == "get" && resource == "secrets"
     group_by: [user]
     distinct: {field: 'namespace + "/" + name', count: 3, window: 5m}
-  - id: bind-then-exec
-    title: Bound to cluster-admin, then exec
-    severity: critical
-    source: audit
-    sequence:
-      within: 10m
-      steps:
-        - condition: verb == "create" && resource == "clusterrolebindings" && get(request, "roleRef.name") == "cluster-admin"
-          group_by: [subject_users(request)]
-        - condition: verb == "create" && resource == "pods" && subresource == "exec"
-          group_by: [user]
-  - id: first-exec
+` + bindThenExec + `  - id: first-exec
     title: First exec by a user in 7 days
     severity: low
     source: audit
@@ -235,6 +242,24 @@ rules:
 			{0, "create", "pods", "", "mallory", exec, "", 0},
 			{2 * time.Minute, "create", "pods", "", "mallory", exec, "bind-then-exec", 2},
 		}},
+		{"sequence: an exec read before its binding fires when the binding is read", []step{
+			{time.Minute, "create", "pods", "", "mallory", exec, "", 0},
+			{0, "create", "clusterrolebindings", "x", "admin", binding, "bind-then-exec", 2},
+		}},
+		{"sequence: of two execs read before the binding, only the first fires", []step{
+			{time.Minute, "create", "pods", "", "mallory", exec, "", 0},
+			{2 * time.Minute, "create", "pods", "", "mallory", exec, "", 0},
+			{0, "create", "clusterrolebindings", "x", "admin", binding, "bind-then-exec", 2},
+		}},
+		{"sequence: a binding read late, older than the exec that already fired, adds nothing", []step{
+			{time.Minute, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
+			{2 * time.Minute, "create", "pods", "", "mallory", exec, "bind-then-exec", 2},
+			{0, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
+		}},
+		{"sequence: an exec read early, too long after the binding read late", []step{
+			{11 * time.Minute, "create", "pods", "", "mallory", exec, "", 0},
+			{0, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
+		}},
 		{"sequence too slow", []step{
 			{0, "create", "clusterrolebindings", "x", "admin", binding, "", 0},
 			{11 * time.Minute, "create", "pods", "", "mallory", exec, "", 0},
@@ -275,6 +300,72 @@ rules:
 	}
 	if fmt.Sprint(fired) != "[true false true]" {
 		t.Errorf("new_term fired %v, want [true false true]", fired)
+	}
+}
+
+// TestSequenceOutcomeIndependentOfInterleaving: bindings (keyed by their
+// author) and execs (keyed by the exec's user) come from different
+// partitions. Whatever order the two streams are merged in, each in its own
+// event order, a two-step sequence raises the same alerts (IDs and
+// messages) as reading everything in event order.
+func TestSequenceOutcomeIndependentOfInterleaving(t *testing.T) {
+	dir := writeRules(t, map[string]string{"s.yaml": "rules:\n" + bindThenExec})
+	binding := `,"requestObject":{"kind":"ClusterRoleBinding","roleRef":{"name":"cluster-admin"},"subjects":[{"kind":"User","name":"mallory"}]}`
+	rng := rand.New(rand.NewSource(1))
+	for round := range 200 {
+		// A few bindings and execs at random minutes of one hour.
+		var binds, execs []*record.Record
+		n := 0
+		minutes := func(k int) []int {
+			ms := make([]int, k)
+			for i := range ms {
+				ms[i] = rng.Intn(60)
+			}
+			slices.Sort(ms)
+			return ms
+		}
+		for _, m := range minutes(1 + rng.Intn(4)) {
+			n++
+			binds = append(binds, auditRec(t, round*100+n, t0.Add(time.Duration(m)*time.Minute), "create", "clusterrolebindings", "", "b", "admin", binding))
+		}
+		for _, m := range minutes(1 + rng.Intn(6)) {
+			n++
+			execs = append(execs, auditRec(t, round*100+n, t0.Add(time.Duration(m)*time.Minute+30*time.Second),
+				"create", "pods", "ns", fmt.Sprintf("p%d", n), "mallory", `,"objectRef":{"resource":"pods","namespace":"ns","name":"p","subresource":"exec"}`))
+		}
+		eval := func(recs []*record.Record) []string {
+			e, err := New(LoadOptions{NoBuiltin: true, Dirs: []string{dir}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, r := range recs {
+				for _, a := range e.Eval(r) {
+					out = append(out, a.ID+" "+a.Message)
+				}
+			}
+			slices.Sort(out)
+			return out
+		}
+		inOrder := append(append([]*record.Record{}, binds...), execs...)
+		slices.SortStableFunc(inOrder, func(a, b *record.Record) int { return a.EventTime.Compare(b.EventTime) })
+		want := eval(inOrder)
+		for range 5 {
+			merged := make([]*record.Record, 0, len(binds)+len(execs))
+			bi, ei := 0, 0
+			for bi < len(binds) || ei < len(execs) {
+				if ei == len(execs) || (bi < len(binds) && rng.Intn(2) == 0) {
+					merged = append(merged, binds[bi])
+					bi++
+				} else {
+					merged = append(merged, execs[ei])
+					ei++
+				}
+			}
+			if got := eval(merged); !slices.Equal(got, want) {
+				t.Fatalf("round %d: interleaved %v, in event order %v", round, got, want)
+			}
+		}
 	}
 }
 

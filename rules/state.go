@@ -193,19 +193,51 @@ func (s *distinctState) observe(key string, t time.Time, _ int, value string) (b
 func (s *distinctState) evictions() uint64 { return s.lru.evicted.Load() }
 func (s *distinctState) groups() int       { return s.lru.size() }
 
+// pairMemory bounds the first steps and the last steps a two-step sequence
+// remembers per group, to pair records read out of event order.
+const pairMemory = 8
+
 type seqProgress struct {
-	done  int // steps completed
+	done  int // steps completed (sequences of more than two steps)
 	start time.Time
+	// Two-step sequences: the group's recent first steps (times) and last
+	// steps, each kept in event order, at most pairMemory of each.
+	firsts []time.Time
+	lasts  []lastStep
 }
 
+// lastStep is a last step of a two-step sequence: whether it raised its
+// alert, and the alert made ready in case a first step read later makes it
+// fire.
+type lastStep struct {
+	t     time.Time
+	fired bool
+	alert Alert
+}
+
+// sequenceState follows sequences by event time, never by arrival. The steps
+// of one sequence may be keyed by different identities (the binding's
+// author, the exec's user) and so come from different Kafka partitions,
+// which a processor reads interleaved in any way.
+//
+// A two-step sequence fires on a last step L when the latest first step F
+// at or before L is at most within before it and no other last step came
+// between F and L — what reading in event order gives. Each group remembers
+// its last pairMemory first and last steps, so a first step read after the
+// last step it precedes still makes that one fire, with the alert it would
+// have raised (same ID): the outcome does not depend on how partitions
+// interleave. Longer sequences advance step by step in arrival order, and
+// a record older than the sequence's start never advances one.
 type sequenceState struct {
-	lru    *lru[*seqProgress]
-	steps  int
-	within time.Duration
+	lru     *lru[*seqProgress]
+	steps   int
+	within  time.Duration
+	dropped atomic.Uint64 // remembered steps dropped to stay within pairMemory
 }
 
 // observe advances the group's progress when the record matched the next
-// step in time; step 0 (re)starts a sequence.
+// step in time; step 0 (re)starts a sequence. (Two-step sequences go
+// through pair.)
 func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bool, int) {
 	s.lru.mu.Lock()
 	defer s.lru.mu.Unlock()
@@ -226,10 +258,8 @@ func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bo
 		return false, 0
 	}
 	if t.Before(p.start) {
-		// Happened before the sequence began: records of different keys
-		// (the binding's author, the exec's user) come from different
-		// partitions, so an older record can be read after a newer one.
-		// It is no next step; the sequence stays as it was.
+		// Happened before the sequence began (read late, from another
+		// partition): no next step of it.
 		return false, 0
 	}
 	if p.done == step {
@@ -242,7 +272,105 @@ func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bo
 	return false, 0
 }
 
-func (s *sequenceState) evictions() uint64 { return s.lru.evicted.Load() }
+// pair feeds a matched step of a two-step sequence: step 0 at t, or step 1
+// at t with mk making its alert. It returns the alerts that now fire: for a
+// last step, its own when it fires on arrival; for a first step, that of the
+// last step it completes, if one was read before it.
+func (s *sequenceState) pair(key string, t time.Time, step int, mk func() Alert) *Alert {
+	s.lru.mu.Lock()
+	defer s.lru.mu.Unlock()
+	p := *s.lru.get(key, func() *seqProgress { return &seqProgress{} })
+	if step == 0 {
+		p.firsts = s.insertTime(p.firsts, t)
+		// Only the first last step at or after t can pair with it: any
+		// later one has that one between them.
+		for i := range p.lasts {
+			l := &p.lasts[i]
+			if l.t.Before(t) {
+				continue
+			}
+			if !l.fired && s.fires(p, l.t, i) {
+				l.fired = true
+				a := l.alert
+				l.alert = Alert{} // fired: only its time matters now
+				return &a
+			}
+			break
+		}
+		return nil
+	}
+	i := s.insertLast(p, t)
+	if i < 0 {
+		return nil // older than every last step remembered: dropped, counted
+	}
+	l := &p.lasts[i]
+	if s.fires(p, t, i) {
+		l.fired = true
+		a := mk()
+		return &a
+	}
+	l.alert = mk()
+	return nil
+}
+
+// fires reports whether the last step at t (index i of p.lasts) fires: the
+// latest first step at or before t is at most within before it, and no
+// other last step lies between the two.
+func (s *sequenceState) fires(p *seqProgress, t time.Time, i int) bool {
+	var first time.Time
+	found := false
+	for _, f := range p.firsts {
+		if f.After(t) {
+			break
+		}
+		first, found = f, true
+	}
+	if !found || t.Sub(first) > s.within {
+		return false
+	}
+	return i == 0 || p.lasts[i-1].t.Before(first)
+}
+
+// insertTime adds t to ts in order, dropping the oldest beyond pairMemory.
+func (s *sequenceState) insertTime(ts []time.Time, t time.Time) []time.Time {
+	i := len(ts)
+	for i > 0 && ts[i-1].After(t) {
+		i--
+	}
+	ts = append(ts, time.Time{})
+	copy(ts[i+1:], ts[i:])
+	ts[i] = t
+	if len(ts) > pairMemory {
+		ts = append(ts[:0], ts[1:]...)
+		s.dropped.Add(1)
+	}
+	return ts
+}
+
+// insertLast adds a last step at t to p.lasts in order, dropping the oldest
+// beyond pairMemory, and returns its index (-1: older than all pairMemory
+// remembered, not kept).
+func (s *sequenceState) insertLast(p *seqProgress, t time.Time) int {
+	i := len(p.lasts)
+	for i > 0 && p.lasts[i-1].t.After(t) {
+		i--
+	}
+	if i == 0 && len(p.lasts) == pairMemory {
+		s.dropped.Add(1)
+		return -1
+	}
+	p.lasts = append(p.lasts, lastStep{})
+	copy(p.lasts[i+1:], p.lasts[i:])
+	p.lasts[i] = lastStep{t: t}
+	if len(p.lasts) > pairMemory {
+		p.lasts = append(p.lasts[:0], p.lasts[1:]...)
+		s.dropped.Add(1)
+		i--
+	}
+	return i
+}
+
+func (s *sequenceState) evictions() uint64 { return s.lru.evicted.Load() + s.dropped.Load() }
 func (s *sequenceState) groups() int       { return s.lru.size() }
 
 type newTermState struct {
