@@ -273,9 +273,9 @@ func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bo
 }
 
 // pair feeds a matched step of a two-step sequence: step 0 at t, or step 1
-// at t with mk making its alert. It returns the alerts that now fire: for a
-// last step, its own when it fires on arrival; for a first step, that of the
-// last step it completes, if one was read before it.
+// at t with mk making its alert. It returns the alert that now fires, if
+// any: for a last step, its own when it fires on arrival; for a first step,
+// that of the last step it completes, if one was read before it.
 func (s *sequenceState) pair(key string, t time.Time, step int, mk func() Alert) *Alert {
 	s.lru.mu.Lock()
 	defer s.lru.mu.Unlock()
