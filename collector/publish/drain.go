@@ -83,11 +83,10 @@ func (p *Publisher) drain() {
 // re-sent round put the first batch's records behind the second's — the
 // order of a key broken. A part of at most batch_size records and
 // batch_bytes is one batch for every partition it touches (wireSize is
-// never less than kafka-go's own measure of a message — checked by
-// TestPartIsOneKafkaGoBatch — and one
-// WriteMessages call queues a partition's share under one lock, so the
-// batch timer cannot cut it), so nothing of a partition is sent after a
-// failure of that partition. The price is one round trip per part instead of
+// never less than kafka-go's own measure of a message, which
+// TestPartIsOneKafkaGoBatch checks; and one WriteMessages call queues a
+// partition's share under one lock, so the batch timer cannot cut it), so
+// nothing of a partition is sent after a failure of that partition. The price is one round trip per part instead of
 // one per round; it did not show in BenchmarkDrainRealBroker (4 partitions,
 // median of three: 24.7k records/s in parts, 24.8k sent at once; the runs
 // spread from 18k to 47k).
