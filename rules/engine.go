@@ -344,12 +344,6 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 	defer e.vms.Put(rn.m)
 	var alerts []Alert
 	for _, cr := range cands {
-		if cr.Sequence != nil && len(cr.steps) == 2 {
-			if a, ok := e.evalPair(&rn, cr, r, &ctx); ok && !cr.Shadow {
-				alerts = append(alerts, a)
-			}
-			continue
-		}
 		if a, ok := e.evalRule(&rn, cr, r, &ctx); ok && !cr.Shadow {
 			alerts = append(alerts, a)
 		}
@@ -357,16 +351,17 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 	return alerts
 }
 
-// evalPair evaluates a two-step sequence (sequenceState.pair): the alert is
-// the last step's, raised either on that record or on a first step read
-// after it. Exceptions are checked on the last step, as for any sequence.
-func (e *Engine) evalPair(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
-	cr.stats.Evaluated.Add(1)
+// evalSequence feeds the steps r matches to the rule's sequenceState, the
+// last step first, so that one record cannot both start and finish a
+// sequence. Exceptions are checked on a last step before it reaches the
+// state: an excepted record must not complete a sequence, as it must not
+// count towards a threshold. The alert is the last step's, raised on that
+// record or — for a two-step sequence — on a first step read after it.
+func (e *Engine) evalSequence(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
 	st := cr.state.(*sequenceState)
+	last := len(cr.steps) - 1
 	var fired *Alert
-	// The last step first, so one record cannot both start and finish a
-	// sequence.
-	for i := 1; i >= 0; i-- {
+	for i := last; i >= 0; i-- {
 		ok, err := m.runBool(cr.steps[i].cond)
 		if err != nil {
 			cr.stats.Errors.Add(1)
@@ -379,14 +374,11 @@ func (e *Engine) evalPair(m *runner, cr *compiledRule, r *record.Record, ctx *ev
 		if !ok {
 			continue
 		}
-		var mk func() Alert
-		if i == 1 {
-			if e.excepted(m, cr) {
-				continue
-			}
-			mk = func() Alert { return e.alertOf(m, cr, r, ctx, key, 2) }
+		if i == last && e.excepted(m, cr) {
+			continue
 		}
-		if a := st.pair(key, r.EventTime, i, mk); a != nil {
+		mk := func() Alert { return e.alertOf(m, cr, r, ctx, key, len(cr.steps)) }
+		if a := st.feed(key, r.EventTime, i, mk); a != nil {
 			fired = a
 		}
 	}
@@ -412,48 +404,25 @@ func (e *Engine) excepted(m *runner, cr *compiledRule) bool {
 
 func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
 	cr.stats.Evaluated.Add(1)
-	var groupKey string
-	var count int
 	if cr.Sequence != nil {
-		fired := false
-		// Later steps first, so one record cannot both start and finish a sequence.
-		for i := len(cr.steps) - 1; i >= 0; i-- {
-			st := cr.steps[i]
-			ok, err := m.runBool(st.cond)
-			if err != nil {
-				cr.stats.Errors.Add(1)
-				return Alert{}, false
-			}
-			if !ok || (cr.cond != nil && !m.mustBool(cr.cond, cr.stats)) {
-				continue
-			}
-			key, ok := groupKeyOf(m, st.groupBy, cr.stats)
-			if !ok {
-				continue
-			}
-			if fire, n := cr.state.observe(key, r.EventTime, i, ""); fire {
-				fired, groupKey, count = true, key, n
-			}
-		}
-		if !fired {
-			return Alert{}, false
-		}
-	} else {
-		ok, err := m.runBool(cr.cond)
-		if err != nil {
-			cr.stats.Errors.Add(1)
-			return Alert{}, false
-		}
-		if !ok {
-			return Alert{}, false
-		}
+		return e.evalSequence(m, cr, r, ctx)
+	}
+	ok, err := m.runBool(cr.cond)
+	if err != nil {
+		cr.stats.Errors.Add(1)
+		return Alert{}, false
+	}
+	if !ok {
+		return Alert{}, false
 	}
 	// Exceptions apply before state: an excepted record must not count
 	// towards a threshold either.
 	if e.excepted(m, cr) {
 		return Alert{}, false
 	}
-	if cr.state != nil && cr.Sequence == nil {
+	var groupKey string
+	var count int
+	if cr.state != nil {
 		key, ok := groupKeyOf(m, cr.groupBy, cr.stats)
 		if !ok {
 			return Alert{}, false

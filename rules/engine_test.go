@@ -369,6 +369,65 @@ func TestSequenceOutcomeIndependentOfInterleaving(t *testing.T) {
 	}
 }
 
+// TestSequenceOfThreeSteps: longer sequences advance step by step in the
+// order records are read; a step older than the sequence's start does not
+// advance it, and an excepted last step does not complete it.
+func TestSequenceOfThreeSteps(t *testing.T) {
+	dir := writeRules(t, map[string]string{"s.yaml": `
+rules:
+  - id: list-get-delete
+    title: List, get, then delete secrets
+    severity: high
+    source: audit
+    sequence:
+      within: 5m
+      steps:
+        - condition: verb == "list" && resource == "secrets"
+          group_by: [user]
+        - condition: verb == "get" && resource == "secrets"
+          group_by: [user]
+        - condition: verb == "delete" && resource == "secrets"
+          group_by: [user]
+    exceptions:
+      - name: cleanup-job
+        field: name
+        values: [scratch]
+`})
+	type step struct {
+		at   time.Duration
+		verb string
+		name string
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		fires []bool
+	}{
+		{"in order", []step{{0, "list", "a"}, {time.Minute, "get", "a"}, {2 * time.Minute, "delete", "a"}}, []bool{false, false, true}},
+		{"a step skipped", []step{{0, "list", "a"}, {2 * time.Minute, "delete", "a"}}, []bool{false, false}},
+		{"too slow", []step{{0, "list", "a"}, {time.Minute, "get", "a"}, {6 * time.Minute, "delete", "a"}}, []bool{false, false, false}},
+		{"a middle step older than the start", []step{{time.Minute, "list", "a"}, {0, "get", "a"}, {2 * time.Minute, "delete", "a"}}, []bool{false, false, false}},
+		{"an excepted last step does not complete it; the next one does", []step{
+			{0, "list", "a"}, {time.Minute, "get", "a"}, {2 * time.Minute, "delete", "scratch"}, {3 * time.Minute, "delete", "b"},
+		}, []bool{false, false, false, true}},
+	}
+	for ti, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(LoadOptions{NoBuiltin: true, Dirs: []string{dir}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range tc.steps {
+				r := auditRec(t, ti*100+i, t0.Add(st.at), st.verb, "secrets", "ns", st.name, "eve", "")
+				got := e.Eval(r)
+				if fired := len(got) == 1 && got[0].RuleID == "list-get-delete" && got[0].Count == 3; fired != tc.fires[i] || len(got) > 1 {
+					t.Errorf("step %d: alerts %+v, want fired=%v", i, got, tc.fires[i])
+				}
+			}
+		})
+	}
+}
+
 func TestBoundedGroups(t *testing.T) {
 	dir := writeRules(t, map[string]string{"s.yaml": `
 rules:

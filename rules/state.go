@@ -236,8 +236,8 @@ type sequenceState struct {
 }
 
 // observe advances the group's progress when the record matched the next
-// step in time; step 0 (re)starts a sequence. (Two-step sequences go
-// through pair.)
+// step in time; step 0 (re)starts a sequence. Used for sequences of more
+// than two steps (feed).
 func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bool, int) {
 	s.lru.mu.Lock()
 	defer s.lru.mu.Unlock()
@@ -272,6 +272,20 @@ func (s *sequenceState) observe(key string, t time.Time, step int, _ string) (bo
 	return false, 0
 }
 
+// feed takes a matched step of the sequence: step at t of group key, with mk
+// making the alert of a last step. It returns the alert that fires now, if
+// any (pair for two-step sequences, observe for longer ones).
+func (s *sequenceState) feed(key string, t time.Time, step int, mk func() Alert) *Alert {
+	if s.steps == 2 {
+		return s.pair(key, t, step, mk)
+	}
+	if fire, _ := s.observe(key, t, step, ""); fire {
+		a := mk()
+		return &a
+	}
+	return nil
+}
+
 // pair feeds a matched step of a two-step sequence: step 0 at t, or step 1
 // at t with mk making its alert. It returns the alert that now fires, if
 // any: for a last step, its own when it fires on arrival; for a first step,
@@ -303,13 +317,12 @@ func (s *sequenceState) pair(key string, t time.Time, step int, mk func() Alert)
 	if i < 0 {
 		return nil // older than every last step remembered: dropped, counted
 	}
-	l := &p.lasts[i]
+	a := mk()
 	if s.fires(p, t, i) {
-		l.fired = true
-		a := mk()
+		p.lasts[i].fired = true
 		return &a
 	}
-	l.alert = mk()
+	p.lasts[i].alert = a
 	return nil
 }
 
