@@ -105,7 +105,8 @@ func New(o Options) (*Publisher, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := newMetrics()
-	if _, err := compression(o.Publish.Compression); err != nil {
+	comp, err := compression(o.Publish.Compression)
+	if err != nil {
 		return nil, err
 	}
 	p := &Publisher{
@@ -135,18 +136,17 @@ func New(o Options) (*Publisher, error) {
 	// Async with a Completion callback: WriteMessages only queues, and
 	// every message's fate (ack or error after MaxAttempts) comes back
 	// through completion, where the Publish waiting for it is told.
-	p.w = newWriter(o, rt, log, o.Publish.BatchSize, o.Publish.BatchTimeout)
+	p.w = newWriter(o, rt, comp, log, o.Publish.BatchSize, o.Publish.BatchTimeout)
 	p.w.Async, p.w.Completion = true, p.completion
 	// The drainer's own writer, so that a round never shares a partition
 	// batch with records of direct Publish calls still in flight (a shared
 	// batch could be split, and its halves acknowledged out of order). Its
 	// batches are filled by one WriteMessages call each (drainRound), so
 	// they need no time to fill.
-	p.drainW = newWriter(o, rt, log, o.Publish.BatchSize, time.Millisecond)
+	p.drainW = newWriter(o, rt, comp, log, o.Publish.BatchSize, time.Millisecond)
 	p.drainW.Async, p.drainW.Completion = true, p.completion
-	p.single = newWriter(o, rt, log, 1, time.Millisecond)
+	p.single = newWriter(o, rt, comp, log, 1, time.Millisecond)
 
-	var err error
 	p.sp, err = openSpool(spoolOptions{
 		Dir:           o.Publish.Spool.Dir,
 		MaxBytes:      o.Publish.Spool.MaxBytes,
@@ -458,8 +458,7 @@ func encodeAll(msgs []outMsg) [][]byte {
 // per-attempt logging only at debug level — the publisher logs outages
 // itself, once per transition. Records without a key (none today) are
 // spread at random. Synchronous unless the caller sets Async.
-func newWriter(o Options, rt kafka.RoundTripper, log *slog.Logger, batchSize int, batchTimeout time.Duration) *kafka.Writer {
-	comp, _ := compression(o.Publish.Compression) // checked by New
+func newWriter(o Options, rt kafka.RoundTripper, comp kafka.Compression, log *slog.Logger, batchSize int, batchTimeout time.Duration) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:            kafka.TCP(o.Kafka.Brokers...),
 		Balancer:        kafka.Murmur2Balancer{},

@@ -98,8 +98,9 @@ func TestScenarioAlertsAfterRedaction(t *testing.T) {
 // may see it — each key's records in order, keys interleaved at random, in
 // chunks — and checks that every alert count equals expected-alerts.tsv,
 // cluster-admin-then-exec's too, although it joins records of two keys (the
-// CI token's binding, the backdoor account's exec). This is what lets `kubesift run` compare its
-// alerts with the file although its processor reads several partitions.
+// CI token's binding, the backdoor account's exec). This is what lets
+// `kubesift run` compare its alerts with the file although its processor
+// reads several partitions.
 func TestScenarioPartitionInterleaving(t *testing.T) {
 	recs, err := decodeScenario(scenarioDir)
 	if err != nil {
