@@ -20,7 +20,7 @@
 // same batch again later. Any other error is a bug or a closed publisher.
 //
 // Records that cannot become a record at all (malformed input) go to the
-// dead-letter topic through PublishDeadLetter, with where they came from and
+// dead-letter topic through PublishDeadLetters, with where they came from and
 // why; they are acknowledged upstream once the dead letter is durable.
 package collector
 
@@ -42,8 +42,12 @@ type Publisher interface {
 	// non-nil error none, some or all of the records may have been published;
 	// the caller retries the whole batch and relies on record IDs to dedupe.
 	Publish(ctx context.Context, recs []*record.Record) error
-	// PublishDeadLetter makes one dead letter durable on the dead-letter topic.
-	PublishDeadLetter(ctx context.Context, dl DeadLetter) error
+	// PublishDeadLetters makes dead letters durable on the dead-letter topic,
+	// as one batch behind the same guarantee as Publish: nil means every one
+	// of them is durable. A source hands over all the dead letters of one
+	// input together, so that a body full of garbage costs about one Kafka
+	// round trip, as a body full of good records does.
+	PublishDeadLetters(ctx context.Context, dls []DeadLetter) error
 }
 
 // Pipeliner is a Publisher that can keep several batches in flight in order

@@ -40,7 +40,7 @@ func (p *memPublisher) Publish(_ context.Context, recs []*record.Record) error {
 	}
 	return nil
 }
-func (p *memPublisher) PublishDeadLetter(context.Context, collector.DeadLetter) error { return nil }
+func (p *memPublisher) PublishDeadLetters(context.Context, []collector.DeadLetter) error { return nil }
 func (p *memPublisher) Close(context.Context) error {
 	p.mu.Lock()
 	p.closed = true

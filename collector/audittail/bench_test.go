@@ -28,7 +28,7 @@ func (p *countPub) Publish(_ context.Context, recs []*record.Record) error {
 	p.n.Add(int64(len(recs)))
 	return nil
 }
-func (p *countPub) PublishDeadLetter(context.Context, collector.DeadLetter) error { return nil }
+func (p *countPub) PublishDeadLetters(context.Context, []collector.DeadLetter) error { return nil }
 
 // writeBenchLog writes n lines made from the audit log recorded from the
 // real test kube-apiserver (cmd/kubesift/sample), each with a unique

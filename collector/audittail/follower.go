@@ -1102,12 +1102,13 @@ func (f *follower) publish(ctx context.Context, b *batch) bool {
 func (f *follower) publishDeadLetters(ctx context.Context, b *batch) bool {
 	backoff := minBackoff
 	retried := 0
-	for i := 0; i < len(b.dls); {
-		err := f.t.pub.PublishDeadLetter(ctx, b.dls[i])
+	for len(b.dls) > 0 {
+		err := f.t.pub.PublishDeadLetters(ctx, b.dls)
 		if err == nil {
-			f.t.m.deadLetters.WithLabelValues(b.dls[i].Reason).Inc()
-			i++
-			continue
+			for _, dl := range b.dls {
+				f.t.m.deadLetters.WithLabelValues(dl.Reason).Inc()
+			}
+			break
 		}
 		if !f.retryWait(ctx, err, &backoff, &retried) {
 			return false

@@ -77,13 +77,13 @@ func (p *fakePub) Publish(ctx context.Context, recs []*record.Record) error {
 	return nil
 }
 
-func (p *fakePub) PublishDeadLetter(_ context.Context, dl collector.DeadLetter) error {
+func (p *fakePub) PublishDeadLetters(_ context.Context, dls []collector.DeadLetter) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.failAll != nil {
 		return p.failAll
 	}
-	p.dls = append(p.dls, dl)
+	p.dls = append(p.dls, dls...)
 	return nil
 }
 

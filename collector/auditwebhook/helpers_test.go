@@ -20,7 +20,7 @@ type fakePub struct {
 	recs    []*record.Record
 	dls     []collector.DeadLetter
 	err     error         // returned by Publish
-	dlErr   error         // returned by PublishDeadLetter
+	dlErr   error         // returned by PublishDeadLetters
 	block   chan struct{} // when set, Publish waits until it is closed (or ctx ends)
 	entered chan struct{} // when set, Publish signals entry (non-blocking)
 	calls   int
@@ -53,13 +53,13 @@ func (p *fakePub) Publish(ctx context.Context, recs []*record.Record) error {
 	return nil
 }
 
-func (p *fakePub) PublishDeadLetter(_ context.Context, dl collector.DeadLetter) error {
+func (p *fakePub) PublishDeadLetters(_ context.Context, dls []collector.DeadLetter) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dlErr != nil {
 		return p.dlErr
 	}
-	p.dls = append(p.dls, dl)
+	p.dls = append(p.dls, dls...)
 	return nil
 }
 

@@ -67,10 +67,10 @@ func (p *collectingPub) Publish(_ context.Context, recs []*record.Record) error 
 	return nil
 }
 
-func (p *collectingPub) PublishDeadLetter(_ context.Context, dl collector.DeadLetter) error {
+func (p *collectingPub) PublishDeadLetters(_ context.Context, dls []collector.DeadLetter) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.dls = append(p.dls, dl)
+	p.dls = append(p.dls, dls...)
 	return nil
 }
 

@@ -289,11 +289,13 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 	}
 	r.m.received.Add(float64(len(good)))
 
-	for _, dl := range dls {
-		if err := r.pub.PublishDeadLetter(ctx, dl); err != nil {
+	if len(dls) > 0 {
+		if err := r.pub.PublishDeadLetters(ctx, dls); err != nil {
 			return r.publishFailed(w, req, err, "dead letter")
 		}
-		r.m.deadLetters.WithLabelValues(dl.Reason).Inc()
+		for _, dl := range dls {
+			r.m.deadLetters.WithLabelValues(dl.Reason).Inc()
+		}
 	}
 	if len(good) > 0 {
 		if err := r.pub.Publish(ctx, good); err != nil {
@@ -325,7 +327,7 @@ func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, re
 		"remote", req.RemoteAddr, "max_body_bytes", r.cfg.MaxBodyBytes, "content_length", req.ContentLength)
 	dl := r.deadLetter(head, req.RemoteAddr, "too_large",
 		fmt.Sprintf("request body exceeds max_body_bytes (%d); first %d bytes kept", r.cfg.MaxBodyBytes, min(len(head), r.deadMax)))
-	if err := r.pub.PublishDeadLetter(ctx, dl); err != nil {
+	if err := r.pub.PublishDeadLetters(ctx, []collector.DeadLetter{dl}); err != nil {
 		// The 413 stands either way; the API server gives up on the batch
 		// after its retries, which the rejected counter shows.
 		r.log.Warn("audit webhook: dead letter of an oversized request not published", "err", err)
@@ -335,7 +337,7 @@ func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, re
 	return r.answer(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", r.cfg.MaxBodyBytes), false)
 }
 
-// publishFailed answers a failed Publish/PublishDeadLetter so the API server
+// publishFailed answers a failed Publish/PublishDeadLetters so the API server
 // retries: 429 on backpressure (503 once shutting down), 503 when the request
 // ended, 500 otherwise.
 func (r *Receiver) publishFailed(w http.ResponseWriter, req *http.Request, err error, what string) int {

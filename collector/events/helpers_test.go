@@ -81,14 +81,14 @@ func (p *fakePublisher) Publish(ctx context.Context, recs []*record.Record) erro
 	return nil
 }
 
-func (p *fakePublisher) PublishDeadLetter(ctx context.Context, dl collector.DeadLetter) error {
+func (p *fakePublisher) PublishDeadLetters(ctx context.Context, dls []collector.DeadLetter) error {
 	if p.killed.Load() {
 		<-ctx.Done()
 		return ctx.Err()
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.dls = append(p.dls, dl)
+	p.dls = append(p.dls, dls...)
 	return nil
 }
 

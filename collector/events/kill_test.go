@@ -105,7 +105,7 @@ func (p *filePublisher) Publish(_ context.Context, recs []*record.Record) error 
 	return p.f.Sync()
 }
 
-func (p *filePublisher) PublishDeadLetter(context.Context, collector.DeadLetter) error { return nil }
+func (p *filePublisher) PublishDeadLetters(context.Context, []collector.DeadLetter) error { return nil }
 
 // readIDs reads a child's acknowledged IDs (a torn last line is ignored).
 func readIDs(path string) map[string]int {

@@ -671,7 +671,7 @@ func (s *session) publishRetrying(ctx context.Context, recs []*record.Record) er
 func (s *session) publishDeadLetter(ctx context.Context, dl collector.DeadLetter) bool {
 	delay := 100 * time.Millisecond
 	for {
-		err := s.c.pub.PublishDeadLetter(ctx, dl)
+		err := s.c.pub.PublishDeadLetters(ctx, []collector.DeadLetter{dl})
 		if err == nil {
 			return true
 		}

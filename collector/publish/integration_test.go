@@ -93,7 +93,7 @@ func TestIntegrationDeadLetters(t *testing.T) {
 		{Data: []byte("\x00\xffbinary"), Source: "events", Origin: "informer", Offset: -1, Reason: "syntax", Error: "x", Cluster: testCluster},
 	}
 	for _, dl := range dls {
-		if err := p.PublishDeadLetter(context.Background(), dl); err != nil {
+		if err := p.PublishDeadLetters(context.Background(), []collector.DeadLetter{dl}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -220,8 +220,8 @@ func (o *originPublisher) Publish(ctx context.Context, recs []*record.Record) er
 	return o.p.publishRecords(ctx, recs, o.origin)
 }
 
-func (o *originPublisher) PublishDeadLetter(ctx context.Context, dl collector.DeadLetter) error {
-	return o.p.PublishDeadLetter(ctx, dl)
+func (o *originPublisher) PublishDeadLetters(ctx context.Context, dls []collector.DeadLetter) error {
+	return o.p.PublishDeadLetters(ctx, dls)
 }
 
 func (p *Publisher) publishRecords(ctx context.Context, recs []*record.Record, origin []byte) error {
@@ -250,25 +250,32 @@ func (p *Publisher) beginRecords(ctx context.Context, recs []*record.Record, ori
 	return p.begin(ctx, msgs, start)
 }
 
-// PublishDeadLetter makes one dead letter durable on the dead-letter topic
-// (kafka.topics.dlq), with the HeaderDLQ* headers and the original bytes as
-// the value. Data too large for publish.batch_bytes is cut (and marked with
-// HeaderDLQTruncated) rather than refused.
-func (p *Publisher) PublishDeadLetter(ctx context.Context, dl collector.DeadLetter) error {
-	m, cut := fromDeadLetter(dl, p.cfg.BatchBytes)
-	if cut {
-		p.m.dlqTruncated.Inc()
-		p.log.Warn("dead letter cut to fit publish.batch_bytes", "source", dl.Source, "origin", dl.Origin,
-			"bytes", len(dl.Data), "kept", len(m.value))
+// PublishDeadLetters makes dead letters durable on the dead-letter topic
+// (kafka.topics.dlq) as one batch, with the HeaderDLQ* headers and the
+// original bytes as the value. Data too large for publish.batch_bytes is cut
+// (and marked with HeaderDLQTruncated) rather than refused.
+func (p *Publisher) PublishDeadLetters(ctx context.Context, dls []collector.DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
 	}
-	if err := p.publish(ctx, []outMsg{m}, time.Now()); err != nil {
+	msgs := make([]outMsg, len(dls))
+	for i, dl := range dls {
+		m, cut := fromDeadLetter(dl, p.cfg.BatchBytes)
+		if cut {
+			p.m.dlqTruncated.Inc()
+			p.log.Warn("dead letter cut to fit publish.batch_bytes", "source", dl.Source, "origin", dl.Origin,
+				"bytes", len(dl.Data), "kept", len(m.value))
+		}
+		msgs[i] = m
+	}
+	if err := p.publish(ctx, msgs, time.Now()); err != nil {
 		return err
 	}
-	p.m.deadLetters.Inc()
+	p.m.deadLetters.Add(float64(len(dls)))
 	return nil
 }
 
-// publish is the common path of Publish and PublishDeadLetter.
+// publish is the common path of Publish and PublishDeadLetters.
 func (p *Publisher) publish(ctx context.Context, msgs []outMsg, start time.Time) error {
 	return p.begin(ctx, msgs, start)(ctx)
 }

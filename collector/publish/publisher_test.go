@@ -89,7 +89,7 @@ func TestPublishWireFormat(t *testing.T) {
 	}
 	dl := collector.DeadLetter{Data: []byte("{not json"), Source: "audit-tail", Origin: "/var/log/audit.log",
 		Offset: 4096, Line: 17, Reason: "syntax", Error: "line 17: invalid character", Cluster: testCluster}
-	if err := p.PublishDeadLetter(context.Background(), dl); err != nil {
+	if err := p.PublishDeadLetters(context.Background(), []collector.DeadLetter{dl}); err != nil {
 		t.Fatal(err)
 	}
 	closePublisher(t, p)
@@ -579,8 +579,8 @@ func TestDeadLetterCutToFit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	p := newTestPublisher(t, k, cfg, reg)
 	data := []byte(strings.Repeat("y", 100<<10))
-	if err := p.PublishDeadLetter(context.Background(), collector.DeadLetter{Data: data, Source: "audit-webhook",
-		Origin: "10.0.0.1:5555", Offset: -1, Reason: "too_large", Error: strings.Repeat("e", 10000), Cluster: testCluster}); err != nil {
+	if err := p.PublishDeadLetters(context.Background(), []collector.DeadLetter{{Data: data, Source: "audit-webhook",
+		Origin: "10.0.0.1:5555", Offset: -1, Reason: "too_large", Error: strings.Repeat("e", 10000), Cluster: testCluster}}); err != nil {
 		t.Fatal(err)
 	}
 	closePublisher(t, p)

@@ -295,7 +295,7 @@ func (r *Replayer) publish(ctx context.Context, recs []*record.Record) error {
 }
 
 func (r *Replayer) publishDeadLetter(ctx context.Context, dl collector.DeadLetter) error {
-	if err := r.retry(ctx, func() error { return r.o.Publisher.PublishDeadLetter(ctx, dl) }); err != nil {
+	if err := r.retry(ctx, func() error { return r.o.Publisher.PublishDeadLetters(ctx, []collector.DeadLetter{dl}) }); err != nil {
 		return err
 	}
 	r.deadLetters.Add(1)

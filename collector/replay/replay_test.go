@@ -38,10 +38,10 @@ func (p *memPublisher) Publish(_ context.Context, recs []*record.Record) error {
 	return nil
 }
 
-func (p *memPublisher) PublishDeadLetter(_ context.Context, dl collector.DeadLetter) error {
+func (p *memPublisher) PublishDeadLetters(_ context.Context, dls []collector.DeadLetter) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.dls = append(p.dls, dl)
+	p.dls = append(p.dls, dls...)
 	return nil
 }
 
