@@ -41,9 +41,11 @@
 //
 // An audit record whose encoded envelope would exceed max_record_bytes keeps
 // its metadata and loses requestObject and responseObject
-// (record.Flags.Truncated). Events and audit records without bodies are never
-// cut; one that is still too large is logged and published as is (the
-// publisher decides).
+// (record.Flags.Truncated). One still too large (a requestURI of a megabyte
+// needs no body) has its longest strings cut to fit, each cut field listed
+// with its original size in the annotation TruncatedFieldsAnnotation
+// (fit.go). Events are never cut; a record that cannot be made to fit is
+// logged and published as it is, and the publisher dead-letters it.
 package redact
 
 import (
@@ -148,6 +150,7 @@ type Sanitizer struct {
 	truncated  prometheus.Counter
 	oversize   prometheus.Counter
 	dlScrubbed prometheus.Counter
+	fitM       fitMetrics
 	log        *slog.Logger
 	lastLog    atomic.Int64 // unix nanos of the last size-policy log line
 }
@@ -165,6 +168,7 @@ func New(rc config.RedactionConfig, sc config.SizeConfig, deadLetterMax int, reg
 		redact:    rc.Enabled,
 		maxRecord: sc.MaxRecordBytes,
 		deadMax:   deadLetterMax,
+		fitM:      newFitMetrics(),
 		redacted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubesift_collector_redacted_total",
 			Help: "Records redacted before publishing, by kind of redaction (a record can count under several kinds).",
@@ -219,7 +223,7 @@ func New(rc config.RedactionConfig, sc config.SizeConfig, deadLetterMax int, reg
 	// introduced by ?, &, white space or the JSON escape \u0026, its value up
 	// to the next separator.
 	s.paramsRe = regexp.MustCompile(`(?i)((?:^|[?&\s]|\\u0026)(?:` + strings.Join(quoted, "|") + `)=)[^&"\\\s]*`)
-	if err := obs.Register(reg, s.redacted, s.truncated, s.oversize, s.dlScrubbed); err != nil {
+	if err := obs.Register(reg, append(s.fitM.collectors(), s.redacted, s.truncated, s.oversize, s.dlScrubbed)...); err != nil {
 		return nil, fmt.Errorf("redaction: register metrics: %w", err)
 	}
 	for _, kn := range kindNames {
@@ -266,9 +270,7 @@ func (s *Sanitizer) Apply(rec *record.Record) error {
 	}
 	if size := s.estimate(rec); size > s.maxRecord {
 		if ev.RequestObject == nil && ev.ResponseObject == nil {
-			s.oversize.Inc()
-			s.notice("audit record over max_record_bytes without bodies to drop; published as it is", rec, size)
-			return nil
+			return s.fitOrNotice(rec, size)
 		}
 		ev.RequestObject, ev.ResponseObject = nil, nil
 		rec.Flags.Truncated = true
@@ -277,11 +279,26 @@ func (s *Sanitizer) Apply(rec *record.Record) error {
 			return fmt.Errorf("size policy: re-encode %s: %w", rec.ID, err)
 		}
 		if after := s.estimate(rec); after > s.maxRecord {
-			s.oversize.Inc()
-			s.notice("audit record still over max_record_bytes after dropping its bodies; published as it is", rec, after)
-		} else {
-			s.notice("audit record over max_record_bytes: request/response bodies dropped (flags.truncated)", rec, size)
+			return s.fitOrNotice(rec, after)
 		}
+		s.notice("audit record over max_record_bytes: request/response bodies dropped (flags.truncated)", rec, size)
+	}
+	return nil
+}
+
+// fitOrNotice cuts the strings of a record still over max_record_bytes
+// (fit.go); one that cannot be made to fit is published as it is, and the
+// publisher dead-letters it.
+func (s *Sanitizer) fitOrNotice(rec *record.Record, size int) error {
+	ok, err := s.fit(rec, size)
+	switch {
+	case err != nil:
+		return err
+	case ok:
+		s.notice("audit record over max_record_bytes without bodies to drop: longest strings cut to fit (flags.truncated, annotation "+TruncatedFieldsAnnotation+")", rec, size)
+	default:
+		s.oversize.Inc()
+		s.notice("audit record over max_record_bytes and cannot be cut to fit; published as it is (the publisher dead-letters it)", rec, size)
 	}
 	return nil
 }
