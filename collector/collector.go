@@ -14,6 +14,13 @@
 // was acknowledged upstream; it can only cause a re-delivery, which carries the
 // same record ID.
 //
+// One record never fails its batch: a record the publisher can never send
+// (larger than its limit after the size policy, or refused for good by
+// Kafka) goes to the dead-letter topic with the reason and its record ID, in
+// its place, and Publish returns nil once that dead letter and the rest of
+// the batch are durable. So a source's errors are about the batch as a
+// whole, never about one of its records.
+//
 // "Retry" means: Publish returned an error. ErrBackpressure says the spool is
 // full or the publisher is shutting down — the source must stop taking input
 // (webhook: answer 429/503 so kube-apiserver retries; tail: pause) and try the
@@ -38,7 +45,8 @@ var ErrBackpressure = errors.New("collector: publisher is full (spool at its lim
 // concurrent use by several sources.
 type Publisher interface {
 	// Publish blocks until every record of recs is durable (see the package
-	// doc), ctx ends, or the publisher refuses with ErrBackpressure. On a
+	// doc) — or, for a record that can never be sent, its dead letter —,
+	// ctx ends, or the publisher refuses with ErrBackpressure. On a
 	// non-nil error none, some or all of the records may have been published;
 	// the caller retries the whole batch and relies on record IDs to dedupe.
 	Publish(ctx context.Context, recs []*record.Record) error

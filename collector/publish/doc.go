@@ -71,6 +71,12 @@
 //     with one exception: records of Publish calls already in flight when
 //     Kafka failed can be acknowledged after earlier records of the same
 //     key went to the spool.
+//   - A record larger than publish.batch_bytes (the size policy could not
+//     make it fit) or one that cannot be encoded is never sent: its dead
+//     letter (reason too_large or encode, the record's kubesift-id, its
+//     envelope cut to fit) takes its place in the batch, and Publish
+//     returns nil once the batch is durable (reject.go). Counted in
+//     publish_refused_records_total{reason}.
 //   - A record Kafka refuses for good goes to the dead-letter topic and the
 //     drain goes on (refuse.go). Errors are classified for a record sent
 //     alone: when a drain round fails with an error that may be permanent,

@@ -68,7 +68,7 @@ func newMetrics() *metrics {
 			Help: "Spooled records acknowledged by Kafka and removed from the spool."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "publish_refused_records_total",
-			Help: "Records Kafka refused for good (too large, invalid, topic missing or not authorised), by reason; each went to the dead-letter topic."}, []string{"reason"}),
+			Help: "Records Kafka refused for good (too large, invalid, topic missing or not authorised), or the publisher did not send (too_large: over publish.batch_bytes; encode), by reason; each went to the dead-letter topic."}, []string{"reason"}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			// Not dead_letters_total: that name is the sources' family
 			// (collector.SourceMetrics, labels source and reason), and
@@ -99,7 +99,7 @@ func newMetrics() *metrics {
 	for _, r := range []string{reasonWriteError, reasonAckTimeout, reasonUnavail, reasonWindow, reasonShutdown, reasonTooLarge, reasonEncode} {
 		m.failed.WithLabelValues(r)
 	}
-	for _, r := range refusalReasons {
+	for _, r := range append([]string{reasonTooLarge, reasonEncode}, refusalReasons...) {
 		m.refused.WithLabelValues(r)
 	}
 	for _, c := range []string{"torn_tail", "corrupt"} {

@@ -17,9 +17,10 @@ import (
 	"github.com/kubesift/kubesift/record"
 )
 
-// ErrTooLarge is returned (wrapped, naming the record) by Publish for a
-// record larger than publish.batch_bytes. It is not retryable: the sources'
-// size policy must keep records below that limit.
+// ErrTooLarge is the error of a record larger than publish.batch_bytes (the
+// sources' size policy keeps records below it). Publish does not return it:
+// such a record goes to the dead-letter topic, its error in the
+// kubesift-dlq-error header, and the rest of its batch is published.
 var ErrTooLarge = errors.New("record larger than publish.batch_bytes")
 
 // errClosed is returned by Publish after Close began.
@@ -196,9 +197,11 @@ func compression(name string) (kafka.Compression, error) {
 }
 
 // Publish makes every record of recs durable: acknowledged by Kafka
-// (acks=all) or written to the spool. It returns an error wrapping
+// (acks=all) or written to the spool. A record that can never be sent
+// (larger than publish.batch_bytes, or not encodable) is replaced in the
+// batch by its dead letter (reject.go). It returns an error wrapping
 // collector.ErrBackpressure when the spool is full (or failing) or the
-// publisher is closing, ErrTooLarge for an oversized record, or ctx's error.
+// publisher is closing, or ctx's error.
 func (p *Publisher) Publish(ctx context.Context, recs []*record.Record) error {
 	return p.publishRecords(ctx, recs, nil)
 }
@@ -235,19 +238,39 @@ func (p *Publisher) beginRecords(ctx context.Context, recs []*record.Record, ori
 	}
 	start := time.Now()
 	msgs := make([]outMsg, len(recs))
+	var rejected []string // reasons of the records replaced by dead letters
 	for i, r := range recs {
 		m, err := fromRecord(r, origin)
-		if err != nil {
-			p.m.failed.WithLabelValues(reasonEncode).Inc()
-			return result(fmt.Errorf("publish: %w", err))
+		if err == nil && m.wireSize() > p.cfg.BatchBytes {
+			err = fmt.Errorf("record %s is %d bytes (limit %d): %w", r.ID, m.wireSize(), p.cfg.BatchBytes, ErrTooLarge)
 		}
-		if n := m.wireSize(); n > p.cfg.BatchBytes {
-			p.m.failed.WithLabelValues(reasonTooLarge).Inc()
-			return result(fmt.Errorf("publish: record %s is %d bytes (limit %d): %w", r.ID, n, p.cfg.BatchBytes, ErrTooLarge))
+		if err != nil {
+			// One record that can never be sent must not fail its batch:
+			// its dead letter takes its place and shares the batch's fate.
+			reason := reasonEncode
+			if errors.Is(err, ErrTooLarge) {
+				reason = reasonTooLarge
+			}
+			p.m.failed.WithLabelValues(reason).Inc()
+			m = p.rejectRecord(r, m.value, origin, reason, err)
+			rejected = append(rejected, reason)
 		}
 		msgs[i] = m
 	}
-	return p.begin(ctx, msgs, start)
+	wait := p.begin(ctx, msgs, start)
+	if len(rejected) == 0 {
+		return wait
+	}
+	return func(ctx context.Context) error {
+		if err := wait(ctx); err != nil {
+			return err
+		}
+		for _, reason := range rejected {
+			p.m.refused.WithLabelValues(reason).Inc()
+		}
+		p.m.deadLetters.Add(float64(len(rejected)))
+		return nil
+	}
 }
 
 // PublishDeadLetters makes dead letters durable on the dead-letter topic

@@ -495,22 +495,41 @@ func TestPublishRestartDrainsLeftoverSpool(t *testing.T) {
 	}
 }
 
-func TestPublishRefusals(t *testing.T) {
+// A record the publisher can never send (too large, or not encodable) does
+// not fail its batch: its dead letter takes its place, naming it, and its
+// neighbours are published.
+func TestPublishRejectsOneRecordNotItsBatch(t *testing.T) {
 	c := fakeCluster(t)
 	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
 	cfg := testPublishConfig(t.TempDir())
 	cfg.BatchBytes = 8 << 10
 	cfg.Spool.SegmentBytes = 1 << 20
-	p := newTestPublisher(t, k, cfg, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	p := newTestPublisher(t, k, cfg, reg)
 
 	big := auditRecord(1, "alice", 20<<10)
-	if err := p.Publish(context.Background(), []*record.Record{auditRecord(2, "alice", 0), big}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), big.ID) {
-		t.Errorf("oversized record: err = %v, want ErrTooLarge naming %s", err, big.ID)
-	}
 	bad := auditRecord(3, "alice", 0)
 	bad.Source = "pods"
-	if err := p.Publish(context.Background(), []*record.Record{bad}); err == nil || errors.Is(err, collector.ErrBackpressure) {
-		t.Errorf("unknown source: err = %v", err)
+	tests := []struct {
+		name   string
+		rec    *record.Record
+		reason string
+	}{
+		{"too large", big, reasonTooLarge},
+		{"not encodable", bad, reasonEncode},
+	}
+	want := map[string]bool{}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, after := auditRecord(10+2*i, "alice", 0), auditRecord(11+2*i, "alice", 0)
+			want[before.ID], want[after.ID] = true, true
+			if err := p.Publish(context.Background(), []*record.Record{before, tc.rec, after}); err != nil {
+				t.Fatalf("Publish = %v, want nil (the record dead-lettered)", err)
+			}
+			if got := metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", tc.reason); got != 1 {
+				t.Errorf("refused{reason=%s} = %v, want 1", tc.reason, got)
+			}
+		})
 	}
 	if err := p.Publish(context.Background(), nil); err != nil {
 		t.Errorf("empty batch: %v", err)
@@ -522,9 +541,22 @@ func TestPublishRefusals(t *testing.T) {
 	if err := p.Close(context.Background()); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	// Nothing of the refused batch reached Kafka.
-	if n := len(testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)); n != 0 {
-		t.Errorf("%d messages on the topic", n)
+	checkAllOnce(t, testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit), want)
+	dlq := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.DLQ)
+	if len(dlq) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dlq))
+	}
+	for i, tc := range tests {
+		m := dlq[i]
+		id, _ := header(m, record.HeaderID)
+		reason, _ := header(m, HeaderDLQReason)
+		src, _ := header(m, HeaderDLQSource)
+		if id != tc.rec.ID || reason != tc.reason || src != "publish" || len(m.Value) == 0 || int64(len(m.Value)) > cfg.BatchBytes {
+			t.Errorf("dead letter %d: id %q reason %q source %q, %d bytes", i, id, reason, src, len(m.Value))
+		}
+	}
+	if got, _ := header(dlq[0], HeaderDLQTruncated); got == "" {
+		t.Error("the too-large record's dead letter is not marked as cut")
 	}
 }
 

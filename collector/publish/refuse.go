@@ -184,13 +184,7 @@ func (p *Publisher) deadLetterRefused(ctx context.Context, m *outMsg, reason str
 		dl.Error = headerValue(m.headers, HeaderDLQError) + "; then " + dl.Error
 		dl.Reason = headerValue(m.headers, HeaderDLQReason)
 	}
-	out, _ := fromDeadLetter(dl, p.cfg.BatchBytes)
-	for _, h := range []string{record.HeaderID, record.HeaderSource, HeaderOrigin} {
-		if v := headerValue(m.headers, h); v != "" {
-			out.headers = append(out.headers, kafka.Header{Key: h, Value: []byte(v)})
-		}
-	}
-	out.headers = append(out.headers, kafka.Header{Key: HeaderDLQRefused, Value: []byte(reason)})
+	out, _ := p.refusedLetter(dl, m.headers, reason)
 	err := p.sendOne(ctx, &out)
 	if v, r := classify(err); v == refused && r == "kafka_message_too_large" && len(out.value) > refusedHead {
 		// Too large for the dead-letter topic too: keep the head, which
@@ -212,6 +206,21 @@ func (p *Publisher) deadLetterRefused(ctx context.Context, m *outMsg, reason str
 			"bytes", len(m.value), "dlq", p.topics[kindDLQ], "error", cause)
 	}
 	return nil
+}
+
+// refusedLetter builds the dead-letter message of a record the publisher
+// will not deliver: dl (its data cut to fit publish.batch_bytes), the
+// record's kubesift-id, kubesift-source and HeaderOrigin headers taken from
+// hs, and HeaderDLQRefused set to reason. cut says whether dl.Data was cut.
+func (p *Publisher) refusedLetter(dl collector.DeadLetter, hs []kafka.Header, reason string) (out outMsg, cut bool) {
+	out, cut = fromDeadLetter(dl, p.cfg.BatchBytes)
+	for _, h := range []string{record.HeaderID, record.HeaderSource, HeaderOrigin} {
+		if v := headerValue(hs, h); v != "" {
+			out.headers = append(out.headers, kafka.Header{Key: h, Value: []byte(v)})
+		}
+	}
+	out.headers = append(out.headers, kafka.Header{Key: HeaderDLQRefused, Value: []byte(reason)})
+	return out, cut
 }
 
 func headerValue(hs []kafka.Header, key string) string {
