@@ -213,13 +213,21 @@ func (p *Publisher) deadLetterRefused(ctx context.Context, m *outMsg, reason str
 // record's kubesift-id, kubesift-source and HeaderOrigin headers taken from
 // hs, and HeaderDLQRefused set to reason. cut says whether dl.Data was cut.
 func (p *Publisher) refusedLetter(dl collector.DeadLetter, hs []kafka.Header, reason string) (out outMsg, cut bool) {
-	out, cut = fromDeadLetter(dl, p.cfg.BatchBytes)
+	var extra []kafka.Header
+	var size int64
 	for _, h := range []string{record.HeaderID, record.HeaderSource, HeaderOrigin} {
 		if v := headerValue(hs, h); v != "" {
-			out.headers = append(out.headers, kafka.Header{Key: h, Value: []byte(v)})
+			// Capped like the error text: a record refused for its size
+			// may owe it to its ID.
+			extra = append(extra, kafka.Header{Key: h, Value: []byte(v[:min(len(v), maxDLQErrorLen)])})
 		}
 	}
-	out.headers = append(out.headers, kafka.Header{Key: HeaderDLQRefused, Value: []byte(reason)})
+	extra = append(extra, kafka.Header{Key: HeaderDLQRefused, Value: []byte(reason)})
+	for _, h := range extra {
+		size += int64(len(h.Key)+len(h.Value)) + 20
+	}
+	out, cut = fromDeadLetter(dl, p.cfg.BatchBytes-size)
+	out.headers = append(out.headers, extra...)
 	return out, cut
 }
 

@@ -1,0 +1,146 @@
+package auditwebhook
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kubesift/kubesift/collector/publish"
+	"github.com/kubesift/kubesift/collector/redact"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/record"
+)
+
+// startPublishing runs a Receiver like start, but publishing through a real
+// publisher to an in-process Kafka (kfake), with the default size policy and
+// publish limits. It returns the env and the Kafka configuration.
+func startPublishing(t *testing.T) (*env, config.KafkaConfig) {
+	t.Helper()
+	k := config.Default().Kafka
+	k.Topics = config.TopicsConfig{Audit: "wh.audit", Events: "wh.events", Objects: "wh.objects", Alerts: "wh.alerts", DLQ: "wh.dlq"}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	k.Brokers = c.ListenAddrs()
+	cfg := config.Default()
+	pc := cfg.Publish
+	pc.Spool.Dir = t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	pub, err := publish.New(publish.Options{Kafka: k, Publish: pc, Registerer: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := pub.Close(ctx); err != nil {
+			t.Errorf("close publisher: %v", err)
+		}
+	})
+	p := newPKI(t)
+	wc := cfg.Collector.AuditWebhook
+	wc.Enabled, wc.TLSCertFile, wc.TLSKeyFile, wc.ClientCAFile = true, p.serverCert, p.serverKey, p.clientCA
+	san, err := redact.New(cfg.Collector.Redaction, cfg.Collector.Size, 1024, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv, err := New(Options{Config: wc, Publisher: pub.For(Source), Sanitizer: san, Cluster: record.Cluster{Name: "c1"},
+		DeadLetterMaxBytes: 1024, Registerer: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, pki: p, rcv: rcv, reg: reg, url: "https://" + ln.Addr().String() + "/audit", stop: cancel, done: make(chan error, 1)}
+	go func() { e.done <- rcv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-e.done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return e, k
+}
+
+// One item too large for Kafka — a request line of a megabyte, which
+// kube-apiserver accepts and logs at Metadata level — must not cost its
+// neighbours: the batch is answered 200, the neighbours are on the topic,
+// and the big one is there cut to fit or on the dead-letter topic. The
+// webhook answered 500 to the whole batch on every retry before.
+func TestOneOversizedItemDoesNotFailItsBatch(t *testing.T) {
+	hugeURI := event("big") // the same event, its requestURI 1.05 MB long
+	hugeURI = strings.Replace(hugeURI, `"requestURI":"/api/v1/namespaces/default/pods"`,
+		`"requestURI":"/api/v1/namespaces/default/pods?labelSelector=`+strings.Repeat("a", 1_050_000)+`"`, 1)
+	hugeID := strings.Replace(event("x"), `"auditID":"x"`, `"auditID":"`+strings.Repeat("i", 1_100_000)+`"`, 1)
+	tests := []struct {
+		name     string
+		item     string
+		id       string
+		wantDead bool // dead-lettered rather than cut to fit
+	}{
+		{"requestURI cut to fit", hugeURI, "big:ResponseComplete", false},
+		{"identity too large: dead-lettered", hugeID, strings.Repeat("i", 1_100_000) + ":ResponseComplete", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, k := startPublishing(t)
+			resp := e.post(e.client(&e.pki.goodClient), eventList(event("before"), tc.item, event("after")))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, want 200", resp.StatusCode)
+			}
+			// 200 means durable: on Kafka, or in the spool until it drains.
+			got := map[string]record.Record{}
+			var dlq []kafka.Message
+			testenv.WaitFor(t, "the batch on Kafka", 20*time.Second, func() bool {
+				for _, m := range testenv.ReadTopic(t, k.Brokers[0], k.Topics.Audit) {
+					r, err := record.Unmarshal(m.Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got[r.ID] = *r
+				}
+				dlq = testenv.ReadTopic(t, k.Brokers[0], k.Topics.DLQ)
+				return len(got)+len(dlq) >= 3
+			})
+			for _, id := range []string{"before:ResponseComplete", "after:ResponseComplete"} {
+				if _, ok := got[id]; !ok {
+					t.Errorf("neighbour %s not on the topic", id)
+				}
+			}
+			if tc.wantDead {
+				if len(dlq) != 1 || len(got) != 2 {
+					t.Fatalf("%d dead letters and %d records, want 1 and 2", len(dlq), len(got))
+				}
+				for _, h := range dlq[0].Headers {
+					if h.Key == record.HeaderID && !strings.HasPrefix(tc.id, string(h.Value)) {
+						t.Errorf("dead letter names %.40s…, want the record", h.Value)
+					}
+				}
+				return
+			}
+			big, ok := got[tc.id]
+			if !ok || len(dlq) != 0 {
+				t.Fatalf("big record on the topic: %v; %d dead letters", ok, len(dlq))
+			}
+			if !big.Flags.Truncated || !strings.Contains(big.Audit.Annotations[redact.TruncatedFieldsAnnotation], "requestURI=") {
+				t.Errorf("big record not marked as cut: flags %+v, annotations %v", big.Flags, big.Audit.Annotations)
+			}
+		})
+	}
+}
