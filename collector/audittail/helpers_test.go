@@ -28,9 +28,10 @@ type fakePub struct {
 	ids      map[string]int // record ID -> times published
 	order    []string
 	dls      []collector.DeadLetter
-	refuse   int   // refuse this many Publish calls with err
-	err      error // what to refuse with (ErrBackpressure when nil)
-	failAll  error // refuse every call with this
+	refuse   int              // refuse this many Publish calls with err
+	err      error            // what to refuse with (ErrBackpressure when nil)
+	failAll  error            // refuse every call with this
+	poison   map[string]error // refuse every call holding one of these record IDs
 	block    chan struct{}
 	calls    int
 	maxBatch int
@@ -46,6 +47,12 @@ func (p *fakePub) Publish(ctx context.Context, recs []*record.Record) error {
 		err := p.failAll
 		p.mu.Unlock()
 		return err
+	}
+	for _, r := range recs {
+		if err := p.poison[r.ID]; err != nil {
+			p.mu.Unlock()
+			return err
+		}
 	}
 	if p.refuse > 0 {
 		p.refuse--

@@ -17,10 +17,13 @@
 // position, which a third goroutine writes to the positions file every
 // positions_sync_interval and once more on shutdown. So the positions file
 // never runs ahead of what is durable: a crash causes re-delivery (same
-// record IDs), never loss. On collector.ErrBackpressure (or any publisher
-// error) the committer retries the same batch with exponential backoff
-// (100 ms to 5 s); the bounded channel then stops the reader, which stops
-// reading the file.
+// record IDs), never loss. On collector.ErrBackpressure the committer
+// retries the same batch with exponential backoff (100 ms to 5 s) for as
+// long as it lasts; the bounded channel then stops the reader, which stops
+// reading the file. Any other publisher error is retried 5 times, then the
+// batch is published a record at a time and a record refused 5 times alone
+// becomes a dead letter (reason publish_refused), so one line never holds
+// back the lines after it (publish.go).
 //
 // # Lines
 //

@@ -1,0 +1,112 @@
+package audittail
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kubesift/kubesift/collector/publish"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/record"
+)
+
+// A record the publisher refuses for good (an error other than
+// backpressure, every time) is dead-lettered after permanentAttempts tries
+// and the tail moves on: its neighbours are published, the position passes
+// it, and a restart does not try it again. The tail retried it forever
+// before, holding back every line after it.
+func TestRecordRefusedForGoodIsDeadLetteredAndTheTailMovesOn(t *testing.T) {
+	e := newTailEnv(t)
+	e.pub.poison = map[string]error{rid("bad"): errors.New("record refused for good")}
+	e.write(line("g1", 0) + line("bad", 0) + line("g2", 0))
+	e.start()
+	waitFor(t, "the neighbours", 20*time.Second, func() bool { return e.pub.n(rid("g1")) == 1 && e.pub.n(rid("g2")) == 1 })
+	size := int64(len(line("g1", 0) + line("bad", 0) + line("g2", 0)))
+	waitFor(t, "the position past the file", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == size })
+	dls := e.pub.deadLetters()
+	if len(dls) != 1 || dls[0].Reason != ReasonPublish || !strings.Contains(dls[0].Error, rid("bad")) || !strings.Contains(string(dls[0].Data), `"auditID":"bad"`) {
+		t.Fatalf("dead letters %+v, want one for %s", dls, rid("bad"))
+	}
+	if got := testutil.ToFloat64(e.tl.m.deadLetters.WithLabelValues(ReasonPublish)); got != 1 {
+		t.Errorf("dead_letters{reason=%s} = %v, want 1", ReasonPublish, got)
+	}
+	e.stop()
+	calls := e.pub.calls
+	e.write(line("g3", 0))
+	e.start()
+	waitFor(t, "the line after the restart", 10*time.Second, func() bool { return e.pub.n(rid("g3")) == 1 })
+	if n := len(e.pub.deadLetters()); n != 1 {
+		t.Errorf("%d dead letters after the restart, want still 1", n)
+	}
+	if e.pub.calls != calls+1 {
+		t.Errorf("%d Publish calls after the restart, want 1 (the refused record not tried again)", e.pub.calls-calls)
+	}
+}
+
+// A line whose requestURI alone is over a megabyte (no body to drop), between
+// good lines, through a real publisher (kfake, default limits): every line
+// reaches Kafka — the big one cut to fit — the position passes it, and a
+// restart goes on from there. The publisher refused it before, and the tail
+// retried it forever.
+func TestMegabyteRequestURILineDoesNotBlockTheTail(t *testing.T) {
+	e := newTailEnv(t)
+	k := config.Default().Kafka
+	k.Topics = config.TopicsConfig{Audit: "tail.audit", Events: "tail.events", Objects: "tail.objects", Alerts: "tail.alerts", DLQ: "tail.dlq"}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	k.Brokers = c.ListenAddrs()
+	pc := config.Default().Publish
+	pc.Spool.Dir = t.TempDir()
+	pub, err := publish.New(publish.Options{Kafka: k, Publish: pc, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		pub.Close(ctx)
+	})
+	e.pipe = pub
+	big := strings.Replace(line("big", 0), "configmaps/x", "configmaps/x?q="+strings.Repeat("a", 1_050_000), 1)
+	e.write(line("g1", 0) + big + line("g2", 0))
+	e.start()
+	onTopic := func(ids ...string) bool {
+		got := map[string]bool{}
+		for _, m := range testenv.ReadTopic(t, k.Brokers[0], k.Topics.Audit) {
+			r, err := record.Unmarshal(m.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[r.ID] = r.Flags.Truncated
+		}
+		for _, id := range ids {
+			if _, ok := got[id]; !ok {
+				return false
+			}
+		}
+		return got[rid("big")]
+	}
+	waitFor(t, "every line on Kafka, the big one cut", 20*time.Second, func() bool { return onTopic(rid("g1"), rid("big"), rid("g2")) })
+	st, err := os.Stat(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the position at the end of the file", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == st.Size() })
+	e.stop()
+	e.write(line("g3", 0))
+	e.start()
+	waitFor(t, "the line after the restart", 20*time.Second, func() bool { return onTopic(rid("g3")) })
+}
