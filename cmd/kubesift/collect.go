@@ -215,6 +215,15 @@ func buildSources(ctx context.Context, cfg *config.Config, cluster record.Cluste
 			}
 		}()
 		parts = append(parts, sourcePart{audittail.Source, tl.Run})
+		// A file with unread data whose position stays put fails /readyz.
+		stall, err := obs.NewStallWatch(cc.AuditTail.StallAfter, reg, srv.SetReady)
+		if err != nil {
+			return nil, fmt.Errorf("collector.audit_tail.stall_after: %w", err)
+		}
+		for _, p := range cc.AuditTail.Paths {
+			stall.Add(audittail.Source+":"+p, func() obs.Progress { return tl.Progress(p) })
+		}
+		parts = append(parts, sourcePart{"stall watch", stall.Run})
 	}
 	if cc.Events.Enabled {
 		rc, err := restConfig(cc)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
@@ -109,4 +110,50 @@ func TestMegabyteRequestURILineDoesNotBlockTheTail(t *testing.T) {
 	e.write(line("g3", 0))
 	e.start()
 	waitFor(t, "the line after the restart", 20*time.Second, func() bool { return onTopic(rid("g3")) })
+}
+
+// A tail that cannot get past its data — here a publisher that never
+// returns — fails its readiness check once its position stayed put for
+// stall_after with bytes unread, and passes again once it moves. Its own
+// "started" check was green the whole time before.
+func TestStalledTailFailsReadiness(t *testing.T) {
+	e := newTailEnv(t)
+	e.pub.block = make(chan struct{})
+	e.write(line("a1", 0))
+	tl := e.start()
+	checks := make(chan error, 100)
+	w, err := obs.NewStallWatch(100*time.Millisecond, prometheus.NewRegistry(), func(_ string, err error) {
+		select {
+		case checks <- err:
+		default: // the test reads them as it goes; a full buffer only drops repeats
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Add("audit-tail:"+e.path, func() obs.Progress { return tl.Progress(e.path) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	next := func(wantReady bool) error {
+		t.Helper()
+		for {
+			select {
+			case err := <-checks:
+				if (err == nil) == wantReady {
+					return err
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("readiness never became %v", wantReady)
+			}
+		}
+	}
+	if err := next(false); !strings.Contains(err.Error(), "stalled") {
+		t.Errorf("readiness error %q", err)
+	}
+	if p := tl.Progress(e.path); p.Position != 0 || p.Pending != int64(len(line("a1", 0))) {
+		t.Errorf("progress %+v, want position 0 with the line pending", p)
+	}
+	close(e.pub.block)
+	next(true)
 }

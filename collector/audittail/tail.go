@@ -110,6 +110,7 @@ import (
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -149,6 +150,7 @@ type Tailer struct {
 	started     chan struct{}
 	startedOnce sync.Once
 	pending     sync.WaitGroup // followers that have not decided where to start
+	followers   map[string]*follower
 }
 
 // Publish retry backoff bounds.
@@ -227,7 +229,24 @@ func New(o Options) (*Tailer, error) {
 	if _, err := store.flush(true); err != nil {
 		return nil, fmt.Errorf("collector.audit_tail.positions_file: %w", err)
 	}
+	t.followers = make(map[string]*follower, len(c.Paths))
+	for _, p := range c.Paths {
+		t.followers[p] = newFollower(t, p)
+	}
 	return t, nil
+}
+
+// Progress reports how far the tail of path got, for obs.StallWatch: the
+// committed offset, and the bytes of the file seen but not yet durable (the
+// lag). A tail stuck on a line keeps its offset while the lag stays above
+// zero. An unknown path reports zeros (idle).
+func (t *Tailer) Progress(path string) obs.Progress {
+	f, ok := t.followers[path]
+	if !ok {
+		return obs.Progress{}
+	}
+	committed := f.committed.Load()
+	return obs.Progress{Position: committed, Pending: max(f.size.Load()-committed, 0)}
 }
 
 // Started is closed once every path's starting position is decided (the
@@ -248,7 +267,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 		t.startedOnce.Do(func() { close(t.started) })
 	}()
 	for _, p := range t.cfg.Paths {
-		f := newFollower(t, p)
+		f := t.followers[p]
 		wg.Add(2)
 		go func() { defer wg.Done(); f.readLoop(ctx) }()
 		go func() { defer wg.Done(); f.commitLoop(ctx) }()

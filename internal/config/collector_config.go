@@ -97,6 +97,10 @@ type AuditTailConfig struct {
 	BatchWait  time.Duration `yaml:"batch_wait"`
 	// MaxLineBytes caps one line; longer lines become dead letters.
 	MaxLineBytes int `yaml:"max_line_bytes"`
+	// StallAfter is how long a file may have unread data while its
+	// position does not move before /readyz fails for it (check
+	// "audit-tail:<path>", gauge kubesift_source_stalled).
+	StallAfter time.Duration `yaml:"stall_after"`
 }
 
 // RedactionConfig configures what is removed from records before they leave
@@ -148,6 +152,7 @@ func defaultCollector() CollectorConfig {
 			BatchBytes:            4 << 20,
 			BatchWait:             200 * time.Millisecond,
 			MaxLineBytes:          16 << 20,
+			StallAfter:            5 * time.Minute,
 		},
 		Redaction: RedactionConfig{
 			Enabled:              true,
@@ -233,7 +238,7 @@ func (c *CollectorConfig) validate(v *validator) {
 	for _, d := range []struct {
 		field string
 		val   time.Duration
-	}{{"poll_interval", tl.PollInterval}, {"batch_wait", tl.BatchWait}, {"positions_sync_interval", tl.PositionsSyncInterval}} {
+	}{{"poll_interval", tl.PollInterval}, {"batch_wait", tl.BatchWait}, {"positions_sync_interval", tl.PositionsSyncInterval}, {"stall_after", tl.StallAfter}} {
 		if d.val <= 0 {
 			v.add(tp+d.field, "must be positive")
 		}
