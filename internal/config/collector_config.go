@@ -120,6 +120,9 @@ type RedactionConfig struct {
 type SizeConfig struct {
 	// MaxRecordBytes caps an encoded record; larger audit records keep
 	// their metadata and lose request/response bodies (flagged truncated).
+	// One still larger has its longest strings cut to fit (listed in the
+	// annotation kubesift.io/truncated-fields). Keep it below
+	// publish.batch_bytes: a record over that goes to the dead-letter topic.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
 }
 
