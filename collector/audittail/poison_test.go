@@ -3,8 +3,6 @@ package audittail
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -12,10 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/kubesift/kubesift/collector/publish"
-	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/collector/publish/publishtest"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
@@ -61,25 +57,7 @@ func TestRecordRefusedForGoodIsDeadLetteredAndTheTailMovesOn(t *testing.T) {
 // retried it forever.
 func TestMegabyteRequestURILineDoesNotBlockTheTail(t *testing.T) {
 	e := newTailEnv(t)
-	k := config.Default().Kafka
-	k.Topics = config.TopicsConfig{Audit: "tail.audit", Events: "tail.events", Objects: "tail.objects", Alerts: "tail.alerts", DLQ: "tail.dlq"}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	k.Brokers = c.ListenAddrs()
-	pc := config.Default().Publish
-	pc.Spool.Dir = t.TempDir()
-	pub, err := publish.New(publish.Options{Kafka: k, Publish: pc, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		pub.Close(ctx)
-	})
+	pub, k := publishtest.New(t, "tail", prometheus.NewRegistry())
 	e.pipe = pub
 	big := strings.Replace(line("big", 0), "configmaps/x", "configmaps/x?q="+strings.Repeat("a", 1_050_000), 1)
 	e.write(line("g1", 0) + big + line("g2", 0))

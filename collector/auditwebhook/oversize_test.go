@@ -12,9 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/kubesift/kubesift/collector/publish"
+	"github.com/kubesift/kubesift/collector/publish/publishtest"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -22,34 +21,14 @@ import (
 )
 
 // startPublishing runs a Receiver like start, but publishing through a real
-// publisher to an in-process Kafka (kfake), with the default size policy and
-// publish limits. It returns the env and the Kafka configuration.
+// publisher to an in-process Kafka (publishtest), with the default size
+// policy and publish limits. It returns the env and the Kafka configuration.
 func startPublishing(t *testing.T) (*env, config.KafkaConfig) {
 	t.Helper()
-	k := config.Default().Kafka
-	k.Topics = config.TopicsConfig{Audit: "wh.audit", Events: "wh.events", Objects: "wh.objects", Alerts: "wh.alerts", DLQ: "wh.dlq"}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	k.Brokers = c.ListenAddrs()
-	cfg := config.Default()
-	pc := cfg.Publish
-	pc.Spool.Dir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	pub, err := publish.New(publish.Options{Kafka: k, Publish: pc, Registerer: reg, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := pub.Close(ctx); err != nil {
-			t.Errorf("close publisher: %v", err)
-		}
-	})
+	pub, k := publishtest.New(t, "wh", reg)
+	cfg := config.Default()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p := newPKI(t)
 	wc := cfg.Collector.AuditWebhook
 	wc.Enabled, wc.TLSCertFile, wc.TLSKeyFile, wc.ClientCAFile = true, p.serverCert, p.serverKey, p.clientCA

@@ -32,6 +32,12 @@ func badInputEvent(id string, blob int) string {
 	return fmt.Sprintf(badEvent, id, strings.Repeat("b", blob))
 }
 
+// auditEventList is the body kube-apiserver's webhook posts: the items in
+// an EventList.
+func auditEventList(items ...string) string {
+	return `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`
+}
+
 // TestCollectBadInput feeds `kubesift collect` malformed, truncated and
 // 20 MB inputs on both audit paths — lines of a tailed file, and webhook
 // POSTs made with kube-apiserver's audit client certificate — and checks:
@@ -90,9 +96,7 @@ func TestCollectBadInput(t *testing.T) {
 
 	// The webhook: what kube-apiserver would post, and what it would not.
 	hc := webhookClient(t, k)
-	list := func(items ...string) string {
-		return `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`
-	}
+	list := auditEventList
 	big := list(badInputEvent(id("hook-20mb"), 20<<20))
 	posts := []struct {
 		name, body string

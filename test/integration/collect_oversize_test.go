@@ -73,9 +73,7 @@ func TestCollectOversizedMetadata(t *testing.T) {
 		ev(hugeID("tail-id"), plainURI), ev(id("tail-good-3"), plainURI))
 
 	hc := webhookClient(t, k)
-	list := func(items ...string) string {
-		return `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`
-	}
+	list := auditEventList
 	for _, body := range []string{
 		list(ev(id("hook-good-1"), plainURI), ev(id("hook-uri"), hugeURI), ev(id("hook-good-2"), plainURI)),
 		list(ev(id("hook-good-3"), plainURI), ev(hugeID("hook-id"), plainURI), ev(id("hook-good-4"), plainURI)),
