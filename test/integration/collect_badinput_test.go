@@ -32,6 +32,19 @@ func badInputEvent(id string, blob int) string {
 	return fmt.Sprintf(badEvent, id, strings.Repeat("b", blob))
 }
 
+// postAudit posts body to the collector's webhook at addr as kube-apiserver
+// does and returns the answer's status and text.
+func postAudit(t testing.TB, hc *http.Client, addr, body string) (int, []byte) {
+	t.Helper()
+	res, err := hc.Post("https://"+addr+"/audit", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return res.StatusCode, bytes.TrimSpace(msg)
+}
+
 // auditEventList is the body kube-apiserver's webhook posts: the items in
 // an EventList.
 func auditEventList(items ...string) string {
@@ -112,14 +125,8 @@ func TestCollectBadInput(t *testing.T) {
 		{"good after all that", list(badInputEvent(id("hook-good-2"), 10)), 200, ""},
 	}
 	for _, p := range posts {
-		res, err := hc.Post("https://"+hookAddr+"/audit", "application/json", strings.NewReader(p.body))
-		if err != nil {
-			t.Fatalf("%s: %v", p.name, err)
-		}
-		msg, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != p.code {
-			t.Errorf("%s: HTTP %d %s, want %d", p.name, res.StatusCode, bytes.TrimSpace(msg), p.code)
+		if code, msg := postAudit(t, hc, hookAddr, p.body); code != p.code {
+			t.Errorf("%s: HTTP %d %s, want %d", p.name, code, msg, p.code)
 		}
 	}
 	// No client certificate: 401, counted.

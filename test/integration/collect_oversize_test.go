@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -78,14 +77,8 @@ func TestCollectOversizedMetadata(t *testing.T) {
 		list(ev(id("hook-good-1"), plainURI), ev(id("hook-uri"), hugeURI), ev(id("hook-good-2"), plainURI)),
 		list(ev(id("hook-good-3"), plainURI), ev(hugeID("hook-id"), plainURI), ev(id("hook-good-4"), plainURI)),
 	} {
-		res, err := hc.Post("https://"+hookAddr+"/audit", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Errorf("webhook: HTTP %d %s, want 200", res.StatusCode, bytes.TrimSpace(msg))
+		if code, msg := postAudit(t, hc, hookAddr, body); code != http.StatusOK {
+			t.Errorf("webhook: HTTP %d %s, want 200", code, msg)
 		}
 	}
 
