@@ -20,8 +20,8 @@ import (
 // A record the publisher refuses for good (an error other than
 // backpressure, every time) is dead-lettered after permanentAttempts tries
 // and the tail moves on: its neighbours are published, the position passes
-// it, and a restart does not try it again. The tail retried it forever
-// before, holding back every line after it.
+// it, and a restart does not try it again: one line cannot hold back the
+// lines after it.
 func TestRecordRefusedForGoodIsDeadLetteredAndTheTailMovesOn(t *testing.T) {
 	e := newTailEnv(t)
 	e.pub.poison = map[string]error{rid("bad"): errors.New("record refused for good")}
@@ -51,10 +51,9 @@ func TestRecordRefusedForGoodIsDeadLetteredAndTheTailMovesOn(t *testing.T) {
 }
 
 // A line whose requestURI alone is over a megabyte (no body to drop), between
-// good lines, through a real publisher (kfake, default limits): every line
-// reaches Kafka — the big one cut to fit — the position passes it, and a
-// restart goes on from there. The publisher refused it before, and the tail
-// retried it forever.
+// good lines, through a real publisher (publishtest: kfake, default
+// limits): every line reaches Kafka — the big one cut to fit — the position
+// passes it, and a restart goes on from there.
 func TestMegabyteRequestURILineDoesNotBlockTheTail(t *testing.T) {
 	e := newTailEnv(t)
 	pub, k := publishtest.New(t, "tail", prometheus.NewRegistry())
@@ -92,8 +91,8 @@ func TestMegabyteRequestURILineDoesNotBlockTheTail(t *testing.T) {
 
 // A tail that cannot get past its data — here a publisher that never
 // returns — fails its readiness check once its position stayed put for
-// stall_after with bytes unread, and passes again once it moves. Its own
-// "started" check was green the whole time before.
+// stall_after with bytes unread, and passes again once it moves; the tail's
+// "started" check alone cannot see this.
 func TestStalledTailFailsReadiness(t *testing.T) {
 	e := newTailEnv(t)
 	e.pub.block = make(chan struct{})

@@ -60,8 +60,8 @@ func startPublishing(t *testing.T) (*env, config.KafkaConfig) {
 // One item too large for Kafka — a request line of a megabyte, which
 // kube-apiserver accepts and logs at Metadata level — must not cost its
 // neighbours: the batch is answered 200, the neighbours are on the topic,
-// and the big one is there cut to fit or on the dead-letter topic. The
-// webhook answered 500 to the whole batch on every retry before.
+// and the big one is there cut to fit or on the dead-letter topic. An
+// error here would make kube-apiserver retry the batch, and fail, forever.
 func TestOneOversizedItemDoesNotFailItsBatch(t *testing.T) {
 	hugeURI := event("big") // the same event, its requestURI 1.05 MB long
 	hugeURI = strings.Replace(hugeURI, `"requestURI":"/api/v1/namespaces/default/pods"`,

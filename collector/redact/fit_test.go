@@ -13,8 +13,9 @@ import (
 )
 
 // A record over max_record_bytes with no body to drop is cut to fit: its
-// long strings shortened and listed with their sizes, its ID kept. Each case
-// was published unchanged (and refused by the publisher) before fit.go.
+// long strings shortened and listed with their sizes, its ID kept, so that
+// the publisher can send it. A record whose size is in its identity is left
+// whole (the publisher dead-letters it).
 func TestSizeToFit(t *testing.T) {
 	const max = 1_000_000
 	hugeURI := "/api/v1/pods?labelSelector=" + strings.Repeat("a", 1_050_000)
@@ -143,4 +144,49 @@ func TestCutLength(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzSizeToFit puts arbitrary strings into the fields size-to-fit cuts,
+// under a small max_record_bytes. Apply must not fail or panic; a record
+// marked truncated must fit, keep its ID and stay valid UTF-8 JSON that
+// record.Unmarshal reads back.
+func FuzzSizeToFit(f *testing.F) {
+	f.Add("/api/v1/pods?q=aaaa", "kubectl", "note", 3000)
+	f.Add("/x?"+strings.Repeat("<&>", 2000), "é\u2028\x01", "k", 8000)
+	f.Add("", strings.Repeat("\u00e9", 5000), strings.Repeat("z", 300), 7000)
+	const limit = 4096
+	s := newSanitizer(f, nil, func(c *config.CollectorConfig) { c.Size.MaxRecordBytes = limit })
+	f.Fuzz(func(t *testing.T, uri, agent, note string, pad int) {
+		pad = min(max(pad, 0), 20_000)
+		line := auditLine("get", uri+strings.Repeat("p", pad), "pods", "", "", "")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return
+		}
+		m["userAgent"] = agent
+		m["annotations"].(map[string]any)[note] = strings.Repeat(note, 3)
+		b, _ := json.Marshal(m)
+		recs, errs := record.DecodeAll(b, "fuzz", record.DecodeOptions{Cluster: record.Cluster{Name: "c1"}})
+		if len(errs) > 0 || len(recs) != 1 {
+			return
+		}
+		rec := recs[0]
+		id := rec.ID
+		if err := s.Apply(rec); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		out, err := record.Marshal(rec)
+		if err != nil {
+			t.Fatalf("Marshal after Apply: %v", err)
+		}
+		if !rec.Flags.Truncated {
+			return
+		}
+		if len(out) > limit || rec.ID != id {
+			t.Fatalf("truncated record is %d bytes (max %d), id %q (was %q)", len(out), limit, rec.ID, id)
+		}
+		if _, err := record.Unmarshal(out); err != nil {
+			t.Fatalf("truncated record does not decode: %v", err)
+		}
+	})
 }

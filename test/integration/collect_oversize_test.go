@@ -35,8 +35,7 @@ const metadataEvent = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"M
 // cannot be cut and is dead-lettered by the publisher. The neighbours
 // arrive, the webhook answers 200, the tail's position moves past both and
 // a restart goes on from there, /readyz stays green, and all of it is
-// counted. Before, the webhook answered 500 to such a batch on every retry
-// and the tail retried the line forever.
+// counted.
 func TestCollectOversizedMetadata(t *testing.T) {
 	testenv.Short(t)
 	brokers := testenv.KafkaBrokers(t)
