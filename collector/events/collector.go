@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/record"
 )
@@ -61,7 +62,16 @@ type Collector struct {
 	sessions sync.WaitGroup
 
 	now func() time.Time
+
+	// san redacts dead letters (nil: the default redaction, so they are
+	// never kept unredacted); set by SetSanitizer before Run.
+	san *redact.Sanitizer
 }
+
+// SetSanitizer makes dead letters go through san (the one the other sources
+// of the process use, with its configuration and metrics) instead of the
+// default redaction. Call it before Run.
+func (c *Collector) SetSanitizer(san *redact.Sanitizer) { c.san = san }
 
 // New builds an Events collector. cluster is stamped on every record; when
 // its UID is empty, Run reads the kube-system namespace UID once before it

@@ -582,10 +582,10 @@ func nsOr(ns, fallback string) string {
 }
 
 func (s *session) deadLetter(data []byte, reason string, err error) collector.DeadLetter {
-	return collector.DeadLetter{
+	return s.c.san.DeadLetter(collector.DeadLetter{
 		Data: data, Source: Source, Origin: "informer", Offset: -1,
 		Reason: reason, Error: err.Error(), Cluster: s.cluster,
-	}
+	})
 }
 
 // publish publishes recs, retrying: forever on backpressure (the publisher

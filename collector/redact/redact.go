@@ -79,6 +79,13 @@ const (
 	KindTokenReview         = "token-review"
 	KindURIQuery            = "uri-query"
 	KindBodyDropped         = "body-dropped"
+	KindEnvValue            = "env-value"
+	KindHTTPHeader          = "http-header"
+	KindAnnotationSnippet   = "annotation-snippet"
+	KindURLCredential       = "url-credential"
+	KindConfigMapContent    = "configmap-content"
+	KindCredentialKey       = "credential-key"
+	KindCredentialText      = "credential-text"
 )
 
 // Marker replaces a redacted string value.
@@ -97,10 +104,11 @@ const LastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 var DefaultQueryParams = []string{
 	"token", "access_token", "id_token", "refresh_token", "bearer", "auth", "authorization",
 	"password", "passwd", "pwd", "secret", "client_secret", "api_key", "apikey",
+	"key", "jwt", "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
 }
 
 // kindSet is a small bit set of redaction kinds.
-type kindSet uint8
+type kindSet uint16
 
 const (
 	bitSecretData kindSet = 1 << iota
@@ -110,19 +118,33 @@ const (
 	bitTokenReview
 	bitURIQuery
 	bitBodyDropped
+	bitEnvValue
+	bitHTTPHeader
+	bitAnnotationSnippet
+	bitURLCredential
+	bitConfigMapContent
+	bitCredentialKey
+	bitCredentialText
 )
 
 var kindNames = []struct {
 	bit  kindSet
 	name string
 }{
+	{bitAnnotationSnippet, KindAnnotationSnippet},
 	{bitBodyDropped, KindBodyDropped},
+	{bitConfigMapContent, KindConfigMapContent},
 	{bitConfigMapCredential, KindConfigMapCredential},
+	{bitCredentialKey, KindCredentialKey},
+	{bitCredentialText, KindCredentialText},
+	{bitEnvValue, KindEnvValue},
+	{bitHTTPHeader, KindHTTPHeader},
 	{bitSecretData, KindSecretData},
 	{bitSecretLastApplied, KindSecretLastApplied},
 	{bitTokenRequest, KindTokenRequest},
 	{bitTokenReview, KindTokenReview},
 	{bitURIQuery, KindURIQuery},
+	{bitURLCredential, KindURLCredential},
 } // sorted by name, so Flags.Redacted comes out sorted
 
 func (k kindSet) names() []string {
@@ -386,11 +408,8 @@ func (s *Sanitizer) redactEvent(ev *auditv1.Event) kindSet {
 	} else {
 		bk = classify(resourceFromURI(ev.RequestURI))
 	}
-	if bk == bodyPlain {
-		return kinds
-	}
 	for _, u := range []*runtime.Unknown{ev.RequestObject, ev.ResponseObject} {
-		if u == nil {
+		if u == nil || (bk == bodyPlain && !mayNeedGeneric(u.Raw)) {
 			continue
 		}
 		raw, k := s.redactBody(bk, u.Raw)
@@ -419,6 +438,11 @@ func (s *Sanitizer) redactBody(bk bodyKind, raw []byte) ([]byte, kindSet) {
 	}
 	v, err := parseJSON(raw)
 	if err != nil {
+		if bk == bodyPlain {
+			// Nothing of a plain kind is known to be secret: an
+			// unparsable body is left as the decoder accepted it.
+			return raw, 0
+		}
 		return nil, bitBodyDropped
 	}
 	w := walker{s: s, kind: bk}
@@ -462,6 +486,11 @@ type walker struct {
 	kind  bodyKind
 	kinds kindSet
 	depth int
+	// keys masks every string value under a credential-like key, and text
+	// masks credential patterns in every other string: both for dead letters
+	// of kinds whose shape is not known, where a false positive costs
+	// nothing a rule needs.
+	keys, text bool
 }
 
 // maxDepth bounds the recursion on hostile input; encoding/json already
@@ -566,7 +595,11 @@ func (w *walker) walk(v any) any {
 		}
 	case []any:
 		for i, val := range x {
-			x[i] = w.walk(val)
+			if out, handled := w.generic("", val); handled {
+				x[i] = out
+			} else {
+				x[i] = w.walk(val)
+			}
 		}
 	}
 	return v
@@ -608,6 +641,11 @@ func (w *walker) field(k string, val any) any {
 					if w.s.isCredentialKey(key) && v != marker {
 						m[key] = marker
 						w.kinds |= bitConfigMapCredential
+					} else if str, ok := v.(string); ok {
+						if out, changed := w.s.maskConfigMapValue(str, k == "binaryData"); changed {
+							m[key] = out
+							w.kinds |= bitConfigMapContent
+						}
 					}
 				}
 				return val
@@ -634,6 +672,9 @@ func (w *walker) field(k string, val any) any {
 				return Marker
 			}
 		}
+	}
+	if out, handled := w.generic(k, val); handled {
+		return out
 	}
 	return w.walk(val)
 }

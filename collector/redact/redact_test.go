@@ -118,7 +118,7 @@ var (
 	tokenRequestResp = `{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"name":"sa1","namespace":"ns1"},"spec":{"audiences":["` + keepValue + `"],"expirationSeconds":3600,"boundObjectRef":null},"status":{"token":"` + plantTokenRequest + `","expirationTimestamp":"2026-01-02T04:04:05Z"}}`
 	tokenReviewReq   = `{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{"token":"` + plantTokenReview + `","audiences":["` + keepValue + `"]},"status":{"user":{}}}`
 	tokenReviewResp  = `{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{"token":"` + plantTokenReview + `"},"status":{"authenticated":true,"user":{"username":"system:serviceaccount:ns1:` + keepValue + `"}}}`
-	podObj           = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx","env":[{"name":"password","value":"` + keepValue + `"}]}]},"data":{"token":"` + keepValue + `"}}`
+	podObj           = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx","env":[{"name":"KEYCLOAK_URL","value":"` + keepValue + `"}]}]},"data":{"token":"` + keepValue + `"}}`
 )
 
 var allPlants = []string{plantSecretData, plantStringData, plantLastApplied, plantCMPassword, plantCMAPIKey, plantCMPem,
