@@ -63,15 +63,22 @@ type Collector struct {
 
 	now func() time.Time
 
-	// san redacts dead letters (nil: the default redaction, so they are
-	// never kept unredacted); set by SetSanitizer before Run.
+	// san redacts records and dead letters (nil: the default redaction, so
+	// neither is ever kept unredacted); set by SetSanitizer before Run.
 	san *redact.Sanitizer
 }
 
-// SetSanitizer makes dead letters go through san (the one the other sources
-// of the process use, with its configuration and metrics) instead of the
-// default redaction. Call it before Run.
+// SetSanitizer makes records and dead letters go through san (the one the
+// other sources of the process use, with its configuration and metrics)
+// instead of the default redaction. Call it before Run.
 func (c *Collector) SetSanitizer(san *redact.Sanitizer) { c.san = san }
+
+func (c *Collector) sanitizer() *redact.Sanitizer {
+	if c.san == nil {
+		return redact.Default()
+	}
+	return c.san
+}
 
 // New builds an Events collector. cluster is stamped on every record; when
 // its UID is empty, Run reads the kube-system namespace UID once before it

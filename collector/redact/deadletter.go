@@ -22,7 +22,7 @@ import (
 // given none still never keeps a dead letter unredacted.
 func (s *Sanitizer) DeadLetter(dl collector.DeadLetter) collector.DeadLetter {
 	if s == nil {
-		s = defaultSanitizer()
+		s = Default()
 	}
 	dl.Data = s.ScrubDeadLetter(dl.Data)
 	if s.redact {
@@ -31,7 +31,10 @@ func (s *Sanitizer) DeadLetter(dl collector.DeadLetter) collector.DeadLetter {
 	return dl
 }
 
-var defaultSanitizer = sync.OnceValue(func() *Sanitizer {
+// Default is the Sanitizer of the default configuration, without metrics,
+// for a source that was given none: what it redacts is never less than a
+// configured one would.
+var Default = sync.OnceValue(func() *Sanitizer {
 	c := config.Default().Collector
 	s, err := New(c.Redaction, c.Size, c.DeadLetterMaxBytes, nil, slog.Default())
 	if err != nil {
@@ -136,8 +139,9 @@ func (s *Sanitizer) summarize(data []byte) []byte {
 	if cut {
 		masked += cutNotice
 	}
+	// The head first, so the dead letter still starts as the input did.
 	sum := sha256.Sum256(data)
-	return fmt.Appendf(nil, "[kubesift: unparsable dead letter, %d bytes, sha256 %s, head follows] %s", len(data), hex.EncodeToString(sum[:]), masked)
+	return fmt.Appendf(nil, "%s [kubesift: unparsable input of %d bytes, sha256 %s]", masked, len(data), hex.EncodeToString(sum[:]))
 }
 
 // scrubValue redacts a parsed dead letter in place (maps and slices) and

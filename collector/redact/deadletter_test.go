@@ -91,7 +91,7 @@ func TestScrubDeadLetterShapes(t *testing.T) {
 		{"pod list item", podList, []string{`"DB_PASSWORD"`, keepValue}},
 		{"core Event message", coreEvent, []string{"password=" + Marker, keepValue, `"reason":"Failed"`}},
 		{"unknown kind", unknownKind, []string{`"adminPassword":"` + Marker, "region = eu-west-1", "--v=2", `"authorization.k8s.io/decision":"` + keepValue}},
-		{"password= in unparsable JSON", `{"kind":"Widget","spec":{"x":"password=` + plantDotEnv + `","y":"` + plantAWSKeyID, []string{"unparsable dead letter", "sha256", `"kind":"Widget"`}},
+		{"password= in unparsable JSON", `{"kind":"Widget","spec":{"x":"password=` + plantDotEnv + `","y":"` + plantAWSKeyID, []string{"unparsable input", "sha256", `"kind":"Widget"`}},
 		{"credentials file in a truncated line", credsINI[:len(credsINI)-3], []string{"[default]", "region"}},
 		{"JWT straddling the head limit", strings.Repeat("x", unparsableHead-10) + " eyJhbGciOiJIUzI1NiJ9." + plantJWTPayload + ".c2ln", []string{"sha256"}},
 	}

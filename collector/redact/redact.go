@@ -260,7 +260,7 @@ func (s *Sanitizer) Enabled() bool { return s.redact }
 func (s *Sanitizer) Apply(rec *record.Record) error {
 	ev := rec.Audit
 	if ev == nil {
-		return nil // Events carry no request/response bodies
+		return s.applyEvent(rec) // Events carry no bodies: no size policy either
 	}
 	changed := false
 	if s.redact {
@@ -343,6 +343,7 @@ const (
 	bodyConfigMap
 	bodyTokenRequest
 	bodyTokenReview
+	bodyEvent
 )
 
 // classify decides from the resource alone whether a request's bodies can
@@ -360,6 +361,8 @@ func classify(resource, subresource string) bodyKind {
 		}
 	case "tokenreviews":
 		return bodyTokenReview
+	case "events":
+		return bodyEvent
 	}
 	return bodyPlain
 }
@@ -659,6 +662,15 @@ func (w *walker) field(k string, val any) any {
 					}
 				}
 				return val
+			}
+		}
+	case bodyEvent:
+		if k == "message" || k == "note" {
+			if str, ok := val.(string); ok {
+				if out, changed := w.s.maskText(str); changed {
+					w.kinds |= bitCredentialText
+					return out
+				}
 			}
 		}
 	case bodyTokenRequest, bodyTokenReview:

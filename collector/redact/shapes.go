@@ -3,8 +3,12 @@ package redact
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/kubesift/kubesift/record"
 )
 
 // This file holds the rules that apply to objects of every kind, not only
@@ -310,4 +314,32 @@ func mayNeedGeneric(raw []byte) bool {
 		}
 	}
 	return false
+}
+
+// applyEvent masks credential patterns in the free text of an Event (core
+// message, events.k8s.io note): kubelet and controllers quote command lines,
+// probe output and image pull errors there, and people quote
+// password=/token= lines. Everything else of an Event is kept.
+func (s *Sanitizer) applyEvent(rec *record.Record) error {
+	if !s.redact {
+		return nil
+	}
+	changed := false
+	if ev := rec.CoreEvent; ev != nil {
+		ev.Message, changed = s.maskText(ev.Message)
+	} else if ev := rec.Event; ev != nil {
+		ev.Note, changed = s.maskText(ev.Note)
+	}
+	if !changed {
+		return nil
+	}
+	s.redacted.WithLabelValues(KindCredentialText).Inc()
+	if !slices.Contains(rec.Flags.Redacted, KindCredentialText) {
+		rec.Flags.Redacted = append(rec.Flags.Redacted, KindCredentialText)
+		slices.Sort(rec.Flags.Redacted)
+	}
+	if err := rec.SyncObject(); err != nil {
+		return fmt.Errorf("redaction: re-encode %s: %w", rec.ID, err)
+	}
+	return nil
 }
