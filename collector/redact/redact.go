@@ -8,7 +8,10 @@
 // (fields that hold base64, such as Secret data, get base64("REDACTED") =
 // "UkVEQUNURUQ=", so the object still decodes as its Kubernetes type); keys
 // and every other field are kept, so rules can still see which keys of which
-// Secret changed. record.Flags.Redacted lists the kinds applied:
+// Secret changed. record.Flags.Redacted lists the kinds applied; the table
+// of every rule, with its false positives, is docs/redaction.md.
+//
+// For Secrets, ConfigMaps, TokenRequests and TokenReviews:
 //
 //   - secret-data: values of data and stringData of Secrets in request and
 //     response objects — single objects, lists (SecretList), Tables, merge
@@ -20,22 +23,47 @@
 //     matches one of the configured patterns (compiled once, matched
 //     case-insensitively), also inside the ConfigMap's last-applied
 //     annotation, which is re-encoded with those values redacted.
+//   - configmap-content: ConfigMap values whose content holds credentials
+//     (a credentials INI, a .env file, YAML/JSON/properties lines with a
+//     credential-like name, AWS key ids, PEM private keys, JWTs): only the
+//     value parts are masked in data; a binaryData value is replaced whole.
 //   - token-request: status.token of TokenRequests (serviceaccounts/token).
 //   - token-review: spec.token of TokenReviews (request and response).
+//
+// For objects of every kind (rules in shapes.go):
+//
+//   - env-value: values of credential-named container env entries
+//     (isCredentialName) in any pod spec or template, and the password of a
+//     connection string under any name; valueFrom is kept.
+//   - http-header: credential headers (Authorization, Cookie, X-Api-Key, …)
+//     in httpGet.httpHeaders of probes and lifecycle handlers.
+//   - annotation-snippet: *-snippet annotations (ingress-nginx pastes them
+//     into its configuration), whole.
+//   - url-credential: URL passwords (scheme://user:password@) and
+//     credential query parameters in annotations and string fields.
+//   - credential-text: credential patterns in an Event's message or note.
 //   - uri-query: values of credential-like query parameters in requestURI
-//     (?token=, ?access_token=, ?password=, … plus configured extras).
-//   - body-dropped: a request/response body of one of those resources that
-//     could not be parsed as JSON was removed whole rather than published
-//     unredacted.
+//     (?token=, ?jwt=, ?X-Amz-Signature=, … plus configured extras).
+//   - body-dropped: a request/response body of one of the secret-bearing
+//     resources that could not be parsed as JSON was removed whole rather
+//     than published unredacted.
+//
+// The last-applied annotation of any object is redacted by the same rules.
+// Dead letters go through Sanitizer.DeadLetter (deadletter.go), which adds
+// credential-key (any string under a credential-like key) and
+// credential-text (credential patterns in any string) for kinds whose shape
+// is not known.
 //
 // # Cost
 //
 // Most audit records carry no request/response object, and most of those
 // that do are not of a sensitive resource. Apply decides from objectRef
-// (resource, subresource) first and parses runtime.Unknown.Raw only for
-// secrets, configmaps, serviceaccounts/token and tokenreviews; the
+// (resource, subresource) first and parses runtime.Unknown.Raw always for
+// secrets, configmaps, serviceaccounts/token, tokenreviews and events, and
+// for any other resource only when the body contains one of a few byte
+// sequences the generic rules need (env, httpHeaders, -snippet, ://); the
 // requestURI check is a scan for '?'. A record that needed no change keeps
-// its verbatim Object (no re-encoding).
+// its verbatim Object (no re-encoding). BenchmarkDecodeApply measures it.
 //
 // # Size policy
 //
@@ -172,6 +200,11 @@ type Sanitizer struct {
 	dlScrubbed prometheus.Counter
 	log        *slog.Logger
 	lastLog    atomic.Int64 // unix nanos of the last size-policy log line
+	// secretKindsOnly turns the generic rules off (bodies of Secrets,
+	// ConfigMaps, TokenRequests and TokenReviews only): the baseline the
+	// benchmarks measure the generic rules' cost against. Never set
+	// outside them.
+	secretKindsOnly bool
 }
 
 // New builds a Sanitizer. The ConfigMap key patterns are compiled here, once,
@@ -410,6 +443,9 @@ func (s *Sanitizer) redactEvent(ev *auditv1.Event) kindSet {
 		bk = classify(ev.ObjectRef.Resource, ev.ObjectRef.Subresource)
 	} else {
 		bk = classify(resourceFromURI(ev.RequestURI))
+	}
+	if s.secretKindsOnly && (bk == bodyPlain || bk == bodyEvent) {
+		return kinds
 	}
 	for _, u := range []*runtime.Unknown{ev.RequestObject, ev.ResponseObject} {
 		if u == nil || (bk == bodyPlain && !mayNeedGeneric(u.Raw)) {
@@ -684,6 +720,9 @@ func (w *walker) field(k string, val any) any {
 				return Marker
 			}
 		}
+	}
+	if w.s.secretKindsOnly {
+		return w.walk(val)
 	}
 	if out, handled := w.generic(k, val); handled {
 		return out

@@ -29,9 +29,9 @@ var credentialWords = []string{"PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENT
 // KEYCLOAK_URL, MONKEY and KEYSPACE do not.
 var keyWords = map[string]bool{"KEY": true, "KEYS": true, "APIKEY": true, "ACCESSKEY": true, "SECRETKEY": true, "PRIVATEKEY": true}
 
-// IsCredentialName reports whether an env variable, header or field name
+// isCredentialName reports whether an env variable, header or field name
 // looks like it holds a credential (see credentialWords and keyWords).
-func IsCredentialName(name string) bool {
+func isCredentialName(name string) bool {
 	up := strings.ToUpper(name)
 	for _, w := range credentialWords {
 		if strings.Contains(up, w) {
@@ -63,7 +63,7 @@ func isUpper(c byte) bool  { return c >= 'A' && c <= 'Z' }
 // Authorization, Proxy-Authorization, Cookie and any credential-like name
 // (X-Api-Key, X-Auth-Token, …).
 func isCredentialHeader(name string) bool {
-	return IsCredentialName(strings.ReplaceAll(name, "-", "_"))
+	return isCredentialName(strings.ReplaceAll(name, "-", "_"))
 }
 
 // isCredentialKey judges a field or annotation key for the dead-letter key
@@ -73,7 +73,7 @@ func isCredentialHeader(name string) bool {
 // (secretKeyRef.key, label selector and toleration keys), not a credential.
 func isCredentialKey(k string) bool {
 	name := k[strings.LastIndexByte(k, '/')+1:]
-	return !strings.EqualFold(name, "key") && IsCredentialName(name)
+	return !strings.EqualFold(name, "key") && isCredentialName(name)
 }
 
 // isSnippetAnnotation: ingress-nginx (and compatible controllers) paste
@@ -164,7 +164,7 @@ func (w *walker) redactEnv(list []any) {
 		if !ok || val == "" || val == Marker {
 			continue
 		}
-		if IsCredentialName(name) {
+		if isCredentialName(name) {
 			m["value"] = Marker
 			w.kinds |= bitEnvValue
 			continue

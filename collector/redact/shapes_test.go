@@ -130,8 +130,8 @@ func TestIsCredentialName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := IsCredentialName(tc.name); got != tc.want {
-				t.Errorf("IsCredentialName(%q) = %v, want %v", tc.name, got, tc.want)
+			if got := isCredentialName(tc.name); got != tc.want {
+				t.Errorf("isCredentialName(%q) = %v, want %v", tc.name, got, tc.want)
 			}
 		})
 	}
