@@ -135,14 +135,17 @@ func leaks(out string) []string {
 	return found
 }
 
+// redactionCase is one audit line through Apply.
+type redactionCase struct {
+	name      string
+	line      string
+	wantKinds []string // Flags.Redacted
+	keep      []string // must survive in the output
+	verbatim  bool     // Object must be byte-identical to the input
+}
+
 func TestRedaction(t *testing.T) {
-	tests := []struct {
-		name      string
-		line      string
-		wantKinds []string // Flags.Redacted
-		keep      []string // must survive in the output
-		verbatim  bool     // Object must be byte-identical to the input
-	}{
+	tests := append([]redactionCase{
 		{"secret create", auditLine("create", "/api/v1/namespaces/ns1/secrets", "secrets", "", secretObj, secretObj),
 			[]string{KindSecretData, KindSecretLastApplied}, []string{keepValue, `"password"`, `"token"`, `"owner":"team-a"`, `"name":"db"`, "alice", MarkerBase64, `"Opaque"`}, false},
 		{"SecretList response", auditLine("list", "/api/v1/namespaces/ns1/secrets?limit=500", "secrets", "", "", secretList),
@@ -175,7 +178,7 @@ func TestRedaction(t *testing.T) {
 			nil, []string{"/secrets/db"}, true},
 		{"serviceaccount (not token) untouched", auditLine("create", "/api/v1/namespaces/ns1/serviceaccounts", "serviceaccounts", "", `{"kind":"ServiceAccount","metadata":{"name":"x"},"secrets":[{"name":"`+keepValue+`"}]}`, ""),
 			nil, []string{keepValue}, true},
-	}
+	}, genericShapeCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSanitizer(t, nil)

@@ -560,8 +560,9 @@ func (p *plants) find(b []byte) string {
 }
 
 // scanForPlants checks every message of every topic (key, value, header
-// values) for planted values and returns how many messages it scanned.
-func scanForPlants(t *testing.T, broker string, topics []string, p *plants) int {
+// values) for planted values and returns how many messages it scanned and
+// how many message parts held one.
+func scanForPlants(t *testing.T, broker string, topics []string, p *plants) (scanned, found int) {
 	t.Helper()
 	n := 0
 	for _, tp := range topics {
@@ -573,13 +574,14 @@ func scanForPlants(t *testing.T, broker string, topics []string, p *plants) int 
 			}
 			for _, b := range parts {
 				if v := p.find(b); v != "" {
+					found++
 					t.Errorf("topic %s, message %d/%d (%s) holds a planted secret: %q", tp, m.Partition, m.Offset,
 						colHeader(m, record.HeaderID), v)
 				}
 			}
 		}
 	}
-	return n
+	return n, found
 }
 
 // apiDriver makes API requests as one user agent, planting secret values
