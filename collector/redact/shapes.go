@@ -15,7 +15,7 @@ import (
 // to Secrets and ConfigMaps: credential-named container env values, probe
 // and lifecycle HTTP headers, ingress snippet annotations, credentials in
 // URLs, and the credentials-file detector used for ConfigMap values and for
-// dead letters. The package doc has the table of what each rule masks.
+// dead letters. docs/redaction.md has the table of what each rule masks.
 
 // credentialWords make a name credential-like when it contains one of them
 // (upper-cased, so PASSWORD, db_password and dbPassword all match). AUTH
