@@ -244,6 +244,7 @@ func buildSources(ctx context.Context, cfg *config.Config, cluster record.Cluste
 		if err != nil {
 			return nil, err
 		}
+		ev.SetSanitizer(san)
 		srv.SetReady(events.Source, errors.New("starting"))
 		go func() {
 			t := time.NewTicker(time.Second)

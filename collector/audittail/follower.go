@@ -562,8 +562,8 @@ func (f *follower) location(off int64, line int) string {
 }
 
 func (f *follower) deadLetter(data []byte, reason, msg string, off int64, line int) collector.DeadLetter {
-	return collector.DeadLetter{
-		Data:    f.t.san.ScrubDeadLetter(data),
+	return f.t.san.DeadLetter(collector.DeadLetter{
+		Data:    data,
 		Source:  Source,
 		Origin:  f.path,
 		Offset:  off,
@@ -571,7 +571,7 @@ func (f *follower) deadLetter(data []byte, reason, msg string, off int64, line i
 		Reason:  reason,
 		Error:   msg,
 		Cluster: f.t.cluster,
-	}
+	})
 }
 
 // ensureLine makes f.line known, counting the lines before f.off once (only

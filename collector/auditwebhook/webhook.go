@@ -440,15 +440,15 @@ func (r *Receiver) deadLetters(body []byte, errs []error, remote string) []colle
 }
 
 func (r *Receiver) deadLetter(data []byte, remote, reason, msg string) collector.DeadLetter {
-	return collector.DeadLetter{
-		Data:    r.san.ScrubDeadLetter(data),
+	return r.san.DeadLetter(collector.DeadLetter{
+		Data:    data,
 		Source:  Source,
 		Origin:  remote,
 		Offset:  -1,
 		Reason:  reason,
 		Error:   msg,
 		Cluster: r.cluster,
-	}
+	})
 }
 
 // itemIndex finds which list item a decode error is about, from the field

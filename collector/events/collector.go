@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/record"
 )
@@ -61,6 +62,22 @@ type Collector struct {
 	sessions sync.WaitGroup
 
 	now func() time.Time
+
+	// san redacts records and dead letters (nil: the default redaction, so
+	// neither is ever kept unredacted); set by SetSanitizer before Run.
+	san *redact.Sanitizer
+}
+
+// SetSanitizer makes records and dead letters go through san (the one the
+// other sources of the process use, with its configuration and metrics)
+// instead of the default redaction. Call it before Run.
+func (c *Collector) SetSanitizer(san *redact.Sanitizer) { c.san = san }
+
+func (c *Collector) sanitizer() *redact.Sanitizer {
+	if c.san == nil {
+		return redact.Default()
+	}
+	return c.san
 }
 
 // New builds an Events collector. cluster is stamped on every record; when

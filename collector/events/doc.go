@@ -44,6 +44,9 @@
 // — unless it refuses every record of the batch, which points at the
 // publisher rather than the records: then the batch is retried.
 // An Event without a UID (no record ID possible) is dead-lettered too.
+// Records and dead letters pass the collector's redaction (SetSanitizer;
+// without one, the default configuration's): credential patterns in an
+// Event's message or note are masked (docs/redaction.md).
 //
 // # Leader election
 //

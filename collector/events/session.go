@@ -506,9 +506,16 @@ func (s *session) ship(ctx context.Context, batch []*item) bool {
 	var deads []dead
 	for _, it := range batch {
 		rec, err := s.build(it)
+		reason := "field"
+		if err == nil {
+			// Never publish an Event whose message could not be redacted.
+			if err = s.c.sanitizer().Apply(rec); err != nil {
+				reason = "redaction"
+			}
+		}
 		if err != nil {
 			data, _ := json.Marshal(it.obj)
-			deads = append(deads, dead{it: it, dl: s.deadLetter(data, "field", err), why: "build"})
+			deads = append(deads, dead{it: it, dl: s.deadLetter(data, reason, err), why: "build"})
 			continue
 		}
 		recs = append(recs, rec)
@@ -582,10 +589,10 @@ func nsOr(ns, fallback string) string {
 }
 
 func (s *session) deadLetter(data []byte, reason string, err error) collector.DeadLetter {
-	return collector.DeadLetter{
+	return s.c.san.DeadLetter(collector.DeadLetter{
 		Data: data, Source: Source, Origin: "informer", Offset: -1,
 		Reason: reason, Error: err.Error(), Cluster: s.cluster,
-	}
+	})
 }
 
 // publish publishes recs, retrying: forever on backpressure (the publisher

@@ -2,9 +2,46 @@ package redact
 
 import (
 	"bytes"
-	"slices"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/config"
 )
+
+// DeadLetter is the one way a source makes a dead letter safe to keep: its
+// Data goes through ScrubDeadLetter and its Error text, which can quote the
+// input, has every credential pattern masked. Every source builds its dead
+// letters through it (TestSourcesScrubDeadLetters guards the call sites). A
+// nil Sanitizer stands for the default configuration, so a source that was
+// given none still never keeps a dead letter unredacted.
+func (s *Sanitizer) DeadLetter(dl collector.DeadLetter) collector.DeadLetter {
+	if s == nil {
+		s = Default()
+	}
+	dl.Data = s.ScrubDeadLetter(dl.Data)
+	if s.redact {
+		dl.Error, _ = s.maskText(dl.Error)
+	}
+	return dl
+}
+
+// Default is the Sanitizer of the default configuration, without metrics,
+// for a source that was given none: what it redacts is never less than a
+// configured one would.
+var Default = sync.OnceValue(func() *Sanitizer {
+	c := config.Default().Collector
+	s, err := New(c.Redaction, c.Size, c.DeadLetterMaxBytes, nil, slog.Default())
+	if err != nil {
+		panic(fmt.Sprintf("redact: the default configuration does not compile: %v", err)) // a programming error, caught by every test
+	}
+	return s
+})
 
 // ScrubDeadLetter returns what may be kept of a dead letter's data (a
 // malformed line, a bad list item, the head of an oversized request): with
@@ -16,11 +53,17 @@ import (
 // the same rules as records, judged per object: an object with
 // requestObject/responseObject by its objectRef or requestURI, a bare
 // Secret, ConfigMap, TokenRequest or TokenReview by its kind; a body whose
-// resource cannot be told is removed. AKS wrappers holding the event as a
-// JSON string are opened; GKE request/response payloads are removed.
-// Anything else (a truncated or garbled line) has no structure to go by: it is
-// cut before the first body or data field and credential-like query
-// parameters are blanked.
+// resource cannot be told is removed. Every other object (a Pod, a core
+// Event, an unknown kind) gets the generic rules plus two that only dead
+// letters get: a string under a credential-like key is masked, and
+// credential patterns in any other string are masked (see maskText). AKS
+// wrappers holding the event as a JSON string are opened; GKE
+// request/response payloads are removed.
+//
+// Anything else (a truncated or garbled line) has no structure to go by: it
+// is kept only as its length, its SHA-256 and its first unparsableHead
+// bytes, cut before the first body or data field, with every credential
+// pattern masked.
 func (s *Sanitizer) ScrubDeadLetter(data []byte) []byte {
 	out, changed := data, false
 	if s.redact {
@@ -52,6 +95,10 @@ var rawCutMarks = [][]byte{
 // cutNotice ends data that was cut before a body.
 const cutNotice = `…[kubesift: cut before possible secret material]`
 
+// unparsableHead is how much of an unparsable dead letter is kept: enough
+// to tell what the input was (its first fields) and where it came from.
+const unparsableHead = 256
+
 // scrub redacts data (see ScrubDeadLetter); changed reports whether the
 // result differs from data.
 func (s *Sanitizer) scrub(data []byte) (out []byte, changed bool) {
@@ -65,18 +112,36 @@ func (s *Sanitizer) scrub(data []byte) (out []byte, changed bool) {
 		}
 		return []byte(cutNotice), true
 	}
-	cut := len(data)
+	return s.summarize(data), true
+}
+
+// summarize keeps an unparsable dead letter as its length, hash and masked
+// head. The head is masked before it is cut to unparsableHead, so a
+// credential that straddles the cut is still recognised whole.
+func (s *Sanitizer) summarize(data []byte) []byte {
+	head := data
 	for _, m := range rawCutMarks {
-		if i := bytes.Index(data, m); i >= 0 && i < cut {
-			cut = i
+		if i := bytes.Index(head, m); i >= 0 {
+			head = head[:i]
 		}
 	}
-	out = data[:cut:cut]
-	if cut < len(data) {
-		out = append(slices.Clone(out), cutNotice...)
+	cut := len(head) < len(data)
+	if len(head) > 4*unparsableHead {
+		head = head[:4*unparsableHead]
 	}
-	out = s.paramsRe.ReplaceAll(out, []byte("${1}"+Marker))
-	return out, !bytes.Equal(out, data)
+	masked, _ := s.maskText(string(head))
+	if len(masked) > unparsableHead {
+		masked, cut = masked[:unparsableHead], true
+		for !utf8.ValidString(masked) && len(masked) > unparsableHead-utf8.UTFMax {
+			masked = masked[:len(masked)-1]
+		}
+	}
+	if cut {
+		masked += cutNotice
+	}
+	// The head first, so the dead letter still starts as the input did.
+	sum := sha256.Sum256(data)
+	return fmt.Appendf(nil, "%s [kubesift: unparsable input of %d bytes, sha256 %s]", masked, len(data), hex.EncodeToString(sum[:]))
 }
 
 // scrubValue redacts a parsed dead letter in place (maps and slices) and
@@ -93,6 +158,13 @@ func (s *Sanitizer) scrubValue(v any, depth int, changed *bool) any {
 		}
 	case map[string]any:
 		s.scrubObject(x, depth, changed)
+	case string:
+		w := walker{s: s, kind: bodyPlain, keys: true, text: true}
+		out, _ := w.generic("", x)
+		if w.kinds != 0 {
+			*changed = true
+		}
+		return out
 	}
 	return v
 }
@@ -125,12 +197,10 @@ func (s *Sanitizer) scrubObject(m map[string]any, depth int, changed *bool) {
 				*changed = true
 				continue
 			}
-			if bk != bodyPlain {
-				w := walker{s: s, kind: bk}
-				m[key] = w.top(body)
-				if w.kinds != 0 {
-					*changed = true
-				}
+			w := walker{s: s, kind: bk, keys: bk == bodyPlain, text: bk == bodyPlain}
+			m[key] = w.top(body)
+			if w.kinds != 0 {
+				*changed = true
 			}
 		}
 	}
@@ -185,6 +255,14 @@ func (s *Sanitizer) scrubObject(m map[string]any, depth int, changed *bool) {
 			}
 			continue
 		}
-		m[k] = s.scrubValue(val, depth+1, changed)
+		w := walker{s: s, kind: bodyPlain, keys: true, text: true}
+		if out, handled := w.generic(k, val); handled {
+			m[k] = out
+		} else {
+			m[k] = s.scrubValue(val, depth+1, changed)
+		}
+		if w.kinds != 0 {
+			*changed = true
+		}
 	}
 }

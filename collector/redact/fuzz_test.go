@@ -2,6 +2,7 @@ package redact
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -90,6 +91,28 @@ func FuzzScrubDeadLetter(f *testing.F) {
 		out := s.ScrubDeadLetter(data)
 		if len(out) > s.deadMax {
 			t.Fatalf("%d bytes > limit %d", len(out), s.deadMax)
+		}
+	})
+}
+
+// FuzzMaskText feeds arbitrary text to the credentials-file detector: no
+// panic, masking twice changes nothing more, and a password= line appended
+// to the text loses its value whatever came before it.
+func FuzzMaskText(f *testing.F) {
+	for _, s := range []string{credsINI, credsDotEnv, credsYAML, credsPEM, "Authorization: Bearer abcdefgh", "x://u:p@h/?sig=1&a=2",
+		`{\"password\":\"x\"}`, "-----BEGIN PRIVATE KEY-----", "AKIA", "eyJ", ""} {
+		f.Add(s)
+	}
+	s := newSanitizer(f, nil)
+	f.Fuzz(func(t *testing.T, text string) {
+		once, _ := s.maskText(text)
+		if twice, _ := s.maskText(once); twice != once {
+			t.Fatalf("not idempotent:\n%q\n%q", once, twice)
+		}
+		const v = "fuzzplantedvalue42"
+		out, _ := s.maskText(text + "\npassword=" + v + "\n")
+		if strings.Contains(out, v) {
+			t.Fatalf("planted value survived: %q", out)
 		}
 	})
 }

@@ -8,7 +8,10 @@
 // (fields that hold base64, such as Secret data, get base64("REDACTED") =
 // "UkVEQUNURUQ=", so the object still decodes as its Kubernetes type); keys
 // and every other field are kept, so rules can still see which keys of which
-// Secret changed. record.Flags.Redacted lists the kinds applied:
+// Secret changed. record.Flags.Redacted lists the kinds applied; the table
+// of every rule, with its false positives, is docs/redaction.md.
+//
+// For Secrets, ConfigMaps, TokenRequests and TokenReviews:
 //
 //   - secret-data: values of data and stringData of Secrets in request and
 //     response objects — single objects, lists (SecretList), Tables, merge
@@ -20,22 +23,47 @@
 //     matches one of the configured patterns (compiled once, matched
 //     case-insensitively), also inside the ConfigMap's last-applied
 //     annotation, which is re-encoded with those values redacted.
+//   - configmap-content: ConfigMap values whose content holds credentials
+//     (a credentials INI, a .env file, YAML/JSON/properties lines with a
+//     credential-like name, AWS key ids, PEM private keys, JWTs): only the
+//     value parts are masked in data; a binaryData value is replaced whole.
 //   - token-request: status.token of TokenRequests (serviceaccounts/token).
 //   - token-review: spec.token of TokenReviews (request and response).
+//
+// For objects of every kind (rules in shapes.go):
+//
+//   - env-value: values of credential-named container env entries
+//     (isCredentialName) in any pod spec or template, and the password of a
+//     connection string under any name; valueFrom is kept.
+//   - http-header: credential headers (Authorization, Cookie, X-Api-Key, …)
+//     in httpGet.httpHeaders of probes and lifecycle handlers.
+//   - annotation-snippet: *-snippet annotations (ingress-nginx pastes them
+//     into its configuration), whole.
+//   - url-credential: URL passwords (scheme://user:password@) and
+//     credential query parameters in annotations and string fields.
+//   - credential-text: credential patterns in an Event's message or note.
 //   - uri-query: values of credential-like query parameters in requestURI
-//     (?token=, ?access_token=, ?password=, … plus configured extras).
-//   - body-dropped: a request/response body of one of those resources that
-//     could not be parsed as JSON was removed whole rather than published
-//     unredacted.
+//     (?token=, ?jwt=, ?X-Amz-Signature=, … plus configured extras).
+//   - body-dropped: a request/response body of one of the secret-bearing
+//     resources that could not be parsed as JSON was removed whole rather
+//     than published unredacted.
+//
+// The last-applied annotation of any object is redacted by the same rules.
+// Dead letters go through Sanitizer.DeadLetter (deadletter.go), which adds
+// credential-key (any string under a credential-like key) and
+// credential-text (credential patterns in any string) for kinds whose shape
+// is not known.
 //
 // # Cost
 //
 // Most audit records carry no request/response object, and most of those
 // that do are not of a sensitive resource. Apply decides from objectRef
-// (resource, subresource) first and parses runtime.Unknown.Raw only for
-// secrets, configmaps, serviceaccounts/token and tokenreviews; the
+// (resource, subresource) first and parses runtime.Unknown.Raw always for
+// secrets, configmaps, serviceaccounts/token, tokenreviews and events, and
+// for any other resource only when the body contains one of a few byte
+// sequences the generic rules need (env, httpHeaders, -snippet, ://); the
 // requestURI check is a scan for '?'. A record that needed no change keeps
-// its verbatim Object (no re-encoding).
+// its verbatim Object (no re-encoding). BenchmarkDecodeApply measures it.
 //
 // # Size policy
 //
@@ -81,6 +109,13 @@ const (
 	KindTokenReview         = "token-review"
 	KindURIQuery            = "uri-query"
 	KindBodyDropped         = "body-dropped"
+	KindEnvValue            = "env-value"
+	KindHTTPHeader          = "http-header"
+	KindAnnotationSnippet   = "annotation-snippet"
+	KindURLCredential       = "url-credential"
+	KindConfigMapContent    = "configmap-content"
+	KindCredentialKey       = "credential-key"
+	KindCredentialText      = "credential-text"
 )
 
 // Marker replaces a redacted string value.
@@ -99,10 +134,11 @@ const LastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 var DefaultQueryParams = []string{
 	"token", "access_token", "id_token", "refresh_token", "bearer", "auth", "authorization",
 	"password", "passwd", "pwd", "secret", "client_secret", "api_key", "apikey",
+	"key", "jwt", "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
 }
 
 // kindSet is a small bit set of redaction kinds.
-type kindSet uint8
+type kindSet uint16
 
 const (
 	bitSecretData kindSet = 1 << iota
@@ -112,19 +148,33 @@ const (
 	bitTokenReview
 	bitURIQuery
 	bitBodyDropped
+	bitEnvValue
+	bitHTTPHeader
+	bitAnnotationSnippet
+	bitURLCredential
+	bitConfigMapContent
+	bitCredentialKey
+	bitCredentialText
 )
 
 var kindNames = []struct {
 	bit  kindSet
 	name string
 }{
+	{bitAnnotationSnippet, KindAnnotationSnippet},
 	{bitBodyDropped, KindBodyDropped},
+	{bitConfigMapContent, KindConfigMapContent},
 	{bitConfigMapCredential, KindConfigMapCredential},
+	{bitCredentialKey, KindCredentialKey},
+	{bitCredentialText, KindCredentialText},
+	{bitEnvValue, KindEnvValue},
+	{bitHTTPHeader, KindHTTPHeader},
 	{bitSecretData, KindSecretData},
 	{bitSecretLastApplied, KindSecretLastApplied},
 	{bitTokenRequest, KindTokenRequest},
 	{bitTokenReview, KindTokenReview},
 	{bitURIQuery, KindURIQuery},
+	{bitURLCredential, KindURLCredential},
 } // sorted by name, so Flags.Redacted comes out sorted
 
 func (k kindSet) names() []string {
@@ -153,6 +203,11 @@ type Sanitizer struct {
 	fitM       fitMetrics
 	log        *slog.Logger
 	lastLog    atomic.Int64 // unix nanos of the last size-policy log line
+	// secretKindsOnly turns the generic rules off (bodies of Secrets,
+	// ConfigMaps, TokenRequests and TokenReviews only): the baseline the
+	// benchmarks measure the generic rules' cost against. Never set
+	// outside them.
+	secretKindsOnly bool
 }
 
 // New builds a Sanitizer. The ConfigMap key patterns are compiled here, once,
@@ -242,7 +297,7 @@ func (s *Sanitizer) Enabled() bool { return s.redact }
 func (s *Sanitizer) Apply(rec *record.Record) error {
 	ev := rec.Audit
 	if ev == nil {
-		return nil // Events carry no request/response bodies
+		return s.applyEvent(rec) // Events carry no bodies: no size policy either
 	}
 	changed := false
 	if s.redact {
@@ -338,6 +393,7 @@ const (
 	bodyConfigMap
 	bodyTokenRequest
 	bodyTokenReview
+	bodyEvent
 )
 
 // classify decides from the resource alone whether a request's bodies can
@@ -355,6 +411,8 @@ func classify(resource, subresource string) bodyKind {
 		}
 	case "tokenreviews":
 		return bodyTokenReview
+	case "events":
+		return bodyEvent
 	}
 	return bodyPlain
 }
@@ -403,11 +461,11 @@ func (s *Sanitizer) redactEvent(ev *auditv1.Event) kindSet {
 	} else {
 		bk = classify(resourceFromURI(ev.RequestURI))
 	}
-	if bk == bodyPlain {
+	if s.secretKindsOnly && (bk == bodyPlain || bk == bodyEvent) {
 		return kinds
 	}
 	for _, u := range []*runtime.Unknown{ev.RequestObject, ev.ResponseObject} {
-		if u == nil {
+		if u == nil || (bk == bodyPlain && !mayNeedGeneric(u.Raw)) {
 			continue
 		}
 		raw, k := s.redactBody(bk, u.Raw)
@@ -436,6 +494,11 @@ func (s *Sanitizer) redactBody(bk bodyKind, raw []byte) ([]byte, kindSet) {
 	}
 	v, err := parseJSON(raw)
 	if err != nil {
+		if bk == bodyPlain {
+			// Nothing of a plain kind is known to be secret: an
+			// unparsable body is left as the decoder accepted it.
+			return raw, 0
+		}
 		return nil, bitBodyDropped
 	}
 	w := walker{s: s, kind: bk}
@@ -479,6 +542,11 @@ type walker struct {
 	kind  bodyKind
 	kinds kindSet
 	depth int
+	// keys masks every string value under a credential-like key, and text
+	// masks credential patterns in every other string: both for dead letters
+	// of kinds whose shape is not known, where a false positive costs
+	// nothing a rule needs.
+	keys, text bool
 }
 
 // maxDepth bounds the recursion on hostile input; encoding/json already
@@ -583,7 +651,11 @@ func (w *walker) walk(v any) any {
 		}
 	case []any:
 		for i, val := range x {
-			x[i] = w.walk(val)
+			if out, handled := w.generic("", val); handled {
+				x[i] = out
+			} else {
+				x[i] = w.walk(val)
+			}
 		}
 	}
 	return v
@@ -625,6 +697,11 @@ func (w *walker) field(k string, val any) any {
 					if w.s.isCredentialKey(key) && v != marker {
 						m[key] = marker
 						w.kinds |= bitConfigMapCredential
+					} else if str, ok := v.(string); ok {
+						if out, changed := w.s.maskConfigMapValue(str, k == "binaryData"); changed {
+							m[key] = out
+							w.kinds |= bitConfigMapContent
+						}
 					}
 				}
 				return val
@@ -640,6 +717,15 @@ func (w *walker) field(k string, val any) any {
 				return val
 			}
 		}
+	case bodyEvent:
+		if k == "message" || k == "note" {
+			if str, ok := val.(string); ok {
+				if out, changed := w.s.maskText(str); changed {
+					w.kinds |= bitCredentialText
+					return out
+				}
+			}
+		}
 	case bodyTokenRequest, bodyTokenReview:
 		if k == "token" {
 			if s, ok := val.(string); ok && s != "" && s != Marker {
@@ -651,6 +737,12 @@ func (w *walker) field(k string, val any) any {
 				return Marker
 			}
 		}
+	}
+	if w.s.secretKindsOnly {
+		return w.walk(val)
+	}
+	if out, handled := w.generic(k, val); handled {
+		return out
 	}
 	return w.walk(val)
 }

@@ -118,7 +118,7 @@ var (
 	tokenRequestResp = `{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"name":"sa1","namespace":"ns1"},"spec":{"audiences":["` + keepValue + `"],"expirationSeconds":3600,"boundObjectRef":null},"status":{"token":"` + plantTokenRequest + `","expirationTimestamp":"2026-01-02T04:04:05Z"}}`
 	tokenReviewReq   = `{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{"token":"` + plantTokenReview + `","audiences":["` + keepValue + `"]},"status":{"user":{}}}`
 	tokenReviewResp  = `{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{"token":"` + plantTokenReview + `"},"status":{"authenticated":true,"user":{"username":"system:serviceaccount:ns1:` + keepValue + `"}}}`
-	podObj           = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx","env":[{"name":"password","value":"` + keepValue + `"}]}]},"data":{"token":"` + keepValue + `"}}`
+	podObj           = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx","env":[{"name":"KEYCLOAK_URL","value":"` + keepValue + `"}]}]},"data":{"token":"` + keepValue + `"}}`
 )
 
 var allPlants = []string{plantSecretData, plantStringData, plantLastApplied, plantCMPassword, plantCMAPIKey, plantCMPem,
@@ -135,14 +135,17 @@ func leaks(out string) []string {
 	return found
 }
 
+// redactionCase is one audit line through Apply.
+type redactionCase struct {
+	name      string
+	line      string
+	wantKinds []string // Flags.Redacted
+	keep      []string // must survive in the output
+	verbatim  bool     // Object must be byte-identical to the input
+}
+
 func TestRedaction(t *testing.T) {
-	tests := []struct {
-		name      string
-		line      string
-		wantKinds []string // Flags.Redacted
-		keep      []string // must survive in the output
-		verbatim  bool     // Object must be byte-identical to the input
-	}{
+	tests := append([]redactionCase{
 		{"secret create", auditLine("create", "/api/v1/namespaces/ns1/secrets", "secrets", "", secretObj, secretObj),
 			[]string{KindSecretData, KindSecretLastApplied}, []string{keepValue, `"password"`, `"token"`, `"owner":"team-a"`, `"name":"db"`, "alice", MarkerBase64, `"Opaque"`}, false},
 		{"SecretList response", auditLine("list", "/api/v1/namespaces/ns1/secrets?limit=500", "secrets", "", "", secretList),
@@ -175,7 +178,7 @@ func TestRedaction(t *testing.T) {
 			nil, []string{"/secrets/db"}, true},
 		{"serviceaccount (not token) untouched", auditLine("create", "/api/v1/namespaces/ns1/serviceaccounts", "serviceaccounts", "", `{"kind":"ServiceAccount","metadata":{"name":"x"},"secrets":[{"name":"`+keepValue+`"}]}`, ""),
 			nil, []string{keepValue}, true},
-	}
+	}, genericShapeCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSanitizer(t, nil)
@@ -264,13 +267,47 @@ func TestConfiguredPatternsAndParams(t *testing.T) {
 	}
 }
 
-func TestEventsUntouched(t *testing.T) {
-	s := newSanitizer(t, nil)
-	ev := `{"kind":"Event","apiVersion":"v1","metadata":{"name":"p.1","namespace":"default","uid":"e1"},"involvedObject":{"kind":"Pod","name":"p","uid":"pu"},"reason":"BackOff","message":"token=abc","count":1}`
-	rec := decodeOne(t, ev)
-	orig := string(rec.Object)
-	if err := s.Apply(rec); err != nil || string(rec.Object) != orig {
-		t.Errorf("Event changed (%v)", err)
+// TestEventMessages: an Event keeps everything but credential patterns in
+// its message or note; one without them is not re-encoded.
+func TestEventMessages(t *testing.T) {
+	tests := []struct {
+		name, ev  string
+		wantKinds string
+		keep      []string
+	}{
+		{"core message with a token", `{"kind":"Event","apiVersion":"v1","metadata":{"name":"p.1","namespace":"default","uid":"e1"},"involvedObject":{"kind":"Pod","name":"p","uid":"pu"},"reason":"BackOff","message":"pull failed: token=` + plantURIToken + ` for ` + keepValue + `","count":1}`,
+			KindCredentialText, []string{"token=" + Marker, keepValue, "BackOff"}},
+		{"events.k8s.io note with a password", `{"kind":"Event","apiVersion":"events.k8s.io/v1","metadata":{"name":"p.1","namespace":"default","uid":"e2"},"regarding":{"kind":"Pod","name":"p","uid":"pu"},"reason":"Failed","note":"login with password: ` + plantURIPassword + `","eventTime":"2026-01-02T03:04:05.000000Z","action":"x","reportingController":"c","reportingInstance":"i","type":"Warning"}`,
+			KindCredentialText, []string{"password: " + Marker}},
+		{"plain message untouched", `{"kind":"Event","apiVersion":"v1","metadata":{"name":"p.1","namespace":"default","uid":"e3"},"involvedObject":{"kind":"Pod","name":"p","uid":"pu"},"reason":"BackOff","message":"Back-off restarting ` + keepValue + `","count":1}`,
+			"", []string{keepValue}},
+		{"audit of an Event create", auditLine("create", "/api/v1/namespaces/ns1/events", "events", "", `{"kind":"Event","apiVersion":"v1","metadata":{"name":"x"},"message":"password=`+plantURIPassword+` `+keepValue+`"}`, ""),
+			KindCredentialText, []string{keepValue}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSanitizer(t, nil)
+			rec := decodeOne(t, tc.ev)
+			orig := string(rec.Object)
+			if err := s.Apply(rec); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := record.Marshal(rec)
+			if l := leaks(string(out)); len(l) > 0 {
+				t.Errorf("leaked %v: %s", l, out)
+			}
+			for _, k := range tc.keep {
+				if !strings.Contains(string(out), k) {
+					t.Errorf("lost %q: %s", k, out)
+				}
+			}
+			if got := strings.Join(rec.Flags.Redacted, ","); got != tc.wantKinds {
+				t.Errorf("Flags.Redacted = %q, want %q", got, tc.wantKinds)
+			}
+			if tc.wantKinds == "" && string(rec.Object) != orig {
+				t.Error("unchanged Event was re-encoded")
+			}
+		})
 	}
 }
 

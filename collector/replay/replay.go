@@ -239,10 +239,10 @@ func (r *Replayer) replayFile(ctx context.Context, path string) error {
 		if err := r.o.Sanitizer.Apply(rec); err != nil {
 			// Never publish what might still hold a secret.
 			r.lim.Warn(r.log, "redaction", "record could not be redacted; sent to the dead-letter topic instead", "file", path, "id", rec.ID, "err", err)
-			if err := r.publishDeadLetter(ctx, collector.DeadLetter{
-				Data: r.o.Sanitizer.ScrubDeadLetter(rec.Object), Source: Source, Origin: path, Offset: -1,
+			if err := r.publishDeadLetter(ctx, r.o.Sanitizer.DeadLetter(collector.DeadLetter{
+				Data: rec.Object, Source: Source, Origin: path, Offset: -1,
 				Reason: "redaction", Error: err.Error(), Cluster: r.o.Cluster,
-			}); err != nil {
+			})); err != nil {
 				return err
 			}
 			continue
@@ -283,10 +283,10 @@ func (r *Replayer) deadLetter(ctx context.Context, f *os.File, gz bool, path str
 		data = bytes.TrimRight(data[:n], "\r\n")
 	}
 	r.lim.Warn(r.log, "malformed", "undecodable input sent to the dead-letter topic", "err", de.Error())
-	return r.publishDeadLetter(ctx, collector.DeadLetter{
-		Data: r.o.Sanitizer.ScrubDeadLetter(data), Source: Source, Origin: path, Offset: de.Offset, Line: de.Line,
+	return r.publishDeadLetter(ctx, r.o.Sanitizer.DeadLetter(collector.DeadLetter{
+		Data: data, Source: Source, Origin: path, Offset: de.Offset, Line: de.Line,
 		Reason: de.Reason(), Error: de.Error(), Cluster: r.o.Cluster,
-	})
+	}))
 }
 
 // publish hands one batch to the publisher, waiting out backpressure.

@@ -211,7 +211,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 			t.Errorf("no record redacted for %s: the ground's audit policy may not record bodies in %s", kd, colRedactionNS)
 		}
 	}
-	scanned := scanForPlants(t, e.broker, e.topics.all(), d.plants)
+	scanned, _ := scanForPlants(t, e.broker, e.topics.all(), d.plants)
 	t.Logf("scanned %d messages on %d topics for %d planted values: none found", scanned, len(e.topics.all()), d.plants.count())
 	if dl := testenv.ReadTopic(t, e.broker, e.topics.dlq); len(dl) > 0 {
 		t.Errorf("%d dead letters (the API server writes valid events), e.g. %s: %s", len(dl),

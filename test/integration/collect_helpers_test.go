@@ -58,13 +58,15 @@ type collectEnv struct {
 
 // colOpts shape the collector's config.
 type colOpts struct {
-	webhookListen string   // "" = no webhook receiver
-	tailPaths     []string // nil = no tail
-	startAt       string   // audit_tail.start_at (default end)
-	maxBodyBytes  int64    // audit_webhook.max_body_bytes (0: default)
-	kubeconfig    string   // collector.kubeconfig (cluster UID)
-	publishExtra  string   // extra YAML lines of the publish section (indented 2)
-	tailExtra     string   // extra YAML lines of the audit_tail section (indented 4)
+	webhookListen  string     // "" = no webhook receiver
+	tailPaths      []string   // nil = no tail
+	startAt        string     // audit_tail.start_at (default end)
+	maxBodyBytes   int64      // audit_webhook.max_body_bytes (0: default)
+	kubeconfig     string     // collector.kubeconfig (cluster UID)
+	publishExtra   string     // extra YAML lines of the publish section (indented 2)
+	tailExtra      string     // extra YAML lines of the audit_tail section (indented 4)
+	collectorExtra string     // extra YAML lines of the collector section (indented 2)
+	topics         *colTopics // the topics to publish to (nil: the env's own)
 }
 
 // newCollectEnv creates the test's topics (4 partitions) and writes the
@@ -77,6 +79,9 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 		t: t, broker: brokers[0], dir: t.TempDir(), metrics: testenv.FreeAddr(t),
 		topics: colTopics{audit: prefix + ".audit", events: prefix + ".events", objects: prefix + ".objects",
 			alerts: prefix + ".alerts", dlq: prefix + ".dlq"},
+	}
+	if o.topics != nil {
+		e.topics = *o.topics
 	}
 	colCreateTopics(t, e.broker, 4, e.topics.all()...)
 	if o.startAt == "" {
@@ -93,6 +98,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 	if o.kubeconfig != "" {
 		fmt.Fprintf(&b, "  kubeconfig: %q\n", o.kubeconfig)
 	}
+	b.WriteString(o.collectorExtra)
 	if o.webhookListen != "" {
 		fmt.Fprintf(&b, "  audit_webhook:\n    enabled: true\n    listen: %q\n    tls_cert_file: %q\n    tls_key_file: %q\n    client_ca_file: %q\n",
 			o.webhookListen, k.WebhookCert, k.WebhookKey, k.WebhookClientCA)
@@ -554,8 +560,9 @@ func (p *plants) find(b []byte) string {
 }
 
 // scanForPlants checks every message of every topic (key, value, header
-// values) for planted values and returns how many messages it scanned.
-func scanForPlants(t *testing.T, broker string, topics []string, p *plants) int {
+// values) for planted values and returns how many messages it scanned and
+// how many message parts held one.
+func scanForPlants(t *testing.T, broker string, topics []string, p *plants) (scanned, found int) {
 	t.Helper()
 	n := 0
 	for _, tp := range topics {
@@ -567,13 +574,14 @@ func scanForPlants(t *testing.T, broker string, topics []string, p *plants) int 
 			}
 			for _, b := range parts {
 				if v := p.find(b); v != "" {
+					found++
 					t.Errorf("topic %s, message %d/%d (%s) holds a planted secret: %q", tp, m.Partition, m.Offset,
 						colHeader(m, record.HeaderID), v)
 				}
 			}
 		}
 	}
-	return n
+	return n, found
 }
 
 // apiDriver makes API requests as one user agent, planting secret values
