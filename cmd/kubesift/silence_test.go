@@ -37,7 +37,7 @@ func TestSilenceCLI(t *testing.T) {
 	if err := sil.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := notify.NewSilenceAPI(sil, "cli-token", nil)
+	h, err := notify.NewSilenceAPI(sil, "cli-token", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/kubesift/kubesift/internal/config"
 )
 
 func TestEndpoints(t *testing.T) {
@@ -19,7 +21,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- s.Serve(ctx, ln, config.ServerConfig{}) }()
 	base := "http://" + ln.Addr().String()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(base + path)

@@ -208,7 +208,7 @@ func TestSilenceAPI(t *testing.T) {
 	if err := sil.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewSilenceAPI(sil, "api-token", nil)
+	h, err := NewSilenceAPI(sil, "api-token", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
