@@ -26,6 +26,9 @@ import (
 // Server serves metrics and health endpoints.
 type Server struct {
 	Registry *prometheus.Registry
+	// Limits are the listener's timeouts and connection cap; New sets
+	// MetricsLimits, and server.max_connections overrides the cap.
+	Limits Limits
 
 	log    *slog.Logger
 	mu     sync.Mutex
@@ -37,7 +40,7 @@ type Server struct {
 func New(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Server{Registry: reg, log: log, checks: map[string]error{}}
+	return &Server{Registry: reg, Limits: MetricsLimits, log: log, checks: map[string]error{}}
 }
 
 // SetReady records the state of one readiness check. A check that was never
@@ -94,13 +97,13 @@ func (s *Server) Run(ctx context.Context, c config.ServerConfig) error {
 }
 
 // Serve is Run on an existing listener (c.Listen is not used). The server
-// has MetricsLimits (c.MaxConnections overriding the cap). With
+// has s.Limits (c.MaxConnections overriding the cap). With
 // c.BearerToken, /metrics requires it; /healthz and /readyz stay open
 // because the kubelet's probes carry no token and say nothing secret. With
 // c.TLSCertFile it serves HTTPS, re-reading the certificate when renewed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, c config.ServerConfig) error {
 	defer ln.Close()
-	limits := MetricsLimits.WithMax(c.MaxConnections)
+	limits := s.Limits.WithMax(c.MaxConnections)
 	h, err := s.handler(c.BearerToken)
 	if err != nil {
 		return err

@@ -36,6 +36,9 @@ type SilenceRequest struct {
 	Duration  string     `json:"duration,omitempty"`
 	CreatedBy string     `json:"created_by"`
 	Comment   string     `json:"comment"`
+	// Force creates a silence that would mute every alert
+	// (MutesEverything), which is refused without it.
+	Force bool `json:"force,omitempty"`
 }
 
 // SilenceList is the body of GET /api/v1/silences.
@@ -101,6 +104,11 @@ func DecodeSilenceRequest(r io.Reader, now time.Time) (Silence, error) {
 	if err := s.Validate(); err != nil {
 		return Silence{}, err
 	}
+	if !req.Force {
+		if err := MutesEverything(s.Matchers); err != nil {
+			return Silence{}, &InvalidSilenceError{Err: err}
+		}
+	}
 	return s, nil
 }
 
@@ -127,7 +135,11 @@ func NewSilenceAPI(s *Silencer, token string, log *slog.Logger, reg prometheus.R
 			storeError(w, log, "create", err)
 			return
 		}
-		log.Info("notify: silence created", "id", created.ID, "by", created.CreatedBy, "ends_at", created.EndsAt)
+		if MutesEverything(created.Matchers) != nil {
+			log.Warn("notify: silence created with force; it mutes every alert", "id", created.ID, "by", created.CreatedBy, "ends_at", created.EndsAt)
+		} else {
+			log.Info("notify: silence created", "id", created.ID, "by", created.CreatedBy, "ends_at", created.EndsAt)
+		}
 		writeJSON(w, http.StatusCreated, created)
 	})
 	mux.HandleFunc("GET "+silencesPath, func(w http.ResponseWriter, r *http.Request) {
