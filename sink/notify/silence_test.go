@@ -325,4 +325,3 @@ func TestSilenceAPI(t *testing.T) {
 		t.Errorf("large body: HTTP %d", res.StatusCode)
 	}
 }
-
