@@ -1,6 +1,8 @@
 // Package obs is the small HTTP server every long-running subcommand runs:
 // /metrics (Prometheus), /healthz (the process is alive) and /readyz (every
 // registered readiness check passes, e.g. "Kafka reachable", "caches synced").
+// Every kubesift HTTP listener, this one included, takes its timeouts and
+// connection cap from Limits and its bearer-token check from Token.
 package obs
 
 import (
@@ -99,7 +101,7 @@ func (s *Server) Run(ctx context.Context, c config.ServerConfig) error {
 // Serve is Run on an existing listener (c.Listen is not used). The server
 // has s.Limits (c.MaxConnections overriding the cap). With
 // c.BearerToken, /metrics requires it; /healthz and /readyz stay open
-// because the kubelet's probes carry no token and say nothing secret. With
+// because the kubelet's probes carry no token. With
 // c.TLSCertFile it serves HTTPS, re-reading the certificate when renewed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, c config.ServerConfig) error {
 	defer ln.Close()
