@@ -129,10 +129,11 @@ func (l *capListener) Accept() (net.Conn, error) {
 		}
 		if l.n.Add(1) > l.max {
 			l.n.Add(-1)
+			remote := c.RemoteAddr().String()
 			_ = c.Close()
 			l.refused.Inc()
 			l.logLimit.Warn(l.log, "cap", "listener at max_connections; closing new connections at once",
-				"listener", l.name, "max_connections", l.max, "remote", c.RemoteAddr().String())
+				"listener", l.name, "max_connections", l.max, "remote", remote)
 			continue
 		}
 		l.open.Inc()

@@ -95,7 +95,9 @@ func (s *Silence) Validate() error {
 // alertLabelDomains are the labels Labels gives every alert and the values
 // they can take; the labels not listed are optional and open (an absent
 // one matches as ""). The silence guardrail (MutesEverything) reads them;
-// TestAlertLabelDomains checks them against Labels.
+// TestAlertLabelDomains checks them against Labels. Taking a label to be
+// never empty errs towards refusing: cluster=~.+ is refused although an
+// alert from a collector without cluster.name would escape it.
 var alertLabelDomains = func() map[string]match.Domain {
 	var sev []string
 	for s := rules.SeverityInfo; s <= rules.SeverityCritical; s++ {
@@ -123,8 +125,12 @@ func MutesEverything(ms []*match.Matcher) error {
 	for i, m := range ms {
 		names[i] = m.String()
 	}
-	return fmt.Errorf("matchers: would silence every alert (%s matches every alert); narrow the matchers, or set \"force\": true (kubesift silence add --force) to create it anyway",
-		strings.Join(names, ", "))
+	verb := "matches"
+	if len(ms) > 1 {
+		verb = "each match"
+	}
+	return fmt.Errorf("matchers: would silence every alert (%s %s every alert); narrow the matchers, or set \"force\": true (kubesift silence add --force) to create it anyway",
+		strings.Join(names, ", "), verb)
 }
 
 // InvalidSilenceError says what is wrong with a silence, field by field.
