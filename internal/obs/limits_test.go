@@ -97,6 +97,7 @@ func TestIdleConnectionsStayBounded(t *testing.T) {
 	}
 	// The server holds one goroutine and one descriptor per connection it
 	// keeps; the test's own side of each connection is a descriptor too.
+	t.Logf("%d idle connections, cap %d: %+d goroutines, %+d descriptors", keepAlive+silent, capN, runtime.NumGoroutine()-goroutines, openFDs(t)-fds)
 	if d := runtime.NumGoroutine() - goroutines; d > capN+5 {
 		t.Errorf("%d more goroutines for %d idle connections, cap %d", d, keepAlive+silent, capN)
 	}
