@@ -146,7 +146,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		run(p.name, p.run)
 	}
 	if cfg.Server.Listen != "" {
-		run("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server.Listen) })
+		run("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server) })
 	}
 	wg.Wait()
 	log.Info("collector stopped")

@@ -169,8 +169,9 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	var api http.Handler
 	var ln net.Listener
 	var apiTLS *tls.Config
+	apiLimits := obs.SilenceAPILimits
 	if a := n.Silences.API; a.Listen != "" {
-		if api, err = notify.NewSilenceAPI(silencer, string(a.Token), log); err != nil {
+		if api, err = notify.NewSilenceAPI(silencer, string(a.Token), log, reg); err != nil {
 			return err
 		}
 		if a.TLS() {
@@ -194,6 +195,10 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			return fmt.Errorf("notify.silences.api.listen: %w", err)
 		}
 		defer ln.Close()
+		apiLimits = apiLimits.WithMax(a.MaxConnections)
+		if ln, err = apiLimits.Wrap(ln, "silence-api", reg, log); err != nil {
+			return err
+		}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -205,14 +210,15 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 	if cfg.Server.Listen != "" {
 		goRun(func() {
-			if err := srv.Run(ctx, cfg.Server.Listen); err != nil {
+			if err := srv.Run(ctx, cfg.Server); err != nil {
 				log.Error("metrics server", "err", err)
 				cancel()
 			}
 		})
 	}
 	if ln != nil {
-		hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, TLSConfig: apiTLS}
+		hs := apiLimits.Server(api)
+		hs.TLSConfig = apiTLS
 		goRun(func() {
 			if apiTLS != nil {
 				_ = hs.ServeTLS(ln, "", "")

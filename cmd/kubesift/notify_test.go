@@ -110,8 +110,9 @@ func TestNotifyEndToEnd(t *testing.T) {
 	l.Close()
 	// The silence API serves HTTPS: its bearer token mutes alerts.
 	apiCert, apiKey, _ := testenv.SelfSigned(t, t.TempDir())
+	metricsAddr := testenv.FreeAddr(t)
 	yaml := fmt.Sprintf(`
-server: {listen: ""}
+server: {listen: %q, bearer_token: metrics-token}
 kafka:
   brokers: [%q]
   topics: {alerts: %s, dlq: %s}
@@ -123,8 +124,8 @@ notify:
   receivers:
     - name: hook
       webhook_configs: [{url: %q, secret: %q}]
-  silences: {index: %s, refresh_interval: 1s, api: {listen: %q, token: e2e-token, tls_cert_file: %q, tls_key_file: %q}}
-`, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex, apiAddr, apiCert, apiKey)
+  silences: {index: %s, refresh_interval: 1s, api: {listen: %q, token: e2e-token, tls_cert_file: %q, tls_key_file: %q, max_connections: 4}}
+`, metricsAddr, brokers[0], alertsTopic, dlqTopic, esURL, alertsIndex, run, hook.URL, secret, silencesIndex, apiAddr, apiCert, apiKey)
 	cfg, err := config.Parse([]byte(yaml), "notify.yaml", func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +212,29 @@ notify:
 		if strings.Contains(out+errs, "e2e-token") {
 			t.Errorf("%s: the token is in the output", tc.name)
 		}
+	}
+	// Both listeners run with their limits and /metrics wants its token.
+	scrape := func(auth string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, _ := scrape(""); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token: HTTP %d", code)
+	}
+	if code, body := scrape("bearer metrics-token"); code != http.StatusOK ||
+		!strings.Contains(body, `kubesift_listener_connections_open{listener="silence-api"}`) ||
+		!strings.Contains(body, `kubesift_listener_connections_refused_total{listener="metrics"}`) ||
+		!strings.Contains(body, `kubesift_listener_auth_rejected_total{listener="metrics",reason="missing"} 1`) {
+		t.Errorf("/metrics with the token: HTTP %d\n%s", code, body)
 	}
 	mu.Lock()
 	defer mu.Unlock()

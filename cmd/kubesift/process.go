@@ -118,7 +118,7 @@ func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.L
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Run(ctx, cfg.Server.Listen); err != nil {
+			if err := srv.Run(ctx, cfg.Server); err != nil {
 				log.Error("metrics server", "err", err)
 				cancel()
 			}

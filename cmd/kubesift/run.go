@@ -316,7 +316,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	if cfg.Server.Listen != "" && cfg.Server.Listen != config.Default().Server.Listen {
 		// run serves /metrics only when asked: the default port may be
 		// taken by a collector on the same machine.
-		goPart("metrics server", pipeCtx, func(c context.Context) error { return srv.Run(c, cfg.Server.Listen) })
+		goPart("metrics server", pipeCtx, func(c context.Context) error { return srv.Run(c, cfg.Server) })
 	}
 	var srcWG sync.WaitGroup
 	for _, p := range parts {

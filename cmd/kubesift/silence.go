@@ -44,7 +44,8 @@ the system roots, or against --ca-file.
 
 Matchers use Alertmanager's syntax on alert labels (severity, rule_id, cluster, namespace,
 user, verb, resource, name, tactic, technique, tag, ...): name=value, name!=value,
-name=~regex, name!~regex.`,
+name=~regex, name!~regex. A silence whose matchers match every alert (rule_id=~".+",
+severity!="", ...) is refused unless "silence add" is given --force.`,
 		Example: `  kubesift silence add -m rule_id=k8s-exec-in-pod -m namespace=ci --duration 4h --comment "CI debug sessions"
   kubesift silence list --server https://kubesift-notify:9095 --ca-file ca.crt --token-file /run/secrets/silence-token
   kubesift silence expire 3f2a9c...`,
@@ -114,6 +115,7 @@ func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error)
 func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
 	var (
 		matchers         []string
+		force            bool
 		duration         time.Duration
 		startsAt, endsAt string
 		author, comment  string
@@ -131,7 +133,7 @@ func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
 			if author == "" {
 				author = os.Getenv("USER")
 			}
-			req := notify.SilenceRequest{Matchers: matchers, CreatedBy: author, Comment: comment}
+			req := notify.SilenceRequest{Matchers: matchers, CreatedBy: author, Comment: comment, Force: force}
 			if startsAt != "" {
 				t, err := time.Parse(time.RFC3339, startsAt)
 				if err != nil {
@@ -169,6 +171,7 @@ func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
 	fl.StringVar(&endsAt, "ends-at", "", "end time, RFC 3339")
 	fl.StringVar(&author, "author", "", "who creates it (default $USER)")
 	fl.StringVar(&comment, "comment", "", "why (required)")
+	fl.BoolVar(&force, "force", false, "create the silence even if its matchers match every alert (refused otherwise)")
 	return cmd
 }
 

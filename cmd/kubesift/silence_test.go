@@ -37,7 +37,7 @@ func TestSilenceCLI(t *testing.T) {
 	if err := sil.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := notify.NewSilenceAPI(sil, "cli-token", nil)
+	h, err := notify.NewSilenceAPI(sil, "cli-token", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,13 +76,19 @@ func TestSilenceCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"silence", "add", "-m", "rule_id=~.*", "--comment", "x"}, "would silence every alert"},
+		{[]string{"silence", "add", "-m", "rule_id=~.*", "--author", "bob", "--comment", "x"}, "would silence every alert"},
+		{[]string{"silence", "add", "-m", "rule_id=~.+", "-m", "severity!=urgent", "--author", "bob", "--comment", "x"}, "--force"},
 		{[]string{"silence", "add", "--comment", "x"}, "at least one --matcher"},
 		{[]string{"silence", "expire", "nope"}, "HTTP 404"},
 	} {
 		if _, errs, code := runCLI(t, "", append(tc.args, flags...)...); code == 0 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errs, tc.want)
 		}
+	}
+	// --force creates what the guardrail refuses.
+	out, errs, code = runCLI(t, "", append([]string{"silence", "add", "-m", "rule_id=~.+", "--force", "--author", "bob", "--duration", "1h", "--comment", "incident"}, flags...)...)
+	if code != 0 || len(strings.TrimSpace(out)) != 32 {
+		t.Errorf("add --force: exit %d: %s%s", code, out, errs)
 	}
 	os.WriteFile(tok, []byte("wrong"), 0o600)
 	if _, errs, code := runCLI(t, "", append([]string{"silence", "list"}, flags...)...); code == 0 || !strings.Contains(errs, "HTTP 401") {

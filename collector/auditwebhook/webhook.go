@@ -395,9 +395,8 @@ func (r *Receiver) authenticate(req *http.Request) int {
 	if r.tokenHash != nil {
 		if h := req.Header.Get("Authorization"); h != "" {
 			presented = true
-			scheme, tok, ok := strings.Cut(h, " ")
-			if ok && strings.EqualFold(scheme, "Bearer") {
-				got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+			if tok, ok := obs.BearerToken(h); ok {
+				got := sha256.Sum256([]byte(tok))
 				if subtle.ConstantTimeCompare(got[:], r.tokenHash[:]) == 1 {
 					return 0
 				}

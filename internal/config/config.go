@@ -79,6 +79,18 @@ type LogConfig struct {
 // ServerConfig configures the HTTP server for /metrics, /healthz and /readyz.
 type ServerConfig struct {
 	Listen string `yaml:"listen"` // host:port; empty disables the server
+	// MaxConnections caps the server's open connections (0: the default,
+	// obs.MetricsLimits); connections over it are closed at once.
+	MaxConnections int `yaml:"max_connections"`
+	// BearerToken, when set, is required on /metrics (from
+	// bearer_token_file or KUBESIFT_METRICS_BEARER_TOKEN too). /healthz
+	// and /readyz stay open: the kubelet's probes carry no token.
+	BearerToken     Secret `yaml:"bearer_token"`
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// TLSCertFile and TLSKeyFile, when set, make the server speak HTTPS
+	// with this certificate, re-read when the files change.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // KafkaConfig configures every Kafka client.
@@ -148,6 +160,8 @@ const (
 	EnvESPassword    = "KUBESIFT_ES_PASSWORD"
 	EnvESAPIKey      = "KUBESIFT_ES_API_KEY"
 	EnvESBearer      = "KUBESIFT_ES_BEARER_TOKEN"
+	// EnvMetricsBearer overrides server.bearer_token.
+	EnvMetricsBearer = "KUBESIFT_METRICS_BEARER_TOKEN"
 )
 
 // Parse reads a configuration from YAML text (strict), applies environment
@@ -204,6 +218,7 @@ func (c *Config) resolveSecrets(getenv func(string) string) error {
 		override(&es.Password, EnvESPassword, es.PasswordFile, "sink.elasticsearch.password_file"),
 		override(&es.APIKey, EnvESAPIKey, es.APIKeyFile, "sink.elasticsearch.api_key_file"),
 		override(&es.BearerToken, EnvESBearer, "", "sink.elasticsearch.bearer_token"),
+		override(&c.Server.BearerToken, EnvMetricsBearer, c.Server.BearerTokenFile, "server.bearer_token_file"),
 		c.Notify.resolveSecrets(getenv),
 	)
 }
@@ -217,6 +232,12 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 			v.add("server.listen", "not host:port")
 		}
+	}
+	if c.Server.MaxConnections < 0 {
+		v.add("server.max_connections", "must not be negative (0: the default)")
+	}
+	if (c.Server.TLSCertFile == "") != (c.Server.TLSKeyFile == "") {
+		v.add("server.tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}
 	for i, b := range c.Kafka.Brokers {
 		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {

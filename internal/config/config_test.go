@@ -93,3 +93,44 @@ func TestPrintedDefaultsParseBack(t *testing.T) {
 		t.Fatalf("printed defaults do not validate: %v\n%s", err, out)
 	}
 }
+
+// TestServerFields: server.max_connections, the /metrics bearer token (its
+// file and environment override, never printed) and the TLS pair.
+func TestServerFields(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte("metrics-token\n"), 0o600)
+	for _, tc := range []struct {
+		name, yaml, env, want, token string
+	}{
+		{"token file", "server:\n  max_connections: 8\n  bearer_token_file: " + tok + "\n", "", "", "metrics-token"},
+		{"env overrides", "server:\n  bearer_token_file: " + tok + "\n", "from-env", "", "from-env"},
+		{"negative cap", "server:\n  max_connections: -1\n", "", "server.max_connections: must not be negative", ""},
+		{"cert without key", "server:\n  tls_cert_file: /c.pem\n", "", "server.tls_cert_file: tls_cert_file and tls_key_file go together", ""},
+		{"missing token file", "server:\n  bearer_token_file: /nonexistent/t\n", "", "server.bearer_token_file: open /nonexistent/t", ""},
+		{"negative silence API cap", "notify:\n  silences:\n    api:\n      max_connections: -2\n", "", "notify.silences.api.max_connections: must not be negative", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), "s.yaml", func(k string) string {
+				if k == EnvMetricsBearer {
+					return tc.env
+				}
+				return ""
+			})
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(c.Server.BearerToken) != tc.token {
+				t.Errorf("token %q, want %q", c.Server.BearerToken, tc.token)
+			}
+			if out, _ := Marshal(c); strings.Contains(string(out), tc.token) {
+				t.Errorf("token printed:\n%s", out)
+			}
+		})
+	}
+}

@@ -201,6 +201,9 @@ type SilenceAPIConfig struct {
 	// notifier warns about unless it listens on loopback only.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// MaxConnections caps the API's open connections (0: the default,
+	// obs.SilenceAPILimits); connections over it are closed at once.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // TLS reports whether the API serves HTTPS.
@@ -384,6 +387,9 @@ func (c *NotifyConfig) validate(v *validator) {
 		if s.API.Token == "" {
 			v.add("notify.silences.api.token", "required when the API is enabled (token, token_file or "+EnvSilenceAPIToken+")")
 		}
+	}
+	if s.API.MaxConnections < 0 {
+		v.add("notify.silences.api.max_connections", "must not be negative (0: the default)")
 	}
 	switch {
 	case s.API.TLSCertFile != "" && s.API.TLSKeyFile == "":

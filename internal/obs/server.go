@@ -1,10 +1,13 @@
 // Package obs is the small HTTP server every long-running subcommand runs:
 // /metrics (Prometheus), /healthz (the process is alive) and /readyz (every
 // registered readiness check passes, e.g. "Kafka reachable", "caches synced").
+// Every kubesift HTTP listener, this one included, takes its timeouts and
+// connection cap from Limits and its bearer-token check from Token.
 package obs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,11 +20,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/tlsfiles"
 )
 
 // Server serves metrics and health endpoints.
 type Server struct {
 	Registry *prometheus.Registry
+	// Limits are the listener's timeouts and connection cap; New sets
+	// MetricsLimits, and server.max_connections overrides the cap.
+	Limits Limits
 
 	log    *slog.Logger
 	mu     sync.Mutex
@@ -33,7 +42,7 @@ type Server struct {
 func New(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Server{Registry: reg, log: log, checks: map[string]error{}}
+	return &Server{Registry: reg, Limits: MetricsLimits, log: log, checks: map[string]error{}}
 }
 
 // SetReady records the state of one readiness check. A check that was never
@@ -78,19 +87,43 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// Run serves on addr until ctx ends, then shuts down gracefully. It returns
-// once the listener is closed; a listen error is returned at once.
-func (s *Server) Run(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
+// Run serves per c on c.Listen until ctx ends, then shuts down gracefully.
+// It returns once the listener is closed; a listen error is returned at
+// once.
+func (s *Server) Run(ctx context.Context, c config.ServerConfig) error {
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("metrics server: %w", err)
 	}
-	return s.Serve(ctx, ln)
+	return s.Serve(ctx, ln, c)
 }
 
-// Serve is Run on an existing listener.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+// Serve is Run on an existing listener (c.Listen is not used). The server
+// has s.Limits (c.MaxConnections overriding the cap). With
+// c.BearerToken, /metrics requires it; /healthz and /readyz stay open
+// because the kubelet's probes carry no token. With
+// c.TLSCertFile it serves HTTPS, re-reading the certificate when renewed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, c config.ServerConfig) error {
+	defer ln.Close()
+	limits := s.Limits.WithMax(c.MaxConnections)
+	h, err := s.handler(c.BearerToken)
+	if err != nil {
+		return err
+	}
+	srv := limits.Server(h)
+	if c.TLSCertFile != "" {
+		cert, err := tlsfiles.Load(c.TLSCertFile, c.TLSKeyFile, tlsfiles.Options{Field: "server.tls_cert_file/tls_key_file", Log: s.log})
+		if err != nil {
+			return err
+		}
+		if err := Register(s.Registry, cert.Collectors("metrics")...); err != nil {
+			return fmt.Errorf("metrics server: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	}
+	if ln, err = limits.Wrap(ln, "metrics", s.Registry, s.log); err != nil {
+		return err
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -99,11 +132,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	s.log.Info("serving metrics and health", "addr", ln.Addr().String())
-	err := srv.Serve(ln)
+	s.log.Info("serving metrics and health", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil, "bearer_token", c.BearerToken != "")
+	if srv.TLSConfig != nil {
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// handler is Handler with /metrics behind token when it is set.
+func (s *Server) handler(token config.Secret) (http.Handler, error) {
+	h := s.Handler()
+	if token == "" {
+		return h, nil
+	}
+	metrics, err := NewToken(string(token)).RequireToken(h, "metrics", "kubesift-metrics", s.Registry, s.log)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.Handle("/metrics", metrics)
+	return mux, nil
 }

@@ -1,8 +1,6 @@
 package notify
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
@@ -21,8 +22,9 @@ import (
 //	GET    /api/v1/silences       list active and pending; ?expired=true adds expired
 //	DELETE /api/v1/silences/{id}  expire; 204, 404 if unknown
 //
-// Every request carries "Authorization: Bearer <token>" (compared in
-// constant time); errors are {"error": "..."}.
+// Every request carries "Authorization: Bearer <token>" (the scheme in any
+// case, the token compared in constant time: obs.Token); errors are
+// {"error": "..."}.
 const silencesPath = "/api/v1/silences"
 
 // SilenceRequest is the body of POST /api/v1/silences. Give ends_at or
@@ -34,6 +36,9 @@ type SilenceRequest struct {
 	Duration  string     `json:"duration,omitempty"`
 	CreatedBy string     `json:"created_by"`
 	Comment   string     `json:"comment"`
+	// Force creates a silence that would mute every alert
+	// (MutesEverything), which is refused without it.
+	Force bool `json:"force,omitempty"`
 }
 
 // SilenceList is the body of GET /api/v1/silences.
@@ -99,25 +104,24 @@ func DecodeSilenceRequest(r io.Reader, now time.Time) (Silence, error) {
 	if err := s.Validate(); err != nil {
 		return Silence{}, err
 	}
+	if !req.Force {
+		if err := MutesEverything(s.Matchers); err != nil {
+			return Silence{}, &InvalidSilenceError{Err: err}
+		}
+	}
 	return s, nil
 }
 
-// NewSilenceAPI returns the API handler. token must not be empty.
-func NewSilenceAPI(s *Silencer, token string, log *slog.Logger) (http.Handler, error) {
+// NewSilenceAPI returns the API handler. token must not be empty. Refused
+// requests are counted in kubesift_listener_auth_rejected_total
+// {listener="silence-api"} (registered with reg) and logged, rate-limited,
+// with their remote address and without the token.
+func NewSilenceAPI(s *Silencer, token string, log *slog.Logger, reg prometheus.Registerer) (http.Handler, error) {
 	if token == "" {
 		return nil, errors.New("silence API: empty token")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	// Compare digests so that neither the content nor the length of the
-	// token leaks through timing.
-	want := sha256.Sum256([]byte(token))
-	auth := func(r *http.Request) bool {
-		h := r.Header.Get("Authorization")
-		got, ok := strings.CutPrefix(h, "Bearer ")
-		sum := sha256.Sum256([]byte(got))
-		return subtle.ConstantTimeCompare(sum[:], want[:]) == 1 && ok
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+silencesPath, func(w http.ResponseWriter, r *http.Request) {
@@ -131,7 +135,11 @@ func NewSilenceAPI(s *Silencer, token string, log *slog.Logger) (http.Handler, e
 			storeError(w, log, "create", err)
 			return
 		}
-		log.Info("notify: silence created", "id", created.ID, "by", created.CreatedBy, "ends_at", created.EndsAt)
+		if MutesEverything(created.Matchers) != nil {
+			log.Warn("notify: silence created with force; it mutes every alert", "id", created.ID, "by", created.CreatedBy, "ends_at", created.EndsAt)
+		} else {
+			log.Info("notify: silence created", "id", created.ID, "by", created.CreatedBy, "ends_at", created.EndsAt)
+		}
 		writeJSON(w, http.StatusCreated, created)
 	})
 	mux.HandleFunc("GET "+silencesPath, func(w http.ResponseWriter, r *http.Request) {
@@ -161,14 +169,7 @@ func NewSilenceAPI(s *Silencer, token string, log *slog.Logger) (http.Handler, e
 		log.Info("notify: silence expired", "id", id)
 		w.WriteHeader(http.StatusNoContent)
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !auth(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="kubesift"`)
-			apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		mux.ServeHTTP(w, r)
-	}), nil
+	return obs.NewToken(token).RequireToken(mux, "silence-api", "kubesift", reg, log)
 }
 
 func storeError(w http.ResponseWriter, log *slog.Logger, op string, err error) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/notify/match"
@@ -54,15 +55,14 @@ func (s *Silence) Status(now time.Time) string {
 	return "expired"
 }
 
-// Validate checks a silence before it is stored.
+// Validate checks the form of a silence before it is stored. Whether it
+// mutes every alert is a separate check (MutesEverything), made where
+// silences are requested, because a request may override it with force.
 func (s *Silence) Validate() error {
 	var errs []error
 	if len(s.Matchers) == 0 {
 		errs = append(errs, errors.New("matchers: at least one is required"))
 	}
-	// Like Alertmanager: a silence whose every matcher also matches an
-	// alert without labels would mute everything — refuse it.
-	all := true
 	for i, m := range s.Matchers {
 		if m == nil {
 			errs = append(errs, fmt.Errorf("matchers[%d]: empty", i))
@@ -71,12 +71,6 @@ func (s *Silence) Validate() error {
 		if !match.KnownName(m.Name) {
 			errs = append(errs, fmt.Errorf("matchers[%d]: label %q is not one of %s", i, m.Name, strings.Join(match.AlertLabelNames, ", ")))
 		}
-		if !m.Matches(match.Labels{}) {
-			all = false
-		}
-	}
-	if len(s.Matchers) > 0 && all {
-		errs = append(errs, errors.New("matchers: would silence every alert (at least one matcher must not match an empty value)"))
 	}
 	if s.StartsAt.IsZero() || s.EndsAt.IsZero() {
 		errs = append(errs, errors.New("starts_at, ends_at: required"))
@@ -96,6 +90,47 @@ func (s *Silence) Validate() error {
 		return nil
 	}
 	return &InvalidSilenceError{Err: errors.Join(errs...)}
+}
+
+// alertLabelDomains are the labels Labels gives every alert and the values
+// they can take; the labels not listed are optional and open (an absent
+// one matches as ""). The silence guardrail (MutesEverything) reads them;
+// TestAlertLabelDomains checks them against Labels. Taking a label to be
+// never empty errs towards refusing: cluster=~.+ is refused although an
+// alert from a collector without cluster.name would escape it.
+var alertLabelDomains = func() map[string]match.Domain {
+	var sev []string
+	for s := rules.SeverityInfo; s <= rules.SeverityCritical; s++ {
+		sev = append(sev, s.String())
+	}
+	return map[string]match.Domain{
+		"severity": {Values: sev},
+		// The deadman alert has no source.
+		"source":  {Values: []string{string(record.SourceAudit), string(record.SourceEvent), string(record.SourceObject), ""}},
+		"rule_id": {Required: true}, "alertname": {Required: true}, "title": {Required: true}, "cluster": {Required: true},
+	}
+}()
+
+// MutesEverything returns an error naming the matchers when ms would
+// silence every alert (match.MatchEverything: exact for = and != and for
+// closed label sets, a heuristic for regexes that errs towards refusing).
+// Such a silence is usually a typo or a misunderstanding, and it would stop
+// every notification without anyone noticing; the API refuses it unless the
+// request says force.
+func MutesEverything(ms []*match.Matcher) error {
+	if !match.MatchEverything(ms, alertLabelDomains) {
+		return nil
+	}
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.String()
+	}
+	verb := "matches"
+	if len(ms) > 1 {
+		verb = "each match"
+	}
+	return fmt.Errorf("matchers: would silence every alert (%s %s every alert); narrow the matchers, or set \"force\": true (kubesift silence add --force) to create it anyway",
+		strings.Join(names, ", "), verb)
 }
 
 // InvalidSilenceError says what is wrong with a silence, field by field.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -28,6 +31,8 @@ func TestDecodeSilenceRequest(t *testing.T) {
 		{"bad matcher", `{"matchers":["rule_id=~("],"duration":"1h","created_by":"b","comment":"c"}`, "matchers[0]: label rule_id: invalid regular expression"},
 		{"unknown label", `{"matchers":["rule=x"],"duration":"1h","created_by":"b","comment":"c"}`, `matchers[0]: label "rule" is not one of`},
 		{"mutes all", `{"matchers":["rule_id=~\".*\""],"duration":"1h","created_by":"b","comment":"c"}`, "would silence every alert"},
+		{"mutes all by meaning", `{"matchers":["rule_id=~.+"],"duration":"1h","created_by":"b","comment":"c"}`, `would silence every alert (rule_id=~.+ matches every alert); narrow the matchers, or set "force": true`},
+		{"forced", `{"matchers":["rule_id=~.+"],"duration":"1h","created_by":"b","comment":"c","force":true}`, ""},
 		{"no matchers", `{"matchers":[],"duration":"1h","created_by":"b","comment":"c"}`, "matchers: at least one"},
 		{"both ends", `{"matchers":["rule_id=x"],"duration":"1h","ends_at":"2027-01-01T00:00:00Z","created_by":"b","comment":"c"}`, "give one, not both"},
 		{"no end", `{"matchers":["rule_id=x"],"created_by":"b","comment":"c"}`, "ends_at or duration: required"},
@@ -208,27 +213,58 @@ func TestSilenceAPI(t *testing.T) {
 	if err := sil.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewSilenceAPI(sil, "api-token", nil)
+	reg := prometheus.NewRegistry()
+	var logs testenv.Buffer
+	h, err := NewSilenceAPI(sil, "api-token", slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
-	// Unauthenticated and wrong-token requests are refused.
-	for _, auth := range []string{"", "Bearer wrong", "Bearer api-token-and-more", "api-token"} {
+	// Unauthenticated and wrong-token requests are refused, counted by
+	// reason and logged without the token; the scheme is case-insensitive
+	// (RFC 9110 §11.1).
+	for _, tc := range []struct {
+		auth   string
+		status int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer wrong", http.StatusUnauthorized},
+		{"Bearer api-token-and-more", http.StatusUnauthorized},
+		{"api-token", http.StatusUnauthorized},
+		{"Basic YXBpLXRva2Vu", http.StatusUnauthorized},
+		{"Bearer api-token", http.StatusOK},
+		{"bearer api-token", http.StatusOK},
+		{"BEARER  api-token", http.StatusOK},
+	} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/silences", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
 		}
 		res, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		if res.StatusCode != http.StatusUnauthorized {
-			t.Errorf("auth %q: HTTP %d", auth, res.StatusCode)
+		if res.StatusCode != tc.status {
+			t.Errorf("auth %q: HTTP %d, want %d", tc.auth, res.StatusCode, tc.status)
 		}
+	}
+	msrv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer msrv.Close()
+	m, err := testenv.Metrics(ctx, strings.TrimPrefix(msrv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for reason, want := range map[string]float64{"missing": 3, "wrong": 2} {
+		if got := testenv.Sum(m, "kubesift_listener_auth_rejected_total", `listener="silence-api"`, `reason="`+reason+`"`); got != want {
+			t.Errorf("rejected{reason=%s} = %v, want %v", reason, got, want)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "bearer token missing") || !strings.Contains(l, "bearer token wrong") ||
+		!strings.Contains(l, "remote=127.0.0.1:") || strings.Contains(l, "api-token") {
+		t.Errorf("refusals not logged as they should be:\n%s", l)
 	}
 
 	c := &SilenceClient{URL: srv.URL, Token: "api-token", HTTP: srv.Client()}
@@ -239,9 +275,27 @@ func TestSilenceAPI(t *testing.T) {
 	if _, err := c.Create(ctx, SilenceRequest{Matchers: []string{"rule_id=~.*"}, Duration: "1h", CreatedBy: "a", Comment: "c"}); err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), "would silence every alert") {
 		t.Errorf("mute-all: %v", err)
 	}
+	// The guardrail reads the matchers' meaning: .+ on a label every alert
+	// has mutes everything too. force overrides it.
+	if _, err := c.Create(ctx, SilenceRequest{Matchers: []string{"rule_id=~.+"}, Duration: "1h", CreatedBy: "a", Comment: "c"}); err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), "rule_id=~.+") {
+		t.Errorf("mute-all with .+: %v", err)
+	}
 	list, err := c.List(ctx, false)
 	if err != nil || len(list) != 1 || list[0].ID != created.ID || list[0].Status != "active" {
 		t.Fatalf("list: %+v %v", list, err)
+	}
+	forced, err := c.Create(ctx, SilenceRequest{Matchers: []string{"rule_id=~.+"}, Duration: "1h", CreatedBy: "a", Comment: "incident: page by phone", Force: true})
+	if err != nil {
+		t.Fatalf("forced: %v", err)
+	}
+	if !strings.Contains(logs.String(), "silence created with force") {
+		t.Errorf("forced silence not logged as such:\n%s", logs.String())
+	}
+	if pod := privilegedPod(0, "y"); !func() bool { _, m := sil.Mutes(Labels(&pod), &pod, time.Now()); return m }() {
+		t.Error("forced silence does not mute")
+	}
+	if err := c.Expire(ctx, forced.ID); err != nil {
+		t.Fatal(err)
 	}
 	if err := c.Expire(ctx, created.ID); err != nil {
 		t.Fatal(err)
@@ -252,7 +306,7 @@ func TestSilenceAPI(t *testing.T) {
 	if list, err := c.List(ctx, false); err != nil || len(list) != 0 {
 		t.Errorf("after expire: %+v %v", list, err)
 	}
-	if list, err := c.List(ctx, true); err != nil || len(list) != 1 || list[0].Status != "expired" {
+	if list, err := c.List(ctx, true); err != nil || len(list) != 2 || list[0].Status != "expired" {
 		t.Errorf("with expired: %+v %v", list, err)
 	}
 	pod := privilegedPod(0, "x")
