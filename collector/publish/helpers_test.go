@@ -164,6 +164,16 @@ func labelValue(m *dto.Metric, name string) string {
 	return ""
 }
 
+// waitDrained waits until p publishes directly again with an empty spool:
+// records spooled on a passing broker error (a fresh topic's partition
+// without a leader yet, a connection reset under load) are acknowledged to
+// the caller but reach the topic only through the drainer, and Close leaves
+// them on disk.
+func waitDrained(t testing.TB, p *Publisher) {
+	t.Helper()
+	waitFor(t, time.Minute, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+}
+
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -66,6 +66,7 @@ func TestIntegrationPublish20k(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	waitDrained(t, p)
 	closePublisher(t, p)
 	if len(ids) != total {
 		t.Fatalf("%d records acknowledged, want %d", len(ids), total)
@@ -97,6 +98,7 @@ func TestIntegrationDeadLetters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitDrained(t, p)
 	closePublisher(t, p)
 	msgs := testenv.ReadTopic(t, broker, k.Topics.DLQ)
 	if len(msgs) != len(dls) {
@@ -364,7 +366,7 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	close(stopSrc)
 	<-srcDone
-	waitFor(t, 5*time.Minute, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+	waitDrained(t, p)
 	drainTime := time.Since(tUp)
 	close(stopSample)
 	sampled.Wait()

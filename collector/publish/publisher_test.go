@@ -199,7 +199,7 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 			for id := range publishAll(t, p, recs[150:], 25) {
 				ids[id] = true
 			}
-			waitFor(t, 30*time.Second, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+			waitDrained(t, p)
 
 			msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 			checkAllOnce(t, msgs, ids)
@@ -254,7 +254,7 @@ func TestDrainKeepsKeyOrderWhenABatchFails(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			p2 := newTestPublisher(t, k, cfg, reg)
 			defer closePublisher(t, p2)
-			waitFor(t, 30*time.Second, "spool drained", func() bool { st := p2.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+			waitDrained(t, p2)
 			msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 			checkAllOnce(t, msgs, ids)
 			checkKeyOrder(t, msgs)

@@ -180,7 +180,7 @@ func TestMissingTopicDeadLetteredAfterGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := publishAll(t, p, []*record.Record{auditRecord(1, "alice", 0), auditRecord(2, "bob", 0)}, 2)
-	waitFor(t, time.Minute, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+	waitDrained(t, p)
 	if d := time.Since(start); d < missingTopicGrace {
 		t.Errorf("dead-lettered after %s, before the grace of %s", d, missingTopicGrace)
 	}
