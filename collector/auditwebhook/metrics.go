@@ -22,7 +22,7 @@ type metrics struct {
 	duration    prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, inflightBytes func() int64) (*metrics, error) {
 	sm, err := collector.NewSourceMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -43,13 +43,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}),
 	}
-	if err := obs.Register(reg, m.requests, m.inFlight, m.duration); err != nil {
+	bytesInUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kubesift_collector_webhook_inflight_bytes",
+		Help: "Request body bytes held by the audit webhook (bounded by max_inflight_bytes).",
+	}, func() float64 { return float64(inflightBytes()) })
+	if err := obs.Register(reg, m.requests, m.inFlight, m.duration, bytesInUse); err != nil {
 		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
 	m.received = received.WithLabelValues(Source)
 	m.rejected = rejected.MustCurryWith(prometheus.Labels{"source": Source})
 	m.deadLetters = dead.MustCurryWith(prometheus.Labels{"source": Source})
-	for _, r := range []string{"auth", "size", "malformed", "tls"} {
+	// budget: over max_inflight_bytes (429); busy: over max_in_flight (429);
+	// timeout: body not received within body_read_timeout (408);
+	// client_name: a client certificate of the CA whose names are not in
+	// allowed_client_names (403).
+	for _, r := range []string{"auth", "size", "malformed", "tls", "budget", "busy", "timeout", "client_name"} {
 		m.rejected.WithLabelValues(r)
 	}
 	return m, nil

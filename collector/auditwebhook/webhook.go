@@ -39,13 +39,11 @@
 package auditwebhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -101,6 +99,7 @@ type Receiver struct {
 	deadMax   int
 
 	sem      chan struct{}
+	budget   *byteBudget
 	draining atomic.Bool
 	logLimit obs.LogLimiter
 }
@@ -138,6 +137,13 @@ func New(o Options) (*Receiver, error) {
 	if r.cfg.MaxBodyBytes <= 0 {
 		r.cfg.MaxBodyBytes = 32 << 20
 	}
+	if r.cfg.MaxInflightBytes <= 0 {
+		r.cfg.MaxInflightBytes = config.DefaultWebhookInflightBytes
+	}
+	if r.cfg.BodyReadTimeout <= 0 {
+		r.cfg.BodyReadTimeout = config.DefaultWebhookBodyReadTimeout
+	}
+	r.budget = &byteBudget{max: r.cfg.MaxInflightBytes}
 	// Re-read when the files change: a renewed Secret is served without a
 	// restart (the API server would refuse an expired certificate and,
 	// its buffer full, drop audit events).
@@ -168,7 +174,7 @@ func New(o Options) (*Receiver, error) {
 	if r.clientCAs == nil && r.tokenHash == nil {
 		return nil, errors.New("collector.audit_webhook: neither client_ca_file nor bearer_token is set; the API server could not authenticate")
 	}
-	if r.m, err = newMetrics(o.Registerer); err != nil {
+	if r.m, err = newMetrics(o.Registerer, r.budget.inUse); err != nil {
 		return nil, err
 	}
 	if err := obs.Register(o.Registerer, cert.Collectors(Source)...); err != nil {
@@ -246,78 +252,47 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 		}
 		return r.answer(w, code, http.StatusText(code), false)
 	}
-	select {
-	case r.sem <- struct{}{}:
-		defer func() { <-r.sem }()
-	default:
-		r.logLimit.Warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
-		return r.answer(w, http.StatusTooManyRequests, "too many requests in flight; retry later", true)
-	}
-	r.m.inFlight.Inc()
-	defer r.m.inFlight.Dec()
-
 	if ce := req.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		r.m.rejected.WithLabelValues("malformed").Inc()
 		return r.answer(w, http.StatusUnsupportedMediaType, "Content-Encoding "+ce+" is not supported", false)
 	}
 	ctx := req.Context()
-	body, err := r.readBody(w, req)
-	var tooLarge *http.MaxBytesError
+	b, err := r.readBody(w, req)
+	defer b.release()
 	switch {
-	case errors.As(err, &tooLarge):
-		return r.rejectTooLarge(ctx, w, req, body)
+	case errors.Is(err, errOverBudget):
+		r.m.rejected.WithLabelValues("budget").Inc()
+		r.logLimit.Warn(r.log, "budget", "audit webhook at max_inflight_bytes; answering 429",
+			"max_inflight_bytes", r.budget.max, "content_length", req.ContentLength)
+		w.Header().Set("Connection", "close") // the unread body is not worth draining
+		return r.answer(w, http.StatusTooManyRequests, "too many bytes in flight; retry later", true)
+	case errors.Is(err, errTooLarge):
+		return r.rejectTooLarge(ctx, w, req, b.data)
+	case isTimeout(err):
+		r.m.rejected.WithLabelValues("timeout").Inc()
+		r.logLimit.Warn(r.log, "timeout", "audit webhook: request body not received within body_read_timeout",
+			"remote", req.RemoteAddr, "body_read_timeout", r.cfg.BodyReadTimeout, "received", len(b.data), "content_length", req.ContentLength)
+		w.Header().Set("Connection", "close")
+		return r.answer(w, http.StatusRequestTimeout, "body not received in time", true)
 	case err != nil:
 		r.logLimit.Warn(r.log, "read", "audit webhook: reading the request body failed", "remote", req.RemoteAddr, "err", err)
 		return r.answer(w, http.StatusBadRequest, "could not read the body", false)
 	}
 
-	recs, errs := record.DecodeAll(body, Source, record.DecodeOptions{
-		Cluster: r.cluster, Now: r.now, MaxDocBytes: int(r.cfg.MaxBodyBytes) + 1,
-	})
-	var dls []collector.DeadLetter
-	if len(errs) > 0 {
-		dls = r.deadLetters(body, errs, req.RemoteAddr)
+	// The slot is taken only now that the body is here: see intake.go.
+	done, ok := r.takeSlot()
+	if !ok {
+		r.m.rejected.WithLabelValues("busy").Inc()
+		r.logLimit.Warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
+		return r.answer(w, http.StatusTooManyRequests, "too many requests in flight; retry later", true)
 	}
-	good := recs[:0]
-	for _, rec := range recs {
-		if err := r.san.Apply(rec); err != nil {
-			r.logLimit.Warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
-			dls = append(dls, r.deadLetter(rec.Object, req.RemoteAddr, "redaction", err.Error()))
-			continue
-		}
-		good = append(good, rec)
-	}
-	r.m.received.Add(float64(len(good)))
-
-	if len(dls) > 0 {
-		if err := r.pub.PublishDeadLetters(ctx, dls); err != nil {
-			return r.publishFailed(w, req, err, "dead letter")
-		}
-		for _, dl := range dls {
-			r.m.deadLetters.WithLabelValues(dl.Reason).Inc()
-		}
-	}
-	if len(good) > 0 {
-		if err := r.pub.Publish(ctx, good); err != nil {
-			return r.publishFailed(w, req, err, "batch")
-		}
+	defer done()
+	if what, err := r.ingest(ctx, b.data, req.RemoteAddr); err != nil {
+		return r.publishFailed(w, req, err, what)
 	}
 	// Everything of the batch is durable: now, and only now, acknowledge.
 	w.WriteHeader(http.StatusOK)
 	return http.StatusOK
-}
-
-// readBody reads the whole body, at most max_body_bytes. On
-// *http.MaxBytesError it returns what was read so far.
-func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
-	limit := r.cfg.MaxBodyBytes
-	body := http.MaxBytesReader(w, req.Body, limit)
-	var buf bytes.Buffer
-	if n := req.ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(n) + bytes.MinRead)
-	}
-	_, err := buf.ReadFrom(body)
-	return buf.Bytes(), err
 }
 
 // rejectTooLarge answers 413 after making the head of the body a dead letter.
@@ -410,35 +385,6 @@ func (r *Receiver) authenticate(req *http.Request) int {
 	return http.StatusUnauthorized
 }
 
-// deadLetters turns decode errors into dead letters. For a bad item of an
-// EventList (or a JSON array) the item itself is kept; for anything else
-// (the body is not JSON, not a list, …) the head of the body.
-func (r *Receiver) deadLetters(body []byte, errs []error, remote string) []collector.DeadLetter {
-	var items [][]byte // parsed lazily, once, only on this error path
-	parsed := false
-	out := make([]collector.DeadLetter, 0, len(errs))
-	for _, err := range errs {
-		var de *record.DecodeError
-		reason := "other"
-		if errors.As(err, &de) {
-			reason = de.Reason()
-		}
-		r.m.rejected.WithLabelValues("malformed").Inc()
-		data := body
-		if i, ok := itemIndex(err); ok {
-			if !parsed {
-				items, parsed = listItems(body), true
-			}
-			if i < len(items) {
-				data = items[i]
-			}
-		}
-		r.logLimit.Warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reason, "err", err)
-		out = append(out, r.deadLetter(data, remote, reason, err.Error()))
-	}
-	return out
-}
-
 func (r *Receiver) deadLetter(data []byte, remote, reason, msg string) collector.DeadLetter {
 	return collector.DeadLetter{
 		Data:    r.san.ScrubDeadLetter(data),
@@ -449,54 +395,6 @@ func (r *Receiver) deadLetter(data []byte, remote, reason, msg string) collector
 		Error:   msg,
 		Cluster: r.cluster,
 	}
-}
-
-// itemIndex finds which list item a decode error is about, from the field
-// path the decoder puts first ("items[3].user.username: …", "[2]: …").
-func itemIndex(err error) (int, bool) {
-	var de *record.DecodeError
-	if !errors.As(err, &de) || de.Err == nil {
-		return 0, false
-	}
-	msg := de.Err.Error()
-	var fe *record.FieldError
-	if errors.As(de.Err, &fe) {
-		msg = fe.Field
-	}
-	msg = strings.TrimPrefix(msg, "items")
-	if !strings.HasPrefix(msg, "[") {
-		return 0, false
-	}
-	end := strings.IndexByte(msg, ']')
-	if end < 0 {
-		return 0, false
-	}
-	i, err2 := strconv.Atoi(msg[1:end])
-	return i, err2 == nil && i >= 0
-}
-
-// listItems returns the items of an EventList or JSON array body, or nil.
-func listItems(body []byte) [][]byte {
-	trimmed := bytes.TrimSpace(body)
-	var raw []json.RawMessage
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &raw) != nil {
-			return nil
-		}
-	} else {
-		var l struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		if json.Unmarshal(trimmed, &l) != nil {
-			return nil
-		}
-		raw = l.Items
-	}
-	out := make([][]byte, len(raw))
-	for i, it := range raw {
-		out[i] = it
-	}
-	return out
 }
 
 // serverErrorLog receives net/http's own error log: TLS handshake failures

@@ -435,25 +435,6 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestItemIndex(t *testing.T) {
-	_, errs := record.DecodeAll([]byte(eventList(event("a"), `{"kind":"Pod"}`, `{"auditID":"x","stage":"ResponseComplete","user":{"username":5}}`)), "t", record.DecodeOptions{})
-	var got []int
-	for _, err := range errs {
-		i, ok := itemIndex(err)
-		if !ok {
-			t.Fatalf("no index in %v", err)
-		}
-		got = append(got, i)
-	}
-	if fmt.Sprint(got) != "[1 2]" {
-		t.Errorf("indexes %v", got)
-	}
-	_, errs = record.DecodeAll([]byte(`[`+event("a")+`,{"kind":"Pod"}]`), "t", record.DecodeOptions{})
-	if i, ok := itemIndex(errs[0]); !ok || i != 1 {
-		t.Errorf("array index %d %v (%v)", i, ok, errs)
-	}
-}
-
 // TestCertificateRenewal: a certificate renewed in place (the Secret's files
 // replaced, here by one from another CA so the client can tell) is served
 // on the next handshake after the check interval, without a restart, and

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -70,7 +71,27 @@ type AuditWebhookConfig struct {
 	RetryAfter time.Duration `yaml:"retry_after"`
 	// ShutdownGrace is how long in-flight requests may finish on shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// MaxInflightBytes caps the request body bytes held by all connections
+	// together. A request is admitted against its Content-Length (a body of
+	// unknown length is charged as it arrives); beyond the budget the
+	// receiver answers 429 with Retry-After.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// BodyReadTimeout bounds the time a request body may take to arrive; a
+	// request holds no max_in_flight slot until its body is read.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	// AllowedClientNames, when set, are globs (path.Match) of which one must
+	// match a DNS name, a URI or the common name of the client certificate;
+	// a certificate of client_ca_file with none of them is answered 403.
+	// Empty: any certificate client_ca_file signed is accepted (a warning
+	// is logged at start).
+	AllowedClientNames []string `yaml:"allowed_client_names"`
 }
+
+// Defaults of the audit webhook's intake bounds.
+const (
+	DefaultWebhookInflightBytes   = 128 << 20
+	DefaultWebhookBodyReadTimeout = 30 * time.Second
+)
 
 // AuditTailConfig configures the tail of audit log files written by
 // kube-apiserver's log backend (--audit-log-path, --audit-log-format=json).
@@ -137,6 +158,9 @@ func defaultCollector() CollectorConfig {
 			MaxInFlight:   8,
 			RetryAfter:    time.Second,
 			ShutdownGrace: 20 * time.Second,
+
+			MaxInflightBytes: DefaultWebhookInflightBytes,
+			BodyReadTimeout:  DefaultWebhookBodyReadTimeout,
 		},
 		AuditTail: AuditTailConfig{
 			Paths:                 []string{"/var/log/kubernetes/audit/audit.log"},
@@ -207,6 +231,19 @@ func (c *CollectorConfig) validate(v *validator) {
 	}
 	if w.ShutdownGrace < 0 {
 		v.add(wp+"shutdown_grace", "must not be negative")
+	}
+	// One body of max_body_bytes must fit, or it would be answered 429
+	// forever.
+	if w.MaxInflightBytes < w.MaxBodyBytes {
+		v.add(wp+"max_inflight_bytes", "must be at least max_body_bytes")
+	}
+	if w.BodyReadTimeout < time.Second {
+		v.add(wp+"body_read_timeout", "must be at least 1s")
+	}
+	for i, g := range w.AllowedClientNames {
+		if _, err := path.Match(g, ""); err != nil || g == "" {
+			v.add(fmt.Sprintf(wp+"allowed_client_names[%d]", i), "not a glob pattern")
+		}
 	}
 
 	tl := &c.AuditTail
