@@ -62,7 +62,7 @@ var (
 )
 
 // readChunk is the first buffer of a body of unknown length.
-const readChunk = 256 << 10
+const readChunk = 16 << 10
 
 // body is a request body read into memory and the budget it holds; release
 // gives the budget back once nothing refers to data any more.

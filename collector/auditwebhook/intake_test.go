@@ -1,0 +1,137 @@
+package auditwebhook
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
+)
+
+func inflightBytes(n int64) envOpt {
+	return func(c *config.AuditWebhookConfig) { c.MaxInflightBytes = n }
+}
+
+func bodyReadTimeout(d time.Duration) envOpt {
+	return func(c *config.AuditWebhookConfig) { c.BodyReadTimeout = d }
+}
+
+// trickle opens a connection that sends the headers of a POST with a body of
+// contentLength bytes and only its first byte, then stalls. It returns the
+// connection, from which the answer can be read.
+func (e *env) trickle(contentLength int) (*tls.Conn, *bufio.Reader) {
+	e.t.Helper()
+	u, _ := url.Parse(e.url)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: e.pki.serverCA, Certificates: []tls.Certificate{e.pki.goodClient}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", u.Path, u.Host, contentLength)
+	return conn, bufio.NewReader(conn)
+}
+
+// TestTricklingClientsDoNotStarveValidBatches: as many clients as there are
+// max_in_flight slots send their bodies a byte at a time; since a slot is
+// taken only once the body is read, valid batches still get 200, and the
+// stalled bodies are answered 408 at body_read_timeout.
+func TestTricklingClientsDoNotStarveValidBatches(t *testing.T) {
+	const slots = 3
+	e := start(t, maxInFlight(slots), bodyReadTimeout(2*time.Second))
+	readers := make([]*bufio.Reader, slots)
+	for i := range readers {
+		_, readers[i] = e.trickle(1000)
+	}
+	testenv.WaitFor(t, "trickling bodies admitted", 5*time.Second, func() bool { return e.rcv.budget.inUse() == slots*1000 })
+	c := e.client(&e.pki.goodClient)
+	for i := range 5 {
+		if resp := e.post(c, eventList(event(fmt.Sprint("v", i)))); resp.StatusCode != http.StatusOK {
+			t.Fatalf("valid batch %d answered %d while %d clients trickle", i, resp.StatusCode, slots)
+		}
+	}
+	for i, br := range readers {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("trickling client %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("trickling client %d: %d (Retry-After %q), want 408 with Retry-After", i, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	if got := testutil.ToFloat64(e.rcv.m.rejected.WithLabelValues("timeout")); got != slots {
+		t.Errorf("rejected{timeout} = %v, want %d", got, slots)
+	}
+	testenv.WaitFor(t, "budget given back", 5*time.Second, func() bool { return e.rcv.budget.inUse() == 0 })
+}
+
+// TestInflightBytesBudget: with one large body held (its Publish blocked),
+// a request whose Content-Length does not fit in what is left of
+// max_inflight_bytes, or a chunked one that outgrows it, is answered 429
+// with Retry-After and counted; once the budget is free the same requests
+// are accepted.
+func TestInflightBytesBudget(t *testing.T) {
+	items := func(prefix string, n int) string {
+		ev := make([]string, n)
+		for i := range ev {
+			ev[i] = event(fmt.Sprintf("%s%d", prefix, i))
+		}
+		return eventList(ev...)
+	}
+	held := items("held", 170) // ~50 KiB
+	tests := []struct {
+		name    string
+		body    string
+		chunked bool
+	}{
+		{"content-length over what is left", items("known", 90), false},
+		{"chunked body outgrowing what is left", items("chunked", 90), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t, maxBody(100<<10), inflightBytes(int64(len(held))+20<<10))
+			e.pub.block, e.pub.entered = make(chan struct{}), make(chan struct{}, 1)
+			c := e.client(&e.pki.goodClient)
+			first := make(chan int, 1)
+			go func() { first <- e.post(c, held).StatusCode }()
+			<-e.pub.entered
+			send := func() *http.Response {
+				var body io.Reader = strings.NewReader(tc.body)
+				if tc.chunked {
+					body = io.MultiReader(body) // hides the length: sent chunked
+				}
+				req, _ := http.NewRequest(http.MethodPost, e.url, body)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp
+			}
+			if resp := send(); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("over the budget: %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+			if got := testutil.ToFloat64(e.rcv.m.rejected.WithLabelValues("budget")); got != 1 {
+				t.Errorf("rejected{budget} = %v", got)
+			}
+			close(e.pub.block)
+			if code := <-first; code != http.StatusOK {
+				t.Fatalf("held request: %d", code)
+			}
+			if resp := send(); resp.StatusCode != http.StatusOK {
+				t.Errorf("retry with the budget free: %d", resp.StatusCode)
+			}
+			testenv.WaitFor(t, "budget given back", 5*time.Second, func() bool { return e.rcv.budget.inUse() == 0 })
+		})
+	}
+}
