@@ -94,8 +94,9 @@ type Receiver struct {
 	m         *metrics
 	now       func() time.Time
 	tlsConfig *tls.Config
-	clientCAs *x509.CertPool // nil: mTLS not accepted
-	tokenHash *[32]byte      // nil: bearer tokens not accepted
+	clientCAs *tlsfiles.CAPool // nil: mTLS not accepted
+	names     []string         // allowed_client_names; empty: any name
+	tokenHash *[32]byte        // nil: bearer tokens not accepted
 	deadMax   int
 
 	sem      chan struct{}
@@ -158,11 +159,16 @@ func New(o Options) (*Receiver, error) {
 		ClientAuth:     tls.NoClientCert,
 	}
 	if c.ClientCAFile != "" {
-		pool, err := tlsfiles.CertPool(c.ClientCAFile, "collector.audit_webhook.client_ca_file")
+		pool, err := tlsfiles.LoadCAPool(c.ClientCAFile, tlsfiles.Options{
+			Field: "collector.audit_webhook.client_ca_file", Log: r.log, Now: r.now})
 		if err != nil {
 			return nil, err
 		}
-		r.clientCAs = pool
+		r.clientCAs, r.names = pool, c.AllowedClientNames
+		if len(r.names) == 0 {
+			r.log.Warn("audit webhook: allowed_client_names is empty, so any client certificate client_ca_file signed may post audit events; list the API server's certificate names",
+				"client_ca_file", c.ClientCAFile)
+		}
 		// Verified in the handler (see the package doc), so that a wrong
 		// certificate is answered 403 and counted.
 		r.tlsConfig.ClientAuth = tls.RequestClientCert
@@ -177,7 +183,11 @@ func New(o Options) (*Receiver, error) {
 	if r.m, err = newMetrics(o.Registerer, r.budget.inUse); err != nil {
 		return nil, err
 	}
-	if err := obs.Register(o.Registerer, cert.Collectors(Source)...); err != nil {
+	collectors := cert.Collectors(Source)
+	if r.clientCAs != nil {
+		collectors = append(collectors, r.clientCAs.Collectors(Source)...)
+	}
+	if err := obs.Register(o.Registerer, collectors...); err != nil {
 		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
 	return r, nil
@@ -348,22 +358,22 @@ func (r *Receiver) answer(w http.ResponseWriter, code int, msg string, retry boo
 }
 
 // authenticate returns 0 when the request carries a valid client
-// certificate or bearer token, 401 when it carries none, 403 when the ones it
-// carries are not valid.
+// certificate (of client_ca_file, with an allowed name) or bearer token, 401
+// when it carries none, 403 when the ones it carries are not valid.
 func (r *Receiver) authenticate(req *http.Request) int {
 	presented := false
 	if r.clientCAs != nil && req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
 		presented = true
 		certs := req.TLS.PeerCertificates
 		opts := x509.VerifyOptions{
-			Roots:         r.clientCAs,
+			Roots:         r.clientCAs.Pool(),
 			Intermediates: x509.NewCertPool(),
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}
 		for _, c := range certs[1:] {
 			opts.Intermediates.AddCert(c)
 		}
-		if _, err := certs[0].Verify(opts); err == nil {
+		if _, err := certs[0].Verify(opts); err == nil && r.nameAllowed(req, certs[0]) {
 			return 0
 		}
 	}
