@@ -27,13 +27,14 @@ type CollectorConfig struct {
 	// (malformed line or item, oversized request).
 	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
 	// MemoryLimit is the collector's soft memory limit in bytes
-	// (runtime/debug.SetMemoryLimit; 0: none). The GOMEMLIMIT environment
-	// variable, when set, takes precedence. The default (60 MiB of Go
-	// memory) keeps the collector's RSS, which adds ~35 MiB of mapped
-	// binary, under 100 MiB while it tails at 50,000+ records/s: without a
-	// limit the heap grows to twice the ~30 MiB live heap between
-	// collections. It is soft: a larger live heap (big webhook bodies)
-	// exceeds it instead of failing; raise it with the container's limit.
+	// (runtime/debug.SetMemoryLimit). 0, the default: 85% of the memory
+	// limit of the container's cgroup (v2 memory.max, v1
+	// memory.limit_in_bytes), or 60 MiB outside a memory-limited cgroup,
+	// which keeps the tail's RSS under 100 MiB at 50,000+ records/s (without
+	// a limit the heap grows to twice the ~30 MiB live heap between
+	// collections). -1: no limit. The GOMEMLIMIT environment variable, when
+	// set, takes precedence over all of these. It is soft: a larger live
+	// heap (big webhook bodies) exceeds it instead of failing.
 	MemoryLimit int64 `yaml:"memory_limit"`
 
 	AuditWebhook AuditWebhookConfig `yaml:"audit_webhook"`
@@ -151,7 +152,6 @@ func defaultCollector() CollectorConfig {
 	return CollectorConfig{
 		Events:             DefaultEventsConfig(),
 		DeadLetterMaxBytes: 64 << 10,
-		MemoryLimit:        60 << 20,
 		AuditWebhook: AuditWebhookConfig{
 			Listen:        ":8443",
 			MaxBodyBytes:  32 << 20,
@@ -193,8 +193,8 @@ func (c *CollectorConfig) validate(v *validator) {
 	// Below a few tens of MiB the collector's live heap alone (decoded
 	// batches, Kafka batches, zstd encoders) is over it and the GC would
 	// run without pause.
-	if c.MemoryLimit != 0 && c.MemoryLimit < 32<<20 {
-		v.add("collector.memory_limit", "must be 0 (no limit) or at least 33554432 (32 MiB)")
+	if c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < 32<<20 {
+		v.add("collector.memory_limit", "must be 0 (from the cgroup), -1 (no limit) or at least 33554432 (32 MiB)")
 	}
 
 	w := &c.AuditWebhook
