@@ -92,7 +92,7 @@ type pki struct {
 	goodClientNoClientAuthEKU tls.Certificate
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	dir := t.TempDir()
 	ca := func(cn string) *testenv.KeyPair { return testenv.NewKeyPair(t, testenv.CertSpec{CN: cn, IsCA: true}) }

@@ -3,6 +3,7 @@ package auditwebhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/kubesift/kubesift/collector"
@@ -37,22 +38,39 @@ func (r *Receiver) ingest(ctx context.Context, body []byte, remote string) (what
 		recs              = make([]*record.Record, 0, 64)
 		recBytes, dlBytes int
 		dls               []collector.DeadLetter
+		run               badRun
 	)
+	addDL := func(dl collector.DeadLetter) {
+		dls, dlBytes = append(dls, dl), dlBytes+len(dl.Data)+len(dl.Error)
+	}
 	for {
 		rec, err := d.Next()
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
-			dl := r.decodeDeadLetter(body, err, remote)
-			dls, dlBytes = append(dls, dl), dlBytes+len(dl.Data)+len(dl.Error)
-		} else if err := r.san.Apply(rec); err != nil {
-			r.logLimit.Warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
-			dl := r.deadLetter(rec.Object, remote, "redaction", err.Error())
-			dls, dlBytes = append(dls, dl), dlBytes+len(dl.Data)+len(dl.Error)
-		} else {
-			r.m.received.Inc()
-			recs, recBytes = append(recs, rec), recBytes+len(rec.Object)
+		var de *record.DecodeError
+		switch {
+		case errors.As(err, &de) && de.Item != nil:
+			r.countMalformed(de, remote)
+			if !run.fits(de.Item, r.deadMax) {
+				addDL(r.runDeadLetter(&run, remote))
+			}
+			run.add(de)
+			continue // a run of bad items is one dead letter
+		case err != nil:
+			r.countMalformed(err, remote)
+			addDL(r.deadLetter(body, remote, reasonOf(err), err.Error()))
+		default:
+			if run.n > 0 {
+				addDL(r.runDeadLetter(&run, remote))
+			}
+			if err := r.san.Apply(rec); err != nil {
+				r.logLimit.Warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
+				addDL(r.deadLetter(rec.Object, remote, "redaction", err.Error()))
+			} else {
+				r.m.received.Inc()
+				recs, recBytes = append(recs, rec), recBytes+len(rec.Object)
+			}
 		}
 		if len(dls) >= deadLetterBatch || dlBytes >= deadLetterBatchBytes {
 			if err := r.publishDeadLetters(ctx, dls); err != nil {
@@ -67,6 +85,9 @@ func (r *Receiver) ingest(ctx context.Context, body []byte, remote string) (what
 			clear(recs)
 			recs, recBytes = recs[:0], 0
 		}
+	}
+	if run.n > 0 {
+		addDL(r.runDeadLetter(&run, remote))
 	}
 	if err := r.publishDeadLetters(ctx, dls); err != nil {
 		return "dead letter", err
@@ -92,19 +113,66 @@ func (r *Receiver) publishDeadLetters(ctx context.Context, dls []collector.DeadL
 	return nil
 }
 
-// decodeDeadLetter turns a decode error into a dead letter: the bad item
-// itself for an item of an EventList (or a JSON array), else the head of
-// the body (the body is not JSON, not a list, …).
-func (r *Receiver) decodeDeadLetter(body []byte, err error, remote string) collector.DeadLetter {
-	var de *record.DecodeError
-	reason, data := "other", body
-	if errors.As(err, &de) {
-		reason = de.Reason()
-		if de.Item != nil {
-			data = de.Item
-		}
+// badRun is a stretch of consecutive bad list items, kept as one dead letter
+// (a JSON array of the items, at most dead_letter_max_bytes): a body of
+// 100,000 garbage items becomes a few dozen dead letters that hold every
+// item, instead of 100,000 Kafka messages that take the dead-letter topic
+// most of a minute to absorb while the body holds a max_in_flight slot.
+// A good item ends the run, so a bad item among good ones stays a dead
+// letter of its own.
+type badRun struct {
+	items [][]byte
+	bytes int
+	n     int
+	first *record.DecodeError
+}
+
+// fits reports whether item can join the run within limit bytes; an empty
+// run takes any item (the sanitizer cuts what is over the limit).
+func (b *badRun) fits(item []byte, limit int) bool {
+	return b.n == 0 || b.bytes+len(item)+2 <= limit
+}
+
+func (b *badRun) add(de *record.DecodeError) {
+	if b.n == 0 {
+		b.first = de
 	}
+	b.items = append(b.items, de.Item)
+	b.bytes += len(de.Item) + 1
+	b.n++
+}
+
+// runDeadLetter makes the run one dead letter and empties it.
+func (r *Receiver) runDeadLetter(b *badRun, remote string) collector.DeadLetter {
+	data, msg := b.items[0], b.first.Error()
+	if b.n > 1 {
+		data = make([]byte, 0, b.bytes+2)
+		data = append(data, '[')
+		for i, it := range b.items {
+			if i > 0 {
+				data = append(data, ',')
+			}
+			data = append(data, it...)
+		}
+		data = append(data, ']')
+		msg = fmt.Sprintf("%d consecutive bad items, kept as a JSON array; the first: %s", b.n, msg)
+	}
+	dl := r.deadLetter(data, remote, b.first.Reason(), msg)
+	clear(b.items)
+	*b = badRun{items: b.items[:0]}
+	return dl
+}
+
+// countMalformed counts and logs (rate-limited) one bad document or item.
+func (r *Receiver) countMalformed(err error, remote string) {
 	r.m.rejected.WithLabelValues("malformed").Inc()
-	r.logLimit.Warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reason, "err", err)
-	return r.deadLetter(data, remote, reason, err.Error())
+	r.logLimit.Warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reasonOf(err), "err", err)
+}
+
+func reasonOf(err error) string {
+	var de *record.DecodeError
+	if errors.As(err, &de) {
+		return de.Reason()
+	}
+	return "other"
 }

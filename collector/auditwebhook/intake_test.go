@@ -135,3 +135,63 @@ func TestInflightBytesBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestBadItemRunsAreFewDeadLetters: consecutive bad items of a list become
+// one dead letter (a JSON array of them) up to the dead-letter size limit,
+// so a body of garbage costs a few Kafka messages; every item is still kept
+// and counted, and a good item between bad ones ends the run.
+func TestBadItemRunsAreFewDeadLetters(t *testing.T) {
+	garbage := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = []string{"{}", "1"}[i%2]
+		}
+		return out
+	}
+	tests := []struct {
+		name      string
+		items     []string
+		wantDLs   int
+		wantIDs   int
+		wantFirst string // data of the first dead letter, when set
+	}{
+		{"a short run", append(append([]string{event("g1")}, garbage(3)...), event("g2")), 1, 2, `[{},1,{}]`},
+		{"runs split by a good item", append(append(garbage(2), event("g1")), garbage(2)...), 2, 1, `[{},1]`},
+		// The test receiver keeps 1024 bytes per dead letter: 2,000 items
+		// of 2.5 bytes on average (with the commas) need five.
+		{"a run over the size limit", garbage(2000), 5, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := start(t)
+			if resp := e.post(e.client(&e.pki.goodClient), eventList(tc.items...)); resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			dls := e.pub.deadLetters()
+			if len(dls) != tc.wantDLs || len(e.pub.ids()) != tc.wantIDs {
+				t.Fatalf("%d dead letters and %d records, want %d and %d", len(dls), len(e.pub.ids()), tc.wantDLs, tc.wantIDs)
+			}
+			if tc.wantFirst != "" && string(dls[0].Data) != tc.wantFirst {
+				t.Errorf("first dead letter %s, want %s", dls[0].Data, tc.wantFirst)
+			}
+			bad, kept := 0, 0
+			for _, it := range tc.items {
+				if !strings.HasPrefix(it, `{"kind"`) {
+					bad++
+				}
+			}
+			for _, dl := range dls {
+				if len(dl.Data) > 1024 || dl.Reason == "" || dl.Error == "" {
+					t.Errorf("dead letter of %d bytes, reason %q, error %q", len(dl.Data), dl.Reason, dl.Error)
+				}
+				kept += strings.Count(string(dl.Data), "{}") + strings.Count(string(dl.Data), "1")
+			}
+			if kept != bad {
+				t.Errorf("%d bad items kept in the dead letters, want all %d", kept, bad)
+			}
+			if got := testutil.ToFloat64(e.rcv.m.rejected.WithLabelValues("malformed")); got != float64(bad) {
+				t.Errorf("rejected{malformed} = %v, want %d", got, bad)
+			}
+		})
+	}
+}

@@ -40,7 +40,7 @@ func eventList(items ...string) string {
 }
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	pki  *pki
 	pub  *fakePub
 	rcv  *Receiver
@@ -62,7 +62,7 @@ func maxInFlight(n int) envOpt               { return func(c *config.AuditWebhoo
 func grace(d time.Duration) envOpt           { return func(c *config.AuditWebhookConfig) { c.ShutdownGrace = d } }
 
 // start runs a Receiver on a loopback port with mTLS (and whatever opts add).
-func start(t *testing.T, opts ...envOpt) *env {
+func start(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
 	p := newPKI(t)
 	cfg := config.Default().Collector
