@@ -22,9 +22,23 @@
 // verifying it, and the handler verifies the chain (x509, client-auth usage)
 // itself: so a wrong certificate gets a 403 that is counted and logged
 // instead of a handshake failure the client cannot interpret. Go's TLS stack
-// still checks that the client holds the certificate's private key. Bearer
+// still checks that the client holds the certificate's private key. With
+// allowed_client_names set, the certificate must also carry a matching name
+// (identity.go). client_ca_file is re-read when it changes. Bearer
 // tokens are compared in constant time (SHA-256 digests, so the length does
 // not leak either). No credentials: 401; wrong ones: 403.
+//
+// # Intake
+//
+// Memory and slots are bounded before any decoding (intake.go): bodies held
+// by all connections together are capped by max_inflight_bytes (429 with
+// Retry-After beyond it), a body must arrive within body_read_timeout (408),
+// and only a request whose body is read takes one of max_in_flight
+// processing slots (429 when none is free), so slow clients cannot hold the
+// slots. A body is then decoded item by item and published in bounded
+// sub-batches (ingest.go): 200 still means every record and dead letter of
+// the body is durable; a failure part-way makes the API server retry the
+// whole batch, whose records carry the same IDs.
 //
 // # Bad input
 //
@@ -32,10 +46,12 @@
 // dead_letter_max_bytes go to the dead-letter topic). Items that do not
 // decode become dead letters (redacted like records, see
 // redact.ScrubDeadLetter) while the good items of the same batch are
-// published; the batch is acknowledged once both are durable.
+// published; consecutive bad items are one dead letter holding all of them
+// (up to dead_letter_max_bytes). The batch is acknowledged once both are
+// durable.
 //
-// Concurrency is bounded by a semaphore of max_in_flight requests; records
-// are handled in the request's goroutine (never one goroutine per record).
+// Records are handled in the request's goroutine (never one goroutine per
+// record).
 package auditwebhook
 
 import (
@@ -210,8 +226,8 @@ func (r *Receiver) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           r,
 		TLSConfig:         r.tlsConfig.Clone(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// A batch of max_body_bytes over a slow link still fits; a
-		// stalled client does not hold a slot forever.
+		// Bounds a whole request; its body has the shorter
+		// body_read_timeout (intake.go).
 		ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    log.New(&serverErrorLog{r: r}, "", 0),
