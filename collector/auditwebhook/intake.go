@@ -2,7 +2,6 @@ package auditwebhook
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -97,29 +96,26 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (*body, er
 	switch {
 	case n > limit:
 		// Rejected without reading more than the head the dead letter keeps.
-		head := min(int64(r.deadMax), n)
-		if !r.budget.take(head) {
-			return b, errOverBudget
-		}
-		b.charged = head
-		b.data = make([]byte, head)
-		k, err := io.ReadFull(req.Body, b.data)
-		b.data = b.data[:k]
-		if err != nil {
-			return b, fmt.Errorf("read the head of an oversized body: %w", err)
+		if err := r.readKnownLength(req.Body, b, min(int64(r.deadMax), n)); err != nil {
+			return b, err
 		}
 		return b, errTooLarge
 	case n >= 0:
-		if !r.budget.take(n) {
-			return b, errOverBudget
-		}
-		b.charged = n
-		b.data = make([]byte, n)
-		k, err := io.ReadFull(req.Body, b.data)
-		b.data = b.data[:k]
-		return b, err
+		return b, r.readKnownLength(req.Body, b, n)
 	}
 	return b, r.readUnknownLength(req.Body, b)
+}
+
+// readKnownLength reads n bytes of rd into b, charged to the budget first.
+func (r *Receiver) readKnownLength(rd io.Reader, b *body, n int64) error {
+	if !r.budget.take(n) {
+		return errOverBudget
+	}
+	b.charged = n
+	b.data = make([]byte, n)
+	k, err := io.ReadFull(rd, b.data)
+	b.data = b.data[:k]
+	return err
 }
 
 // readUnknownLength reads a chunked body into a buffer that doubles as it
@@ -152,17 +148,40 @@ func (r *Receiver) readUnknownLength(rd io.Reader, b *body) error {
 	}
 }
 
-// takeSlot takes one of the max_in_flight processing slots without waiting;
-// the returned function gives it back.
-func (r *Receiver) takeSlot() (func(), bool) {
+// smallBody is the size below which a body may use the max_in_flight slot
+// that larger bodies leave free. kube-apiserver's batches at Metadata level
+// (400 events by default) stay well under it; so however many huge or
+// garbage bodies arrive, an ordinary batch waits only for another ordinary
+// one, not for a 32 MiB body to be decoded and published.
+const smallBody = 1 << 20
+
+// takeSlot takes one of the max_in_flight processing slots for a body of
+// size bytes, without waiting: a body of smallBody or more takes one of the
+// max_in_flight-1 slots for large bodies as well (when max_in_flight > 1).
+// The returned function gives them back.
+func (r *Receiver) takeSlot(size int) (func(), bool) {
+	large := size >= smallBody && cap(r.largeSem) > 0
+	if large {
+		select {
+		case r.largeSem <- struct{}{}:
+		default:
+			return nil, false
+		}
+	}
 	select {
 	case r.sem <- struct{}{}:
 		r.m.inFlight.Inc()
 		return func() {
 			r.m.inFlight.Dec()
 			<-r.sem
+			if large {
+				<-r.largeSem
+			}
 		}, true
 	default:
+		if large {
+			<-r.largeSem
+		}
 		return nil, false
 	}
 }

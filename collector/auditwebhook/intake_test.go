@@ -195,3 +195,44 @@ func TestBadItemRunsAreFewDeadLetters(t *testing.T) {
 		})
 	}
 }
+
+// TestSmallBatchesKeepASlot: bodies of smallBody or more may hold only
+// max_in_flight-1 slots, so an ordinary batch is processed while large
+// bodies hold the rest, instead of waiting behind them.
+func TestSmallBatchesKeepASlot(t *testing.T) {
+	e := start(t, maxInFlight(2))
+	e.pub.block, e.pub.entered = make(chan struct{}), make(chan struct{}, 1)
+	items := make([]string, smallBody/300)
+	for i := range items {
+		items[i] = event(fmt.Sprint("large-", i))
+	}
+	large := eventList(items...)
+	if len(large) < smallBody {
+		t.Fatalf("large body is only %d bytes", len(large))
+	}
+	c := e.client(&e.pki.goodClient)
+	codes := make(chan int, 3)
+	post := func(body string) { codes <- e.post(c, body).StatusCode }
+	go post(large)
+	<-e.pub.entered // the first large body holds a slot
+	go post(large)
+	select {
+	case code := <-codes:
+		if code != http.StatusTooManyRequests {
+			t.Fatalf("second large body: %d, want 429", code)
+		}
+	case <-e.pub.entered:
+		t.Fatal("the second large body took the slot kept for small ones")
+	}
+	go post(eventList(event("small")))
+	<-e.pub.entered // the small batch is being published beside the large body
+	close(e.pub.block)
+	for range 2 {
+		if code := <-codes; code != http.StatusOK {
+			t.Errorf("status %d, want 200", code)
+		}
+	}
+	if got := testutil.ToFloat64(e.rcv.m.rejected.WithLabelValues("busy")); got != 1 {
+		t.Errorf("rejected{busy} = %v, want 1", got)
+	}
+}

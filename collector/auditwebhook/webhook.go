@@ -35,7 +35,7 @@
 // Retry-After beyond it), a body must arrive within body_read_timeout (408),
 // and only a request whose body is read takes one of max_in_flight
 // processing slots (429 when none is free), so slow clients cannot hold the
-// slots. A body is then decoded item by item and published in bounded
+// slots; bodies of 1 MiB or more may hold all but one of them. A body is then decoded item by item and published in bounded
 // sub-batches (ingest.go): 200 still means every record and dead letter of
 // the body is durable; a failure part-way makes the API server retry the
 // whole batch, whose records carry the same IDs.
@@ -116,6 +116,7 @@ type Receiver struct {
 	deadMax   int
 
 	sem      chan struct{}
+	largeSem chan struct{} // the slots bodies of smallBody or more may hold
 	budget   *byteBudget
 	draining atomic.Bool
 	logLimit obs.LogLimiter
@@ -137,6 +138,8 @@ func New(o Options) (*Receiver, error) {
 		now:     o.Now,
 		deadMax: o.DeadLetterMaxBytes,
 		sem:     make(chan struct{}, max(c.MaxInFlight, 1)),
+		// One slot is kept for small bodies (takeSlot).
+		largeSem: make(chan struct{}, max(c.MaxInFlight-1, 0)),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -306,7 +309,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 	}
 
 	// The slot is taken only now that the body is here: see intake.go.
-	done, ok := r.takeSlot()
+	done, ok := r.takeSlot(len(b.data))
 	if !ok {
 		r.m.rejected.WithLabelValues("busy").Inc()
 		r.logLimit.Warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))

@@ -105,6 +105,27 @@ func steadyTraffic(p *hookPoster, prefix string, interval time.Duration, stop <-
 	return out
 }
 
+// postAll posts bodies concurrently, each until it is acknowledged, while
+// steadyTraffic sends small batches (IDs starting with prefix) every 100 ms;
+// it returns how long the bodies took and what the steady traffic sent.
+func (p *hookPoster) postAll(what string, bodies []string, prefix string) (time.Duration, steady) {
+	stop := make(chan struct{})
+	valid := steadyTraffic(p, prefix, 100*time.Millisecond, stop)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, body := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.post(fmt.Sprintf("%s %d", what, i), body)
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(stop)
+	return took, <-valid
+}
+
 func eventListOf(items ...string) string {
 	return `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + strings.Join(items, ",") + `]}`
 }
@@ -148,21 +169,7 @@ func TestCollectWebhookMemory(t *testing.T) {
 			t.Fatalf("body %d is %d bytes, over max_body_bytes", b, len(big[b]))
 		}
 	}
-	stop := make(chan struct{})
-	valid := steadyTraffic(p, "steady-"+run, 100*time.Millisecond, stop)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for b, body := range big {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.post(fmt.Sprintf("32 MiB body %d", b), body)
-		}()
-	}
-	wg.Wait()
-	bigTook := time.Since(start)
-	close(stop)
-	sent := <-valid
+	bigTook, sent := p.postAll("32 MiB body", big, "steady-"+run)
 	want = append(want, sent.ids...)
 	peak := c.PeakRSSKiB() >> 10
 	t.Logf("eight 32 MiB bodies acknowledged in %s; peak RSS %d MiB (limit %d MiB); answers %v; %d steady records, slowest batch acknowledged in %s",
@@ -192,20 +199,7 @@ func TestCollectWebhookMemory(t *testing.T) {
 	dlBefore := e.metric("kubesift_collector_dead_letters_total", "source", "audit-webhook")
 	badBefore := e.metric("kubesift_collector_rejected_total", "source", "audit-webhook", "reason", "malformed")
 	p.deadline = time.Now().Add(60 * time.Second) // no poster runs now
-	stop = make(chan struct{})
-	valid = steadyTraffic(p, "during-garbage-"+run, 100*time.Millisecond, stop)
-	start = time.Now()
-	for b := range bodies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.post(fmt.Sprintf("garbage body %d", b), garbage)
-		}()
-	}
-	wg.Wait()
-	cleared := time.Since(start)
-	close(stop)
-	sent = <-valid
+	cleared, sent := p.postAll("garbage body", slices.Repeat([]string{garbage}, bodies), "during-garbage-"+run)
 	dls := e.metric("kubesift_collector_dead_letters_total", "source", "audit-webhook") - dlBefore
 	bad := e.metric("kubesift_collector_rejected_total", "source", "audit-webhook", "reason", "malformed") - badBefore
 	t.Logf("eight bodies of %d garbage items cleared (%v bad items counted, kept in %v durable dead letters) in %s; answers %v; valid batches meanwhile: %d records, slowest acknowledged in %s",
