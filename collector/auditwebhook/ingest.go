@@ -39,7 +39,19 @@ func (r *Receiver) ingest(ctx context.Context, body []byte, remote string) (what
 		recBytes, dlBytes int
 		dls               []collector.DeadLetter
 		run               badRun
+		bad               int   // bad documents and items
+		firstBad          error // the first of them, for the log
 	)
+	// Counted and logged once per body, not per item: a body of 100,000
+	// garbage items would otherwise take the metric's and the log limiter's
+	// locks 100,000 times, against every other request.
+	defer func() {
+		if bad > 0 {
+			r.m.rejected.WithLabelValues("malformed").Add(float64(bad))
+			r.logLimit.Warn(r.log, "malformed", "audit webhook: documents rejected, sent to the dead-letter topic",
+				"remote", remote, "count", bad, "reason", reasonOf(firstBad), "first", firstBad)
+		}
+	}()
 	addDL := func(dl collector.DeadLetter) {
 		dls, dlBytes = append(dls, dl), dlBytes+len(dl.Data)+len(dl.Error)
 	}
@@ -51,14 +63,18 @@ func (r *Receiver) ingest(ctx context.Context, body []byte, remote string) (what
 		var de *record.DecodeError
 		switch {
 		case errors.As(err, &de) && de.Item != nil:
-			r.countMalformed(de, remote)
+			if bad++; firstBad == nil {
+				firstBad = err
+			}
 			if !run.fits(de.Item, r.deadMax) {
 				addDL(r.runDeadLetter(&run, remote))
 			}
 			run.add(de)
 			continue // a run of bad items is one dead letter
 		case err != nil:
-			r.countMalformed(err, remote)
+			if bad++; firstBad == nil {
+				firstBad = err
+			}
 			addDL(r.deadLetter(body, remote, reasonOf(err), err.Error()))
 		default:
 			if run.n > 0 {
@@ -161,12 +177,6 @@ func (r *Receiver) runDeadLetter(b *badRun, remote string) collector.DeadLetter 
 	clear(b.items)
 	*b = badRun{items: b.items[:0]}
 	return dl
-}
-
-// countMalformed counts and logs (rate-limited) one bad document or item.
-func (r *Receiver) countMalformed(err error, remote string) {
-	r.m.rejected.WithLabelValues("malformed").Inc()
-	r.logLimit.Warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reasonOf(err), "err", err)
 }
 
 func reasonOf(err error) string {
