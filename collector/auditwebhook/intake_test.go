@@ -236,3 +236,44 @@ func TestSmallBatchesKeepASlot(t *testing.T) {
 		t.Errorf("rejected{busy} = %v, want 1", got)
 	}
 }
+
+// TestBodyDeadlineEndsWithTheBody: a batch whose publishing takes longer
+// than body_read_timeout is still acknowledged; the deadline bounds the
+// body's arrival, not the request, whether the body was read to its
+// Content-Length or to the end of its chunks (after which net/http watches
+// the connection, and a deadline passing would cancel the request).
+func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
+	const timeout = time.Second
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprint("chunked=", chunked), func(t *testing.T) {
+			e := start(t, bodyReadTimeout(timeout))
+			e.pub.block, e.pub.entered = make(chan struct{}), make(chan struct{}, 1)
+			var body io.Reader = strings.NewReader(eventList(event("slow")))
+			if chunked {
+				body = io.MultiReader(body)
+			}
+			req, _ := http.NewRequest(http.MethodPost, e.url, body)
+			got := make(chan int, 1)
+			go func() {
+				resp, err := e.client(&e.pki.goodClient).Do(req)
+				if err != nil {
+					t.Error(err)
+					got <- 0
+					return
+				}
+				resp.Body.Close()
+				got <- resp.StatusCode
+			}()
+			<-e.pub.entered
+			select {
+			case code := <-got:
+				t.Fatalf("answered %d while Publish was still running", code)
+			case <-time.After(2 * timeout): // past the body's deadline
+			}
+			close(e.pub.block)
+			if code := <-got; code != http.StatusOK {
+				t.Fatalf("status %d, want 200", code)
+			}
+		})
+	}
+}

@@ -10,8 +10,8 @@
 // Otherwise the answer makes kube-apiserver retry the whole batch (its
 // webhook client retries every error with exponential backoff, and honours
 // Retry-After on 429/5xx): 429 with Retry-After when the publisher pushes
-// back (collector.ErrBackpressure) or max_in_flight requests are already
-// being processed, 503 with Retry-After while the receiver shuts down, 500
+// back (collector.ErrBackpressure), max_in_flight requests are already
+// being processed or max_inflight_bytes are held (see Intake), 503 with Retry-After while the receiver shuts down, 500
 // on any other publisher error. Retries carry the same record IDs.
 //
 // # Authentication
@@ -35,10 +35,11 @@
 // Retry-After beyond it), a body must arrive within body_read_timeout (408),
 // and only a request whose body is read takes one of max_in_flight
 // processing slots (429 when none is free), so slow clients cannot hold the
-// slots; bodies of 1 MiB or more may hold all but one of them. A body is then decoded item by item and published in bounded
-// sub-batches (ingest.go): 200 still means every record and dead letter of
-// the body is durable; a failure part-way makes the API server retry the
-// whole batch, whose records carry the same IDs.
+// slots; bodies of 1 MiB or more may hold all but one of them. A body is
+// then decoded item by item and published in bounded sub-batches
+// (ingest.go): 200 still means every record and dead letter of the body is
+// durable; a failure part-way makes the API server retry the whole batch,
+// whose records carry the same IDs.
 //
 // # Bad input
 //
