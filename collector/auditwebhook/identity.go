@@ -11,8 +11,8 @@ import (
 // SANs or its common name must match one of the globs. A CA is often the
 // whole cluster's (kubelets, controllers, users), so the CA alone says only
 // that the cluster issued the certificate, not that it is the API server's.
-// A refusal is counted (also as rejected{reason="auth"}) and logged with the certificate's names (public, in
-// the certificate) and never anything secret.
+// A refusal is counted (also as rejected{reason="auth"}) and logged with
+// the certificate's names and serial, which are public, never a secret.
 func (r *Receiver) nameAllowed(req *http.Request, cert *x509.Certificate) bool {
 	if len(r.names) == 0 {
 		return true

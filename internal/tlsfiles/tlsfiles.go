@@ -1,5 +1,6 @@
 // Package tlsfiles reads kubesift's TLS files: CA bundles (CertPool, with
-// errors that name the configuration field) and serving certificates whose
+// errors that name the configuration field; CAPool when the bundle may be
+// rotated) and serving certificates whose
 // files are replaced while the process runs (Certificate): cert-manager
 // renewing a Secret, the kubelet swapping a Secret volume's ..data symlink,
 // an operator copying new files in. kubesift's listeners (the audit webhook
