@@ -19,7 +19,7 @@ type CAPool struct {
 	file string
 
 	mu    sync.Mutex
-	files reloader
+	files *reloader
 	pool  *x509.CertPool
 	count int // certificates in pool
 }
@@ -82,11 +82,7 @@ func (p *CAPool) Pool() *x509.CertPool {
 }
 
 // Stats are the successful and failed reloads since LoadCAPool.
-func (p *CAPool) Stats() (reloads, failures int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.files.reloads, p.files.failures
-}
+func (p *CAPool) Stats() (reloads, failures int64) { return p.files.stats() }
 
 // Collectors are p's reload counters by result, labelled with the listener
 // that trusts the bundle.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,12 +21,15 @@ type reloader struct {
 	interval    time.Duration
 	now         func() time.Time
 
-	loaded   []stamp // of the files what is served was read from
-	tried    []stamp // of the files last tried; nil once unreadable files were reported
-	checked  time.Time
-	reloads  int64
-	failures int64
+	loaded  []stamp // of the files what is served was read from
+	tried   []stamp // of the files last tried; nil once unreadable files were reported
+	checked time.Time
+	// Atomic, so that metrics read them without the owner's mutex.
+	reloads, failures atomic.Int64
 }
+
+// stats are the successful and failed reloads so far.
+func (r *reloader) stats() (reloads, failures int64) { return r.reloads.Load(), r.failures.Load() }
 
 // stamp tells a file's versions apart: modification time and size, of what
 // the path points to (os.Stat follows the ..data symlink of a Secret volume).
@@ -34,8 +38,8 @@ type stamp struct {
 	size int64
 }
 
-func newReloader(what string, o Options, paths ...string) reloader {
-	r := reloader{what: what, field: o.Field, paths: paths, log: o.Log, interval: o.CheckInterval, now: o.Now}
+func newReloader(what string, o Options, paths ...string) *reloader {
+	r := &reloader{what: what, field: o.Field, paths: paths, log: o.Log, interval: o.CheckInterval, now: o.Now}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -86,19 +90,19 @@ func (r *reloader) maybeReload(load func() error, detailKey string, detail func(
 	switch {
 	case err != nil:
 		if r.tried != nil {
-			r.failures++
+			r.failures.Add(1)
 			r.log.Warn(r.what+" files unreadable; keeping the previous one", "field", r.field, "err", err)
 			r.tried = nil
 		}
 	case !slices.Equal(st, r.loaded) && !slices.Equal(st, r.tried):
 		r.tried = st
 		if err := load(); err != nil {
-			r.failures++
+			r.failures.Add(1)
 			r.log.Warn(r.what+" files changed but do not load; keeping the previous one", "field", r.field, "err", err)
 			return
 		}
 		r.loaded = st
-		r.reloads++
+		r.reloads.Add(1)
 		r.log.Info(r.what+" reloaded", "field", r.field, detailKey, detail())
 	}
 }

@@ -31,7 +31,7 @@ type Certificate struct {
 	certFile, keyFile string
 
 	mu       sync.Mutex
-	files    reloader
+	files    *reloader
 	cert     *tls.Certificate
 	notAfter time.Time
 }
@@ -96,11 +96,7 @@ func (c *Certificate) NotAfter() time.Time {
 }
 
 // Stats are the successful and failed reloads since Load.
-func (c *Certificate) Stats() (reloads, failures int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.files.reloads, c.files.failures
-}
+func (c *Certificate) Stats() (reloads, failures int64) { return c.files.stats() }
 
 // Collectors are c's metrics, labelled with the listener they serve:
 // the expiry of the served certificate (alert on it well before it passes:
