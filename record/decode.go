@@ -60,6 +60,30 @@ type Decoder struct {
 	opts    DecodeOptions
 	split   *splitter
 	pending []result
+	// lists are the lists being walked, innermost last. Their items are
+	// decoded one at a time as Next is called, so a caller that takes records
+	// in small batches never holds a whole list decoded: a 100,000-item
+	// EventList costs its raw bytes and one item's records, not 100,000
+	// records at once.
+	lists []*listFrame
+	// item is the raw item of the outermost list being decoded (nil outside
+	// lists); DecodeErrors carry it so a receiver can dead-letter the bad
+	// item instead of the whole body.
+	item []byte
+	// whole is a single document handed over by NewBodyDecoder, decoded
+	// before the splitter is asked for anything.
+	whole *doc
+}
+
+// listFrame is one list being walked: its items, the next one to decode, and
+// what decodeItems needs to decode each.
+type listFrame struct {
+	dc     doc
+	items  [][]byte
+	next   int
+	path   string
+	depth  int
+	unwrap func([]byte, string) ([]byte, string, error)
 }
 
 type result struct {
@@ -84,6 +108,15 @@ func NewDecoder(r io.Reader, name string, opts DecodeOptions) *Decoder {
 // reports it and calls Next again. Any other error is from the reader.
 func (d *Decoder) Next() (*Record, error) {
 	for len(d.pending) == 0 {
+		if d.nextItem() {
+			continue
+		}
+		if d.whole != nil {
+			dc := *d.whole
+			d.whole = nil
+			d.decodeDocument(dc)
+			continue
+		}
 		dc, err := d.split.next()
 		if err != nil {
 			if err == io.EOF {
@@ -106,6 +139,62 @@ func (d *Decoder) Next() (*Record, error) {
 	d.pending[0] = result{}
 	d.pending = d.pending[1:]
 	return r.rec, r.err
+}
+
+// nextItem decodes the next item of the innermost list being walked, and
+// reports false when no list is left.
+func (d *Decoder) nextItem() bool {
+	for n := len(d.lists); n > 0; n = len(d.lists) {
+		f := d.lists[n-1]
+		if f.next >= len(f.items) {
+			d.lists[n-1] = nil
+			d.lists = d.lists[:n-1]
+			if len(d.lists) == 0 {
+				d.item = nil
+			}
+			continue
+		}
+		i, it := f.next, f.items[f.next]
+		f.items[i] = nil // the decoded records keep what they need
+		f.next++
+		if n == 1 {
+			d.item = it
+		}
+		at := fmt.Sprintf("%s[%d]", f.path, i)
+		if f.unwrap != nil {
+			inner, innerAt, err := f.unwrap(it, at)
+			if err != nil {
+				d.fail(f.dc, err)
+				return true
+			}
+			it, at = inner, innerAt
+		}
+		d.decodeObject(f.dc, it, at, f.depth+1)
+		return true
+	}
+	return false
+}
+
+// NewBodyDecoder returns a Decoder for data held whole in memory, such as a
+// webhook request body. It accepts everything NewDecoder does, and when data
+// is one JSON document (a body always is) it decodes it in place, without
+// the copy the stream splitter makes of every document; its lists are then
+// walked lazily like any other (see Decoder.lists).
+func NewBodyDecoder(data []byte, name string, opts DecodeOptions) *Decoder {
+	d := NewDecoder(bytes.NewReader(data), name, opts)
+	start := skipWS(data, 0)
+	if start >= len(data) || data[start] != '{' && data[start] != '[' {
+		return d
+	}
+	end := valueEnd(data, start)
+	// The splitter reports a document over MaxDocBytes, and anything after the
+	// first document, in its own way: leave those to it.
+	if end < 0 || end-start > d.opts.MaxDocBytes || skipWS(data, end) != len(data) {
+		return d
+	}
+	d.whole = &doc{data: data[start:end:end], line: 1 + bytes.Count(data[:start], []byte{'\n'}), offset: int64(start)}
+	d.split = newSplitter(bytes.NewReader(nil), opts.MaxDocBytes)
+	return d
 }
 
 // Position is the line and byte offset the decoder has consumed so far, for
@@ -137,25 +226,15 @@ func DecodeAll(data []byte, name string, opts DecodeOptions) ([]*Record, []error
 }
 
 func (d *Decoder) fail(dc doc, err error) {
-	d.pending = append(d.pending, result{err: &DecodeError{File: d.name, Line: dc.line, Offset: dc.offset, Err: err}})
+	d.pending = append(d.pending, result{err: &DecodeError{File: d.name, Line: dc.line, Offset: dc.offset, Err: err, Item: d.item}})
 }
 
 func (d *Decoder) decodeDocument(dc doc) {
 	data := dc.data
 	switch data[0] {
 	case '[':
-		items, ok := splitArray(data)
-		if !ok {
-			var raw []json.RawMessage
-			if err := json.Unmarshal(data, &raw); err != nil {
-				d.fail(dc, jsonError("", err))
-				return
-			}
-			items = rawSlices(raw)
-		}
-		for i, it := range items {
-			d.decodeObject(dc, it, fmt.Sprintf("[%d]", i), 0)
-		}
+		// depth -1: the items of a top-level array are at depth 0.
+		d.decodeItems(dc, data, "", -1, nil)
 	case '{':
 		d.decodeObject(dc, data, "", 0)
 	default:
@@ -297,7 +376,8 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 // decodeItems decodes each item of the JSON array list found at path. unwrap,
 // when set, turns an item into the object to decode and the path it is
 // found at; an item it refuses is a DecodeError of its own, and the others
-// are still decoded (one bad log event does not cost its batch).
+// are still decoded (one bad log event does not cost its batch). The items
+// are decoded as Next asks for them (nextItem), not here.
 func (d *Decoder) decodeItems(dc doc, list json.RawMessage, path string, depth int, unwrap func([]byte, string) ([]byte, string, error)) {
 	items, ok := splitArray(list)
 	if !ok {
@@ -308,18 +388,7 @@ func (d *Decoder) decodeItems(dc doc, list json.RawMessage, path string, depth i
 		}
 		items = rawSlices(raw)
 	}
-	for i, it := range items {
-		at := fmt.Sprintf("%s[%d]", path, i)
-		if unwrap != nil {
-			inner, innerAt, err := unwrap(it, at)
-			if err != nil {
-				d.fail(dc, err)
-				continue
-			}
-			it, at = inner, innerAt
-		}
-		d.decodeObject(dc, it, at, depth+1)
-	}
+	d.lists = append(d.lists, &listFrame{dc: dc, items: items, path: path, depth: depth, unwrap: unwrap})
 }
 
 // isArray reports whether a wrapper's list is a JSON array, and fails the

@@ -282,3 +282,52 @@ func TestAuditLiteMatchesPlainDecode(t *testing.T) {
 		t.Errorf("only %d events took the lite path", lite)
 	}
 }
+
+// TestBodyDecoderIsLazy: NewBodyDecoder decodes a list's items as Next asks
+// for them (a caller taking records in small batches never holds the whole
+// list decoded), and each error of an item carries the outermost item.
+func TestBodyDecoderIsLazy(t *testing.T) {
+	bad := `{"auditID":"x","stage":"ResponseComplete","user":{"username":5}}`
+	tests := []struct {
+		name      string
+		body      string
+		wantItems []string // DecodeError.Item of each error, in order
+		wantRecs  int
+	}{
+		{"event list", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + auditV1 + `,{"kind":"Pod"},` + bad + `,` + auditNoAPI + `]}`,
+			[]string{`{"kind":"Pod"}`, bad}, 2},
+		{"array of lists: the outer item", ` [{"items":[` + auditV1 + `,1]}]`, []string{`{"items":[` + auditV1 + `,1]}`}, 1},
+		{"not in a list", `{"kind":"Pod"}`, []string{""}, 0},
+		{"two documents", auditV1 + "\n" + `{"items":[2]}`, []string{"2"}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewBodyDecoder([]byte(tc.body), "body", testOpts)
+			var items []string
+			recs := 0
+			for {
+				r, err := d.Next()
+				if err == io.EOF {
+					break
+				}
+				if len(d.pending) > 1 {
+					t.Fatalf("%d results decoded ahead of Next", len(d.pending))
+				}
+				var de *DecodeError
+				switch {
+				case errors.As(err, &de):
+					items = append(items, string(de.Item))
+				case err != nil:
+					t.Fatal(err)
+				case r.ID == "":
+					t.Fatalf("record without id")
+				default:
+					recs++
+				}
+			}
+			if !reflect.DeepEqual(items, tc.wantItems) || recs != tc.wantRecs {
+				t.Errorf("items %q and %d records, want %q and %d", items, recs, tc.wantItems, tc.wantRecs)
+			}
+		})
+	}
+}

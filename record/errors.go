@@ -27,6 +27,10 @@ type DecodeError struct {
 	// line runs on until the next document starts). 0 when unknown.
 	End int64
 	Err error
+	// Item is the raw item of the outermost list the failure is in (an
+	// EventList's or a JSON array's element), nil when it is not in a list:
+	// what a receiver keeps as the dead letter instead of the whole input.
+	Item []byte
 }
 
 func (e *DecodeError) Error() string {

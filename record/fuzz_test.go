@@ -129,3 +129,48 @@ func FuzzScanProbe(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBodyDecoder checks NewBodyDecoder against the stream decoder: on any
+// input without a line break (where the splitter's line heuristics cannot
+// cut a document differently) both must return the same records and the
+// same errors, in the same order.
+func FuzzBodyDecoder(f *testing.F) {
+	for _, s := range []string{auditV1, `{"kind":"EventList","items":[` + auditV1 + `,{},1,` + auditNoAPI + `]}`,
+		`[` + coreEvent + `,[` + eventsEvent + `,{"kind":"Pod"}]]`, `{"records":[{"properties":{"log":` + jsonQuote(auditV1) + `}},3]}`,
+		`{"logEvents":[{"message":"{"}]}`, `  {"items":[{}]}  `, `{"items":[]} {"items":[]}`, `[1,`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if bytes.ContainsAny(data, "\r\n") {
+			return
+		}
+		opts := testOpts
+		opts.MaxDocBytes = 4096
+		collect := func(d *Decoder) []string {
+			var out []string
+			for i := 0; ; i++ {
+				if i > len(data)+2 {
+					t.Fatalf("more results than input bytes: decoder loops")
+				}
+				r, err := d.Next()
+				switch {
+				case err == io.EOF:
+					return out
+				case err != nil:
+					var de *DecodeError
+					if !errors.As(err, &de) {
+						t.Fatalf("unexpected error type %T: %v", err, err)
+					}
+					out = append(out, "error "+err.Error())
+				default:
+					out = append(out, "record "+r.ID+" "+string(r.Object))
+				}
+			}
+		}
+		stream := collect(NewDecoder(bytes.NewReader(data), "fuzz", opts))
+		body := collect(NewBodyDecoder(data, "fuzz", opts))
+		if !reflect.DeepEqual(stream, body) {
+			t.Fatalf("body decoder disagrees with the stream decoder on %q:\nstream %q\nbody   %q", data, stream, body)
+		}
+	})
+}

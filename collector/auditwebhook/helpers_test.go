@@ -87,11 +87,12 @@ type pki struct {
 	serverCA                  *x509.CertPool
 	serverCert, serverKey     string // files
 	clientCA                  string // file
+	clientCAKey               *testenv.KeyPair
 	goodClient, rogueClient   tls.Certificate
 	goodClientNoClientAuthEKU tls.Certificate
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	dir := t.TempDir()
 	ca := func(cn string) *testenv.KeyPair { return testenv.NewKeyPair(t, testenv.CertSpec{CN: cn, IsCA: true}) }
@@ -105,7 +106,7 @@ func newPKI(t *testing.T) *pki {
 	cliNoEKU := leaf("server-only", cliCA, x509.ExtKeyUsageServerAuth)
 	rogueCA := ca("rogue-ca")
 	rogue := leaf("kube-apiserver-audit", rogueCA, x509.ExtKeyUsageClientAuth)
-	p := &pki{dir: dir, serverCA: srvCA.Pool(), goodClient: cli.TLS(), rogueClient: rogue.TLS(), goodClientNoClientAuthEKU: cliNoEKU.TLS()}
+	p := &pki{dir: dir, serverCA: srvCA.Pool(), clientCAKey: cliCA, goodClient: cli.TLS(), rogueClient: rogue.TLS(), goodClientNoClientAuthEKU: cliNoEKU.TLS()}
 	p.serverCert, p.serverKey = srv.Write(t, dir, "server")
 	p.clientCA, _ = cliCA.Write(t, dir, "client-ca")
 	return p

@@ -19,10 +19,13 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec // by reason
 	requests    *prometheus.CounterVec // by code
 	inFlight    prometheus.Gauge
-	duration    prometheus.Histogram
+	// clientNameDenied counts certificates of the client CA refused by
+	// allowed_client_names.
+	clientNameDenied prometheus.Counter
+	duration         prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, inflightBytes func() int64) (*metrics, error) {
 	sm, err := collector.NewSourceMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -37,19 +40,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kubesift_collector_webhook_in_flight",
 			Help: "Audit webhook requests being processed (bounded by max_in_flight).",
 		}),
+		clientNameDenied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_collector_webhook_client_name_denied_total",
+			Help: "Client certificates of client_ca_file refused because no name matched allowed_client_names.",
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kubesift_collector_webhook_request_duration_seconds",
 			Help:    "Time from request to answer, publishing included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}),
 	}
-	if err := obs.Register(reg, m.requests, m.inFlight, m.duration); err != nil {
+	bytesInUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kubesift_collector_webhook_inflight_bytes",
+		Help: "Request body bytes held by the audit webhook (bounded by max_inflight_bytes).",
+	}, func() float64 { return float64(inflightBytes()) })
+	if err := obs.Register(reg, m.requests, m.inFlight, m.duration, bytesInUse, m.clientNameDenied); err != nil {
 		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
 	m.received = received.WithLabelValues(Source)
 	m.rejected = rejected.MustCurryWith(prometheus.Labels{"source": Source})
 	m.deadLetters = dead.MustCurryWith(prometheus.Labels{"source": Source})
-	for _, r := range []string{"auth", "size", "malformed", "tls"} {
+	// budget: over max_inflight_bytes (429); busy: over max_in_flight (429);
+	// timeout: body not received within body_read_timeout (408).
+	for _, r := range []string{"auth", "size", "malformed", "tls", "budget", "busy", "timeout"} {
 		m.rejected.WithLabelValues(r)
 	}
 	return m, nil

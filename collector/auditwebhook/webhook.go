@@ -10,8 +10,8 @@
 // Otherwise the answer makes kube-apiserver retry the whole batch (its
 // webhook client retries every error with exponential backoff, and honours
 // Retry-After on 429/5xx): 429 with Retry-After when the publisher pushes
-// back (collector.ErrBackpressure) or max_in_flight requests are already
-// being processed, 503 with Retry-After while the receiver shuts down, 500
+// back (collector.ErrBackpressure), max_in_flight requests are already
+// being processed or max_inflight_bytes are held (see Intake), 503 with Retry-After while the receiver shuts down, 500
 // on any other publisher error. Retries carry the same record IDs.
 //
 // # Authentication
@@ -22,9 +22,24 @@
 // verifying it, and the handler verifies the chain (x509, client-auth usage)
 // itself: so a wrong certificate gets a 403 that is counted and logged
 // instead of a handshake failure the client cannot interpret. Go's TLS stack
-// still checks that the client holds the certificate's private key. Bearer
+// still checks that the client holds the certificate's private key. With
+// allowed_client_names set, the certificate must also carry a matching name
+// (identity.go). client_ca_file is re-read when it changes. Bearer
 // tokens are compared in constant time (SHA-256 digests, so the length does
 // not leak either). No credentials: 401; wrong ones: 403.
+//
+// # Intake
+//
+// Memory and slots are bounded before any decoding (intake.go): bodies held
+// by all connections together are capped by max_inflight_bytes (429 with
+// Retry-After beyond it), a body must arrive within body_read_timeout (408),
+// and only a request whose body is read takes one of max_in_flight
+// processing slots (429 when none is free), so slow clients cannot hold the
+// slots; bodies of 1 MiB or more may hold all but one of them. A body is
+// then decoded item by item and published in bounded sub-batches
+// (ingest.go): 200 still means every record and dead letter of the body is
+// durable; a failure part-way makes the API server retry the whole batch,
+// whose records carry the same IDs.
 //
 // # Bad input
 //
@@ -32,20 +47,20 @@
 // dead_letter_max_bytes go to the dead-letter topic). Items that do not
 // decode become dead letters (redacted like records, see
 // redact.ScrubDeadLetter) while the good items of the same batch are
-// published; the batch is acknowledged once both are durable.
+// published; consecutive bad items are one dead letter holding all of them
+// (up to dead_letter_max_bytes). The batch is acknowledged once both are
+// durable.
 //
-// Concurrency is bounded by a semaphore of max_in_flight requests; records
-// are handled in the request's goroutine (never one goroutine per record).
+// Records are handled in the request's goroutine (never one goroutine per
+// record).
 package auditwebhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,11 +111,14 @@ type Receiver struct {
 	m         *metrics
 	now       func() time.Time
 	tlsConfig *tls.Config
-	clientCAs *x509.CertPool // nil: mTLS not accepted
-	tokenHash *[32]byte      // nil: bearer tokens not accepted
+	clientCAs *tlsfiles.CAPool // nil: mTLS not accepted
+	names     []string         // allowed_client_names; empty: any name
+	tokenHash *[32]byte        // nil: bearer tokens not accepted
 	deadMax   int
 
 	sem      chan struct{}
+	largeSem chan struct{} // the slots bodies of smallBody or more may hold
+	budget   *byteBudget
 	draining atomic.Bool
 	logLimit obs.LogLimiter
 }
@@ -121,6 +139,8 @@ func New(o Options) (*Receiver, error) {
 		now:     o.Now,
 		deadMax: o.DeadLetterMaxBytes,
 		sem:     make(chan struct{}, max(c.MaxInFlight, 1)),
+		// One slot is kept for small bodies (takeSlot).
+		largeSem: make(chan struct{}, max(c.MaxInFlight-1, 0)),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -138,6 +158,13 @@ func New(o Options) (*Receiver, error) {
 	if r.cfg.MaxBodyBytes <= 0 {
 		r.cfg.MaxBodyBytes = 32 << 20
 	}
+	if r.cfg.MaxInflightBytes <= 0 {
+		r.cfg.MaxInflightBytes = config.DefaultWebhookInflightBytes
+	}
+	if r.cfg.BodyReadTimeout <= 0 {
+		r.cfg.BodyReadTimeout = config.DefaultWebhookBodyReadTimeout
+	}
+	r.budget = &byteBudget{max: r.cfg.MaxInflightBytes}
 	// Re-read when the files change: a renewed Secret is served without a
 	// restart (the API server would refuse an expired certificate and,
 	// its buffer full, drop audit events).
@@ -152,11 +179,16 @@ func New(o Options) (*Receiver, error) {
 		ClientAuth:     tls.NoClientCert,
 	}
 	if c.ClientCAFile != "" {
-		pool, err := tlsfiles.CertPool(c.ClientCAFile, "collector.audit_webhook.client_ca_file")
+		pool, err := tlsfiles.LoadCAPool(c.ClientCAFile, tlsfiles.Options{
+			Field: "collector.audit_webhook.client_ca_file", Log: r.log, Now: r.now})
 		if err != nil {
 			return nil, err
 		}
-		r.clientCAs = pool
+		r.clientCAs, r.names = pool, c.AllowedClientNames
+		if len(r.names) == 0 {
+			r.log.Warn("audit webhook: allowed_client_names is empty, so any client certificate client_ca_file signed may post audit events; list the API server's certificate names",
+				"client_ca_file", c.ClientCAFile)
+		}
 		// Verified in the handler (see the package doc), so that a wrong
 		// certificate is answered 403 and counted.
 		r.tlsConfig.ClientAuth = tls.RequestClientCert
@@ -168,10 +200,14 @@ func New(o Options) (*Receiver, error) {
 	if r.clientCAs == nil && r.tokenHash == nil {
 		return nil, errors.New("collector.audit_webhook: neither client_ca_file nor bearer_token is set; the API server could not authenticate")
 	}
-	if r.m, err = newMetrics(o.Registerer); err != nil {
+	if r.m, err = newMetrics(o.Registerer, r.budget.inUse); err != nil {
 		return nil, err
 	}
-	if err := obs.Register(o.Registerer, cert.Collectors(Source)...); err != nil {
+	collectors := cert.Collectors(Source)
+	if r.clientCAs != nil {
+		collectors = append(collectors, r.clientCAs.Collectors(Source)...)
+	}
+	if err := obs.Register(o.Registerer, collectors...); err != nil {
 		return nil, fmt.Errorf("audit webhook: register metrics: %w", err)
 	}
 	return r, nil
@@ -194,8 +230,8 @@ func (r *Receiver) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           r,
 		TLSConfig:         r.tlsConfig.Clone(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// A batch of max_body_bytes over a slow link still fits; a
-		// stalled client does not hold a slot forever.
+		// Bounds a whole request; its body has the shorter
+		// body_read_timeout (intake.go).
 		ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute,
 		ErrorLog:    log.New(&serverErrorLog{r: r}, "", 0),
@@ -246,78 +282,47 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 		}
 		return r.answer(w, code, http.StatusText(code), false)
 	}
-	select {
-	case r.sem <- struct{}{}:
-		defer func() { <-r.sem }()
-	default:
-		r.logLimit.Warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
-		return r.answer(w, http.StatusTooManyRequests, "too many requests in flight; retry later", true)
-	}
-	r.m.inFlight.Inc()
-	defer r.m.inFlight.Dec()
-
 	if ce := req.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		r.m.rejected.WithLabelValues("malformed").Inc()
 		return r.answer(w, http.StatusUnsupportedMediaType, "Content-Encoding "+ce+" is not supported", false)
 	}
 	ctx := req.Context()
-	body, err := r.readBody(w, req)
-	var tooLarge *http.MaxBytesError
+	b, err := r.readBody(w, req)
+	defer b.release()
 	switch {
-	case errors.As(err, &tooLarge):
-		return r.rejectTooLarge(ctx, w, req, body)
+	case errors.Is(err, errOverBudget):
+		r.m.rejected.WithLabelValues("budget").Inc()
+		r.logLimit.Warn(r.log, "budget", "audit webhook at max_inflight_bytes; answering 429",
+			"max_inflight_bytes", r.budget.max, "content_length", req.ContentLength)
+		w.Header().Set("Connection", "close") // the unread body is not worth draining
+		return r.answer(w, http.StatusTooManyRequests, "too many bytes in flight; retry later", true)
+	case errors.Is(err, errTooLarge):
+		return r.rejectTooLarge(ctx, w, req, b.data)
+	case isTimeout(err):
+		r.m.rejected.WithLabelValues("timeout").Inc()
+		r.logLimit.Warn(r.log, "timeout", "audit webhook: request body not received within body_read_timeout",
+			"remote", req.RemoteAddr, "body_read_timeout", r.cfg.BodyReadTimeout, "received", len(b.data), "content_length", req.ContentLength)
+		w.Header().Set("Connection", "close")
+		return r.answer(w, http.StatusRequestTimeout, "body not received in time", true)
 	case err != nil:
 		r.logLimit.Warn(r.log, "read", "audit webhook: reading the request body failed", "remote", req.RemoteAddr, "err", err)
 		return r.answer(w, http.StatusBadRequest, "could not read the body", false)
 	}
 
-	recs, errs := record.DecodeAll(body, Source, record.DecodeOptions{
-		Cluster: r.cluster, Now: r.now, MaxDocBytes: int(r.cfg.MaxBodyBytes) + 1,
-	})
-	var dls []collector.DeadLetter
-	if len(errs) > 0 {
-		dls = r.deadLetters(body, errs, req.RemoteAddr)
+	// The slot is taken only now that the body is here: see intake.go.
+	done, ok := r.takeSlot(len(b.data))
+	if !ok {
+		r.m.rejected.WithLabelValues("busy").Inc()
+		r.logLimit.Warn(r.log, "busy", "audit webhook at max_in_flight; answering 429", "max_in_flight", cap(r.sem))
+		return r.answer(w, http.StatusTooManyRequests, "too many requests in flight; retry later", true)
 	}
-	good := recs[:0]
-	for _, rec := range recs {
-		if err := r.san.Apply(rec); err != nil {
-			r.logLimit.Warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
-			dls = append(dls, r.deadLetter(rec.Object, req.RemoteAddr, "redaction", err.Error()))
-			continue
-		}
-		good = append(good, rec)
-	}
-	r.m.received.Add(float64(len(good)))
-
-	if len(dls) > 0 {
-		if err := r.pub.PublishDeadLetters(ctx, dls); err != nil {
-			return r.publishFailed(w, req, err, "dead letter")
-		}
-		for _, dl := range dls {
-			r.m.deadLetters.WithLabelValues(dl.Reason).Inc()
-		}
-	}
-	if len(good) > 0 {
-		if err := r.pub.Publish(ctx, good); err != nil {
-			return r.publishFailed(w, req, err, "batch")
-		}
+	defer done()
+	if what, err := r.ingest(ctx, b.data, req.RemoteAddr); err != nil {
+		return r.publishFailed(w, req, err, what)
 	}
 	// Everything of the batch is durable: now, and only now, acknowledge.
 	w.WriteHeader(http.StatusOK)
 	return http.StatusOK
-}
-
-// readBody reads the whole body, at most max_body_bytes. On
-// *http.MaxBytesError it returns what was read so far.
-func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {
-	limit := r.cfg.MaxBodyBytes
-	body := http.MaxBytesReader(w, req.Body, limit)
-	var buf bytes.Buffer
-	if n := req.ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(n) + bytes.MinRead)
-	}
-	_, err := buf.ReadFrom(body)
-	return buf.Bytes(), err
 }
 
 // rejectTooLarge answers 413 after making the head of the body a dead letter.
@@ -373,22 +378,22 @@ func (r *Receiver) answer(w http.ResponseWriter, code int, msg string, retry boo
 }
 
 // authenticate returns 0 when the request carries a valid client
-// certificate or bearer token, 401 when it carries none, 403 when the ones it
-// carries are not valid.
+// certificate (of client_ca_file, with an allowed name) or bearer token, 401
+// when it carries none, 403 when the ones it carries are not valid.
 func (r *Receiver) authenticate(req *http.Request) int {
 	presented := false
 	if r.clientCAs != nil && req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
 		presented = true
 		certs := req.TLS.PeerCertificates
 		opts := x509.VerifyOptions{
-			Roots:         r.clientCAs,
+			Roots:         r.clientCAs.Pool(),
 			Intermediates: x509.NewCertPool(),
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}
 		for _, c := range certs[1:] {
 			opts.Intermediates.AddCert(c)
 		}
-		if _, err := certs[0].Verify(opts); err == nil {
+		if _, err := certs[0].Verify(opts); err == nil && r.nameAllowed(req, certs[0]) {
 			return 0
 		}
 	}
@@ -409,35 +414,6 @@ func (r *Receiver) authenticate(req *http.Request) int {
 	return http.StatusUnauthorized
 }
 
-// deadLetters turns decode errors into dead letters. For a bad item of an
-// EventList (or a JSON array) the item itself is kept; for anything else
-// (the body is not JSON, not a list, …) the head of the body.
-func (r *Receiver) deadLetters(body []byte, errs []error, remote string) []collector.DeadLetter {
-	var items [][]byte // parsed lazily, once, only on this error path
-	parsed := false
-	out := make([]collector.DeadLetter, 0, len(errs))
-	for _, err := range errs {
-		var de *record.DecodeError
-		reason := "other"
-		if errors.As(err, &de) {
-			reason = de.Reason()
-		}
-		r.m.rejected.WithLabelValues("malformed").Inc()
-		data := body
-		if i, ok := itemIndex(err); ok {
-			if !parsed {
-				items, parsed = listItems(body), true
-			}
-			if i < len(items) {
-				data = items[i]
-			}
-		}
-		r.logLimit.Warn(r.log, "malformed", "audit webhook: document rejected, sent to the dead-letter topic", "remote", remote, "reason", reason, "err", err)
-		out = append(out, r.deadLetter(data, remote, reason, err.Error()))
-	}
-	return out
-}
-
 func (r *Receiver) deadLetter(data []byte, remote, reason, msg string) collector.DeadLetter {
 	return r.san.DeadLetter(collector.DeadLetter{
 		Data:    data,
@@ -448,54 +424,6 @@ func (r *Receiver) deadLetter(data []byte, remote, reason, msg string) collector
 		Error:   msg,
 		Cluster: r.cluster,
 	})
-}
-
-// itemIndex finds which list item a decode error is about, from the field
-// path the decoder puts first ("items[3].user.username: …", "[2]: …").
-func itemIndex(err error) (int, bool) {
-	var de *record.DecodeError
-	if !errors.As(err, &de) || de.Err == nil {
-		return 0, false
-	}
-	msg := de.Err.Error()
-	var fe *record.FieldError
-	if errors.As(de.Err, &fe) {
-		msg = fe.Field
-	}
-	msg = strings.TrimPrefix(msg, "items")
-	if !strings.HasPrefix(msg, "[") {
-		return 0, false
-	}
-	end := strings.IndexByte(msg, ']')
-	if end < 0 {
-		return 0, false
-	}
-	i, err2 := strconv.Atoi(msg[1:end])
-	return i, err2 == nil && i >= 0
-}
-
-// listItems returns the items of an EventList or JSON array body, or nil.
-func listItems(body []byte) [][]byte {
-	trimmed := bytes.TrimSpace(body)
-	var raw []json.RawMessage
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &raw) != nil {
-			return nil
-		}
-	} else {
-		var l struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		if json.Unmarshal(trimmed, &l) != nil {
-			return nil
-		}
-		raw = l.Items
-	}
-	out := make([][]byte, len(raw))
-	for i, it := range raw {
-		out[i] = it
-	}
-	return out
 }
 
 // serverErrorLog receives net/http's own error log: TLS handshake failures

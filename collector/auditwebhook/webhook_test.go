@@ -40,7 +40,7 @@ func eventList(items ...string) string {
 }
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	pki  *pki
 	pub  *fakePub
 	rcv  *Receiver
@@ -62,7 +62,7 @@ func maxInFlight(n int) envOpt               { return func(c *config.AuditWebhoo
 func grace(d time.Duration) envOpt           { return func(c *config.AuditWebhookConfig) { c.ShutdownGrace = d } }
 
 // start runs a Receiver on a loopback port with mTLS (and whatever opts add).
-func start(t *testing.T, opts ...envOpt) *env {
+func start(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
 	p := newPKI(t)
 	cfg := config.Default().Collector
@@ -432,25 +432,6 @@ func TestNewValidates(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestItemIndex(t *testing.T) {
-	_, errs := record.DecodeAll([]byte(eventList(event("a"), `{"kind":"Pod"}`, `{"auditID":"x","stage":"ResponseComplete","user":{"username":5}}`)), "t", record.DecodeOptions{})
-	var got []int
-	for _, err := range errs {
-		i, ok := itemIndex(err)
-		if !ok {
-			t.Fatalf("no index in %v", err)
-		}
-		got = append(got, i)
-	}
-	if fmt.Sprint(got) != "[1 2]" {
-		t.Errorf("indexes %v", got)
-	}
-	_, errs = record.DecodeAll([]byte(`[`+event("a")+`,{"kind":"Pod"}]`), "t", record.DecodeOptions{})
-	if i, ok := itemIndex(errs[0]); !ok || i != 1 {
-		t.Errorf("array index %d %v (%v)", i, ok, errs)
 	}
 }
 

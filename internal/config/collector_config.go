@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -26,13 +27,14 @@ type CollectorConfig struct {
 	// (malformed line or item, oversized request).
 	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
 	// MemoryLimit is the collector's soft memory limit in bytes
-	// (runtime/debug.SetMemoryLimit; 0: none). The GOMEMLIMIT environment
-	// variable, when set, takes precedence. The default (60 MiB of Go
-	// memory) keeps the collector's RSS, which adds ~35 MiB of mapped
-	// binary, under 100 MiB while it tails at 50,000+ records/s: without a
-	// limit the heap grows to twice the ~30 MiB live heap between
-	// collections. It is soft: a larger live heap (big webhook bodies)
-	// exceeds it instead of failing; raise it with the container's limit.
+	// (runtime/debug.SetMemoryLimit). 0, the default: 85% of the memory
+	// limit of the container's cgroup (v2 memory.max, v1
+	// memory.limit_in_bytes), or 60 MiB outside a memory-limited cgroup,
+	// which keeps the tail's RSS under 100 MiB at 50,000+ records/s (without
+	// a limit the heap grows to twice the ~30 MiB live heap between
+	// collections). -1: no limit. The GOMEMLIMIT environment variable, when
+	// set, takes precedence over all of these. It is soft: a larger live
+	// heap (big webhook bodies) exceeds it instead of failing.
 	MemoryLimit int64 `yaml:"memory_limit"`
 
 	AuditWebhook AuditWebhookConfig `yaml:"audit_webhook"`
@@ -70,7 +72,27 @@ type AuditWebhookConfig struct {
 	RetryAfter time.Duration `yaml:"retry_after"`
 	// ShutdownGrace is how long in-flight requests may finish on shutdown.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// MaxInflightBytes caps the request body bytes held by all connections
+	// together. A request is admitted against its Content-Length (a body of
+	// unknown length is charged as it arrives); beyond the budget the
+	// receiver answers 429 with Retry-After.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// BodyReadTimeout bounds the time a request body may take to arrive; a
+	// request holds no max_in_flight slot until its body is read.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
+	// AllowedClientNames, when set, are globs (path.Match) of which one must
+	// match a DNS name, a URI or the common name of the client certificate;
+	// a certificate of client_ca_file with none of them is answered 403.
+	// Empty: any certificate client_ca_file signed is accepted (a warning
+	// is logged at start).
+	AllowedClientNames []string `yaml:"allowed_client_names"`
 }
+
+// Defaults of the audit webhook's intake bounds.
+const (
+	DefaultWebhookInflightBytes   = 128 << 20
+	DefaultWebhookBodyReadTimeout = 30 * time.Second
+)
 
 // AuditTailConfig configures the tail of audit log files written by
 // kube-apiserver's log backend (--audit-log-path, --audit-log-format=json).
@@ -137,13 +159,15 @@ func defaultCollector() CollectorConfig {
 	return CollectorConfig{
 		Events:             DefaultEventsConfig(),
 		DeadLetterMaxBytes: 64 << 10,
-		MemoryLimit:        60 << 20,
 		AuditWebhook: AuditWebhookConfig{
 			Listen:        ":8443",
 			MaxBodyBytes:  32 << 20,
 			MaxInFlight:   8,
 			RetryAfter:    time.Second,
 			ShutdownGrace: 20 * time.Second,
+
+			MaxInflightBytes: DefaultWebhookInflightBytes,
+			BodyReadTimeout:  DefaultWebhookBodyReadTimeout,
 		},
 		AuditTail: AuditTailConfig{
 			Paths:                 []string{"/var/log/kubernetes/audit/audit.log"},
@@ -177,8 +201,8 @@ func (c *CollectorConfig) validate(v *validator) {
 	// Below a few tens of MiB the collector's live heap alone (decoded
 	// batches, Kafka batches, zstd encoders) is over it and the GC would
 	// run without pause.
-	if c.MemoryLimit != 0 && c.MemoryLimit < 32<<20 {
-		v.add("collector.memory_limit", "must be 0 (no limit) or at least 33554432 (32 MiB)")
+	if c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < 32<<20 {
+		v.add("collector.memory_limit", "must be 0 (from the cgroup), -1 (no limit) or at least 33554432 (32 MiB)")
 	}
 
 	w := &c.AuditWebhook
@@ -215,6 +239,19 @@ func (c *CollectorConfig) validate(v *validator) {
 	}
 	if w.ShutdownGrace < 0 {
 		v.add(wp+"shutdown_grace", "must not be negative")
+	}
+	// One body of max_body_bytes must fit, or it would be answered 429
+	// forever.
+	if w.MaxInflightBytes < w.MaxBodyBytes {
+		v.add(wp+"max_inflight_bytes", "must be at least max_body_bytes")
+	}
+	if w.BodyReadTimeout < time.Second {
+		v.add(wp+"body_read_timeout", "must be at least 1s")
+	}
+	for i, g := range w.AllowedClientNames {
+		if _, err := path.Match(g, ""); err != nil || g == "" {
+			v.add(fmt.Sprintf(wp+"allowed_client_names[%d]", i), "not a glob pattern")
+		}
 	}
 
 	tl := &c.AuditTail

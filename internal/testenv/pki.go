@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,6 +24,9 @@ type CertSpec struct {
 	IsCA   bool
 	EKU    []x509.ExtKeyUsage
 	IPs    []net.IP
+	// DNSNames and URIs are subject alternative names.
+	DNSNames []string
+	URIs     []*url.URL
 	// Serial is random when 0.
 	Serial int64
 	// NotAfter is an hour from now when zero.
@@ -54,6 +58,7 @@ func NewKeyPair(t testing.TB, s CertSpec) *KeyPair {
 		SerialNumber: serial, Subject: pkix.Name{CommonName: s.CN},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: s.NotAfter,
 		BasicConstraintsValid: true, IsCA: s.IsCA, ExtKeyUsage: s.EKU, IPAddresses: s.IPs,
+		DNSNames: s.DNSNames, URIs: s.URIs,
 		KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	if s.IsCA {

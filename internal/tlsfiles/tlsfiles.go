@@ -1,5 +1,6 @@
 // Package tlsfiles reads kubesift's TLS files: CA bundles (CertPool, with
-// errors that name the configuration field) and serving certificates whose
+// errors that name the configuration field; CAPool when the bundle may be
+// rotated) and serving certificates whose
 // files are replaced while the process runs (Certificate): cert-manager
 // renewing a Secret, the kubelet swapping a Secret volume's ..data symlink,
 // an operator copying new files in. kubesift's listeners (the audit webhook
@@ -28,22 +29,14 @@ const DefaultCheckInterval = 10 * time.Second
 // re-read when either changes. Use GetCertificate as tls.Config's.
 type Certificate struct {
 	certFile, keyFile string
-	field             string // the config fields, for errors and logs
-	log               *slog.Logger
-	interval          time.Duration
-	now               func() time.Time
 
 	mu       sync.Mutex
+	files    *reloader
 	cert     *tls.Certificate
 	notAfter time.Time
-	loaded   [2]stamp // of the files the served pair was read from
-	tried    [2]stamp // of the files last tried: a bad pair is tried once
-	checked  time.Time
-	reloads  int64
-	failures int64
 }
 
-// Options tune a Certificate; the zero value is the default.
+// Options tune a Certificate or a CAPool; the zero value is the default.
 type Options struct {
 	// Field names the configuration fields the files come from
 	// ("collector.audit_webhook.tls_cert_file/tls_key_file").
@@ -56,54 +49,21 @@ type Options struct {
 	Now func() time.Time
 }
 
-// stamp tells a file's versions apart: modification time and size, of what
-// the path points to (os.Stat follows the ..data symlink of a Secret volume).
-type stamp struct {
-	mod  time.Time
-	size int64
-}
-
 // Load reads the key pair. An error here (missing file, no PEM, key not
 // matching the certificate) names the configuration field and stops the
 // start; later errors only keep the previous pair.
 func Load(certFile, keyFile string, o Options) (*Certificate, error) {
-	c := &Certificate{certFile: certFile, keyFile: keyFile, field: o.Field, log: o.Log, interval: o.CheckInterval, now: o.Now}
-	if c.log == nil {
-		c.log = slog.Default()
+	c := &Certificate{certFile: certFile, keyFile: keyFile}
+	c.files = newReloader("TLS certificate", o, certFile, keyFile)
+	if err := c.files.first(c.load); err != nil {
+		return nil, err
 	}
-	if c.interval <= 0 {
-		c.interval = DefaultCheckInterval
-	}
-	if c.now == nil {
-		c.now = time.Now
-	}
-	st, err := c.stamps()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", c.field, err)
-	}
-	if err := c.load(st); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.field, err)
-	}
-	c.checked = c.now()
 	return c, nil
-}
-
-func (c *Certificate) stamps() ([2]stamp, error) {
-	var st [2]stamp
-	for i, p := range []string{c.certFile, c.keyFile} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return st, err
-		}
-		st[i] = stamp{mod: fi.ModTime(), size: fi.Size()}
-	}
-	return st, nil
 }
 
 // load reads the pair and, if it is good, serves it. c.mu is held (or c is
 // not shared yet).
-func (c *Certificate) load(st [2]stamp) error {
-	c.tried = st
+func (c *Certificate) load() error {
 	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
 	if err != nil {
 		return err
@@ -113,7 +73,7 @@ func (c *Certificate) load(st [2]stamp) error {
 		return err
 	}
 	pair.Leaf = leaf
-	c.cert, c.notAfter, c.loaded = &pair, leaf.NotAfter, st
+	c.cert, c.notAfter = &pair, leaf.NotAfter
 	return nil
 }
 
@@ -124,26 +84,7 @@ func (c *Certificate) load(st [2]stamp) error {
 func (c *Certificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := c.now(); now.Sub(c.checked) >= c.interval {
-		c.checked = now
-		st, err := c.stamps()
-		switch {
-		case err != nil:
-			if c.tried != ([2]stamp{}) {
-				c.failures++
-				c.log.Warn("TLS certificate files unreadable; serving the previous certificate", "field", c.field, "err", err)
-				c.tried = [2]stamp{}
-			}
-		case st != c.loaded && st != c.tried:
-			if err := c.load(st); err != nil {
-				c.failures++
-				c.log.Warn("TLS certificate files changed but do not load; serving the previous certificate", "field", c.field, "err", err)
-			} else {
-				c.reloads++
-				c.log.Info("TLS certificate reloaded", "field", c.field, "not_after", c.notAfter)
-			}
-		}
-	}
+	c.files.maybeReload(c.load, "not_after", func() any { return c.notAfter })
 	return c.cert, nil
 }
 
@@ -155,11 +96,7 @@ func (c *Certificate) NotAfter() time.Time {
 }
 
 // Stats are the successful and failed reloads since Load.
-func (c *Certificate) Stats() (reloads, failures int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reloads, c.failures
-}
+func (c *Certificate) Stats() (reloads, failures int64) { return c.files.stats() }
 
 // Collectors are c's metrics, labelled with the listener they serve:
 // the expiry of the served certificate (alert on it well before it passes:
@@ -167,22 +104,24 @@ func (c *Certificate) Stats() (reloads, failures int64) {
 // audit events once its buffer is full) and the reloads by result.
 func (c *Certificate) Collectors(listener string) []prometheus.Collector {
 	labels := prometheus.Labels{"listener": listener}
-	return []prometheus.Collector{
+	return append([]prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "kubesift_tls_certificate_expiry_timestamp_seconds",
 			Help:        "When the certificate a kubesift listener serves expires (Unix time).",
 			ConstLabels: labels,
 		}, func() float64 { return float64(c.NotAfter().Unix()) }),
+	}, reloadCounters("kubesift_tls_certificate_reloads_total", "Certificate files re-read after they changed, by result.", listener, c.Stats)...)
+}
+
+// reloadCounters are the counters of successful and failed reloads.
+func reloadCounters(name, help, listener string, stats func() (int64, int64)) []prometheus.Collector {
+	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "kubesift_tls_certificate_reloads_total",
-			Help:        "Certificate files re-read after they changed, by result.",
-			ConstLabels: prometheus.Labels{"listener": listener, "result": "ok"},
-		}, func() float64 { r, _ := c.Stats(); return float64(r) }),
+			Name: name, Help: help, ConstLabels: prometheus.Labels{"listener": listener, "result": "ok"},
+		}, func() float64 { r, _ := stats(); return float64(r) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "kubesift_tls_certificate_reloads_total",
-			Help:        "Certificate files re-read after they changed, by result.",
-			ConstLabels: prometheus.Labels{"listener": listener, "result": "failed"},
-		}, func() float64 { _, f := c.Stats(); return float64(f) }),
+			Name: name, Help: help, ConstLabels: prometheus.Labels{"listener": listener, "result": "failed"},
+		}, func() float64 { _, f := stats(); return float64(f) }),
 	}
 }
 
