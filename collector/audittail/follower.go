@@ -631,7 +631,7 @@ func (f *follower) skip(ctx context.Context) bool {
 	if f.ensureLine() {
 		line = int(f.line) + 1
 	}
-	msg := fmt.Sprintf("%s: line longer than max_line_bytes (%d); first %d bytes kept", f.location(f.skipOff, line), f.t.cfg.MaxLineBytes, len(f.skipHead))
+	msg := fmt.Sprintf("%s: line longer than max_line_bytes (%d); dead letter of its first %d bytes, redacted", f.location(f.skipOff, line), f.t.cfg.MaxLineBytes, len(f.skipHead))
 	f.t.m.rejected.WithLabelValues("malformed").Inc()
 	f.logLimit.Warn(f.log, "too_large", "over-long line sent to the dead-letter topic", "line", line, "offset", f.skipOff)
 	dl := f.deadLetter(f.skipHead, "too_large", msg, f.skipOff, line)

@@ -115,6 +115,7 @@ type Receiver struct {
 	names     []string         // allowed_client_names; empty: any name
 	tokenHash *[32]byte        // nil: bearer tokens not accepted
 	deadMax   int
+	reg       prometheus.Registerer
 
 	sem      chan struct{}
 	largeSem chan struct{} // the slots bodies of smallBody or more may hold
@@ -138,6 +139,7 @@ func New(o Options) (*Receiver, error) {
 		log:     o.Logger,
 		now:     o.Now,
 		deadMax: o.DeadLetterMaxBytes,
+		reg:     o.Registerer,
 		sem:     make(chan struct{}, max(c.MaxInFlight, 1)),
 		// One slot is kept for small bodies (takeSlot).
 		largeSem: make(chan struct{}, max(c.MaxInFlight-1, 0)),
@@ -226,16 +228,18 @@ func (r *Receiver) Run(ctx context.Context) error {
 // (so the API server retries them elsewhere or later), lets requests in
 // flight finish for up to shutdown_grace, and returns. ln is closed.
 func (r *Receiver) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           r,
-		TLSConfig:         r.tlsConfig.Clone(),
-		ReadHeaderTimeout: 10 * time.Second,
-		// Bounds a whole request; its body has the shorter
-		// body_read_timeout (intake.go).
-		ReadTimeout: 2 * time.Minute,
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    log.New(&serverErrorLog{r: r}, "", 0),
+	// The server's ReadTimeout bounds a whole request; its body has the
+	// shorter body_read_timeout (intake.go).
+	limits := obs.AuditWebhookLimits.WithMax(r.cfg.MaxConnections)
+	srv := limits.Server(r)
+	srv.TLSConfig = r.tlsConfig.Clone()
+	srv.ErrorLog = log.New(&serverErrorLog{r: r}, "", 0)
+	capped, err := limits.Wrap(ln, Source, r.reg, r.log)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("audit webhook: %w", err)
 	}
+	ln = capped
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -249,7 +253,7 @@ func (r *Receiver) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	r.log.Info("serving the audit webhook", "addr", ln.Addr().String(), "mtls", r.clientCAs != nil, "bearer_token", r.tokenHash != nil)
-	err := srv.ServeTLS(ln, "", "")
+	err = srv.ServeTLS(ln, "", "")
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -331,7 +335,7 @@ func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, re
 	r.logLimit.Warn(r.log, "size", "audit webhook request body over max_body_bytes; answering 413",
 		"remote", req.RemoteAddr, "max_body_bytes", r.cfg.MaxBodyBytes, "content_length", req.ContentLength)
 	dl := r.deadLetter(head, req.RemoteAddr, "too_large",
-		fmt.Sprintf("request body exceeds max_body_bytes (%d); first %d bytes kept", r.cfg.MaxBodyBytes, min(len(head), r.deadMax)))
+		fmt.Sprintf("request body exceeds max_body_bytes (%d); dead letter of its first %d bytes, redacted", r.cfg.MaxBodyBytes, min(len(head), r.deadMax)))
 	if err := r.pub.PublishDeadLetters(ctx, []collector.DeadLetter{dl}); err != nil {
 		// The 413 stands either way; the API server gives up on the batch
 		// after its retries, which the rejected counter shows.

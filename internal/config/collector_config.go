@@ -86,6 +86,9 @@ type AuditWebhookConfig struct {
 	// Empty: any certificate client_ca_file signed is accepted (a warning
 	// is logged at start).
 	AllowedClientNames []string `yaml:"allowed_client_names"`
+	// MaxConnections caps the receiver's open connections (0: the default,
+	// obs.AuditWebhookLimits); connections over it are closed at once.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Defaults of the audit webhook's intake bounds.
@@ -247,6 +250,9 @@ func (c *CollectorConfig) validate(v *validator) {
 	}
 	if w.BodyReadTimeout < time.Second {
 		v.add(wp+"body_read_timeout", "must be at least 1s")
+	}
+	if w.MaxConnections < 0 {
+		v.add(wp+"max_connections", "must not be negative (0: the default)")
 	}
 	for i, g := range w.AllowedClientNames {
 		if _, err := path.Match(g, ""); err != nil || g == "" {

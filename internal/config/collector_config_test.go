@@ -60,6 +60,7 @@ func TestCollectorValidationNamesTheField(t *testing.T) {
 		{"retry after", "collector:\n  audit_webhook: {retry_after: 10ms}\n", "collector.audit_webhook.retry_after: must be at least 1s"},
 		{"inflight bytes below a body", "collector:\n  audit_webhook: {max_body_bytes: 2000, max_inflight_bytes: 1000}\n", "collector.audit_webhook.max_inflight_bytes: must be at least max_body_bytes"},
 		{"body read timeout", "collector:\n  audit_webhook: {body_read_timeout: 10ms}\n", "collector.audit_webhook.body_read_timeout: must be at least 1s"},
+		{"negative connection cap", "collector:\n  audit_webhook: {max_connections: -1}\n", "collector.audit_webhook.max_connections: must not be negative (0: the default)"},
 		{"client name glob", "collector:\n  audit_webhook: {allowed_client_names: [kube-apiserver, 'a[']}\n", "collector.audit_webhook.allowed_client_names[1]: not a glob pattern"},
 		{"memory limit", "collector:\n  memory_limit: -2\n", "collector.memory_limit: must be 0 (from the cgroup), -1 (no limit) or at least"},
 		{"tail without paths", "collector:\n  audit_tail: {enabled: true, paths: []}\n", "collector.audit_tail.paths: at least one path"},
