@@ -106,19 +106,23 @@ func (fakeRules) Eval(r *record.Record) []rules.Alert {
 
 // fakeWriter is an in-memory sink.Writer. Done callbacks run on a goroutine
 // of the writer (as in the real one), after delay; reject lists IDs it
-// refuses; while gate is non-nil Add blocks until it is closed.
+// refuses; while gate is non-nil Add blocks until it is closed. Like the
+// Elasticsearch and NDJSON writers, Add refuses a document once its ctx has
+// ended, room or not. afterAdd runs on Add's stack once a document is
+// accepted: what the caller does next waits for it.
 type fakeWriter struct {
-	mu      sync.Mutex
-	docs    map[string]int // ID -> times written
-	reject  map[string]string
-	delay   time.Duration
-	gate    chan struct{}
-	hold    map[string]chan struct{} // ID -> done waits for this channel
-	queue   chan func()
-	closed  bool
-	wg      sync.WaitGroup
-	adds    int
-	onWrite func(id string)
+	mu       sync.Mutex
+	docs     map[string]int // ID -> times written
+	reject   map[string]string
+	delay    time.Duration
+	gate     chan struct{}
+	hold     map[string]chan struct{} // ID -> done waits for this channel
+	queue    chan func()
+	closed   bool
+	wg       sync.WaitGroup
+	adds     int
+	onWrite  func(id string)
+	afterAdd func(id string)
 }
 
 func newFakeWriter() *fakeWriter {
@@ -146,6 +150,9 @@ func (w *fakeWriter) Add(ctx context.Context, d sink.Doc, done func(sink.Result)
 			return ctx.Err()
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -155,8 +162,12 @@ func (w *fakeWriter) Add(ctx context.Context, d sink.Doc, done func(sink.Result)
 	hold := w.hold[d.ID]
 	reason, rejected := w.reject[d.ID]
 	delay := w.delay
+	afterAdd := w.afterAdd
 	w.wg.Add(1)
 	w.mu.Unlock()
+	if afterAdd != nil {
+		defer afterAdd(d.ID)
+	}
 	w.queue <- func() {
 		defer w.wg.Done()
 		if delay > 0 {
@@ -382,6 +393,21 @@ func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...strin
 		}
 	}
 	return sum
+}
+
+// series counts the series of a metric family.
+func series(t testing.TB, reg *prometheus.Registry, name string) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return len(mf.GetMetric())
+		}
+	}
+	return 0
 }
 
 func hasLabels(m *dto.Metric, labels []string) bool {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/rules"
 )
@@ -301,6 +303,67 @@ func TestRebalanceDrainsAndCommits(t *testing.T) {
 		t.Errorf("records: %d distinct, written %d times; want %d once each (consumed: first %v, second %v)", distinct, total, n, a, b)
 	}
 	t.Logf("consumed: first member %v, second %v; duplicates %v", a, b, total-distinct)
+}
+
+// TestGenerationEndMidMessage: the generation ends (a second member joins)
+// after a message's record document was added and before its alert was.
+// The message is still finished whole — alert document, alert on the topic —
+// and the drain commits past it, so the next owner does not read it again:
+// every record and alert is written exactly once.
+func TestGenerationEndMidMessage(t *testing.T) {
+	const parts, n = 2, pipelinetest.PrivilegedEvery // the last record raises the only alert
+	c := fakeKafka(t, parts)
+	brokers := c.ListenAddrs()
+	run := "midmsg"
+	produce(t, brokers, topicAudit, run, n)
+	victim := pipelinetest.Audit(run, n-1).ID
+	if !pipelinetest.Privileged(n - 1) {
+		t.Fatalf("record %d raises no alert", n-1)
+	}
+	w := newFakeWriter()
+	reached, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	w.afterAdd = func(id string) {
+		if id == victim {
+			once.Do(func() { close(reached); <-resume })
+		}
+	}
+	pc := testProcessorConfig("g-midmsg")
+	_, regA, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(resume) }) }) // runs before the processor's stop
+
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the alerting record's document was never added")
+	}
+	// Every partition goroutine of the generation (two topics) has a lag
+	// series while it runs and deletes it when it has drained and returned,
+	// which only the generation's end makes the unheld ones do.
+	const readers = 2 * parts
+	testenv.WaitFor(t, "every partition reader running", 30*time.Second, func() bool {
+		return series(t, regA, "kubesift_processor_lag") == readers
+	})
+	startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
+	testenv.WaitFor(t, "the first member's generation ended", 30*time.Second, func() bool {
+		return series(t, regA, "kubesift_processor_lag") < readers
+	})
+	release.Do(func() { close(resume) })
+
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
+		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), ends)
+	})
+	if d, total := w.count(run + "-"); d != n || total != n {
+		t.Errorf("records: %d distinct, written %d times; want %d once each", d, total, n)
+	}
+	if d, total := w.count("privileged-container:"); d != 1 || total != 1 {
+		t.Errorf("alert documents: %d distinct, written %d times; want 1 once", d, total)
+	}
+	if got := readAll(t, brokers, topicAlerts, parts); len(got) != 1 {
+		t.Errorf("alerts topic: %d messages, want 1", len(got))
+	}
 }
 
 // nopClose shares one fake writer between processors.
