@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
@@ -281,6 +282,36 @@ func startProcessor(t *testing.T, brokers []string, pc config.ProcessorConfig, w
 	return p, reg, stop
 }
 
+// commitPassAfter makes the processor commit once more and waits until it
+// has: it produces records of run (too few to alert) and waits until the
+// partitions other than except are committed to their new ends. The
+// committer covers every partition in each pass, so whatever was committable
+// on except when the test called this is committed by then too. It returns
+// the new end offsets.
+func commitPassAfter(t *testing.T, brokers []string, group, run string, parts, except int) map[int]int64 {
+	t.Helper()
+	before := endOffsets(t, brokers, topicAudit, parts)
+	produce(t, brokers, topicAudit, run, pipelinetest.PrivilegedEvery-1)
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	moved := false
+	for p := range parts {
+		moved = moved || p != except && ends[p] > before[p]
+	}
+	if !moved {
+		t.Fatalf("no record of %s landed beside partition %d", run, except)
+	}
+	testenv.WaitFor(t, "a commit pass over the records of "+run, 30*time.Second, func() bool {
+		got := committed(t, brokers, group, topicAudit, parts)
+		for p := range parts {
+			if p != except && got[p] != ends[p] {
+				return false
+			}
+		}
+		return true
+	})
+	return ends
+}
+
 // committed returns the group's committed offsets of topic, by partition.
 func committed(t testing.TB, brokers []string, group, topic string, partitions int) map[int]int64 {
 	t.Helper()
@@ -354,17 +385,6 @@ func header(m kafka.Message, key string) string {
 		}
 	}
 	return ""
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // metric sums the samples of a metric family whose labels contain labels

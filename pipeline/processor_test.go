@@ -40,7 +40,7 @@ func TestProcessorDeliversAndCommits(t *testing.T) {
 	_, reg, stop := startProcessor(t, brokers, pc, w, fakeDocs{bad: map[string]bool{badDoc: true}})
 
 	wantAlerts := pipelinetest.Alerting(n)
-	waitFor(t, 60*time.Second, "every partition committed to its end", func() bool {
+	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
 		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), endOffsets(t, brokers, topicAudit, parts))
 	})
 	if err := stop(); err != nil {
@@ -134,10 +134,10 @@ func TestCommitsOnlyTheContiguousPrefix(t *testing.T) {
 	release := make(chan struct{})
 	w.hold[header(held, "kubesift-id")] = release
 	pc := testProcessorConfig("g-prefix")
-	startProcessor(t, brokers, pc, w, fakeDocs{})
+	_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
 	ends := endOffsets(t, brokers, topicAudit, parts)
-	waitFor(t, 30*time.Second, "every other partition committed to its end", func() bool {
+	testenv.WaitFor(t, "every other partition committed to its end", 30*time.Second, func() bool {
 		got := committed(t, brokers, pc.GroupID, topicAudit, parts)
 		for p := range parts {
 			if p != held.Partition && got[p] != ends[p] {
@@ -146,15 +146,18 @@ func TestCommitsOnlyTheContiguousPrefix(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 30*time.Second, "every other document written", func() bool { d, _ := w.count(run + "-"); return d == n-1 })
-	// Several commit intervals later the held partition still sits at the
-	// held message: everything after it is done, but not contiguous.
-	time.Sleep(5 * pc.CommitInterval)
+	testenv.WaitFor(t, "every other document written", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n-1 })
+	testenv.WaitFor(t, "every other message done", 30*time.Second, func() bool {
+		return metric(t, reg, "kubesift_processor_in_flight_messages") == 1
+	})
+	// A commit pass later the held partition still sits at the held
+	// message: everything after it is done, but not contiguous.
+	ends = commitPassAfter(t, brokers, pc.GroupID, "xtra", parts, held.Partition)
 	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[held.Partition]; got != held.Offset {
 		t.Fatalf("partition %d committed %d while offset %d is not done; want exactly %d", held.Partition, got, held.Offset, held.Offset)
 	}
 	close(release)
-	waitFor(t, 30*time.Second, "held partition committed to its end", func() bool {
+	testenv.WaitFor(t, "held partition committed to its end", 30*time.Second, func() bool {
 		return committed(t, brokers, pc.GroupID, topicAudit, parts)[held.Partition] == ends[held.Partition]
 	})
 }
@@ -184,11 +187,14 @@ func TestRejectedGoesToDLQBeforeAck(t *testing.T) {
 	pc := testProcessorConfig("g-reject")
 	_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
-	waitFor(t, 30*time.Second, "the dead letter retried", func() bool {
+	testenv.WaitFor(t, "the dead letter retried", 30*time.Second, func() bool {
 		return metric(t, reg, "kubesift_processor_produce_retries_total", "kind=dlq") >= 3
 	})
-	waitFor(t, 30*time.Second, "all other documents", func() bool { d, _ := w.count(run + "-"); return d == n-1 })
-	time.Sleep(5 * pc.CommitInterval)
+	testenv.WaitFor(t, "all other documents", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n-1 })
+	testenv.WaitFor(t, "every other message done", 30*time.Second, func() bool {
+		return metric(t, reg, "kubesift_processor_in_flight_messages") == 1
+	})
+	commitPassAfter(t, brokers, pc.GroupID, "xtra", parts, vm.part)
 	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part]; got > vm.off {
 		t.Fatalf("partition %d committed %d past the rejected record at %d before its dead letter was written", vm.part, got, vm.off)
 	}
@@ -197,7 +203,7 @@ func TestRejectedGoesToDLQBeforeAck(t *testing.T) {
 	}
 	fault.Remove()
 	ends := endOffsets(t, brokers, topicAudit, parts)
-	waitFor(t, 30*time.Second, "commit past the rejected record", func() bool {
+	testenv.WaitFor(t, "commit past the rejected record", 30*time.Second, func() bool {
 		return committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part] == ends[vm.part]
 	})
 	dl := readAll(t, brokers, topicDLQ, parts)
@@ -246,7 +252,7 @@ func TestBackpressure(t *testing.T) {
 			_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
 			want := float64(tc.wantConsumed(parts, tc.maxInFlight))
-			waitFor(t, 30*time.Second, "consumption up to the bound", func() bool {
+			testenv.WaitFor(t, "consumption up to the bound", 30*time.Second, func() bool {
 				return metric(t, reg, "kubesift_processor_consumed_total") >= want
 			})
 			heap0 := heapInUse()
@@ -261,7 +267,7 @@ func TestBackpressure(t *testing.T) {
 				t.Errorf("heap grew by %d bytes while stuck", grow)
 			}
 			close(gate)
-			waitFor(t, 60*time.Second, "all documents after recovery", func() bool { d, _ := w.count(run + "-"); return d == n })
+			testenv.WaitFor(t, "all documents after recovery", 60*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n })
 			if _, total := w.count(run + "-"); total != n {
 				t.Errorf("documents written %d times, want %d (once each)", total, n)
 			}
@@ -284,11 +290,11 @@ func TestRebalanceDrainsAndCommits(t *testing.T) {
 	pc := testProcessorConfig("g-rebal")
 	pc.MaxInFlightMessages = 200
 	_, regA, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
-	waitFor(t, 30*time.Second, "first member mid-stream", func() bool { d, _ := w.count(run + "-"); return d >= n/8 })
+	testenv.WaitFor(t, "first member mid-stream", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d >= n/8 })
 	_, regB, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
 
 	ends := endOffsets(t, brokers, topicAudit, parts)
-	waitFor(t, 60*time.Second, "every partition committed to its end", func() bool {
+	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
 		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), ends)
 	})
 	if g := metric(t, regA, "kubesift_processor_generations_total"); g < 2 {
