@@ -58,7 +58,7 @@ func BenchmarkHandle(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		m := msgs[i%n]
 		m.Offset = int64(i)
-		p.handle(context.Background(), part, m)
+		p.handle(context.Background(), context.Background(), part, m)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }

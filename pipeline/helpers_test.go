@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
@@ -106,19 +107,23 @@ func (fakeRules) Eval(r *record.Record) []rules.Alert {
 
 // fakeWriter is an in-memory sink.Writer. Done callbacks run on a goroutine
 // of the writer (as in the real one), after delay; reject lists IDs it
-// refuses; while gate is non-nil Add blocks until it is closed.
+// refuses; while gate is non-nil Add blocks until it is closed. Like the
+// Elasticsearch and NDJSON writers, Add refuses a document once its ctx has
+// ended, room or not. afterAdd runs on Add's stack once a document is
+// accepted: what the caller does next waits for it.
 type fakeWriter struct {
-	mu      sync.Mutex
-	docs    map[string]int // ID -> times written
-	reject  map[string]string
-	delay   time.Duration
-	gate    chan struct{}
-	hold    map[string]chan struct{} // ID -> done waits for this channel
-	queue   chan func()
-	closed  bool
-	wg      sync.WaitGroup
-	adds    int
-	onWrite func(id string)
+	mu       sync.Mutex
+	docs     map[string]int // ID -> times written
+	reject   map[string]string
+	delay    time.Duration
+	gate     chan struct{}
+	hold     map[string]chan struct{} // ID -> done waits for this channel
+	queue    chan func()
+	closed   bool
+	wg       sync.WaitGroup
+	adds     int
+	onWrite  func(id string)
+	afterAdd func(id string)
 }
 
 func newFakeWriter() *fakeWriter {
@@ -146,6 +151,9 @@ func (w *fakeWriter) Add(ctx context.Context, d sink.Doc, done func(sink.Result)
 			return ctx.Err()
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -155,8 +163,12 @@ func (w *fakeWriter) Add(ctx context.Context, d sink.Doc, done func(sink.Result)
 	hold := w.hold[d.ID]
 	reason, rejected := w.reject[d.ID]
 	delay := w.delay
+	afterAdd := w.afterAdd
 	w.wg.Add(1)
 	w.mu.Unlock()
+	if afterAdd != nil {
+		defer afterAdd(d.ID)
+	}
 	w.queue <- func() {
 		defer w.wg.Done()
 		if delay > 0 {
@@ -270,6 +282,36 @@ func startProcessor(t *testing.T, brokers []string, pc config.ProcessorConfig, w
 	return p, reg, stop
 }
 
+// commitPassAfter makes the processor commit once more and waits until it
+// has: it produces records of run (too few to alert) and waits until the
+// partitions other than except are committed to their new ends. The
+// committer covers every partition in each pass, so whatever was committable
+// on except when the test called this is committed by then too. It returns
+// the new end offsets.
+func commitPassAfter(t *testing.T, brokers []string, group, run string, parts, except int) map[int]int64 {
+	t.Helper()
+	before := endOffsets(t, brokers, topicAudit, parts)
+	produce(t, brokers, topicAudit, run, pipelinetest.PrivilegedEvery-1)
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	moved := false
+	for p := range parts {
+		moved = moved || p != except && ends[p] > before[p]
+	}
+	if !moved {
+		t.Fatalf("no record of %s landed beside partition %d", run, except)
+	}
+	testenv.WaitFor(t, "a commit pass over the records of "+run, 30*time.Second, func() bool {
+		got := committed(t, brokers, group, topicAudit, parts)
+		for p := range parts {
+			if p != except && got[p] != ends[p] {
+				return false
+			}
+		}
+		return true
+	})
+	return ends
+}
+
 // committed returns the group's committed offsets of topic, by partition.
 func committed(t testing.TB, brokers []string, group, topic string, partitions int) map[int]int64 {
 	t.Helper()
@@ -345,17 +387,6 @@ func header(m kafka.Message, key string) string {
 	return ""
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // metric sums the samples of a metric family whose labels contain labels
 // ("k=v").
 func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
@@ -382,6 +413,21 @@ func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...strin
 		}
 	}
 	return sum
+}
+
+// series counts the series of a metric family.
+func series(t testing.TB, reg *prometheus.Registry, name string) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return len(mf.GetMetric())
+		}
+	}
+	return 0
 }
 
 func hasLabels(m *dto.Metric, labels []string) bool {

@@ -345,6 +345,15 @@ func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *pa
 		<-ctx.Done()
 		return
 	}
+	// work is the context of the messages this partition has taken on. It
+	// ends drain_timeout after the generation, not with it: a message the
+	// generation's end catches between its parts (record document added,
+	// alert not yet) is finished whole and committed by the drain. Ended
+	// with the generation, its next part would fail, the message would stay
+	// unacknowledged, and the next owner would write its record a second
+	// time (TestGenerationEndMidMessage).
+	work, stopWork := afterEnd(ctx, p.pc.DrainTimeout)
+	defer stopWork()
 	consumed := p.m.consumed.WithLabelValues(part.topic)
 	lag := p.m.lag.WithLabelValues(part.topic, part.label)
 	for ctx.Err() == nil {
@@ -360,21 +369,34 @@ func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *pa
 			}
 			continue
 		}
+		if ctx.Err() != nil {
+			// Fetched from the reader's buffer as the generation ended:
+			// nothing of it was started, so it is left to the next owner
+			// rather than lengthen the drain.
+			break
+		}
 		consumed.Inc()
 		if m.HighWaterMark > 0 {
 			lag.Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 		}
-		p.handle(ctx, part, m)
+		p.handle(ctx, work, part, m)
 	}
-	p.drain(gen, part)
+	p.drain(work, gen, part)
 }
 
-// drain waits (up to processor.drain_timeout) for the partition's in-flight
-// messages and commits what is done.
-func (p *Processor) drain(gen *kafka.Generation, part *partition) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.pc.DrainTimeout)
-	defer cancel()
-	if !part.win.drain(ctx) {
+// afterEnd returns a context that ends grace after ctx ends, or when its
+// cancel func is called.
+func afterEnd(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return work, func() { stop(); cancel() }
+}
+
+// drain waits until the partition's in-flight messages are done, or work
+// (which ends processor.drain_timeout after the generation) ends, and
+// commits what is done.
+func (p *Processor) drain(work context.Context, gen *kafka.Generation, part *partition) {
+	if !part.win.drain(work) {
 		n, _ := part.win.inFlight()
 		p.m.abandoned.Add(float64(n))
 		p.log.Warn("partition revoked with messages still in flight; they will be re-delivered to its next owner",
@@ -423,9 +445,10 @@ func (pm *pending) finish(ok bool) {
 }
 
 // handle takes one message through decode, rules, documents and alerts. It
-// waits for room in the partition's window first; everything after that is
-// asynchronous and finishes in callbacks.
-func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message) {
+// waits for room in the partition's window first, for as long as ctx (the
+// generation) lasts; everything after that runs under work, which outlives
+// the generation by the drain timeout, and finishes in callbacks.
+func (p *Processor) handle(ctx, work context.Context, part *partition, m kafka.Message) {
 	size := int64(len(m.Key) + len(m.Value))
 	if err := part.win.acquire(ctx, size); err != nil {
 		return // generation over: not added, not acknowledged, re-delivered
@@ -441,17 +464,17 @@ func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message
 
 	rec, err := record.Unmarshal(m.Value)
 	if err != nil {
-		p.deadLetter(ctx, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
+		p.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
 			stage: StageDecode, reason: StageDecode, err: err.Error()})
 		return
 	}
 	alerts := p.o.Rules.Eval(rec)
 	if doc, err := p.o.Documents.Record(rec); err != nil {
-		if !p.deadLetter(ctx, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
+		if !p.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
 			stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("record %s: %v", rec.ID, err)}) {
 			return
 		}
-	} else if !p.index(ctx, pm, kindRecord, doc, m.Value) {
+	} else if !p.index(work, pm, kindRecord, doc, m.Value) {
 		return
 	}
 	for i := range alerts {
@@ -461,19 +484,19 @@ func (p *Processor) handle(ctx context.Context, part *partition, m kafka.Message
 		if err != nil {
 			// A rules.Alert is plain data; this would be a bug. The record
 			// is still committed behind a dead letter naming it.
-			p.deadLetter(ctx, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
+			p.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
 				stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("alert %s: %v", a.ID, err)})
 			continue
 		}
 		if doc, err := p.o.Documents.Alert(a); err != nil {
-			if !p.deadLetter(ctx, pm, deadLetter{orig: m, kind: kindAlert, value: value,
+			if !p.deadLetter(work, pm, deadLetter{orig: m, kind: kindAlert, value: value,
 				stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("alert %s: %v", a.ID, err)}) {
 				return
 			}
-		} else if !p.index(ctx, pm, kindAlert, doc, value) {
+		} else if !p.index(work, pm, kindAlert, doc, value) {
 			return
 		}
-		if !p.produceAlert(ctx, pm, a, value) {
+		if !p.produceAlert(work, pm, a, value) {
 			return
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/rules"
 )
@@ -38,7 +40,7 @@ func TestProcessorDeliversAndCommits(t *testing.T) {
 	_, reg, stop := startProcessor(t, brokers, pc, w, fakeDocs{bad: map[string]bool{badDoc: true}})
 
 	wantAlerts := pipelinetest.Alerting(n)
-	waitFor(t, 60*time.Second, "every partition committed to its end", func() bool {
+	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
 		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), endOffsets(t, brokers, topicAudit, parts))
 	})
 	if err := stop(); err != nil {
@@ -132,10 +134,10 @@ func TestCommitsOnlyTheContiguousPrefix(t *testing.T) {
 	release := make(chan struct{})
 	w.hold[header(held, "kubesift-id")] = release
 	pc := testProcessorConfig("g-prefix")
-	startProcessor(t, brokers, pc, w, fakeDocs{})
+	_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
 	ends := endOffsets(t, brokers, topicAudit, parts)
-	waitFor(t, 30*time.Second, "every other partition committed to its end", func() bool {
+	testenv.WaitFor(t, "every other partition committed to its end", 30*time.Second, func() bool {
 		got := committed(t, brokers, pc.GroupID, topicAudit, parts)
 		for p := range parts {
 			if p != held.Partition && got[p] != ends[p] {
@@ -144,15 +146,18 @@ func TestCommitsOnlyTheContiguousPrefix(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 30*time.Second, "every other document written", func() bool { d, _ := w.count(run + "-"); return d == n-1 })
-	// Several commit intervals later the held partition still sits at the
-	// held message: everything after it is done, but not contiguous.
-	time.Sleep(5 * pc.CommitInterval)
+	testenv.WaitFor(t, "every other document written", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n-1 })
+	testenv.WaitFor(t, "every other message done", 30*time.Second, func() bool {
+		return metric(t, reg, "kubesift_processor_in_flight_messages") == 1
+	})
+	// A commit pass later the held partition still sits at the held
+	// message: everything after it is done, but not contiguous.
+	ends = commitPassAfter(t, brokers, pc.GroupID, "xtra", parts, held.Partition)
 	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[held.Partition]; got != held.Offset {
 		t.Fatalf("partition %d committed %d while offset %d is not done; want exactly %d", held.Partition, got, held.Offset, held.Offset)
 	}
 	close(release)
-	waitFor(t, 30*time.Second, "held partition committed to its end", func() bool {
+	testenv.WaitFor(t, "held partition committed to its end", 30*time.Second, func() bool {
 		return committed(t, brokers, pc.GroupID, topicAudit, parts)[held.Partition] == ends[held.Partition]
 	})
 }
@@ -182,11 +187,14 @@ func TestRejectedGoesToDLQBeforeAck(t *testing.T) {
 	pc := testProcessorConfig("g-reject")
 	_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
-	waitFor(t, 30*time.Second, "the dead letter retried", func() bool {
+	testenv.WaitFor(t, "the dead letter retried", 30*time.Second, func() bool {
 		return metric(t, reg, "kubesift_processor_produce_retries_total", "kind=dlq") >= 3
 	})
-	waitFor(t, 30*time.Second, "all other documents", func() bool { d, _ := w.count(run + "-"); return d == n-1 })
-	time.Sleep(5 * pc.CommitInterval)
+	testenv.WaitFor(t, "all other documents", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n-1 })
+	testenv.WaitFor(t, "every other message done", 30*time.Second, func() bool {
+		return metric(t, reg, "kubesift_processor_in_flight_messages") == 1
+	})
+	commitPassAfter(t, brokers, pc.GroupID, "xtra", parts, vm.part)
 	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part]; got > vm.off {
 		t.Fatalf("partition %d committed %d past the rejected record at %d before its dead letter was written", vm.part, got, vm.off)
 	}
@@ -195,7 +203,7 @@ func TestRejectedGoesToDLQBeforeAck(t *testing.T) {
 	}
 	fault.Remove()
 	ends := endOffsets(t, brokers, topicAudit, parts)
-	waitFor(t, 30*time.Second, "commit past the rejected record", func() bool {
+	testenv.WaitFor(t, "commit past the rejected record", 30*time.Second, func() bool {
 		return committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part] == ends[vm.part]
 	})
 	dl := readAll(t, brokers, topicDLQ, parts)
@@ -244,7 +252,7 @@ func TestBackpressure(t *testing.T) {
 			_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
 			want := float64(tc.wantConsumed(parts, tc.maxInFlight))
-			waitFor(t, 30*time.Second, "consumption up to the bound", func() bool {
+			testenv.WaitFor(t, "consumption up to the bound", 30*time.Second, func() bool {
 				return metric(t, reg, "kubesift_processor_consumed_total") >= want
 			})
 			heap0 := heapInUse()
@@ -259,7 +267,7 @@ func TestBackpressure(t *testing.T) {
 				t.Errorf("heap grew by %d bytes while stuck", grow)
 			}
 			close(gate)
-			waitFor(t, 60*time.Second, "all documents after recovery", func() bool { d, _ := w.count(run + "-"); return d == n })
+			testenv.WaitFor(t, "all documents after recovery", 60*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n })
 			if _, total := w.count(run + "-"); total != n {
 				t.Errorf("documents written %d times, want %d (once each)", total, n)
 			}
@@ -282,11 +290,11 @@ func TestRebalanceDrainsAndCommits(t *testing.T) {
 	pc := testProcessorConfig("g-rebal")
 	pc.MaxInFlightMessages = 200
 	_, regA, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
-	waitFor(t, 30*time.Second, "first member mid-stream", func() bool { d, _ := w.count(run + "-"); return d >= n/8 })
+	testenv.WaitFor(t, "first member mid-stream", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d >= n/8 })
 	_, regB, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
 
 	ends := endOffsets(t, brokers, topicAudit, parts)
-	waitFor(t, 60*time.Second, "every partition committed to its end", func() bool {
+	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
 		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), ends)
 	})
 	if g := metric(t, regA, "kubesift_processor_generations_total"); g < 2 {
@@ -301,6 +309,67 @@ func TestRebalanceDrainsAndCommits(t *testing.T) {
 		t.Errorf("records: %d distinct, written %d times; want %d once each (consumed: first %v, second %v)", distinct, total, n, a, b)
 	}
 	t.Logf("consumed: first member %v, second %v; duplicates %v", a, b, total-distinct)
+}
+
+// TestGenerationEndMidMessage: the generation ends (a second member joins)
+// after a message's record document was added and before its alert was.
+// The message is still finished whole — alert document, alert on the topic —
+// and the drain commits past it, so the next owner does not read it again:
+// every record and alert is written exactly once.
+func TestGenerationEndMidMessage(t *testing.T) {
+	const parts, n = 2, pipelinetest.PrivilegedEvery // the last record raises the only alert
+	c := fakeKafka(t, parts)
+	brokers := c.ListenAddrs()
+	run := "midmsg"
+	produce(t, brokers, topicAudit, run, n)
+	victim := pipelinetest.Audit(run, n-1).ID
+	if !pipelinetest.Privileged(n - 1) {
+		t.Fatalf("record %d raises no alert", n-1)
+	}
+	w := newFakeWriter()
+	reached, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	w.afterAdd = func(id string) {
+		if id == victim {
+			once.Do(func() { close(reached); <-resume })
+		}
+	}
+	pc := testProcessorConfig("g-midmsg")
+	_, regA, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(resume) }) }) // runs before the processor's stop
+
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the alerting record's document was never added")
+	}
+	// Every partition goroutine of the generation (two topics) has a lag
+	// series while it runs and deletes it when it has drained and returned,
+	// which only the generation's end makes the unheld ones do.
+	const readers = 2 * parts
+	testenv.WaitFor(t, "every partition reader running", 30*time.Second, func() bool {
+		return series(t, regA, "kubesift_processor_lag") == readers
+	})
+	startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
+	testenv.WaitFor(t, "the first member's generation ended", 30*time.Second, func() bool {
+		return series(t, regA, "kubesift_processor_lag") < readers
+	})
+	release.Do(func() { close(resume) })
+
+	ends := endOffsets(t, brokers, topicAudit, parts)
+	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
+		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), ends)
+	})
+	if d, total := w.count(run + "-"); d != n || total != n {
+		t.Errorf("records: %d distinct, written %d times; want %d once each", d, total, n)
+	}
+	if d, total := w.count("privileged-container:"); d != 1 || total != 1 {
+		t.Errorf("alert documents: %d distinct, written %d times; want 1 once", d, total)
+	}
+	if got := readAll(t, brokers, topicAlerts, parts); len(got) != 1 {
+		t.Errorf("alerts topic: %d messages, want 1", len(got))
+	}
 }
 
 // nopClose shares one fake writer between processors.

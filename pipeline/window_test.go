@@ -4,7 +4,16 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/kubesift/kubesift/internal/testenv"
 )
+
+// hasWaiter reports whether an acquire or drain is waiting on w.
+func (w *window) hasWaiter() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.waiting
+}
 
 // TestWindowWakesWaiters: a release wakes an acquire waiting for room and a
 // drain waiting for the window to empty, however many releases happened
@@ -37,10 +46,11 @@ func TestWindowWakesWaiters(t *testing.T) {
 			}
 			got := make(chan error, 1)
 			go func() { got <- w.acquire(ctx, 1) }()
+			testenv.WaitFor(t, "acquire waiting for room", 30*time.Second, w.hasWaiter)
 			select {
 			case err := <-got:
 				t.Fatalf("acquire on a full window returned %v", err)
-			case <-time.After(50 * time.Millisecond):
+			default:
 			}
 			w.release(tc.sizes[0])
 			select {
@@ -57,7 +67,7 @@ func TestWindowWakesWaiters(t *testing.T) {
 				defer cancel()
 				drained <- w.drain(dctx)
 			}()
-			time.Sleep(20 * time.Millisecond)
+			testenv.WaitFor(t, "drain waiting for the window to empty", 30*time.Second, w.hasWaiter)
 			for _, sz := range append(tc.sizes[1:], 1) {
 				w.release(sz)
 			}

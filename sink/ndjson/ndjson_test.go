@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
@@ -23,32 +24,40 @@ import (
 
 // results collects done callbacks by document ID.
 type results struct {
-	mu  sync.Mutex
-	got map[string][]sink.Result
-	wg  sync.WaitGroup
+	mu     sync.Mutex
+	got    map[string][]sink.Result
+	issued int // callbacks handed out by done
+	called int // callbacks called
 }
 
 func newResults() *results { return &results{got: map[string][]sink.Result{}} }
 
 func (r *results) done(id string) func(sink.Result) {
-	r.wg.Add(1)
+	r.mu.Lock()
+	r.issued++
+	r.mu.Unlock()
 	return func(res sink.Result) {
 		r.mu.Lock()
 		r.got[id] = append(r.got[id], res)
+		r.called++
 		r.mu.Unlock()
-		r.wg.Done()
 	}
 }
 
+// count returns how many done callbacks have been called.
+func (r *results) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.called
+}
+
+// wait waits until every done handed out has been called.
 func (r *results) wait(t *testing.T) {
 	t.Helper()
-	ch := make(chan struct{})
-	go func() { r.wg.Wait(); close(ch) }()
-	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("not every done was called within 10s")
-	}
+	r.mu.Lock()
+	n := r.issued
+	r.mu.Unlock()
+	testenv.WaitFor(t, fmt.Sprintf("all %d done callbacks", n), time.Minute, func() bool { return r.count() >= n })
 }
 
 func doc(index, id string) sink.Doc {
@@ -194,24 +203,65 @@ func TestWriterRetriesPartialWrites(t *testing.T) {
 }
 
 // TestWriterBackpressure: with a buffer of a few documents, Add blocks
-// until the flusher has written, and ends with ctx.
+// until the flusher has written — a full buffer is written at once, not at
+// the (hour-long) flush interval — and ends with ctx. The documents still
+// below the flush threshold after the last Add wait for the interval or for
+// Close; how many they are depends on when the flusher woke, so the test
+// forces the case where the last one is left alone.
 func TestWriterBackpressure(t *testing.T) {
-	w, err := New(Options{Dir: t.TempDir(), MaxBufferedBytes: 100, FlushInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	const docs = 20 // ~45 bytes each: the buffer holds two
+	for _, tc := range []struct {
+		name string
+		// wakeBeforeLast wakes the flusher and waits until it has written
+		// everything before the last Add, as a wake-up left over from an
+		// earlier blocked Add does.
+		wakeBeforeLast bool
+	}{
+		{"as scheduled", false},
+		{"flusher woken before the last add", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := New(Options{Dir: t.TempDir(), MaxBufferedBytes: 100, FlushInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close(context.Background())
+			r := newResults()
+			for i := range docs {
+				if i == docs-1 && tc.wakeBeforeLast {
+					w.signal()
+					testenv.WaitFor(t, "the buffer written", time.Minute, func() bool {
+						w.mu.Lock()
+						defer w.mu.Unlock()
+						return w.buffered == 0
+					})
+				}
+				d := doc("logs-x", fmt.Sprint("doc-", i))
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := w.Add(ctx, d, r.done(d.ID))
+				cancel()
+				if err != nil {
+					t.Fatalf("doc %d: %v (a full buffer must be flushed, not wait for the interval)", i, err)
+				}
+			}
+			// The last Add found room for ~45 bytes in a 100-byte buffer, so
+			// at most one document before it was still unwritten: the first
+			// docs-2 are written without the interval.
+			testenv.WaitFor(t, fmt.Sprintf("%d documents done before the flush interval", docs-2), time.Minute,
+				func() bool { return r.count() >= docs-2 })
+			if err := w.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.count(); got != docs {
+				t.Fatalf("%d done callbacks after Close, want %d", got, docs)
+			}
+			for id, res := range r.got {
+				if len(res) != 1 || res[0].Status != sink.Indexed {
+					t.Errorf("%s: %v, want one Indexed", id, res)
+				}
+			}
+		})
 	}
-	defer w.Close(context.Background())
-	r := newResults()
-	for i := range 20 { // ~45 bytes each: the buffer holds two
-		d := doc("logs-x", fmt.Sprint("doc-", i))
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := w.Add(ctx, d, r.done(d.ID))
-		cancel()
-		if err != nil {
-			t.Fatalf("doc %d: %v (a full buffer must be flushed, not wait for the interval)", i, err)
-		}
-	}
-	r.wait(t)
 
 	// A writer that cannot write holds Add until ctx ends.
 	fl := &flaky{fails: 1 << 30, none: true}

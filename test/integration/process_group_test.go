@@ -76,8 +76,13 @@ func TestProcessTwoMembers(t *testing.T) {
 	if ca <= 0 || cb <= 0 {
 		t.Errorf("consumed: member a %v, member b %v; want both to have worked", ca, cb)
 	}
-	// Nothing arrives late: the count is final.
-	time.Sleep(2 * time.Second)
+	// Nothing arrives late: with no message in flight on either member,
+	// every document the processors write has been acknowledged, so the
+	// count is final.
+	testenv.WaitFor(t, "no message in flight on either member", time.Minute, func() bool {
+		return procMetric(aAddr, "kubesift_processor_in_flight_messages") == 0 &&
+			procMetric(bAddr, "kubesift_processor_in_flight_messages") == 0
+	})
 	if got, err := e.count(e.stream); err != nil || got != n {
 		t.Errorf("record documents after settling: %d (%v), want exactly %d", got, err, n)
 	}
@@ -126,7 +131,9 @@ func TestProcessKillOne(t *testing.T) {
 	if g := procMetric(bAddr, "kubesift_processor_generations_total"); g < 2 {
 		t.Errorf("survivor joined %v generations; want a rebalance after the kill", g)
 	}
-	time.Sleep(2 * time.Second)
+	testenv.WaitFor(t, "no message in flight on the survivor", time.Minute, func() bool {
+		return procMetric(bAddr, "kubesift_processor_in_flight_messages") == 0
+	})
 	if got, err := e.count(e.stream); err != nil || got != n {
 		t.Errorf("record documents after settling: %d (%v), want exactly %d", got, err, n)
 	}
