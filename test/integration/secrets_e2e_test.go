@@ -27,6 +27,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/record"
 )
 
 // TestSecretCorpusEndToEnd (takes the webhook lock) plants a unique marker
@@ -98,11 +99,18 @@ func TestSecretCorpusEndToEnd(t *testing.T) {
 		pc := indexAudit(t, testenv.ReadTopic(t, e.broker, topics.audit))
 		return len(want) > 0 && len(pc.missing("audit-webhook", want)) == 0 && len(pc.missing("audit-tail", want)) == 0
 	})
-	wantDL := map[string]int{"audit-webhook": len(bad), "audit-tail": len(bad), "events": 1}
+	// The Event too large for publish.batch_bytes is dead-lettered by the
+	// publisher in the record's place: source "publish", the record's own
+	// source in its kubesift-source header.
+	wantDL := map[string]int{"audit-webhook": len(bad), "audit-tail": len(bad), "publish/" + string(record.SourceEvent): 1}
 	testenv.WaitFor(t, "dead letters of every source", 3*time.Minute, func() bool {
 		got := map[string]int{}
 		for _, m := range testenv.ReadTopic(t, e.broker, topics.dlq) {
-			got[colHeader(m, publish.HeaderDLQSource)]++
+			src := colHeader(m, publish.HeaderDLQSource)
+			if src == "publish" {
+				src += "/" + colHeader(m, record.HeaderSource)
+			}
+			got[src]++
 		}
 		for src, n := range wantDL {
 			if got[src] < n {
