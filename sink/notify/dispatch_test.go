@@ -17,9 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/match"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // fakeClock is the dispatcher's clock in tests: time moves only when the
@@ -424,7 +425,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 	}
 	// Up again on the same address; its first two answers are 503, so the
 	// receiver sees duplicates — all with one idempotency key.
-	l = relisten(t, addr)
+	l = testenv.Relisten(t, addr)
 	requests := 0
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p WebhookPayload

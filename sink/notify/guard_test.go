@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // TestMutesEverything: the guardrail refuses a matcher set that matches

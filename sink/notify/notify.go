@@ -48,9 +48,9 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // Notification is what a receiver gets for one flush of one group.

@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/internal/testenv"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 func TestDecodeSilenceRequest(t *testing.T) {

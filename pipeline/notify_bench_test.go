@@ -1,4 +1,4 @@
-package notify
+package pipeline
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/notify"
 )
 
 // BenchmarkAlertToWebhookLatency measures the notifier's share of the alert
@@ -35,7 +36,7 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	arrived := map[string]time.Time{}
 	got := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p WebhookPayload
+		var p notify.WebhookPayload
 		_ = json.NewDecoder(r.Body).Decode(&p)
 		now := time.Now()
 		mu.Lock()
@@ -49,11 +50,11 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 		}
 	}))
 	defer srv.Close()
-	w, _ := NewWebhook(config.WebhookConfig{URL: config.Secret(srv.URL)}, srv.Client())
+	w, _ := notify.NewWebhook(config.WebhookConfig{URL: config.Secret(srv.URL)}, srv.Client())
 	zero := time.Duration(0)
-	route, _ := NewRoute(&config.RouteConfig{Receiver: "r", GroupBy: []string{"cluster", "rule_id"},
+	route, _ := notify.NewRoute(&config.RouteConfig{Receiver: "r", GroupBy: []string{"cluster", "rule_id"},
 		GroupWait: &zero, GroupInterval: dur(time.Millisecond), RepeatInterval: dur(time.Hour)})
-	d, err := New(Options{Route: route, Receivers: map[string][]Integration{"r": {{Name: "r/webhook[0]", Notifier: w}}},
+	d, err := notify.New(notify.Options{Route: route, Receivers: map[string][]notify.Integration{"r": {{Name: "r/webhook[0]", Notifier: w}}},
 		MaxGroups: 1000, MaxAlertsPerGroup: 1000, QueueSize: 100, GiveUpAfter: time.Minute})
 	if err != nil {
 		b.Fatal(err)
@@ -61,8 +62,8 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	pw := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer pw.Close()
-	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: DLQWriter(pw, "unused"), CommitInterval: time.Second})
+	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
+		DLQ: NotifyDLQWriter(pw, "unused"), CommitInterval: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
