@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
@@ -298,7 +298,7 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 			Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(100 * time.Millisecond)}),
 			Receivers: map[string][]notify.Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", srv.URL)}},
 			MaxGroups: 10, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: 10 * time.Minute,
-			Backoff: sink.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			Backoff: backoff.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -374,7 +374,7 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(time.Second), GroupInterval: dur(2 * time.Second)}),
 		Receivers: map[string][]notify.Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", "http://"+addr+"/hook")}},
 		MaxGroups: 100, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: 10 * time.Minute,
-		Backoff: sink.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
+		Backoff: backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -14,13 +14,13 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/spf13/cobra"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify"
 )
@@ -140,7 +140,7 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	d, err := notify.New(notify.Options{
 		Route: route, Receivers: receivers, Silences: silencer, Inhibitor: inhibitor, States: states,
 		MaxGroups: n.MaxGroups, MaxAlertsPerGroup: n.MaxAlertsPerGroup, QueueSize: n.QueueSize,
-		Backoff:     sink.Backoff{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
+		Backoff:     backoff.Policy{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
 		GiveUpAfter: n.Retry.GiveUpAfter, Log: log, Metrics: metrics,
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/collector/replay"
 	"github.com/kubesift/kubesift/internal/atomicfile"
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/logging"
@@ -169,7 +170,7 @@ func newRunNotifier(cfg *config.Config, term *terminal, quiet bool, reg promethe
 	d, err := notify.New(notify.Options{
 		Route: route, Receivers: receivers, Inhibitor: inhibitor,
 		MaxGroups: n.MaxGroups, MaxAlertsPerGroup: n.MaxAlertsPerGroup, QueueSize: n.QueueSize,
-		Backoff:     sink.Backoff{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
+		Backoff:     backoff.Policy{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
 		GiveUpAfter: n.Retry.GiveUpAfter, Log: log, Metrics: metrics,
 	})
 	if err != nil {

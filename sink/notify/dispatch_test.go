@@ -16,11 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
 )
 
 // fakeClock is the dispatcher's clock in tests: time moves only when the
@@ -137,7 +137,7 @@ func newHarness(t *testing.T, opt Options) *harness {
 		opt.QueueSize = 10
 	}
 	if opt.Backoff.Initial == 0 {
-		opt.Backoff = sink.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+		opt.Backoff = backoff.Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	}
 	if opt.GiveUpAfter == 0 {
 		opt.GiveUpAfter = time.Minute
@@ -460,7 +460,7 @@ func TestRunDelivers(t *testing.T) {
 	d, err := New(Options{
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(50 * time.Millisecond)}),
 		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
-		MaxGroups: 10, MaxAlertsPerGroup: 10, QueueSize: 1, Backoff: sink.Backoff{Initial: 10 * time.Millisecond},
+		MaxGroups: 10, MaxAlertsPerGroup: 10, QueueSize: 1, Backoff: backoff.Policy{Initial: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
@@ -125,7 +126,7 @@ func IdempotencyKey(receiver, groupKey string, alertIDs []string) string {
 // one retry wrapper; sink.Retryable is the one classifier, applied inside
 // the notifiers) until it is accepted, fails for good, or ctx ends.
 // onRetry, if not nil, sees each failed attempt that will be retried.
-func Retry(ctx context.Context, b sink.Backoff, notifier Notifier, n *Notification, onRetry func(attempt int, err error)) error {
+func Retry(ctx context.Context, b backoff.Policy, notifier Notifier, n *Notification, onRetry func(attempt int, err error)) error {
 	return sink.Do(ctx, b, func(ctx context.Context) (bool, error) {
 		return notifier.Notify(ctx, n)
 	}, onRetry)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
@@ -149,7 +150,7 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	s, _ := NewSlack(config.SlackConfig{URL: config.Secret(srv.URL + "/services/SECRET"), MaxAlerts: 10}, srv.Client())
 	var retried []error
 	// Initial backoff far below Retry-After: the wait must come from the header.
-	err := Retry(context.Background(), sink.Backoff{Initial: time.Millisecond, Max: 10 * time.Second}, s,
+	err := Retry(context.Background(), backoff.Policy{Initial: time.Millisecond, Max: 10 * time.Second}, s,
 		testNotification(privilegedPod(0, "p")), func(_ int, err error) { retried = append(retried, err) })
 	if err != nil {
 		t.Fatal(err)
