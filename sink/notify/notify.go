@@ -10,7 +10,12 @@
 // Routing, grouping, inhibition and silences see an alert through its labels
 // (Labels): severity, rule_id, title, source, cluster, namespace, user, verb,
 // resource, name, and one value per MITRE tactic, technique and tag. See
-// package match for the matcher syntax.
+// package internal/match for the matcher syntax.
+//
+// The Kafka loop that reads the alerts topic and hands each alert to a
+// Dispatcher, committing its offset once the alert is final, is
+// pipeline.NotifyConsumer: this package sits below pipeline and imports
+// nothing above sink.
 //
 // # The Notifier contract
 //
