@@ -34,10 +34,12 @@ type NotifyConsumerOptions struct {
 	Registerer  prometheus.Registerer
 }
 
-// NotifyConsumer reads the alerts topic in a kafka-go consumer group and hands
-// each alert to the notify.Dispatcher. An offset is committed only when the alert
-// is final (delivered, failed for good, muted, or a duplicate) — per
-// partition, the highest contiguous one (Tracker) — so the
+// NotifyConsumer is the notifier's Kafka loop: it reads the alerts topic in a
+// kafka-go consumer group and hands each alert to a notify.Dispatcher. It
+// lives here, not in sink/notify, because it tracks and commits offsets
+// with Tracker, and sinks do not import pipeline. An offset is committed
+// only when the alert is final (delivered, failed for good, muted, or a
+// duplicate) — per partition, the highest contiguous one (Tracker) — so the
 // committed offsets are the durable notification log: a notifier that dies
 // re-reads exactly the alerts not yet delivered.
 //

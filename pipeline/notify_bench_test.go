@@ -16,6 +16,7 @@ import (
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/sink/notify"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 // BenchmarkAlertToWebhookLatency measures the notifier's share of the alert
@@ -74,9 +75,9 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	defer func() { stop(); <-errc; <-errc }()
 
 	send := func(i int) (string, time.Time) {
-		a := privilegedPod(i, fmt.Sprint("b", i))
+		a := notifytest.PrivilegedPod(i, fmt.Sprint("b", i))
 		a.ID = fmt.Sprintf("bench-%s-%d", run, i)
-		m := alertMessage(b, a)
+		m := notifytest.AlertMessage(b, a)
 		m.Topic = topic
 		start := time.Now()
 		if err := pw.WriteMessages(ctx, m); err != nil {

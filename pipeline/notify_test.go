@@ -18,38 +18,12 @@ import (
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
-	"github.com/kubesift/kubesift/record"
-	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/notify"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 // The notifier loop's tests run on the real Kafka with in-process webhook
 // receivers and a real notify.Dispatcher.
-
-// alertMessage is what the processor produces for a.
-func alertMessage(t testing.TB, a rules.Alert) kafka.Message {
-	b, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kafka.Message{Key: []byte(a.Cluster + "/" + a.RuleID), Value: b, Headers: []kafka.Header{
-		{Key: notify.HeaderSchema, Value: []byte("1")}, {Key: notify.HeaderID, Value: []byte(a.ID)}, {Key: notify.HeaderCluster, Value: []byte(a.Cluster)},
-	}}
-}
-
-// privilegedPod is the alert the built-in pack raises for a privileged pod.
-func privilegedPod(i int, name string) rules.Alert {
-	t0 := time.Date(2026, 11, 30, 14, 3, 7, 0, time.UTC)
-	return rules.Alert{
-		ID: "k8s-privileged-pod:audit-" + name, RuleID: "k8s-privileged-pod", Title: "Privileged pod created",
-		Severity: rules.SeverityCritical,
-		Mitre:    rules.Mitre{Tactics: []string{"privilege-escalation"}, Techniques: []string{"T1610", "T1611"}},
-		Tags:     []string{"workload", "privileged"}, RecordID: "audit-" + name, Source: record.SourceAudit,
-		Cluster: "prod-eu-1", Time: t0.Add(time.Duration(i) * time.Second),
-		Message: "user alice created privileged pod " + name + " in namespace payments",
-		User:    "alice", Verb: "create", Namespace: "payments", Resource: "pods", Name: name,
-	}
-}
 
 func dur(d time.Duration) *time.Duration { return &d }
 
@@ -161,9 +135,9 @@ func TestNotifyConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	const n = 200
 	var msgs []kafka.Message
 	for i := range n {
-		a := privilegedPod(i, fmt.Sprint("p", i))
+		a := notifytest.PrivilegedPod(i, fmt.Sprint("p", i))
 		a.Cluster = []string{"prod-eu-1", "prod-us-1"}[i%2]
-		m := alertMessage(t, a)
+		m := notifytest.AlertMessage(t, a)
 		m.Topic = topic
 		msgs = append(msgs, m)
 		if i == n/2 {
@@ -259,7 +233,7 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	const n = 50
 	var msgs []kafka.Message
 	for i := range n {
-		m := alertMessage(t, privilegedPod(i, fmt.Sprint("p", i)))
+		m := notifytest.AlertMessage(t, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)))
 		m.Topic = topic
 		msgs = append(msgs, m)
 	}
@@ -388,10 +362,10 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 	const n = 120
 	down := time.Now()
 	for i := range n {
-		a := privilegedPod(i, fmt.Sprint("p", i))
+		a := notifytest.PrivilegedPod(i, fmt.Sprint("p", i))
 		a.ID = fmt.Sprintf("down-%s-%d", run, i)
 		a.Cluster = fmt.Sprint("c", i%4)
-		m := alertMessage(t, a)
+		m := notifytest.AlertMessage(t, a)
 		m.Topic = topic
 		if err := w.WriteMessages(ctx, m); err != nil {
 			t.Fatal(err)

@@ -16,7 +16,6 @@
 package backoff
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -27,7 +26,8 @@ const (
 	DefaultMax     = 30 * time.Second
 )
 
-// Policy is a capped exponential schedule. The zero value waits 100ms
+// Policy is a capped exponential schedule; each caller keeps its own retry
+// loop and context handling. The zero value waits 100ms
 // doubling to 30s and never gives up.
 type Policy struct {
 	// Initial is the first wait (default DefaultInitial).
@@ -69,20 +69,4 @@ func Jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// Sleep waits d or until ctx ends; it reports whether the whole wait passed
-// (false: ctx ended). A wait of d <= 0 returns at once unless ctx has ended.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -1,7 +1,6 @@
 package backoff
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -68,27 +67,5 @@ func TestJitterOfNothing(t *testing.T) {
 		if got := Jitter(d); got != 0 {
 			t.Errorf("Jitter(%v) = %v, want 0", d, got)
 		}
-	}
-}
-
-func TestSleep(t *testing.T) {
-	ended, cancel := context.WithCancel(context.Background())
-	cancel()
-	for _, tc := range []struct {
-		name string
-		ctx  context.Context
-		d    time.Duration
-		want bool
-	}{
-		{"passes", context.Background(), time.Millisecond, true},
-		{"zero passes", context.Background(), 0, true},
-		{"ended context", ended, time.Hour, false},
-		{"ended context, zero wait", ended, 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := Sleep(tc.ctx, tc.d); got != tc.want {
-				t.Errorf("Sleep = %v, want %v", got, tc.want)
-			}
-		})
 	}
 }

@@ -8,27 +8,17 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
-// alertMessage is what the processor produces for a.
-func alertMessage(t testing.TB, a rules.Alert) kafka.Message {
-	b, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kafka.Message{Key: []byte(a.Cluster + "/" + a.RuleID), Value: b, Headers: []kafka.Header{
-		{Key: HeaderSchema, Value: []byte("1")}, {Key: HeaderID, Value: []byte(a.ID)}, {Key: HeaderCluster, Value: []byte(a.Cluster)},
-	}}
-}
-
 func TestDecodeAlertMessage(t *testing.T) {
-	good := alertMessage(t, privilegedPod(0, "p"))
+	good := notifytest.AlertMessage(t, notifytest.PrivilegedPod(0, "p"))
 	a, err := DecodeAlertMessage(good)
-	if err != nil || a.ID != privilegedPod(0, "p").ID || a.Severity != rules.SeverityCritical || !a.Time.Equal(t0) {
+	if err != nil || a.ID != notifytest.PrivilegedPod(0, "p").ID || a.Severity != rules.SeverityCritical || !a.Time.Equal(t0) {
 		t.Fatalf("%+v %v", a, err)
 	}
 	mod := func(f func(m *kafka.Message)) kafka.Message {
-		m := alertMessage(t, privilegedPod(0, "p"))
+		m := notifytest.AlertMessage(t, notifytest.PrivilegedPod(0, "p"))
 		f(&m)
 		return m
 	}
@@ -63,7 +53,7 @@ func TestDecodeAlertMessage(t *testing.T) {
 // FuzzDecodeAlertMessage: any value either decodes into an alert with the
 // required fields or is refused; never a panic.
 func FuzzDecodeAlertMessage(f *testing.F) {
-	b, _ := json.Marshal(privilegedPod(0, "p"))
+	b, _ := json.Marshal(notifytest.PrivilegedPod(0, "p"))
 	f.Add(b)
 	f.Add([]byte(`{"id":"i","rule_id":"r","cluster":"c","severity":"low","time":"2026-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"severity":7}`))
