@@ -1,7 +1,11 @@
 // Package pipeline holds the loops between Kafka and the sinks: the processor
-// (consume records, evaluate rules, index, hand alerts on) and the notifier.
-// It is a top-level room because it is neither a source (collector) nor a
-// destination (sink): it owns consumption and the commit of Kafka offsets.
+// (Processor: consume records, evaluate rules, index, hand alerts on) and the
+// notifier's consumer (NotifyConsumer: read the alerts topic, hand each alert
+// to a sink/notify Dispatcher, which routes, groups, mutes and delivers it).
+// It is a room of its own because it is neither a source (collector) nor a
+// destination (sink): it owns consumption and the commit of Kafka offsets,
+// and it sits above both, so it may import sink and collector while
+// neither imports it.
 //
 // # Offsets
 //

@@ -10,8 +10,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
-	"github.com/kubesift/kubesift/sink"
 )
 
 // ErrClosed is returned by the producer (and the processor) once closed.
@@ -31,7 +31,7 @@ type producer struct {
 	w       *kafka.Writer
 	sem     chan struct{} // one token per message handed to w and not yet done
 	retries chan *produceReq
-	backoff sink.Backoff
+	backoff backoff.Policy
 	log     *slog.Logger
 	m       *metrics
 
@@ -57,7 +57,7 @@ func newProducer(k config.KafkaConfig, c config.ProcessorProduceConfig, rt kafka
 	p := &producer{
 		sem:     make(chan struct{}, c.MaxInFlight),
 		retries: make(chan *produceReq, c.MaxInFlight), // never blocks: each entry holds a sem token
-		backoff: sink.Backoff{Initial: c.RetryBackoff, Max: c.RetryMaxBackoff},
+		backoff: backoff.Policy{Initial: c.RetryBackoff, Max: c.RetryMaxBackoff},
 		log:     log,
 		m:       m,
 		abort:   make(chan struct{}),

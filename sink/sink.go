@@ -45,10 +45,11 @@ package sink
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/kubesift/kubesift/internal/backoff"
 )
 
 // Doc is one document for a store.
@@ -118,36 +119,6 @@ func Retryable(status int, err error) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
-// Backoff is capped exponential backoff with full jitter.
-type Backoff struct {
-	// Initial is the first wait (default 100ms).
-	Initial time.Duration
-	// Max caps every wait (default 30s).
-	Max time.Duration
-	// Attempts bounds the tries, the first included; 0 means until ctx ends.
-	Attempts int
-}
-
-// Wait returns the jittered wait before retry number n (1-based). Do uses
-// it; so does a caller that retries many asynchronous writes after one wait
-// (the processor's Kafka producer) and so cannot use Do itself.
-func (b Backoff) Wait(n int) time.Duration {
-	initial, maxWait := b.Initial, b.Max
-	if initial <= 0 {
-		initial = 100 * time.Millisecond
-	}
-	if maxWait <= 0 {
-		maxWait = 30 * time.Second
-	}
-	d := initial
-	for i := 1; i < n && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	// Full jitter: replicas that failed together do not retry together.
-	return d/2 + rand.N(d/2+1)
-}
-
 // RetryAfter lets an attempt ask for a specific wait (a 429's Retry-After);
 // Do honours it instead of its own backoff for that retry, capped by Max.
 type RetryAfter interface{ RetryAfter() time.Duration }
@@ -158,9 +129,10 @@ var ErrGaveUp = errors.New("gave up after retries")
 // Do is the one retry wrapper: it calls attempt until it succeeds, returns a
 // non-retryable error, uses up b.Attempts, or ctx ends. attempt reports
 // whether its error is retryable (use Retryable). onRetry, if not nil, is
-// called before each wait with the attempt number and its error, for logs
-// and metrics. The returned error wraps the last attempt's error.
-func Do(ctx context.Context, b Backoff, attempt func(ctx context.Context) (retryable bool, err error), onRetry func(n int, err error)) error {
+// called before each wait (b.Wait(n), or an attempt's RetryAfter) with the
+// attempt number and its error, for logs and metrics. The returned error
+// wraps the last attempt's error.
+func Do(ctx context.Context, b backoff.Policy, attempt func(ctx context.Context) (retryable bool, err error), onRetry func(n int, err error)) error {
 	for n := 1; ; n++ {
 		retryable, err := attempt(ctx)
 		if err == nil {

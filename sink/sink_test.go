@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/kubesift/kubesift/internal/backoff"
 )
 
 func TestRetryable(t *testing.T) {
@@ -41,12 +43,12 @@ func TestRetryable(t *testing.T) {
 }
 
 func TestDo(t *testing.T) {
-	fast := Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	fast := backoff.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond}
 	permanent := &StatusError{Op: "post", StatusCode: 400}
 	transient := &StatusError{Op: "post", StatusCode: 503}
 	for _, tc := range []struct {
 		name      string
-		b         Backoff
+		b         backoff.Policy
 		results   []error // one per attempt; the last repeats
 		wantCalls int
 		wantErr   error
@@ -54,7 +56,7 @@ func TestDo(t *testing.T) {
 		{"first try", fast, []error{nil}, 1, nil},
 		{"retry then ok", fast, []error{transient, transient, nil}, 3, nil},
 		{"permanent stops", fast, []error{transient, permanent}, 2, permanent},
-		{"attempts bound", Backoff{Initial: time.Millisecond, Attempts: 3}, []error{transient}, 3, ErrGaveUp},
+		{"attempts bound", backoff.Policy{Initial: time.Millisecond, Attempts: 3}, []error{transient}, 3, ErrGaveUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls, retries := 0, 0
@@ -84,7 +86,7 @@ func TestDoHonoursRetryAfterAndContext(t *testing.T) {
 	ra := &StatusError{Op: "post", StatusCode: 429, After: 20 * time.Millisecond}
 	start := time.Now()
 	n := 0
-	err := Do(context.Background(), Backoff{Initial: time.Microsecond, Max: time.Second}, func(context.Context) (bool, error) {
+	err := Do(context.Background(), backoff.Policy{Initial: time.Microsecond, Max: time.Second}, func(context.Context) (bool, error) {
 		n++
 		if n == 1 {
 			return true, ra
@@ -96,7 +98,7 @@ func TestDoHonoursRetryAfterAndContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	err = Do(ctx, Backoff{Initial: 10 * time.Millisecond}, func(context.Context) (bool, error) { return true, ra }, nil)
+	err = Do(ctx, backoff.Policy{Initial: 10 * time.Millisecond}, func(context.Context) (bool, error) { return true, ra }, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ra) {
 		t.Fatalf("err = %v, want the context's end joined with the last error", err)
 	}

@@ -14,12 +14,13 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/spf13/cobra"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/tlsfiles"
+	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify"
 )
@@ -139,7 +140,7 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	d, err := notify.New(notify.Options{
 		Route: route, Receivers: receivers, Silences: silencer, Inhibitor: inhibitor, States: states,
 		MaxGroups: n.MaxGroups, MaxAlertsPerGroup: n.MaxAlertsPerGroup, QueueSize: n.QueueSize,
-		Backoff:     sink.Backoff{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
+		Backoff:     backoff.Policy{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
 		GiveUpAfter: n.Retry.GiveUpAfter, Log: log, Metrics: metrics,
 	})
 	if err != nil {
@@ -156,9 +157,9 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	dlq := &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond, WriteTimeout: 10 * time.Second}
 	defer dlq.Close()
-	consumer, err := notify.NewConsumer(notify.ConsumerOptions{
+	consumer, err := pipeline.NewNotifyConsumer(pipeline.NotifyConsumerOptions{
 		Brokers: cfg.Kafka.Brokers, Dialer: dialer, Topic: cfg.Kafka.Topics.Alerts, GroupID: n.ConsumerGroup,
-		DLQ: notify.DLQWriter(dlq, cfg.Kafka.Topics.DLQ), Dispatcher: d, Log: log, Registerer: reg,
+		DLQ: pipeline.NotifyDLQWriter(dlq, cfg.Kafka.Topics.DLQ), Dispatcher: d, Log: log, Registerer: reg,
 	})
 	if err != nil {
 		return err

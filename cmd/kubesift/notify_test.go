@@ -21,12 +21,12 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/ecs"
 	"github.com/kubesift/kubesift/sink/notify"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 func TestNotifyNeedsReceivers(t *testing.T) {

@@ -23,9 +23,11 @@ import (
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/collector/replay"
 	"github.com/kubesift/kubesift/internal/atomicfile"
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/logging"
+	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
@@ -117,7 +119,7 @@ func (c *countingWriter) snapshot() map[string]int {
 // consumer and the dispatcher, with the console as a receiver that takes
 // every alert, beside the configured ones.
 type runNotifier struct {
-	consumer *notify.Consumer
+	consumer *pipeline.NotifyConsumer
 	d        *notify.Dispatcher
 	dlq      *kafka.Writer
 }
@@ -168,7 +170,7 @@ func newRunNotifier(cfg *config.Config, term *terminal, quiet bool, reg promethe
 	d, err := notify.New(notify.Options{
 		Route: route, Receivers: receivers, Inhibitor: inhibitor,
 		MaxGroups: n.MaxGroups, MaxAlertsPerGroup: n.MaxAlertsPerGroup, QueueSize: n.QueueSize,
-		Backoff:     sink.Backoff{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
+		Backoff:     backoff.Policy{Initial: n.Retry.InitialBackoff, Max: n.Retry.MaxBackoff},
 		GiveUpAfter: n.Retry.GiveUpAfter, Log: log, Metrics: metrics,
 	})
 	if err != nil {
@@ -184,9 +186,9 @@ func newRunNotifier(cfg *config.Config, term *terminal, quiet bool, reg promethe
 	}
 	dlq := &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond, WriteTimeout: 10 * time.Second}
-	consumer, err := notify.NewConsumer(notify.ConsumerOptions{
+	consumer, err := pipeline.NewNotifyConsumer(pipeline.NotifyConsumerOptions{
 		Brokers: cfg.Kafka.Brokers, Dialer: dialer, Topic: cfg.Kafka.Topics.Alerts, GroupID: n.ConsumerGroup,
-		DLQ: notify.DLQWriter(dlq, cfg.Kafka.Topics.DLQ), Dispatcher: d, CommitInterval: 100 * time.Millisecond,
+		DLQ: pipeline.NotifyDLQWriter(dlq, cfg.Kafka.Topics.DLQ), Dispatcher: d, CommitInterval: 100 * time.Millisecond,
 		Log: log, Registerer: reg,
 	})
 	if err != nil {

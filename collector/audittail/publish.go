@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -26,8 +27,8 @@ import (
 
 // permanentAttempts is how often a batch (and then each of its records
 // alone) is tried with an error other than backpressure before its records
-// that still fail are dead-lettered. With the backoff from minBackoff this
-// is about 1.5 s per batch.
+// that still fail are dead-lettered. With publishBackoff this is about
+// 1.5 s per batch.
 const permanentAttempts = 5
 
 // ReasonPublish is the dead-letter reason of a record the publisher refused
@@ -41,7 +42,6 @@ func (f *follower) publish(ctx context.Context, b *batch) bool {
 }
 
 func (f *follower) publishDeadLetters(ctx context.Context, b *batch) bool {
-	backoff := minBackoff
 	retried := 0
 	for len(b.dls) > 0 {
 		err := f.t.pub.PublishDeadLetters(ctx, b.dls)
@@ -51,7 +51,7 @@ func (f *follower) publishDeadLetters(ctx context.Context, b *batch) bool {
 			}
 			break
 		}
-		if !f.retryWait(ctx, err, &backoff, &retried) {
+		if !f.retryWait(ctx, err, &retried) {
 			return false
 		}
 	}
@@ -97,7 +97,6 @@ func (f *follower) publishRecords(ctx context.Context, b *batch) bool {
 // permanentAttempts errors other than backpressure; ok is false when ctx
 // ended first.
 func (f *follower) tryPublish(ctx context.Context, recs []*record.Record) (ok bool, err error) {
-	backoff := minBackoff
 	retried, failed := 0, 0
 	for {
 		err = f.t.pub.Publish(ctx, recs)
@@ -109,7 +108,7 @@ func (f *follower) tryPublish(ctx context.Context, recs []*record.Record) (ok bo
 				return true, err
 			}
 		}
-		if !f.retryWait(ctx, err, &backoff, &retried) {
+		if !f.retryWait(ctx, err, &retried) {
 			return false, nil
 		}
 	}
@@ -119,7 +118,15 @@ func (f *follower) tryPublish(ctx context.Context, recs []*record.Record) (ok bo
 	return true, nil
 }
 
-func (f *follower) retryWait(ctx context.Context, err error, backoff *time.Duration, retried *int) bool {
+// publishBackoff spaces the retries of a refused batch: 100ms doubling to 5s.
+// It has no jitter: a file's follower is the only client of its batch, so
+// there is nothing to spread, and permanentAttempts' wall time stays exact.
+var publishBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// retryWait counts and logs a refused publish and waits the next step of
+// publishBackoff (*retried, the retries so far, picks the step); false
+// when ctx ended.
+func (f *follower) retryWait(ctx context.Context, err error, retried *int) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -128,13 +135,10 @@ func (f *follower) retryWait(ctx context.Context, err error, backoff *time.Durat
 		reason = "backpressure"
 	}
 	*retried++
+	wait := publishBackoff.Delay(*retried)
 	f.t.m.retries.WithLabelValues(f.path, reason).Inc()
-	f.logLimit.Warn(f.log, "retry-"+reason, "publisher refused a batch; pausing the tail and retrying the same batch", "reason", reason, "err", err, "backoff", *backoff)
-	if !sleepCtx(ctx, *backoff) {
-		return false
-	}
-	*backoff = min(2**backoff, maxBackoff)
-	return true
+	f.logLimit.Warn(f.log, "retry-"+reason, "publisher refused a batch; pausing the tail and retrying the same batch", "reason", reason, "err", err, "backoff", wait)
+	return sleepCtx(ctx, wait)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

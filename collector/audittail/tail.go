@@ -153,12 +153,6 @@ type Tailer struct {
 	followers   map[string]*follower
 }
 
-// Publish retry backoff bounds.
-const (
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
-)
-
 // New loads the positions file and checks that it can be written (so a
 // wrong positions_file fails at start, not after the first batch).
 func New(o Options) (*Tailer, error) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/record"
 )
@@ -643,7 +643,7 @@ func (s *session) publish(ctx context.Context, recs []*record.Record) (rejected 
 // (nil), refuses them publishAttempts times with an error other than
 // backpressure (that error), or ctx ends (ctx's error).
 func (s *session) publishRetrying(ctx context.Context, recs []*record.Record) error {
-	delay, attempts, logged := 100*time.Millisecond, 0, false
+	waits, attempts, logged := 0, 0, false
 	for {
 		err := s.c.pub.Publish(ctx, recs)
 		if err == nil {
@@ -668,16 +668,14 @@ func (s *session) publishRetrying(ctx context.Context, recs []*record.Record) er
 			s.log.Warn("publishing Events failed; retrying", "err", err, "records", len(recs), "backpressure", backpressure)
 			logged = true
 		}
-		if !sleep(ctx, jitter(delay)) {
+		if waits++; !sleep(ctx, publishBackoff.Wait(waits)) {
 			return ctx.Err()
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
 func (s *session) publishDeadLetter(ctx context.Context, dl collector.DeadLetter) bool {
-	delay := 100 * time.Millisecond
-	for {
+	for waits := 1; ; waits++ {
 		err := s.c.pub.PublishDeadLetters(ctx, []collector.DeadLetter{dl})
 		if err == nil {
 			return true
@@ -686,16 +684,15 @@ func (s *session) publishDeadLetter(ctx context.Context, dl collector.DeadLetter
 			return false
 		}
 		s.log.Warn("publishing an Event dead letter failed; retrying", "reason", dl.Reason, "err", err)
-		if !sleep(ctx, jitter(delay)) {
+		if !sleep(ctx, publishBackoff.Wait(waits)) {
 			return false
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
+// publishBackoff spaces the retries of a refused publish (records and dead
+// letters): 100ms doubling to 5s, with equal jitter (internal/backoff).
+var publishBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // checkpoints writes the watermark every interval while it advances.
 func (s *session) checkpoints(ctx context.Context) {

@@ -35,9 +35,9 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/redact"
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
-	"github.com/kubesift/kubesift/sink"
 )
 
 // Source names the replay in dead letters, logs and the kubesift-origin
@@ -305,7 +305,7 @@ func (r *Replayer) publishDeadLetter(ctx context.Context, dl collector.DeadLette
 // retry calls f until it succeeds, ctx ends, or it fails with an error
 // other than collector.ErrBackpressure.
 func (r *Replayer) retry(ctx context.Context, f func() error) error {
-	b := sink.Backoff{Initial: 50 * time.Millisecond, Max: 2 * time.Second}
+	b := backoff.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := f()
 		if err == nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubesift/kubesift/sink/notify/match"
+	"github.com/kubesift/kubesift/internal/match"
 )
 
 // NotifyConfig configures alert delivery (`kubesift notify`, package

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubesift/kubesift/sink/notify/match"
+	"github.com/kubesift/kubesift/internal/match"
 )
 
 const notifyBase = `

@@ -1,8 +1,3 @@
-// Package obs is the small HTTP server every long-running subcommand runs:
-// /metrics (Prometheus), /healthz (the process is alive) and /readyz (every
-// registered readiness check passes, e.g. "Kafka reachable", "caches synced").
-// Every kubesift HTTP listener, this one included, takes its timeouts and
-// connection cap from Limits and its bearer-token check from Token.
 package obs
 
 import (

@@ -11,6 +11,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/ecs"
@@ -39,7 +40,7 @@ func IndexTemplateName(streamOrIndex string) string { return "kubesift-" + strea
 
 // setupBackoff retries refused setup requests a few times (a cluster that
 // is still starting), then reports.
-var setupBackoff = sink.Backoff{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Attempts: 6}
+var setupBackoff = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second, Attempts: 6}
 
 // Setup installs, idempotently: the ILM policy (where the cluster has ILM),
 // the component templates, one composable index template per data stream

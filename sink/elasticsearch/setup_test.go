@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/sink"
 )
@@ -157,7 +158,7 @@ func TestSetupErrorsNameWhatWasRefused(t *testing.T) {
 
 func TestSetupRetriesServerErrors(t *testing.T) {
 	old := setupBackoff
-	setupBackoff = sink.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Attempts: 3}
+	setupBackoff = backoff.Policy{Initial: time.Millisecond, Max: time.Millisecond, Attempts: 3}
 	t.Cleanup(func() { setupBackoff = old })
 	err := runSetup(t, &setupServer{ilm: 200, fail: map[string]int{"/_component_template/": 503}})
 	if !errors.Is(err, sink.ErrGaveUp) || !strings.Contains(err.Error(), "HTTP 503") {

@@ -16,6 +16,7 @@ import (
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/sink"
 )
@@ -58,7 +59,7 @@ type Writer struct {
 	es      *elasticsearch.Client
 	log     *slog.Logger
 	m       *metrics
-	backoff sink.Backoff
+	backoff backoff.Policy
 	timeout time.Duration
 	flushAt int
 	maxQ    int64
@@ -143,7 +144,7 @@ func NewWriter(o WriterOptions) (*Writer, error) {
 	w := &Writer{
 		es: o.Client, log: log, m: m, timeout: timeout, flushAt: c.FlushBytes, maxQ: c.MaxQueuedBytes,
 		// Attempts 0: retry until Close gives up.
-		backoff: sink.Backoff{Initial: c.RetryBackoff, Max: c.RetryMaxBackoff},
+		backoff: backoff.Policy{Initial: c.RetryBackoff, Max: c.RetryMaxBackoff},
 		space:   make(chan struct{}),
 		runCtx:  ctx, cancel: cancel, stop: make(chan struct{}),
 	}

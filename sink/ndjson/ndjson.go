@@ -24,7 +24,7 @@
 //     Index is not a safe file name is an error of the caller's
 //     configuration and is rejected with a reason naming the index.
 //   - A failed write (disk full, I/O error) is retried with backoff for as
-//     long as it takes (sink.Backoff), logged and counted; meanwhile the
+//     long as it takes (backoff.Policy), logged and counted; meanwhile the
 //     bounded buffer fills and Add blocks — the same backpressure as an
 //     Elasticsearch outage. A partial write keeps its unwritten tail, so a
 //     line is never torn or written twice.
@@ -51,6 +51,7 @@ import (
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/sink"
 )
@@ -70,7 +71,7 @@ type Options struct {
 	// otherwise the files are fsynced on Close only.
 	Fsync bool
 	// Backoff spaces the retries of a failed write.
-	Backoff    sink.Backoff
+	Backoff    backoff.Policy
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -134,7 +135,7 @@ func New(o Options) (*Writer, error) {
 		o.FlushInterval = 100 * time.Millisecond
 	}
 	if o.Backoff.Initial <= 0 {
-		o.Backoff = sink.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+		o.Backoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

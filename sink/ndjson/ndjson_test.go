@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
@@ -174,7 +175,7 @@ func TestWriterRetriesPartialWrites(t *testing.T) {
 	t.Cleanup(func() { openFile = orig })
 
 	w, err := New(Options{Dir: t.TempDir(), FlushInterval: 5 * time.Millisecond,
-		Backoff: sink.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
+		Backoff: backoff.Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestWriterBackpressure(t *testing.T) {
 	openFile = func(string) (handle, error) { return fl, nil }
 	t.Cleanup(func() { openFile = orig })
 	w2, err := New(Options{Dir: t.TempDir(), MaxBufferedBytes: 100, FlushInterval: time.Millisecond,
-		Backoff: sink.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}})
+		Backoff: backoff.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/internal/obs"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // The silence HTTP API (docs/alerting.md):

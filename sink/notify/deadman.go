@@ -17,6 +17,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
 )
@@ -40,7 +41,7 @@ func ESLastSeen(es *elasticsearch.Client, indices []string) LastSeen {
 		}
 		path := "/" + strings.Join(esc, ",") + "/_search?ignore_unavailable=true&allow_no_indices=true"
 		var body []byte
-		err := sink.Do(ctx, sink.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 3}, func(ctx context.Context) (bool, error) {
+		err := sink.Do(ctx, backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 3}, func(ctx context.Context) (bool, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(q))
 			if err != nil {
 				return false, err

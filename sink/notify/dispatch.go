@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/backoff"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // State is an alert's delivery state, as indexed in kubesift.delivery.state.
@@ -79,7 +79,7 @@ type Options struct {
 	// bounds each integration's queue.
 	MaxGroups, MaxAlertsPerGroup, QueueSize int
 	// Backoff and GiveUpAfter configure the retry stage.
-	Backoff     sink.Backoff
+	Backoff     backoff.Policy
 	GiveUpAfter time.Duration
 	// Now is the clock (tests); nil means time.Now.
 	Now     func() time.Time

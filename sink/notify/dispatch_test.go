@@ -16,10 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/match"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/notify/match"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 // fakeClock is the dispatcher's clock in tests: time moves only when the
@@ -136,7 +138,7 @@ func newHarness(t *testing.T, opt Options) *harness {
 		opt.QueueSize = 10
 	}
 	if opt.Backoff.Initial == 0 {
-		opt.Backoff = sink.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+		opt.Backoff = backoff.Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	}
 	if opt.GiveUpAfter == 0 {
 		opt.GiveUpAfter = time.Minute
@@ -194,9 +196,9 @@ func TestBurstOfOneRuleIsGrouped(t *testing.T) {
 	// 1,000 distinct alerts over 20 s, and 200 duplicates of the first 200.
 	for i := range 1000 {
 		h.clock.Set(t0.Add(time.Duration(i) * 20 * time.Millisecond))
-		h.add(t, privilegedPod(i, fmt.Sprint("p-", i)))
+		h.add(t, notifytest.PrivilegedPod(i, fmt.Sprint("p-", i)))
 		if i%5 == 0 && i < 1000 {
-			h.add(t, privilegedPod(i/5, fmt.Sprint("p-", i/5)))
+			h.add(t, notifytest.PrivilegedPod(i/5, fmt.Sprint("p-", i/5)))
 		}
 	}
 	h.tick(t, 29*time.Second) // before group_wait: nothing
@@ -206,7 +208,7 @@ func TestBurstOfOneRuleIsGrouped(t *testing.T) {
 	// 500 more during group_interval go into the second notification.
 	for i := 1000; i < 1500; i++ {
 		h.clock.Set(t0.Add(time.Minute))
-		h.add(t, privilegedPod(i, fmt.Sprint("p-", i)))
+		h.add(t, notifytest.PrivilegedPod(i, fmt.Sprint("p-", i)))
 	}
 	h.tick(t, 2*time.Minute)                // inside group_interval: nothing
 	h.tick(t, 30*time.Second+5*time.Minute) // second notification
@@ -241,7 +243,7 @@ func TestRoutingContinueAndInheritance(t *testing.T) {
 			Routes: []config.RouteConfig{{Matchers: []string{"cluster=dev"}, Receiver: "dev"}}},
 		{Receiver: "never", Matchers: []string{"tag=workload"}},
 	}})
-	crit := privilegedPod(0, "x")
+	crit := notifytest.PrivilegedPod(0, "x")
 	routes := r.Match(Labels(&crit))
 	if len(routes) != 2 || routes[0].Receiver != "pager" || routes[1].Receiver != "sec" {
 		t.Fatalf("routes: %+v", routes)
@@ -290,7 +292,7 @@ func TestSilenceAndInhibition(t *testing.T) {
 		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
 		Inhibitor: inh, Silences: muteAll{sil},
 	})
-	crit := privilegedPod(0, "web")
+	crit := notifytest.PrivilegedPod(0, "web")
 	med := crit
 	med.ID, med.RuleID, med.Severity = "medium-on-web", "k8s-pod-exec", rules.SeverityMedium
 	medOther := med
@@ -329,12 +331,12 @@ func TestFailedDeliveryIsFinalWithReason(t *testing.T) {
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0)}),
 		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", srv.URL+"/hook?token=SECRET")}},
 	})
-	h.add(t, privilegedPod(0, "a"))
+	h.add(t, notifytest.PrivilegedPod(0, "a"))
 	h.tick(t, 0)
 	h.waitDone(t)
 	h.states.mu.Lock()
 	defer h.states.mu.Unlock()
-	s := h.states.by[privilegedPod(0, "a").ID]
+	s := h.states.by[notifytest.PrivilegedPod(0, "a").ID]
 	if len(s) != 2 || !strings.HasPrefix(s[1], "failed: sec/webhook[0]: webhook post: HTTP 400 Bad Request") || strings.Contains(s[1], "SECRET") {
 		t.Errorf("states: %v", s)
 	}
@@ -348,7 +350,7 @@ func TestGroupEvictionFlushesEarly(t *testing.T) {
 		MaxGroups: 2,
 	})
 	for i, c := range []string{"a", "b", "c"} {
-		a := privilegedPod(i, c)
+		a := notifytest.PrivilegedPod(i, c)
 		a.Cluster = c
 		h.clock.Set(t0.Add(time.Duration(i) * time.Second))
 		h.add(t, a)
@@ -375,7 +377,7 @@ func TestIdleGroupCloses(t *testing.T) {
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", RepeatInterval: dur(10 * time.Minute)}),
 		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
 	})
-	h.add(t, privilegedPod(0, "a"))
+	h.add(t, notifytest.PrivilegedPod(0, "a"))
 	h.tick(t, 30*time.Second)
 	h.tick(t, 10*time.Minute+time.Second) // idle for repeat_interval: closed
 	h.d.mu.Lock()
@@ -386,7 +388,7 @@ func TestIdleGroupCloses(t *testing.T) {
 	}
 	// A new alert opens a new group that waits group_wait again.
 	h.clock.Set(t0.Add(11 * time.Minute))
-	h.add(t, privilegedPod(1, "b"))
+	h.add(t, notifytest.PrivilegedPod(1, "b"))
 	h.tick(t, 11*time.Minute+29*time.Second)
 	h.tick(t, 11*time.Minute+30*time.Second)
 	h.waitDone(t)
@@ -414,7 +416,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", "http://"+addr+"/hook")}},
 	})
 	for i := range 50 {
-		h.add(t, privilegedPod(i, fmt.Sprint("p", i)))
+		h.add(t, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)))
 	}
 	h.tick(t, 0)
 	// Let the retry stage fail a few times against the closed port.
@@ -424,7 +426,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 	}
 	// Up again on the same address; its first two answers are 503, so the
 	// receiver sees duplicates — all with one idempotency key.
-	l = relisten(t, addr)
+	l = testenv.Relisten(t, addr)
 	requests := 0
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p WebhookPayload
@@ -459,7 +461,7 @@ func TestRunDelivers(t *testing.T) {
 	d, err := New(Options{
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(50 * time.Millisecond)}),
 		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
-		MaxGroups: 10, MaxAlertsPerGroup: 10, QueueSize: 1, Backoff: sink.Backoff{Initial: 10 * time.Millisecond},
+		MaxGroups: 10, MaxAlertsPerGroup: 10, QueueSize: 1, Backoff: backoff.Policy{Initial: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -470,7 +472,7 @@ func TestRunDelivers(t *testing.T) {
 	defer func() { cancel(); <-stopped }()
 	done := make(chan struct{}, 3)
 	for i := range 3 {
-		if err := d.Add(ctx, privilegedPod(i, fmt.Sprint("p", i)), func() { done <- struct{}{} }); err != nil {
+		if err := d.Add(ctx, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)), func() { done <- struct{}{} }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -516,7 +518,7 @@ func TestDownReceiverDoesNotBlockOthers(t *testing.T) {
 		QueueSize: 1,
 	})
 	addTo := func(cluster, name string) {
-		a := privilegedPod(0, name)
+		a := notifytest.PrivilegedPod(0, name)
 		a.ID, a.Cluster = cluster+"-"+name, cluster
 		h.add(t, a)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/sink"
 )
 
@@ -35,7 +36,7 @@ type ESStates struct {
 	interval time.Duration
 	log      *slog.Logger
 	updates  *prometheus.CounterVec
-	retry    sink.Backoff
+	retry    backoff.Policy
 
 	mu      sync.Mutex
 	pending map[string]stateUpdate
@@ -59,7 +60,7 @@ func NewESStates(es *elasticsearch.Client, index string, maxPending int, interva
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &ESStates{es: es, index: index, max: maxPending, interval: interval, log: log, pending: map[string]stateUpdate{},
-		retry: sink.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 3},
+		retry: backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 3},
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubesift_notify_state_updates_total",
 			Help: "Delivery-state updates of alert documents, by outcome (updated, missing, rejected, dropped).",

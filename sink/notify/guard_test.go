@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink/notify/match"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 // TestMutesEverything: the guardrail refuses a matcher set that matches
@@ -95,7 +96,7 @@ func TestMutesEverything(t *testing.T) {
 // labels Labels gives real alerts — required labels present and not empty,
 // closed ones within their set.
 func TestAlertLabelDomains(t *testing.T) {
-	pod := privilegedPod(0, "web")
+	pod := notifytest.PrivilegedPod(0, "web")
 	deadman := rules.Alert{ID: "kubesift-deadman:prod", RuleID: "kubesift-deadman", Title: "No records", Severity: rules.SeverityHigh,
 		Cluster: "prod", Tags: []string{"deadman"}, Time: time.Now()}
 	for _, a := range []rules.Alert{pod, deadman} {

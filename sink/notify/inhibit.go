@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // Inhibitor mutes target alerts while a source alert with the same values

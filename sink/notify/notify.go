@@ -10,7 +10,12 @@
 // Routing, grouping, inhibition and silences see an alert through its labels
 // (Labels): severity, rule_id, title, source, cluster, namespace, user, verb,
 // resource, name, and one value per MITRE tactic, technique and tag. See
-// package match for the matcher syntax.
+// package internal/match for the matcher syntax.
+//
+// The Kafka loop that reads the alerts topic and hands each alert to a
+// Dispatcher, committing its offset once the alert is final, is
+// pipeline.NotifyConsumer: this package sits below pipeline and imports
+// nothing above sink.
 //
 // # The Notifier contract
 //
@@ -48,9 +53,10 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/kubesift/kubesift/internal/backoff"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // Notification is what a receiver gets for one flush of one group.
@@ -125,7 +131,7 @@ func IdempotencyKey(receiver, groupKey string, alertIDs []string) string {
 // one retry wrapper; sink.Retryable is the one classifier, applied inside
 // the notifiers) until it is accepted, fails for good, or ctx ends.
 // onRetry, if not nil, sees each failed attempt that will be retried.
-func Retry(ctx context.Context, b sink.Backoff, notifier Notifier, n *Notification, onRetry func(attempt int, err error)) error {
+func Retry(ctx context.Context, b backoff.Policy, notifier Notifier, n *Notification, onRetry func(attempt int, err error)) error {
 	return sink.Do(ctx, b, func(ctx context.Context) (bool, error) {
 		return notifier.Notify(ctx, n)
 	}, onRetry)

@@ -17,28 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
-	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-var t0 = time.Date(2026, 11, 30, 14, 3, 7, 0, time.UTC)
-
-// privilegedPod is the alert the built-in pack raises for a privileged pod.
-func privilegedPod(i int, name string) rules.Alert {
-	return rules.Alert{
-		ID: "k8s-privileged-pod:audit-" + name, RuleID: "k8s-privileged-pod", Title: "Privileged pod created",
-		Severity: rules.SeverityCritical,
-		Mitre:    rules.Mitre{Tactics: []string{"privilege-escalation"}, Techniques: []string{"T1610", "T1611"}},
-		Tags:     []string{"workload", "privileged"}, RecordID: "audit-" + name, Source: record.SourceAudit,
-		Cluster: "prod-eu-1", Time: t0.Add(time.Duration(i) * time.Second),
-		Message: "user alice created privileged pod " + name + " in namespace payments",
-		User:    "alice", Verb: "create", Namespace: "payments", Resource: "pods", Name: name,
-	}
-}
+var t0 = notifytest.T0
 
 func testNotification(alerts ...rules.Alert) *Notification {
 	n := &Notification{
@@ -84,7 +72,7 @@ func TestSlackGoldenPrivilegedPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := testNotification(privilegedPod(0, "evil-0"), privilegedPod(1, "evil-1"), privilegedPod(2, "evil-2"))
+	n := testNotification(notifytest.PrivilegedPod(0, "evil-0"), notifytest.PrivilegedPod(1, "evil-1"), notifytest.PrivilegedPod(2, "evil-2"))
 	if retry, err := s.Notify(context.Background(), n); err != nil || retry {
 		t.Fatalf("Notify = %v, %v", retry, err)
 	}
@@ -98,7 +86,7 @@ func TestSlackGoldenPrivilegedPod(t *testing.T) {
 
 func TestSlackEscapesAttackerControlledText(t *testing.T) {
 	s, _ := NewSlack(config.SlackConfig{URL: "http://x/", MaxAlerts: 10}, http.DefaultClient)
-	a := privilegedPod(0, "<!channel>")
+	a := notifytest.PrivilegedPod(0, "<!channel>")
 	a.User = "<https://evil.example|click me>"
 	a.Message = "pod <!here> & more"
 	b, _ := json.Marshal(s.Message(testNotification(a, a)))
@@ -114,7 +102,7 @@ func TestSlackEscapesAttackerControlledText(t *testing.T) {
 
 func TestSlackLongTextIsCut(t *testing.T) {
 	s, _ := NewSlack(config.SlackConfig{URL: "http://x/", MaxAlerts: 10}, http.DefaultClient)
-	a := privilegedPod(0, "p")
+	a := notifytest.PrivilegedPod(0, "p")
 	a.Title = strings.Repeat("T", 400)
 	a.Message = strings.Repeat("m", 5000)
 	m := s.Message(testNotification(a))
@@ -149,8 +137,8 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	s, _ := NewSlack(config.SlackConfig{URL: config.Secret(srv.URL + "/services/SECRET"), MaxAlerts: 10}, srv.Client())
 	var retried []error
 	// Initial backoff far below Retry-After: the wait must come from the header.
-	err := Retry(context.Background(), sink.Backoff{Initial: time.Millisecond, Max: 10 * time.Second}, s,
-		testNotification(privilegedPod(0, "p")), func(_ int, err error) { retried = append(retried, err) })
+	err := Retry(context.Background(), backoff.Policy{Initial: time.Millisecond, Max: 10 * time.Second}, s,
+		testNotification(notifytest.PrivilegedPod(0, "p")), func(_ int, err error) { retried = append(retried, err) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +162,7 @@ func TestStatusClassification(t *testing.T) {
 	}{{200, false}, {204, false}, {400, false}, {404, false}, {410, false}, {429, true}, {500, true}, {503, true}} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(tc.status) }))
 		w, _ := NewWebhook(config.WebhookConfig{URL: config.Secret(srv.URL + "/hook?token=SECRETTOKEN")}, srv.Client())
-		retry, err := w.Notify(context.Background(), testNotification(privilegedPod(0, "p")))
+		retry, err := w.Notify(context.Background(), testNotification(notifytest.PrivilegedPod(0, "p")))
 		srv.Close()
 		if retry != tc.retry || (err == nil) != (tc.status < 300) {
 			t.Errorf("HTTP %d: retry %v err %v", tc.status, retry, err)
@@ -199,7 +187,7 @@ func TestNetworkErrorsHideTheURL(t *testing.T) {
 		"http://" + addr + "/hook?token=SECRETPATH",
 	} {
 		s, _ := NewSlack(config.SlackConfig{URL: config.Secret(target), MaxAlerts: 10}, &http.Client{Timeout: time.Second})
-		retry, err := s.Notify(context.Background(), testNotification(privilegedPod(0, "p")))
+		retry, err := s.Notify(context.Background(), testNotification(notifytest.PrivilegedPod(0, "p")))
 		if err == nil || !retry {
 			t.Fatalf("refused connection: retry %v err %v", retry, err)
 		}
@@ -219,7 +207,7 @@ func TestNetworkErrorsHideTheURL(t *testing.T) {
 	defer srv.Close()
 	defer close(release) // before Close, which waits for the handler
 	s, _ := NewSlack(config.SlackConfig{URL: config.Secret(srv.URL + "/SECRETPATH"), MaxAlerts: 10}, &http.Client{Timeout: 50 * time.Millisecond})
-	retry, err := s.Notify(context.Background(), testNotification(privilegedPod(0, "p")))
+	retry, err := s.Notify(context.Background(), testNotification(notifytest.PrivilegedPod(0, "p")))
 	if !retry || err == nil || strings.Contains(err.Error(), "SECRETPATH") {
 		t.Errorf("timeout: retry %v err %v", retry, err)
 	}
@@ -245,7 +233,7 @@ func TestWebhookSignatureAndIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Now = func() time.Time { return t0 }
-	n := testNotification(privilegedPod(0, "a"), privilegedPod(1, "b"))
+	n := testNotification(notifytest.PrivilegedPod(0, "a"), notifytest.PrivilegedPod(1, "b"))
 	if _, err := w.Notify(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +294,7 @@ func TestAlertmanagerPayload(t *testing.T) {
 	}))
 	defer srv.Close()
 	w, _ := NewWebhook(config.WebhookConfig{URL: config.Secret(srv.URL), Format: config.WebhookFormatAlertmanager, MaxAlerts: 2}, srv.Client())
-	n := testNotification(privilegedPod(0, "a"), privilegedPod(1, "b"), privilegedPod(2, "c"))
+	n := testNotification(notifytest.PrivilegedPod(0, "a"), notifytest.PrivilegedPod(1, "b"), notifytest.PrivilegedPod(2, "c"))
 	if _, err := w.Notify(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}

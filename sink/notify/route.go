@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
-	"github.com/kubesift/kubesift/sink/notify/match"
+	"github.com/kubesift/kubesift/internal/match"
 )
 
 // Route is one compiled node of the routing tree. Unset fields of the

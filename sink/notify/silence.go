@@ -21,10 +21,11 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/kubesift/kubesift/internal/backoff"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/notify/match"
 )
 
 // Silence mutes every alert its matchers match while it is active
@@ -166,7 +167,7 @@ func NewSilenceID() string {
 type ESSilences struct {
 	es    *elasticsearch.Client
 	index string
-	retry sink.Backoff
+	retry backoff.Policy
 }
 
 // silenceMapping is strict so that nothing but silences ends up there;
@@ -183,7 +184,7 @@ const silenceMapping = `{
 
 // NewESSilences opens the store, creating the index if it is missing.
 func NewESSilences(ctx context.Context, es *elasticsearch.Client, index string) (*ESSilences, error) {
-	s := &ESSilences{es: es, index: index, retry: sink.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 5}}
+	s := &ESSilences{es: es, index: index, retry: backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 5}}
 	status, body, err := s.call(ctx, "create silences index", http.MethodPut, "/"+url.PathEscape(index), []byte(silenceMapping), http.StatusBadRequest)
 	if err != nil {
 		return nil, err

@@ -18,8 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/internal/testenv"
-	"github.com/kubesift/kubesift/sink/notify/match"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 func TestDecodeSilenceRequest(t *testing.T) {
@@ -163,7 +164,7 @@ func TestSilencesSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	pod := privilegedPod(0, "web")
+	pod := notifytest.PrivilegedPod(0, "web")
 	reason, muted := after.Mutes(Labels(&pod), &pod, now)
 	if !muted || !strings.Contains(reason, kept.ID) {
 		t.Errorf("after restart: muted %v (%s), want muted by %s", muted, reason, kept.ID)
@@ -291,7 +292,7 @@ func TestSilenceAPI(t *testing.T) {
 	if !strings.Contains(logs.String(), "silence created with force") {
 		t.Errorf("forced silence not logged as such:\n%s", logs.String())
 	}
-	if pod := privilegedPod(0, "y"); !func() bool { _, m := sil.Mutes(Labels(&pod), &pod, time.Now()); return m }() {
+	if pod := notifytest.PrivilegedPod(0, "y"); !func() bool { _, m := sil.Mutes(Labels(&pod), &pod, time.Now()); return m }() {
 		t.Error("forced silence does not mute")
 	}
 	if err := c.Expire(ctx, forced.ID); err != nil {
@@ -309,7 +310,7 @@ func TestSilenceAPI(t *testing.T) {
 	if list, err := c.List(ctx, true); err != nil || len(list) != 2 || list[0].Status != "expired" {
 		t.Errorf("with expired: %+v %v", list, err)
 	}
-	pod := privilegedPod(0, "x")
+	pod := notifytest.PrivilegedPod(0, "x")
 	if _, muted := sil.Mutes(Labels(&pod), &pod, time.Now()); muted {
 		t.Error("expired silence mutes")
 	}

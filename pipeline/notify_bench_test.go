@@ -1,4 +1,4 @@
-package notify
+package pipeline
 
 import (
 	"context"
@@ -15,13 +15,15 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/notify"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 // BenchmarkAlertToWebhookLatency measures the notifier's share of the alert
 // path on the real Kafka: from the processor's produce of an alert (the
 // write starts) to an in-process webhook receiving it, group_wait 0, one
 // alert at a time. It reports p50 and p99 over b.N alerts (use
-// -benchtime=200x). The target is p99 <= 2 s for the whole path
+// -benchtime=200x). The target is p99 <= 2 s for the whole path
 // from the audit line; this is the notify part only.
 func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	brokers := testenv.KafkaBrokers(b)
@@ -35,7 +37,7 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	arrived := map[string]time.Time{}
 	got := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p WebhookPayload
+		var p notify.WebhookPayload
 		_ = json.NewDecoder(r.Body).Decode(&p)
 		now := time.Now()
 		mu.Lock()
@@ -49,11 +51,11 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 		}
 	}))
 	defer srv.Close()
-	w, _ := NewWebhook(config.WebhookConfig{URL: config.Secret(srv.URL)}, srv.Client())
+	w, _ := notify.NewWebhook(config.WebhookConfig{URL: config.Secret(srv.URL)}, srv.Client())
 	zero := time.Duration(0)
-	route, _ := NewRoute(&config.RouteConfig{Receiver: "r", GroupBy: []string{"cluster", "rule_id"},
+	route, _ := notify.NewRoute(&config.RouteConfig{Receiver: "r", GroupBy: []string{"cluster", "rule_id"},
 		GroupWait: &zero, GroupInterval: dur(time.Millisecond), RepeatInterval: dur(time.Hour)})
-	d, err := New(Options{Route: route, Receivers: map[string][]Integration{"r": {{Name: "r/webhook[0]", Notifier: w}}},
+	d, err := notify.New(notify.Options{Route: route, Receivers: map[string][]notify.Integration{"r": {{Name: "r/webhook[0]", Notifier: w}}},
 		MaxGroups: 1000, MaxAlertsPerGroup: 1000, QueueSize: 100, GiveUpAfter: time.Minute})
 	if err != nil {
 		b.Fatal(err)
@@ -61,8 +63,8 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	pw := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer pw.Close()
-	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: DLQWriter(pw, "unused"), CommitInterval: time.Second})
+	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
+		DLQ: NotifyDLQWriter(pw, "unused"), CommitInterval: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,9 +75,9 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	defer func() { stop(); <-errc; <-errc }()
 
 	send := func(i int) (string, time.Time) {
-		a := privilegedPod(i, fmt.Sprint("b", i))
+		a := notifytest.PrivilegedPod(i, fmt.Sprint("b", i))
 		a.ID = fmt.Sprintf("bench-%s-%d", run, i)
-		m := alertMessage(b, a)
+		m := notifytest.AlertMessage(b, a)
 		m.Topic = topic
 		start := time.Now()
 		if err := pw.WriteMessages(ctx, m); err != nil {

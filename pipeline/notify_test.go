@@ -1,11 +1,10 @@
-package notify
+package pipeline
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,86 +12,90 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
-	"github.com/kubesift/kubesift/pipeline"
-	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/notify"
+	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
-// alertMessage is what the processor produces for a.
-func alertMessage(t testing.TB, a rules.Alert) kafka.Message {
-	b, err := json.Marshal(a)
+// The notifier loop's tests run on the real Kafka with in-process webhook
+// receivers and a real notify.Dispatcher.
+
+func dur(d time.Duration) *time.Duration { return &d }
+
+func rootRoute(t *testing.T, cfg config.RouteConfig) *notify.Route {
+	t.Helper()
+	if cfg.GroupBy == nil {
+		cfg.GroupBy = []string{"cluster", "rule_id"}
+	}
+	if cfg.RepeatInterval == nil {
+		cfg.RepeatInterval = dur(time.Hour)
+	}
+	r, err := notify.NewRoute(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kafka.Message{Key: []byte(a.Cluster + "/" + a.RuleID), Value: b, Headers: []kafka.Header{
-		{Key: HeaderSchema, Value: []byte("1")}, {Key: HeaderID, Value: []byte(a.ID)}, {Key: HeaderCluster, Value: []byte(a.Cluster)},
-	}}
+	return r
 }
 
-func TestDecodeAlertMessage(t *testing.T) {
-	good := alertMessage(t, privilegedPod(0, "p"))
-	a, err := DecodeAlertMessage(good)
-	if err != nil || a.ID != privilegedPod(0, "p").ID || a.Severity != rules.SeverityCritical || !a.Time.Equal(t0) {
-		t.Fatalf("%+v %v", a, err)
+func webhookIntegration(t *testing.T, name, url string) notify.Integration {
+	w, err := notify.NewWebhook(config.WebhookConfig{URL: config.Secret(url)}, &http.Client{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
 	}
-	mod := func(f func(m *kafka.Message)) kafka.Message {
-		m := alertMessage(t, privilegedPod(0, "p"))
-		f(&m)
-		return m
-	}
-	for _, tc := range []struct {
-		name string
-		m    kafka.Message
-		want string
-	}{
-		{"not json", mod(func(m *kafka.Message) { m.Value = []byte("nope") }), "value: invalid character"},
-		{"schema", mod(func(m *kafka.Message) { m.Headers[0].Value = []byte("2") }), `header kubesift-schema: schema "2"`},
-		{"id header", mod(func(m *kafka.Message) { m.Headers[1].Value = []byte("other") }), "header kubesift-id"},
-		{"cluster header", mod(func(m *kafka.Message) { m.Headers[2].Value = []byte("other") }), "header kubesift-cluster"},
-		{"severity", mod(func(m *kafka.Message) {
-			m.Value = []byte(strings.Replace(string(m.Value), `"critical"`, `"urgent"`, 1))
-		}), "severity"},
-		{"no id", mod(func(m *kafka.Message) {
-			m.Value = []byte(`{"rule_id":"r","cluster":"c","severity":"low","time":"2026-01-01T00:00:00Z"}`)
-			m.Headers = nil
-		}), "id: missing"},
-		{"no time", mod(func(m *kafka.Message) {
-			m.Value = []byte(`{"id":"i","rule_id":"r","cluster":"c","severity":"low"}`)
-			m.Headers = nil
-		}), "time: missing"},
-		{"two values", mod(func(m *kafka.Message) { m.Value = append(m.Value, []byte(" {}")...) }), "more than one JSON value"},
-	} {
-		if _, err := DecodeAlertMessage(tc.m); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
-		}
-	}
+	return notify.Integration{Name: name, Notifier: w}
 }
 
-// FuzzDecodeAlertMessage: any value either decodes into an alert with the
-// required fields or is refused; never a panic.
-func FuzzDecodeAlertMessage(f *testing.F) {
-	b, _ := json.Marshal(privilegedPod(0, "p"))
-	f.Add(b)
-	f.Add([]byte(`{"id":"i","rule_id":"r","cluster":"c","severity":"low","time":"2026-01-01T00:00:00Z"}`))
-	f.Add([]byte(`{"severity":7}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, v []byte) {
-		a, err := DecodeAlertMessage(kafka.Message{Value: v})
-		if err != nil {
+// webhookReceiver is a real HTTP receiver in-process that records kubesift/v1
+// payloads.
+type webhookReceiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []notify.WebhookPayload
+}
+
+func newWebhookReceiver(t *testing.T) *webhookReceiver {
+	r := &webhookReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var p notify.WebhookPayload
+		if err := json.NewDecoder(req.Body).Decode(&p); err != nil {
+			t.Errorf("receiver: %v", err)
+			w.WriteHeader(400)
 			return
 		}
-		if a.ID == "" || a.RuleID == "" || a.Cluster == "" || a.Time.IsZero() || a.Severity.String() == "" {
-			t.Fatalf("accepted an incomplete alert: %+v", a)
-		}
-		// Whatever is accepted routes without a panic.
-		_ = Labels(&a)
-	})
+		r.mu.Lock()
+		r.got = append(r.got, p)
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
 }
+
+func (r *webhookReceiver) payloads() []notify.WebhookPayload {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]notify.WebhookPayload(nil), r.got...)
+}
+
+// states counts the alerts' state changes.
+type states struct {
+	mu sync.Mutex
+	n  map[notify.State]int
+}
+
+func newStates() *states { return &states{n: map[notify.State]int{}} }
+
+func (s *states) AlertState(_ string, st notify.State, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n[st]++
+}
+
+func (s *states) count(st notify.State) int { s.mu.Lock(); defer s.mu.Unlock(); return s.n[st] }
 
 func createTopic(t testing.TB, broker, topic string, partitions int) {
 	t.Helper()
@@ -112,34 +115,12 @@ func createTopic(t testing.TB, broker, topic string, partitions int) {
 	}
 }
 
-// committed returns the group's committed offsets of topic, per partition.
-func committed(t *testing.T, broker, group, topic string, partitions int) map[int]int64 {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second, Transport: tr}
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	out := map[int]int64{}
-	if err != nil {
-		return out
-	}
-	for _, p := range res.Topics[topic] {
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out
-}
-
-// TestConsumerDeliversAndCommitsAfterDelivery (real Kafka): alerts produced
+// TestNotifyConsumerDeliversAndCommitsAfterDelivery (real Kafka): alerts produced
 // as the processor produces them are delivered to an in-process webhook
 // receiver; an undecodable message goes to the dead-letter topic with its
 // reason; and the group's committed offsets reach the end of the topic only
 // once everything is final.
-func TestConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
+func TestNotifyConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	topic, dlq, group := "it-notify-alerts-"+run, "it-notify-dlq-"+run, "it-notify-"+run
@@ -154,9 +135,9 @@ func TestConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	const n = 200
 	var msgs []kafka.Message
 	for i := range n {
-		a := privilegedPod(i, fmt.Sprint("p", i))
+		a := notifytest.PrivilegedPod(i, fmt.Sprint("p", i))
 		a.Cluster = []string{"prod-eu-1", "prod-us-1"}[i%2]
-		m := alertMessage(t, a)
+		m := notifytest.AlertMessage(t, a)
 		m.Topic = topic
 		msgs = append(msgs, m)
 		if i == n/2 {
@@ -169,16 +150,16 @@ func TestConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 
 	rcv := newWebhookReceiver(t)
 	states := newStates()
-	d, err := New(Options{
+	d, err := notify.New(notify.Options{
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(100 * time.Millisecond)}),
-		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
+		Receivers: map[string][]notify.Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
 		States:    states, MaxGroups: 100, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: DLQWriter(w, dlq), CommitInterval: 200 * time.Millisecond})
+	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
+		DLQ: NotifyDLQWriter(w, dlq), CommitInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +176,7 @@ func TestConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 		for _, p := range rcv.payloads() {
 			total += p.Count
 		}
-		off := committed(t, brokers[0], group, topic, 2)
+		off := committed(t, brokers, group, topic, 2)
 		// -1: nothing committed (a partition that got no message).
 		if total >= n && max(off[0], 0)+max(off[1], 0) == n+1 {
 			break
@@ -213,8 +194,8 @@ func TestConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	for _, p := range rcv.payloads() {
 		total += p.Count
 	}
-	if total != n || states.count(StateDelivered) != n {
-		t.Errorf("received %d alerts, %d delivered states; want %d", total, states.count(StateDelivered), n)
+	if total != n || states.count(notify.StateDelivered) != n {
+		t.Errorf("received %d alerts, %d delivered states; want %d", total, states.count(notify.StateDelivered), n)
 	}
 	// The dead letter carries the reason and the original bytes.
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: dlq, Partition: 0, MaxWait: 200 * time.Millisecond})
@@ -229,17 +210,17 @@ func TestConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	for _, h := range m.Headers {
 		hs[h.Key] = string(h.Value)
 	}
-	if string(m.Value) != `{"id": oops` || hs[pipeline.HeaderDLQSource] != "notifier" || !strings.Contains(hs[pipeline.HeaderDLQError], "value: invalid character") || hs[pipeline.HeaderDLQOrigin] != topic {
+	if string(m.Value) != `{"id": oops` || hs[HeaderDLQSource] != "notifier" || !strings.Contains(hs[HeaderDLQError], "value: invalid character") || hs[HeaderDLQOrigin] != topic {
 		t.Errorf("dead letter: %q %v", m.Value, hs)
 	}
 }
 
-// TestConsumerHoldsOffsetsUntilDelivered (real Kafka): while the receiver
+// TestNotifyConsumerHoldsOffsetsUntilDelivered (real Kafka): while the receiver
 // refuses, nothing is committed; the notifier is stopped (a crash or a
 // deploy) with the alerts undelivered; a new notifier in the group re-reads
 // them from the committed offset and delivers every one once the receiver
 // is back — the committed offsets are the durable notification log.
-func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
+func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	topic, group := "it-notify-hold-"+run, "it-notify-hold-"+run
@@ -252,7 +233,7 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	const n = 50
 	var msgs []kafka.Message
 	for i := range n {
-		m := alertMessage(t, privilegedPod(i, fmt.Sprint("p", i)))
+		m := notifytest.AlertMessage(t, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)))
 		m.Topic = topic
 		msgs = append(msgs, m)
 	}
@@ -264,7 +245,7 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	up := false
 	accepted := map[string]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var p WebhookPayload
+		var p notify.WebhookPayload
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
 			rw.WriteHeader(400)
 			return
@@ -281,18 +262,23 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	start := func() (*Dispatcher, context.CancelFunc, chan error) {
-		d, err := New(Options{
+	start := func() (*prometheus.Registry, context.CancelFunc, chan error) {
+		reg := prometheus.NewRegistry()
+		m, err := notify.NewMetrics(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := notify.New(notify.Options{Metrics: m,
 			Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(100 * time.Millisecond)}),
-			Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", srv.URL)}},
+			Receivers: map[string][]notify.Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", srv.URL)}},
 			MaxGroups: 10, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: 10 * time.Minute,
-			Backoff: sink.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+			Backoff: backoff.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, 100*time.Millisecond)
-		return d, stop, errc
+		return reg, stop, errc
 	}
 	stopAll := func(stop context.CancelFunc, errc chan error) {
 		stop()
@@ -301,9 +287,8 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 		}
 	}
 
-	d1, stop1, errc1 := start()
-	retries := d1.m.retries.WithLabelValues("sec/webhook[0]")
-	for deadline := time.Now().Add(time.Minute); testutil.ToFloat64(retries) < 3; {
+	reg1, stop1, errc1 := start()
+	for deadline := time.Now().Add(time.Minute); metric(t, reg1, "kubesift_notify_retries_total", "integration=sec/webhook[0]") < 3; {
 		if time.Now().After(deadline) {
 			t.Fatal("no retries against the refusing receiver within a minute")
 		}
@@ -312,7 +297,7 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	// Commits run every 100 ms; give several a chance, then check none
 	// moved past the undelivered alerts.
 	time.Sleep(500 * time.Millisecond)
-	if off := committed(t, brokers[0], group, topic, 1)[0]; off > 0 {
+	if off := committed(t, brokers, group, topic, 1)[0]; off > 0 {
 		t.Fatalf("committed %d while nothing was delivered", off)
 	}
 	stopAll(stop1, errc1)
@@ -326,11 +311,11 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 		mu.Lock()
 		got := len(accepted)
 		mu.Unlock()
-		if got == n && committed(t, brokers[0], group, topic, 1)[0] == n {
+		if got == n && committed(t, brokers, group, topic, 1)[0] == n {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the restart: %d of %d alerts accepted, committed %v", got, n, committed(t, brokers[0], group, topic, 1))
+			t.Fatalf("after the restart: %d of %d alerts accepted, committed %v", got, n, committed(t, brokers, group, topic, 1))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -343,12 +328,12 @@ func TestConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	}
 }
 
-// TestReceiverDown60s is the issue's outage test on the real Kafka: the
+// TestNotifyReceiverDown60s is the issue's outage test on the real Kafka: the
 // webhook's port refuses connections for 60 s while alerts keep arriving
 // (4 groups, 2 alerts/s); afterwards every alert is received, none is lost,
 // offsets cover the topic, and an alert received twice came both times
 // under one idempotency key.
-func TestReceiverDown60s(t *testing.T) {
+func TestNotifyReceiverDown60s(t *testing.T) {
 	testenv.Short(t)
 	brokers := testenv.KafkaBrokers(t)
 	run := fmt.Sprint(time.Now().UnixNano())
@@ -359,11 +344,11 @@ func TestReceiverDown60s(t *testing.T) {
 
 	addr := testenv.FreeAddr(t) // the receiver is down
 
-	d, err := New(Options{
+	d, err := notify.New(notify.Options{
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(time.Second), GroupInterval: dur(2 * time.Second)}),
-		Receivers: map[string][]Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", "http://"+addr+"/hook")}},
+		Receivers: map[string][]notify.Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", "http://"+addr+"/hook")}},
 		MaxGroups: 100, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: 10 * time.Minute,
-		Backoff: sink.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
+		Backoff: backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -377,33 +362,33 @@ func TestReceiverDown60s(t *testing.T) {
 	const n = 120
 	down := time.Now()
 	for i := range n {
-		a := privilegedPod(i, fmt.Sprint("p", i))
+		a := notifytest.PrivilegedPod(i, fmt.Sprint("p", i))
 		a.ID = fmt.Sprintf("down-%s-%d", run, i)
 		a.Cluster = fmt.Sprint("c", i%4)
-		m := alertMessage(t, a)
+		m := notifytest.AlertMessage(t, a)
 		m.Topic = topic
 		if err := w.WriteMessages(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Until(down.Add(time.Duration(i+1) * 500 * time.Millisecond)))
 	}
-	if off := committed(t, brokers[0], group, topic, 2); max(off[0], 0)+max(off[1], 0) > 0 {
+	if off := committed(t, brokers, group, topic, 2); max(off[0], 0)+max(off[1], 0) > 0 {
 		t.Errorf("committed %v while the receiver was down", off)
 	}
 
 	// Up again on the same address after 60 s.
 	time.Sleep(time.Until(down.Add(60 * time.Second)))
-	l := relisten(t, addr)
+	l := testenv.Relisten(t, addr)
 	var mu sync.Mutex
 	keyOf := map[string]string{} // alert id -> idempotency key
 	count := map[string]int{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var p WebhookPayload
+		var p notify.WebhookPayload
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
 			rw.WriteHeader(400)
 			return
 		}
-		key := r.Header.Get(IdempotencyHeader)
+		key := r.Header.Get(notify.IdempotencyHeader)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, a := range p.Alerts {
@@ -421,7 +406,7 @@ func TestReceiverDown60s(t *testing.T) {
 		mu.Lock()
 		got := len(count)
 		mu.Unlock()
-		off := committed(t, brokers[0], group, topic, 2)
+		off := committed(t, brokers, group, topic, 2)
 		if got == n && max(off[0], 0)+max(off[1], 0) == n {
 			break
 		}
@@ -433,30 +418,13 @@ func TestReceiverDown60s(t *testing.T) {
 	t.Logf("receiver down %.0f s; all %d alerts received %.1f s after it came back", up.Sub(down).Seconds(), n, time.Since(up).Seconds())
 }
 
-// relisten listens on addr again after a receiver outage. Another process
-// taking the port meanwhile is the only way it fails; under
-// KUBESIFT_REQUIRE_REAL (CI) that fails the test instead of skipping it, so
-// a receiver-outage test can never pass unnoticed without having run.
-func relisten(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		msg := fmt.Sprintf("port %s taken while the receiver was down: %v", addr, err)
-		if testenv.RequireReal() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return l
-}
-
 // runConsumer runs d and a Consumer of topic in group (dead letters to w)
 // until stop; each of the two sends its result on errc.
-func runConsumer(t *testing.T, ctx context.Context, brokers []string, topic, group string, d *Dispatcher, w *kafka.Writer,
+func runConsumer(t *testing.T, ctx context.Context, brokers []string, topic, group string, d *notify.Dispatcher, w *kafka.Writer,
 	commit time.Duration) (stop context.CancelFunc, errc chan error) {
 	t.Helper()
-	c, err := NewConsumer(ConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: DLQWriter(w, "unused"), CommitInterval: commit})
+	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
+		DLQ: NotifyDLQWriter(w, "unused"), CommitInterval: commit})
 	if err != nil {
 		t.Fatal(err)
 	}

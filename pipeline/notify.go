@@ -1,9 +1,7 @@
-package notify
+package pipeline
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,74 +12,11 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/internal/obs"
-	"github.com/kubesift/kubesift/pipeline"
-	"github.com/kubesift/kubesift/record"
-	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/notify"
 )
 
-// Headers of an alert message on the alerts topic, as the processor
-// writes them (pipeline.Processor.produceAlert): the record wire headers.
-const (
-	HeaderSchema  = record.HeaderSchema
-	HeaderID      = record.HeaderID
-	HeaderCluster = record.HeaderCluster
-)
-
-// alertSchema is the only schema version this notifier reads.
-var alertSchema = strconv.Itoa(record.SchemaVersion)
-
-// maxAlertBytes caps one alert message; the processor's alerts are a few
-// KiB.
-const maxAlertBytes = 1 << 20
-
-// DecodeAlertMessage decodes one alerts-topic message: value is the JSON of
-// rules.Alert. The schema header, when present, must be "1"; the ID and
-// cluster headers, when present, must agree with the value; id, rule_id,
-// cluster, a valid severity and a time are required. Unknown JSON fields
-// are ignored (a newer processor may add some within schema 1). Errors name
-// the field.
-func DecodeAlertMessage(m kafka.Message) (rules.Alert, error) {
-	var a rules.Alert
-	hs := map[string]string{}
-	for _, h := range m.Headers {
-		hs[h.Key] = string(h.Value)
-	}
-	if s, ok := hs[HeaderSchema]; ok && s != alertSchema {
-		return a, fmt.Errorf("header %s: schema %q, this notifier reads %q", HeaderSchema, s, alertSchema)
-	}
-	if len(m.Value) > maxAlertBytes {
-		return a, fmt.Errorf("value: %d bytes, more than %d", len(m.Value), maxAlertBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(m.Value))
-	if err := dec.Decode(&a); err != nil {
-		return rules.Alert{}, fmt.Errorf("value: %w", err)
-	}
-	if dec.More() {
-		return rules.Alert{}, errors.New("value: more than one JSON value")
-	}
-	switch {
-	case a.ID == "":
-		return rules.Alert{}, errors.New("value: id: missing")
-	case a.RuleID == "":
-		return rules.Alert{}, errors.New("value: rule_id: missing")
-	case a.Cluster == "":
-		return rules.Alert{}, errors.New("value: cluster: missing")
-	case a.Severity < rules.SeverityInfo || a.Severity > rules.SeverityCritical:
-		return rules.Alert{}, errors.New("value: severity: missing")
-	case a.Time.IsZero():
-		return rules.Alert{}, errors.New("value: time: missing")
-	}
-	if id, ok := hs[HeaderID]; ok && id != a.ID {
-		return rules.Alert{}, fmt.Errorf("header %s: %q, but the value's id is %q", HeaderID, id, a.ID)
-	}
-	if c, ok := hs[HeaderCluster]; ok && c != a.Cluster {
-		return rules.Alert{}, fmt.Errorf("header %s: %q, but the value's cluster is %q", HeaderCluster, c, a.Cluster)
-	}
-	return a, nil
-}
-
-// ConsumerOptions configure a Consumer.
-type ConsumerOptions struct {
+// NotifyConsumerOptions configure a NotifyConsumer.
+type NotifyConsumerOptions struct {
 	Brokers []string
 	Dialer  *kafka.Dialer
 	// Topic is the alerts topic, GroupID the notifiers' consumer group.
@@ -89,7 +24,7 @@ type ConsumerOptions struct {
 	// DLQ receives undecodable messages (with their reason) before their
 	// offset is acknowledged; it must be durable when it returns nil.
 	DLQ            func(ctx context.Context, m kafka.Message, reason string, err error) error
-	Dispatcher     *Dispatcher
+	Dispatcher     *notify.Dispatcher
 	CommitInterval time.Duration
 	// MaxInFlight caps, per partition, the alerts read and not yet final;
 	// reading waits while it is reached (groups flush on their timers, so
@@ -99,10 +34,12 @@ type ConsumerOptions struct {
 	Registerer  prometheus.Registerer
 }
 
-// Consumer reads the alerts topic in a kafka-go consumer group and hands
-// each alert to the Dispatcher. An offset is committed only when the alert
-// is final (delivered, failed for good, muted, or a duplicate) — per
-// partition, the highest contiguous one (pipeline.Tracker) — so the
+// NotifyConsumer is the notifier's Kafka loop: it reads the alerts topic in a
+// kafka-go consumer group and hands each alert to a notify.Dispatcher. It
+// lives here, not in sink/notify, because it tracks and commits offsets
+// with Tracker, and sinks do not import pipeline. An offset is committed
+// only when the alert is final (delivered, failed for good, muted, or a
+// duplicate) — per partition, the highest contiguous one (Tracker) — so the
 // committed offsets are the durable notification log: a notifier that dies
 // re-reads exactly the alerts not yet delivered.
 //
@@ -111,15 +48,15 @@ type ConsumerOptions struct {
 // by this notifier and, after being re-read, by the new owner too (at least
 // once; a receiver that dedups by idempotency key sees one if both flush
 // the same set).
-type Consumer struct {
-	o        ConsumerOptions
+type NotifyConsumer struct {
+	o        NotifyConsumerOptions
 	log      *slog.Logger
 	consumed *prometheus.CounterVec // by outcome: ok, dead_letter
 	commits  prometheus.Counter
 }
 
-// NewConsumer checks o.
-func NewConsumer(o ConsumerOptions) (*Consumer, error) {
+// NewNotifyConsumer checks o.
+func NewNotifyConsumer(o NotifyConsumerOptions) (*NotifyConsumer, error) {
 	if len(o.Brokers) == 0 || o.Topic == "" || o.GroupID == "" || o.Dispatcher == nil || o.DLQ == nil {
 		return nil, errors.New("notify consumer: brokers, topic, group, dispatcher and DLQ are required")
 	}
@@ -129,7 +66,7 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 100000
 	}
-	c := &Consumer{o: o, log: o.Log,
+	c := &NotifyConsumer{o: o, log: o.Log,
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubesift_notify_consumed_total", Help: "Alert messages read from the alerts topic, by outcome (ok, dead_letter).",
 		}, []string{"outcome"}),
@@ -148,7 +85,7 @@ func NewConsumer(o ConsumerOptions) (*Consumer, error) {
 
 // Run consumes until ctx ends; it then commits what is final and leaves the
 // group.
-func (c *Consumer) Run(ctx context.Context) error {
+func (c *NotifyConsumer) Run(ctx context.Context) error {
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: c.o.GroupID, Brokers: c.o.Brokers, Dialer: c.o.Dialer, Topics: []string{c.o.Topic},
 		StartOffset: kafka.FirstOffset, JoinGroupBackoff: time.Second, Timeout: 10 * time.Second,
@@ -174,16 +111,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 type notifyPartition struct {
 	id      int
 	start   int64
-	tracker *pipeline.Tracker
+	tracker *Tracker
 	sem     chan struct{}
 	// committed is only touched by the generation's one committer.
 	committed int64
 }
 
-func (c *Consumer) startGeneration(gen *kafka.Generation) {
+func (c *NotifyConsumer) startGeneration(gen *kafka.Generation) {
 	var parts []*notifyPartition
 	for _, a := range gen.Assignments[c.o.Topic] {
-		parts = append(parts, &notifyPartition{id: a.ID, start: a.Offset, tracker: pipeline.NewTracker(a.Offset),
+		parts = append(parts, &notifyPartition{id: a.ID, start: a.Offset, tracker: NewTracker(a.Offset),
 			sem: make(chan struct{}, c.o.MaxInFlight), committed: -1})
 	}
 	c.log.Info("notify: consumer group generation joined", "generation", gen.ID, "partitions", len(parts))
@@ -207,7 +144,7 @@ func (c *Consumer) startGeneration(gen *kafka.Generation) {
 	})
 }
 
-func (c *Consumer) commit(gen *kafka.Generation, parts []*notifyPartition) {
+func (c *NotifyConsumer) commit(gen *kafka.Generation, parts []*notifyPartition) {
 	offsets := map[int]int64{}
 	for _, p := range parts {
 		if off := p.tracker.Committable(); off >= 0 && off > p.committed {
@@ -230,7 +167,7 @@ func (c *Consumer) commit(gen *kafka.Generation, parts []*notifyPartition) {
 }
 
 // consume reads one partition in order until the generation ends.
-func (c *Consumer) consume(ctx context.Context, p *notifyPartition) {
+func (c *NotifyConsumer) consume(ctx context.Context, p *notifyPartition) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: c.o.Brokers, Topic: c.o.Topic, Partition: p.id, Dialer: c.o.Dialer,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
@@ -269,7 +206,7 @@ func (c *Consumer) consume(ctx context.Context, p *notifyPartition) {
 			continue
 		}
 		off := m.Offset
-		a, err := DecodeAlertMessage(m)
+		a, err := notify.DecodeAlertMessage(m)
 		if err != nil {
 			// Bad input: dead-lettered with its reason, counted, logged,
 			// and then acknowledged — it never blocks the partition.
@@ -291,10 +228,10 @@ func (c *Consumer) consume(ctx context.Context, p *notifyPartition) {
 	}
 }
 
-// DLQWriter returns a DLQ function writing to topic with the
+// NotifyDLQWriter returns a DLQ function writing to topic with the
 // kubesift-dlq-* headers of the processor's dead letters (source
 // "notifier", stage "decode"), the original key, headers and value kept.
-func DLQWriter(w *kafka.Writer, topic string) func(ctx context.Context, m kafka.Message, reason string, err error) error {
+func NotifyDLQWriter(w *kafka.Writer, topic string) func(ctx context.Context, m kafka.Message, reason string, err error) error {
 	return func(ctx context.Context, m kafka.Message, reason string, err error) error {
 		msg := err.Error()
 		if len(msg) > 4096 {
@@ -302,14 +239,14 @@ func DLQWriter(w *kafka.Writer, topic string) func(ctx context.Context, m kafka.
 		}
 		headers := append([]kafka.Header(nil), m.Headers...)
 		headers = append(headers,
-			kafka.Header{Key: pipeline.HeaderDLQSource, Value: []byte("notifier")},
-			kafka.Header{Key: pipeline.HeaderDLQStage, Value: []byte(reason)},
-			kafka.Header{Key: pipeline.HeaderDLQReason, Value: []byte("undecodable_alert")},
-			kafka.Header{Key: pipeline.HeaderDLQError, Value: []byte(msg)},
-			kafka.Header{Key: pipeline.HeaderDLQOrigin, Value: []byte(m.Topic)},
-			kafka.Header{Key: pipeline.HeaderDLQPartition, Value: []byte(strconv.Itoa(m.Partition))},
-			kafka.Header{Key: pipeline.HeaderDLQOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
-			kafka.Header{Key: pipeline.HeaderDLQKind, Value: []byte("alert")},
+			kafka.Header{Key: HeaderDLQSource, Value: []byte("notifier")},
+			kafka.Header{Key: HeaderDLQStage, Value: []byte(reason)},
+			kafka.Header{Key: HeaderDLQReason, Value: []byte("undecodable_alert")},
+			kafka.Header{Key: HeaderDLQError, Value: []byte(msg)},
+			kafka.Header{Key: HeaderDLQOrigin, Value: []byte(m.Topic)},
+			kafka.Header{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(m.Partition))},
+			kafka.Header{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+			kafka.Header{Key: HeaderDLQKind, Value: []byte("alert")},
 		)
 		return w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers})
 	}

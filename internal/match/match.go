@@ -11,8 +11,9 @@
 // label has the single value "", as in Alertmanager, so "namespace=" matches
 // alerts without a namespace and "namespace!=" those with one.
 //
-// This package imports only the standard library so that internal/config can
-// compile matchers at load without an import cycle.
+// It lives under internal, below both internal/config (which compiles
+// matchers when the config is loaded) and sink/notify (which evaluates them),
+// and imports only the standard library.
 package match
 
 import (
