@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -112,4 +113,74 @@ func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, p
 			return out, nil
 		}
 	}
+}
+
+// CreateTopics creates topics with the given number of partitions each on
+// the real broker (see CreateTopicConfigs).
+func CreateTopics(t testing.TB, broker string, partitions int, topics ...string) {
+	t.Helper()
+	cfgs := make([]kafka.TopicConfig, len(topics))
+	for i, tp := range topics {
+		cfgs[i] = kafka.TopicConfig{Topic: tp, NumPartitions: partitions}
+	}
+	CreateTopicConfigs(t, broker, cfgs...)
+}
+
+// CreateTopicConfigs creates topics (a ReplicationFactor of 0 means 1; an
+// existing topic is left as it is) and returns once the broker names a
+// leader for every partition. CreateTopics answers before that, and a
+// produce in the gap gets "not leader for partition": the publisher spools
+// such records and a test reading the topic right after would miss them.
+// It fails the test after 30 seconds.
+//
+// It uses a transport of its own for the reason ReadTopic gives.
+func CreateTopicConfigs(t testing.TB, broker string, topics ...kafka.TopicConfig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
+	req := &kafka.CreateTopicsRequest{}
+	names := make([]string, len(topics))
+	want := make(map[string]int, len(topics))
+	for i, tc := range topics {
+		if tc.ReplicationFactor == 0 {
+			tc.ReplicationFactor = 1
+		}
+		req.Topics = append(req.Topics, tc)
+		names[i], want[tc.Topic] = tc.Topic, tc.NumPartitions
+	}
+	res, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		t.Fatalf("create topics %v: %v", names, err)
+	}
+	for tp, err := range res.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			t.Fatalf("create topic %s: %v", tp, err)
+		}
+	}
+	WaitFor(t, fmt.Sprintf("a leader for every partition of %v", names), 30*time.Second, func() bool {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		return err == nil && leadersReady(md.Topics, want)
+	})
+}
+
+// leadersReady reports whether every topic in want has its partitions, each
+// with a leader.
+func leadersReady(topics []kafka.Topic, want map[string]int) bool {
+	if len(topics) != len(want) {
+		return false
+	}
+	for _, tp := range topics {
+		if tp.Error != nil || len(tp.Partitions) != want[tp.Name] {
+			return false
+		}
+		for _, pt := range tp.Partitions {
+			if pt.Error != nil || pt.Leader.ID < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
