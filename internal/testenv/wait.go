@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -15,10 +16,33 @@ import (
 // it has happened, and fails or wastes time when the machine is loaded.
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	WaitForNil(t, what, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
+
+// errNotYet is WaitFor's "not yet", which says nothing worth printing.
+var errNotYet = errors.New("not yet")
+
+// WaitForNil is WaitFor for a check that can say why it does not hold yet:
+// it polls check until it returns nil, and the failure after timeout
+// carries the last error (the state a reader needs to see what went wrong).
+func WaitForNil(t testing.TB, what string, timeout time.Duration, check func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for wait := 5 * time.Millisecond; !cond(); wait = min(2*wait, 200*time.Millisecond) {
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := check()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			if errors.Is(err, errNotYet) {
+				t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			}
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
 		time.Sleep(wait)
 	}
