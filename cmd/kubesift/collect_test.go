@@ -102,7 +102,7 @@ collector:
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	waitUntil(t, "/readyz", func() bool {
+	testenv.WaitFor(t, "/readyz", 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + metricsAddr + "/readyz")
 		if err != nil {
 			return false
@@ -110,6 +110,7 @@ collector:
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+
 	req, _ := http.NewRequest(http.MethodPost, "https://"+hookAddr+"/audit",
 		strings.NewReader(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[`+fmt.Sprintf(auditEvent, "hook-1")+`]}`))
 	req.Header.Set("Authorization", "Bearer hook-token")
@@ -121,11 +122,12 @@ collector:
 	if resp.StatusCode != 200 {
 		t.Fatalf("webhook answered %d", resp.StatusCode)
 	}
-	waitUntil(t, "both records", func() bool {
+	testenv.WaitFor(t, "both records", 20*time.Second, func() bool {
 		g := pub.got()
 		return strings.Contains(g, "hook-1:ResponseComplete@test-cluster/uid-from-config") &&
 			strings.Contains(g, "tail-1:ResponseComplete@test-cluster/uid-from-config")
 	})
+
 	resp, err = http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -214,17 +216,6 @@ func TestClusterUIDFromTheAPIServer(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func kubeClient(t *testing.T, k testenv.Kube) *kubernetes.Clientset {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken, TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}})
@@ -268,7 +259,7 @@ collector:
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	var metrics []byte
-	waitUntil(t, "/readyz and /metrics", func() bool {
+	testenv.WaitFor(t, "/readyz and /metrics", 20*time.Second, func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("collect exited: %v\n%s", err, stderr.String())
@@ -289,6 +280,7 @@ collector:
 		resp.Body.Close()
 		return true
 	})
+
 	for _, want := range []string{
 		"kubesift_collector_publish_dead_letters_total 0",
 		"kubesift_collector_publish_refused_records_total",
