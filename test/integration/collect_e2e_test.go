@@ -82,7 +82,7 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 	// at least every --audit-webhook-batch-max-wait (1 s on the ground)
 	// while requests flow, so batches are refused meanwhile and must be
 	// retried (backoff 1 s × 1.5ⁿ, 5 attempts: about 8 s in all).
-	time.Sleep(killDowntime)
+	time.Sleep(killDowntime) // the outage itself
 	b := e.start("collect-b")
 	tUp := time.Now()
 	t.Logf("kill -9 of the collector after %d requests (webhook requests in flight just before: %v); the restarted one was ready %s later",

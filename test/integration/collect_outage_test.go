@@ -112,7 +112,7 @@ func TestCollectKafkaOutage(t *testing.T) {
 	if err := testenv.Script(t, "kafka", "stop"); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	time.Sleep(pause)
+	time.Sleep(pause) // the outage itself
 	if err := testenv.Script(t, "kafka", "start"); err != nil {
 		t.Fatalf("start: %v", err)
 	}
