@@ -22,7 +22,7 @@ import (
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
-// BenchmarkAuditLineToWebhook is the issue's end-to-end latency: from an
+// BenchmarkAuditLineToWebhook measures the end-to-end latency: from an
 // audit line appended to the tailed log to the webhook receiving its alert,
 // through the real Kafka and Elasticsearch, with `kubesift collect` (audit
 // tail), `kubesift process` (built-in rules) and `kubesift notify`

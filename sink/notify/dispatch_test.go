@@ -182,7 +182,7 @@ func (h *harness) waitDone(t *testing.T) {
 	}
 }
 
-// TestBurstOfOneRuleIsGrouped is the test: 1,000 alerts of one rule
+// TestBurstOfOneRuleIsGrouped: 1,000 alerts of one rule
 // on one group key (plus 200 re-deliveries of some of them) produce at most
 // the configured number of notifications, with the right counts.
 func TestBurstOfOneRuleIsGrouped(t *testing.T) {

@@ -32,7 +32,7 @@ import (
 	"github.com/kubesift/kubesift/record"
 )
 
-// The end-to-end tests of `kubesift collect` (issue #4) run the real binary
+// The end-to-end tests of `kubesift collect` run the real binary
 // (testenv.Start) against the test ground: kube-apiserver's audit webhook
 // backend posting over mTLS to the collector on the ground's webhook address,
 // the collector tailing the ground's --audit-log-path, real Kafka topics of

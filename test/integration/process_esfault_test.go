@@ -11,8 +11,9 @@ import (
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 )
 
-// esOutage is how long Elasticsearch stays down: the 2 minutes, or
-// KUBESIFT_ES_OUTAGE for a quicker local run.
+// esOutage is how long Elasticsearch stays down: 2 minutes, long enough for
+// every bounded window of the processor to fill, or KUBESIFT_ES_OUTAGE for
+// a quicker local run.
 func esOutage(t *testing.T) time.Duration {
 	if v := os.Getenv("KUBESIFT_ES_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -23,8 +23,9 @@ import (
 // the built-in rule privileged-container alerts on, so the alerts are known
 // in advance.
 
-// procRecords is the number of records per test: the 100,000, or
-// KUBESIFT_PROCESS_RECORDS for a quicker local run.
+// procRecords is the number of records per test: 100,000, enough that a
+// kill or a rebalance lands mid-stream, or KUBESIFT_PROCESS_RECORDS for a
+// quicker local run.
 func procRecords(t *testing.T) int {
 	if v := os.Getenv("KUBESIFT_PROCESS_RECORDS"); v != "" {
 		n, err := strconv.Atoi(v)

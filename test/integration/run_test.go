@@ -27,7 +27,7 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 )
 
-// The all-in-one `kubesift run` (issue #8): the README's main-job command
+// The all-in-one `kubesift run`: the README's main-job command
 // from a clean checkout, its NDJSON documents against what the
 // Elasticsearch sink indexes through real Kafka and Elasticsearch, and
 // Ctrl-C on the real binary.
