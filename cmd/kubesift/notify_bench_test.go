@@ -158,6 +158,9 @@ notify:
 		}
 		return t
 	}
+	// wait returns when the alert arrived (the receiver stamps the time, so
+	// the poll period does not enter the measured latency), or false after
+	// limit: the warm-up retries on false rather than failing.
 	wait := func(name string, limit time.Duration) (time.Time, bool) {
 		for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 			mu.Lock()
