@@ -25,9 +25,8 @@ func ReadTopic(t testing.TB, broker, topic string) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
+	c, done := ownClient(broker)
+	defer done()
 	var meta *kafka.MetadataResponse
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
@@ -71,6 +70,13 @@ func ReadTopic(t testing.TB, broker, topic string) []kafka.Message {
 		t.Fatalf("read %s: %v", topic, err)
 	}
 	return out
+}
+
+// ownClient returns a client on a transport of its own (see ReadTopic) and
+// the function that closes its connections.
+func ownClient(broker string) (*kafka.Client, func()) {
+	tr := &kafka.Transport{}
+	return &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}, tr.CloseIdleConnections
 }
 
 func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, part int) ([]kafka.Message, error) {
@@ -138,9 +144,8 @@ func CreateTopicConfigs(t testing.TB, broker string, topics ...kafka.TopicConfig
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
+	c, done := ownClient(broker)
+	defer done()
 	req := &kafka.CreateTopicsRequest{}
 	names := make([]string, len(topics))
 	want := make(map[string]int, len(topics))
