@@ -134,9 +134,10 @@ func CreateTopics(t testing.TB, broker string, partitions int, topics ...string)
 
 // CreateTopicConfigs creates topics (a ReplicationFactor of 0 means 1; an
 // existing topic is left as it is) and returns once the broker names a
-// leader for every partition. CreateTopics answers before that, and a
-// produce in the gap gets "not leader for partition": the publisher spools
-// such records and a test reading the topic right after would miss them.
+// leader for every partition. The broker answers the request before that,
+// and a produce in the gap gets "not leader for partition": the publisher
+// spools such records and a test reading the topic right after would miss
+// them.
 // It fails the test after 30 seconds.
 //
 // It uses a transport of its own for the reason ReadTopic gives.
