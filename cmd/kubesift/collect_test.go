@@ -110,7 +110,6 @@ collector:
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-
 	req, _ := http.NewRequest(http.MethodPost, "https://"+hookAddr+"/audit",
 		strings.NewReader(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[`+fmt.Sprintf(auditEvent, "hook-1")+`]}`))
 	req.Header.Set("Authorization", "Bearer hook-token")
@@ -127,7 +126,6 @@ collector:
 		return strings.Contains(g, "hook-1:ResponseComplete@test-cluster/uid-from-config") &&
 			strings.Contains(g, "tail-1:ResponseComplete@test-cluster/uid-from-config")
 	})
-
 	resp, err = http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +278,6 @@ collector:
 		resp.Body.Close()
 		return true
 	})
-
 	for _, want := range []string{
 		"kubesift_collector_publish_dead_letters_total 0",
 		"kubesift_collector_publish_refused_records_total",

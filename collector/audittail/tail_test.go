@@ -107,7 +107,6 @@ func TestMalformedLinesBecomeDeadLetters(t *testing.T) {
 	testenv.WaitFor(t, "3 records and 4 dead letters", 5*time.Second, func() bool {
 		return e.pub.count() == 3 && len(e.pub.deadLetters()) == 4
 	})
-
 	want := []struct {
 		line   int
 		reason string
@@ -150,7 +149,6 @@ func TestTruncatedLineThenGarbageAreTwoDeadLetters(t *testing.T) {
 	testenv.WaitFor(t, "2 records and 2 dead letters", 5*time.Second, func() bool {
 		return e.pub.count() == 2 && len(e.pub.deadLetters()) == 2
 	})
-
 	lines := strings.SplitAfter(content, "\n")
 	for i, dl := range e.pub.deadLetters() {
 		off := int64(len(lines[0]))
@@ -538,7 +536,6 @@ func TestRestartsDuringRotationLoseNothing(t *testing.T) {
 		}
 		return true
 	})
-
 }
 
 // pipePub is a collector.Pipeliner around fakePub whose waits return only

@@ -76,7 +76,6 @@ func TestShipsEveryOccurrence(t *testing.T) {
 		}
 		return true
 	})
-
 	for _, rec := range pub.records() {
 		if rec.Cluster.Name != "test" || rec.Cluster.UID != testClusterUID {
 			t.Errorf("%s: cluster %+v", rec.ID, rec.Cluster)
@@ -167,7 +166,6 @@ func TestRestartDoesNotReship(t *testing.T) {
 	testenv.WaitFor(t, "watermark written", 5*time.Second, func() bool {
 		return testenv.Metric(t, r1.reg, "kubesift_collector_events_watermark_resource_version") >= float64(f.rv.Load())
 	})
-
 	r1.stop()
 	wm := readWatermark(t, f)
 	if wm.ResourceVersion != uint64(f.rv.Load()) || wm.ClusterUID != testClusterUID || wm.Writer == "" {
@@ -274,7 +272,6 @@ func TestRefusedRecordIsDeadLettered(t *testing.T) {
 		ids := pub.ids()
 		return ids["a:1"] > 0 && ids["b:1"] > 0 && len(pub.deadLetters()) == 1
 	})
-
 	dl := pub.deadLetters()[0]
 	if dl.Reason != "publish_rejected" || dl.Source != "events" || dl.Cluster.UID != testClusterUID {
 		t.Errorf("dead letter %+v", dl)
@@ -318,7 +315,6 @@ func TestBoundedQueueWaitsNeverDrops(t *testing.T) {
 	testenv.WaitFor(t, "a full queue", 5*time.Second, func() bool {
 		return testenv.Metric(t, r.reg, "kubesift_collector_events_queue_full_total") > 0
 	})
-
 	if d := testenv.Metric(t, r.reg, "kubesift_collector_events_queue_depth"); d > 3 {
 		t.Errorf("queue depth %v exceeds queue_size+1", d)
 	}

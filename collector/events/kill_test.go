@@ -206,7 +206,6 @@ func TestIntegrationKill9Failover(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // paces the probes: at most one Event per 200 ms
 		return len(readIDs(leader.out)) > 0
 	})
-
 	if err := g.run(ctx, 150, 4, func(i int) int { return i % 3 }); err != nil {
 		t.Fatal(err)
 	}

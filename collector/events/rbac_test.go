@@ -226,7 +226,6 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	testenv.WaitFor(t, "a watermark written", 10*time.Second, func() bool {
 		return testenv.Metric(t, rc.reg, "kubesift_collector_events_watermark_writes_total", "result", "ok") > 0
 	})
-
 	enriched := 0
 	for _, r := range pub.records() {
 		var ann map[string]string

@@ -556,7 +556,6 @@ func runTenThousand(t *testing.T, ctx context.Context, cs kubernetes.Interface, 
 		n, _ := missing(want, pub.ids())
 		return n == 0
 	})
-
 	total := time.Since(start)
 	got := pub.ids()
 	dups, recs := 0, 0

@@ -87,7 +87,6 @@ func checkRefusals(t *testing.T, broker string, p *Publisher, reg *prometheus.Re
 		st := p.Stats()
 		return !st.Spooling && st.SpoolBytes == 0
 	})
-
 	want := map[string]bool{}
 	for _, r := range small {
 		want[r.ID] = true

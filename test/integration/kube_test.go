@@ -179,12 +179,10 @@ func TestKubeAuditGround(t *testing.T) {
 			inLog = findInLog(t, k.AuditLog, c.match)
 			return inLog != nil
 		})
-
 		testenv.WaitFor(t, c.name+" at the webhook receiver", 30*time.Second, func() bool {
 			inHook = rcv.find(c.match)
 			return inHook != nil
 		})
-
 		if inLog.ID != inHook.ID {
 			t.Errorf("%s: log and webhook disagree on the record id: %s vs %s", c.name, inLog.ID, inHook.ID)
 		}

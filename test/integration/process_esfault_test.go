@@ -69,7 +69,6 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 		c, err := e.count(e.stream)
 		return err == nil && c >= n/4
 	})
-
 	before, _ := e.count(e.stream)
 	rssBefore := p.PeakRSSKiB()
 

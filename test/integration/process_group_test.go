@@ -50,7 +50,6 @@ func startPair(t *testing.T, e *procEnv) (a, b *testenv.Proc, aAddr, bAddr strin
 		pa, pb := procMetric(aAddr, "kubesift_processor_assigned_partitions"), procMetric(bAddr, "kubesift_processor_assigned_partitions")
 		return pa > 0 && pb > 0 && pa+pb == procPartitions
 	})
-
 	return a, b, aAddr, bAddr
 }
 
@@ -109,7 +108,6 @@ func TestProcessKillOne(t *testing.T) {
 		c, err := e.count(e.stream)
 		return err == nil && c >= n/3
 	})
-
 	consumedA := procMetric(aAddr, "kubesift_processor_consumed_total")
 	before, _ := e.count(e.stream)
 	a.Kill()
@@ -126,7 +124,6 @@ func TestProcessKillOne(t *testing.T) {
 	testenv.WaitFor(t, "the survivor taking over every partition", time.Minute, func() bool {
 		return procMetric(bAddr, "kubesift_processor_assigned_partitions") == procPartitions
 	})
-
 	if g := procMetric(bAddr, "kubesift_processor_generations_total"); g < 2 {
 		t.Errorf("survivor joined %v generations; want a rebalance after the kill", g)
 	}
