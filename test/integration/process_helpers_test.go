@@ -264,13 +264,25 @@ func (e *procEnv) waitCounts(records, alerts int, timeout time.Duration) {
 // offsets committed to the end, nothing else can still be written.
 func (e *procEnv) waitSettled(addrs ...string) {
 	e.t.Helper()
-	testenv.WaitFor(e.t, "nothing queued for Elasticsearch at "+strings.Join(addrs, ", "), time.Minute, func() bool {
+	const queued = "kubesift_sink_es_queued_bytes"
+	testenv.WaitForNil(e.t, "nothing queued for Elasticsearch at "+strings.Join(addrs, ", "), time.Minute, func() error {
 		for _, a := range addrs {
-			if procMetric(a, "kubesift_sink_es_queued_bytes") != 0 {
-				return false
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			m, err := testenv.Metrics(ctx, a)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s: %w", a, err)
+			}
+			v, ok := m[queued]
+			if !ok {
+				// Absent, the wait would pass without showing anything.
+				e.t.Fatalf("%s exposes no %s", a, queued)
+			}
+			if v != 0 {
+				return fmt.Errorf("%s: %v bytes queued", a, v)
 			}
 		}
-		return true
+		return nil
 	})
 }
 
