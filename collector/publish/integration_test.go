@@ -235,8 +235,7 @@ func TestIntegrationSpoolFullBackpressure(t *testing.T) {
 
 // faultPause is how long the fault test keeps Kafka stopped:
 // KUBESIFT_FAULT_PAUSE (a Go duration, or seconds), default 15s, short
-// enough for every run; docs/testing.md gives the 60s run that covers a
-// longer outage.
+// enough for every run; docs/testing.md shows a 60s outage.
 func faultPause(t testing.TB) time.Duration {
 	v := os.Getenv("KUBESIFT_FAULT_PAUSE")
 	if v == "" {
