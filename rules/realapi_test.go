@@ -3,7 +3,6 @@ package rules
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -311,7 +310,6 @@ func TestRealAPIServerAttacksAndBenignWorkload(t *testing.T) {
 
 	// A marker request that ends the part of the log under test.
 	_, _ = admin.CoreV1().Namespaces().Get(ctx, endMarker, metav1.GetOptions{})
-	time.Sleep(2 * time.Second)
 	data := readAuditSince(t, k.AuditLog, offset, endMarker)
 
 	// ------------------------------------------------------------ evaluate
@@ -501,21 +499,17 @@ func execPod(ctx context.Context, c *kubernetes.Clientset, ns, pod string) error
 // self review) until RBAC's cache grants who the attributes.
 func waitAllowed(ctx context.Context, t *testing.T, admin *kubernetes.Clientset, who string, attrs authzv1.ResourceAttributes) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitForNil(t, fmt.Sprintf("%s to be allowed %+v", who, attrs), 10*time.Second, func() error {
 		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{
 			Spec: authzv1.SubjectAccessReviewSpec{User: who, ResourceAttributes: &attrs}}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatalf("subjectaccessreview: %v", err)
 		}
-		if sar.Status.Allowed {
-			return
+		if !sar.Status.Allowed {
+			return fmt.Errorf("not allowed: %s", sar.Status.Reason)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is still not allowed %+v: %s", who, attrs, sar.Status.Reason)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // readAuditSince returns the complete lines of the audit log written after
@@ -523,8 +517,8 @@ func waitAllowed(ctx context.Context, t *testing.T, admin *kubernetes.Clientset,
 // marker) has been written.
 func readAuditSince(t *testing.T, path string, offset int64, marker string) []byte {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var data []byte
+	testenv.WaitFor(t, "the marker request in the audit log "+path, 15*time.Second, func() bool {
 		f, err := os.Open(path)
 		if err != nil {
 			t.Fatal(err)
@@ -536,7 +530,7 @@ func readAuditSince(t *testing.T, path string, offset int64, marker string) []by
 		if _, err := f.Seek(offset, io.SeekStart); err != nil {
 			t.Fatal(err)
 		}
-		data, err := io.ReadAll(f)
+		data, err = io.ReadAll(f)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -546,12 +540,7 @@ func readAuditSince(t *testing.T, path string, offset int64, marker string) []by
 		} else {
 			data = nil
 		}
-		if bytes.Contains(data, []byte(`"name":"`+marker+`"`)) {
-			return data
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(errors.New("the marker request never appeared in the audit log " + path))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return bytes.Contains(data, []byte(`"name":"`+marker+`"`))
+	})
+	return data
 }

@@ -102,7 +102,7 @@ collector:
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	waitUntil(t, "/readyz", func() bool {
+	testenv.WaitFor(t, "/readyz", 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + metricsAddr + "/readyz")
 		if err != nil {
 			return false
@@ -121,7 +121,7 @@ collector:
 	if resp.StatusCode != 200 {
 		t.Fatalf("webhook answered %d", resp.StatusCode)
 	}
-	waitUntil(t, "both records", func() bool {
+	testenv.WaitFor(t, "both records", 20*time.Second, func() bool {
 		g := pub.got()
 		return strings.Contains(g, "hook-1:ResponseComplete@test-cluster/uid-from-config") &&
 			strings.Contains(g, "tail-1:ResponseComplete@test-cluster/uid-from-config")
@@ -214,17 +214,6 @@ func TestClusterUIDFromTheAPIServer(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func kubeClient(t *testing.T, k testenv.Kube) *kubernetes.Clientset {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken, TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}})
@@ -268,7 +257,7 @@ collector:
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	var metrics []byte
-	waitUntil(t, "/readyz and /metrics", func() bool {
+	testenv.WaitFor(t, "/readyz and /metrics", 20*time.Second, func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("collect exited: %v\n%s", err, stderr.String())

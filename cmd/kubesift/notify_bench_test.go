@@ -22,7 +22,7 @@ import (
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
-// BenchmarkAuditLineToWebhook is the issue's end-to-end latency: from an
+// BenchmarkAuditLineToWebhook measures the end-to-end latency: from an
 // audit line appended to the tailed log to the webhook receiving its alert,
 // through the real Kafka and Elasticsearch, with `kubesift collect` (audit
 // tail), `kubesift process` (built-in rules) and `kubesift notify`
@@ -158,6 +158,9 @@ notify:
 		}
 		return t
 	}
+	// wait returns when the alert arrived (the receiver stamps the time, so
+	// the poll period does not enter the measured latency), or false after
+	// limit: the warm-up retries on false rather than failing.
 	wait := func(name string, limit time.Duration) (time.Time, bool) {
 		for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 			mu.Lock()

@@ -147,17 +147,11 @@ notify:
 		msgs = append(msgs, kafka.Message{Topic: alertsTopic, Key: []byte(a.Cluster + "/" + a.RuleID), Value: v,
 			Headers: []kafka.Header{{Key: notify.HeaderSchema, Value: []byte("1")}, {Key: notify.HeaderID, Value: []byte(a.ID)}}})
 	}
+	testenv.CreateTopics(t, brokers[0], 2, alertsTopic)
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		AllowAutoTopicCreation: true, Transport: &kafka.Transport{}}
+		Transport: &kafka.Transport{}}
 	defer w.Close()
-	for attempt := 0; ; attempt++ {
-		// A fresh auto-created topic may answer "leader not available" once.
-		if err = w.WriteMessages(ctx, msgs...); err == nil || attempt == 10 {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if err != nil {
+	if err = w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
 
@@ -172,19 +166,15 @@ notify:
 		c, _ := out["count"].(float64)
 		return int(c)
 	}
-	for deadline := time.Now().Add(2 * time.Minute); ; {
+	testenv.WaitForNil(t, "every alert delivered or silenced", 2*time.Minute, func() error {
 		mu.Lock()
 		got := len(received)
 		mu.Unlock()
-		if got == n-3 && countState("delivered") == n-3 && countState("silenced") == 3 {
-			break
+		if delivered, silenced := countState("delivered"), countState("silenced"); got != n-3 || delivered != n-3 || silenced != 3 {
+			return fmt.Errorf("%d alerts received, %d delivered and %d silenced in Elasticsearch (want %d, %d, 3)", got, delivered, silenced, n-3, n-3)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 2 minutes: %d alerts received, %d delivered and %d silenced in Elasticsearch (want %d, %d, 3)",
-				got, countState("delivered"), countState("silenced"), n-3, n-3)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	// The silence API of the running notifier lists the stored silence,
 	// over HTTPS: the CLI finds the https URL in the config and verifies
 	// the server with --ca-file.

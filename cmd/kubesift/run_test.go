@@ -215,7 +215,7 @@ func TestRunCancelled(t *testing.T) {
 			if st, err := os.Stat(filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")); err == nil && st.Size() > 1<<20 {
 				break
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polls the file: WaitFor cannot run off the test's goroutine
 		}
 		cancel()
 	}()
@@ -411,13 +411,12 @@ func TestRunFollowKeepsDeadLettersOnce(t *testing.T) {
 		go func() { done <- runAll(ctx, &cfg, o, slog.New(slog.DiscardHandler)) }()
 		// Following never ends by itself: stop once the run has processed
 		// its file (the first writes 40 documents; the second finds them).
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(stdout.String(), "cluster-admin-binding") {
-			if time.Now().After(deadline) {
-				t.Fatalf("run %d printed no alert in 30s:\n%s", i+1, stderr.String())
+		testenv.WaitForNil(t, fmt.Sprintf("run %d to print an alert", i+1), 30*time.Second, func() error {
+			if !strings.Contains(stdout.String(), "cluster-admin-binding") {
+				return fmt.Errorf("stderr so far:\n%s", stderr.String())
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 		if i == 0 {
 			testenv.WaitFor(t, "40 documents", 30*time.Second, func() bool {
 				_, err := os.Stat(auditFile)

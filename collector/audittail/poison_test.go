@@ -27,9 +27,9 @@ func TestRecordRefusedForGoodIsDeadLetteredAndTheTailMovesOn(t *testing.T) {
 	e.pub.poison = map[string]error{rid("bad"): errors.New("record refused for good")}
 	e.write(line("g1", 0) + line("bad", 0) + line("g2", 0))
 	e.start()
-	waitFor(t, "the neighbours", 20*time.Second, func() bool { return e.pub.n(rid("g1")) == 1 && e.pub.n(rid("g2")) == 1 })
+	testenv.WaitFor(t, "the neighbours", 20*time.Second, func() bool { return e.pub.n(rid("g1")) == 1 && e.pub.n(rid("g2")) == 1 })
 	size := int64(len(line("g1", 0) + line("bad", 0) + line("g2", 0)))
-	waitFor(t, "the position past the file", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == size })
+	testenv.WaitFor(t, "the position past the file", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == size })
 	dls := e.pub.deadLetters()
 	if len(dls) != 1 || dls[0].Reason != ReasonPublish || !strings.Contains(dls[0].Error, rid("bad")) || !strings.Contains(string(dls[0].Data), `"auditID":"bad"`) {
 		t.Fatalf("dead letters %+v, want one for %s", dls, rid("bad"))
@@ -41,7 +41,7 @@ func TestRecordRefusedForGoodIsDeadLetteredAndTheTailMovesOn(t *testing.T) {
 	calls := e.pub.calls
 	e.write(line("g3", 0))
 	e.start()
-	waitFor(t, "the line after the restart", 10*time.Second, func() bool { return e.pub.n(rid("g3")) == 1 })
+	testenv.WaitFor(t, "the line after the restart", 10*time.Second, func() bool { return e.pub.n(rid("g3")) == 1 })
 	if n := len(e.pub.deadLetters()); n != 1 {
 		t.Errorf("%d dead letters after the restart, want still 1", n)
 	}
@@ -77,16 +77,16 @@ func TestMegabyteRequestURILineDoesNotBlockTheTail(t *testing.T) {
 		}
 		return got[rid("big")]
 	}
-	waitFor(t, "every line on Kafka, the big one cut", 20*time.Second, func() bool { return onTopic(rid("g1"), rid("big"), rid("g2")) })
+	testenv.WaitFor(t, "every line on Kafka, the big one cut", 20*time.Second, func() bool { return onTopic(rid("g1"), rid("big"), rid("g2")) })
 	st, err := os.Stat(e.path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the position at the end of the file", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == st.Size() })
+	testenv.WaitFor(t, "the position at the end of the file", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == st.Size() })
 	e.stop()
 	e.write(line("g3", 0))
 	e.start()
-	waitFor(t, "the line after the restart", 20*time.Second, func() bool { return onTopic(rid("g3")) })
+	testenv.WaitFor(t, "the line after the restart", 20*time.Second, func() bool { return onTopic(rid("g3")) })
 }
 
 // A tail that cannot get past its data — here a publisher that never

@@ -18,6 +18,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -43,7 +44,7 @@ func TestStartAt(t *testing.T) {
 				e.write("\n")
 			}
 			e.write(line("n1", 0))
-			waitFor(t, "n1", 5*time.Second, func() bool { return e.pub.n(rid("n1")) > 0 })
+			testenv.WaitFor(t, "n1", 5*time.Second, func() bool { return e.pub.n(rid("n1")) > 0 })
 			e.settle()
 			var want []string
 			for _, id := range tc.want {
@@ -60,7 +61,7 @@ func TestFileThatAppearsLaterIsReadFromItsBeginning(t *testing.T) {
 	e := newTailEnv(t)
 	e.start(startAt("end"))
 	e.write(line("a1", 0) + line("a2", 0))
-	waitFor(t, "both lines", 5*time.Second, func() bool { return e.pub.count() == 2 })
+	testenv.WaitFor(t, "both lines", 5*time.Second, func() bool { return e.pub.count() == 2 })
 }
 
 func TestPartialLineWaitsForItsNewline(t *testing.T) {
@@ -68,8 +69,14 @@ func TestPartialLineWaitsForItsNewline(t *testing.T) {
 	e.start()
 	l := line("a1", 0)
 	e.write(line("a0", 0) + l[:50])
-	waitFor(t, "a0", 5*time.Second, func() bool { return e.pub.count() == 1 })
-	time.Sleep(200 * time.Millisecond) // many poll intervals and batch waits
+	testenv.WaitFor(t, "a0", 5*time.Second, func() bool { return e.pub.count() == 1 })
+	partial := float64(len(l[:50]))
+	testenv.WaitFor(t, "a0 committed with the partial line seen at EOF", 5*time.Second, func() bool {
+		return testutil.ToFloat64(e.tl.m.lag.WithLabelValues(e.path)) == partial
+	})
+	// Many poll intervals and batch waits in which a wrongly emitted partial
+	// line would show: that nothing is emitted cannot be awaited.
+	time.Sleep(200 * time.Millisecond)
 	if e.pub.count() != 1 || len(e.pub.deadLetters()) != 0 {
 		t.Fatalf("a partial line was emitted: %v %v", e.pub.published(), e.pub.deadLetters())
 	}
@@ -78,7 +85,7 @@ func TestPartialLineWaitsForItsNewline(t *testing.T) {
 		t.Errorf("position %d is not at the end of the last complete line", pos.Offset)
 	}
 	e.write(l[50:])
-	waitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 2 })
+	testenv.WaitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 2 })
 	if d := e.pub.duplicates(); len(d) > 0 {
 		t.Errorf("duplicates %v", d)
 	}
@@ -97,7 +104,7 @@ func TestMalformedLinesBecomeDeadLetters(t *testing.T) {
 		secretURI[:len(secretURI)-20] + "\n" // 8: malformed with a secret in it
 	os.WriteFile(e.path, []byte(content), 0o644)
 	e.start()
-	waitFor(t, "3 records and 4 dead letters", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "3 records and 4 dead letters", 5*time.Second, func() bool {
 		return e.pub.count() == 3 && len(e.pub.deadLetters()) == 4
 	})
 	want := []struct {
@@ -139,7 +146,7 @@ func TestTruncatedLineThenGarbageAreTwoDeadLetters(t *testing.T) {
 		line("g2", 0) // 4
 	os.WriteFile(e.path, []byte(content), 0o644)
 	e.start()
-	waitFor(t, "2 records and 2 dead letters", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "2 records and 2 dead letters", 5*time.Second, func() bool {
 		return e.pub.count() == 2 && len(e.pub.deadLetters()) == 2
 	})
 	lines := strings.SplitAfter(content, "\n")
@@ -165,7 +172,7 @@ func TestDeadLetterLineNumberAfterStartAtEnd(t *testing.T) {
 	os.WriteFile(e.path, []byte(strings.Repeat(line("old", 0), 10)), 0o644)
 	e.start(startAt("end"))
 	e.write(line("n1", 0) + "garbage\n")
-	waitFor(t, "dead letter", 5*time.Second, func() bool { return len(e.pub.deadLetters()) == 1 })
+	testenv.WaitFor(t, "dead letter", 5*time.Second, func() bool { return len(e.pub.deadLetters()) == 1 })
 	if dl := e.pub.deadLetters()[0]; dl.Line != 12 {
 		t.Errorf("line %d, want 12", dl.Line)
 	}
@@ -176,7 +183,7 @@ func TestOverlongLine(t *testing.T) {
 	long := line("long", 5000)
 	e.write(line("a1", 0) + long + line("a2", 0))
 	e.start(maxLine(2000))
-	waitFor(t, "2 records and 1 dead letter", 5*time.Second, func() bool { return e.pub.count() == 2 && len(e.pub.deadLetters()) == 1 })
+	testenv.WaitFor(t, "2 records and 1 dead letter", 5*time.Second, func() bool { return e.pub.count() == 2 && len(e.pub.deadLetters()) == 1 })
 	dl := e.pub.deadLetters()[0]
 	if dl.Reason != "too_large" || dl.Line != 2 || dl.Offset != int64(len(line("a1", 0))) || len(dl.Data) == 0 || len(dl.Data) > 512 ||
 		!strings.HasPrefix(string(dl.Data), `{"kind":"Event"`) {
@@ -184,9 +191,9 @@ func TestOverlongLine(t *testing.T) {
 	}
 	// A long line still being written at EOF is not a dead letter yet.
 	e.write(long[:3000])
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the writer pausing mid-line is the case under test
 	e.write(long[3000:] + line("a3", 0))
-	waitFor(t, "a3", 5*time.Second, func() bool { return e.pub.count() == 3 && len(e.pub.deadLetters()) == 2 })
+	testenv.WaitFor(t, "a3", 5*time.Second, func() bool { return e.pub.count() == 3 && len(e.pub.deadLetters()) == 2 })
 	e.stop()
 	if pos := e.tl.Positions()[e.path]; pos.Offset != int64(2*len(line("a1", 0))+2*len(long)+len(line("a3", 0))) || pos.Line != 5 {
 		t.Errorf("position %+v", pos)
@@ -201,7 +208,7 @@ func TestResumeAfterRestart(t *testing.T) {
 	}
 	os.WriteFile(e.path, []byte(content), 0o644)
 	e.start(batchLines(7))
-	waitFor(t, "50 records", 5*time.Second, func() bool { return e.pub.count() == 50 })
+	testenv.WaitFor(t, "50 records", 5*time.Second, func() bool { return e.pub.count() == 50 })
 	e.stop()
 	// The positions file on disk says where we are.
 	data, err := os.ReadFile(e.positions)
@@ -221,7 +228,7 @@ func TestResumeAfterRestart(t *testing.T) {
 	}
 	e.write(line("b1", 0) + line("b2", 0))
 	e.start(startAt("end")) // start_at must not matter once there is a position
-	waitFor(t, "b1, b2", 5*time.Second, func() bool { return e.pub.count() == 52 })
+	testenv.WaitFor(t, "b1, b2", 5*time.Second, func() bool { return e.pub.count() == 52 })
 	e.settle()
 	if d := e.pub.duplicates(); len(d) > 0 {
 		t.Errorf("re-published after restart: %v", d)
@@ -234,7 +241,10 @@ func TestPositionOnlyAdvancesAfterPublish(t *testing.T) {
 	e.pub.block = make(chan struct{})
 	e.write(line("a1", 0))
 	e.start()
-	time.Sleep(150 * time.Millisecond)
+	calls := func() int { e.pub.mu.Lock(); defer e.pub.mu.Unlock(); return e.pub.calls }
+	testenv.WaitFor(t, "the batch held in Publish and its line counted as lag", 5*time.Second, func() bool {
+		return calls() > 0 && testutil.ToFloat64(e.tl.m.lag.WithLabelValues(e.path)) == float64(len(line("a1", 0)))
+	})
 	if p := e.tl.Positions()[e.path]; p.Offset != 0 {
 		t.Fatalf("position %d committed while Publish had not returned", p.Offset)
 	}
@@ -248,9 +258,9 @@ func TestPositionOnlyAdvancesAfterPublish(t *testing.T) {
 	}
 	e.pub.block = nil
 	e.start()
-	waitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 1 })
-	waitFor(t, "position", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == int64(len(line("a1", 0))) })
-	waitFor(t, "lag 0", 5*time.Second, func() bool { return testutil.ToFloat64(e.tl.m.lag.WithLabelValues(e.path)) == 0 })
+	testenv.WaitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 1 })
+	testenv.WaitFor(t, "position", 5*time.Second, func() bool { return e.tl.Positions()[e.path].Offset == int64(len(line("a1", 0))) })
+	testenv.WaitFor(t, "lag 0", 5*time.Second, func() bool { return testutil.ToFloat64(e.tl.m.lag.WithLabelValues(e.path)) == 0 })
 }
 
 func TestBackpressurePausesAndRetriesTheSameBatch(t *testing.T) {
@@ -262,7 +272,7 @@ func TestBackpressurePausesAndRetriesTheSameBatch(t *testing.T) {
 				e.write(line(fmt.Sprintf("a%d", i), 0))
 			}
 			e.start(batchLines(10))
-			waitFor(t, "30 records", 20*time.Second, func() bool { return e.pub.count() == 30 })
+			testenv.WaitFor(t, "30 records", 20*time.Second, func() bool { return e.pub.count() == 30 })
 			e.settle()
 			if d := e.pub.duplicates(); len(d) > 0 {
 				t.Errorf("duplicates %v", d)
@@ -287,7 +297,7 @@ func TestCorruptPositionsFileRereadsFromTheBeginning(t *testing.T) {
 	os.WriteFile(e.positions, []byte("positions: [this is: not: a map"), 0o644)
 	e.write(line("a1", 0) + line("a2", 0))
 	e.start(startAt("end"))
-	waitFor(t, "both lines despite start_at end", 5*time.Second, func() bool { return e.pub.count() == 2 })
+	testenv.WaitFor(t, "both lines despite start_at end", 5*time.Second, func() bool { return e.pub.count() == 2 })
 	matches, _ := filepath.Glob(e.positions + ".corrupt-*")
 	if len(matches) != 1 {
 		t.Errorf("corrupt file not moved aside: %v", matches)
@@ -310,7 +320,7 @@ func TestRotationWhileStopped(t *testing.T) {
 			e := newTailEnv(t)
 			e.write(line("a1", 0))
 			e.start()
-			waitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 1 })
+			testenv.WaitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 1 })
 			e.stop()
 			e.write(line("old-rest", 0)) // written after we stopped, before the rotation
 			rotated := e.path + ".1"
@@ -320,7 +330,7 @@ func TestRotationWhileStopped(t *testing.T) {
 			}
 			e.write(line("new1", 0))
 			e.start()
-			waitFor(t, "new1", 5*time.Second, func() bool { return e.pub.n(rid("new1")) == 1 })
+			testenv.WaitFor(t, "new1", 5*time.Second, func() bool { return e.pub.n(rid("new1")) == 1 })
 			e.settle()
 			if got := e.pub.n(rid("old-rest")) == 1; got != tc.wantOld {
 				t.Errorf("old-rest published: %v, want %v", got, tc.wantOld)
@@ -345,11 +355,11 @@ func TestTruncatedWhileStopped(t *testing.T) {
 	e := newTailEnv(t)
 	e.write(line("a1", 0) + line("a2", 0))
 	e.start()
-	waitFor(t, "a1 a2", 5*time.Second, func() bool { return e.pub.count() == 2 })
+	testenv.WaitFor(t, "a1 a2", 5*time.Second, func() bool { return e.pub.count() == 2 })
 	e.stop()
 	os.WriteFile(e.path, []byte(line("b1", 0)), 0o644) // same inode, shorter
 	e.start()
-	waitFor(t, "b1", 5*time.Second, func() bool { return e.pub.count() == 3 })
+	testenv.WaitFor(t, "b1", 5*time.Second, func() bool { return e.pub.count() == 3 })
 	if got := testutil.ToFloat64(e.tl.m.rotations.WithLabelValues(e.path, "truncate")); got != 1 {
 		t.Errorf("truncate rotations %v", got)
 	}
@@ -359,10 +369,10 @@ func TestPlainTruncateWithoutCopy(t *testing.T) {
 	e := newTailEnv(t)
 	e.write(line("a1", 0) + line("a2", 0))
 	e.start()
-	waitFor(t, "a1 a2", 5*time.Second, func() bool { return e.pub.count() == 2 })
+	testenv.WaitFor(t, "a1 a2", 5*time.Second, func() bool { return e.pub.count() == 2 })
 	// Truncate and write more than before: the size alone would not show it.
 	os.WriteFile(e.path, []byte(line("b1", 100)+line("b2", 100)+line("b3", 100)), 0o644)
-	waitFor(t, "b1 b2 b3", 5*time.Second, func() bool { return e.pub.count() == 5 })
+	testenv.WaitFor(t, "b1 b2 b3", 5*time.Second, func() bool { return e.pub.count() == 5 })
 	e.settle()
 	if n := len(e.pub.deadLetters()); n != 0 {
 		t.Errorf("%d dead letters: %+v", n, e.pub.deadLetters())
@@ -376,10 +386,10 @@ func TestPartialLineLeftInARotatedFile(t *testing.T) {
 	e := newTailEnv(t)
 	e.start()
 	e.write(line("a1", 0) + `{"kind":"Event","auditID":"cut-off`)
-	waitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 1 })
+	testenv.WaitFor(t, "a1", 5*time.Second, func() bool { return e.pub.count() == 1 })
 	os.Rename(e.path, e.path+".1")
 	e.write(line("b1", 0))
-	waitFor(t, "b1 and the fragment", 5*time.Second, func() bool { return e.pub.count() == 2 && len(e.pub.deadLetters()) == 1 })
+	testenv.WaitFor(t, "b1 and the fragment", 5*time.Second, func() bool { return e.pub.count() == 2 && len(e.pub.deadLetters()) == 1 })
 	if dl := e.pub.deadLetters()[0]; dl.Reason != "partial_line" || dl.Line != 2 || !strings.Contains(string(dl.Data), "cut-off") {
 		t.Errorf("dead letter %+v", dl)
 	}
@@ -470,7 +480,7 @@ func TestRotationUnderLoadLosesNothing(t *testing.T) {
 			wg.Add(1)
 			go func() { defer wg.Done(); w.run(t, n, &stop) }()
 			wg.Wait()
-			waitFor(t, fmt.Sprintf("%d records", n), 60*time.Second, func() bool { return e.pub.count() >= len(w.written) })
+			testenv.WaitFor(t, fmt.Sprintf("%d records", n), 60*time.Second, func() bool { return e.pub.count() >= len(w.written) })
 			e.settle()
 			var missing []string
 			for _, id := range w.written {
@@ -512,13 +522,13 @@ func TestRestartsDuringRotationLoseNothing(t *testing.T) {
 	restarts := 0
 	for writing.Load() {
 		e.start(batchLines(50))
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(150 * time.Millisecond) // a run cut short by a restart is the case under test
 		e.stop()
 		restarts++
 	}
 	t.Logf("%d restarts, %d rotations", restarts, w.rotated)
 	e.start(batchLines(50))
-	waitFor(t, "every line", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "every line", 60*time.Second, func() bool {
 		for _, id := range w.written {
 			if e.pub.n(id) == 0 {
 				return false
@@ -606,24 +616,28 @@ func TestPipelinedCommitsInOrder(t *testing.T) {
 		return off
 	}
 	pos := func() int64 { return e.tl.Positions()[e.path].Offset }
-	waitFor(t, "publishDepth batches begun", 5*time.Second, func() bool { return pp.nbegun() == publishDepth })
-	time.Sleep(100 * time.Millisecond) // would a fourth begin? (it must not)
+	testenv.WaitFor(t, "publishDepth batches begun", 5*time.Second, func() bool { return pp.nbegun() == publishDepth })
+	// A window in which a fourth batch would begin (it must not): that
+	// nothing happens cannot be awaited.
+	time.Sleep(100 * time.Millisecond)
 	if n := pp.nbegun(); n != publishDepth {
 		t.Fatalf("%d batches begun with none finished, want %d", n, publishDepth)
 	}
 	pp.release(2)
 	pp.release(1)
+	testenv.WaitFor(t, "batches 1 and 2 published", 5*time.Second, func() bool { return e.pub.count() == 2 })
+	// A window in which a wrong commit of their positions would show.
 	time.Sleep(100 * time.Millisecond)
 	if p := pos(); p != 0 {
 		t.Fatalf("position %d committed while the first batch is not durable", p)
 	}
 	pp.release(0)
-	waitFor(t, "position after line 3", 5*time.Second, func() bool { return pos() == end(3) })
-	waitFor(t, "all 6 begun", 5*time.Second, func() bool { return pp.nbegun() == 6 })
+	testenv.WaitFor(t, "position after line 3", 5*time.Second, func() bool { return pos() == end(3) })
+	testenv.WaitFor(t, "all 6 begun", 5*time.Second, func() bool { return pp.nbegun() == 6 })
 	for i := 3; i < 6; i++ {
 		pp.release(i)
 	}
-	waitFor(t, "position at the end", 5*time.Second, func() bool { return pos() == end(6) })
+	testenv.WaitFor(t, "position at the end", 5*time.Second, func() bool { return pos() == end(6) })
 	if e.pub.count() != 6 || pp.maxOpen > publishDepth {
 		t.Errorf("%d records published, %d batches open at most (depth %d)", e.pub.count(), pp.maxOpen, publishDepth)
 	}

@@ -488,7 +488,7 @@ func TestConnectionCap(t *testing.T) {
 		idle = append(idle, c)
 	}
 	testenv.WaitFor(t, "two connections open", 10*time.Second, func() bool {
-		return gathered(t, e.reg, "kubesift_listener_connections_open") == 2
+		return testenv.Metric(t, e.reg, "kubesift_listener_connections_open") == 2
 	})
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.pki.serverCA,
 		Certificates: []tls.Certificate{e.pki.goodClient}}}, Timeout: 10 * time.Second}
@@ -497,32 +497,15 @@ func TestConnectionCap(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("a third connection was served (%d), want it closed", resp.StatusCode)
 	}
-	if gathered(t, e.reg, "kubesift_listener_connections_refused_total") < 1 {
+	if testenv.Metric(t, e.reg, "kubesift_listener_connections_refused_total") < 1 {
 		t.Fatal("refused connection not counted")
 	}
 	idle[0].Close()
 	testenv.WaitFor(t, "an idle connection's slot freed", 10*time.Second, func() bool {
-		return gathered(t, e.reg, "kubesift_listener_connections_open") < 2
+		return testenv.Metric(t, e.reg, "kubesift_listener_connections_open") < 2
 	})
 	if resp := e.post(c, eventList(event("cap2"))); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after a slot was freed: %d", resp.StatusCode)
 	}
 	idle[1].Close()
-}
-
-// gathered is the value of the one series of name in reg (0 when absent):
-// the listener metrics carry their labels as constant labels.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			m := mf.GetMetric()[0]
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return 0
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -103,7 +104,7 @@ func BenchmarkIntegrationEventsLive(b *testing.B) {
 			cfg := realConfig(ns)
 			cfg.APIs = []string{config.EventsAPIEventsV1}
 			rc := startReal(b, restCfg, cfg, pub)
-			waitForT(b, 30*time.Second, "synced", rc.c.Synced)
+			testenv.WaitFor(b, "synced", 30*time.Second, rc.c.Synced)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			g := newLoadGen(cs, ns)
@@ -115,7 +116,7 @@ func BenchmarkIntegrationEventsLive(b *testing.B) {
 			}
 			written := time.Since(start)
 			want := g.wanted()
-			waitForT(b, 5*time.Minute, "every Event acknowledged", func() bool { return pub.count(want) == len(want) })
+			testenv.WaitFor(b, "every Event acknowledged", 5*time.Minute, func() bool { return pub.count(want) == len(want) })
 			elapsed := time.Since(start)
 			b.StopTimer()
 
@@ -154,7 +155,7 @@ func BenchmarkIntegrationEventsBacklog(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			rc := startReal(b, restCfg, cfg, pub)
-			waitForT(b, 5*time.Minute, "every Event acknowledged", func() bool { return pub.count(want) == len(want) })
+			testenv.WaitFor(b, "every Event acknowledged", 5*time.Minute, func() bool { return pub.count(want) == len(want) })
 			elapsed := time.Since(start)
 			b.StopTimer()
 

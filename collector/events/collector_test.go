@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 )
@@ -66,7 +67,7 @@ func TestShipsEveryOccurrence(t *testing.T) {
 		}
 		want[string(cuid)+":2"] = true
 	}
-	waitFor(t, 10*time.Second, "every occurrence", func() bool {
+	testenv.WaitFor(t, "every occurrence", 10*time.Second, func() bool {
 		got := pub.ids()
 		for id := range want {
 			if got[id] == 0 {
@@ -87,10 +88,10 @@ func TestShipsEveryOccurrence(t *testing.T) {
 			t.Errorf("%s: object apiVersion/kind = %q/%q (api %q), err %v", rec.ID, obj.APIVersion, obj.Kind, rec.APIVersion, err)
 		}
 	}
-	if got := metricValue(t, r.reg, "kubesift_collector_events_shipped_total"); got < float64(len(want)) {
+	if got := testenv.Metric(t, r.reg, "kubesift_collector_events_shipped_total"); got < float64(len(want)) {
 		t.Errorf("shipped_total = %v, want >= %d", got, len(want))
 	}
-	if got := metricValue(t, r.reg, "kubesift_collector_events_leader"); got != 1 {
+	if got := testenv.Metric(t, r.reg, "kubesift_collector_events_leader"); got != 1 {
 		t.Errorf("leader gauge = %v with leader election off", got)
 	}
 }
@@ -134,12 +135,12 @@ func TestFirstStartMaxAge(t *testing.T) {
 	}
 	pub := newFakePublisher()
 	r := start(t, testConfig(), f.client, pub)
-	waitFor(t, 5*time.Second, "two recent Events", func() bool { return len(pub.ids()) == 2 })
+	testenv.WaitFor(t, "two recent Events", 5*time.Second, func() bool { return len(pub.ids()) == 2 })
 	got := pub.ids()
 	if got["u2:1"] == 0 || got["u3:1"] == 0 {
 		t.Errorf("shipped %v, want u2:1 and u3:1", got)
 	}
-	if n := metricValue(t, r.reg, "kubesift_collector_events_skipped_total", "reason", "too_old"); n != 2 {
+	if n := testenv.Metric(t, r.reg, "kubesift_collector_events_skipped_total", "reason", "too_old"); n != 2 {
 		t.Errorf("skipped too_old = %v, want 2", n)
 	}
 }
@@ -161,9 +162,9 @@ func TestRestartDoesNotReship(t *testing.T) {
 	}
 	pub1 := newFakePublisher()
 	r1 := start(t, testConfig(), f.client, pub1)
-	waitFor(t, 5*time.Second, "backlog shipped", func() bool { return len(pub1.ids()) == 20 })
-	waitFor(t, 5*time.Second, "watermark written", func() bool {
-		return metricValue(t, r1.reg, "kubesift_collector_events_watermark_resource_version") >= float64(f.rv.Load())
+	testenv.WaitFor(t, "backlog shipped", 5*time.Second, func() bool { return len(pub1.ids()) == 20 })
+	testenv.WaitFor(t, "watermark written", 5*time.Second, func() bool {
+		return testenv.Metric(t, r1.reg, "kubesift_collector_events_watermark_resource_version") >= float64(f.rv.Load())
 	})
 	r1.stop()
 	wm := readWatermark(t, f)
@@ -174,12 +175,17 @@ func TestRestartDoesNotReship(t *testing.T) {
 	pub2 := newFakePublisher()
 	r2 := start(t, testConfig(), f.client, pub2)
 	create("new-0")
-	waitFor(t, 5*time.Second, "the new Event", func() bool { return pub2.ids()["new-0:1"] > 0 })
-	time.Sleep(100 * time.Millisecond)
+	testenv.WaitFor(t, "the new Event", 5*time.Second, func() bool { return pub2.ids()["new-0:1"] > 0 })
+	// Every one of the 21 Events is either shipped or skipped once the
+	// restarted collector has dealt with it: wait for that, so a wrongly
+	// re-shipped one cannot arrive after the check.
+	testenv.WaitFor(t, "21 Events shipped or skipped", 5*time.Second, func() bool {
+		return float64(len(pub2.ids()))+testenv.Metric(t, r2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark") >= 21
+	})
 	if got := pub2.ids(); len(got) != 1 {
 		t.Errorf("restarted collector shipped %v, want only new-0:1", got)
 	}
-	if n := metricValue(t, r2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"); n != 20 {
+	if n := testenv.Metric(t, r2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"); n != 20 {
 		t.Errorf("skipped watermark = %v, want 20", n)
 	}
 }
@@ -221,8 +227,8 @@ func TestStoredWatermarkIgnored(t *testing.T) {
 			}
 			pub := newFakePublisher()
 			r := start(t, testConfig(), f.client, pub)
-			waitFor(t, 5*time.Second, "the Event", func() bool { return pub.ids()["a:1"] > 0 })
-			if n := metricValue(t, r.reg, "kubesift_collector_events_watermark_ignored_total", "reason", tc.reason); n != 1 {
+			testenv.WaitFor(t, "the Event", 5*time.Second, func() bool { return pub.ids()["a:1"] > 0 })
+			if n := testenv.Metric(t, r.reg, "kubesift_collector_events_watermark_ignored_total", "reason", tc.reason); n != 1 {
 				t.Errorf("watermark_ignored{%s} = %v", tc.reason, n)
 			}
 		})
@@ -241,8 +247,8 @@ func TestBackpressureIsRetried(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "all 10", func() bool { return len(pub.ids()) == 10 })
-	if n := metricValue(t, r.reg, "kubesift_collector_events_publish_retries_total", "reason", "backpressure"); n != 4 {
+	testenv.WaitFor(t, "all 10", 10*time.Second, func() bool { return len(pub.ids()) == 10 })
+	if n := testenv.Metric(t, r.reg, "kubesift_collector_events_publish_retries_total", "reason", "backpressure"); n != 4 {
 		t.Errorf("backpressure retries = %v, want 4", n)
 	}
 }
@@ -262,7 +268,7 @@ func TestRefusedRecordIsDeadLettered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "a, b shipped and bad dead-lettered", func() bool {
+	testenv.WaitFor(t, "a, b shipped and bad dead-lettered", 15*time.Second, func() bool {
 		ids := pub.ids()
 		return ids["a:1"] > 0 && ids["b:1"] > 0 && len(pub.deadLetters()) == 1
 	})
@@ -270,7 +276,7 @@ func TestRefusedRecordIsDeadLettered(t *testing.T) {
 	if dl.Reason != "publish_rejected" || dl.Source != "events" || dl.Cluster.UID != testClusterUID {
 		t.Errorf("dead letter %+v", dl)
 	}
-	if n := metricValue(t, r.reg, "kubesift_collector_events_dropped_total", "reason", "publish_rejected"); n != 1 {
+	if n := testenv.Metric(t, r.reg, "kubesift_collector_events_dropped_total", "reason", "publish_rejected"); n != 1 {
 		t.Errorf("dropped publish_rejected = %v", n)
 	}
 }
@@ -283,7 +289,7 @@ func TestEventWithoutUIDIsDeadLettered(t *testing.T) {
 	if _, err := f.client.EventsV1().Events("default").Create(context.Background(), eventV1("default", "nouid", "", 1, time.Now()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "dead letter", func() bool { return len(pub.deadLetters()) == 1 })
+	testenv.WaitFor(t, "dead letter", 5*time.Second, func() bool { return len(pub.deadLetters()) == 1 })
 	if dl := pub.deadLetters()[0]; dl.Reason != "field" || len(dl.Data) == 0 {
 		t.Errorf("dead letter %+v", dl)
 	}
@@ -306,17 +312,17 @@ func TestBoundedQueueWaitsNeverDrops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "a full queue", func() bool {
-		return metricValue(t, r.reg, "kubesift_collector_events_queue_full_total") > 0
+	testenv.WaitFor(t, "a full queue", 5*time.Second, func() bool {
+		return testenv.Metric(t, r.reg, "kubesift_collector_events_queue_full_total") > 0
 	})
-	if d := metricValue(t, r.reg, "kubesift_collector_events_queue_depth"); d > 3 {
+	if d := testenv.Metric(t, r.reg, "kubesift_collector_events_queue_depth"); d > 3 {
 		t.Errorf("queue depth %v exceeds queue_size+1", d)
 	}
 	pub.mu.Lock()
 	close(pub.block)
 	pub.block = nil
 	pub.mu.Unlock()
-	waitFor(t, 10*time.Second, "all Events", func() bool { return len(pub.ids()) == n })
+	testenv.WaitFor(t, "all Events", 10*time.Second, func() bool { return len(pub.ids()) == n })
 }
 
 // TestEnrichmentFromPodCache: an Event about a Pod gets node, owner and
@@ -353,7 +359,7 @@ func TestEnrichmentFromPodCache(t *testing.T) {
 	if _, err := f.client.EventsV1().Events("default").Create(ctx, other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "three records", func() bool { return len(pub.ids()) == 3 })
+	testenv.WaitFor(t, "three records", 5*time.Second, func() bool { return len(pub.ids()) == 3 })
 	wantAnn := map[string]string{
 		rules.AnnotationNode: "node-7", rules.AnnotationOwnerKind: "ReplicaSet", rules.AnnotationOwnerName: "web-5d4f",
 		AnnotationPodLabels: `{"app":"web"}`,
@@ -387,7 +393,7 @@ func TestEnrichmentFromPodCache(t *testing.T) {
 	if err != nil || len(ev.Annotations) != 0 {
 		t.Errorf("stored Event annotations %v (err %v)", ev.Annotations, err)
 	}
-	if hit := metricValue(t, r.reg, "kubesift_collector_events_enrich_total", "result", "hit"); hit != 2 {
+	if hit := testenv.Metric(t, r.reg, "kubesift_collector_events_enrich_total", "result", "hit"); hit != 2 {
 		t.Errorf("enrich hits = %v, want 2", hit)
 	}
 }
@@ -436,13 +442,15 @@ func TestLeaderElectionOneShips(t *testing.T) {
 	pa, pb := newFakePublisher(), newFakePublisher()
 	ra := start(t, a, f.client, pa)
 	rb := start(t, b, f.client, pb)
-	waitFor(t, 10*time.Second, "a leader", func() bool { return ra.c.IsLeader() || rb.c.IsLeader() })
+	testenv.WaitFor(t, "a leader", 10*time.Second, func() bool { return ra.c.IsLeader() || rb.c.IsLeader() })
 	for i := range 10 {
 		if _, err := f.client.EventsV1().Events("default").Create(context.Background(), eventV1("default", fmt.Sprint(i), types.UID(fmt.Sprint(i)), 1, time.Now()), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "10 records", func() bool { return len(pa.ids())+len(pb.ids()) >= 10 })
+	testenv.WaitFor(t, "10 records", 10*time.Second, func() bool { return len(pa.ids())+len(pb.ids()) >= 10 })
+	// A window in which a second shipper would show itself: that nothing
+	// more happens cannot be awaited, only given time to happen.
 	time.Sleep(300 * time.Millisecond)
 	if len(pa.ids()) > 0 && len(pb.ids()) > 0 {
 		t.Errorf("both shipped: a %d, b %d", len(pa.ids()), len(pb.ids()))
@@ -557,7 +565,7 @@ func TestResumeFromWatermark(t *testing.T) {
 			if _, err := f.client.EventsV1().Events("default").Create(ctx, eventV1("default", "live", "live", 1, now), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "the expected records", func() bool {
+			testenv.WaitFor(t, "the expected records", 5*time.Second, func() bool {
 				got := pub.ids()
 				for _, id := range tc.wantIDs {
 					if got[id] == 0 {
@@ -566,25 +574,31 @@ func TestResumeFromWatermark(t *testing.T) {
 				}
 				return true
 			})
-			time.Sleep(100 * time.Millisecond)
+			// Every Event is shipped or skipped once the collector has
+			// dealt with it: wait for all of them, so a wrongly shipped
+			// one cannot arrive after the check.
+			testenv.WaitFor(t, "every Event shipped or skipped", 5*time.Second, func() bool {
+				skipped := testenv.Metric(t, r.reg, "kubesift_collector_events_skipped_total", "reason", "watermark")
+				return float64(len(pub.ids()))+skipped >= float64(len(tc.wantIDs))+tc.wantSkipped
+			})
 			if got := pub.ids(); len(got) != len(tc.wantIDs) {
 				t.Errorf("shipped %v, want exactly %v", got, tc.wantIDs)
 			}
-			if n := metricValue(t, r.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"); n != tc.wantSkipped {
+			if n := testenv.Metric(t, r.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"); n != tc.wantSkipped {
 				t.Errorf("skipped watermark = %v, want %v", n, tc.wantSkipped)
 			}
 			wantGone := 0.0
 			if tc.gone {
 				wantGone = 1
 			}
-			if n := metricValue(t, r.reg, "kubesift_collector_events_resume_expired_total"); n != wantGone {
+			if n := testenv.Metric(t, r.reg, "kubesift_collector_events_resume_expired_total"); n != wantGone {
 				t.Errorf("resume_expired = %v, want %v", n, wantGone)
 			}
 			wantAhead := 0.0
 			if tc.ahead {
 				wantAhead = 1
 			}
-			if n := metricValue(t, r.reg, "kubesift_collector_events_watermark_ignored_total", "reason", "ahead"); n != wantAhead {
+			if n := testenv.Metric(t, r.reg, "kubesift_collector_events_watermark_ignored_total", "reason", "ahead"); n != wantAhead {
 				t.Errorf("watermark_ignored{ahead} = %v, want %v", n, wantAhead)
 			}
 		})
@@ -606,11 +620,5 @@ func TestReadyWaitsForClusterID(t *testing.T) {
 		t.Fatalf("Ready while the cluster id is unknown = %v, want an error naming it", err)
 	}
 	close(block)
-	deadline := time.Now().Add(10 * time.Second)
-	for r.c.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready 10s after the cluster id could be read: %v", r.c.Ready())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "Ready once the cluster id could be read", 10*time.Second, func() bool { return r.c.Ready() == nil })
 }

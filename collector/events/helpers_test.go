@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -260,12 +260,12 @@ func start(t *testing.T, cfg config.EventsConfig, client *fake.Clientset, pub co
 // the list and the watch.) The probe's records are removed from pub.
 func (r *running) waitLive(t *testing.T, f *fakeCluster, pub *fakePublisher) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "informers synced", r.c.Synced)
+	testenv.WaitFor(t, "informers synced", 10*time.Second, r.c.Synced)
 	name := fmt.Sprintf("probe-%d", f.rv.Load())
 	if _, err := f.client.EventsV1().Events("default").Create(context.Background(), eventV1("default", name, types.UID(name), 1, time.Now()), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the probe Event", func() bool { return pub.ids()[name+":1"] > 0 })
+	testenv.WaitFor(t, "the probe Event", 10*time.Second, func() bool { return pub.ids()[name+":1"] > 0 })
 	pub.mu.Lock()
 	pub.recs = slices.DeleteFunc(pub.recs, func(r *record.Record) bool { return r.ID == name+":1" })
 	pub.mu.Unlock()
@@ -303,56 +303,4 @@ func eventCore(ns, name string, uid types.UID, count int32, at time.Time) *corev
 		LastTimestamp:  metav1.NewTime(at),
 		Source:         corev1.EventSource{Component: "kubelet", Host: "node-1"},
 	}
-}
-
-// waitFor polls cond every 10 ms for up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// metricValue sums a counter or gauge family (all label values, or those
-// matching labels) in reg.
-func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if !hasLabel(m, labels[i], labels[i+1]) {
-					continue metric
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func hasLabel(m *dto.Metric, k, v string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == k && l.GetValue() == v {
-			return true
-		}
-	}
-	return false
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -190,7 +191,7 @@ func TestIntegrationKill9Failover(t *testing.T) {
 		}
 		return *l.Spec.HolderIdentity
 	}
-	waitForT(t, 30*time.Second, "a lease holder", func() bool { return holder() != "" })
+	testenv.WaitFor(t, "a lease holder", 30*time.Second, func() bool { return holder() != "" })
 	leader, follower := a, b
 	if holder() == b.id {
 		leader, follower = b, a
@@ -198,18 +199,18 @@ func TestIntegrationKill9Failover(t *testing.T) {
 	g := newLoadGen(cs, ns)
 	// The first Event doubles as a probe: shipped means the leader's
 	// informers run.
-	waitForT(t, 30*time.Second, "the leader shipping", func() bool {
+	testenv.WaitFor(t, "the leader shipping", 30*time.Second, func() bool {
 		if _, err := g.create(ctx, -1); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // paces the probes: at most one Event per 200 ms
 		return len(readIDs(leader.out)) > 0
 	})
 	if err := g.run(ctx, 150, 4, func(i int) int { return i % 3 }); err != nil {
 		t.Fatal(err)
 	}
 	phase1 := g.wanted()
-	waitForT(t, time.Minute, "phase 1 in the leader's sink", func() bool { n, _ := missing(phase1, readIDs(leader.out)); return n == 0 })
+	testenv.WaitFor(t, "phase 1 in the leader's sink", time.Minute, func() bool { n, _ := missing(phase1, readIDs(leader.out)); return n == 0 })
 	if n := len(readIDs(follower.out)); n != 0 {
 		t.Errorf("follower %s shipped %d records while not leading", follower.id, n)
 	}
@@ -226,25 +227,25 @@ func TestIntegrationKill9Failover(t *testing.T) {
 			if err == nil && i%5 == 0 {
 				err = g.bumpExisting(genCtx, 30, 1)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the generator's pace, part of the load
 		}
 		if genCtx.Err() != nil {
 			err = nil
 		}
 		genDone <- err
 	}()
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // load before the kill: the fault's timeline, not a wait
 	if err := leader.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killedAt := time.Now()
 	_ = leader.cmd.Wait()
-	waitForT(t, 30*time.Second, "the follower to hold the lease", func() bool { return holder() == follower.id })
+	testenv.WaitFor(t, "the follower to hold the lease", 30*time.Second, func() bool { return holder() == follower.id })
 	leaseTakeover := time.Since(killedAt)
 	before := len(readIDs(follower.out))
-	waitForT(t, 30*time.Second, "the follower shipping", func() bool { return len(readIDs(follower.out)) > before })
+	testenv.WaitFor(t, "the follower shipping", 30*time.Second, func() bool { return len(readIDs(follower.out)) > before })
 	shipping := time.Since(killedAt)
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // load after the takeover: the fault's timeline, not a wait
 	stopGen()
 	if err := <-genDone; err != nil {
 		t.Fatal(err)
@@ -257,7 +258,7 @@ func TestIntegrationKill9Failover(t *testing.T) {
 		}
 		return u
 	}
-	waitForT(t, time.Minute, "every occurrence in one of the sinks", func() bool { n, _ := missing(want, union()); return n == 0 })
+	testenv.WaitFor(t, "every occurrence in one of the sinks", time.Minute, func() bool { n, _ := missing(want, union()); return n == 0 })
 	la, fa := readIDs(leader.out), readIDs(follower.out)
 	both := 0
 	for id := range fa {

@@ -215,16 +215,16 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	pub := newFakePublisher()
 	cfg := realConfig(ns)
 	rc := startReal(t, asSA, cfg, pub)
-	waitForT(t, 30*time.Second, "the collector to lead and sync as "+user, rc.c.Synced)
+	testenv.WaitFor(t, "the collector to lead and sync as "+user, 30*time.Second, rc.c.Synced)
 
 	g := newLoadGen(admin, ns)
 	if err := g.run(ctx, 40, 4, func(i int) int { return i % 2 }); err != nil {
 		t.Fatal(err)
 	}
 	want := g.wanted()
-	waitForT(t, time.Minute, "every occurrence", func() bool { n, _ := missing(want, pub.ids()); return n == 0 })
-	waitForT(t, 10*time.Second, "a watermark written", func() bool {
-		return metricValue(t, rc.reg, "kubesift_collector_events_watermark_writes_total", "result", "ok") > 0
+	testenv.WaitFor(t, "every occurrence", time.Minute, func() bool { n, _ := missing(want, pub.ids()); return n == 0 })
+	testenv.WaitFor(t, "a watermark written", 10*time.Second, func() bool {
+		return testenv.Metric(t, rc.reg, "kubesift_collector_events_watermark_writes_total", "result", "ok") > 0
 	})
 	enriched := 0
 	for _, r := range pub.records() {
@@ -248,7 +248,7 @@ func TestIntegrationLeastPrivilege(t *testing.T) {
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != rc.c.Identity() {
 		t.Errorf("leader lease %v, err %v", lease, err)
 	}
-	if errs := metricValue(t, rc.reg, "kubesift_collector_events_watermark_writes_total", "result", "error"); errs > 0 {
+	if errs := testenv.Metric(t, rc.reg, "kubesift_collector_events_watermark_writes_total", "result", "error"); errs > 0 {
 		t.Errorf("%v watermark writes failed", errs)
 	}
 	t.Logf("as %s: %d occurrences shipped, %d records enriched, watermark written, lease held by %s",

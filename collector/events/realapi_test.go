@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -148,17 +147,6 @@ func (r *realCollector) stop(t testing.TB) {
 	}
 }
 
-func waitForT(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // loadGen creates and bumps Events through client-go and remembers every
 // (uid, count) it wrote, with the time the write returned.
 type loadGen struct {
@@ -197,7 +185,7 @@ func retry(ctx context.Context, op func() error) error {
 		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || apierrors.IsAlreadyExists(err) {
 			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond) // a client's pause before retrying
 	}
 	return err
 }
@@ -396,8 +384,8 @@ func realPublisher(t testing.TB) (*publish.Publisher, string, string) {
 	k.Brokers = []string{broker}
 	prefix := "it-events-" + randSuffix()
 	k.Topics = config.TopicsConfig{Audit: prefix + ".audit", Events: prefix + ".events", Objects: prefix + ".objects", Alerts: prefix + ".alerts", DLQ: prefix + ".dlq"}
-	createTopic(t, broker, k.Topics.Events, 4)
-	createTopic(t, broker, k.Topics.DLQ, 1)
+	testenv.CreateTopics(t, broker, 4, k.Topics.Events)
+	testenv.CreateTopics(t, broker, 1, k.Topics.DLQ)
 	p := config.Default().Publish
 	p.Spool.Dir = t.TempDir()
 	pub, err := publish.New(publish.Options{Kafka: k, Publish: p, Logger: testLogger(t), Registerer: prometheus.NewRegistry()})
@@ -405,24 +393,6 @@ func realPublisher(t testing.TB) (*publish.Publisher, string, string) {
 		t.Fatal(err)
 	}
 	return pub, broker, k.Topics.Events
-}
-
-func createTopic(t testing.TB, broker, topic string, partitions int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tr := &kafka.Transport{} // not the process-wide pool (see collector/publish's fault test)
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
-	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	for tp, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			t.Fatalf("create topic %s: %v", tp, err)
-		}
-	}
 }
 
 // readTopicIDs consumes topic from the beginning to its current end with
@@ -514,11 +484,11 @@ func logMetrics(t testing.TB, reg *prometheus.Registry, names ...string) {
 	for _, n := range names {
 		b.WriteString(strings.TrimPrefix(n, "kubesift_collector_events_"))
 		b.WriteString("=")
-		b.WriteString(strconv.FormatFloat(metricValue(t, reg, n), 'f', -1, 64))
+		b.WriteString(strconv.FormatFloat(testenv.Metric(t, reg, n), 'f', -1, 64))
 		b.WriteString(" ")
 	}
 	for _, r := range []string{skipResync, skipWatermark, skipTooOld} {
-		fmt.Fprintf(&b, "skipped{%s}=%v ", r, metricValue(t, reg, "kubesift_collector_events_skipped_total", "reason", r))
+		fmt.Fprintf(&b, "skipped{%s}=%v ", r, testenv.Metric(t, reg, "kubesift_collector_events_skipped_total", "reason", r))
 	}
 	t.Log(b.String())
 }
@@ -533,7 +503,7 @@ func TestIntegrationTenThousand(t *testing.T) {
 	ns := testNamespace(t, cs)
 	pub := newFakePublisher()
 	rc := startReal(t, restCfg, realConfig(ns), pub)
-	waitForT(t, 30*time.Second, "leader and informers synced", rc.c.Synced)
+	testenv.WaitFor(t, "leader and informers synced", 30*time.Second, rc.c.Synced)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	runTenThousand(t, ctx, cs, ns, rc, pub)
@@ -548,7 +518,7 @@ func TestIntegrationTenThousandKafka(t *testing.T) {
 	ns := testNamespace(t, cs)
 	rec := ackRecorder{Publisher: kpub, fp: newFakePublisher()}
 	rc := startReal(t, restCfg, realConfig(ns), rec)
-	waitForT(t, 30*time.Second, "leader and informers synced", rc.c.Synced)
+	testenv.WaitFor(t, "leader and informers synced", 30*time.Second, rc.c.Synced)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	want := runTenThousand(t, ctx, cs, ns, rc, rec.fp)
@@ -582,7 +552,7 @@ func runTenThousand(t *testing.T, ctx context.Context, cs kubernetes.Interface, 
 	if len(want) != 10000 {
 		t.Fatalf("wrote %d occurrences, want 10000", len(want))
 	}
-	waitForT(t, 3*time.Minute, "every occurrence at the publisher", func() bool {
+	testenv.WaitFor(t, "every occurrence at the publisher", 3*time.Minute, func() bool {
 		n, _ := missing(want, pub.ids())
 		return n == 0
 	})
@@ -619,15 +589,15 @@ func TestIntegrationRestartResumes(t *testing.T) {
 
 	pub1 := newFakePublisher()
 	rc1 := startReal(t, restCfg, cfg, pub1)
-	waitForT(t, 30*time.Second, "leader and informers synced", rc1.c.Synced)
+	testenv.WaitFor(t, "leader and informers synced", 30*time.Second, rc1.c.Synced)
 	g := newLoadGen(cs, ns)
 	if err := g.run(ctx, 300, 4, func(i int) int { return i % 3 }); err != nil {
 		t.Fatal(err)
 	}
 	phase1 := g.wanted()
-	waitForT(t, time.Minute, "the backlog shipped", func() bool { n, _ := missing(phase1, pub1.ids()); return n == 0 })
+	testenv.WaitFor(t, "the backlog shipped", time.Minute, func() bool { n, _ := missing(phase1, pub1.ids()); return n == 0 })
 	rc1.stop(t)
-	wmRV := metricValue(t, rc1.reg, "kubesift_collector_events_watermark_resource_version")
+	wmRV := testenv.Metric(t, rc1.reg, "kubesift_collector_events_watermark_resource_version")
 	t.Logf("first run shipped %d ids; watermark %v", len(pub1.ids()), wmRV)
 
 	// While no collector runs: every 5th old Event repeats three times,
@@ -648,8 +618,10 @@ func TestIntegrationRestartResumes(t *testing.T) {
 
 	pub2 := newFakePublisher()
 	rc2 := startReal(t, restCfg, cfg, pub2)
-	waitForT(t, time.Minute, "the downtime occurrences shipped", func() bool { n, _ := missing(downtime, pub2.ids()); return n == 0 })
-	time.Sleep(time.Second) // anything re-shipped would arrive with them
+	testenv.WaitFor(t, "the downtime occurrences shipped", time.Minute, func() bool { n, _ := missing(downtime, pub2.ids()); return n == 0 })
+	// A window for a wrong re-ship to show: that nothing more arrives
+	// cannot be awaited, and the two informers give no order to wait on.
+	time.Sleep(time.Second)
 	reshipped := 0
 	for id := range pub2.ids() {
 		if _, old := phase1[id]; old {
@@ -657,12 +629,12 @@ func TestIntegrationRestartResumes(t *testing.T) {
 		}
 	}
 	t.Logf("second run: %d ids shipped, %d occurrences happened while down (all present, intermediate counts included), %d old ids re-shipped; skipped(watermark)=%v resume_expired=%v",
-		len(pub2.ids()), len(downtime), reshipped, metricValue(t, rc2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"),
-		metricValue(t, rc2.reg, "kubesift_collector_events_resume_expired_total"))
+		len(pub2.ids()), len(downtime), reshipped, testenv.Metric(t, rc2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"),
+		testenv.Metric(t, rc2.reg, "kubesift_collector_events_resume_expired_total"))
 	if reshipped > 0 {
 		t.Errorf("%d ids of the old backlog shipped again", reshipped)
 	}
-	if n := metricValue(t, rc2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"); n == 0 {
+	if n := testenv.Metric(t, rc2.reg, "kubesift_collector_events_skipped_total", "reason", "watermark"); n == 0 {
 		t.Error("nothing skipped by the watermark")
 	}
 }
@@ -683,7 +655,7 @@ func TestIntegrationLeaderFailover(t *testing.T) {
 	pa, pb := newFakePublisher(), newFakePublisher()
 	ra := startReal(t, restCfg, a, pa)
 	rb := startReal(t, restCfg, b, pb)
-	waitForT(t, 30*time.Second, "a leader", func() bool { return ra.c.Synced() || rb.c.Synced() })
+	testenv.WaitFor(t, "a leader", 30*time.Second, func() bool { return ra.c.Synced() || rb.c.Synced() })
 	leader, follower, lp, fp := ra, rb, pa, pb
 	if rb.c.IsLeader() {
 		leader, follower, lp, fp = rb, ra, pb, pa
@@ -696,7 +668,7 @@ func TestIntegrationLeaderFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	phase1 := g.wanted()
-	waitForT(t, time.Minute, "phase 1 shipped", func() bool { n, _ := missing(phase1, lp.ids()); return n == 0 })
+	testenv.WaitFor(t, "phase 1 shipped", time.Minute, func() bool { n, _ := missing(phase1, lp.ids()); return n == 0 })
 	if n := len(fp.ids()); n != 0 {
 		t.Errorf("the follower shipped %d records while not leading", n)
 	}
@@ -720,16 +692,16 @@ func TestIntegrationLeaderFailover(t *testing.T) {
 				genErr = err
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the generator's pace, part of the load
 		}
 	}()
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // load before the kill: the fault's timeline, not a wait
 	lp.killed.Store(true)
 	killedAt := time.Now()
 	leader.cancel()
-	waitForT(t, 30*time.Second, "the follower to lead", follower.c.Synced)
+	testenv.WaitFor(t, "the follower to lead", 30*time.Second, follower.c.Synced)
 	takeover := time.Since(killedAt)
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // load after the takeover: the fault's timeline, not a wait
 	stopGen()
 	<-genDone
 	if genErr != nil {
@@ -743,7 +715,7 @@ func TestIntegrationLeaderFailover(t *testing.T) {
 		}
 		return u
 	}
-	waitForT(t, time.Minute, "every occurrence shipped by one of the two", func() bool { n, _ := missing(want, union()); return n == 0 })
+	testenv.WaitFor(t, "every occurrence shipped by one of the two", time.Minute, func() bool { n, _ := missing(want, union()); return n == 0 })
 	both := 0
 	la, fa := lp.ids(), fp.ids()
 	for id := range fa {
@@ -754,7 +726,7 @@ func TestIntegrationLeaderFailover(t *testing.T) {
 	checkIDsMatchContent(t, append(lp.records(), fp.records()...))
 	t.Logf("killed %s; %s led and synced %v later (lease_duration %v); %d occurrences in all, none missing; %d shipped by both (same record id), resume_expired=%v",
 		leader.c.Identity(), follower.c.Identity(), takeover.Round(time.Millisecond), cfg.LeaderElection.LeaseDuration, len(want), both,
-		metricValue(t, follower.reg, "kubesift_collector_events_resume_expired_total"))
+		testenv.Metric(t, follower.reg, "kubesift_collector_events_resume_expired_total"))
 	if limit := cfg.LeaderElection.LeaseDuration + 2*cfg.LeaderElection.RetryPeriod + 2*time.Second; takeover > limit {
 		t.Errorf("takeover took %v, more than lease_duration + 2 retry periods + 2s (%v)", takeover, limit)
 	}

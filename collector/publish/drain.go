@@ -75,21 +75,18 @@ func (p *Publisher) drain() {
 // acknowledged. It returns how many records it drained.
 //
 // The round goes out in parts that each fit one produce batch, one part at
-// a time, and the first part that fails ends the round. kafka-go cuts what
-// one partition is given into batches of batch_size records or batch_bytes
-// and sends them one after the other without regard to the fate of the one
-// before: when the first batch of a partition failed with an error kafka-go
-// does not retry (cluster authorisation) and the second went through, the
-// re-sent round put the first batch's records behind the second's — the
-// order of a key broken. A part of at most batch_size records and
+// a time, and the first part that fails ends the round: kafka-go sends the
+// batches of one partition one after the other whatever became of the one
+// before, so if a later batch went through after an earlier one failed, the
+// re-sent round would put the earlier records behind the later ones and
+// break the order of a key. A part of at most batch_size records and
 // batch_bytes is one batch for every partition it touches (wireSize is
-// never less than kafka-go's own measure of a message, which
-// TestPartIsOneKafkaGoBatch checks; and one WriteMessages call queues a
-// partition's share under one lock, so the batch timer cannot cut it), so
-// nothing of a partition is sent after a failure of that partition. The price is one round trip per part instead of
-// one per round; it did not show in BenchmarkDrainRealBroker (4 partitions,
-// median of three: 24.7k records/s in parts, 24.8k sent at once; the runs
-// spread from 18k to 47k).
+// never less than kafka-go's own measure of a message, and one
+// WriteMessages call queues a partition's share under one lock, so the
+// batch timer cannot cut it), so nothing of a partition is sent after a
+// failure of that partition. The price is one round trip per part instead
+// of one per round. TestPartIsOneKafkaGoBatch guards the premise and
+// TestDrainKeepsKeyOrderWhenABatchFails the order.
 func (p *Publisher) drainRound() (int, error) {
 	entries, end, err := p.sp.Read(p.cfg.Spool.DrainBatchBytes)
 	if err != nil {

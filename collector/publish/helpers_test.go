@@ -1,8 +1,6 @@
 package publish
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +18,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -123,47 +121,6 @@ func newTestPublisher(t testing.TB, k config.KafkaConfig, p config.PublishConfig
 	return pub
 }
 
-// metric returns the sum of a metric's series matching the labels.
-func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if labelValue(m, labels[i]) != labels[i+1] {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return sum
-}
-
-func labelValue(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
-
 // waitDrained waits until p publishes directly again with an empty spool:
 // records spooled on a passing broker error (a fresh topic's partition
 // without a leader yet, a connection reset under load) are acknowledged to
@@ -171,66 +128,7 @@ func labelValue(m *dto.Metric, name string) string {
 // them on disk.
 func waitDrained(t testing.TB, p *Publisher) {
 	t.Helper()
-	waitFor(t, time.Minute, "spool drained", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// createTopics creates topics with n partitions (ignoring "already exists").
-func createTopics(t testing.TB, broker string, n int, topics ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// Its own transport: the default one pools connections process-wide,
-	// and one left from before the fault test's broker restart fails.
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
-	req := &kafka.CreateTopicsRequest{}
-	for _, tp := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: tp, NumPartitions: n, ReplicationFactor: 1})
-	}
-	res, err := c.CreateTopics(ctx, req)
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	for tp, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			t.Fatalf("create topic %s: %v", tp, err)
-		}
-	}
-	// CreateTopics answers before every partition has a leader; a produce
-	// in that window gets "not leader for partition" and the records go to
-	// the spool, which a test reading the topic right after Close would
-	// miss. Wait until the broker names a leader for every partition.
-	for {
-		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
-		ready := err == nil && len(md.Topics) == len(topics)
-		for i := 0; ready && i < len(md.Topics); i++ {
-			tp := md.Topics[i]
-			ready = tp.Error == nil && len(tp.Partitions) == n
-			for _, pt := range tp.Partitions {
-				ready = ready && pt.Error == nil && pt.Leader.ID >= 0
-			}
-		}
-		if ready {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("topics %v: no leader for every partition after 30 s (%v)", topics, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "spool drained", time.Minute, func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
 }
 
 func header(m kafka.Message, key string) (string, bool) {

@@ -35,7 +35,7 @@ func realKafka(t testing.TB, name string) (string, config.KafkaConfig) {
 	testenv.SharedLock(t)
 	brokers := testenv.KafkaBrokers(t)
 	k := testKafkaConfig(brokers, fmt.Sprintf("it-%s-%d", name, time.Now().UnixNano()))
-	createTopics(t, brokers[0], 4, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ)
+	testenv.CreateTopics(t, brokers[0], 4, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ)
 	return brokers[0], k
 }
 
@@ -74,8 +74,8 @@ func TestIntegrationPublish20k(t *testing.T) {
 	msgs := testenv.ReadTopic(t, broker, k.Topics.Audit)
 	dups := checkAllOnce(t, msgs, ids)
 	t.Logf("%d records, %d messages on %s (%d duplicates); spooled %v", total, len(msgs), k.Topics.Audit, dups,
-		metric(t, reg, "kubesift_collector_spooled_records_total"))
-	if got := metric(t, reg, "kubesift_collector_publish_acked_records_total"); got < total {
+		testenv.Metric(t, reg, "kubesift_collector_spooled_records_total"))
+	if got := testenv.Metric(t, reg, "kubesift_collector_publish_acked_records_total"); got < total {
 		t.Errorf("acked metric %v < %d", got, total)
 	}
 }
@@ -216,7 +216,7 @@ func TestIntegrationSpoolFullBackpressure(t *testing.T) {
 		t.Errorf("stats at refusal: %+v (max %d)", st, cfg.Spool.MaxBytes)
 	}
 	sw.set(false)
-	waitFor(t, time.Minute, "spool drained after reconnecting", func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
+	testenv.WaitFor(t, "spool drained after reconnecting", time.Minute, func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 })
 	var more []*record.Record
 	for i := range 100 {
 		more = append(more, auditRecord(200000+i, "bob", 1500))
@@ -224,9 +224,9 @@ func TestIntegrationSpoolFullBackpressure(t *testing.T) {
 	for id := range publishAll(t, p, more, 50) {
 		ids[id] = true
 	}
-	if metric(t, reg, "kubesift_collector_spooled_records_total") != metric(t, reg, "kubesift_collector_spool_drained_records_total") {
-		t.Errorf("spooled %v, drained %v", metric(t, reg, "kubesift_collector_spooled_records_total"),
-			metric(t, reg, "kubesift_collector_spool_drained_records_total"))
+	if testenv.Metric(t, reg, "kubesift_collector_spooled_records_total") != testenv.Metric(t, reg, "kubesift_collector_spool_drained_records_total") {
+		t.Errorf("spooled %v, drained %v", testenv.Metric(t, reg, "kubesift_collector_spooled_records_total"),
+			testenv.Metric(t, reg, "kubesift_collector_spool_drained_records_total"))
 	}
 	closePublisher(t, p)
 	dups := checkAllOnce(t, testenv.ReadTopic(t, broker, k.Topics.Audit), ids)
@@ -234,8 +234,8 @@ func TestIntegrationSpoolFullBackpressure(t *testing.T) {
 }
 
 // faultPause is how long the fault test keeps Kafka stopped:
-// KUBESIFT_FAULT_PAUSE (a Go duration, or seconds), default 15s. The issue's
-// acceptance run uses 60s.
+// KUBESIFT_FAULT_PAUSE (a Go duration, or seconds), default 15s, short
+// enough for every run; docs/testing.md shows a 60s outage.
 func faultPause(t testing.TB) time.Duration {
 	v := os.Getenv("KUBESIFT_FAULT_PAUSE")
 	if v == "" {
@@ -270,7 +270,7 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 		t.Skip(msg)
 	}
 	k := testKafkaConfig(brokers, fmt.Sprintf("it-fault-%d", time.Now().UnixNano()))
-	createTopics(t, brokers[0], 4, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ)
+	testenv.CreateTopics(t, brokers[0], 4, k.Topics.Audit, k.Topics.Events, k.Topics.Objects, k.Topics.DLQ)
 	up := true
 	t.Cleanup(func() {
 		// Whatever happened, leave the broker running for the next test.
@@ -320,7 +320,7 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 					return
 				}
 				backpressure.Add(1)
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond) // a producer's pause before retrying, part of the load
 			}
 			mu.Lock()
 			for _, r := range batch {
@@ -342,14 +342,14 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 		}
 	})
 
-	time.Sleep(3 * time.Second)
-	spooledBefore := metric(t, reg, "kubesift_collector_spooled_records_total")
+	time.Sleep(3 * time.Second) // steady load before the outage: the fault's timeline, not a wait
+	spooledBefore := testenv.Metric(t, reg, "kubesift_collector_spooled_records_total")
 	tStop := time.Now()
 	up = false
 	if err := testenv.Script(t, "kafka", "stop"); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	time.Sleep(pause)
+	time.Sleep(pause) // the outage itself
 	if err := testenv.Script(t, "kafka", "start"); err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -363,7 +363,7 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 	tUp := time.Now()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // load on the restarted broker: the fault's timeline, not a wait
 	close(stopSrc)
 	<-srcDone
 	waitDrained(t, p)
@@ -376,18 +376,18 @@ func TestFaultKafkaStoppedMidStream(t *testing.T) {
 	defer mu.Unlock()
 	msgs := testenv.ReadTopic(t, brokers[0], k.Topics.Audit)
 	dups := checkAllOnce(t, msgs, acked)
-	spooled := metric(t, reg, "kubesift_collector_spooled_records_total")
-	drained := metric(t, reg, "kubesift_collector_spool_drained_records_total")
+	spooled := testenv.Metric(t, reg, "kubesift_collector_spooled_records_total")
+	drained := testenv.Metric(t, reg, "kubesift_collector_spool_drained_records_total")
 	t.Logf("outage %s (pause %s): %d records acknowledged upstream, all %d found on %s (%d duplicates); "+
 		"spooled %v (%v before the stop), drained %v; spool peak %d bytes (%.1f MiB); spool empty %s after the broker was ready; "+
 		"%d backpressure refusals; spool bytes now %v",
 		tUp.Sub(tStop).Round(time.Millisecond), pause, len(acked), len(acked), k.Topics.Audit, dups,
 		spooled, spooledBefore, drained, peak.Load(), float64(peak.Load())/(1<<20), drainTime.Round(time.Millisecond),
-		backpressure.Load(), metric(t, reg, "kubesift_collector_spool_bytes"))
+		backpressure.Load(), testenv.Metric(t, reg, "kubesift_collector_spool_bytes"))
 	if spooled == 0 || peak.Load() == 0 {
 		t.Errorf("the spool never grew (spooled %v, peak %d)", spooled, peak.Load())
 	}
-	if drained == 0 || metric(t, reg, "kubesift_collector_spool_bytes") != 0 {
+	if drained == 0 || testenv.Metric(t, reg, "kubesift_collector_spool_bytes") != 0 {
 		t.Errorf("the spool did not drain (drained %v)", drained)
 	}
 }
@@ -449,7 +449,7 @@ func BenchmarkPublishRealBroker(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					time.Sleep(10 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond) // a producer's pause before retrying
 				}
 			}
 		})
@@ -460,7 +460,7 @@ func BenchmarkPublishRealBroker(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
 	b.ReportMetric(float64(b.N)*float64(len(v))/el.Seconds()/1e6, "MB/s")
 	b.ReportMetric(float64(len(v)), "B/record")
-	b.ReportMetric(metric(b, reg, "kubesift_collector_spooled_records_total"), "spooled")
+	b.ReportMetric(testenv.Metric(b, reg, "kubesift_collector_spooled_records_total"), "spooled")
 	if rss := peakRSS(); rss > 0 {
 		b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
 	}
@@ -498,13 +498,13 @@ func BenchmarkDrainRealBroker(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if got := metric(b, reg, "kubesift_collector_spooled_records_total"); got != float64(b.N) {
+	if got := testenv.Metric(b, reg, "kubesift_collector_spooled_records_total"); got != float64(b.N) {
 		b.Fatalf("spooled %v of %d", got, b.N)
 	}
 	b.ResetTimer()
 	start := time.Now()
 	sw.set(false)
-	waitFor(b, 10*time.Minute, "spool drained", func() bool { return p.Stats().SpoolBytes == 0 })
+	testenv.WaitFor(b, "spool drained", 10*time.Minute, func() bool { return p.Stats().SpoolBytes == 0 })
 	el := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")

@@ -33,16 +33,17 @@ func benchAuditLines(n int) []byte {
 
 // BenchmarkInFlightRecord measures what one audit record of a batch in
 // flight keeps on the heap once it is encoded for Kafka — the record the
-// tail keeps to publish again if the batch fails, plus its message — in
-// the old way (typed view kept, Object a second copy of the message's
-// object) and the current one (typed view dropped after redaction,
-// collector.Pipeliner; Object shared with the message, shareObject).
-// retained-B/record is the figure to read; ns/op of "before" includes the
-// copy that stands in for the old unshared Object, so it is no CPU baseline.
+// tail keeps to publish again if the batch fails, plus its message. It
+// compares what the code does (typed view dropped after redaction,
+// collector.Pipeliner; Object shared with the message, shareObject) with a
+// baseline that keeps the typed view and gives the message a copy of the
+// object of its own, the cost those two choices avoid.
+// retained-B/record is the figure to read; the baseline's ns/op includes
+// the copy that stands in for an unshared Object, so it is no CPU baseline.
 func BenchmarkInFlightRecord(b *testing.B) {
 	const n = 1000
 	data := benchAuditLines(n)
-	for _, mode := range []string{"before=view+copy", "after=lean+shared"} {
+	for _, mode := range []string{"baseline=view+copy", "lean+shared"} {
 		b.Run(mode, func(b *testing.B) {
 			var retained float64
 			b.ReportAllocs()
@@ -58,16 +59,16 @@ func BenchmarkInFlightRecord(b *testing.B) {
 				b.StartTimer()
 				msgs := make([]outMsg, n)
 				for i, r := range recs {
-					if mode != "before=view+copy" {
+					if mode != "baseline=view+copy" {
 						r.Audit = nil
 					}
 					m, err := fromRecord(r, []byte("audit-tail"))
 					if err != nil {
 						b.Fatal(err)
 					}
-					if mode == "before=view+copy" {
-						// What fromRecord did before shareObject: r.Object
-						// stays the decoder's copy.
+					if mode == "baseline=view+copy" {
+						// The message gets a copy of its own instead of
+						// sharing r.Object's bytes (shareObject).
 						m.value = append([]byte(nil), m.value...)
 					}
 					msgs[i] = m

@@ -66,6 +66,8 @@ func publishAll(t testing.TB, p *Publisher, recs []*record.Record, batch int) ma
 			if !errors.Is(err, collector.ErrBackpressure) {
 				t.Fatalf("publish: %v", err)
 			}
+			// A pause before retrying, as a caller would make: nothing
+			// observable says when the spool will take more.
 			time.Sleep(20 * time.Millisecond)
 		}
 		for _, r := range b {
@@ -156,7 +158,7 @@ func TestPublishWireFormat(t *testing.T) {
 		"kubesift_collector_publish_dead_letters_total":  1,
 		"kubesift_collector_spooled_records_total":       0,
 	} {
-		if got := metric(t, reg, name); got != want {
+		if got := testenv.Metric(t, reg, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
@@ -191,8 +193,8 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 			if st := p.Stats(); !st.Spooling || st.SpoolBytes == 0 {
 				t.Fatalf("not spooling while Kafka refuses: %+v", st)
 			}
-			if metric(t, reg, "kubesift_collector_spooled_records_total") != 150 {
-				t.Errorf("spooled = %v", metric(t, reg, "kubesift_collector_spooled_records_total"))
+			if testenv.Metric(t, reg, "kubesift_collector_spooled_records_total") != 150 {
+				t.Errorf("spooled = %v", testenv.Metric(t, reg, "kubesift_collector_spooled_records_total"))
 			}
 			fault.Remove()
 			// New records go behind the spooled ones.
@@ -205,10 +207,10 @@ func TestPublishSpoolsWhileProduceFailsAndDrainsInOrder(t *testing.T) {
 			checkAllOnce(t, msgs, ids)
 			// Per key (one partition each), records appear in publish order.
 			checkKeyOrder(t, msgs)
-			if got := metric(t, reg, "kubesift_collector_spool_drained_records_total"); got < 150 {
+			if got := testenv.Metric(t, reg, "kubesift_collector_spool_drained_records_total"); got < 150 {
 				t.Errorf("drained = %v, want >= 150", got)
 			}
-			if metric(t, reg, "kubesift_collector_spool_bytes") != 0 || metric(t, reg, "kubesift_collector_spool_segments") != 0 {
+			if testenv.Metric(t, reg, "kubesift_collector_spool_bytes") != 0 || testenv.Metric(t, reg, "kubesift_collector_spool_segments") != 0 {
 				t.Error("spool gauges not back to 0")
 			}
 		})
@@ -381,15 +383,15 @@ func TestPublishAckTimeoutSpools(t *testing.T) {
 	if took < cfg.AckTimeout || took > cfg.AckTimeout+2*time.Second {
 		t.Errorf("Publish took %s, want about ack_timeout %s", took, cfg.AckTimeout)
 	}
-	if got := metric(t, reg, "kubesift_collector_spooled_records_total"); got != 2 {
+	if got := testenv.Metric(t, reg, "kubesift_collector_spooled_records_total"); got != 2 {
 		t.Fatalf("spooled = %v, want 2", got)
 	}
-	if got := metric(t, reg, "kubesift_collector_publish_failed_records_total", "reason", reasonAckTimeout); got != 2 {
+	if got := testenv.Metric(t, reg, "kubesift_collector_publish_failed_records_total", "reason", reasonAckTimeout); got != 2 {
 		t.Errorf("failed{ack_timeout} = %v, want 2", got)
 	}
 	once.Do(func() { close(release) })
 	c.DropControl()
-	waitFor(t, 30*time.Second, "spool drained", func() bool { return p.Stats().SpoolBytes == 0 && !p.Stats().Spooling })
+	testenv.WaitFor(t, "spool drained", 30*time.Second, func() bool { return p.Stats().SpoolBytes == 0 && !p.Stats().Spooling })
 	msgs := testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit)
 	// The held request is answered late and the drainer sends again:
 	// duplicates are expected, with the same IDs.
@@ -443,7 +445,7 @@ func TestPublishBackpressureWhenSpoolFull(t *testing.T) {
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("refusal took %s", d)
 	}
-	if metric(t, reg, "kubesift_collector_publish_backpressure_total") < 2 {
+	if testenv.Metric(t, reg, "kubesift_collector_publish_backpressure_total") < 2 {
 		t.Error("backpressure not counted")
 	}
 	fault.Remove()
@@ -451,12 +453,12 @@ func TestPublishBackpressureWhenSpoolFull(t *testing.T) {
 	// while the publisher still spools returns once it is in the spool,
 	// and reading the topic right after could miss it.
 	drained := func() bool { st := p.Stats(); return !st.Spooling && st.SpoolBytes == 0 }
-	waitFor(t, 30*time.Second, "spool drained", drained)
+	testenv.WaitFor(t, "spool drained", 30*time.Second, drained)
 	more := publishAll(t, p, []*record.Record{auditRecord(20000, "bob", 1500)}, 1)
 	for id := range more {
 		ids[id] = true
 	}
-	waitFor(t, 30*time.Second, "spool drained", drained)
+	testenv.WaitFor(t, "spool drained", 30*time.Second, drained)
 	checkAllOnce(t, testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
 }
 
@@ -488,9 +490,9 @@ func TestPublishRestartDrainsLeftoverSpool(t *testing.T) {
 	if !p2.Stats().Spooling {
 		t.Error("a publisher with a leftover spool must start in spooling mode")
 	}
-	waitFor(t, 30*time.Second, "leftover spool drained", func() bool { return p2.Stats().SpoolBytes == 0 })
+	testenv.WaitFor(t, "leftover spool drained", 30*time.Second, func() bool { return p2.Stats().SpoolBytes == 0 })
 	checkAllOnce(t, testenv.ReadTopic(t, c.ListenAddrs()[0], k.Topics.Audit), ids)
-	if got := metric(t, reg, "kubesift_collector_spool_drained_records_total"); got != 200 {
+	if got := testenv.Metric(t, reg, "kubesift_collector_spool_drained_records_total"); got != 200 {
 		t.Errorf("drained %v, want 200", got)
 	}
 }
@@ -526,7 +528,7 @@ func TestPublishRejectsOneRecordNotItsBatch(t *testing.T) {
 			if err := p.Publish(context.Background(), []*record.Record{before, tc.rec, after}); err != nil {
 				t.Fatalf("Publish = %v, want nil (the record dead-lettered)", err)
 			}
-			if got := metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", tc.reason); got != 1 {
+			if got := testenv.Metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", tc.reason); got != 1 {
 				t.Errorf("refused{reason=%s} = %v, want 1", tc.reason, got)
 			}
 		})
@@ -569,8 +571,13 @@ func TestCloseSpoolsWhatIsNotAcknowledged(t *testing.T) {
 	p := newTestPublisher(t, k, cfg, prometheus.NewRegistry())
 
 	release := make(chan struct{})
+	produced := make(chan struct{}, 1)
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
+		select {
+		case produced <- struct{}{}:
+		default:
+		}
 		c.SleepControl(func() { <-release })
 		return nil, nil, false
 	})
@@ -579,7 +586,13 @@ func TestCloseSpoolsWhatIsNotAcknowledged(t *testing.T) {
 	recs := []*record.Record{auditRecord(1, "alice", 0), auditRecord(2, "bob", 0)}
 	done := make(chan error, 1)
 	go func() { done <- p.Publish(context.Background(), recs) }()
-	time.Sleep(200 * time.Millisecond) // let it reach the writer
+	// Close must find the records in flight: wait until the broker holds
+	// their produce request.
+	select {
+	case <-produced:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no produce request reached the broker within 30s")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -632,7 +645,7 @@ func TestDeadLetterCutToFit(t *testing.T) {
 	if got, _ := header(dlq[0], HeaderDLQOffset); got != "-1" {
 		t.Errorf("offset header %q", got)
 	}
-	if metric(t, reg, "kubesift_collector_dead_letters_truncated_total") != 1 {
+	if testenv.Metric(t, reg, "kubesift_collector_dead_letters_truncated_total") != 1 {
 		t.Error("truncation not counted")
 	}
 }

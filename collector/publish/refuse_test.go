@@ -55,22 +55,11 @@ func TestClassify(t *testing.T) {
 // small max.message.bytes).
 func createTopicWithConfig(t testing.TB, broker, topic string, partitions int, cfg map[string]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
-	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions}
 	for k, v := range cfg {
 		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
 	}
-	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	if err := res.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
+	testenv.CreateTopicConfigs(t, broker, tc)
 }
 
 // checkRefusals publishes small records (which fit the audit topic's
@@ -94,7 +83,7 @@ func checkRefusals(t *testing.T, broker string, p *Publisher, reg *prometheus.Re
 		all = append(all, r)
 	}
 	publishAll(t, p, all, 10)
-	waitFor(t, time.Minute, "spool drained past the refused records", func() bool {
+	testenv.WaitFor(t, "spool drained past the refused records", time.Minute, func() bool {
 		st := p.Stats()
 		return !st.Spooling && st.SpoolBytes == 0
 	})
@@ -136,11 +125,11 @@ func checkRefusals(t *testing.T, broker string, p *Publisher, reg *prometheus.Re
 			}
 		}
 	}
-	if n := metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_message_too_large"); n != float64(len(big)) {
+	if n := testenv.Metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_message_too_large"); n != float64(len(big)) {
 		t.Errorf("refused{kafka_message_too_large} = %v, want %d", n, len(big))
 	}
 	t.Logf("%d records on %s, %d refused ones on %s; isolated sends %v",
-		len(small), audit, len(big), dlq, metric(t, reg, "kubesift_collector_publish_sent_records_total", "path", "isolate"))
+		len(small), audit, len(big), dlq, testenv.Metric(t, reg, "kubesift_collector_publish_sent_records_total", "path", "isolate"))
 }
 
 // TestRefusedRecordsGoToTheDeadLetterTopic: against kfake, with an audit
@@ -197,7 +186,7 @@ func TestMissingTopicDeadLetteredAfterGrace(t *testing.T) {
 			t.Errorf("origin header %q, want %s", v, k.Topics.Events)
 		}
 	}
-	if n := metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_unknown_topic"); n != 2 {
+	if n := testenv.Metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_unknown_topic"); n != 2 {
 		t.Errorf("refused{kafka_unknown_topic} = %v", n)
 	}
 }

@@ -11,9 +11,9 @@ import (
 // kafka-go's zstd codec creates encoders with the library's default window
 // (8 MiB of history per encoder) and keeps them in a sync.Pool, which every
 // GC empties — so under load it allocates a fresh multi-megabyte encoder
-// again and again, and several live at once (one per partition writer). That
-// alone took the publisher's peak RSS from ~70 MiB (no compression) to
-// ~140 MiB in BenchmarkPublishRealBroker.
+// again and again, and several live at once (one per partition writer):
+// enough to dominate the publisher's peak RSS (BenchmarkPublishRealBroker
+// reports it).
 //
 // A Kafka batch is at most publish.batch_bytes (1 MiB by default) and is
 // compressed on its own, so a window larger than that buys nothing. This

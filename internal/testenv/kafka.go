@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -24,9 +25,8 @@ func ReadTopic(t testing.TB, broker, topic string) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
+	c, done := ownClient(broker)
+	defer done()
 	var meta *kafka.MetadataResponse
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
@@ -72,6 +72,13 @@ func ReadTopic(t testing.TB, broker, topic string) []kafka.Message {
 	return out
 }
 
+// ownClient returns a client on a transport of its own (see ReadTopic) and
+// the function that closes its connections.
+func ownClient(broker string) (*kafka.Client, func()) {
+	tr := &kafka.Transport{}
+	return &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}, tr.CloseIdleConnections
+}
+
 func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, part int) ([]kafka.Message, error) {
 	offs, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 		topic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
@@ -112,4 +119,78 @@ func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, p
 			return out, nil
 		}
 	}
+}
+
+// CreateTopics creates topics with the given number of partitions each on
+// the real broker (see CreateTopicConfigs).
+func CreateTopics(t testing.TB, broker string, partitions int, topics ...string) {
+	t.Helper()
+	cfgs := make([]kafka.TopicConfig, len(topics))
+	for i, tp := range topics {
+		cfgs[i] = kafka.TopicConfig{Topic: tp, NumPartitions: partitions}
+	}
+	CreateTopicConfigs(t, broker, cfgs...)
+}
+
+// CreateTopicConfigs creates topics (a ReplicationFactor of 0 means 1; an
+// existing topic is left as it is) and returns once the broker names a
+// leader for every partition. The broker answers the request before that,
+// and a produce in the gap gets "not leader for partition": the publisher
+// spools such records and a test reading the topic right after would miss
+// them.
+// It fails the test after 30 seconds.
+//
+// It uses a transport of its own for the reason ReadTopic gives.
+func CreateTopicConfigs(t testing.TB, broker string, topics ...kafka.TopicConfig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, done := ownClient(broker)
+	defer done()
+	req := &kafka.CreateTopicsRequest{}
+	names := make([]string, len(topics))
+	want := make(map[string]int, len(topics))
+	for i, tc := range topics {
+		if tc.ReplicationFactor == 0 {
+			tc.ReplicationFactor = 1
+		}
+		req.Topics = append(req.Topics, tc)
+		names[i], want[tc.Topic] = tc.Topic, tc.NumPartitions
+	}
+	res, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		t.Fatalf("create topics %v: %v", names, err)
+	}
+	for tp, err := range res.Errors {
+		switch {
+		case errors.Is(err, kafka.TopicAlreadyExists):
+			want[tp] = 0 // whatever partitions it has
+		case err != nil:
+			t.Fatalf("create topic %s: %v", tp, err)
+		}
+	}
+	WaitFor(t, fmt.Sprintf("a leader for every partition of %v", names), 30*time.Second, func() bool {
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		return err == nil && leadersReady(md.Topics, want)
+	})
+}
+
+// leadersReady reports whether every topic in want has its partitions (the
+// number want gives; 0: any, at least one), each with a leader.
+func leadersReady(topics []kafka.Topic, want map[string]int) bool {
+	if len(topics) != len(want) {
+		return false
+	}
+	for _, tp := range topics {
+		n, ok := want[tp.Name]
+		if !ok || tp.Error != nil || len(tp.Partitions) == 0 || n > 0 && len(tp.Partitions) != n {
+			return false
+		}
+		for _, pt := range tp.Partitions {
+			if pt.Error != nil || pt.Leader.ID < 0 {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -309,20 +309,6 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// WaitFor polls cond until it holds and fails the test after timeout. It
-// polls every 5 ms at first and backs off to every 200 ms, so a quick
-// condition is seen at once and a slow one costs little.
-func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for wait := 5 * time.Millisecond; !cond(); wait = min(2*wait, 200*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(wait)
-	}
-}
-
 // RepeatAuditLog writes copies of the audit log src into a new file and
 // returns its path; every copy's audit IDs are made unique (the first 8 hex
 // digits of each auditID become the copy's number), so each line is a new

@@ -10,6 +10,13 @@
 // A missing server skips the test with a message saying how to start it —
 // unless KUBESIFT_REQUIRE_REAL=1 (CI sets it), where a missing server fails the
 // test so that a green CI can never hide skipped integration tests.
+//
+// It is also the one test toolkit of the repository, so no package keeps a
+// copy: WaitFor and WaitForNil (wait for a condition instead of sleeping),
+// Metric and Metrics/Sum (read a metric from a registry or a running
+// binary), CreateTopics and ReadTopic (real Kafka topics), NewKeyPair and
+// SelfSigned (TLS fixtures). It imports nothing of kubesift, so every
+// package's tests can use it.
 package testenv
 
 import (

@@ -450,7 +450,8 @@ func TestAlertsIndex(t *testing.T) {
 			t.Errorf("%s: %s, want %s", f, got, typ)
 		}
 	}
-	// #7 updates the delivery state in place: a plain index allows it.
+	// The notifier updates the delivery state in place: a plain index
+	// allows it.
 	upd := `{"doc":{"kubesift":{"delivery":{"state":"delivered"}}}}`
 	st, body, _, err := call(context.Background(), es, http.MethodPost, "/"+cfg.AlertsIndex+"/_update/"+url.PathEscape(docs[0].ID), []byte(upd))
 	if err != nil || st != 200 {

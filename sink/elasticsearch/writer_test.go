@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/sink"
 )
 
@@ -220,56 +221,22 @@ func TestWriterPerItemOutcomes(t *testing.T) {
 		"kubesift_sink_es_docs_indexed_total":   3,
 		"kubesift_sink_es_docs_duplicate_total": 1,
 	} {
-		if got := gatherValue(t, reg, name, nil); got != want {
+		if got := testenv.Metric(t, reg, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if got := gatherValue(t, reg, "kubesift_sink_es_docs_rejected_total", map[string]string{"reason": "mapper_parsing_exception"}); got != 1 {
+	if got := testenv.Metric(t, reg, "kubesift_sink_es_docs_rejected_total", "reason", "mapper_parsing_exception"); got != 1 {
 		t.Errorf("rejected = %v", got)
 	}
-	if got := gatherValue(t, reg, "kubesift_sink_es_retries_total", map[string]string{"scope": "item"}); got != 2 {
+	if got := testenv.Metric(t, reg, "kubesift_sink_es_retries_total", "scope", "item"); got != 2 {
 		t.Errorf("item retries = %v", got)
 	}
-	if got := gatherValue(t, reg, "kubesift_sink_es_retries_total", map[string]string{"scope": "request"}); got != 1 {
+	if got := testenv.Metric(t, reg, "kubesift_sink_es_retries_total", "scope", "request"); got != 1 {
 		t.Errorf("request retries = %v", got)
 	}
-	if got := gatherValue(t, reg, "kubesift_sink_es_queued_bytes", nil); got != 0 {
+	if got := testenv.Metric(t, reg, "kubesift_sink_es_queued_bytes"); got != 0 {
 		t.Errorf("queued bytes after close = %v", got)
 	}
-}
-
-func gatherValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 func allCreated(_ int, ids []string) (int, []string) {
@@ -343,7 +310,7 @@ func TestWriterHoldsOnAuthRefusal(t *testing.T) {
 					t.Errorf("%s: %+v, want indexed after the refusal ended", id, r)
 				}
 			}
-			if got := gatherValue(t, reg, "kubesift_sink_es_bulk_requests_total", map[string]string{"result": "unauthorized"}); got < 1 {
+			if got := testenv.Metric(t, reg, "kubesift_sink_es_bulk_requests_total", "result", "unauthorized"); got < 1 {
 				t.Errorf("unauthorized bulk requests counted %v", got)
 			}
 			if err := w.Close(context.Background()); err != nil {
@@ -384,7 +351,7 @@ func TestWriterAddBlocksWhenQueueFull(t *testing.T) {
 	if err := w.Add(short, doc("d3"), func(sink.Result) { t.Error("done called for a refused Add") }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Add on a full queue = %v, want it to block until ctx ends", err)
 	}
-	if got := gatherValue(t, reg, "kubesift_sink_es_queued_bytes", nil); got != float64(3*size) {
+	if got := testenv.Metric(t, reg, "kubesift_sink_es_queued_bytes"); got != float64(3*size) {
 		t.Errorf("queued bytes = %v, want %v", got, 3*size)
 	}
 	// Elasticsearch comes back: the queue drains and Add proceeds.

@@ -183,7 +183,7 @@ func (h *harness) waitDone(t *testing.T) {
 	}
 }
 
-// TestBurstOfOneRuleIsGrouped is the test: 1,000 alerts of one rule
+// TestBurstOfOneRuleIsGrouped: 1,000 alerts of one rule
 // on one group key (plus 200 re-deliveries of some of them) produce at most
 // the configured number of notifications, with the right counts.
 func TestBurstOfOneRuleIsGrouped(t *testing.T) {
@@ -356,10 +356,7 @@ func TestGroupEvictionFlushesEarly(t *testing.T) {
 		h.add(t, a)
 	}
 	// Cluster a's group was evicted to make room for c: flushed at once.
-	deadline := time.Now().Add(time.Minute)
-	for len(rcv.payloads()) < 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "the evicted group's notification", time.Minute, func() bool { return len(rcv.payloads()) >= 1 })
 	got := rcv.payloads()
 	if len(got) != 1 || got[0].GroupLabels["cluster"] != "a" {
 		t.Fatalf("after eviction: %+v", got)
@@ -421,9 +418,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 	h.tick(t, 0)
 	// Let the retry stage fail a few times against the closed port.
 	retries := h.d.m.retries.WithLabelValues("sec/webhook[0]")
-	for deadline := time.Now().Add(time.Minute); testutil.ToFloat64(retries) < 4 && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "4 retries against the closed port", time.Minute, func() bool { return testutil.ToFloat64(retries) >= 4 })
 	// Up again on the same address; its first two answers are 503, so the
 	// receiver sees duplicates — all with one idempotency key.
 	l = testenv.Relisten(t, addr)
@@ -526,33 +521,27 @@ func TestDownReceiverDoesNotBlockOthers(t *testing.T) {
 	// no room.
 	addTo("a", "1")
 	h.tick(t, 0)
-	for deadline := time.Now().Add(time.Minute); stuck.Load() == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the hanging sender never got a1")
-		}
-	}
+	testenv.WaitFor(t, "the hanging sender to get a1", time.Minute, func() bool { return stuck.Load() != 0 })
 	addTo("a", "2")
 	addTo("a", "3")
 	addTo("b", "1")
 	h.tick(t, time.Second) // must not block on the full queue
-	for deadline := time.Now().Add(time.Minute); len(rcv.payloads()) == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("receiver ok got nothing while receiver down hung")
-		}
-	}
+	testenv.WaitFor(t, "receiver ok to get a notification while receiver down hangs", time.Minute, func() bool { return len(rcv.payloads()) > 0 })
 	if got := testutil.ToFloat64(h.d.m.postponed); got < 1 {
 		t.Errorf("postponed = %v", got)
 	}
 	close(release)
 	// The postponed group goes out once the queue has room: keep ticking
 	// (the sender drains at its own pace) until every alert is final.
-	for i := 2; h.states.count(StateDelivered) < 4; i++ {
-		if i > 60*100 {
-			t.Fatal("postponed group never delivered")
+	next := 2 * time.Second
+	testenv.WaitFor(t, "the postponed group delivered", time.Minute, func() bool {
+		if h.states.count(StateDelivered) >= 4 {
+			return true
 		}
-		h.tick(t, time.Duration(i)*time.Second)
-		time.Sleep(10 * time.Millisecond)
-	}
+		h.tick(t, next)
+		next += time.Second
+		return false
+	})
 	h.waitDone(t)
 	if n := h.states.count(StateDelivered); n != 4 {
 		t.Errorf("%d delivered, want 4", n)

@@ -240,7 +240,7 @@ func ensureNamespaces(t testing.TB, c *cluster, objs []*unstructured.Unstructure
 }
 
 // TestNamespacesPodSecurity: the namespaces carry the Pod Security levels
-// the issue asks for: kubesift (processor, notifier) enforces restricted;
+// docs/deployment.md gives: kubesift (processor, notifier) enforces restricted;
 // kubesift-collector enforces no more than it must (privileged, for the audit
 // tail's hostPath volumes) but audits and warns at restricted.
 func TestNamespacesPodSecurity(t *testing.T) {

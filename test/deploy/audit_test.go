@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -207,7 +208,7 @@ func TestAuditPolicyRealAPIServer(t *testing.T) {
 	for _, s := range []string{"audit", "events", "objects", "alerts", "dlq"} {
 		topics[s] = prefix + "." + s
 	}
-	createTopics(t, brokers[0], topics)
+	testenv.CreateTopics(t, brokers[0], 2, slices.Collect(maps.Values(topics))...)
 	cfg := fmt.Sprintf(`cluster: {name: deploy-audit}
 log: {level: info, format: json}
 server: {listen: %q}
@@ -523,7 +524,7 @@ func waitOnTopic(t testing.TB, broker, topic string, want, webhookMay map[string
 		if len(missing) == 0 || time.Now().After(deadline) {
 			return missing
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // paces the polls: each reads the whole topic
 	}
 }
 
@@ -744,26 +745,6 @@ func (p *apiProc) stop(grace time.Duration) error {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		return errors.New("kube-apiserver did not stop within " + grace.String() + " of SIGTERM; killed")
-	}
-}
-
-func createTopics(t testing.TB, broker string, topics map[string]string) {
-	t.Helper()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
-	req := &kafka.CreateTopicsRequest{}
-	for _, tp := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: tp, NumPartitions: 2, ReplicationFactor: 1})
-	}
-	res, err := c.CreateTopics(ctx(t, 30*time.Second), req)
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	for tp, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			t.Fatalf("create topic %s: %v", tp, err)
-		}
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 )
 
-// Service accounts of the manifests (names fixed by the issue).
+// Service accounts of the manifests (docs/deployment.md names them).
 const (
 	collectorNS = "kubesift-collector"
 	collectorSA = "kubesift-collector"

@@ -187,21 +187,18 @@ func TestCollectBadInput(t *testing.T) {
 			wantDL++
 		}
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.WaitForNil(t, fmt.Sprintf("%d dead letters", wantDL), time.Minute, func() error {
 		dlq = testenv.ReadTopic(t, e.broker, e.topics.dlq)
-		if len(dlq) >= wantDL || time.Now().After(deadline) {
-			break
+		if len(dlq) >= wantDL {
+			return nil
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if len(dlq) < wantDL {
+		var seen strings.Builder
 		for _, m := range dlq {
-			t.Logf("dead letter: source %s reason %s offset %s: %s", colHeader(m, publish.HeaderDLQSource),
+			fmt.Fprintf(&seen, "\ndead letter: source %s reason %s offset %s: %s", colHeader(m, publish.HeaderDLQSource),
 				colHeader(m, publish.HeaderDLQReason), colHeader(m, publish.HeaderDLQOffset), colHeader(m, publish.HeaderDLQError))
 		}
-		t.Fatalf("%d dead letters after a minute, want %d", len(dlq), wantDL)
-	}
+		return fmt.Errorf("%d so far:%s", len(dlq), seen.String())
+	})
 	if len(dlq) != wantDL {
 		t.Errorf("%d dead letters, want %d", len(dlq), wantDL)
 	}

@@ -78,7 +78,7 @@ func BenchmarkTailToKafka(b *testing.B) {
 
 func benchWriter(b *testing.B, brokers []string) {
 	topic := fmt.Sprintf("it-bench-writer-%d", time.Now().UnixNano())
-	colCreateTopics(b, brokers[0], 4, topic)
+	testenv.CreateTopics(b, brokers[0], 4, topic)
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	var acked atomic.Int64
@@ -176,6 +176,8 @@ func benchCollect(b *testing.B, brokers []string) {
 		if time.Now().After(deadline) || p.Exited() {
 			b.Fatalf("collector did not publish %d records (acked %v)", b.N, e.metric("kubesift_collector_publish_acked_records_total"))
 		}
+		// A fixed, short poll: its period bounds the error of the
+		// measured time, which WaitFor's back-off would widen.
 		time.Sleep(20 * time.Millisecond)
 	}
 	el := time.Since(start)
@@ -235,7 +237,7 @@ func BenchmarkInProcessTailToKafka(b *testing.B) {
 
 	cfg := config.Default()
 	topic := fmt.Sprintf("it-bench-inproc-%d", time.Now().UnixNano())
-	colCreateTopics(b, brokers[0], 4, topic, topic+"-dlq")
+	testenv.CreateTopics(b, brokers[0], 4, topic, topic+"-dlq")
 	cfg.Kafka.Brokers = brokers
 	cfg.Kafka.Topics.Audit, cfg.Kafka.Topics.DLQ = topic, topic+"-dlq"
 	cfg.Publish.Spool.Dir = filepath.Join(dir, "spool")
@@ -261,15 +263,7 @@ func BenchmarkInProcessTailToKafka(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	acked := func() float64 {
-		mfs, _ := reg.Gather()
-		for _, mf := range mfs {
-			if mf.GetName() == "kubesift_collector_publish_acked_records_total" {
-				return mf.GetMetric()[0].GetCounter().GetValue()
-			}
-		}
-		return 0
-	}
+	acked := func() float64 { return testenv.Metric(b, reg, "kubesift_collector_publish_acked_records_total") }
 	heapFile := os.Getenv("KUBESIFT_BENCH_HEAP")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -289,7 +283,7 @@ func BenchmarkInProcessTailToKafka(b *testing.B) {
 			}
 			heapFile = ""
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the heap's sampling period, and the measured time's resolution
 	}
 	el := time.Since(start)
 	b.StopTimer()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,7 +32,7 @@ import (
 	"github.com/kubesift/kubesift/record"
 )
 
-// The end-to-end tests of `kubesift collect` (issue #4) run the real binary
+// The end-to-end tests of `kubesift collect` run the real binary
 // (testenv.Start) against the test ground: kube-apiserver's audit webhook
 // backend posting over mTLS to the collector on the ground's webhook address,
 // the collector tailing the ground's --audit-log-path, real Kafka topics of
@@ -83,7 +82,7 @@ func newCollectEnv(t testing.TB, name string, brokers []string, k testenv.Kube, 
 	if o.topics != nil {
 		e.topics = *o.topics
 	}
-	colCreateTopics(t, e.broker, 4, e.topics.all()...)
+	testenv.CreateTopics(t, e.broker, 4, e.topics.all()...)
 	if o.startAt == "" {
 		o.startAt = "end"
 	}
@@ -162,27 +161,6 @@ func colKafkaClient(broker string) (*kafka.Client, func()) {
 	// process-wide, and one from before a broker restart fails.
 	tr := &kafka.Transport{}
 	return &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}, tr.CloseIdleConnections
-}
-
-func colCreateTopics(t testing.TB, broker string, partitions int, topics ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, done := colKafkaClient(broker)
-	defer done()
-	req := &kafka.CreateTopicsRequest{}
-	for _, tp := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: tp, NumPartitions: partitions, ReplicationFactor: 1})
-	}
-	res, err := c.CreateTopics(ctx, req)
-	if err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	for tp, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			t.Fatalf("create topic %s: %v", tp, err)
-		}
-	}
 }
 
 func colHeader(m kafka.Message, key string) string {

@@ -15,7 +15,7 @@ import (
 
 // collectFaultPause is how long TestCollectKafkaOutage keeps the broker
 // stopped: KUBESIFT_COLLECT_FAULT_PAUSE (a Go duration or seconds), default
-// the 60 s.
+// 60 s, long enough for the spool to grow under the test's load.
 func collectFaultPause(t *testing.T) time.Duration {
 	v := os.Getenv("KUBESIFT_COLLECT_FAULT_PAUSE")
 	if v == "" {
@@ -112,7 +112,7 @@ func TestCollectKafkaOutage(t *testing.T) {
 	if err := testenv.Script(t, "kafka", "stop"); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	time.Sleep(pause)
+	time.Sleep(pause) // the outage itself
 	if err := testenv.Script(t, "kafka", "start"); err != nil {
 		t.Fatalf("start: %v", err)
 	}

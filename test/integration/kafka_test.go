@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,27 +13,6 @@ import (
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
-
-func createTopic(t *testing.T, broker, topic string, partitions int) {
-	t.Helper()
-	conn, err := kafka.Dial("tcp", broker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctrl, err := conn.Controller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := kafka.Dial("tcp", net.JoinHostPort(ctrl.Host, strconv.Itoa(ctrl.Port)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	if err := cc.CreateTopics(kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 type seen struct {
 	mu     sync.Mutex
@@ -79,7 +57,7 @@ func TestKafkaGround(t *testing.T) {
 	topic := fmt.Sprintf("it-ground-%d", time.Now().UnixNano())
 	group := topic + "-group"
 	const total, partitions = 10000, 4
-	createTopic(t, brokers[0], topic, partitions)
+	testenv.CreateTopics(t, brokers[0], partitions, topic)
 
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
@@ -125,7 +103,7 @@ func TestKafkaGround(t *testing.T) {
 					// package's fault test) are transient: kafka-go reports
 					// them and keeps the group; read on.
 					t.Logf("reader %d: %v (retrying)", i, err)
-					time.Sleep(200 * time.Millisecond)
+					time.Sleep(200 * time.Millisecond) // a consumer's pause before retrying
 					continue
 				}
 				// Commit with the outer context: cancelling rctx must not
@@ -175,7 +153,7 @@ func TestKafkaGround(t *testing.T) {
 				t.Fatalf("timed out with %d of %d records", len(s.unique), total)
 			}
 			t.Logf("restarted reader: %v (retrying)", err)
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // a consumer's pause before retrying
 			continue
 		}
 		if _, ok := first[m.Partition]; !ok {

@@ -129,17 +129,6 @@ func findInLog(t *testing.T, path string, match func(*record.Record) bool) *reco
 	}
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // TestKubeAuditGround checks what every audit test builds on: a create by the
 // admin is audited with its request body in the log file and through the
 // webhook backend (mTLS), and a forbidden request by the unprivileged user is
@@ -186,11 +175,11 @@ func TestKubeAuditGround(t *testing.T) {
 		match func(*record.Record) bool
 	}{{"pod create", podCreate}, {"forbidden secrets list", forbidden}} {
 		var inLog, inHook *record.Record
-		eventually(t, c.name+" in the audit log", 30*time.Second, func() bool {
+		testenv.WaitFor(t, c.name+" in the audit log", 30*time.Second, func() bool {
 			inLog = findInLog(t, k.AuditLog, c.match)
 			return inLog != nil
 		})
-		eventually(t, c.name+" at the webhook receiver", 30*time.Second, func() bool {
+		testenv.WaitFor(t, c.name+" at the webhook receiver", 30*time.Second, func() bool {
 			inHook = rcv.find(c.match)
 			return inHook != nil
 		})

@@ -64,7 +64,7 @@ func BenchmarkProcessVsBulkIndexer(b *testing.B) {
 	// Build the binary first: the build's disk writeback would otherwise
 	// slow Elasticsearch's translog fsyncs during the first round.
 	testenv.Kubesift(b)
-	time.Sleep(5 * time.Second)
+	time.Sleep(5 * time.Second) // time for that writeback, which nothing here reports
 	for range b.N {
 		// Several rounds, alternating which side goes first, and the median
 		// of each side: the test machine is shared (other tests, other
@@ -196,7 +196,7 @@ func benchDirect(b *testing.B, brokers []string, esURL string, n int, useWriter 
 		}
 		elapsed := time.Since(start)
 		note := fmt.Sprintf("ES %.2f cores; %.0f docs/bulk", (esCPUSeconds()-esCPU0)/elapsed.Seconds(),
-			float64(len(docs))/max(gathered(reg, "kubesift_sink_es_bulk_requests_total", "ok"), 1))
+			float64(len(docs))/max(testenv.Metric(b, reg, "kubesift_sink_es_bulk_requests_total", "result", "ok"), 1))
 		if bad.Load() != 0 || int(done.Load()) != len(docs) {
 			b.Fatalf("writer: %d done, %d not indexed, of %d", done.Load(), bad.Load(), len(docs))
 		}
@@ -271,7 +271,7 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float6
 				start = time.Now()
 				cpu0, esCPU0 = cpuSeconds(p.Pid()), esCPUSeconds()
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // the start's resolution
 			continue
 		}
 		got := procMetric(addr, "kubesift_processor_indexed_total")
@@ -281,6 +281,8 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float6
 		if got > want {
 			b.Fatalf("processor indexed %v documents, want %v", got, want)
 		}
+		// A fixed, short poll: its period bounds the error of the
+		// measured time, which WaitFor's back-off would widen.
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
@@ -295,29 +297,6 @@ func benchProcessor(b *testing.B, brokers []string, esURL string, n int) (float6
 		want/max(bulks, 1), procMetric(addr, "kubesift_sink_es_add_blocked_total"))
 	p.Kill()
 	return want / elapsed.Seconds(), note
-}
-
-// gathered sums the samples of counter name in reg whose label values
-// include value.
-func gathered(reg *prometheus.Registry, name, value string) float64 {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }
 
 // cpuSeconds is the user+system CPU time of process pid so far (0 when it

@@ -11,8 +11,9 @@ import (
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 )
 
-// esOutage is how long Elasticsearch stays down: the 2 minutes, or
-// KUBESIFT_ES_OUTAGE for a quicker local run.
+// esOutage is how long Elasticsearch stays down: 2 minutes, long enough for
+// every bounded window of the processor to fill, or KUBESIFT_ES_OUTAGE for
+// a quicker local run.
 func esOutage(t *testing.T) time.Duration {
 	if v := os.Getenv("KUBESIFT_ES_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -64,7 +65,7 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 	start := time.Now()
 	e.produce(0, n)
 	t.Logf("produced %d records in %v", n, time.Since(start).Round(time.Millisecond))
-	procWaitFor(t, "a quarter of the records indexed", 3*time.Minute, func() bool {
+	testenv.WaitFor(t, "a quarter of the records indexed", 3*time.Minute, func() bool {
 		c, err := e.count(e.stream)
 		return err == nil && c >= n/4
 	})
@@ -80,10 +81,10 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 	consumedAtStop := procMetric(addr, "kubesift_processor_consumed_total")
 	// While it is down consumption pauses: the processor reads at most its
 	// bounded windows' worth beyond what was indexed.
-	time.Sleep(outage / 2)
+	time.Sleep(outage / 2) // half the outage: the fault's timeline, not a wait
 	consumedMid := procMetric(addr, "kubesift_processor_consumed_total")
 	inFlightMid := procMetric(addr, "kubesift_processor_in_flight_messages")
-	time.Sleep(time.Until(stopped.Add(outage)))
+	time.Sleep(time.Until(stopped.Add(outage))) // the rest of the outage
 	consumedEnd := procMetric(addr, "kubesift_processor_consumed_total")
 	rssDown := p.PeakRSSKiB()
 	if p.Exited() {
@@ -103,9 +104,9 @@ func TestProcessElasticsearchOutage(t *testing.T) {
 	back := time.Now()
 	e.waitCounts(n, wantAlerts, 5*time.Minute)
 	t.Logf("all %d records and %d alerts indexed %v after Elasticsearch was back", n, wantAlerts, time.Since(back).Round(time.Millisecond))
-	procWaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
+	testenv.WaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
 	e.checkAlertsTopic(wantAlerts)
-	time.Sleep(2 * time.Second)
+	e.waitSettled(addr)
 	if got, err := e.count(e.stream); err != nil || got != n {
 		t.Errorf("record documents after settling: %d (%v), want exactly %d", got, err, n)
 	}

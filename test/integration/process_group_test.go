@@ -23,8 +23,9 @@ import (
 // the built-in rule privileged-container alerts on, so the alerts are known
 // in advance.
 
-// procRecords is the number of records per test: the 100,000, or
-// KUBESIFT_PROCESS_RECORDS for a quicker local run.
+// procRecords is the number of records per test: 100,000, enough that a
+// kill or a rebalance lands mid-stream, or KUBESIFT_PROCESS_RECORDS for a
+// quicker local run.
 func procRecords(t *testing.T) int {
 	if v := os.Getenv("KUBESIFT_PROCESS_RECORDS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -45,7 +46,7 @@ func startPair(t *testing.T, e *procEnv) (a, b *testenv.Proc, aAddr, bAddr strin
 	t.Helper()
 	a, aAddr = e.startProcessor("proc-a", true, "")
 	b, bAddr = e.startProcessor("proc-b", false, "")
-	procWaitFor(t, "both members assigned partitions", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "both members assigned partitions", 60*time.Second, func() bool {
 		pa, pb := procMetric(aAddr, "kubesift_processor_assigned_partitions"), procMetric(bAddr, "kubesift_processor_assigned_partitions")
 		return pa > 0 && pb > 0 && pa+pb == procPartitions
 	})
@@ -69,7 +70,7 @@ func TestProcessTwoMembers(t *testing.T) {
 	t.Logf("produced %d records in %v", n, time.Since(start).Round(time.Millisecond))
 	e.waitCounts(n, wantAlerts, 5*time.Minute)
 	elapsed := time.Since(start)
-	procWaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
+	testenv.WaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
 	distinct, total := e.checkAlertsTopic(wantAlerts)
 
 	ca, cb := procMetric(aAddr, "kubesift_processor_consumed_total"), procMetric(bAddr, "kubesift_processor_consumed_total")
@@ -83,6 +84,7 @@ func TestProcessTwoMembers(t *testing.T) {
 		return procMetric(aAddr, "kubesift_processor_in_flight_messages") == 0 &&
 			procMetric(bAddr, "kubesift_processor_in_flight_messages") == 0
 	})
+	e.waitSettled(aAddr, bAddr)
 	if got, err := e.count(e.stream); err != nil || got != n {
 		t.Errorf("record documents after settling: %d (%v), want exactly %d", got, err, n)
 	}
@@ -108,7 +110,7 @@ func TestProcessKillOne(t *testing.T) {
 	a, b, aAddr, bAddr := startPair(t, e)
 
 	e.produce(0, n)
-	procWaitFor(t, "a third of the records indexed", 3*time.Minute, func() bool {
+	testenv.WaitFor(t, "a third of the records indexed", 3*time.Minute, func() bool {
 		c, err := e.count(e.stream)
 		return err == nil && c >= n/3
 	})
@@ -120,12 +122,12 @@ func TestProcessKillOne(t *testing.T) {
 
 	e.waitCounts(n, wantAlerts, 5*time.Minute)
 	t.Logf("all %d records and %d alerts indexed %v after the kill", n, wantAlerts, time.Since(killed).Round(time.Millisecond))
-	procWaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
+	testenv.WaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
 	e.checkAlertsTopic(wantAlerts)
 	// The documents can all be in before the session timeout ends the
 	// killed member (when it had finished its partitions before the kill):
 	// the takeover itself must still come, within a minute.
-	procWaitFor(t, "the survivor taking over every partition", time.Minute, func() bool {
+	testenv.WaitFor(t, "the survivor taking over every partition", time.Minute, func() bool {
 		return procMetric(bAddr, "kubesift_processor_assigned_partitions") == procPartitions
 	})
 	if g := procMetric(bAddr, "kubesift_processor_generations_total"); g < 2 {
@@ -134,6 +136,7 @@ func TestProcessKillOne(t *testing.T) {
 	testenv.WaitFor(t, "no message in flight on the survivor", time.Minute, func() bool {
 		return procMetric(bAddr, "kubesift_processor_in_flight_messages") == 0
 	})
+	e.waitSettled(bAddr)
 	if got, err := e.count(e.stream); err != nil || got != n {
 		t.Errorf("record documents after settling: %d (%v), want exactly %d", got, err, n)
 	}
@@ -170,7 +173,7 @@ func TestProcessPoison(t *testing.T) {
 	e.produce(0, n, kafka.Message{Key: []byte("poison/undecodable"), Value: undecodable}, bigMsg)
 
 	e.waitCounts(n, wantAlerts, 3*time.Minute)
-	procWaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
+	testenv.WaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
 	dl := e.readTopic(e.dlq)
 	byStage := map[string]kafka.Message{}
 	for _, m := range dl {

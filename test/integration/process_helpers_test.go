@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,21 +65,11 @@ func (e *procEnv) client() *kafka.Client {
 
 func (e *procEnv) createTopics(topics map[string]int) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req := &kafka.CreateTopicsRequest{}
+	var cfgs []kafka.TopicConfig
 	for tp, n := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: tp, NumPartitions: n, ReplicationFactor: 1})
+		cfgs = append(cfgs, kafka.TopicConfig{Topic: tp, NumPartitions: n})
 	}
-	res, err := e.client().CreateTopics(ctx, req)
-	if err != nil {
-		e.t.Fatalf("create topics: %v", err)
-	}
-	for tp, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			e.t.Fatalf("create topic %s: %v", tp, err)
-		}
-	}
+	testenv.CreateTopicConfigs(e.t, e.brokers[0], cfgs...)
 }
 
 // cleanup deletes the test's topics, data streams, alerts index and
@@ -143,23 +132,20 @@ func (e *procEnv) startProcessor(name string, setup bool, extraProcessor string)
 		args = append(args, "--setup")
 	}
 	p := testenv.Start(e.t, name, nil, args...)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	testenv.WaitForNil(e.t, name+" ready", 90*time.Second, func() error {
 		res, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return p, addr
+				return nil
 			}
 		}
 		if p.Exited() {
 			e.t.Fatalf("%s exited before it was ready:\n%s", name, testenv.Tail(p.LogPath, 30))
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s not ready after 90s:\n%s", name, testenv.Tail(p.LogPath, 30))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("its log ends:\n%s", testenv.Tail(p.LogPath, 30))
+	})
+	return p, addr
 }
 
 // record is message n of the test's input.
@@ -256,35 +242,48 @@ func (e *procEnv) count(index string) (int, error) {
 // alerts index alerts documents, logging progress; it fails on timeout.
 func (e *procEnv) waitCounts(records, alerts int, timeout time.Duration) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
 	last := time.Now()
-	for {
+	testenv.WaitForNil(e.t, "every record and alert indexed", timeout, func() error {
 		r, rerr := e.count(e.stream)
 		a, aerr := e.count(e.alertsIdx)
 		if rerr == nil && aerr == nil && r == records && a == alerts {
-			return
+			return nil
 		}
+		state := fmt.Errorf("%d/%d records, %d/%d alerts (errors: %v %v)", r, records, a, alerts, rerr, aerr)
 		if time.Since(last) > 15*time.Second {
-			e.t.Logf("waiting: %d/%d records, %d/%d alerts (errors: %v %v)", r, records, a, alerts, rerr, aerr)
+			e.t.Logf("waiting: %v", state)
 			last = time.Now()
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("after %v: %d records (want %d), %d alerts (want %d); errors %v %v", timeout, r, records, a, alerts, rerr, aerr)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return state
+	})
 }
 
-// waitFor polls cond until it holds.
-func procWaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+// waitSettled waits until no processor at addrs holds a document for
+// Elasticsearch (its sink's queued bytes, which count documents accepted
+// and not yet done, are 0), so a count made after it is final: with the
+// offsets committed to the end, nothing else can still be written.
+func (e *procEnv) waitSettled(addrs ...string) {
+	e.t.Helper()
+	const queued = "kubesift_sink_es_queued_bytes"
+	testenv.WaitForNil(e.t, "nothing queued for Elasticsearch at "+strings.Join(addrs, ", "), time.Minute, func() error {
+		for _, a := range addrs {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			m, err := testenv.Metrics(ctx, a)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s: %w", a, err)
+			}
+			v, ok := m[queued]
+			if !ok {
+				// Absent, the wait would pass without showing anything.
+				e.t.Fatalf("%s exposes no %s", a, queued)
+			}
+			if v != 0 {
+				return fmt.Errorf("%s: %v bytes queued", a, v)
+			}
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // committedToEnd reports whether the group has committed the end of every

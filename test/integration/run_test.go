@@ -27,7 +27,7 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 )
 
-// The all-in-one `kubesift run` (issue #8): the README's main-job command
+// The all-in-one `kubesift run`: the README's main-job command
 // from a clean checkout, its NDJSON documents against what the
 // Elasticsearch sink indexes through real Kafka and Elasticsearch, and
 // Ctrl-C on the real binary.
@@ -376,16 +376,15 @@ func TestRunInterrupt(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	p := testenv.Start(t, "run-interrupt", nil, "run", "--quiet", "--out", out, big)
 	auditFile := filepath.Join(out, "logs-kubesift.audit-default.ndjson")
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	testenv.WaitForNil(t, "4 MiB of output to interrupt", 2*time.Minute, func() error {
 		if st, err := os.Stat(auditFile); err == nil && st.Size() > 4<<20 {
-			break
+			return nil
 		}
-		if p.Exited() || time.Now().After(deadline) {
-			t.Fatalf("no output to interrupt:\n%s", testenv.Tail(p.LogPath, 30))
+		if p.Exited() {
+			t.Fatalf("run exited before it could be interrupted:\n%s", testenv.Tail(p.LogPath, 30))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("its log ends:\n%s", testenv.Tail(p.LogPath, 30))
+	})
 	sent := time.Now()
 	if err := p.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
