@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -387,34 +386,6 @@ func header(m kafka.Message, key string) string {
 	return ""
 }
 
-// metric sums the samples of a metric family whose labels contain labels
-// ("k=v").
-func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if !hasLabels(m, labels) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
-			}
-		}
-	}
-	return sum
-}
-
 // series counts the series of a metric family.
 func series(t testing.TB, reg *prometheus.Registry, name string) int {
 	t.Helper()
@@ -428,20 +399,4 @@ func series(t testing.TB, reg *prometheus.Registry, name string) int {
 		}
 	}
 	return 0
-}
-
-func hasLabels(m *dto.Metric, labels []string) bool {
-	for _, l := range labels {
-		k, v, _ := strings.Cut(l, "=")
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == k && lp.GetValue() == v {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }

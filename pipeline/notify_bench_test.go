@@ -29,7 +29,7 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	brokers := testenv.KafkaBrokers(b)
 	run := fmt.Sprint(time.Now().UnixNano())
 	topic, group := "bench-notify-"+run, "bench-notify-"+run
-	createTopic(b, brokers[0], topic, 1)
+	testenv.CreateTopics(b, brokers[0], 1, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 

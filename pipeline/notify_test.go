@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -97,24 +96,6 @@ func (s *states) AlertState(_ string, st notify.State, _ string) {
 
 func (s *states) count(st notify.State) int { s.mu.Lock(); defer s.mu.Unlock(); return s.n[st] }
 
-func createTopic(t testing.TB, broker, topic string, partitions int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 20 * time.Second, Transport: tr}
-	res, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, err := range res.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestNotifyConsumerDeliversAndCommitsAfterDelivery (real Kafka): alerts produced
 // as the processor produces them are delivered to an in-process webhook
 // receiver; an undecodable message goes to the dead-letter topic with its
@@ -124,8 +105,8 @@ func TestNotifyConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	topic, dlq, group := "it-notify-alerts-"+run, "it-notify-dlq-"+run, "it-notify-"+run
-	createTopic(t, brokers[0], topic, 2)
-	createTopic(t, brokers[0], dlq, 1)
+	testenv.CreateTopics(t, brokers[0], 2, topic)
+	testenv.CreateTopics(t, brokers[0], 1, dlq)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -170,8 +151,7 @@ func TestNotifyConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 
 	// Wait (bounded) until every alert was delivered and the committed
 	// offsets cover the whole topic (n alerts + 1 dead letter).
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	testenv.WaitForNil(t, "every alert delivered and the topic committed", 2*time.Minute, func() error {
 		total := 0
 		for _, p := range rcv.payloads() {
 			total += p.Count
@@ -179,13 +159,10 @@ func TestNotifyConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 		off := committed(t, brokers, group, topic, 2)
 		// -1: nothing committed (a partition that got no message).
 		if total >= n && max(off[0], 0)+max(off[1], 0) == n+1 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 2 minutes: %d alerts received, committed %v", total, off)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("%d alerts received, committed %v", total, off)
+	})
 	stop()
 	for range 2 {
 		<-errc
@@ -224,7 +201,7 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	topic, group := "it-notify-hold-"+run, "it-notify-hold-"+run
-	createTopic(t, brokers[0], topic, 1)
+	testenv.CreateTopics(t, brokers[0], 1, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
@@ -288,12 +265,9 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	}
 
 	reg1, stop1, errc1 := start()
-	for deadline := time.Now().Add(time.Minute); metric(t, reg1, "kubesift_notify_retries_total", "integration=sec/webhook[0]") < 3; {
-		if time.Now().After(deadline) {
-			t.Fatal("no retries against the refusing receiver within a minute")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "3 retries against the refusing receiver", time.Minute, func() bool {
+		return testenv.Metric(t, reg1, "kubesift_notify_retries_total", "integration", "sec/webhook[0]") >= 3
+	})
 	// Commits run every 100 ms; give several a chance, then check none
 	// moved past the undelivered alerts.
 	time.Sleep(500 * time.Millisecond)
@@ -307,18 +281,15 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	mu.Unlock()
 	_, stop2, errc2 := start()
 	defer stopAll(stop2, errc2)
-	for deadline := time.Now().Add(2 * time.Minute); ; {
+	testenv.WaitForNil(t, "every alert accepted and committed after the restart", 2*time.Minute, func() error {
 		mu.Lock()
 		got := len(accepted)
 		mu.Unlock()
-		if got == n && committed(t, brokers, group, topic, 1)[0] == n {
-			break
+		if off := committed(t, brokers, group, topic, 1); got != n || off[0] != n {
+			return fmt.Errorf("%d of %d alerts accepted, committed %v", got, n, off)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the restart: %d of %d alerts accepted, committed %v", got, n, committed(t, brokers, group, topic, 1))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for id, c := range accepted {
@@ -328,7 +299,7 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 	}
 }
 
-// TestNotifyReceiverDown60s is the outage test on the real Kafka: the
+// TestNotifyReceiverDown60s: on the real Kafka, with the
 // webhook's port refuses connections for 60 s while alerts keep arriving
 // (4 groups, 2 alerts/s); afterwards every alert is received, none is lost,
 // offsets cover the topic, and an alert received twice came both times
@@ -338,7 +309,7 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	run := fmt.Sprint(time.Now().UnixNano())
 	topic, group := "it-notify-down-"+run, "it-notify-down-"+run
-	createTopic(t, brokers[0], topic, 2)
+	testenv.CreateTopics(t, brokers[0], 2, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -402,19 +373,15 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 	go srv.Serve(l)
 	defer srv.Close()
 	up := time.Now()
-	for deadline := up.Add(2 * time.Minute); ; {
+	testenv.WaitForNil(t, "every alert received and committed after the receiver came back", 2*time.Minute, func() error {
 		mu.Lock()
 		got := len(count)
 		mu.Unlock()
-		off := committed(t, brokers, group, topic, 2)
-		if got == n && max(off[0], 0)+max(off[1], 0) == n {
-			break
+		if off := committed(t, brokers, group, topic, 2); got != n || max(off[0], 0)+max(off[1], 0) != n {
+			return fmt.Errorf("%d of %d alerts received, committed %v", got, n, off)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("2 minutes after the receiver came back: %d of %d alerts received, committed %v", got, n, off)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("receiver down %.0f s; all %d alerts received %.1f s after it came back", up.Sub(down).Seconds(), n, time.Since(up).Seconds())
 }
 

@@ -99,14 +99,14 @@ func TestProcessorDeliversAndCommits(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"kubesift_processor_consumed_total", []string{"topic=" + topicAudit}, n + 1},
-		{"kubesift_processor_indexed_total", []string{"kind=record"}, n - 2},
-		{"kubesift_processor_indexed_total", []string{"kind=alert"}, float64(wantAlerts)},
-		{"kubesift_processor_rejected_total", []string{"reason=mapper_parsing_exception"}, 1},
+		{"kubesift_processor_consumed_total", []string{"topic", topicAudit}, n + 1},
+		{"kubesift_processor_indexed_total", []string{"kind", "record"}, n - 2},
+		{"kubesift_processor_indexed_total", []string{"kind", "alert"}, float64(wantAlerts)},
+		{"kubesift_processor_rejected_total", []string{"reason", "mapper_parsing_exception"}, 1},
 		{"kubesift_processor_dlq_total", nil, 3},
 		{"kubesift_processor_alerts_produced_total", nil, float64(wantAlerts)},
 	} {
-		if got := metric(t, reg, tc.name, tc.labels...); got != tc.want {
+		if got := testenv.Metric(t, reg, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
@@ -148,7 +148,7 @@ func TestCommitsOnlyTheContiguousPrefix(t *testing.T) {
 	})
 	testenv.WaitFor(t, "every other document written", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n-1 })
 	testenv.WaitFor(t, "every other message done", 30*time.Second, func() bool {
-		return metric(t, reg, "kubesift_processor_in_flight_messages") == 1
+		return testenv.Metric(t, reg, "kubesift_processor_in_flight_messages") == 1
 	})
 	// A commit pass later the held partition still sits at the held
 	// message: everything after it is done, but not contiguous.
@@ -188,11 +188,11 @@ func TestRejectedGoesToDLQBeforeAck(t *testing.T) {
 	_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
 	testenv.WaitFor(t, "the dead letter retried", 30*time.Second, func() bool {
-		return metric(t, reg, "kubesift_processor_produce_retries_total", "kind=dlq") >= 3
+		return testenv.Metric(t, reg, "kubesift_processor_produce_retries_total", "kind", "dlq") >= 3
 	})
 	testenv.WaitFor(t, "all other documents", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d == n-1 })
 	testenv.WaitFor(t, "every other message done", 30*time.Second, func() bool {
-		return metric(t, reg, "kubesift_processor_in_flight_messages") == 1
+		return testenv.Metric(t, reg, "kubesift_processor_in_flight_messages") == 1
 	})
 	commitPassAfter(t, brokers, pc.GroupID, "xtra", parts, vm.part)
 	if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[vm.part]; got > vm.off {
@@ -253,14 +253,14 @@ func TestBackpressure(t *testing.T) {
 
 			want := float64(tc.wantConsumed(parts, tc.maxInFlight))
 			testenv.WaitFor(t, "consumption up to the bound", 30*time.Second, func() bool {
-				return metric(t, reg, "kubesift_processor_consumed_total") >= want
+				return testenv.Metric(t, reg, "kubesift_processor_consumed_total") >= want
 			})
 			heap0 := heapInUse()
 			time.Sleep(time.Second)
-			if got := metric(t, reg, "kubesift_processor_consumed_total"); got != want {
+			if got := testenv.Metric(t, reg, "kubesift_processor_consumed_total"); got != want {
 				t.Fatalf("consumed %v messages while the writer is stuck; want exactly %v", got, want)
 			}
-			if got, bound := metric(t, reg, "kubesift_processor_in_flight_messages"), float64(parts*tc.maxInFlight); got > bound {
+			if got, bound := testenv.Metric(t, reg, "kubesift_processor_in_flight_messages"), float64(parts*tc.maxInFlight); got > bound {
 				t.Fatalf("in flight %v > bound %v", got, bound)
 			}
 			if grow := int64(heapInUse()) - int64(heap0); grow > 8<<20 {
@@ -297,10 +297,10 @@ func TestRebalanceDrainsAndCommits(t *testing.T) {
 	testenv.WaitFor(t, "every partition committed to its end", 60*time.Second, func() bool {
 		return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), ends)
 	})
-	if g := metric(t, regA, "kubesift_processor_generations_total"); g < 2 {
+	if g := testenv.Metric(t, regA, "kubesift_processor_generations_total"); g < 2 {
 		t.Fatalf("first member saw %v generations; the join did not rebalance", g)
 	}
-	a, b := metric(t, regA, "kubesift_processor_consumed_total"), metric(t, regB, "kubesift_processor_consumed_total")
+	a, b := testenv.Metric(t, regA, "kubesift_processor_consumed_total"), testenv.Metric(t, regB, "kubesift_processor_consumed_total")
 	if b == 0 {
 		t.Fatalf("second member consumed nothing (first %v)", a)
 	}
