@@ -1,10 +1,6 @@
 package auditwebhook
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -27,34 +23,7 @@ func startPublishing(t *testing.T) (*env, config.KafkaConfig) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	pub, k := publishtest.New(t, "wh", reg)
-	cfg := config.Default()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p := newPKI(t)
-	wc := cfg.Collector.AuditWebhook
-	wc.Enabled, wc.TLSCertFile, wc.TLSKeyFile, wc.ClientCAFile = true, p.serverCert, p.serverKey, p.clientCA
-	san, err := redact.New(cfg.Collector.Redaction, cfg.Collector.Size, 1024, reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv, err := New(Options{Config: wc, Publisher: pub.For(Source), Sanitizer: san, Cluster: record.Cluster{Name: "c1"},
-		DeadLetterMaxBytes: 1024, Registerer: reg, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, pki: p, rcv: rcv, reg: reg, url: "https://" + ln.Addr().String() + "/audit", stop: cancel, done: make(chan error, 1)}
-	go func() { e.done <- rcv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-e.done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return e, k
+	return startWith(t, pub.For(Source), reg), k
 }
 
 // One item too large for Kafka — a request line of a megabyte, which

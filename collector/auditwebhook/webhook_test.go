@@ -61,8 +61,19 @@ func maxBody(n int64) envOpt                 { return func(c *config.AuditWebhoo
 func maxInFlight(n int) envOpt               { return func(c *config.AuditWebhookConfig) { c.MaxInFlight = n } }
 func grace(d time.Duration) envOpt           { return func(c *config.AuditWebhookConfig) { c.ShutdownGrace = d } }
 
-// start runs a Receiver on a loopback port with mTLS (and whatever opts add).
+// start runs a Receiver on a loopback port with mTLS (and whatever opts add),
+// publishing to a fakePub.
 func start(t testing.TB, opts ...envOpt) *env {
+	t.Helper()
+	pub := &fakePub{}
+	e := startWith(t, pub, prometheus.NewRegistry(), opts...)
+	e.pub = pub
+	return e
+}
+
+// startWith is start with the Receiver publishing to pub and registering
+// its metrics with reg.
+func startWith(t testing.TB, pub collector.Publisher, reg *prometheus.Registry, opts ...envOpt) *env {
 	t.Helper()
 	p := newPKI(t)
 	cfg := config.Default().Collector
@@ -72,12 +83,10 @@ func start(t testing.TB, opts ...envOpt) *env {
 	for _, o := range opts {
 		o(&wc)
 	}
-	reg := prometheus.NewRegistry()
 	san, err := redact.New(cfg.Redaction, cfg.Size, 1024, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &fakePub{}
 	skew := new(atomic.Int64)
 	rcv, err := New(Options{Config: wc, Publisher: pub, Sanitizer: san, Cluster: record.Cluster{Name: "c1", UID: "u1"},
 		DeadLetterMaxBytes: 1024, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -90,7 +99,7 @@ func start(t testing.TB, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, pki: p, pub: pub, rcv: rcv, reg: reg, url: "https://" + ln.Addr().String() + "/audit", stop: cancel, done: make(chan error, 1), skew: skew}
+	e := &env{t: t, pki: p, rcv: rcv, reg: reg, url: "https://" + ln.Addr().String() + "/audit", stop: cancel, done: make(chan error, 1), skew: skew}
 	go func() { e.done <- rcv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
