@@ -63,15 +63,7 @@ func BenchmarkAlertToWebhookLatency(b *testing.B) {
 	pw := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer pw.Close()
-	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: NotifyDLQWriter(pw, "unused"), CommitInterval: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rctx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 2)
-	go func() { errc <- d.Run(rctx) }()
-	go func() { errc <- c.Run(rctx) }()
+	stop, errc := runConsumer(b, ctx, brokers, topic, group, d, pw, "unused", time.Second)
 	defer func() { stop(); <-errc; <-errc }()
 
 	send := func(i int) (string, time.Time) {

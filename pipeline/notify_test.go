@@ -139,15 +139,7 @@ func TestNotifyConsumerDeliversAndCommitsAfterDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: NotifyDLQWriter(w, dlq), CommitInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 2)
-	go func() { errc <- d.Run(runCtx) }()
-	go func() { errc <- c.Run(runCtx) }()
+	stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, dlq, 200*time.Millisecond)
 
 	// Wait (bounded) until every alert was delivered and the committed
 	// offsets cover the whole topic (n alerts + 1 dead letter).
@@ -254,7 +246,7 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, 100*time.Millisecond)
+		stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, "unused", 100*time.Millisecond)
 		return reg, stop, errc
 	}
 	stopAll := func(stop context.CancelFunc, errc chan error) {
@@ -327,7 +319,7 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 5 * time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
-	stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, 500*time.Millisecond)
+	stop, errc := runConsumer(t, ctx, brokers, topic, group, d, w, "unused", 500*time.Millisecond)
 	defer func() { stop(); <-errc; <-errc }()
 
 	const n = 120
@@ -387,11 +379,11 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 
 // runConsumer runs d and a Consumer of topic in group (dead letters to w)
 // until stop; each of the two sends its result on errc.
-func runConsumer(t *testing.T, ctx context.Context, brokers []string, topic, group string, d *notify.Dispatcher, w *kafka.Writer,
-	commit time.Duration) (stop context.CancelFunc, errc chan error) {
+func runConsumer(t testing.TB, ctx context.Context, brokers []string, topic, group string, d *notify.Dispatcher, w *kafka.Writer,
+	dlq string, commit time.Duration) (stop context.CancelFunc, errc chan error) {
 	t.Helper()
 	c, err := NewNotifyConsumer(NotifyConsumerOptions{Brokers: brokers, Topic: topic, GroupID: group, Dispatcher: d,
-		DLQ: NotifyDLQWriter(w, "unused"), CommitInterval: commit})
+		DLQ: NotifyDLQWriter(w, dlq), CommitInterval: commit})
 	if err != nil {
 		t.Fatal(err)
 	}
