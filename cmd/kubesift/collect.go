@@ -5,25 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubesift/kubesift/collector"
-	"github.com/kubesift/kubesift/collector/audittail"
-	"github.com/kubesift/kubesift/collector/auditwebhook"
-	"github.com/kubesift/kubesift/collector/events"
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/collector/redact"
+	"github.com/kubesift/kubesift/collector/sources"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 )
@@ -92,217 +84,88 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	// A soft memory limit bounds RSS under load (collector.memory_limit).
 	obs.ApplyMemoryLimit(cc.MemoryLimit, log)
 	srv := obs.New(log)
-	reg := srv.Registry
-	cluster := record.Cluster{Name: cfg.Cluster.Name, UID: clusterUID(ctx, cc, log)}
+	cluster := collector.ClusterIdentity(ctx, cfg, log)
 	log.Info("collector starting", "cluster", cluster.Name, "cluster_uid", cluster.UID)
 
-	san, err := redact.New(cc.Redaction, cc.Size, cc.DeadLetterMaxBytes, reg, log)
+	san, err := newSanitizer(cc, srv.Registry, log)
 	if err != nil {
 		return fmt.Errorf("collect: %w", err)
+	}
+	pub, err := publisherFactory(ctx, cfg, srv.Registry, log)
+	if err != nil {
+		return fmt.Errorf("collect: %w", err)
+	}
+	// Deferred, so it runs once the group below has returned: nothing
+	// publishes any more.
+	defer closePublisher(pub, log)
+	srcs, err := sources.New(sources.Options{Config: *cc, Cluster: cluster, Sanitizer: san, Publisher: pub,
+		Registry: srv.Registry, SetReady: srv.SetReady, Logger: log})
+	if err != nil {
+		return fmt.Errorf("collect: %w", err)
+	}
+	// The group stops in reverse: the sources first, then /metrics, which
+	// reports on them to the end.
+	g := lifecycle.New(log)
+	if cfg.Server.Listen != "" {
+		g.Add("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server) })
+	}
+	for _, s := range srcs {
+		g.Add(s.Name, s.Run)
+	}
+	err = g.Run(ctx)
+	log.Info("collector stopped")
+	return err
+}
+
+// newSanitizer builds the redaction and size policy every source applies,
+// and warns when redaction is off.
+func newSanitizer(cc *config.CollectorConfig, reg prometheus.Registerer, log *slog.Logger) (*redact.Sanitizer, error) {
+	san, err := redact.New(cc.Redaction, cc.Size, cc.DeadLetterMaxBytes, reg, log)
+	if err != nil {
+		return nil, err
 	}
 	if !san.Enabled() {
 		log.Warn("redaction is disabled (collector.redaction.enabled: false): Secret data and tokens are published as the API server logged them")
 	}
-	pub, err := publisherFactory(ctx, cfg, reg, log)
-	if err != nil {
-		return fmt.Errorf("collect: %w", err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), publisherCloseTimeout)
-		defer cancel()
-		if err := pub.Close(cctx); err != nil {
-			log.Error("closing the publisher", "err", err)
-		}
-	}()
-
-	// Every part runs until ctx ends; the first to fail stops the others.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", name, err)
-				}
-				errMu.Unlock()
-				log.Error("collector part failed; stopping", "part", name, "err", err)
-				cancel()
-			}
-		}()
-	}
-	parts, err := buildSources(ctx, cfg, cluster, san, pub, srv, log)
-	if err != nil {
-		return fmt.Errorf("collect: %w", err)
-	}
-	for _, p := range parts {
-		run(p.name, p.run)
-	}
-	if cfg.Server.Listen != "" {
-		run("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server) })
-	}
-	wg.Wait()
-	log.Info("collector stopped")
-	return firstErr
+	return san, nil
 }
 
-// sourcePart is one collector source, built and ready to run until its
-// context ends.
+// closePublisher flushes the publisher (or spools what is in flight),
+// within publisherCloseTimeout. A failure is logged and leaves the exit
+// status to the sources: the records it concerns were never acknowledged
+// upstream, or wait in the spool for the next start (publish.Publisher.Close).
+func closePublisher(pub collectPublisher, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), publisherCloseTimeout)
+	defer cancel()
+	if err := pub.Close(ctx); err != nil {
+		log.Error("closing the publisher", "err", err)
+	}
+}
+
+// sourcePart is one collector source as run's wiring runs it.
 type sourcePart struct {
 	name string
 	run  func(context.Context) error
 }
 
-// buildSources builds the sources enabled under collector: (audit webhook,
-// audit tail, Events), each publishing through its own view of pub, and
-// reports their readiness on srv. The webhook's port is bound here, so a
-// taken port fails the start instead of a goroutine. collect and run share
-// it, so the all-in-one runs the very sources a deployment does.
-func buildSources(ctx context.Context, cfg *config.Config, cluster record.Cluster, san *redact.Sanitizer,
+// buildSources is sources.New for run, which runs the parts in its own
+// lifetimes and reports readiness on srv. ctx is not used: each source's
+// readiness follows its own run.
+func buildSources(_ context.Context, cfg *config.Config, cluster record.Cluster, san *redact.Sanitizer,
 	pub collector.Publisher, srv *obs.Server, log *slog.Logger) ([]sourcePart, error) {
-	cc := &cfg.Collector
-	reg := srv.Registry
-	var parts []sourcePart
-	// Each source publishes through its own view of the publisher when it
-	// has one (publish.Publisher.For), so its messages name the source that
-	// delivered them (header kubesift-origin).
-	sourcePub := func(source string) collector.Publisher {
-		if sp, ok := pub.(interface {
-			For(string) collector.Publisher
-		}); ok {
-			return sp.For(source)
-		}
-		return pub
+	srcs, err := sources.New(sources.Options{Config: cfg.Collector, Cluster: cluster, Sanitizer: san, Publisher: pub,
+		Registry: srv.Registry, SetReady: srv.SetReady, Logger: log})
+	if err != nil {
+		return nil, err
 	}
-
-	if cc.AuditWebhook.Enabled {
-		rcv, err := auditwebhook.New(auditwebhook.Options{
-			Config: cc.AuditWebhook, Publisher: sourcePub(auditwebhook.Source), Sanitizer: san, Cluster: cluster,
-			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		// Listen now, so a taken port fails the start instead of a goroutine.
-		ln, err := net.Listen("tcp", cc.AuditWebhook.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("collector.audit_webhook.listen: %w", err)
-		}
-		srv.SetReady(auditwebhook.Source, nil)
-		parts = append(parts, sourcePart{auditwebhook.Source, func(ctx context.Context) error { return rcv.Serve(ctx, ln) }})
-	}
-	if cc.AuditTail.Enabled {
-		tl, err := audittail.New(audittail.Options{
-			Config: cc.AuditTail, Publisher: sourcePub(audittail.Source), Sanitizer: san, Cluster: cluster,
-			DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		srv.SetReady(audittail.Source, errors.New("opening the audit log files"))
-		go func() {
-			select {
-			case <-tl.Started():
-				srv.SetReady(audittail.Source, nil)
-			case <-ctx.Done():
-			}
-		}()
-		parts = append(parts, sourcePart{audittail.Source, tl.Run})
-		// A file with unread data whose position stays put fails /readyz.
-		stall, err := obs.NewStallWatch(cc.AuditTail.StallAfter, reg, srv.SetReady)
-		if err != nil {
-			return nil, fmt.Errorf("collector.audit_tail.stall_after: %w", err)
-		}
-		for _, p := range cc.AuditTail.Paths {
-			stall.Add(audittail.Source+":"+p, func() obs.Progress { return tl.Progress(p) })
-		}
-		parts = append(parts, sourcePart{"stall watch", stall.Run})
-	}
-	if cc.Events.Enabled {
-		rc, err := restConfig(cc)
-		if err != nil {
-			return nil, fmt.Errorf("collector.events: %w", err)
-		}
-		if rc == nil {
-			return nil, errors.New("collector.events needs API access: set collector.kubeconfig or run in a pod")
-		}
-		// The Events collector reads through informers and listers only; a
-		// modest client rate is plenty and keeps it polite to the API server.
-		rc.QPS, rc.Burst, rc.UserAgent = 20, 40, "kubesift-collect/events"
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return nil, fmt.Errorf("collector.events: %w", err)
-		}
-		ev, err := events.New(cc.Events, cluster, cs, sourcePub(events.Source), reg, log)
-		if err != nil {
-			return nil, err
-		}
-		ev.SetSanitizer(san)
-		srv.SetReady(events.Source, errors.New("starting"))
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					srv.SetReady(events.Source, ev.Ready())
-				}
-			}
-		}()
-		parts = append(parts, sourcePart{events.Source, ev.Run})
+	parts := make([]sourcePart, len(srcs))
+	for i, s := range srcs {
+		parts[i] = sourcePart{s.Name, s.Run}
 	}
 	return parts, nil
 }
 
-// clusterUID reads the kube-system namespace UID once, when the collector
-// has API access (collector.kubeconfig, or the in-cluster configuration in a
-// pod); otherwise, or when the read fails, it is collector.cluster_uid
-// (possibly empty). The identity needs "get" on namespaces/kube-system.
+// clusterUID is collector.ClusterUID, for run's wiring.
 func clusterUID(ctx context.Context, cc *config.CollectorConfig, log *slog.Logger) string {
-	rc, err := restConfig(cc)
-	if rc == nil && err == nil {
-		if cc.ClusterUID == "" {
-			log.Info("no API access configured and collector.cluster_uid is empty: records carry no cluster UID")
-		}
-		return cc.ClusterUID
-	}
-	if err == nil {
-		var cs *kubernetes.Clientset
-		if cs, err = kubernetes.NewForConfig(rc); err == nil {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			ns, gerr := cs.CoreV1().Namespaces().Get(rctx, "kube-system", metav1.GetOptions{})
-			if err = gerr; err == nil {
-				uid := string(ns.UID)
-				if cc.ClusterUID != "" && cc.ClusterUID != uid {
-					log.Warn("collector.cluster_uid differs from the kube-system namespace UID; using the API server's",
-						"configured", cc.ClusterUID, "api", uid)
-				}
-				return uid
-			}
-		}
-	}
-	log.Warn("cannot read the kube-system namespace UID; using collector.cluster_uid", "err", err, "cluster_uid", cc.ClusterUID)
-	return cc.ClusterUID
-}
-
-// restConfig is the API access of the collector: collector.kubeconfig, or
-// the in-cluster configuration in a pod; nil, nil when there is none.
-func restConfig(cc *config.CollectorConfig) (*rest.Config, error) {
-	switch {
-	case cc.Kubeconfig != "":
-		return clientcmd.BuildConfigFromFlags("", cc.Kubeconfig)
-	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
-		return rest.InClusterConfig()
-	}
-	return nil, nil
+	return collector.ClusterUID(ctx, cc, log)
 }

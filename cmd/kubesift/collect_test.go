@@ -16,9 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/config"
@@ -187,40 +184,6 @@ func TestCollectRefusesToStart(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestClusterUIDFromTheAPIServer reads the kube-system namespace UID from the
-// real test kube-apiserver.
-func TestClusterUIDFromTheAPIServer(t *testing.T) {
-	testenv.Short(t)
-	k := testenv.KubeAPIServer(t)
-	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0]
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cc := config.Default().Collector
-	cc.Kubeconfig = kubeconfig
-	cc.ClusterUID = "configured-but-overridden"
-	uid := clusterUID(context.Background(), &cc, log)
-	cs := kubeClient(t, k)
-	ns, err := cs.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if uid == "" || uid != string(ns.UID) {
-		t.Errorf("clusterUID = %q, want %q", uid, ns.UID)
-	}
-	cc.Kubeconfig = filepath.Join(t.TempDir(), "missing")
-	if got := clusterUID(context.Background(), &cc, log); got != "configured-but-overridden" {
-		t.Errorf("fallback = %q", got)
-	}
-}
-
-func kubeClient(t *testing.T, k testenv.Kube) *kubernetes.Clientset {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken, TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
 }
 
 // TestCollectStartsWithTheRealPublisher starts collect with every audit
