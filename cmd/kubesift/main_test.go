@@ -31,6 +31,8 @@ func TestCLI(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(good, []byte("cluster:\n  name: prod\nkafka:\n  brokers: [\"k:9092\"]\n"), 0o644)
 	os.WriteFile(bad, []byte("sink:\n  elasticsearch:\n    addresses: [\"nope\"]\n"), 0o644)
+	logFile := filepath.Join(dir, "audit.log")
+	os.WriteFile(logFile, []byte(`{"auditID":"f","stage":"ResponseComplete","user":{"username":"u"}}`+"\n"), 0o644)
 	tests := []struct {
 		name    string
 		stdin   string
@@ -50,6 +52,9 @@ func TestCLI(t *testing.T) {
 			`"id":"y:Panic"`, "stdin:1: kind: cannot use JSON number as string"},
 		{"decode sample", "", []string{"records", "decode", "--sample", "--summary", "--quiet"}, 0, "", "audit"},
 		{"decode needs input", "", []string{"records", "decode"}, 1, "", "name at least one FILE"},
+		{"decode a file", "",
+			[]string{"records", "decode", logFile}, 0, `"id":"f:ResponseComplete"`, ""},
+		{"decode names a missing file", "", []string{"records", "decode", filepath.Join(dir, "missing.log")}, 1, "", "missing.log: no such file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,12 +29,20 @@ func newRecordsCommand(g *globalFlags) *cobra.Command {
 		Short:   "Work with kubesift records (the envelope every component exchanges)",
 		Example: `  kubesift records decode /var/log/kubernetes/audit.log`,
 	}
-	var (
-		cluster string
-		summary bool
-		sample  bool
-		quiet   bool
-	)
+	cmd.AddCommand(newRecordsDecodeCommand(g))
+	return cmd
+}
+
+// decodeFlags are the flags of `records decode`.
+type decodeFlags struct {
+	cluster string
+	summary bool
+	sample  bool
+	quiet   bool
+}
+
+func newRecordsDecodeCommand(g *globalFlags) *cobra.Command {
+	var f decodeFlags
 	decode := &cobra.Command{
 		Use:   "decode [FILE...]",
 		Short: "Decode audit events and Kubernetes Events into kubesift records (one JSON envelope per line)",
@@ -54,57 +62,71 @@ status is 1 when any input was rejected.`,
 			if _, _, err := g.load(cmd); err != nil {
 				return err
 			}
-			if len(args) == 0 && !sample {
+			if len(args) == 0 && !f.sample {
 				return errors.New("name at least one FILE (- for stdin), or --sample")
 			}
-			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
-			defer out.Flush()
-			st := &decodeStats{bySource: map[record.Source]int{}, byReason: map[string]int{}}
-			opts := record.DecodeOptions{Cluster: record.Cluster{Name: cluster}}
-			run := func(r io.Reader, name string) error {
-				return decodeStream(r, name, opts, out, cmd.ErrOrStderr(), st, quiet)
-			}
-			if sample {
-				if err := run(bytes.NewReader(sampleAudit), "sample/audit.log"); err != nil {
-					return err
-				}
-			}
-			for _, a := range args {
-				if a == "-" {
-					if err := run(cmd.InOrStdin(), "stdin"); err != nil {
-						return err
-					}
-					continue
-				}
-				f, err := os.Open(a)
-				if err != nil {
-					return err
-				}
-				err = run(f, a)
-				f.Close()
-				if err != nil {
-					return err
-				}
-			}
-			if err := out.Flush(); err != nil {
-				return err
-			}
-			if summary {
-				st.print(cmd.ErrOrStderr())
-			}
-			if st.rejected > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%d input document(s) rejected", st.rejected)}
-			}
-			return nil
+			return f.decode(cmd, args)
 		},
 	}
-	f := decode.Flags()
-	f.StringVar(&cluster, "cluster", "local", "cluster name stamped on every record")
-	f.BoolVar(&summary, "summary", false, "print counts by source and rejection reason to stderr")
-	f.BoolVar(&sample, "sample", false, "decode the embedded sample audit log recorded from a real kube-apiserver")
-	f.BoolVar(&quiet, "quiet", false, "do not write the records, only errors (and the summary)")
-	cmd.AddCommand(decode)
-	return cmd
+	fl := decode.Flags()
+	fl.StringVar(&f.cluster, "cluster", "local", "cluster name stamped on every record")
+	fl.BoolVar(&f.summary, "summary", false, "print counts by source and rejection reason to stderr")
+	fl.BoolVar(&f.sample, "sample", false, "decode the embedded sample audit log recorded from a real kube-apiserver")
+	fl.BoolVar(&f.quiet, "quiet", false, "do not write the records, only errors (and the summary)")
+	return decode
+}
+
+// decode writes the records of the sample (with --sample) and of every
+// input in args to stdout, the rejected documents and the summary to stderr.
+func (f *decodeFlags) decode(cmd *cobra.Command, args []string) error {
+	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
+	defer out.Flush()
+	st := &decodeStats{bySource: map[record.Source]int{}, byReason: map[string]int{}}
+	opts := record.DecodeOptions{Cluster: record.Cluster{Name: f.cluster}}
+	run := func(r io.Reader, name string) error {
+		return decodeStream(r, name, opts, out, cmd.ErrOrStderr(), st, f.quiet)
+	}
+	if f.sample {
+		if err := run(bytes.NewReader(sampleAudit), "sample/audit.log"); err != nil {
+			return err
+		}
+	}
+	if err := eachInput(cmd, args, run); err != nil {
+		return err
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	if f.summary {
+		st.print(cmd.ErrOrStderr())
+	}
+	if st.rejected > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d input document(s) rejected", st.rejected)}
+	}
+	return nil
+}
+
+// eachInput calls read on every input named in args, in order: "-" is the
+// command's stdin (named "stdin"), anything else a file, closed once read.
+func eachInput(cmd *cobra.Command, args []string, read func(r io.Reader, name string) error) error {
+	for _, a := range args {
+		if a == "-" {
+			if err := read(cmd.InOrStdin(), "stdin"); err != nil {
+				return err
+			}
+			continue
+		}
+		f, err := os.Open(a)
+		if err != nil {
+			return err
+		}
+		err = read(f, a)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type decodeStats struct {

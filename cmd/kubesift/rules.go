@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -146,22 +145,11 @@ alert per line to stdout. Malformed input is reported on stderr as FILE:LINE and
 			enc := json.NewEncoder(out)
 			st := &evalStats{byRule: map[string]int{}, bySev: map[string]int{}, rejected: map[string]int{}}
 			opts := record.DecodeOptions{Cluster: record.Cluster{Name: cluster}}
-			for _, a := range args {
-				var r io.Reader
-				name := a
-				if a == "-" {
-					r, name = cmd.InOrStdin(), "stdin"
-				} else {
-					fh, err := os.Open(a)
-					if err != nil {
-						return err
-					}
-					defer fh.Close()
-					r = fh
-				}
-				if err := evalStream(eng, r, name, opts, enc, cmd.ErrOrStderr(), st); err != nil {
-					return err
-				}
+			err = eachInput(cmd, args, func(r io.Reader, name string) error {
+				return evalStream(eng, r, name, opts, enc, cmd.ErrOrStderr(), st)
+			})
+			if err != nil {
+				return err
 			}
 			if err := out.Flush(); err != nil {
 				return err

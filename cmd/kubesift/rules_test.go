@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -108,5 +110,42 @@ func TestRulesEvalSample(t *testing.T) {
 	}
 	if !strings.Contains(errs, "records read      40") {
 		t.Errorf("summary: %s", errs)
+	}
+}
+
+// TestRulesEvalClosesEachFileOnceRead evaluates more files than the process
+// may hold open at once (RLIMIT_NOFILE lowered for the run): each file must
+// be closed once read, not when eval ends.
+func TestRulesEvalClosesEachFileOnceRead(t *testing.T) {
+	open, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("counting open files needs /proc: %v", err)
+	}
+	dir := t.TempDir()
+	const files = 64
+	var args []string
+	for i := range files {
+		f := filepath.Join(dir, fmt.Sprintf("audit-%02d.log", i))
+		line := fmt.Sprintf(`{"apiVersion":"audit.k8s.io/v1","kind":"Event","auditID":"f%d","stage":"ResponseComplete","verb":"get","user":{"username":"eve"},"objectRef":{"resource":"pods","namespace":"prod","name":"p"},"stageTimestamp":"2026-01-01T00:00:00.000000Z"}`, i)
+		if err := os.WriteFile(f, []byte(line+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, f)
+	}
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	lowered := saved
+	lowered.Cur = uint64(len(open) + files/2)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := runCLI(t, "", append([]string{"rules", "eval", "--summary"}, args...)...)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !strings.Contains(errs, fmt.Sprintf("records read      %d", files)) {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
 	}
 }

@@ -71,20 +71,7 @@ func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error)
 	}
 	server := f.server
 	if server == "" {
-		server = "http://127.0.0.1:9095"
-		if a := c.Notify.Silences.API; a.Listen != "" {
-			host, port, err := net.SplitHostPort(a.Listen)
-			if err == nil {
-				if host == "" || host == "0.0.0.0" || host == "::" {
-					host = "127.0.0.1"
-				}
-				scheme := "http://"
-				if a.TLS() {
-					scheme = "https://"
-				}
-				server = scheme + net.JoinHostPort(host, port)
-			}
-		}
+		server = silenceServer(c.Notify.Silences.API)
 	}
 	token := string(c.Notify.Silences.API.Token)
 	if v := os.Getenv(config.EnvSilenceAPIToken); v != "" {
@@ -112,14 +99,64 @@ func (f *silenceFlags) client(cmd *cobra.Command) (*notify.SilenceClient, error)
 	return &notify.SilenceClient{URL: server, Token: token, HTTP: hc}, nil
 }
 
+// silenceServer is the URL of the silence API a notifier with api serves,
+// from this machine: a wildcard listen address is reached on loopback.
+func silenceServer(a config.SilenceAPIConfig) string {
+	host, port, err := net.SplitHostPort(a.Listen)
+	if a.Listen == "" || err != nil {
+		return "http://127.0.0.1:9095"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	scheme := "http://"
+	if a.TLS() {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port)
+}
+
+// silenceAddFlags are the flags of `silence add`.
+type silenceAddFlags struct {
+	matchers         []string
+	force            bool
+	duration         time.Duration
+	startsAt, endsAt string
+	author, comment  string
+}
+
+// request is the silence the flags describe: --ends-at wins over
+// --duration, and the author defaults to $USER.
+func (a *silenceAddFlags) request() (notify.SilenceRequest, error) {
+	if len(a.matchers) == 0 {
+		return notify.SilenceRequest{}, errors.New("at least one --matcher is required")
+	}
+	author := a.author
+	if author == "" {
+		author = os.Getenv("USER")
+	}
+	req := notify.SilenceRequest{Matchers: a.matchers, CreatedBy: author, Comment: a.comment, Force: a.force}
+	if a.startsAt != "" {
+		t, err := time.Parse(time.RFC3339, a.startsAt)
+		if err != nil {
+			return notify.SilenceRequest{}, fmt.Errorf("--starts-at: %w", err)
+		}
+		req.StartsAt = &t
+	}
+	if a.endsAt == "" {
+		req.Duration = a.duration.String()
+		return req, nil
+	}
+	t, err := time.Parse(time.RFC3339, a.endsAt)
+	if err != nil {
+		return notify.SilenceRequest{}, fmt.Errorf("--ends-at: %w", err)
+	}
+	req.EndsAt = &t
+	return req, nil
+}
+
 func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
-	var (
-		matchers         []string
-		force            bool
-		duration         time.Duration
-		startsAt, endsAt string
-		author, comment  string
-	)
+	var a silenceAddFlags
 	cmd := &cobra.Command{
 		Use:   "add -m MATCHER [-m MATCHER...] --comment TEXT",
 		Short: "Create a silence; prints its ID",
@@ -127,28 +164,9 @@ func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
   kubesift silence add -m 'namespace=~"team-a-.*"' -m severity=low --ends-at 2026-12-24T08:00:00Z --author alice --comment "holiday freeze noise"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(matchers) == 0 {
-				return errors.New("at least one --matcher is required")
-			}
-			if author == "" {
-				author = os.Getenv("USER")
-			}
-			req := notify.SilenceRequest{Matchers: matchers, CreatedBy: author, Comment: comment, Force: force}
-			if startsAt != "" {
-				t, err := time.Parse(time.RFC3339, startsAt)
-				if err != nil {
-					return fmt.Errorf("--starts-at: %w", err)
-				}
-				req.StartsAt = &t
-			}
-			if endsAt != "" {
-				t, err := time.Parse(time.RFC3339, endsAt)
-				if err != nil {
-					return fmt.Errorf("--ends-at: %w", err)
-				}
-				req.EndsAt = &t
-			} else {
-				req.Duration = duration.String()
+			req, err := a.request()
+			if err != nil {
+				return err
 			}
 			c, err := f.client(cmd)
 			if err != nil {
@@ -165,13 +183,13 @@ func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringArrayVarP(&matchers, "matcher", "m", nil, "label matcher (repeatable; all must match)")
-	fl.DurationVar(&duration, "duration", 2*time.Hour, "how long the silence lasts (ignored with --ends-at)")
-	fl.StringVar(&startsAt, "starts-at", "", "start time, RFC 3339 (default now)")
-	fl.StringVar(&endsAt, "ends-at", "", "end time, RFC 3339")
-	fl.StringVar(&author, "author", "", "who creates it (default $USER)")
-	fl.StringVar(&comment, "comment", "", "why (required)")
-	fl.BoolVar(&force, "force", false, "create the silence even if its matchers match every alert (refused otherwise)")
+	fl.StringArrayVarP(&a.matchers, "matcher", "m", nil, "label matcher (repeatable; all must match)")
+	fl.DurationVar(&a.duration, "duration", 2*time.Hour, "how long the silence lasts (ignored with --ends-at)")
+	fl.StringVar(&a.startsAt, "starts-at", "", "start time, RFC 3339 (default now)")
+	fl.StringVar(&a.endsAt, "ends-at", "", "end time, RFC 3339")
+	fl.StringVar(&a.author, "author", "", "who creates it (default $USER)")
+	fl.StringVar(&a.comment, "comment", "", "why (required)")
+	fl.BoolVar(&a.force, "force", false, "create the silence even if its matchers match every alert (refused otherwise)")
 	return cmd
 }
 

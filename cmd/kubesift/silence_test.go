@@ -12,6 +12,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/sink/notify"
 )
@@ -93,5 +94,67 @@ func TestSilenceCLI(t *testing.T) {
 	os.WriteFile(tok, []byte("wrong"), 0o600)
 	if _, errs, code := runCLI(t, "", append([]string{"silence", "list"}, flags...)...); code == 0 || !strings.Contains(errs, "HTTP 401") {
 		t.Errorf("wrong token: exit %d, %q", code, errs)
+	}
+}
+
+func TestSilenceAddRequest(t *testing.T) {
+	t.Setenv("USER", "from-env")
+	end := time.Date(2026, 12, 24, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		flags   silenceAddFlags
+		want    string // the request's CreatedBy, Duration and EndsAt
+		wantErr string
+	}{
+		{name: "duration, author from $USER", flags: silenceAddFlags{matchers: []string{"a=b"}, duration: time.Hour},
+			want: "from-env 1h0m0s <nil>"},
+		{name: "--ends-at wins over --duration", flags: silenceAddFlags{matchers: []string{"a=b"}, duration: time.Hour,
+			endsAt: end.Format(time.RFC3339), author: "alice"}, want: "alice  " + end.String()},
+		{name: "no matcher", flags: silenceAddFlags{duration: time.Hour}, wantErr: "at least one --matcher"},
+		{name: "bad --starts-at", flags: silenceAddFlags{matchers: []string{"a=b"}, startsAt: "tomorrow"}, wantErr: "--starts-at: "},
+		{name: "bad --ends-at", flags: silenceAddFlags{matchers: []string{"a=b"}, endsAt: "2026-12-24"}, wantErr: "--ends-at: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := tc.flags.request()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ends := "<nil>"
+			if req.EndsAt != nil {
+				ends = req.EndsAt.String()
+			}
+			if got := fmt.Sprintf("%s %s %s", req.CreatedBy, req.Duration, ends); got != tc.want {
+				t.Errorf("request = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSilenceServerFromTheConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		api  config.SilenceAPIConfig
+		want string
+	}{
+		{"API off: the default", config.SilenceAPIConfig{}, "http://127.0.0.1:9095"},
+		{"wildcard listen: loopback", config.SilenceAPIConfig{Listen: ":9100"}, "http://127.0.0.1:9100"},
+		{"IPv6 wildcard: loopback", config.SilenceAPIConfig{Listen: "[::]:9100"}, "http://127.0.0.1:9100"},
+		{"a named host", config.SilenceAPIConfig{Listen: "notify.example:9100"}, "http://notify.example:9100"},
+		{"with a certificate: https", config.SilenceAPIConfig{Listen: "0.0.0.0:9100", TLSCertFile: "tls.crt"}, "https://127.0.0.1:9100"},
+		{"unparsable listen: the default", config.SilenceAPIConfig{Listen: "nope"}, "http://127.0.0.1:9095"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := silenceServer(tc.api); got != tc.want {
+				t.Errorf("server = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
