@@ -180,18 +180,13 @@ func (o *Options) tail() (tail, stall Source, err error) {
 	}
 	o.SetReady(audittail.Source, errors.New("opening the audit log files"))
 	setReady := o.SetReady
-	run := func(ctx context.Context) error {
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			select {
-			case <-tl.Started():
-				setReady(audittail.Source, nil)
-			case <-stop:
-			}
-		}()
-		return tl.Run(ctx)
-	}
+	run := alongside(tl.Run, func(stop <-chan struct{}) {
+		select {
+		case <-tl.Started():
+			setReady(audittail.Source, nil)
+		case <-stop:
+		}
+	})
 	return Source{audittail.Source, run}, Source{StallWatch, sw.Run}, nil
 }
 
@@ -219,22 +214,28 @@ func (o *Options) events() (Source, error) {
 	ev.SetSanitizer(o.Sanitizer)
 	o.SetReady(events.Source, errors.New("starting"))
 	setReady := o.SetReady
-	run := func(ctx context.Context) error {
+	run := alongside(ev.Run, func(stop <-chan struct{}) {
+		t := time.NewTicker(eventsReadyEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				setReady(events.Source, ev.Ready())
+			}
+		}
+	})
+	return Source{events.Source, run}, nil
+}
+
+// alongside runs watch in its own goroutine for as long as run runs: the
+// readiness watch of a source lives and ends with the source.
+func alongside(run lifecycle.RunFunc, watch func(stop <-chan struct{})) lifecycle.RunFunc {
+	return func(ctx context.Context) error {
 		stop := make(chan struct{})
 		defer close(stop)
-		go func() {
-			t := time.NewTicker(eventsReadyEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					setReady(events.Source, ev.Ready())
-				}
-			}
-		}()
-		return ev.Run(ctx)
+		go watch(stop)
+		return run(ctx)
 	}
-	return Source{events.Source, run}, nil
 }

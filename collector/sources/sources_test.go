@@ -273,12 +273,19 @@ func TestEventsSourceAgainstTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := testNamespace(t, cs)
+	// The source watches one Event of its own, so the other tests' Events
+	// on the shared API server do not reach it.
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	ns, name := "default", "kubesift-sources-"+hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Events(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 
 	cc := collectorConfig(t, t.TempDir())
 	cc.Kubeconfig = kubeconfig
 	ev := &cc.Events
-	ev.Enabled, ev.Namespaces = true, []string{ns}
+	ev.Enabled, ev.Namespaces, ev.FieldSelector = true, []string{ns}, "metadata.name="+name
 	// One replica, and nothing written to the cluster but the test's Event.
 	ev.LeaderElection.Enabled, ev.Watermark.Enabled = false, false
 	pub, r := &memPublisher{}, &readiness{}
@@ -298,7 +305,7 @@ func TestEventsSourceAgainstTheAPIServer(t *testing.T) {
 
 	now := metav1.NewTime(time.Now())
 	created, err := cs.CoreV1().Events(ns).Create(context.Background(), &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: "web-0.backoff"},
+		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: name},
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: ns, Name: "web-0"},
 		Reason:         "BackOff", Message: "back-off restarting failed container", Type: corev1.EventTypeWarning,
 		Count: 1, FirstTimestamp: now, LastTimestamp: now, Source: corev1.EventSource{Component: "kubelet"},
@@ -314,24 +321,4 @@ func TestEventsSourceAgainstTheAPIServer(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("group: %v", err)
 	}
-}
-
-// testNamespace creates a namespace for one test and empties it afterwards
-// (the test ground has no controller manager to finish a deletion).
-func testNamespace(t *testing.T, cs kubernetes.Interface) string {
-	t.Helper()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "kubesift-src-" + hex.EncodeToString(b[:])
-	ctx := context.Background()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = cs.CoreV1().Events(name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		_ = cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	return name
 }
