@@ -283,14 +283,8 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		return
 	}
 	var p probe
-	if scanProbe(data, &p) != nil {
-		// The fast scanner gives up on escaped keys, wrappers and bad JSON;
-		// encoding/json classifies those and names the error precisely.
-		p = probe{}
-		if err := json.Unmarshal(data, &p); err != nil {
-			d.fail(dc, jsonError(path, err))
-			return
-		}
+	if !d.probeObject(dc, data, path, &p) {
+		return
 	}
 	switch {
 	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
@@ -315,43 +309,9 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		}
 		d.emitAudit(dc, ev, nil, path)
 	case p.Properties != nil && len(p.Properties.Log) > 0:
-		inner := []byte(p.Properties.Log)
-		if inner[0] == '"' { // AKS sometimes ships the event as a JSON string
-			var s string
-			if err := json.Unmarshal(inner, &s); err != nil {
-				d.fail(dc, jsonError(join(path, "properties.log"), err))
-				return
-			}
-			inner = []byte(s)
-		}
-		if len(bytes.TrimSpace(inner)) == 0 || bytes.TrimSpace(inner)[0] != '{' {
-			d.fail(dc, &FieldError{Field: join(path, "properties.log"), Msg: "does not hold a JSON object"})
-			return
-		}
-		d.decodeObject(dc, inner, join(path, "properties.log"), depth+1)
+		d.decodeAKSLog(dc, p.Properties.Log, join(path, "properties.log"), depth)
 	case isAudit(&p):
-		var ev auditv1.Event
-		if decodeAuditLite(data, &p, &ev) {
-			d.emitAudit(dc, &ev, data, path)
-			return
-		}
-		if err := unmarshalTyped(data, &ev); err != nil {
-			// metav1.MicroTime accepts only RFC 3339 with exactly six
-			// fractional digits, which kube-apiserver always writes; hand-made
-			// and converted logs often do not. Retry once with the timestamps
-			// normalised (only on this error path, so it costs nothing per event).
-			fixed, ok := normaliseAuditTimes(data)
-			if !ok || json.Unmarshal(fixed, &ev) != nil {
-				d.fail(dc, jsonError(path, err))
-				return
-			}
-			data = fixed
-		}
-		if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
-			// Very old v1beta1 events carried only a top-level timestamp.
-			ev.StageTimestamp.Time = *p.Timestamp
-		}
-		d.emitAudit(dc, &ev, data, path)
+		d.decodeAudit(dc, data, &p, path)
 	case p.Kind == "Event" && (p.APIVersion == APIEventsV1 || p.Regarding != nil && p.APIVersion == ""):
 		var ev eventsv1.Event
 		if err := unmarshalTyped(data, &ev); err != nil {
@@ -371,6 +331,67 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		what := "kind " + quoteOr(p.Kind, "missing") + ", apiVersion " + quoteOr(p.APIVersion, "missing")
 		d.fail(dc, fmt.Errorf("%s: %s: %w", orDoc(path), what, ErrUnknownKind))
 	}
+}
+
+// probeObject fills p with what tells the object at path apart; false (the
+// error recorded) when the object is not valid JSON.
+func (d *Decoder) probeObject(dc doc, data []byte, path string, p *probe) bool {
+	if scanProbe(data, p) == nil {
+		return true
+	}
+	// The fast scanner gives up on escaped keys, wrappers and bad JSON;
+	// encoding/json classifies those and names the error precisely.
+	*p = probe{}
+	if err := json.Unmarshal(data, p); err != nil {
+		d.fail(dc, jsonError(path, err))
+		return false
+	}
+	return true
+}
+
+// decodeAKSLog decodes the audit event an Azure diagnostic record wraps in
+// properties.log (at path), one wrapper deeper than depth.
+func (d *Decoder) decodeAKSLog(dc doc, raw json.RawMessage, path string, depth int) {
+	inner := []byte(raw)
+	if inner[0] == '"' { // AKS sometimes ships the event as a JSON string
+		var s string
+		if err := json.Unmarshal(inner, &s); err != nil {
+			d.fail(dc, jsonError(path, err))
+			return
+		}
+		inner = []byte(s)
+	}
+	if len(bytes.TrimSpace(inner)) == 0 || bytes.TrimSpace(inner)[0] != '{' {
+		d.fail(dc, &FieldError{Field: path, Msg: "does not hold a JSON object"})
+		return
+	}
+	d.decodeObject(dc, inner, path, depth+1)
+}
+
+// decodeAudit decodes an object the probe p classified as an audit event.
+func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
+	var ev auditv1.Event
+	if decodeAuditLite(data, p, &ev) {
+		d.emitAudit(dc, &ev, data, path)
+		return
+	}
+	if err := unmarshalTyped(data, &ev); err != nil {
+		// metav1.MicroTime accepts only RFC 3339 with exactly six
+		// fractional digits, which kube-apiserver always writes; hand-made
+		// and converted logs often do not. Retry once with the timestamps
+		// normalised (only on this error path, so it costs nothing per event).
+		fixed, ok := normaliseAuditTimes(data)
+		if !ok || json.Unmarshal(fixed, &ev) != nil {
+			d.fail(dc, jsonError(path, err))
+			return
+		}
+		data = fixed
+	}
+	if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
+		// Very old v1beta1 events carried only a top-level timestamp.
+		ev.StageTimestamp.Time = *p.Timestamp
+	}
+	d.emitAudit(dc, &ev, data, path)
 }
 
 // decodeItems decodes each item of the JSON array list found at path. unwrap,

@@ -34,7 +34,7 @@
 // being held in memory and becomes a dead letter with its first
 // dead_letter_max_bytes (reason too_large). Malformed lines become dead
 // letters carrying the file, byte offset, 1-based line number and the
-// decoder's error, and are counted.
+// decoder's error, and are counted (read.go).
 //
 // # Rotation
 //
@@ -69,6 +69,8 @@
 //     opened at once and queued, so even files rotated away again before
 //     the tail reached them are read (up to 16 held open).
 //
+// Detecting and following rotation is in rotate.go.
+//
 // # Restarts
 //
 // The positions file maps each path to {inode, offset, line}. On start:
@@ -94,7 +96,9 @@
 //     are harmless: record IDs are stable; skipping would lose data).
 //
 // Entries of paths that are no longer configured are kept in the positions
-// file, so a path removed and re-added resumes where it stopped.
+// file, so a path removed and re-added resumes where it stopped. The start
+// is follower.start (follower.go); the search for a saved file, findSaved
+// (rotate.go).
 package audittail
 
 import (

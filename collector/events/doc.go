@@ -17,6 +17,10 @@
 //	    ──one worker: batch (max_records or max_wait), copy + enrich + record──> Publisher.Publish
 //	    ──nil──> tracker (acknowledged) ──every interval──> watermark Lease
 //
+// session.go runs these stages for one leadership term: informers.go builds
+// the informers, handler.go is the handler, ship.go and publish.go are the
+// worker and its retries, and checkpoint.go loads and writes the watermark.
+//
 // The handler queues the object it was given, not a key: the informer cache
 // keeps only the latest version, but every version is an occurrence (a
 // repeating Event bumps count or series.count) with its own record ID

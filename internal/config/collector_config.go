@@ -208,7 +208,27 @@ func (c *CollectorConfig) validate(v *validator) {
 		v.add("collector.memory_limit", "must be 0 (from the cgroup), -1 (no limit) or at least 33554432 (32 MiB)")
 	}
 
-	w := &c.AuditWebhook
+	c.AuditWebhook.validate(v)
+	c.AuditTail.validate(v)
+
+	for i, p := range c.Redaction.ConfigMapKeyPatterns {
+		if _, err := regexp.Compile("(?i)" + p); err != nil {
+			v.add(fmt.Sprintf("collector.redaction.configmap_key_patterns[%d]", i), "invalid regular expression: "+err.Error())
+		}
+	}
+	for i, p := range c.Redaction.ExtraQueryParams {
+		if p == "" || strings.ContainsAny(p, "&=?# ") {
+			v.add(fmt.Sprintf("collector.redaction.extra_query_params[%d]", i), "not a query parameter name")
+		}
+	}
+	if c.Size.MaxRecordBytes < 4096 {
+		v.add("collector.size.max_record_bytes", "must be at least 4096")
+	}
+}
+
+// validate adds the audit webhook's problems, with full field paths, to v,
+// and reads bearer_token_file into BearerToken.
+func (w *AuditWebhookConfig) validate(v *validator) {
 	const wp = "collector.audit_webhook."
 	if w.BearerTokenFile != "" {
 		if b, err := os.ReadFile(w.BearerTokenFile); err != nil {
@@ -259,8 +279,10 @@ func (c *CollectorConfig) validate(v *validator) {
 			v.add(fmt.Sprintf(wp+"allowed_client_names[%d]", i), "not a glob pattern")
 		}
 	}
+}
 
-	tl := &c.AuditTail
+// validate adds the audit tail's problems, with full field paths, to v.
+func (tl *AuditTailConfig) validate(v *validator) {
 	const tp = "collector.audit_tail."
 	if tl.Enabled {
 		if len(tl.Paths) == 0 {
@@ -296,19 +318,5 @@ func (c *CollectorConfig) validate(v *validator) {
 		if n.val <= 0 {
 			v.add(tp+n.field, "must be positive")
 		}
-	}
-
-	for i, p := range c.Redaction.ConfigMapKeyPatterns {
-		if _, err := regexp.Compile("(?i)" + p); err != nil {
-			v.add(fmt.Sprintf("collector.redaction.configmap_key_patterns[%d]", i), "invalid regular expression: "+err.Error())
-		}
-	}
-	for i, p := range c.Redaction.ExtraQueryParams {
-		if p == "" || strings.ContainsAny(p, "&=?# ") {
-			v.add(fmt.Sprintf("collector.redaction.extra_query_params[%d]", i), "not a query parameter name")
-		}
-	}
-	if c.Size.MaxRecordBytes < 4096 {
-		v.add("collector.size.max_record_bytes", "must be at least 4096")
 	}
 }
