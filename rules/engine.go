@@ -95,8 +95,9 @@ type RuleStats struct {
 
 // Set is a compiled, immutable rule set.
 type Set struct {
-	rules []*compiledRule
-	index map[record.Source]*index
+	rules      []*compiledRule
+	index      map[record.Source]*index
+	cisVersion string
 }
 
 // Rules returns the compiled rules' definitions (after layering), by id.
@@ -116,7 +117,7 @@ func Load(opts LoadOptions) (*Set, error) {
 		return nil, err
 	}
 	m, errs := merge(layers)
-	set := &Set{index: map[record.Source]*index{}}
+	set := &Set{index: map[record.Source]*index{}, cisVersion: m.cisVersion}
 	for _, r := range m.rules {
 		cr, rerrs := compileRule(r, m, opts.MaxGroups)
 		errs = append(errs, rerrs...)
@@ -332,9 +333,10 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 		ctx.env = ev
 		k = [2]string{ev.Reason, ""}
 	case record.SourceObject:
-		ob := newObjectEnv(r)
-		ctx.env = ob
-		k = [2]string{ob.Kind, ""}
+		// Object rules are posture checks: their verdict depends on the
+		// inventory (other objects), so they run in rules/posture, which
+		// keeps one, and raise findings with a lifecycle instead of alerts.
+		return nil
 	}
 	cands := ix.candidates(k)
 	if len(cands) == 0 {
@@ -391,7 +393,9 @@ func (e *Engine) evalSequence(m *runner, cr *compiledRule, r *record.Record, ctx
 
 // excepted reports whether one of the rule's exceptions matches the record
 // (counted as suppressed).
-func (e *Engine) excepted(m *runner, cr *compiledRule) bool {
+func (e *Engine) excepted(m *runner, cr *compiledRule) bool { return cr.excepted(m) }
+
+func (cr *compiledRule) excepted(m *runner) bool {
 	for _, ex := range cr.exceptions {
 		v, err := m.run(ex.field)
 		if err == nil && ex.m.matchAll(v) {
