@@ -71,11 +71,11 @@ type clusterState struct {
 	inv      *inventory
 	findings map[fkey]*finding
 	// deps files each pair under the dependency keys its last evaluation
-	// read; reads is the reverse, to unfile a pair when it reads otherwise.
-	deps  map[string]map[pair]struct{}
-	reads map[pair][]string
-	rd    *reader
-	env   *rules.ObjectEnv
+	// read (entry.reads is the reverse, to unfile a pair that reads
+	// otherwise).
+	deps map[string]map[pair]struct{}
+	rd   *reader
+	env  *rules.ObjectEnv
 }
 
 func (e *Engine) cluster(name string) *clusterState {
@@ -94,7 +94,7 @@ func (e *Engine) cluster(name string) *clusterState {
 // keeping the findings.
 func (cs *clusterState) reset(inv *inventory) {
 	cs.inv = inv
-	cs.deps, cs.reads = map[string]map[pair]struct{}{}, map[pair][]string{}
+	cs.deps = map[string]map[pair]struct{}{}
 	cs.rd = &reader{inv: inv}
 	cs.env = rules.NewObjectEnv(cs.rd)
 }
@@ -123,9 +123,14 @@ func (e *Engine) Apply(cluster string, o Object) ([]Decision, error) {
 		// The object was deleted and created again under the same name
 		// while the delete went unseen: the old one's findings resolve.
 		out = e.resolveUID(cs, old, o.ResourceVersion)
-		old = nil
+		for i := range e.checks {
+			cs.file(old, i, nil)
+		}
 	}
 	ent := &entry{obj: o}
+	if old != nil && old.obj.UID == o.UID {
+		ent.reads = old.reads // what the pairs read until judged again below
+	}
 	dirty := cs.inv.put(ent, old)
 	return e.rejudge(cs, k, dirty, o.ResourceVersion, out), nil
 }
@@ -145,7 +150,7 @@ func (e *Engine) Delete(cluster, kind, namespace, name string) []Decision {
 	rv := old.obj.ResourceVersion
 	out := e.resolveUID(cs, old, rv)
 	for i := range e.checks {
-		cs.file(pair{i, k}, nil)
+		cs.file(old, i, nil)
 	}
 	dirty := cs.inv.remove(k)
 	return e.rejudge(cs, k, dirty, rv, out)
@@ -199,7 +204,7 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 		// its open finding resolves rather than staying open forever.
 		setBit(&ent.evaluated, i, false)
 		setBit(&ent.failed, i, false)
-		cs.file(pair{i, keyOf(o)}, nil)
+		cs.file(ent, i, nil)
 		if f == nil || !f.d.Open() {
 			return out
 		}
@@ -211,7 +216,7 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 	cs.rd.reads = cs.rd.reads[:0]
 	cs.env.Reset(cs.name, o.Kind, o.Namespace, o.Name, o.UID, o.Body)
 	failed, msg, _ := ch.c.Eval(cs.env) // errors are counted by the check's stats
-	cs.file(pair{i, keyOf(o)}, cs.rd.reads)
+	cs.file(ent, i, cs.rd.reads)
 	setBit(&ent.evaluated, i, true)
 	setBit(&ent.failed, i, failed && !ch.rule.Shadow)
 	if ch.rule.Shadow {
@@ -270,12 +275,15 @@ func (e *Engine) resolveUID(cs *clusterState, ent *entry, rv string) []Decision 
 	return out
 }
 
-// file records the dependency keys a pair read, unfiling its old ones.
-func (cs *clusterState) file(p pair, reads []string) {
-	old := cs.reads[p]
+// file records the dependency keys a pair read, unfiling its old ones. The
+// keys are kept on the entry: most pairs read nothing beyond their object,
+// and for them this is one nil check.
+func (cs *clusterState) file(ent *entry, i int, reads []string) {
+	old := ent.reads[i]
 	if slices.Equal(old, reads) {
 		return
 	}
+	p := pair{i, keyOf(&ent.obj)}
 	for _, k := range old {
 		delete(cs.deps[k], p)
 		if len(cs.deps[k]) == 0 {
@@ -283,10 +291,13 @@ func (cs *clusterState) file(p pair, reads []string) {
 		}
 	}
 	if len(reads) == 0 {
-		delete(cs.reads, p)
+		delete(ent.reads, i)
 		return
 	}
-	cs.reads[p] = slices.Clone(reads)
+	if ent.reads == nil {
+		ent.reads = map[int][]string{}
+	}
+	ent.reads[i] = slices.Clone(reads)
 	for _, k := range reads {
 		if cs.deps[k] == nil {
 			cs.deps[k] = map[pair]struct{}{}

@@ -146,6 +146,11 @@ subjects: [{kind: ServiceAccount, name: web, namespace: shop}]`)
 	grp := with(t, crb, "subjects", []any{map[string]any{"kind": "Group", "name": "system:serviceaccounts:shop"}})
 	grp = with(t, grp, "roleRef.name", "cluster-admin")
 	wantDecisions(t, "cluster-admin to the namespace's accounts", apply(t, e, grp), dep, "posture-workload-cluster-admin-sa:reopened")
+	// Deleted and created again under the same name (the delete unseen):
+	// the old binding's subjects no longer count.
+	recreated := with(t, grp, "subjects", []any{map[string]any{"kind": "User", "name": "alice"}})
+	recreated.UID = "uid-recreated"
+	wantDecisions(t, "binding recreated for someone else", apply(t, e, recreated), dep, "posture-workload-cluster-admin-sa:resolved")
 }
 
 // TestAggregatedClusterRole: a ClusterRole that starts matching an

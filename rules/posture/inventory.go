@@ -14,6 +14,9 @@ type entry struct {
 	// evaluated and failed are bitsets over check indexes: which checks
 	// judged the object and which it fails (the score reads them).
 	evaluated, failed []uint64
+	// reads are the dependency keys each check's last evaluation of the
+	// object read, by check index (see clusterState.file).
+	reads map[int][]string
 	// Bindings: the role they grant and their subjects (audit names).
 	roleRef  key
 	subjects []string
