@@ -312,3 +312,22 @@ rules:
 		t.Errorf("namespace good %+v", s)
 	}
 }
+
+// TestControlPlanePods: mirror Pods are judged by the checks tagged
+// control-plane and only by them; other Pods never by those.
+func TestControlPlanePods(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+rules:
+  - {id: cp, title: t, severity: high, source: object, tags: [control-plane], condition: 'kind == "Pod"'}
+  - {id: wl, title: t, severity: high, source: object, condition: 'kind == "Pod"'}
+`)
+	set, err := rules.Load(rules.LoadOptions{NoBuiltin: true, Dirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(set)
+	mirror, bare := obj(t, mirrorPod), obj(t, privilegedPod)
+	wantDecisions(t, "mirror Pod", apply(t, e, mirror), "", "cp:open")
+	wantDecisions(t, "bare Pod", apply(t, e, bare), "", "wl:open")
+}
