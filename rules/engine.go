@@ -13,6 +13,9 @@
 // see that identity's records in order. Eval never fails: a rule whose
 // expression errors on a record is counted (errors) and treated as no match.
 // Reload swaps the compiled set atomically; a bad reload keeps the old set.
+// Object rules (source: object) are posture checks: Eval skips them, and
+// rules/posture evaluates them through Set.ObjectChecks against an
+// inventory.
 //
 // The rule language is documented in rules/README.md.
 package rules

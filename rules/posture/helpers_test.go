@@ -40,14 +40,7 @@ func obj(t testing.TB, doc string) Object {
 	if err := yaml.Unmarshal([]byte(doc), &y); err != nil {
 		t.Fatalf("fixture YAML: %v\n%s", err, doc)
 	}
-	raw, err := json.Marshal(y)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatal(err)
-	}
+	body := jsonMap(t, y)
 	md := asMap(body["metadata"])
 	o := Object{
 		APIVersion: str(body["apiVersion"]), Kind: str(body["kind"]),
@@ -68,11 +61,9 @@ func obj(t testing.TB, doc string) Object {
 // The resourceVersion is bumped, as an update would.
 func with(t testing.TB, o Object, path string, v any) Object {
 	t.Helper()
-	raw, _ := json.Marshal(o.Body)
-	var body map[string]any
-	_ = json.Unmarshal(raw, &body)
+	body := jsonMap(t, o.Body)
 	if v != nil {
-		raw, _ = json.Marshal(v)
+		raw, _ := json.Marshal(v)
 		_ = json.Unmarshal(raw, &v)
 	}
 	parts := strings.Split(path, ".")
@@ -209,4 +200,19 @@ func writeRules(t testing.TB, dir, text string) {
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// jsonMap is v as the objects source decodes objects: through JSON, so
+// numbers are float64 and the result shares nothing with v.
+func jsonMap(t testing.TB, v any) map[string]any {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

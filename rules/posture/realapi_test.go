@@ -176,16 +176,8 @@ func deployment(t *testing.T, o Object, ns, name string) *appsv1.Deployment {
 // toObject is what the objects source will deliver for a typed object.
 func toObject(t *testing.T, v metav1.Object, kind, apiVersion string) Object {
 	t.Helper()
-	raw, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatal(err)
-	}
 	return Object{APIVersion: apiVersion, Kind: kind, Namespace: v.GetNamespace(), Name: v.GetName(),
-		UID: string(v.GetUID()), ResourceVersion: v.GetResourceVersion(), Body: body}
+		UID: string(v.GetUID()), ResourceVersion: v.GetResourceVersion(), Body: jsonMap(t, v)}
 }
 
 // listAll lists every kind the checks read, in all namespaces.
