@@ -56,7 +56,7 @@ rules:
 // fakeInventory answers every helper with one fixed object.
 type fakeInventory struct{ np []any }
 
-func (f fakeInventory) NetworkPolicies(string) []any                { return f.np }
+func (f fakeInventory) NetworkPolicies(string) []any                 { return f.np }
 func (f fakeInventory) ServiceAccount(string, string) map[string]any { return nil }
 func (f fakeInventory) SubjectsBoundTo(map[string]any) []string      { return []string{"alice"} }
 func (f fakeInventory) EffectiveRules(string) []any                  { return nil }
