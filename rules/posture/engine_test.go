@@ -3,9 +3,14 @@ package posture
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/rules"
 )
 
@@ -330,4 +335,73 @@ rules:
 	mirror, bare := obj(t, mirrorPod), obj(t, privilegedPod)
 	wantDecisions(t, "mirror Pod", apply(t, e, mirror), "", "cp:open")
 	wantDecisions(t, "bare Pod", apply(t, e, bare), "", "wl:open")
+}
+
+// TestMetrics reads the engine's counters through Prometheus.
+func TestMetrics(t *testing.T) {
+	e := New(builtin(t))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.Collector())
+	p := obj(t, privilegedPod)
+	apply(t, e, p)
+	apply(t, e, p) // unchanged
+	_, _ = e.Apply(cl, Object{Kind: "Pod", Name: "x"})
+	_, _ = e.Apply(cl, Object{Kind: "ConfigMap", Namespace: "a", Name: "c", UID: "u"})
+	e.Delete(cl, "Pod", "shop", "debug")
+	for _, m := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"kubesift_posture_objects_total", []string{"result", "applied"}, 1},
+		{"kubesift_posture_objects_total", []string{"result", "unchanged"}, 1},
+		{"kubesift_posture_objects_total", []string{"result", "invalid"}, 1},
+		{"kubesift_posture_objects_total", []string{"result", "ignored"}, 1},
+		{"kubesift_posture_objects_total", []string{"result", "deleted"}, 1},
+		{"kubesift_posture_inventory_objects", []string{"cluster", cl}, 0},
+	} {
+		if got := testenv.Metric(t, reg, m.name, m.labels...); got != m.want {
+			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
+		}
+	}
+	opened := testenv.Metric(t, reg, "kubesift_posture_transitions_total", "state", "open")
+	resolved := testenv.Metric(t, reg, "kubesift_posture_transitions_total", "state", "resolved")
+	if opened == 0 || opened != resolved {
+		t.Errorf("transitions: %v opened, %v resolved; want equal and non-zero", opened, resolved)
+	}
+}
+
+// TestConcurrentClusters applies, deletes and reads from several
+// goroutines (run with -race): each cluster has its own lock, and readers
+// (Findings, Score, the metrics collector) take it too.
+func TestConcurrentClusters(t *testing.T) {
+	e := New(builtin(t))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.Collector())
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(cluster string) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				for _, o := range goodShop(t) {
+					o.ResourceVersion = strconv.Itoa(i + 1)
+					if _, err := e.Apply(cluster, with(t, o, "metadata.labels.round", strconv.Itoa(i))); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				e.Delete(cluster, "Deployment", "shop", "web")
+				e.Findings(cluster)
+				e.Score(cluster)
+			}
+		}("c" + strconv.Itoa(g%2))
+	}
+	for i := 0; i < 20; i++ {
+		testenv.Metric(t, reg, "kubesift_posture_inventory_objects")
+	}
+	wg.Wait()
+	if n := testenv.Metric(t, reg, "kubesift_posture_inventory_objects"); n != 10 {
+		t.Errorf("inventory holds %v objects over two clusters, want 10 (5 each, the Deployment deleted)", n)
+	}
 }
