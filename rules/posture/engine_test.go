@@ -173,6 +173,9 @@ func TestAggregatedClusterRole(t *testing.T) {
 	}
 	ds := apply(t, e, with(t, reader, "metadata.labels", map[string]any{"acme.io/aggregate-to-monitoring": "true"}))
 	wantDecisions(t, "member labelled", ds, agg.UID, "posture-secrets-access:open")
+	if len(ds) == 1 && ds[0].Message != "ClusterRole monitoring allows reading secrets; bound to: " {
+		t.Errorf("message %q", ds[0].Message)
+	}
 	ds = apply(t, e, with(t, obj(t, secretsReader), "rules.0.resources", []any{"configmaps"}))
 	wantDecisions(t, "member narrowed", ds, agg.UID, "posture-secrets-access:resolved")
 }
