@@ -139,6 +139,8 @@ type merged struct {
 	macros map[string]*Macro
 	lists  map[string][]string
 	rules  []*Rule
+	// cisVersion is the last layer's cis_version.
+	cisVersion string
 }
 
 func merge(layers []layer) (*merged, []error) {
@@ -146,6 +148,9 @@ func merge(layers []layer) (*merged, []error) {
 	byID := map[string]*Rule{}
 	var errs []error
 	for _, l := range layers {
+		if l.file.CISVersion != "" {
+			m.cisVersion = l.file.CISVersion
+		}
 		for i := range l.file.Lists {
 			li := &l.file.Lists[i]
 			if li.Append {
@@ -583,6 +588,7 @@ func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
 	}
 	cr.objects = c.objects
 	cr.state = newState(r, maxGroups)
+	cr.stats = &RuleStats{} // replaced by the Engine's shared counters on install
 	return cr, nil
 }
 

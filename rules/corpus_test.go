@@ -418,7 +418,11 @@ func TestBuiltinRulesHaveFixtures(t *testing.T) {
 	}
 	var ids []string
 	for _, r := range set.Rules() {
-		ids = append(ids, r.ID)
+		// Object rules are posture checks: their fixtures are the table
+		// tests of rules/posture, which judge them against an inventory.
+		if r.Source != string(record.SourceObject) {
+			ids = append(ids, r.ID)
+		}
 	}
 	sort.Strings(ids)
 	for _, id := range ids {

@@ -13,6 +13,9 @@
 // see that identity's records in order. Eval never fails: a rule whose
 // expression errors on a record is counted (errors) and treated as no match.
 // Reload swaps the compiled set atomically; a bad reload keeps the old set.
+// Object rules (source: object) are posture checks: Eval skips them, and
+// rules/posture evaluates them through Set.ObjectChecks against an
+// inventory.
 //
 // The rule language is documented in rules/README.md.
 package rules
@@ -95,8 +98,9 @@ type RuleStats struct {
 
 // Set is a compiled, immutable rule set.
 type Set struct {
-	rules []*compiledRule
-	index map[record.Source]*index
+	rules      []*compiledRule
+	index      map[record.Source]*index
+	cisVersion string
 }
 
 // Rules returns the compiled rules' definitions (after layering), by id.
@@ -116,7 +120,7 @@ func Load(opts LoadOptions) (*Set, error) {
 		return nil, err
 	}
 	m, errs := merge(layers)
-	set := &Set{index: map[record.Source]*index{}}
+	set := &Set{index: map[record.Source]*index{}, cisVersion: m.cisVersion}
 	for _, r := range m.rules {
 		cr, rerrs := compileRule(r, m, opts.MaxGroups)
 		errs = append(errs, rerrs...)
@@ -332,9 +336,10 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 		ctx.env = ev
 		k = [2]string{ev.Reason, ""}
 	case record.SourceObject:
-		ob := newObjectEnv(r)
-		ctx.env = ob
-		k = [2]string{ob.Kind, ""}
+		// Object rules are posture checks: their verdict depends on the
+		// inventory (other objects), so they run in rules/posture, which
+		// keeps one, and raise findings with a lifecycle instead of alerts.
+		return nil
 	}
 	cands := ix.candidates(k)
 	if len(cands) == 0 {
@@ -391,7 +396,9 @@ func (e *Engine) evalSequence(m *runner, cr *compiledRule, r *record.Record, ctx
 
 // excepted reports whether one of the rule's exceptions matches the record
 // (counted as suppressed).
-func (e *Engine) excepted(m *runner, cr *compiledRule) bool {
+func (e *Engine) excepted(m *runner, cr *compiledRule) bool { return cr.excepted(m) }
+
+func (cr *compiledRule) excepted(m *runner) bool {
 	for _, ex := range cr.exceptions {
 		v, err := m.run(ex.field)
 		if err == nil && ex.m.matchAll(v) {

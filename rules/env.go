@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"encoding/json"
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
@@ -74,7 +73,10 @@ type EventEnv struct {
 	rec *record.Record
 }
 
-// ObjectEnv is what an object (posture) rule's condition sees.
+// ObjectEnv is what an object (posture) rule's condition sees: one object of
+// a cluster's inventory and, through the inventory helpers, the objects it
+// is joined with. The helper fields are bound to an Inventory by
+// NewObjectEnv; rules call them like functions (network_policies("ns")).
 type ObjectEnv struct {
 	ID        string         `expr:"id"`
 	Cluster   string         `expr:"cluster"`
@@ -82,9 +84,14 @@ type ObjectEnv struct {
 	Kind      string         `expr:"kind"`
 	Namespace string         `expr:"namespace"`
 	Name      string         `expr:"name"`
+	UID       string         `expr:"uid"`
 	Object    map[string]any `expr:"object"`
 
-	rec *record.Record
+	NetworkPolicies func(namespace string) []any                `expr:"network_policies"`
+	ServiceAccount  func(namespace, name string) map[string]any `expr:"service_account"`
+	SubjectsBoundTo func(role map[string]any) []string          `expr:"subjects_bound_to"`
+	EffectiveRules  func(subject string) []any                  `expr:"effective_rules"`
+	RoleRules       func(role map[string]any) []any             `expr:"role_rules"`
 }
 
 // newAuditEnv fills the scalar fields; objects are added by withObjects.
@@ -181,14 +188,3 @@ const (
 	AnnotationOwnerKind = "kubesift.io/owner-kind"
 	AnnotationOwnerName = "kubesift.io/owner-name"
 )
-
-func newObjectEnv(r *record.Record) *ObjectEnv {
-	e := &ObjectEnv{ID: r.ID, Cluster: r.Cluster.Name, Time: r.EventTime, rec: r}
-	_ = json.Unmarshal(r.Object, &e.Object)
-	if md, ok := e.Object["metadata"].(map[string]any); ok {
-		e.Namespace, _ = md["namespace"].(string)
-		e.Name, _ = md["name"].(string)
-	}
-	e.Kind, _ = e.Object["kind"].(string)
-	return e
-}

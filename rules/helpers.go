@@ -37,6 +37,9 @@ func helperOptions() []expr.Option {
 		expr.Function("in_cidr", func(p ...any) (any, error) { return toMatcher(p[1], cmpCIDR).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("glob", func(p ...any) (any, error) { return toMatcher(p[1], cmpGlob).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("has_prefix", func(p ...any) (any, error) { return toMatcher(p[1], cmpPrefix).matchAny(p[0]), nil }, new(func(any, any) bool)),
+		expr.Function("service_account_name", func(p ...any) (any, error) { return serviceAccountName(asMap(p[0])), nil }, new(func(map[string]any) string)),
+		expr.Function("grants", func(p ...any) (any, error) { return grants(asSlice(p[0]), strs(p[1]), strs(p[2])), nil }, new(func([]any, any, any) bool)),
+		expr.Function("default_deny", func(p ...any) (any, error) { return defaultDeny(asMap(p[0]), p[1].(string)), nil }, new(func(any, string) bool)),
 		expr.Patch(&matcherPatcher{}),
 	}
 }

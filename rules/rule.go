@@ -80,6 +80,11 @@ type File struct {
 	Lists     []List     `yaml:"lists"`
 	Rules     []Rule     `yaml:"rules"`
 	Overrides []Override `yaml:"overrides"`
+
+	// CISVersion names the CIS Kubernetes Benchmark version the cis ids of
+	// object rules follow; one version for the whole set (a later layer that
+	// sets it replaces the earlier one), carried by every posture finding.
+	CISVersion string `yaml:"cis_version"`
 }
 
 // Macro is a named expr snippet usable in any condition by its name.
@@ -116,6 +121,11 @@ type Rule struct {
 	Shadow     bool        `yaml:"shadow"` // evaluated and counted, never alerts
 	References []string    `yaml:"references"`
 	Exceptions []Exception `yaml:"exceptions"`
+	// CIS lists the CIS Kubernetes Benchmark items an object rule checks
+	// ("5.1.3"), numbered as the set's cis_version.
+	CIS []string `yaml:"cis"`
+	// Remediation tells the owner of a posture finding how to fix it.
+	Remediation string `yaml:"remediation"`
 
 	// GroupBy are expressions whose values form the group key of a stateful rule.
 	GroupBy []string `yaml:"group_by"`
@@ -191,7 +201,10 @@ type Override struct {
 	file       string
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+var (
+	idPattern  = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	cisPattern = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+)
 
 // parseFile decodes one rule file strictly (unknown keys are errors) and
 // records the line of each element for later error messages.
@@ -301,6 +314,19 @@ func (r *Rule) validate() []error {
 	}
 	if n := r.NewTerm; n != nil && n.Lookback <= 0 {
 		add("new_term needs a positive lookback")
+	}
+	for i, c := range r.CIS {
+		if !cisPattern.MatchString(c) {
+			add("cis[%d] %q is not a benchmark item number such as 5.1.3", i, c)
+		}
+	}
+	if (len(r.CIS) > 0 || r.Remediation != "") && r.Source != string(record.SourceObject) {
+		add("cis and remediation belong to source: object rules (posture checks)")
+	}
+	if r.Source == string(record.SourceObject) && forms > 0 {
+		// A posture check judges the current state of one object; a window
+		// over observations would make the verdict depend on replay order.
+		add("source: object rules cannot be stateful")
 	}
 	for i, e := range r.Exceptions {
 		if err := e.validate(); err != nil {

@@ -1,0 +1,78 @@
+// Package posture is kubesift's continuous benchmark engine: it keeps the
+// current objects of each cluster (the inventory), judges them with the
+// source: object rules of a rules.Set (the checks), and turns verdicts into
+// findings with a lifecycle. It does no I/O; the processor, the Elasticsearch
+// writer and `posture scan` call it.
+//
+// # The Engine contract
+//
+// Apply(cluster, object) puts an object into the inventory and returns the
+// finding transitions (Decisions) the change causes: open, resolved or
+// reopened. Delete resolves the findings of the deleted object and
+// re-judges what depended on it. Replace sets a cluster's inventory to
+// exactly the given objects and judges everything once: it is how the
+// processor rebuilds from the compacted objects topic and how a one-shot
+// scan runs, so both take the same code path.
+//
+// A Decision is emitted only when a finding's state changes. Applying an
+// object whose uid and resourceVersion the inventory already holds is a
+// no-op, and a verdict equal to the finding's current state is silent, so a
+// replay of the current state yields nothing. A restarted process seeds the
+// states it wrote before with Restore and then Replaces the inventory: a
+// finding still open stays silent, one fixed meanwhile resolves. Replace
+// judges only once every object is in, so a namespace read before its
+// NetworkPolicy does not open and resolve in the same rebuild.
+//
+// Methods are safe for concurrent use; each cluster has its own lock.
+// Apply and Replace never panic on bad input: an object without kind, name
+// or uid, or with a namespace where its kind has none, is an error naming
+// the field (counted as invalid); kinds and versions the engine does not
+// judge are counted as ignored and not kept, so a 1 MiB ConfigMap costs
+// nothing. A check whose expression fails on an object is counted (the
+// rule's error counter) and the object counts as passing it.
+//
+// # Which objects are judged
+//
+// One finding per (check, object), id cluster/check/object-uid. Workload
+// checks report on the top-most controller: Pods and Jobs whose
+// ownerReferences name a controller are kept in the inventory (for joins)
+// but not judged; ReplicaSets are not collected. Control-plane Pods (the
+// kubernetes.io/config.mirror annotation) are judged only by checks tagged
+// control-plane. Built-in roles and bindings (label
+// kubernetes.io/bootstrapping: rbac-defaults) are never judged: changing them
+// is an audit alert, not a posture finding.
+//
+// # Dependency tracking
+//
+// A check reads its own object and, through the inventory helpers of
+// rules.Inventory, others. Each evaluation of a (check, object) pair runs
+// with a reader that records a dependency key for every helper call:
+//
+//	network_policies(ns)        np/NS
+//	service_account(ns, name)   obj/ServiceAccount/NS/NAME
+//	subjects_bound_to(role)     bound/KIND/NS/NAME of the role
+//	role_rules(role)            obj/KIND/NS/NAME of the role and of every
+//	                            ClusterRole an aggregationRule pulled in
+//	effective_rules(subject)    subj/S for the subject and the groups it is
+//	                            in, plus the role_rules keys of every role bound
+//
+// The pair is filed under each key it read (the previous keys are dropped).
+// A change to an object dirties the keys it can affect: obj/ of itself; np/
+// of its namespace for a NetworkPolicy; for a binding, bound/ of its old and
+// new roleRef and subj/ of its old and new subjects; for a ClusterRole, obj/
+// of every aggregated ClusterRole whose selectors match its old or new
+// labels. The changed object is judged by every check of its kind, and the
+// pairs filed under the dirty keys are judged again; nothing else is. A
+// NetworkPolicy created in namespace X therefore re-judges X's namespace
+// checks and a ClusterRoleBinding change the workloads running as its
+// subjects. Pairs that read nothing beyond their object (most workload
+// checks) are not filed at all.
+//
+// # Score
+//
+// Score weighs each (check, object) verdict by the check's severity
+// (critical 10, high 6, medium 3, low 1, info 0) and reports passed weight
+// over judged weight, for the cluster and per namespace (a Namespace's own
+// checks count for that namespace; cluster-scoped objects only for the
+// cluster).
+package posture
