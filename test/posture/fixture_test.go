@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -293,4 +294,38 @@ func isolated(o *unstructured.Unstructured) error {
 		return fmt.Errorf("namespace %s is neither the set's own nor one of %v", ns, sharedNamespaces)
 	}
 	return nil
+}
+
+// polarisTheme matches one entry of summarize_polaris.py's POLARIS_THEMES.
+var polarisTheme = regexp.MustCompile(`^"(\w+)": "([a-z-]+)",$`)
+
+// TestPolarisMappingNamesFixtureThemes keeps the comparison script's map of
+// Polaris checks to themes in step with expected.yaml: a theme renamed in
+// one and not the other would silently count as missed.
+func TestPolarisMappingNamesFixtureThemes(t *testing.T) {
+	exp := loadExpectations(t)
+	src, err := os.ReadFile("summarize_polaris.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(src), "POLARIS_THEMES = {")
+	if !ok {
+		t.Fatal("summarize_polaris.py has no POLARIS_THEMES")
+	}
+	block, _, _ = strings.Cut(block, "\n}")
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		m := polarisTheme.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			t.Errorf("POLARIS_THEMES: unexpected line %q", line)
+			continue
+		}
+		n++
+		if _, ok := exp.Themes[m[2]]; !ok {
+			t.Errorf("POLARIS_THEMES maps %s to %q, which expected.yaml does not name", m[1], m[2])
+		}
+	}
+	if n == 0 {
+		t.Error("POLARIS_THEMES is empty")
+	}
 }
