@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,45 +31,27 @@ import (
 
 const fieldManager = "kubesift-test-posture"
 
-// serverWarnings collects the warnings kube-apiserver sends back.
-type serverWarnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *serverWarnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	w.msgs = append(w.msgs, text)
-	w.mu.Unlock()
-}
-
-// take returns and clears what was collected.
-func (w *serverWarnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.msgs
-	w.msgs = nil
-	return out
-}
-
 // ground is an admin client of the test ground's kube-apiserver.
 type ground struct {
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
 	mapper meta.RESTMapper
-	warn   *serverWarnings
+	// warn receives the warnings kube-apiserver sends back, one
+	// "Warning: " line each; requests are sequential, so what a request
+	// added is what follows the length before it.
+	warn *testenv.Buffer
 }
 
 func newGround(t testing.TB) *ground {
 	t.Helper()
 	k := testenv.KubeAPIServer(t)
-	w := &serverWarnings{}
+	w := &testenv.Buffer{}
 	cfg := &rest.Config{
 		Host:            k.URL,
 		BearerToken:     k.AdminToken,
 		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile},
 		UserAgent:       fieldManager,
-		WarningHandler:  w,
+		WarningHandler:  rest.NewWarningWriter(w, rest.WarningWriterOptions{}),
 		QPS:             100,
 		Burst:           200,
 		Timeout:         30 * time.Second,
@@ -109,9 +90,15 @@ func (g *ground) apply(ctx context.Context, o *unstructured.Unstructured) (*unst
 	if err != nil {
 		return nil, nil, err
 	}
-	g.warn.take()
+	before := len(g.warn.String())
 	got, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
-	return got, g.warn.take(), err
+	var warnings []string
+	for _, line := range strings.Split(strings.TrimSpace(g.warn.String()[before:]), "\n") {
+		if line != "" {
+			warnings = append(warnings, strings.TrimPrefix(line, "Warning: "))
+		}
+	}
+	return got, warnings, err
 }
 
 // deleteObject deletes o without waiting.
