@@ -34,7 +34,7 @@ runs=${RUNS:-3}
 # shellcheck disable=SC1091
 source "$testenv/env.kube"
 kc=$KUBESIFT_KUBECONFIG_ADMIN
-polaris=${POLARIS:-$(ls -1d "$cache"/polaris/*/polaris 2>/dev/null | sort -V | tail -1)}
+polaris=${POLARIS:-$( (ls -1d "$cache"/polaris/*/polaris 2>/dev/null || true) | sort -V | tail -1)}
 polaris=${polaris:-$(command -v polaris || true)}
 [[ -x "$polaris" ]] || { echo "no polaris binary: set POLARIS (see docs/posture-compare.md)" >&2; exit 1; }
 python3 -c 'import yaml' 2>/dev/null || { echo "python3 with PyYAML is needed for the summary" >&2; exit 1; }
