@@ -11,22 +11,25 @@ type change struct {
 	v    any
 }
 
+// checkCase is one row of TestChecks.
+type checkCase struct {
+	name    string
+	check   string
+	base    string   // fixture to change (default: goodDeployment)
+	changes []change // applied to base
+	extra   []string // objects added to the inventory
+	uid     string   // object judged (default: the Deployment)
+	fail    bool
+}
+
 // TestChecks plants one violation per case into the compliant shop (or adds
 // objects beside it) and checks that exactly the judged object fails the
-// check, while its look-alike does not. Every check of 60-posture.yaml has
+// check, while its look-alike does not. Every built-in check has
 // at least one failing and one passing case (TestChecksAllCovered).
 func TestChecks(t *testing.T) {
 	const c = "k"
 	const dep = "uid-deployment-shop-web"
-	cases := []struct {
-		name    string
-		check   string
-		base    string   // fixture to change (default: goodDeployment)
-		changes []change // applied to base
-		extra   []string // objects added to the inventory
-		uid     string   // object judged (default: the Deployment)
-		fail    bool
-	}{
+	cases := []checkCase{
 		{name: "privileged", check: "posture-privileged-container", changes: []change{{"spec.template.spec.containers.0.securityContext.privileged", true}}, fail: true},
 		{name: "privileged false", check: "posture-privileged-container", changes: []change{{"spec.template.spec.containers.0.securityContext.privileged", false}}},
 		{name: "privileged init container", check: "posture-privileged-container", changes: []change{{"spec.template.spec.initContainers", []any{map[string]any{"name": "init", "image": "registry.k8s.io/i:1", "securityContext": map[string]any{"privileged": true}}}}}, fail: true},
@@ -152,6 +155,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 		{name: "binding to the default SA", check: "posture-default-sa-bound", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "default", "namespace": "shop"}}}}, uid: "uid-clusterrolebinding--alice-admin", fail: true},
 		{name: "binding to a named SA", check: "posture-default-sa-bound", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}}}}, uid: "uid-clusterrolebinding--alice-admin"},
 	}
+	cases = append(cases, controlPlaneCases()...)
 	// The set (and its per-check counters) is shared by the package's
 	// tests, some of which feed malformed bodies: count errors from here.
 	errorsBefore := map[string]uint64{}
