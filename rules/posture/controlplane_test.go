@@ -242,7 +242,7 @@ func controlPlaneCases() []checkCase {
 		// component is recognised by its executable, not by a flag that
 		// mentions it, and kubeadm's defaults fail what CIS expects.
 		{name: "ordinary Pod running kube-apiserver is not a control-plane Pod", check: "posture-apiserver-anonymous-auth",
-			base: controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", editFlags(hardenedAPIServer, "--anonymous-auth=true")),
+			base:    controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", editFlags(hardenedAPIServer, "--anonymous-auth=true")),
 			changes: []change{{"metadata.annotations", nil}}, uid: "uid-pod-kube-system-kube-apiserver-cp"},
 		{name: "ordinary Pod running kube-apiserver is judged as a workload", check: "posture-host-network",
 			base:    controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", hardenedAPIServer),
@@ -251,11 +251,11 @@ func controlPlaneCases() []checkCase {
 			base: controlPlanePod("kube-scheduler", "kube-scheduler:v1.31.0", editFlags(hardenedScheduler, "--anonymous-auth=true")),
 			uid:  "uid-pod-kube-system-kube-scheduler-cp"},
 		{name: "apiserver by absolute path, flags in args", check: "posture-apiserver-authz-rbac",
-			base: controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", []string{"/usr/local/bin/kube-apiserver"}),
+			base:    controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", []string{"/usr/local/bin/kube-apiserver"}),
 			changes: []change{{"spec.containers.0.args", editFlags(hardenedAPIServer[1:], "--authorization-mode=AlwaysAllow")}},
 			uid:     "uid-pod-kube-system-kube-apiserver-cp", fail: true},
 		{name: "apiserver by container name, image entrypoint", check: "posture-apiserver-authz-node",
-			base: controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", nil),
+			base:    controlPlanePod("kube-apiserver", "kube-apiserver:v1.31.0", nil),
 			changes: []change{{"spec.containers.0.command", nil}, {"spec.containers.0.args", editFlags(hardenedAPIServer[1:], "--authorization-mode=RBAC")}},
 			uid:     "uid-pod-kube-system-kube-apiserver-cp", fail: true},
 		{name: "kubeadm default apiserver keeps profiling on", check: "posture-apiserver-profiling",
