@@ -83,6 +83,27 @@ func TestChecks(t *testing.T) {
 		{name: "empty serviceAccountName means default", check: "posture-sa-token-automount",
 			changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}, {"spec.template.spec.serviceAccountName", ""}},
 			extra:   []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: shop}"}, fail: true},
+		{name: "unused token: the SA has no binding", check: "posture-sa-token-unused", changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}},
+			extra: []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}", discoveryRole, discoveryBinding}, fail: true},
+		{name: "token of an SA with a Role", check: "posture-sa-token-unused", changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}},
+			extra: []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}", discoveryRole, discoveryBinding, `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: config-reader, namespace: shop}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]`, `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: web-config, namespace: shop}
+roleRef: {kind: Role, name: config-reader}
+subjects: [{kind: ServiceAccount, name: web}]`}},
+		{name: "token of an SA whose namespace group is bound", check: "posture-sa-token-unused", changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}},
+			extra: []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}", discoveryRole, discoveryBinding, `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: shop-sas-view}
+roleRef: {kind: ClusterRole, name: system:discovery}
+subjects: [{kind: Group, name: "system:serviceaccounts:shop"}]`}},
+		{name: "unused token turned off", check: "posture-sa-token-unused"},
 		{name: "workload SA bound to cluster-admin", check: "posture-workload-cluster-admin-sa", extra: []string{`
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -252,6 +273,20 @@ spec:
   hostNetwork: true
   containers:
   - {name: kube-apiserver, image: "registry.k8s.io/kube-apiserver:v1.31.0"}
+`
+	// The built-in grant of API discovery to every authenticated identity.
+	discoveryRole = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: system:discovery, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+rules: [{nonResourceURLs: [/api, /apis, /version], verbs: [get]}]
+`
+	discoveryBinding = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: system:discovery, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+roleRef: {kind: ClusterRole, name: system:discovery}
+subjects: [{kind: Group, name: system:authenticated}]
 `
 	aliceAdmin = `
 apiVersion: rbac.authorization.k8s.io/v1
