@@ -13,11 +13,18 @@ import (
 
 // componentArgs returns the command-line arguments (after the executable)
 // of the first container of obj that runs component, and whether one does.
-// A container runs component when the basename of its command's first
-// element is the component (kubeadm writes "kube-apiserver", other
-// installers an absolute path), or, when it has no command and so runs its
-// image's entrypoint, when the container is named after it.
 func componentArgs(obj map[string]any, component string) ([]string, bool) {
+	_, args, ok := componentContainer(obj, component)
+	return args, ok
+}
+
+// componentContainer finds the first container of obj that runs component
+// and returns it with its arguments. A container runs component when the
+// basename of its command's first element is the component (kubeadm writes
+// "kube-apiserver", other installers an absolute path), or, when it has no
+// command and so runs its image's entrypoint, when the container is named
+// after it.
+func componentContainer(obj map[string]any, component string) (map[string]any, []string, bool) {
 	for _, c := range asSlice(podSpec(obj)["containers"]) {
 		m := asMap(c)
 		cmd := strs(m["command"])
@@ -29,9 +36,32 @@ func componentArgs(obj map[string]any, component string) ([]string, bool) {
 		default:
 			continue
 		}
-		return append(args[:len(args):len(args)], strs(m["args"])...), true
+		return m, append(args[:len(args):len(args)], strs(m["args"])...), true
 	}
-	return nil, false
+	return nil, nil, false
+}
+
+// componentSetting is the value of flag for component and whether it is
+// set. etcd also reads every flag from an environment variable (--cert-file
+// from ETCD_CERT_FILE) and lets the flag win when both are given, so for
+// etcd a literal env value counts when the flag is absent; one taken from a
+// Secret or ConfigMap (valueFrom) is not visible here and counts as unset.
+func componentSetting(obj map[string]any, component, flag string) (string, bool) {
+	c, args, _ := componentContainer(obj, component)
+	if v, set := flagValue(args, flag); set || component != "etcd" {
+		return v, set
+	}
+	name := "ETCD_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(flag, "--"), "-", "_"))
+	val, set := "", false
+	for _, e := range asSlice(c["env"]) { // the last entry of a name wins, as in the kubelet
+		if m := asMap(e); m["name"] == name {
+			val, set = "", false
+			if v, ok := m["value"].(string); ok && m["valueFrom"] == nil {
+				val, set = v, true
+			}
+		}
+	}
+	return val, set
 }
 
 // flagValue returns the value of flag (written with its dashes, as in
@@ -67,15 +97,13 @@ func flagValue(args []string, flag string) (string, bool) {
 // componentFlag is flag(object, component, flag): the flag's value on the
 // component's command line, "" when the component or the flag is absent.
 func componentFlag(obj map[string]any, component, flag string) string {
-	args, _ := componentArgs(obj, component)
-	v, _ := flagValue(args, flag)
+	v, _ := componentSetting(obj, component, flag)
 	return v
 }
 
 // hasComponentFlag is has_flag(object, component, flag).
 func hasComponentFlag(obj map[string]any, component, flag string) bool {
-	args, _ := componentArgs(obj, component)
-	_, set := flagValue(args, flag)
+	_, set := componentSetting(obj, component, flag)
 	return set
 }
 
