@@ -40,6 +40,10 @@ func helperOptions() []expr.Option {
 		expr.Function("service_account_name", func(p ...any) (any, error) { return serviceAccountName(asMap(p[0])), nil }, new(func(map[string]any) string)),
 		expr.Function("grants", func(p ...any) (any, error) { return grants(asSlice(p[0]), strs(p[1]), strs(p[2])), nil }, new(func([]any, any, any) bool)),
 		expr.Function("default_deny", func(p ...any) (any, error) { return defaultDeny(asMap(p[0]), p[1].(string)), nil }, new(func(any, string) bool)),
+		expr.Function("runs_component", func(p ...any) (any, error) { _, ok := componentArgs(asMap(p[0]), p[1].(string)); return ok, nil }, new(func(map[string]any, string) bool)),
+		expr.Function("flag", func(p ...any) (any, error) { return componentFlag(asMap(p[0]), p[1].(string), p[2].(string)), nil }, new(func(map[string]any, string, string) string)),
+		expr.Function("has_flag", func(p ...any) (any, error) { return hasComponentFlag(asMap(p[0]), p[1].(string), p[2].(string)), nil }, new(func(map[string]any, string, string) bool)),
+		expr.Function("flag_list", func(p ...any) (any, error) { return componentFlagList(asMap(p[0]), p[1].(string), p[2].(string)), nil }, new(func(map[string]any, string, string) []string)),
 		expr.Patch(&matcherPatcher{}),
 	}
 }

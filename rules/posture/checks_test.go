@@ -11,22 +11,25 @@ type change struct {
 	v    any
 }
 
+// checkCase is one row of TestChecks.
+type checkCase struct {
+	name    string
+	check   string
+	base    string   // fixture to change (default: goodDeployment)
+	changes []change // applied to base
+	extra   []string // objects added to the inventory
+	uid     string   // object judged (default: the Deployment)
+	fail    bool
+}
+
 // TestChecks plants one violation per case into the compliant shop (or adds
 // objects beside it) and checks that exactly the judged object fails the
-// check, while its look-alike does not. Every check of 60-posture.yaml has
+// check, while its look-alike does not. Every built-in check has
 // at least one failing and one passing case (TestChecksAllCovered).
 func TestChecks(t *testing.T) {
 	const c = "k"
 	const dep = "uid-deployment-shop-web"
-	cases := []struct {
-		name    string
-		check   string
-		base    string   // fixture to change (default: goodDeployment)
-		changes []change // applied to base
-		extra   []string // objects added to the inventory
-		uid     string   // object judged (default: the Deployment)
-		fail    bool
-	}{
+	cases := []checkCase{
 		{name: "privileged", check: "posture-privileged-container", changes: []change{{"spec.template.spec.containers.0.securityContext.privileged", true}}, fail: true},
 		{name: "privileged false", check: "posture-privileged-container", changes: []change{{"spec.template.spec.containers.0.securityContext.privileged", false}}},
 		{name: "privileged init container", check: "posture-privileged-container", changes: []change{{"spec.template.spec.initContainers", []any{map[string]any{"name": "init", "image": "registry.k8s.io/i:1", "securityContext": map[string]any{"privileged": true}}}}}, fail: true},
@@ -80,6 +83,27 @@ func TestChecks(t *testing.T) {
 		{name: "empty serviceAccountName means default", check: "posture-sa-token-automount",
 			changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}, {"spec.template.spec.serviceAccountName", ""}},
 			extra:   []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: shop}"}, fail: true},
+		{name: "unused token: the SA has no binding", check: "posture-sa-token-unused", changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}},
+			extra: []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}", discoveryRole, discoveryBinding}, fail: true},
+		{name: "token of an SA with a Role", check: "posture-sa-token-unused", changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}},
+			extra: []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}", discoveryRole, discoveryBinding, `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: config-reader, namespace: shop}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]`, `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: web-config, namespace: shop}
+roleRef: {kind: Role, name: config-reader}
+subjects: [{kind: ServiceAccount, name: web}]`}},
+		{name: "token of an SA whose namespace group is bound", check: "posture-sa-token-unused", changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}},
+			extra: []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}", discoveryRole, discoveryBinding, `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: shop-sas-view}
+roleRef: {kind: ClusterRole, name: system:discovery}
+subjects: [{kind: Group, name: "system:serviceaccounts:shop"}]`}},
+		{name: "unused token turned off", check: "posture-sa-token-unused"},
 		{name: "workload SA bound to cluster-admin", check: "posture-workload-cluster-admin-sa", extra: []string{`
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -152,6 +176,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 		{name: "binding to the default SA", check: "posture-default-sa-bound", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "default", "namespace": "shop"}}}}, uid: "uid-clusterrolebinding--alice-admin", fail: true},
 		{name: "binding to a named SA", check: "posture-default-sa-bound", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}}}}, uid: "uid-clusterrolebinding--alice-admin"},
 	}
+	cases = append(cases, controlPlaneCases()...)
 	// The set (and its per-check counters) is shared by the package's
 	// tests, some of which feed malformed bodies: count errors from here.
 	errorsBefore := map[string]uint64{}
@@ -248,6 +273,20 @@ spec:
   hostNetwork: true
   containers:
   - {name: kube-apiserver, image: "registry.k8s.io/kube-apiserver:v1.31.0"}
+`
+	// The built-in grant of API discovery to every authenticated identity.
+	discoveryRole = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: system:discovery, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+rules: [{nonResourceURLs: [/api, /apis, /version], verbs: [get]}]
+`
+	discoveryBinding = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: system:discovery, labels: {kubernetes.io/bootstrapping: rbac-defaults}}
+roleRef: {kind: ClusterRole, name: system:discovery}
+subjects: [{kind: Group, name: system:authenticated}]
 `
 	aliceAdmin = `
 apiVersion: rbac.authorization.k8s.io/v1
