@@ -3,6 +3,8 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -357,5 +359,145 @@ func TestFindingsVersioningOnRealElasticsearch(t *testing.T) {
 	// replay: 3 + 2 (the third step of "deleted" repeats its first) + 3.
 	if n := count(t, es, cfg.Findings.TransitionsStream); n != 8 {
 		t.Errorf("%d transition documents, want 8", n)
+	}
+}
+
+// postJSON POSTs body to path and decodes the answer; non-2xx fails the test.
+func postJSON(t *testing.T, es *elasticsearch.Client, path, body string) map[string]any {
+	t.Helper()
+	status, resp, _, err := call(context.Background(), es, http.MethodPost, path, []byte(body))
+	if err != nil || status/100 != 2 {
+		t.Fatalf("POST %s: %d %v %s", path, status, err, resp)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(resp, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestFindingsFieldsOnRealElasticsearch: every mapped field has the type
+// Kibana will need, and the aggregations and searches dashboards will run
+// work on the state index, the transitions stream and the scores stream.
+func TestFindingsFieldsOnRealElasticsearch(t *testing.T) {
+	es, fw, cfg := realFindings(t)
+	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	var fs []ecs.Finding
+	for i, c := range []struct {
+		sev   rules.Severity
+		cis   []string
+		state posture.State
+	}{
+		{rules.SeverityCritical, []string{"5.2.2"}, posture.StateOpen},
+		{rules.SeverityHigh, []string{"5.2.3"}, posture.StateOpen},
+		{rules.SeverityHigh, []string{"5.2.3", "5.2.4"}, posture.StateResolved},
+		{rules.SeverityLow, []string{"5.7.4"}, posture.StateReopened},
+	} {
+		f := finding("prod", fmt.Sprintf("u%d", i), c.state, fmt.Sprint(100+i))
+		f.Severity, f.CIS, f.At = c.sev, c.cis, base.Add(time.Duration(i)*time.Hour)
+		f.Actor = &ecs.Actor{User: "alice", Groups: []string{"devs"}, UserAgent: "kubectl/v1.31", SourceIP: "10.0.0.7", AuditID: fmt.Sprint("a", i)}
+		fs = append(fs, f)
+	}
+	for _, r := range writeFindings(t, fw, fs...) {
+		if r.Status != sink.Indexed {
+			t.Fatalf("%+v", r)
+		}
+	}
+	total := posture.Score{Passed: 90, Failed: 10, PassedWeight: 300, Weight: 360, Percent: 83.3}
+	scoreDone := make(chan sink.Result, 1)
+	if err := fw.WriteScores(context.Background(), "prod", total, map[string]posture.Score{
+		"shop": {Passed: 9, Failed: 1, PassedWeight: 30, Weight: 36, Percent: 83.3}, "web": {Percent: 100},
+	}, base, func(r sink.Result) { scoreDone <- r }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-scoreDone:
+		if r.Status != sink.Indexed {
+			t.Fatalf("scores: %+v", r)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("scores not done within a minute")
+	}
+
+	findingFields := map[string]string{
+		"kubesift.finding.id": "keyword", "kubesift.finding.state": "keyword", "kubesift.finding.check_id": "keyword",
+		"kubesift.finding.cis": "keyword", "kubesift.finding.cis_version": "keyword", "kubesift.finding.severity": "keyword",
+		"kubesift.finding.object.kind": "keyword", "kubesift.finding.object.namespace": "keyword",
+		"kubesift.finding.object.name": "keyword", "kubesift.finding.object.uid": "keyword",
+		"kubesift.finding.title": "text", "kubesift.finding.message": "text", "kubesift.finding.message.keyword": "keyword",
+		"kubesift.finding.remediation": "text", "kubesift.finding.observed_resource_version": "keyword",
+		"kubesift.finding.version": "long", "kubesift.finding.first_seen": "date", "kubesift.finding.opened_at": "date",
+		"kubesift.finding.resolved_at": "date", "kubesift.finding.last_transition_at": "date",
+		"kubesift.finding.actor.user": "keyword", "kubesift.finding.actor.groups": "keyword",
+		"kubesift.finding.actor.user_agent": "keyword", "kubesift.finding.actor.source_ip": "ip",
+		"kubesift.finding.actor.audit_id": "keyword", "kubesift.finding.actor.pre_existing": "boolean",
+		"kubesift.finding.mitre.tactics": "keyword", "orchestrator.cluster.name": "keyword", "@timestamp": "date",
+	}
+	scores := map[string]string{
+		"kubesift.posture_score.scope": "keyword", "kubesift.posture_score.percent": "float",
+		"kubesift.posture_score.weight": "long", "kubesift.posture_score.failed": "long",
+		"orchestrator.namespace": "keyword", "@timestamp": "date",
+	}
+	for index, fields := range map[string]map[string]string{
+		cfg.Findings.Index: findingFields, cfg.Findings.TransitionsStream: findingFields, cfg.Findings.ScoresStream: scores,
+	} {
+		for f, typ := range fields {
+			if got := fieldType(t, es, index, f); got != typ {
+				t.Errorf("%s %s: %s, want %s", index, f, got, typ)
+			}
+		}
+	}
+
+	count(t, es, cfg.Findings.Index) // refreshes
+	count(t, es, cfg.Findings.TransitionsStream)
+	count(t, es, cfg.Findings.ScoresStream)
+	terms := func(index, field string) map[string]float64 {
+		a := postJSON(t, es, "/"+index+"/_search", `{"size":0,"aggs":{"a":{"terms":{"field":"`+field+`"}}}}`)
+		out := map[string]float64{}
+		for _, b := range a["aggregations"].(map[string]any)["a"].(map[string]any)["buckets"].([]any) {
+			bm := b.(map[string]any)
+			out[fmt.Sprint(bm["key"])] = bm["doc_count"].(float64)
+		}
+		return out
+	}
+	aggs := []struct {
+		index, field string
+		want         map[string]float64
+	}{
+		{cfg.Findings.Index, "kubesift.finding.severity", map[string]float64{"critical": 1, "high": 2, "low": 1}},
+		{cfg.Findings.Index, "kubesift.finding.cis", map[string]float64{"5.2.2": 1, "5.2.3": 2, "5.2.4": 1, "5.7.4": 1}},
+		{cfg.Findings.Index, "kubesift.finding.state", map[string]float64{"open": 2, "resolved": 1, "reopened": 1}},
+		{cfg.Findings.Index, "kubesift.finding.object.kind", map[string]float64{"Deployment": 4}},
+		{cfg.Findings.Index, "kubesift.finding.actor.user", map[string]float64{"alice": 4}},
+		{cfg.Findings.TransitionsStream, "kubesift.finding.check_id", map[string]float64{"posture-host-pid": 4}},
+		{cfg.Findings.ScoresStream, "kubesift.posture_score.scope", map[string]float64{"cluster": 1, "namespace": 2}},
+	}
+	for _, a := range aggs {
+		if got := terms(a.index, a.field); fmt.Sprint(got) != fmt.Sprint(a.want) {
+			t.Errorf("terms %s on %s: %v, want %v", a.field, a.index, got, a.want)
+		}
+	}
+	// Transitions per hour, as a timeline would draw them.
+	h := postJSON(t, es, "/"+cfg.Findings.TransitionsStream+"/_search",
+		`{"size":0,"aggs":{"h":{"date_histogram":{"field":"@timestamp","fixed_interval":"1h"}}}}`)
+	if b := h["aggregations"].(map[string]any)["h"].(map[string]any)["buckets"].([]any); len(b) != 4 {
+		t.Errorf("date histogram: %v", b)
+	}
+	searches := []struct {
+		index, query string
+		want         float64
+	}{
+		{cfg.Findings.Index, `{"match":{"kubesift.finding.remediation":"hostPID"}}`, 4},
+		{cfg.Findings.Index, `{"match":{"kubesift.finding.message":"sets"}}`, 4},
+		{cfg.Findings.Index, `{"range":{"kubesift.finding.opened_at":{"gte":"2026-03-01T11:00:00Z"}}}`, 2}, // u1 open, u3 reopened
+		{cfg.Findings.Index, `{"exists":{"field":"kubesift.finding.resolved_at"}}`, 1},
+		{cfg.Findings.Index, `{"term":{"kubesift.finding.actor.source_ip":"10.0.0.0/8"}}`, 4},
+		{cfg.Findings.ScoresStream, `{"range":{"kubesift.posture_score.percent":{"lt":90}}}`, 2},
+	}
+	for _, s := range searches {
+		r := postJSON(t, es, "/"+s.index+"/_search", `{"size":0,"track_total_hits":true,"query":`+s.query+`}`)
+		if got := r["hits"].(map[string]any)["total"].(map[string]any)["value"].(float64); got != s.want {
+			t.Errorf("%s on %s: %v hits, want %v", s.query, s.index, got, s.want)
+		}
 	}
 }
