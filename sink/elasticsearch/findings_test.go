@@ -231,26 +231,13 @@ func TestAppendItemVersioned(t *testing.T) {
 	}
 }
 
-// realFindings sets up a findings index and streams unique to this test on
-// the test ground's Elasticsearch (deleted at the end) and returns a
+// realFindings runs Setup with the findings index and streams unique to
+// this test (realES) on the test ground's Elasticsearch and returns a
 // FindingsWriter on them.
 func realFindings(t *testing.T) (*elasticsearch.Client, *FindingsWriter, config.ElasticsearchConfig) {
 	t.Helper()
 	es, cfg := realES(t)
-	ns := strings.TrimPrefix(cfg.Streams.Audit, "logs-kstest.audit-")
-	cfg.Findings = config.ESFindingsConfig{
-		Index: "kstest-findings-" + ns, TransitionsStream: "logs-kstest.transitions-" + ns, ScoresStream: "metrics-kstest.scores-" + ns,
-	}
 	cfg.FlushInterval = 50 * time.Millisecond
-	t.Cleanup(func() {
-		ctx := context.Background()
-		for _, s := range []string{cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
-			call(ctx, es, http.MethodDelete, "/_data_stream/"+s, nil)
-			call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(s), nil)
-		}
-		call(ctx, es, http.MethodDelete, "/"+cfg.Findings.Index, nil)
-		call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(cfg.Findings.Index), nil)
-	})
 	if err := Setup(context.Background(), es, cfg, nil); err != nil {
 		t.Fatal(err)
 	}
