@@ -57,7 +57,8 @@ type Doc struct {
 	// Index is the data stream or index the document belongs to.
 	Index string
 	// ID is the document _id: the record ID or the alert ID. Stores write
-	// with create semantics, so a second write of one ID is a Duplicate.
+	// with create semantics, so a second write of one ID is a Duplicate
+	// (unless Version is set).
 	ID string
 	// Body is the JSON document.
 	Body []byte

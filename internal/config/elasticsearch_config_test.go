@@ -121,3 +121,14 @@ func TestESDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestElasticsearchFindingsPartialSectionKeepsDefaults(t *testing.T) {
+	c, err := Parse([]byte("sink:\n  elasticsearch:\n    findings:\n      index: prod-findings\n"), "e.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.Sink.Elasticsearch.Findings
+	if f.Index != "prod-findings" || f.TransitionsStream != DefaultFindingTransitionsStream || f.ScoresStream != DefaultPostureScoresStream {
+		t.Errorf("findings = %+v", f)
+	}
+}

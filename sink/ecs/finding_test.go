@@ -211,3 +211,32 @@ func TestScoreDocument(t *testing.T) {
 		t.Error("score without a cluster accepted")
 	}
 }
+
+// FuzzFinding: any Decision either builds valid JSON documents with a
+// positive version (resolved odd, others even) or fails with a FieldError.
+func FuzzFinding(f *testing.F) {
+	f.Add("prod/c/u", "open", "10", "msg")
+	f.Add("prod/c/u", "resolved", "9223372036854775806", "\xff")
+	f.Add("", "reopened", "-1", "")
+	f.Add("x", "open", "0x10", "a\nb")
+	b := testFindingDocs(f)
+	f.Fuzz(func(t *testing.T, id, state, rv, msg string) {
+		fd := testFinding(posture.State(state), rv)
+		fd.ID, fd.Message = id, msg
+		st, err := b.FindingState(fd)
+		tr, err2 := b.FindingTransition(fd)
+		var fe *FieldError
+		if err != nil || err2 != nil {
+			if !errors.As(err, &fe) || !errors.As(err2, &fe) {
+				t.Fatalf("errors %v / %v are not both FieldErrors", err, err2)
+			}
+			return
+		}
+		if !json.Valid(st.Body) || !json.Valid(tr.Body) || strings.ContainsAny(string(st.Body)+string(tr.Body), "\n\r") {
+			t.Fatalf("invalid documents: %q %q", st.Body, tr.Body)
+		}
+		if st.Version <= 0 || (st.Version%2 == 1) != (fd.State == posture.StateResolved) {
+			t.Fatalf("version %d for state %q", st.Version, fd.State)
+		}
+	})
+}
