@@ -78,9 +78,16 @@ func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 // getJSON GETs path and decodes the answer; non-2xx fails the test.
 func getJSON(t testing.TB, es *elasticsearch.Client, path string) map[string]any {
 	t.Helper()
-	status, body, _, err := call(context.Background(), es, http.MethodGet, path, nil)
+	return requestJSON(t, es, http.MethodGet, path, nil)
+}
+
+// requestJSON sends a request and decodes the answer; non-2xx fails the
+// test.
+func requestJSON(t testing.TB, es *elasticsearch.Client, method, path string, reqBody []byte) map[string]any {
+	t.Helper()
+	status, body, _, err := call(context.Background(), es, method, path, reqBody)
 	if err != nil || status/100 != 2 {
-		t.Fatalf("GET %s: %d %v %s", path, status, err, body)
+		t.Fatalf("%s %s: %d %v %s", method, path, status, err, body)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {

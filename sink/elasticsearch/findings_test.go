@@ -3,7 +3,6 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -352,15 +351,7 @@ func TestFindingsVersioningOnRealElasticsearch(t *testing.T) {
 // postJSON POSTs body to path and decodes the answer; non-2xx fails the test.
 func postJSON(t *testing.T, es *elasticsearch.Client, path, body string) map[string]any {
 	t.Helper()
-	status, resp, _, err := call(context.Background(), es, http.MethodPost, path, []byte(body))
-	if err != nil || status/100 != 2 {
-		t.Fatalf("POST %s: %d %v %s", path, status, err, resp)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(resp, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return requestJSON(t, es, http.MethodPost, path, []byte(body))
 }
 
 // TestFindingsFieldsOnRealElasticsearch: every mapped field has the type
