@@ -137,10 +137,7 @@ func defaultElasticsearch() ElasticsearchConfig {
 		Streams: ESStreamsConfig{
 			Audit: DefaultAuditStream, Events: DefaultEventsStream, Posture: DefaultPostureStream,
 		},
-		AlertsIndex: DefaultAlertsIndex,
-		Findings: ESFindingsConfig{
-			Index: DefaultFindingsIndex, TransitionsStream: DefaultFindingTransitionsStream, ScoresStream: DefaultPostureScoresStream,
-		},
+		AlertsIndex:     DefaultAlertsIndex,
 		Workers:         2,
 		FlushBytes:      5 << 20,
 		FlushInterval:   time.Second,
@@ -153,6 +150,9 @@ func defaultElasticsearch() ElasticsearchConfig {
 			Policy:                      "kubesift",
 			RolloverMaxAge:              7 * 24 * time.Hour,
 			RolloverMaxPrimaryShardSize: "50gb",
+		},
+		Findings: ESFindingsConfig{
+			Index: DefaultFindingsIndex, TransitionsStream: DefaultFindingTransitionsStream, ScoresStream: DefaultPostureScoresStream,
 		},
 	}
 }

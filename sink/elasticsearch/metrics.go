@@ -10,15 +10,16 @@ import (
 type metrics struct {
 	indexed   prometheus.Counter
 	duplicate prometheus.Counter
+	rejected  *prometheus.CounterVec // reason: Elasticsearch error type
+	retries   *prometheus.CounterVec // scope: request | item
+	requests  *prometheus.CounterVec // result: ok | retryable | failed | error
+	latency   prometheus.Histogram
+	queued    prometheus.Gauge
+	blocked   prometheus.Counter
+
 	// versionConflict counts versioned documents (finding states) refused
 	// because the stored version was greater or equal.
 	versionConflict prometheus.Counter
-	rejected        *prometheus.CounterVec // reason: Elasticsearch error type
-	retries         *prometheus.CounterVec // scope: request | item
-	requests        *prometheus.CounterVec // result: ok | retryable | failed | error
-	latency         prometheus.Histogram
-	queued          prometheus.Gauge
-	blocked         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
