@@ -57,10 +57,18 @@ type Doc struct {
 	// Index is the data stream or index the document belongs to.
 	Index string
 	// ID is the document _id: the record ID or the alert ID. Stores write
-	// with create semantics, so a second write of one ID is a Duplicate.
+	// with create semantics, so a second write of one ID is a Duplicate
+	// (unless Version is set).
 	ID string
 	// Body is the JSON document.
 	Body []byte
+	// Version, when positive, replaces create semantics with a versioned
+	// write of the current state of something (a posture finding): the
+	// store keeps the document only if Version is greater than the stored
+	// one's, so a late or replayed write never replaces a newer state. A
+	// store that refuses it for its version reports Duplicate — the newer
+	// (or the same) state is there — and counts it apart from re-deliveries.
+	Version int64
 }
 
 // Status is the final fate of one Doc.

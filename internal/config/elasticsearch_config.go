@@ -34,6 +34,9 @@ type ElasticsearchConfig struct {
 	// AlertsIndex is the plain index (not a data stream) alerts go to: the
 	// notifier updates kubesift.delivery.state in place.
 	AlertsIndex string `yaml:"alerts_index"`
+	// Findings names where posture findings go (docs/posture.md, "In
+	// Elasticsearch").
+	Findings ESFindingsConfig `yaml:"findings"`
 
 	// Workers is the number of concurrent bulk requests.
 	Workers int `yaml:"workers"`
@@ -79,6 +82,20 @@ type ESStreamsConfig struct {
 	Posture string `yaml:"posture"`
 }
 
+// ESFindingsConfig names the posture findings' index and data streams.
+type ESFindingsConfig struct {
+	// Index is the plain index holding the current state of every finding,
+	// one document per finding id (written with external versioning, so a
+	// late write never replaces a newer state).
+	Index string `yaml:"index"`
+	// TransitionsStream is the data stream of finding transitions, one
+	// document per open/resolved/reopened.
+	TransitionsStream string `yaml:"transitions_stream"`
+	// ScoresStream is the data stream of posture scores per cluster and
+	// namespace.
+	ScoresStream string `yaml:"scores_stream"`
+}
+
 // ESILMConfig is the lifecycle of the data streams' backing indices.
 type ESILMConfig struct {
 	// Enabled installs the policy (where the cluster has ILM).
@@ -108,6 +125,10 @@ const (
 	DefaultEventsStream  = "logs-kubesift.events-default"
 	DefaultPostureStream = "logs-kubesift.posture-default"
 	DefaultAlertsIndex   = "kubesift-alerts"
+
+	DefaultFindingsIndex            = "kubesift-findings"
+	DefaultFindingTransitionsStream = "logs-kubesift.finding_transitions-default"
+	DefaultPostureScoresStream      = "metrics-kubesift.posture_scores-default"
 )
 
 func defaultElasticsearch() ElasticsearchConfig {
@@ -129,6 +150,9 @@ func defaultElasticsearch() ElasticsearchConfig {
 			Policy:                      "kubesift",
 			RolloverMaxAge:              7 * 24 * time.Hour,
 			RolloverMaxPrimaryShardSize: "50gb",
+		},
+		Findings: ESFindingsConfig{
+			Index: DefaultFindingsIndex, TransitionsStream: DefaultFindingTransitionsStream, ScoresStream: DefaultPostureScoresStream,
 		},
 	}
 }
@@ -213,6 +237,8 @@ func (c *ElasticsearchConfig) validate(v *validator) {
 	for _, s := range []struct{ field, name string }{
 		{"streams.audit", c.Streams.Audit}, {"streams.events", c.Streams.Events},
 		{"streams.posture", c.Streams.Posture}, {"alerts_index", c.AlertsIndex},
+		{"findings.index", c.Findings.Index}, {"findings.transitions_stream", c.Findings.TransitionsStream},
+		{"findings.scores_stream", c.Findings.ScoresStream},
 	} {
 		if msg := validIndexName(s.name); msg != "" {
 			v.add(p+s.field, msg)
@@ -222,7 +248,7 @@ func (c *ElasticsearchConfig) validate(v *validator) {
 			v.add(p+s.field, "same name as sink.elasticsearch."+other)
 		}
 		seen[s.name] = s.field
-		if s.field == "alerts_index" {
+		if s.field == "alerts_index" || s.field == "findings.index" {
 			continue
 		}
 		// data_stream.{type,dataset,namespace} are derived from the name,

@@ -21,6 +21,9 @@ func TestElasticsearchDefaults(t *testing.T) {
 		{"events stream", es.Streams.Events, "logs-kubesift.events-default"},
 		{"posture stream", es.Streams.Posture, "logs-kubesift.posture-default"},
 		{"alerts index", es.AlertsIndex, "kubesift-alerts"},
+		{"findings index", es.Findings.Index, "kubesift-findings"},
+		{"finding transitions stream", es.Findings.TransitionsStream, "logs-kubesift.finding_transitions-default"},
+		{"posture scores stream", es.Findings.ScoresStream, "metrics-kubesift.posture_scores-default"},
 		{"flush bytes", es.FlushBytes, 5 << 20},
 		{"flush interval is short", es.FlushInterval, time.Second},
 		{"workers", es.Workers, 2},
@@ -68,6 +71,10 @@ func TestElasticsearchValidation(t *testing.T) {
 		{"stream bad char", p + "    streams:\n      audit: \"logs-a*b-default\"\n", "sink.elasticsearch.streams.audit: must not contain"},
 		{"alerts index leading dash", p + "    alerts_index: -alerts\n", "sink.elasticsearch.alerts_index: must not start with"},
 		{"duplicate names", p + "    streams:\n      events: logs-kubesift.audit-default\n", "sink.elasticsearch.streams.events: same name as sink.elasticsearch.streams.audit"},
+		{"findings index", p + "    findings:\n      index: Findings\n", "sink.elasticsearch.findings.index: must be lowercase"},
+		{"findings index same as alerts", p + "    findings:\n      index: kubesift-alerts\n", "sink.elasticsearch.findings.index: same name as sink.elasticsearch.alerts_index"},
+		{"transitions stream scheme", p + "    findings:\n      transitions_stream: kubesift-finding-transitions-x\n", `sink.elasticsearch.findings.transitions_stream: "kubesift-finding-transitions-x" is not <type>-<dataset>-<namespace>`},
+		{"scores stream empty", p + "    findings:\n      scores_stream: \"\"\n", "sink.elasticsearch.findings.scores_stream: must not be empty"},
 		{"workers", p + "    workers: 0\n", "sink.elasticsearch.workers: must be positive"},
 		{"flush bytes", p + "    flush_bytes: 0\n", "sink.elasticsearch.flush_bytes: must be positive"},
 		{"flush interval", p + "    flush_interval: 0s\n", "sink.elasticsearch.flush_interval: must be positive"},
@@ -112,5 +119,16 @@ func TestESDuration(t *testing.T) {
 		if got := ESDuration(d); got != want {
 			t.Errorf("ESDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestElasticsearchFindingsPartialSectionKeepsDefaults(t *testing.T) {
+	c, err := Parse([]byte("sink:\n  elasticsearch:\n    findings:\n      index: prod-findings\n"), "e.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.Sink.Elasticsearch.Findings
+	if f.Index != "prod-findings" || f.TransitionsStream != DefaultFindingTransitionsStream || f.ScoresStream != DefaultPostureScoresStream {
+		t.Errorf("findings = %+v", f)
 	}
 }

@@ -2,7 +2,9 @@
 // record and alert, the audit record under kubernetes.audit.* with the field
 // names of Elastic's Kubernetes audit_logs integration (so Elastic Security's
 // prebuilt Kubernetes rules run on kubesift data), Events under
-// kubernetes.event.*, objects (posture) under kubernetes.object.*.
+// kubernetes.event.*, objects (posture) under kubernetes.object.*, and
+// posture findings and scores under kubesift.finding.* and
+// kubesift.posture_score.* (FindingDocs, finding.go).
 //
 // The mappings that go with the documents live here too (mapping.go), so
 // documents and mappings cannot drift; sink/elasticsearch installs them and

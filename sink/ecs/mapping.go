@@ -194,6 +194,56 @@ func AlertsMappings() map[string]any {
 	}
 }
 
+// FindingsMappings map kubesift.finding.*, shared by the findings state
+// index and the transitions data stream: keyword for what Kibana filters
+// and aggregates on (ids, check, cis, severity, state, object), text for
+// what people read (message, remediation; message also as a keyword
+// subfield for exact matches), dates for the lifecycle.
+func FindingsMappings() map[string]any {
+	return map[string]any{
+		"properties": map[string]any{
+			"kubesift": obj(map[string]any{
+				"finding": obj(map[string]any{
+					"id": kw(), "state": kw(), "check_id": kw(), "title": txtKw(), "cis": kw(), "cis_version": kw(),
+					"severity": kw(), "mitre": obj(map[string]any{"tactics": kw(), "techniques": kw()}),
+					"object":      obj(map[string]any{"kind": kw(), "namespace": kw(), "name": kw(), "uid": kw()}),
+					"message":     txtKw(),
+					"remediation": txt(),
+					// A string in the documents, a keyword here: a
+					// resourceVersion is compared as an identity; ordering uses
+					// version.
+					"observed_resource_version": kw(), "version": long(),
+					"first_seen": date(), "opened_at": date(), "resolved_at": date(), "last_transition_at": date(),
+					"actor": obj(map[string]any{
+						"user": kw(), "groups": kw(), "user_agent": kw(), "source_ip": map[string]any{"type": "ip"},
+						"audit_id": kw(), "pre_existing": boolean(),
+					}),
+				}),
+			}),
+		},
+	}
+}
+
+// ScoresMappings map kubesift.posture_score.*.
+func ScoresMappings() map[string]any {
+	return map[string]any{
+		"properties": map[string]any{
+			"kubesift": obj(map[string]any{
+				"posture_score": obj(map[string]any{
+					"scope": kw(), "passed": long(), "failed": long(), "passed_weight": long(), "weight": long(),
+					"percent": map[string]any{"type": "float"},
+				}),
+			}),
+		},
+	}
+}
+
+// txtKw is text with a keyword subfield: searchable by words, and exact
+// and aggregatable as .keyword.
+func txtKw() map[string]any {
+	return map[string]any{"type": "text", "fields": map[string]any{"keyword": kw()}}
+}
+
 // MergeMappings deep-merges mappings the way Elasticsearch composes
 // component templates (later wins on leaves), for the alerts index whose
 // mapping Setup also applies directly.

@@ -1,9 +1,10 @@
 // Package elasticsearch is kubesift's Elasticsearch sink: NewClient builds
 // the client from the configuration, Setup installs templates, data streams,
-// the alerts index and the ILM policy, and Writer writes documents in bulk
-// under the sink.Writer contract (per-document done, retries inside,
-// bounded queue as backpressure). docs/elasticsearch.md describes the
-// mapping and the write path.
+// the alerts index, the findings index and the ILM policy, Writer writes
+// documents in bulk under the sink.Writer contract (per-document done,
+// retries inside, bounded queue as backpressure), and FindingsWriter writes
+// posture findings and scores through a Writer. docs/elasticsearch.md
+// describes the mapping and the write path, docs/posture.md the findings.
 package elasticsearch
 
 import (

@@ -49,6 +49,9 @@ func realES(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig) {
 		Audit: "logs-kstest.audit-" + ns, Events: "logs-kstest.events-" + ns, Posture: "logs-kstest.posture-" + ns,
 	}
 	cfg.AlertsIndex = "kstest-alerts-" + ns
+	cfg.Findings = config.ESFindingsConfig{
+		Index: "kstest-findings-" + ns, TransitionsStream: "logs-kstest.transitions-" + ns, ScoresStream: "metrics-kstest.scores-" + ns,
+	}
 	cfg.ILM.Policy = "kstest-" + ns
 	es, err := NewClient(cfg)
 	if err != nil {
@@ -61,21 +64,30 @@ func realES(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig) {
 func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture} {
+	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
 		call(ctx, es, http.MethodDelete, "/_data_stream/"+s, nil)
 		call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(s), nil)
 	}
-	call(ctx, es, http.MethodDelete, "/"+cfg.AlertsIndex, nil)
-	call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(cfg.AlertsIndex), nil)
+	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
+		call(ctx, es, http.MethodDelete, "/"+idx, nil)
+		call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(idx), nil)
+	}
 	call(ctx, es, http.MethodDelete, "/_ilm/policy/"+cfg.ILM.Policy, nil)
 }
 
 // getJSON GETs path and decodes the answer; non-2xx fails the test.
 func getJSON(t testing.TB, es *elasticsearch.Client, path string) map[string]any {
 	t.Helper()
-	status, body, _, err := call(context.Background(), es, http.MethodGet, path, nil)
+	return requestJSON(t, es, http.MethodGet, path, nil)
+}
+
+// requestJSON sends a request and decodes the answer; non-2xx fails the
+// test.
+func requestJSON(t testing.TB, es *elasticsearch.Client, method, path string, reqBody []byte) map[string]any {
+	t.Helper()
+	status, body, _, err := call(context.Background(), es, method, path, reqBody)
 	if err != nil || status/100 != 2 {
-		t.Fatalf("GET %s: %d %v %s", path, status, err, body)
+		t.Fatalf("%s %s: %d %v %s", method, path, status, err, body)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -99,10 +111,11 @@ func TestSetupIsIdempotent(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	snapshot := func() string {
 		var parts []string
-		for _, c := range []string{ComponentECS, ComponentAudit, ComponentEvents, ComponentPosture, ComponentAlerts} {
+		for _, c := range []string{ComponentECS, ComponentAudit, ComponentEvents, ComponentPosture, ComponentAlerts, ComponentFindings, ComponentScores} {
 			parts = append(parts, fmt.Sprint(getJSON(t, es, "/_component_template/"+url.PathEscape(c))))
 		}
-		for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.AlertsIndex} {
+		for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.AlertsIndex,
+			cfg.Findings.Index, cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
 			parts = append(parts, fmt.Sprint(getJSON(t, es, "/_index_template/"+IndexTemplateName(s))))
 			parts = append(parts, mappingOf(t, es, s))
 		}
@@ -119,14 +132,16 @@ func TestSetupIsIdempotent(t *testing.T) {
 		t.Errorf("second setup changed templates or mappings:\nfirst:  %.2000s\nsecond: %.2000s", first, second)
 	}
 	// The streams exist as data streams, the alerts index as an index.
-	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture} {
+	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
 		ds := getJSON(t, es, "/_data_stream/"+s)["data_streams"].([]any)
 		if len(ds) != 1 {
 			t.Errorf("data stream %s: %v", s, ds)
 		}
 	}
-	if _, ok := getJSON(t, es, "/"+cfg.AlertsIndex)[cfg.AlertsIndex]; !ok {
-		t.Errorf("alerts index %s missing", cfg.AlertsIndex)
+	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
+		if _, ok := getJSON(t, es, "/"+idx)[idx]; !ok {
+			t.Errorf("index %s missing", idx)
+		}
 	}
 	// The test ground has no ILM: one clear warning per run, not an error.
 	if n := strings.Count(logs.String(), "no index lifecycle management"); n != 2 {

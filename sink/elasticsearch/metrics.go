@@ -16,6 +16,10 @@ type metrics struct {
 	latency   prometheus.Histogram
 	queued    prometheus.Gauge
 	blocked   prometheus.Counter
+
+	// versionConflict counts versioned documents (finding states) refused
+	// because the stored version was greater or equal.
+	versionConflict prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -25,6 +29,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		duplicate: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubesift_sink_es_docs_duplicate_total", Help: "Documents whose _id existed (409 on create): re-deliveries, counted as success.",
+		}),
+		versionConflict: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubesift_sink_es_docs_version_conflict_total", Help: "Versioned documents (finding states) refused with 409 because a newer or equal version is stored: a late or replayed write, counted as success.",
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubesift_sink_es_docs_rejected_total", Help: "Documents Elasticsearch refused for good, by error type; they go to the dead-letter topic.",
@@ -52,6 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var errs []error
 	m.indexed = register(reg, m.indexed, &errs)
 	m.duplicate = register(reg, m.duplicate, &errs)
+	m.versionConflict = register(reg, m.versionConflict, &errs)
 	m.rejected = register(reg, m.rejected, &errs)
 	m.retries = register(reg, m.retries, &errs)
 	m.requests = register(reg, m.requests, &errs)

@@ -28,6 +28,10 @@ const (
 	ComponentEvents  = "kubesift-events@mappings"
 	ComponentPosture = "kubesift-posture@mappings"
 	ComponentAlerts  = "kubesift-alerts@mappings"
+	// ComponentFindings maps the findings state index and the transitions
+	// data stream; ComponentScores the posture scores data stream.
+	ComponentFindings = "kubesift-findings@mappings"
+	ComponentScores   = "kubesift-posture-scores@mappings"
 
 	// TemplatePriority wins over Elasticsearch's built-in logs-*-*
 	// template (100) and over Fleet integration templates (200), e.g.
@@ -44,8 +48,10 @@ var setupBackoff = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time
 
 // Setup installs, idempotently: the ILM policy (where the cluster has ILM),
 // the component templates, one composable index template per data stream
-// (data_stream: {}), the data streams themselves, and the alerts index (a
-// plain index: the notifier updates documents in place). Running it again
+// (data_stream: {}), the data streams themselves (finding transitions and
+// posture scores among them), the alerts index (a plain index: the notifier
+// updates documents in place) and the findings state index (a plain index:
+// one document per finding, replaced on each transition). Running it again
 // changes nothing; a newer kubesift updates templates and the current
 // write index's mapping. Every refused request is an error naming what was
 // being installed.
@@ -76,6 +82,8 @@ func Setup(ctx context.Context, es *elasticsearch.Client, cfg config.Elasticsear
 		{ComponentEvents, ecs.EventsMappings(), nil},
 		{ComponentPosture, ecs.PostureMappings(), nil},
 		{ComponentAlerts, ecs.AlertsMappings(), nil},
+		{ComponentFindings, ecs.FindingsMappings(), nil},
+		{ComponentScores, ecs.ScoresMappings(), nil},
 	}
 	for _, c := range components {
 		tmpl := map[string]any{"mappings": c.mappings}
@@ -96,6 +104,8 @@ func Setup(ctx context.Context, es *elasticsearch.Client, cfg config.Elasticsear
 		{cfg.Streams.Audit, ComponentAudit},
 		{cfg.Streams.Events, ComponentEvents},
 		{cfg.Streams.Posture, ComponentPosture},
+		{cfg.Findings.TransitionsStream, ComponentFindings},
+		{cfg.Findings.ScoresStream, ComponentScores},
 	}
 	for _, st := range streams {
 		name := IndexTemplateName(st.name)
@@ -118,7 +128,10 @@ func Setup(ctx context.Context, es *elasticsearch.Client, cfg config.Elasticsear
 			return err
 		}
 	}
-	return s.alertsIndex(ctx, cfg.AlertsIndex, meta)
+	if err := s.plainIndex(ctx, "alerts index", cfg.AlertsIndex, ComponentAlerts, meta); err != nil {
+		return err
+	}
+	return s.plainIndex(ctx, "findings index", cfg.Findings.Index, ComponentFindings, meta)
 }
 
 type setup struct {
@@ -229,21 +242,22 @@ func (s *setup) dataStream(ctx context.Context, name, component string) error {
 	return s.put(ctx, "mapping of "+what, "/"+url.PathEscape(name)+"/_mapping?write_index_only=true", mapping)
 }
 
-// alertsIndex installs the alerts index: an index template (so an alert
-// written before setup still gets the mapping) and the index itself.
-func (s *setup) alertsIndex(ctx context.Context, index string, meta map[string]any) error {
+// plainIndex installs a plain index (alerts, finding states): an index
+// template (so a document written before setup still gets the mapping) and
+// the index itself; an existing index gets its mapping brought up to date.
+func (s *setup) plainIndex(ctx context.Context, kind, index, component string, meta map[string]any) error {
 	name := IndexTemplateName(index)
 	body := map[string]any{
 		"index_patterns": []string{index},
 		"priority":       TemplatePriority,
-		"composed_of":    []string{ComponentECS, ComponentAlerts},
+		"composed_of":    []string{ComponentECS, component},
 		"version":        ecs.MappingVersion,
 		"_meta":          meta,
 	}
 	if err := s.put(ctx, "index template "+name, "/_index_template/"+url.PathEscape(name), body); err != nil {
 		return err
 	}
-	what := "alerts index " + index
+	what := kind + " " + index
 	status, resp, err := s.request(ctx, what, http.MethodPut, "/"+url.PathEscape(index), map[string]any{})
 	if err != nil {
 		return err
@@ -255,7 +269,7 @@ func (s *setup) alertsIndex(ctx context.Context, index string, meta map[string]a
 		return fmt.Errorf("setup: %w", statusError("create "+what, status, resp, nil))
 	}
 	return s.put(ctx, "mapping of "+what, "/"+url.PathEscape(index)+"/_mapping",
-		ecs.MergeMappings(ecs.BaseMappings(), ecs.AlertsMappings()))
+		ecs.MergeMappings(ecs.BaseMappings(), componentMappings(component)))
 }
 
 func componentMappings(component string) map[string]any {
@@ -266,6 +280,10 @@ func componentMappings(component string) map[string]any {
 		return ecs.EventsMappings()
 	case ComponentPosture:
 		return ecs.PostureMappings()
+	case ComponentFindings:
+		return ecs.FindingsMappings()
+	case ComponentScores:
+		return ecs.ScoresMappings()
 	}
 	return ecs.AlertsMappings()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -51,7 +52,7 @@ func (s *setupServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.Path, "/_ilm/"):
 		w.WriteHeader(s.ilm)
 		w.Write([]byte(`{"error":{"type":"security_exception","reason":"no"}}`))
-	case s.exists && r.Method == http.MethodPut && (strings.HasPrefix(r.URL.Path, "/_data_stream/") || r.URL.Path == "/alerts"):
+	case s.exists && r.Method == http.MethodPut && (strings.HasPrefix(r.URL.Path, "/_data_stream/") || r.URL.Path == "/alerts" || r.URL.Path == "/findings"):
 		w.WriteHeader(400)
 		w.Write([]byte(`{"error":{"type":"resource_already_exists_exception","reason":"exists"}}`))
 	default:
@@ -67,6 +68,7 @@ func runSetup(t *testing.T, s *setupServer) error {
 	cfg := config.Default().Sink.Elasticsearch
 	cfg.Addresses = []string{srv.URL}
 	cfg.AlertsIndex = "alerts"
+	cfg.Findings.Index = "findings"
 	cfg.ILM.DeleteAfter = 400 * 24 * time.Hour
 	es, err := NewClient(cfg)
 	if err != nil {
@@ -131,7 +133,8 @@ func TestSetupExistingStreamsGetTheirMappingUpdated(t *testing.T) {
 	if err := runSetup(t, s); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"PUT /" + config.DefaultAuditStream + "/_mapping", "PUT /alerts/_mapping"} {
+	for _, p := range []string{"PUT /" + config.DefaultAuditStream + "/_mapping", "PUT /alerts/_mapping",
+		"PUT /findings/_mapping", "PUT /" + config.DefaultFindingTransitionsStream + "/_mapping"} {
 		m, ok := s.seen[p]
 		if !ok || m["properties"] == nil {
 			t.Errorf("%s: %v", p, m)
@@ -163,5 +166,50 @@ func TestSetupRetriesServerErrors(t *testing.T) {
 	err := runSetup(t, &setupServer{ilm: 200, fail: map[string]int{"/_component_template/": 503}})
 	if !errors.Is(err, sink.ErrGaveUp) || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestSetupInstallsFindings(t *testing.T) {
+	s := &setupServer{ilm: 200}
+	if err := runSetup(t, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{ComponentFindings, ComponentScores} {
+		if s.seen["PUT /_component_template/"+c] == nil {
+			t.Errorf("component template %s not installed", c)
+		}
+	}
+	tests := []struct {
+		target, component string
+		stream            bool
+	}{
+		{config.DefaultFindingTransitionsStream, ComponentFindings, true},
+		{config.DefaultPostureScoresStream, ComponentScores, true},
+		{"findings", ComponentFindings, false},
+	}
+	for _, tc := range tests {
+		tmpl := s.seen["PUT /_index_template/"+IndexTemplateName(tc.target)]
+		if tmpl == nil {
+			t.Errorf("%s: no index template; requests: %v", tc.target, s.order)
+			continue
+		}
+		if got := fmt.Sprint(tmpl["composed_of"]); got != fmt.Sprint([]string{ComponentECS, tc.component}) {
+			t.Errorf("%s: composed_of %s", tc.target, got)
+		}
+		if _, isStream := tmpl["data_stream"]; isStream != tc.stream {
+			t.Errorf("%s: data stream %v, want %v", tc.target, isStream, tc.stream)
+		}
+		if tc.stream {
+			// Streams roll over and expire like the record streams.
+			settings := tmpl["template"].(map[string]any)["settings"].(map[string]any)
+			if settings["index.lifecycle.name"] != "kubesift" {
+				t.Errorf("%s: settings %v", tc.target, settings)
+			}
+			if _, ok := s.seen["PUT /_data_stream/"+tc.target]; !ok {
+				t.Errorf("%s: data stream not created", tc.target)
+			}
+		} else if _, ok := s.seen["PUT /"+tc.target]; !ok {
+			t.Errorf("%s: index not created", tc.target)
+		}
 	}
 }

@@ -40,6 +40,11 @@ type WriterOptions struct {
 //
 //   - every document is written with the create op and its _id, so a
 //     re-delivered record answers 409 and is reported Duplicate;
+//   - a document with a Version (a finding's current state) is written with
+//     the index op and version_type external: Elasticsearch replaces the
+//     stored document only when the version is greater, and answers 409
+//     otherwise, which is reported Duplicate (the newer state won) and
+//     counted in kubesift_sink_es_docs_version_conflict_total;
 //   - per item, 201 is Indexed, 409 Duplicate, 429 and 5xx are retried (only
 //     those items) with backoff, any other status is Rejected with
 //     Elasticsearch's error type and reason;
@@ -99,6 +104,8 @@ func validate(d sink.Doc) string {
 		return "document without an index"
 	case d.ID == "":
 		return "document without an _id"
+	case d.Version < 0:
+		return "negative version"
 	case len(d.ID) > maxIDBytes:
 		return fmt.Sprintf("_id is %d bytes, Elasticsearch allows %d", len(d.ID), maxIDBytes)
 	case len(bytes.TrimSpace(d.Body)) == 0:
@@ -461,7 +468,11 @@ func (w *Writer) results(items []item, resp []byte) ([]item, error) {
 			w.m.indexed.Inc()
 		case st.Status == http.StatusConflict:
 			res = sink.Result{Status: sink.Duplicate}
-			w.m.duplicate.Inc()
+			if it.doc.Version > 0 {
+				w.m.versionConflict.Inc()
+			} else {
+				w.m.duplicate.Inc()
+			}
 		case sink.Retryable(st.Status, nil):
 			retry = append(retry, it)
 			if reason == "" {
@@ -507,10 +518,22 @@ func (w *Writer) finishAll(items []item, res sink.Result, rejectLabel string) {
 
 // appendItem writes the action line and source of one document.
 func appendItem(buf *bytes.Buffer, d sink.Doc) {
-	buf.WriteString(`{"create":{"_index":`)
+	if d.Version > 0 {
+		buf.WriteString(`{"index":{"_index":`)
+	} else {
+		buf.WriteString(`{"create":{"_index":`)
+	}
 	writeJSONString(buf, d.Index)
 	buf.WriteString(`,"_id":`)
 	writeJSONString(buf, d.ID)
+	if d.Version > 0 {
+		// external, not external_gte: an equal version is the same
+		// transition replayed, and refusing it keeps the first write's
+		// timestamps instead of the replay's.
+		buf.WriteString(`,"version":`)
+		buf.WriteString(strconv.FormatInt(d.Version, 10))
+		buf.WriteString(`,"version_type":"external"`)
+	}
 	buf.WriteString("}}\n")
 	buf.Write(d.Body)
 	buf.WriteByte('\n')

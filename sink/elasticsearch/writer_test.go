@@ -58,16 +58,26 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		var a map[string]struct {
-			Index string `json:"_index"`
-			ID    string `json:"_id"`
+			Index       string `json:"_index"`
+			ID          string `json:"_id"`
+			Version     int64  `json:"version"`
+			VersionType string `json:"version_type"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &a); err != nil || len(a) != 1 {
 			f.t.Errorf("bad action line %q", sc.Bytes())
 		}
-		if _, ok := a["create"]; !ok {
-			f.t.Errorf("action is not create: %q", sc.Bytes())
+		// Only versioned documents (finding states) are written with index,
+		// and always with external versioning.
+		act, versioned := a["index"]
+		if versioned && (act.Version <= 0 || act.VersionType != "external") {
+			f.t.Errorf("index action without an external version: %q", sc.Bytes())
 		}
-		ids = append(ids, a["create"].ID)
+		if c, ok := a["create"]; ok {
+			act = c
+		} else if !versioned {
+			f.t.Errorf("action is neither create nor index: %q", sc.Bytes())
+		}
+		ids = append(ids, act.ID)
 	}
 	f.mu.Lock()
 	f.n++
