@@ -295,6 +295,9 @@ func (s *Sanitizer) Enabled() bool { return s.redact }
 // error the record must not be published: it could not be re-encoded, so its
 // Object may still hold what should have been redacted.
 func (s *Sanitizer) Apply(rec *record.Record) error {
+	if rec.Source == record.SourceObject {
+		return s.applyObject(rec) // object.go
+	}
 	ev := rec.Audit
 	if ev == nil {
 		return s.applyEvent(rec) // Events carry no bodies: no size policy either
@@ -304,13 +307,7 @@ func (s *Sanitizer) Apply(rec *record.Record) error {
 		kinds := s.redactEvent(ev)
 		if kinds != 0 {
 			changed = true
-			for _, n := range kinds.names() {
-				s.redacted.WithLabelValues(n).Inc()
-				if !slices.Contains(rec.Flags.Redacted, n) {
-					rec.Flags.Redacted = append(rec.Flags.Redacted, n)
-				}
-			}
-			slices.Sort(rec.Flags.Redacted)
+			s.flagKinds(rec, kinds)
 		}
 	}
 	if changed {
