@@ -38,27 +38,45 @@ func (k kindInfo) apiVersion() string {
 // nothing here may add them: the collector has no read on Secrets.
 var kinds = map[string]kindInfo{
 	"Namespace": {group: "", version: "v1", resource: "namespaces",
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Namespaces().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Core().V1().Namespaces().Informer()
+		}},
 	"Pod": {group: "", version: "v1", resource: "pods", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Pods().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Core().V1().Pods().Informer()
+		}},
 	"Service": {group: "", version: "v1", resource: "services", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Services().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Core().V1().Services().Informer()
+		}},
 	"ServiceAccount": {group: "", version: "v1", resource: "serviceaccounts", namespaced: true,
 		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 			return f.Core().V1().ServiceAccounts().Informer()
 		}},
 	"Node": {group: "", version: "v1", resource: "nodes",
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Core().V1().Nodes().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Core().V1().Nodes().Informer()
+		}},
 	"Deployment": {group: "apps", version: "v1", resource: "deployments", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Apps().V1().Deployments().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Apps().V1().Deployments().Informer()
+		}},
 	"StatefulSet": {group: "apps", version: "v1", resource: "statefulsets", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Apps().V1().StatefulSets().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Apps().V1().StatefulSets().Informer()
+		}},
 	"DaemonSet": {group: "apps", version: "v1", resource: "daemonsets", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Apps().V1().DaemonSets().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Apps().V1().DaemonSets().Informer()
+		}},
 	"Job": {group: "batch", version: "v1", resource: "jobs", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Batch().V1().Jobs().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Batch().V1().Jobs().Informer()
+		}},
 	"CronJob": {group: "batch", version: "v1", resource: "cronjobs", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Batch().V1().CronJobs().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Batch().V1().CronJobs().Informer()
+		}},
 	"Ingress": {group: "networking.k8s.io", version: "v1", resource: "ingresses", namespaced: true,
 		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 			return f.Networking().V1().Ingresses().Informer()
@@ -68,11 +86,17 @@ var kinds = map[string]kindInfo{
 			return f.Networking().V1().NetworkPolicies().Informer()
 		}},
 	"Role": {group: "rbac.authorization.k8s.io", version: "v1", resource: "roles", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Rbac().V1().Roles().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Rbac().V1().Roles().Informer()
+		}},
 	"ClusterRole": {group: "rbac.authorization.k8s.io", version: "v1", resource: "clusterroles",
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Rbac().V1().ClusterRoles().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Rbac().V1().ClusterRoles().Informer()
+		}},
 	"RoleBinding": {group: "rbac.authorization.k8s.io", version: "v1", resource: "rolebindings", namespaced: true,
-		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer { return f.Rbac().V1().RoleBindings().Informer() }},
+		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
+			return f.Rbac().V1().RoleBindings().Informer()
+		}},
 	"ClusterRoleBinding": {group: "rbac.authorization.k8s.io", version: "v1", resource: "clusterrolebindings",
 		informer: func(f informers.SharedInformerFactory) cache.SharedIndexInformer {
 			return f.Rbac().V1().ClusterRoleBindings().Informer()
