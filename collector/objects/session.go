@@ -73,7 +73,10 @@ func (ss *session) run(ctx context.Context) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(ss.s.client, 0, informers.WithTransform(transform))
 	var synced []cache.InformerSynced
 	for _, k := range served {
-		inf := k.informer(factory)
+		inf, err := k.informer(factory)
+		if err != nil {
+			return err
+		}
 		reg, err := inf.AddEventHandler(ss.handler(k.kind))
 		if err != nil {
 			return fmt.Errorf("objects: %s informer: %w", k.kind, err)

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubesift/kubesift/internal/config"
@@ -28,8 +29,11 @@ func TestKindsMatchConfig(t *testing.T) {
 		t.Fatalf("kinds %v, config.ObjectKinds %v", got, want)
 	}
 	for name, k := range kinds {
-		if k.kind != name || k.informer == nil || k.resource == "" || k.resource == "secrets" {
+		if k.kind != name || k.resource == "" || k.resource == "secrets" {
 			t.Errorf("kind %s: %+v", name, k)
+		}
+		if _, err := k.informer(informers.NewSharedInformerFactory(fake.NewClientset(), 0)); err != nil {
+			t.Errorf("kind %s: %v", name, err)
 		}
 	}
 }
