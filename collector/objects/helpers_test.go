@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubesift/kubesift/collector"
@@ -33,6 +34,9 @@ type memPublisher struct {
 	hold chan struct{}
 	// entered is signalled when a Publish call starts waiting on hold.
 	entered chan struct{}
+	// next, when set, is the real publisher: a batch is kept only once it
+	// acknowledged it.
+	next collector.Publisher
 }
 
 func (p *memPublisher) Publish(ctx context.Context, recs []*record.Record) error {
@@ -50,13 +54,23 @@ func (p *memPublisher) Publish(ctx context.Context, recs []*record.Record) error
 			return ctx.Err()
 		}
 	}
+	if p.next != nil {
+		if err := p.next.Publish(ctx, recs); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.recs = append(p.recs, recs...)
 	return nil
 }
 
-func (p *memPublisher) PublishDeadLetters(_ context.Context, dls []collector.DeadLetter) error {
+func (p *memPublisher) PublishDeadLetters(ctx context.Context, dls []collector.DeadLetter) error {
+	if p.next != nil {
+		if err := p.next.PublishDeadLetters(ctx, dls); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dls = append(p.dls, dls...)
@@ -117,7 +131,7 @@ type running struct {
 	stop func()
 }
 
-func start(t *testing.T, cfg config.ObjectsConfig, cs *fake.Clientset, pub collector.Publisher) *running {
+func start(t *testing.T, cfg config.ObjectsConfig, cs kubernetes.Interface, pub collector.Publisher) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	src, err := New(cfg, testCluster, cs, pub, nil, reg, testLogger(t))
@@ -137,7 +151,7 @@ func start(t *testing.T, cfg config.ObjectsConfig, cs *fake.Clientset, pub colle
 		})
 	}
 	t.Cleanup(stop)
-	testenv.WaitFor(t, "informers synced", 10*time.Second, func() bool { return src.IsLeader() && src.Ready() == nil })
+	testenv.WaitFor(t, "leader with informers synced", 30*time.Second, func() bool { return src.IsLeader() && src.Ready() == nil })
 	return &running{src: src, reg: reg, stop: stop}
 }
 
