@@ -165,7 +165,9 @@ func applyRBAC(t testing.TB, cs kubernetes.Interface) (ns, user string) {
 			o.Subjects[0].Namespace = ns
 			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
 			name := o.Name
-			t.Cleanup(func() { _ = cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+			t.Cleanup(func() {
+				_ = cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+			})
 		case *rbacv1.Role:
 			o.Namespace = ns
 			_, err = cs.RbacV1().Roles(ns).Create(ctx, o, metav1.CreateOptions{})
