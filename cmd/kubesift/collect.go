@@ -21,6 +21,7 @@ import (
 	"github.com/kubesift/kubesift/collector/audittail"
 	"github.com/kubesift/kubesift/collector/auditwebhook"
 	"github.com/kubesift/kubesift/collector/events"
+	"github.com/kubesift/kubesift/collector/objects"
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
@@ -86,8 +87,8 @@ const publisherCloseTimeout = 30 * time.Second
 // of them fails.
 func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	cc := &cfg.Collector
-	if !cc.AuditWebhook.Enabled && !cc.AuditTail.Enabled && !cc.Events.Enabled {
-		return errors.New("collect: no source enabled; set collector.audit_webhook.enabled, collector.audit_tail.enabled or collector.events.enabled")
+	if !cc.AuditWebhook.Enabled && !cc.AuditTail.Enabled && !cc.Events.Enabled && !cc.Objects.Enabled {
+		return errors.New("collect: no source enabled; set collector.audit_webhook.enabled, collector.audit_tail.enabled, collector.events.enabled or collector.objects.enabled")
 	}
 	// A soft memory limit bounds RSS under load (collector.memory_limit).
 	obs.ApplyMemoryLimit(cc.MemoryLimit, log)
@@ -259,6 +260,41 @@ func buildSources(ctx context.Context, cfg *config.Config, cluster record.Cluste
 			}
 		}()
 		parts = append(parts, sourcePart{events.Source, ev.Run})
+	}
+	if cc.Objects.Enabled {
+		rc, err := restConfig(cc)
+		if err != nil {
+			return nil, fmt.Errorf("collector.objects: %w", err)
+		}
+		if rc == nil {
+			return nil, errors.New("collector.objects needs API access: set collector.kubeconfig or run in a pod")
+		}
+		// Informers only (list/watch) plus Lease renewals: a modest rate.
+		rc.QPS, rc.Burst, rc.UserAgent = 20, 40, "kubesift-collect/objects"
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("collector.objects: %w", err)
+		}
+		src, err := objects.New(cc.Objects, cluster, cs, sourcePub(objects.SourceName), san, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		srv.SetReady(objects.SourceName, errors.New("starting"))
+		parts = append(parts, sourcePart{objects.SourceName, func(ctx context.Context) error {
+			go func() {
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+						srv.SetReady(objects.SourceName, src.Ready())
+					}
+				}
+			}()
+			return src.Run(ctx)
+		}})
 	}
 	return parts, nil
 }
