@@ -1,14 +1,11 @@
 package objects
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -23,9 +20,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -38,31 +33,7 @@ import (
 // rbacFile is the objects source's RBAC as deployed (a kustomize component).
 const rbacFile = "../../deployments/kubernetes/components/objects/rbac.yaml"
 
-func loadRBAC(t testing.TB) []runtime.Object {
-	t.Helper()
-	data, err := os.ReadFile(rbacFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var objs []runtime.Object
-	for {
-		var raw runtime.RawExtension
-		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
-			return objs
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(raw.Raw)) == 0 {
-			continue
-		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, obj)
-	}
-}
+func loadRBAC(t testing.TB) []runtime.Object { return testenv.DecodeObjects(t, rbacFile) }
 
 // TestRBACIsExactlyListWatchOfTheKinds: the ClusterRole grants list and
 // watch on every collected kind's resource and nothing else; the Role only

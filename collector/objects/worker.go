@@ -103,7 +103,7 @@ func (ss *session) publishBatch(ctx context.Context, batch []string) {
 	for _, key := range batch {
 		rec, out, dl := ss.build(key)
 		if dl != nil {
-			dls = append(dls, ss.s.san.DeadLetter(*dl))
+			dls = append(dls, *dl)
 		}
 		if rec != nil {
 			recs = append(recs, rec)
@@ -249,15 +249,17 @@ func (ss *session) tombstone(key string, ki kindInfo, ns, name string, gone *rec
 	return rec, out, nil
 }
 
+// deadLetter builds the scrubbed dead letter of one queued key.
 func (ss *session) deadLetter(key string, data []byte, reason string, err error) *collector.DeadLetter {
 	ss.log.Warn("object dead-lettered", "key", key, "reason", reason, "err", err)
 	if data == nil {
 		data = []byte(key)
 	}
-	return &collector.DeadLetter{
+	dl := ss.s.san.DeadLetter(collector.DeadLetter{
 		Data: data, Source: SourceName, Origin: key, Offset: -1,
 		Reason: reason, Error: err.Error(), Cluster: ss.s.cluster,
-	}
+	})
+	return &dl
 }
 
 // contentHash hashes an object's published form without its

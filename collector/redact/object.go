@@ -3,7 +3,6 @@ package redact
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/kubesift/kubesift/record"
@@ -40,16 +39,7 @@ func (s *Sanitizer) applyObject(rec *record.Record) error {
 		}
 	}
 	if size := s.estimate(rec); size > s.maxRecord {
-		ok, err := s.fitObject(rec, size)
-		switch {
-		case err != nil:
-			return err
-		case ok:
-			s.notice("object record over max_record_bytes: longest strings cut to fit (flags.truncated, annotation "+TruncatedFieldsAnnotation+")", rec, size)
-		default:
-			s.oversize.Inc()
-			s.notice("object record over max_record_bytes and cannot be cut to fit; published as it is (the publisher dead-letters it)", rec, size)
-		}
+		return s.fitOrNotice(rec, size)
 	}
 	return nil
 }
@@ -88,18 +78,10 @@ func (s *Sanitizer) fitObject(rec *record.Record, size int) (bool, error) {
 			leaves = append(leaves, l)
 		}
 	}
-	limit, ok := cutLength(leaves, size-s.maxRecord+fitMargin)
+	cut, ok := cutLeaves(leaves, size-s.maxRecord+fitMargin)
 	if !ok {
 		return false, nil
 	}
-	var cut []string
-	for _, l := range leaves {
-		if str := l.get(); len(str) > limit {
-			l.set(truncateUTF8(str, limit))
-			cut = append(cut, l.path+"="+strconv.Itoa(len(str)))
-		}
-	}
-	slices.Sort(cut)
 	meta, _ := top["metadata"].(map[string]any)
 	if meta == nil {
 		meta = map[string]any{}
