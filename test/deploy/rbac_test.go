@@ -164,7 +164,7 @@ func TestCollectorRBAC(t *testing.T) {
 				{verb: "update", group: "apps", resource: "daemonsets", ns: collectorNS, name: "kubesift-collector"},
 				{verb: "create", group: "certificates.k8s.io", resource: "certificatesigningrequests"},
 			}
-			if r.component == objectsComponent {
+			if hasObjectsRBAC(objs) {
 				// The objects source lists and watches (never gets) its kinds,
 				// namespaces included, and has a Lease of its own.
 				deny = slices.DeleteFunc(deny, func(a access) bool { return a.verb == "list" && a.resource == "namespaces" })
@@ -262,6 +262,17 @@ func applyRBAC(t testing.TB, c *cluster, objs []*unstructured.Unstructured, suff
 			}
 		})
 	}
+}
+
+// hasObjectsRBAC reports whether a rendering includes the objects source's
+// RBAC (components/objects, or the chart's collector.objects.enabled).
+func hasObjectsRBAC(objs []*unstructured.Unstructured) bool {
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" && o.GetName() == "kubesift-collector-objects" {
+			return true
+		}
+	}
+	return false
 }
 
 // TestRBACStatic checks the RBAC objects of every rendering without a
