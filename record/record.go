@@ -38,7 +38,8 @@
 // A deleted object is published as a Kafka tombstone: its key and a nil
 // value, so that compaction eventually removes the object from the topic
 // (after delete.retention.ms). The tombstone still carries the headers
-// kubesift-id ("<uid>:<resourceVersion>" of the last version seen),
+// kubesift-id ("<uid>:<resourceVersion>" of the object's final version, as
+// the delete notification reported it),
 // kubesift-source "object" and kubesift-cluster, and its key names the
 // cluster, kind, namespace and name: a consumer learns of the delete from
 // ParseTombstone without a value to decode. In the collector a tombstone is
