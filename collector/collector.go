@@ -1,6 +1,7 @@
 // Package collector holds kubesift's per-cluster sources — the audit webhook
-// receiver, the audit log tail, the Events informers — and the publisher that
-// carries their records to Kafka.
+// receiver, the audit log tail, the Events informers, the objects informers —
+// and the publisher that carries their records to Kafka. Leader-only sources
+// campaign for their Lease through Campaign (leader.go).
 //
 // # The contract between sources and the publisher
 //
@@ -79,7 +80,8 @@ type Pipeliner interface {
 type DeadLetter struct {
 	// Data is the original bytes (possibly cut to the dead-letter size limit).
 	Data []byte
-	// Source is where it came from: "audit-webhook", "audit-tail", "events".
+	// Source is where it came from: "audit-webhook", "audit-tail", "events",
+	// "objects".
 	Source string
 	// Origin locates it: a file path, a remote address.
 	Origin string

@@ -18,6 +18,36 @@
 //     occurrence share one ID.
 //   - object: "<uid>:<resourceVersion>".
 //
+// # Objects
+//
+// Objects (source "object") are the current state of a cluster's API objects,
+// published by the collector's objects source on the compacted topic
+// kubesift.objects so that the topic always holds the latest version of every
+// object:
+//
+//   - key: KeyObjectRef, "<cluster>/<kind>/<namespace>/<name>" (namespace
+//     empty for cluster-scoped kinds). Compaction keeps one message per key,
+//     so the key names the object, not its UID: a re-created object replaces
+//     the record of the one it succeeds.
+//   - id: "<uid>:<resourceVersion>" (ObjectRecordID).
+//   - api_version: the object's own (e.g. "apps/v1"); the object carries its
+//     kind and apiVersion.
+//   - event_time: when the collector observed the change (the informer's
+//     notification); the API server records no change time on objects.
+//
+// A deleted object is published as a Kafka tombstone: its key and a nil
+// value, so that compaction eventually removes the object from the topic
+// (after delete.retention.ms). The tombstone still carries the headers
+// kubesift-id ("<uid>:<resourceVersion>" of the object's final version, as
+// the delete notification reported it),
+// kubesift-source "object" and kubesift-cluster, and its key names the
+// cluster, kind, namespace and name: a consumer learns of the delete from
+// ParseTombstone without a value to decode. In the collector a tombstone is
+// a Record with Deleted set and no Object (NewObjectTombstone); Marshal
+// refuses it, the publisher sends it with a nil value. A consumer that
+// rebuilds its state from the topic later than delete.retention.ms after the
+// delete sees neither the object nor its tombstone, which is the same state.
+//
 // # Wire format (Kafka)
 //
 // The message value is the JSON envelope produced by Marshal:
@@ -118,6 +148,9 @@ type Record struct {
 	CoreEvent *corev1.Event `json:"-"`
 	// Event is the typed view of an events.k8s.io/v1 Event.
 	Event *eventsv1.Event `json:"-"`
+	// Deleted marks an object's tombstone (NewObjectTombstone): no Object,
+	// sent with a nil value.
+	Deleted bool `json:"-"`
 }
 
 // NewAudit builds the Record for an audit event. raw is the event's original

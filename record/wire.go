@@ -35,6 +35,9 @@ type Header struct {
 // byte-for-byte what json.Marshal(r) writes, and the object is the same JSON
 // value, copied as received (a test and a fuzz target check both).
 func Marshal(r *Record) ([]byte, error) {
+	if r.Deleted {
+		return nil, fmt.Errorf("record %s: a tombstone has no value to encode", r.ID)
+	}
 	if r.Object == nil {
 		if err := r.SyncObject(); err != nil {
 			return nil, err

@@ -78,8 +78,8 @@ const publisherCloseTimeout = 30 * time.Second
 // of them fails.
 func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	cc := &cfg.Collector
-	if !cc.AuditWebhook.Enabled && !cc.AuditTail.Enabled && !cc.Events.Enabled {
-		return errors.New("collect: no source enabled; set collector.audit_webhook.enabled, collector.audit_tail.enabled or collector.events.enabled")
+	if !cc.AuditWebhook.Enabled && !cc.AuditTail.Enabled && !cc.Events.Enabled && !cc.Objects.Enabled {
+		return errors.New("collect: no source enabled; set collector.audit_webhook.enabled, collector.audit_tail.enabled, collector.events.enabled or collector.objects.enabled")
 	}
 	// A soft memory limit bounds RSS under load (collector.memory_limit).
 	obs.ApplyMemoryLimit(cc.MemoryLimit, log)

@@ -2,13 +2,9 @@ package events
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/redact"
@@ -28,9 +22,6 @@ import (
 
 // Source names this source in dead letters, readiness checks and logs.
 const Source = "events"
-
-// serviceAccountNamespaceFile is where a pod finds its namespace.
-const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 // Collector ships a cluster's Events. Build it with New and start it with
 // Run; see the package doc.
@@ -117,57 +108,21 @@ func New(cfg config.EventsConfig, cluster record.Cluster, client kubernetes.Inte
 		cfg: cfg, cluster: cluster, client: client, pub: pub, m: m, now: time.Now,
 		scope: scopeOf(cfg.Namespaces, cfg.FieldSelector, cfg.LabelSelector),
 	}
-	if c.identity, err = identity(cfg.LeaderElection.Identity); err != nil {
-		return nil, err
+	if c.identity, err = collector.LeaderIdentity(cfg.LeaderElection.Identity); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
 	}
 	c.log = log.With("component", "events", "identity", c.identity)
 	if cfg.LeaderElection.Enabled {
-		if c.leaseNS, err = ownNamespace(cfg.LeaderElection.Namespace); err != nil {
+		if c.leaseNS, err = collector.OwnNamespace(cfg.LeaderElection.Namespace); err != nil {
 			return nil, fmt.Errorf("events: collector.events.leader_election.namespace: %w", err)
 		}
 	}
 	if cfg.Watermark.Enabled {
-		if c.wmNS, err = ownNamespace(cfg.Watermark.Namespace); err != nil {
+		if c.wmNS, err = collector.OwnNamespace(cfg.Watermark.Namespace); err != nil {
 			return nil, fmt.Errorf("events: collector.events.watermark.namespace: %w", err)
 		}
 	}
 	return c, nil
-}
-
-// identity is the configured identity, else POD_NAME, else the host name
-// with a random suffix (two processes on one host must never share an
-// identity: client-go would let both believe they hold the Lease).
-func identity(configured string) (string, error) {
-	if configured != "" {
-		return configured, nil
-	}
-	if p := os.Getenv("POD_NAME"); p != "" {
-		return p, nil
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("events: leader election identity: %w", err)
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return h + "-" + hex.EncodeToString(b[:]), nil
-}
-
-// ownNamespace is the configured namespace, else POD_NAMESPACE, else the
-// service account namespace file.
-func ownNamespace(configured string) (string, error) {
-	if configured != "" {
-		return configured, nil
-	}
-	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
-		return ns, nil
-	}
-	if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
-		if ns := strings.TrimSpace(string(b)); ns != "" {
-			return ns, nil
-		}
-	}
-	return "", errors.New("not configured, POD_NAMESPACE unset and not running in a pod: set it")
 }
 
 // Identity is the name this collector uses in the leader Lease.
@@ -287,70 +242,10 @@ func (c *Collector) ensureClusterUID(ctx context.Context) error {
 // term campaigns once: it returns when the Lease was lost (the caller
 // campaigns again) or ctx ended.
 func (c *Collector) term(ctx context.Context) error {
-	le := c.cfg.LeaderElection
-	// The elector gets its own context so that on shutdown the session can
-	// drain and write its watermark before the Lease is released.
-	leCtx, cancelLE := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelLE()
-	sessionEnded := make(chan struct{})
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Namespace: c.leaseNS, Name: le.LeaseName},
-			Client:     c.client.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: c.identity},
-			Labels:     map[string]string{"app.kubernetes.io/name": "kubesift", "app.kubernetes.io/component": "events-leader"},
-		},
-		LeaseDuration:   le.LeaseDuration,
-		RenewDeadline:   le.RenewDeadline,
-		RetryPeriod:     le.RetryPeriod,
-		ReleaseOnCancel: le.ReleaseOnCancel,
-		Name:            "kubesift-events",
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(termCtx context.Context) {
-				defer close(sessionEnded)
-				c.log.Info("became the Events leader", "lease", c.leaseNS+"/"+le.LeaseName)
-				sctx, cancel := context.WithCancel(termCtx)
-				defer cancel()
-				defer context.AfterFunc(ctx, cancel)()
-				c.lead(sctx)
-			},
-			OnStoppedLeading: func() {
-				c.log.Info("not the Events leader", "lease", c.leaseNS+"/"+le.LeaseName)
-			},
-			OnNewLeader: func(id string) {
-				if id != c.identity {
-					c.log.Info("Events leader elected", "leader", id)
-				}
-			},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("events: leader election: %w", err)
-	}
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-leCtx.Done():
-			return
-		}
-		if elector.IsLeader() {
-			// Let the session finish shipping before the Lease is given up
-			// (or simply left to expire).
-			t := time.NewTimer(c.cfg.ShutdownGrace + 10*time.Second)
-			select {
-			case <-sessionEnded:
-			case <-t.C:
-			}
-			t.Stop()
-		}
-		cancelLE()
-	}()
-	elector.Run(leCtx)
-	if ctx.Err() == nil {
-		c.log.Warn("lost the Events leader Lease; campaigning again")
-		sleep(ctx, le.RetryPeriod)
-	}
-	return nil
+	return collector.Campaign{
+		Config: c.cfg.LeaderElection, Namespace: c.leaseNS, Identity: c.identity, Component: Source,
+		Leases: c.client.CoordinationV1(), Grace: c.cfg.ShutdownGrace, Log: c.log,
+	}.Run(ctx, c.lead)
 }
 
 // lead runs sessions until ctx ends, retrying a failed one with backoff.

@@ -1,11 +1,7 @@
 package events
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
 	"testing"
 	"time"
 
@@ -15,9 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -28,32 +22,7 @@ import (
 )
 
 // loadRBAC decodes testdata/rbac.yaml.
-func loadRBAC(t testing.TB) []runtime.Object {
-	t.Helper()
-	data, err := os.ReadFile("testdata/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var objs []runtime.Object
-	for {
-		var raw runtime.RawExtension
-		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(bytes.TrimSpace(raw.Raw)) == 0 {
-			continue
-		}
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, obj)
-	}
-	return objs
-}
+func loadRBAC(t testing.TB) []runtime.Object { return testenv.DecodeObjects(t, "testdata/rbac.yaml") }
 
 // TestRBACFixtureIsLeastPrivilege checks the fixture itself: exactly the
 // permissions the package doc lists, nothing more.

@@ -13,6 +13,9 @@
 // Each record becomes one Kafka message: the value is record.Marshal, the key
 // record.Key (cluster/user for audit), the headers record.Headers; the topic
 // is chosen by the record's source (kafka.topics.audit, .events, .objects).
+// An object's tombstone (record.Record.Deleted) is sent with a nil value, so
+// that compaction of the objects topic drops the object; the spool keeps the
+// nil across an outage (tombstone.go).
 // Messages are partitioned by murmur2 of the key. Records published
 // through For(source) also carry HeaderOrigin, naming the source. Publish queues the batch
 // on an asynchronous kafka-go Writer and waits for the Completion callback of

@@ -103,14 +103,14 @@ func (m *outMsg) wireSize() int64 {
 	return n
 }
 
-// fromRecord encodes a record to its wire form (record.Marshal,
-// record.Headers, record.Key).
+// fromRecord encodes a record to its wire form (record.Marshal, or nil for
+// a tombstone; record.Headers, record.Key).
 func fromRecord(r *record.Record, origin []byte) (outMsg, error) {
 	k, ok := kindOf(r.Source)
 	if !ok {
 		return outMsg{}, fmt.Errorf("record %s: unknown source %q", r.ID, r.Source)
 	}
-	value, err := record.Marshal(r)
+	value, err := recordValue(r)
 	if err != nil {
 		return outMsg{}, err
 	}
@@ -256,6 +256,6 @@ func decodePayload(b []byte) (outMsg, error) {
 		}
 		m.headers[i] = kafka.Header{Key: string(k), Value: v}
 	}
-	m.value = rest
+	m.value = payloadValue(m.kind, rest)
 	return m, nil
 }

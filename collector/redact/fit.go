@@ -113,21 +113,10 @@ func (s *Sanitizer) fit(rec *record.Record, size int) (bool, error) {
 			leaves[i].copies = 2
 		}
 	}
-	need := size - s.maxRecord + fitMargin
-	limit, ok := cutLength(leaves, need)
+	cut, ok := cutLeaves(leaves, size-s.maxRecord+fitMargin)
 	if !ok {
 		return false, nil
 	}
-	var cut []string
-	for _, l := range leaves {
-		str := l.get()
-		if len(str) <= limit {
-			continue
-		}
-		l.set(truncateUTF8(str, limit))
-		cut = append(cut, l.path+"="+strconv.Itoa(len(str)))
-	}
-	slices.Sort(cut)
 	ann, _ := top["annotations"].(map[string]any)
 	if ann == nil {
 		ann = map[string]any{}
@@ -184,6 +173,25 @@ func collectStrings(leaves *[]strLeaf, path string, val any, parent any, key any
 			collectStrings(leaves, path+"["+strconv.Itoa(i)+"]", v, x, i, depth+1)
 		}
 	}
+}
+
+// cutLeaves cuts the longest strings of leaves to one common length so that
+// at least need bytes are saved, and returns the cut fields as
+// "path=original bytes", sorted; ok is false (nothing cut) when even
+// fitMinKeep does not save enough.
+func cutLeaves(leaves []strLeaf, need int) (cut []string, ok bool) {
+	limit, ok := cutLength(leaves, need)
+	if !ok {
+		return nil, false
+	}
+	for _, l := range leaves {
+		if str := l.get(); len(str) > limit {
+			l.set(truncateUTF8(str, limit))
+			cut = append(cut, l.path+"="+strconv.Itoa(len(str)))
+		}
+	}
+	slices.Sort(cut)
+	return cut, true
 }
 
 // cutLength is the longest length every string may keep so that cutting

@@ -295,6 +295,9 @@ func (s *Sanitizer) Enabled() bool { return s.redact }
 // error the record must not be published: it could not be re-encoded, so its
 // Object may still hold what should have been redacted.
 func (s *Sanitizer) Apply(rec *record.Record) error {
+	if rec.Source == record.SourceObject {
+		return s.applyObject(rec) // object.go
+	}
 	ev := rec.Audit
 	if ev == nil {
 		return s.applyEvent(rec) // Events carry no bodies: no size policy either
@@ -304,13 +307,7 @@ func (s *Sanitizer) Apply(rec *record.Record) error {
 		kinds := s.redactEvent(ev)
 		if kinds != 0 {
 			changed = true
-			for _, n := range kinds.names() {
-				s.redacted.WithLabelValues(n).Inc()
-				if !slices.Contains(rec.Flags.Redacted, n) {
-					rec.Flags.Redacted = append(rec.Flags.Redacted, n)
-				}
-			}
-			slices.Sort(rec.Flags.Redacted)
+			s.flagKinds(rec, kinds)
 		}
 	}
 	if changed {
@@ -345,15 +342,19 @@ func (s *Sanitizer) Apply(rec *record.Record) error {
 // (fit.go); one that cannot be made to fit is published as it is, and the
 // publisher dead-letters it.
 func (s *Sanitizer) fitOrNotice(rec *record.Record, size int) error {
-	ok, err := s.fit(rec, size)
+	fit, what, where := s.fit, "audit record over max_record_bytes without bodies to drop", "annotation "
+	if rec.Source == record.SourceObject {
+		fit, what, where = s.fitObject, "object record over max_record_bytes", "the object's annotation "
+	}
+	ok, err := fit(rec, size)
 	switch {
 	case err != nil:
 		return err
 	case ok:
-		s.notice("audit record over max_record_bytes without bodies to drop: longest strings cut to fit (flags.truncated, annotation "+TruncatedFieldsAnnotation+")", rec, size)
+		s.notice(what+": longest strings cut to fit (flags.truncated, "+where+TruncatedFieldsAnnotation+")", rec, size)
 	default:
 		s.oversize.Inc()
-		s.notice("audit record over max_record_bytes and cannot be cut to fit; published as it is (the publisher dead-letters it)", rec, size)
+		s.notice(what+" and cannot be cut to fit; published as it is (the publisher dead-letters it)", rec, size)
 	}
 	return nil
 }

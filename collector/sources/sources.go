@@ -1,6 +1,7 @@
 // Package sources builds the collector's sources from the collector:
 // section of the configuration — the audit webhook receiver, the audit log
-// tail (with its stall watch) and the Events collector — ready to run.
+// tail (with its stall watch), the Events collector and the objects source —
+// ready to run.
 //
 // It is the one constructor of the sources: `kubesift collect` and the
 // all-in-one `kubesift run` both call New, so the all-in-one runs the very
@@ -10,7 +11,7 @@
 // # The contract
 //
 // New returns the enabled sources in a fixed order (webhook, tail, stall
-// watch, Events) or an error naming the configuration field at fault; on an
+// watch, Events, objects) or an error naming the configuration field at fault; on an
 // error nothing it built is left open. Each Source runs until its context
 // ends and returns an error only when it cannot go on, so the caller runs
 // them under one lifecycle (internal/lifecycle) that stops the rest when one
@@ -21,8 +22,8 @@
 // name it (header kubesift-origin). Readiness is reported through
 // Options.SetReady under the source's name: the webhook is ready once its
 // port is bound (in New, so a taken port fails the start instead of a
-// goroutine), the tail once it has opened its files, Events as
-// events.Collector.Ready says (checked every second).
+// goroutine), the tail once it has opened its files, Events and objects as
+// their Ready methods say (checked every second).
 package sources
 
 import (
@@ -41,6 +42,7 @@ import (
 	"github.com/kubesift/kubesift/collector/audittail"
 	"github.com/kubesift/kubesift/collector/auditwebhook"
 	"github.com/kubesift/kubesift/collector/events"
+	"github.com/kubesift/kubesift/collector/objects"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/lifecycle"
@@ -52,10 +54,9 @@ import (
 // path whose position stays put while it has unread data.
 const StallWatch = "stall watch"
 
-// eventsReadyEvery is how often the Events collector's readiness is copied
-// to SetReady: it changes with leadership and informer sync, which have no
-// callback to hook.
-const eventsReadyEvery = time.Second
+// readyEvery is how often the Events and objects sources' readiness is
+// copied to SetReady.
+const readyEvery = time.Second
 
 // Source is one built source: its name (audittail.Source, …) and its body.
 type Source struct {
@@ -129,6 +130,13 @@ func New(o Options) (srcs []Source, err error) {
 		}
 		srcs = append(srcs, src)
 	}
+	if cc.Objects.Enabled {
+		src, err := o.objects()
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, src)
+	}
 	return srcs, nil
 }
 
@@ -190,43 +198,71 @@ func (o *Options) tail() (tail, stall Source, err error) {
 	return Source{audittail.Source, run}, Source{StallWatch, sw.Run}, nil
 }
 
-// events builds the Events collector on the collector's API access.
-func (o *Options) events() (Source, error) {
-	cc := &o.Config
-	rc, err := collector.KubeConfig(cc)
+// kubeClient is a client on the collector's API access for the source
+// configured under field. The sources read through informers and listers
+// only; a modest client rate is plenty and keeps them polite to the API
+// server.
+func (o *Options) kubeClient(field, userAgent string) (kubernetes.Interface, error) {
+	rc, err := collector.KubeConfig(&o.Config)
 	if err != nil {
-		return Source{}, fmt.Errorf("collector.events: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	if rc == nil {
-		return Source{}, errors.New("collector.events needs API access: set collector.kubeconfig or run in a pod")
+		return nil, fmt.Errorf("%s needs API access: set collector.kubeconfig or run in a pod", field)
 	}
-	// The Events collector reads through informers and listers only; a
-	// modest client rate is plenty and keeps it polite to the API server.
-	rc.QPS, rc.Burst, rc.UserAgent = 20, 40, "kubesift-collect/events"
+	rc.QPS, rc.Burst, rc.UserAgent = 20, 40, userAgent
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return Source{}, fmt.Errorf("collector.events: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	ev, err := events.New(cc.Events, o.Cluster, cs, o.publisherFor(events.Source), o.Registry, o.Logger)
+	return cs, nil
+}
+
+// events builds the Events collector on the collector's API access.
+func (o *Options) events() (Source, error) {
+	cs, err := o.kubeClient("collector.events", "kubesift-collect/events")
+	if err != nil {
+		return Source{}, err
+	}
+	ev, err := events.New(o.Config.Events, o.Cluster, cs, o.publisherFor(events.Source), o.Registry, o.Logger)
 	if err != nil {
 		return Source{}, err
 	}
 	ev.SetSanitizer(o.Sanitizer)
-	o.SetReady(events.Source, errors.New("starting"))
+	return Source{events.Source, o.polledReady(events.Source, ev.Run, ev.Ready)}, nil
+}
+
+// objects builds the objects source (posture) on the collector's API access.
+func (o *Options) objects() (Source, error) {
+	cs, err := o.kubeClient("collector.objects", "kubesift-collect/objects")
+	if err != nil {
+		return Source{}, err
+	}
+	src, err := objects.New(o.Config.Objects, o.Cluster, cs, o.publisherFor(objects.SourceName), o.Sanitizer, o.Registry, o.Logger)
+	if err != nil {
+		return Source{}, err
+	}
+	return Source{objects.SourceName, o.polledReady(objects.SourceName, src.Run, src.Ready)}, nil
+}
+
+// polledReady reports ready(), copied every readyEvery for as long as run
+// runs, as name's readiness: leadership and informer sync, which it
+// follows, have no callback to hook.
+func (o *Options) polledReady(name string, run lifecycle.RunFunc, ready func() error) lifecycle.RunFunc {
+	o.SetReady(name, errors.New("starting"))
 	setReady := o.SetReady
-	run := alongside(ev.Run, func(stop <-chan struct{}) {
-		t := time.NewTicker(eventsReadyEvery)
+	return alongside(run, func(stop <-chan struct{}) {
+		t := time.NewTicker(readyEvery)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
-				setReady(events.Source, ev.Ready())
+				setReady(name, ready())
 			}
 		}
 	})
-	return Source{events.Source, run}, nil
 }
 
 // alongside runs watch in its own goroutine for as long as run runs: the

@@ -43,6 +43,8 @@ type CollectorConfig struct {
 	Size         SizeConfig         `yaml:"size"`
 	// Events configures the Events collector (events_config.go).
 	Events EventsConfig `yaml:"events"`
+	// Objects configures the objects source (objects_config.go).
+	Objects ObjectsConfig `yaml:"objects"`
 }
 
 // AuditWebhookConfig configures the HTTPS endpoint that kube-apiserver's
@@ -161,6 +163,7 @@ var DefaultConfigMapKeyPatterns = []string{
 func defaultCollector() CollectorConfig {
 	return CollectorConfig{
 		Events:             DefaultEventsConfig(),
+		Objects:            DefaultObjectsConfig(),
 		DeadLetterMaxBytes: 64 << 10,
 		AuditWebhook: AuditWebhookConfig{
 			Listen:        ":8443",
@@ -198,6 +201,7 @@ func defaultCollector() CollectorConfig {
 // files before validation, and this keeps the collector's in this file.
 func (c *CollectorConfig) validate(v *validator) {
 	c.Events.validate(v)
+	c.Objects.validate(v)
 	if c.DeadLetterMaxBytes <= 0 {
 		v.add("collector.dead_letter_max_bytes", "must be positive")
 	}

@@ -215,36 +215,11 @@ func (c *EventsConfig) validate(v *validator) {
 	}
 
 	le := &c.LeaderElection
-	if le.Namespace != "" {
-		if errs := validation.IsDNS1123Label(le.Namespace); len(errs) > 0 {
-			v.add(p+"leader_election.namespace", "not a namespace name: "+strings.Join(errs, "; "))
-		}
-	}
-	if le.Enabled {
-		if errs := validation.IsDNS1123Subdomain(le.LeaseName); len(errs) > 0 {
-			v.add(p+"leader_election.lease_name", "not a Lease name: "+strings.Join(errs, "; "))
-		}
-		if w.Enabled && le.LeaseName == w.LeaseName && le.Namespace == w.Namespace {
-			// The elector rewrites its Lease from a cached copy; sharing it
-			// would make every watermark write a renewal conflict.
-			v.add(p+"watermark.lease_name", "must differ from collector.events.leader_election.lease_name")
-		}
-	}
-	// The same rules client-go's NewLeaderElector enforces, reported here
-	// with field names instead of at start.
-	switch {
-	case le.LeaseDuration <= 0:
-		v.add(p+"leader_election.lease_duration", "must be positive")
-	case le.RenewDeadline <= 0:
-		v.add(p+"leader_election.renew_deadline", "must be positive")
-	case le.RetryPeriod <= 0:
-		v.add(p+"leader_election.retry_period", "must be positive")
-	case le.LeaseDuration < time.Second:
-		v.add(p+"leader_election.lease_duration", "must be at least 1s (the Lease stores whole seconds)")
-	case le.LeaseDuration <= le.RenewDeadline:
-		v.add(p+"leader_election.lease_duration", "must be greater than renew_deadline")
-	case float64(le.RenewDeadline) <= leaderElectionJitter*float64(le.RetryPeriod):
-		v.add(p+"leader_election.renew_deadline", fmt.Sprintf("must be greater than %.1f × retry_period", leaderElectionJitter))
+	le.validate(v, p+"leader_election.")
+	if le.Enabled && w.Enabled && le.LeaseName == w.LeaseName && le.Namespace == w.Namespace {
+		// The elector rewrites its Lease from a cached copy; sharing it
+		// would make every watermark write a renewal conflict.
+		v.add(p+"watermark.lease_name", "must differ from collector.events.leader_election.lease_name")
 	}
 
 	for i, k := range c.Enrich.Labels {
@@ -257,6 +232,37 @@ func (c *EventsConfig) validate(v *validator) {
 	}
 	if c.Batch.MaxWait <= 0 {
 		v.add(p+"batch.max_wait", "must be positive")
+	}
+}
+
+// validate adds problems of a leader election section to v; p is its path
+// with a trailing dot ("collector.events.leader_election.").
+func (le *EventsLeaderElectionConfig) validate(v *validator, p string) {
+	if le.Namespace != "" {
+		if errs := validation.IsDNS1123Label(le.Namespace); len(errs) > 0 {
+			v.add(p+"namespace", "not a namespace name: "+strings.Join(errs, "; "))
+		}
+	}
+	if le.Enabled {
+		if errs := validation.IsDNS1123Subdomain(le.LeaseName); len(errs) > 0 {
+			v.add(p+"lease_name", "not a Lease name: "+strings.Join(errs, "; "))
+		}
+	}
+	// The same rules client-go's NewLeaderElector enforces, reported here
+	// with field names instead of at start.
+	switch {
+	case le.LeaseDuration <= 0:
+		v.add(p+"lease_duration", "must be positive")
+	case le.RenewDeadline <= 0:
+		v.add(p+"renew_deadline", "must be positive")
+	case le.RetryPeriod <= 0:
+		v.add(p+"retry_period", "must be positive")
+	case le.LeaseDuration < time.Second:
+		v.add(p+"lease_duration", "must be at least 1s (the Lease stores whole seconds)")
+	case le.LeaseDuration <= le.RenewDeadline:
+		v.add(p+"lease_duration", "must be greater than renew_deadline")
+	case float64(le.RenewDeadline) <= leaderElectionJitter*float64(le.RetryPeriod):
+		v.add(p+"renew_deadline", fmt.Sprintf("must be greater than %.1f × retry_period", leaderElectionJitter))
 	}
 }
 

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,20 @@ func TestCollectorRBAC(t *testing.T) {
 				{verb: "update", group: "apps", resource: "daemonsets", ns: collectorNS, name: "kubesift-collector"},
 				{verb: "create", group: "certificates.k8s.io", resource: "certificatesigningrequests"},
 			}
+			if hasObjectsRBAC(objs) {
+				// The objects source lists and watches (never gets) its kinds,
+				// namespaces included, and has a Lease of its own.
+				deny = slices.DeleteFunc(deny, func(a access) bool { return a.verb == "list" && a.resource == "namespaces" })
+				allow = append(allow,
+					access{verb: "list", resource: "namespaces"},
+					access{verb: "watch", resource: "nodes"},
+					access{verb: "list", group: "rbac.authorization.k8s.io", resource: "clusterroles"},
+					access{verb: "watch", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicies"},
+					access{verb: "update", group: "coordination.k8s.io", resource: "leases", ns: collectorNS, name: "kubesift-objects-leader"})
+				deny = append(deny,
+					access{verb: "get", group: "rbac.authorization.k8s.io", resource: "clusterroles", name: "admin"},
+					access{verb: "list", resource: "configmaps"})
+			}
 			// Grants take effect once the RBAC authorizer's informers saw
 			// them: wait for the first allowed answer.
 			testenv.WaitFor(t, "RBAC of "+r.name+" in effect", 30*time.Second, func() bool {
@@ -247,6 +262,17 @@ func applyRBAC(t testing.TB, c *cluster, objs []*unstructured.Unstructured, suff
 			}
 		})
 	}
+}
+
+// hasObjectsRBAC reports whether a rendering includes the objects source's
+// RBAC (components/objects, or the chart's collector.objects.enabled).
+func hasObjectsRBAC(objs []*unstructured.Unstructured) bool {
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" && o.GetName() == "kubesift-collector-objects" {
+			return true
+		}
+	}
+	return false
 }
 
 // TestRBACStatic checks the RBAC objects of every rendering without a

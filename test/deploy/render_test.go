@@ -37,6 +37,9 @@ func (r rendering) String() string { return r.name }
 
 const chartDir = "deployments/helm/kubesift"
 
+// objectsComponent is the RBAC of the optional objects source.
+const objectsComponent = "deployments/kubernetes/components/objects"
+
 // renderings are every way of installing kubesift the repository documents.
 func renderings() []rendering {
 	return []rendering{
@@ -45,6 +48,8 @@ func renderings() []rendering {
 		{name: "kustomize overlays/member", mode: "member", kustomize: "deployments/kubernetes/overlays/member"},
 		{name: "kustomize overlays/central + components/webhook-hostport", mode: "central",
 			overlay: "deployments/kubernetes/overlays/central", component: "deployments/kubernetes/components/webhook-hostport"},
+		{name: "kustomize overlays/central + components/objects", mode: "central",
+			overlay: "deployments/kubernetes/overlays/central", component: objectsComponent},
 		{name: "helm default values", mode: "central", values: ""},
 		{name: "helm ci/sample-values.yaml", mode: "central", values: "ci/sample-values.yaml"},
 		{name: "helm ci/member-values.yaml", mode: "member", values: "ci/member-values.yaml"},

@@ -125,6 +125,9 @@ livenessProbe:
 {{- if not $v.events.enrichPods }}{{ $_ := set $ev "enrich" (dict "pods" false) }}{{ end -}}
 {{- $_ := set $col "events" $ev -}}
 {{- end -}}
+{{- if $v.objects.enabled -}}
+{{- $_ := set $col "objects" (dict "enabled" true "leader_election" (dict "lease_name" "kubesift-objects-leader")) -}}
+{{- end -}}
 {{- $_ := set $cfg "collector" $col -}}
 {{- $_ := set $cfg "publish" (dict "spool" (dict "dir" "/var/lib/kubesift/spool" "max_bytes" (int64 $v.spool.maxBytes))) -}}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy $v.config)) -}}
