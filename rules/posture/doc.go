@@ -39,7 +39,10 @@
 // no resourceVersion, so it stamps the object's last one), objects
 // delivered out of revision order. That change came after the previous
 // transition, so the transition takes the previous one's resourceVersion
-// when it resolves and the next revision when it reopens. Guarded by
+// when it resolves and the next revision when it reopens. A restarted
+// process knows the transitions written before it only through Restore,
+// so the invariant spans a restart when Restore is given the last state
+// written of every finding (the state index's documents). Guarded by
 // TestTransitionVersionsOrder and, over random sequences of Apply, Delete,
 // outages and Restore+Replace, TestTransitionOrderRandomSequences and
 // FuzzTransitionOrder.

@@ -196,11 +196,14 @@ func transitionScript(t testing.TB, script []byte) {
 		w.objs[o.Kind] = o
 	}
 	e, idx, up := New(builtin(t)), stateIndex{}, true
-	ds, err := e.Replace(cl, w.list())
-	if err != nil {
-		t.Fatal(err)
+	replace := func() {
+		ds, err := e.Replace(cl, w.list())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx.write(t, ds)
 	}
-	idx.write(t, ds)
+	replace()
 	change := func(o Object) {
 		if up {
 			ds, err := e.Apply(cl, o)
@@ -221,14 +224,12 @@ func transitionScript(t testing.TB, script []byte) {
 			idx.write(t, e.Delete(cl, kind, o.Namespace, o.Name))
 		}
 	}
-	restart := func() {
-		e, up = New(builtin(t)), true
-		e.Restore(cl, idx.decisions())
-		ds, err := e.Replace(cl, w.list())
-		if err != nil {
-			t.Fatal(err)
+	flip := func(kind, doc string) { // deletes the object, or creates it
+		if _, ok := w.objs[kind]; ok {
+			remove(kind)
+		} else {
+			change(w.toggle(kind, doc, "", nil, nil))
 		}
-		idx.write(t, ds)
 	}
 	for i, op := range script {
 		switch op % 10 {
@@ -238,32 +239,22 @@ func transitionScript(t testing.TB, script []byte) {
 		case 1:
 			remove("Namespace")
 		case 2:
-			if _, ok := w.objs["NetworkPolicy"]; ok {
-				remove("NetworkPolicy")
-			} else {
-				change(w.toggle("NetworkPolicy", goodDenyAll, "", nil, nil))
-			}
+			flip("NetworkPolicy", goodDenyAll)
 		case 3:
 			change(w.toggle("Deployment", goodDeployment, "spec.template.spec.hostPID", true, false))
 		case 4:
 			remove("Deployment")
 		case 5:
-			if _, ok := w.objs["ClusterRoleBinding"]; ok {
-				remove("ClusterRoleBinding")
-			} else {
-				change(w.toggle("ClusterRoleBinding", webAdminBinding, "", nil, nil))
-			}
+			flip("ClusterRoleBinding", webAdminBinding)
 		case 6, 7:
 			up = false
-		case 8:
-			restart()
-		case 9:
+		case 8: // a restart: what was written is restored, then rebuilt
+			e, up = New(builtin(t)), true
+			e.Restore(cl, idx.decisions())
+			replace()
+		case 9: // a rebuild of the running engine (a rebalance)
 			if up {
-				ds, err := e.Replace(cl, w.list())
-				if err != nil {
-					t.Fatal(err)
-				}
-				idx.write(t, ds)
+				replace()
 			}
 		}
 		if up {

@@ -145,15 +145,7 @@ func BenchmarkVersionSet(b *testing.B) {
 	id := func(i int) string {
 		return fmt.Sprintf("prod/posture-host-pid/6f1c0e2a-%04x-4000-8000-%012x", i>>16&0xffff, i)
 	}
-	heap := func(fill func()) float64 {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		fill()
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		return float64(after.HeapAlloc-before.HeapAlloc) / n
-	}
+	heap := func(fill func()) float64 { return heapPer(n, fill) }
 	for range b.N {
 		var seen map[docKey]struct{}
 		seenBytes := heap(func() {
