@@ -81,11 +81,13 @@ func TestTransitionVersionsOrder(t *testing.T) {
 	cases := []struct {
 		name string
 		// run feeds the engine after a Namespace at 5 opened the finding
-		// and a NetworkPolicy at 12 resolved it; it returns what followed.
-		// It writes every transition to idx and returns them.
+		// and a NetworkPolicy at 12 resolved it; it writes every
+		// transition that follows to idx and returns them.
 		run  func(t *testing.T, e *Engine, idx stateIndex, ns, np Object) []Decision
 		want []string // the finding's transitions after open@5, resolved@12
 	}{
+		// The snapshot's highest resourceVersion (11) is below the
+		// resolve's 12: stamping a rebuild with it would not be enough.
 		{"rebuild reopens what a deleted dependency had resolved", func(t *testing.T, _ *Engine, idx stateIndex, ns, _ Object) []Decision {
 			_, ds := restart(t, idx, ns, at(obj(t, goodServiceAccount), "11"))
 			return idx.write(t, ds)
