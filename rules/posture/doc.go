@@ -23,6 +23,30 @@
 // judges only once every object is in, so a namespace read before its
 // NetworkPolicy does not open and resolve in the same rebuild.
 //
+// # Versions of transitions
+//
+// Each Decision carries a resourceVersion, and the invariant is: a later
+// transition of a finding never carries a lower version than an earlier
+// one, in the order the state index keeps (2 × resourceVersion, plus 1
+// when resolved; see ecs.FindingVersion), so a reopen carries a greater
+// resourceVersion than the resolve before it. Within one cluster
+// resourceVersions come from one etcd counter, and a transition takes that
+// of the change that caused it (the object's own in Apply and Replace, the
+// changed object's for what depended on it) whenever that orders after the
+// finding's previous transition. Otherwise the real cause is a change the
+// engine cannot name: a dependency deleted while no process watched (seen
+// only as its absence by Replace after Restore), a delete (Delete is given
+// no resourceVersion, so it stamps the object's last one), objects
+// delivered out of revision order. That change came after the previous
+// transition, so the transition takes the previous one's resourceVersion
+// when it resolves and the next revision when it reopens. A restarted
+// process knows the transitions written before it only through Restore,
+// so the invariant spans a restart when Restore is given the last state
+// written of every finding (the state index's documents). Guarded by
+// TestTransitionVersionsOrder and, over random sequences of Apply, Delete,
+// outages and Restore+Replace, TestTransitionOrderRandomSequences and
+// FuzzTransitionOrder.
+//
 // Methods are safe for concurrent use; each cluster has its own lock.
 // Apply and Replace never panic on bad input: an object without kind, name
 // or uid, or with a namespace where its kind has none, is an error naming

@@ -208,7 +208,7 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 		if f == nil || !f.d.Open() {
 			return out
 		}
-		f.d.State, f.d.Message, f.d.ResourceVersion = StateResolved, "no longer judged by this check", rv
+		f.d.State, f.d.Message, f.d.ResourceVersion = StateResolved, "no longer judged by this check", after(&f.d, rv, StateResolved)
 		e.stats.transition(StateResolved)
 		return append(out, f.d)
 	}
@@ -226,18 +226,18 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 	case failed && f == nil:
 		f = &finding{d: e.decision(cs, ch, o)}
 		cs.findings[fk] = f
-		f.d.State = StateOpen
+		f.d.State, f.d.ResourceVersion = StateOpen, rv
 	case failed && !f.d.Open():
-		f.d.State = StateReopened
+		f.d.State, f.d.ResourceVersion = StateReopened, after(&f.d, rv, StateReopened)
 	case !failed && f != nil && f.d.Open():
-		f.d.State = StateResolved
+		f.d.State, f.d.ResourceVersion = StateResolved, after(&f.d, rv, StateResolved)
 	default:
 		if failed {
 			f.d.Message = msg // the finding stays open; its text follows the object
 		}
 		return out
 	}
-	f.d.Message, f.d.ResourceVersion = msg, rv
+	f.d.Message = msg
 	if !failed {
 		f.d.Message = "passes: " + ch.rule.Title
 	}
@@ -267,7 +267,7 @@ func (e *Engine) resolveUID(cs *clusterState, ent *entry, rv string) []Decision 
 		}
 		delete(cs.findings, fk)
 		if f.d.Open() {
-			f.d.State, f.d.ResourceVersion, f.d.Message = StateResolved, rv, "object deleted"
+			f.d.State, f.d.ResourceVersion, f.d.Message = StateResolved, after(&f.d, rv, StateResolved), "object deleted"
 			e.stats.transition(StateResolved)
 			out = append(out, f.d)
 		}
@@ -408,6 +408,50 @@ func (e *Engine) Findings(cluster string) []Decision {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// after is the resourceVersion a transition of the finding whose last
+// transition is prev, to state to, carries when caused by a change at rv.
+// It keeps the invariant of the package doc: versions order as the state
+// index orders them (2 × resourceVersion, plus 1 when resolved), and a
+// transition must order after the one before it. rv is used when it does;
+// when it does not, the change that really caused the transition is one the
+// engine cannot name (a dependency deleted while no process watched, a
+// delete whose own resourceVersion Delete is not given, objects delivered
+// out of revision order), and that change came after prev's: prev's
+// resourceVersion for a resolve (the +1 orders it after), the next revision
+// for a reopen.
+func after(prev *Decision, rv string, to State) string {
+	if rvLess(rv, prev.ResourceVersion) {
+		rv = prev.ResourceVersion
+	}
+	if rv == prev.ResourceVersion && to != StateResolved {
+		return rvNext(rv)
+	}
+	return rv
+}
+
+// rvNext is the decimal revision after rv. A resourceVersion that is not a
+// decimal revision is returned as it is: nothing orders it, and the
+// Elasticsearch writer refuses it anyway.
+func rvNext(rv string) string {
+	b := []byte(rv)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < '0' || b[i] > '9' {
+			return rv
+		}
+	}
+	if len(b) == 0 {
+		return rv
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < '9' {
+			b[i]++
+			return string(b)
+		}
+		b[i] = '0'
+	}
+	return "1" + string(b)
 }
 
 // rvLess orders resourceVersions, which etcd writes as decimal revisions;

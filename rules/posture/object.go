@@ -58,7 +58,11 @@ type Decision struct {
 	// the judged object's own, or that of the object it depends on that
 	// changed (a NetworkPolicy resolving a namespace finding). Within one
 	// cluster resourceVersions come from one etcd revision counter, so a
-	// writer can use it to order transitions of one finding.
+	// writer can use it to order transitions of one finding. When that
+	// would not order after the finding's previous transition (a cause
+	// the engine cannot name; see "Versions of transitions" in the
+	// package doc), it is the previous transition's, or for a reopen the
+	// revision after it.
 	ResourceVersion string `json:"observed_resource_version"`
 }
 

@@ -1,6 +1,7 @@
 package ndjson
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -11,13 +12,15 @@ import (
 )
 
 // FuzzReopen: whatever an existing output file holds (edited, truncated,
-// not JSON), opening the store never panics, and a document whose ID the
-// file really holds as event.id is reported a duplicate.
+// not JSON, versions of any type), opening the store never panics, a new
+// document is written, and a versioned document of a new ID too.
 func FuzzReopen(f *testing.F) {
 	f.Add([]byte(`{"event":{"id":"a"}}` + "\n"))
 	f.Add([]byte(`{"event":{"id":"a"}}` + "\n" + `{"event":` + "\n"))
 	f.Add([]byte("not json\n\n\x00\xff"))
 	f.Add([]byte(`{"event":{"id":["a"]}}`))
+	f.Add([]byte(`{"event":{"id":"a"},"kubesift":{"finding":{"version":7}}}` + "\n" + `{"event":{"id":"a"},"kubesift":{"finding":{"version":"x"}}}`))
+	f.Add([]byte(`{"event":{"id":"a"},"kubesift":{"finding":{"version":-3e400}}}` + "\n" + `{"event":{"id":"b"},"kubesift":{"finding":[1]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "logs-x.ndjson"), data, 0o600); err != nil {
@@ -34,6 +37,13 @@ func FuzzReopen(f *testing.F) {
 		}
 		if r := <-done; r.Status == sink.Rejected {
 			t.Fatalf("a new document was rejected: %s", r.Reason)
+		}
+		v := sink.Doc{Index: "logs-x", ID: "zz-versioned", Version: 1, Body: vline("zz-versioned", 1)}
+		if err := w.Add(context.Background(), v, func(r sink.Result) { done <- r }); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-done; r.Status != sink.Indexed && !bytes.Contains(data, []byte("zz-versioned")) {
+			t.Fatalf("a versioned document of a new ID: %v %s, want indexed", r.Status, r.Reason)
 		}
 	})
 }

@@ -20,6 +20,11 @@
 //     Writer opened it — mirroring Elasticsearch's create-by-ID, so a
 //     re-delivered record does not appear twice. Every kubesift document
 //     carries its _id as event.id, which is how existing files are read back.
+//   - A versioned document (sink.Doc.Version > 0: the current state of a
+//     posture finding) follows Elasticsearch's external versioning instead:
+//     a higher version than the stored one replaces it, an equal or lower
+//     one is reported Duplicate and counted as a version conflict (the
+//     newer or the same state is there). See "Versioned documents".
 //   - Rejected is never reported: a file accepts any line. A document whose
 //     Index is not a safe file name is an error of the caller's
 //     configuration and is rejected with a reason naming the index.
@@ -31,6 +36,24 @@
 //   - Close writes what was accepted, fsyncs and closes the files, and calls
 //     every outstanding done; it gives up when ctx ends (those documents are
 //     then not committed and Kafka re-delivers them).
+//
+// # Versioned documents
+//
+// Files are only appended to: a versioned document that replaces an older
+// one is appended as a new line, and the older line stays. A reader takes
+// the last line of an event.id as its current document — within a file
+// the lines of one ID are in increasing version, as the store accepted
+// them — which is what Elasticsearch's index would hold. Rewriting the file
+// at Close instead would need every current document in memory or a second
+// pass over the file; appending keeps the file the log the rest of the
+// store is and keeps memory at one version per versioned ID beside the ID
+// digest: about 35 bytes more a versioned ID, where the digest costs 24
+// (BenchmarkVersionSet, 200,000 finding IDs). A document stored without a
+// version counts as version 0, so any versioned write replaces it.
+//
+// The store reads a versioned document's version back from an existing
+// file in kubesift.finding.version, where sink/ecs puts it (as it reads
+// IDs from event.id); Files counts each ID once.
 package ndjson
 
 import (
@@ -86,6 +109,7 @@ type Writer struct {
 	cond     *sync.Cond // signalled when buffered bytes shrink or on close
 	files    map[string]*file
 	seen     map[docKey]struct{} // of every stored document
+	versions map[docKey]int64    // of stored versioned documents
 	buffered int
 	closed   bool
 	wake     chan struct{}
@@ -147,7 +171,7 @@ func New(o Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{o: o, log: o.Logger, m: m, files: map[string]*file{}, seen: map[docKey]struct{}{},
+	w := &Writer{o: o, log: o.Logger, m: m, files: map[string]*file{}, seen: map[docKey]struct{}{}, versions: map[docKey]int64{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), counts: map[string]int{}}
 	w.cond = sync.NewCond(&w.mu)
 	if err := w.loadExisting(); err != nil {
@@ -157,9 +181,10 @@ func New(o Options) (*Writer, error) {
 	return w, nil
 }
 
-// loadExisting reads event.id of every line of every *.ndjson file in Dir.
-// A line that is not a document with an event.id (a file someone edited) is
-// reported and skipped: it cannot match a kubesift document anyway.
+// loadExisting reads event.id of every line of every *.ndjson file in Dir,
+// and the version of versioned documents. A line that is not a document
+// with an event.id (a file someone edited) is reported and skipped: it
+// cannot match a kubesift document anyway.
 func (w *Writer) loadExisting() error {
 	paths, err := filepath.Glob(filepath.Join(w.o.Dir, "*.ndjson"))
 	if err != nil {
@@ -182,8 +207,14 @@ func (w *Writer) loadExisting() error {
 				bad++
 				continue
 			}
-			w.seen[keyOf(index, id)] = struct{}{}
-			w.counts[index]++
+			key := keyOf(index, id)
+			if v := jsoniter.Get(sc.Bytes(), versionField...).ToInt64(); v > 0 {
+				w.versions[key] = max(w.versions[key], v)
+			}
+			if _, dup := w.seen[key]; !dup {
+				w.seen[key] = struct{}{}
+				w.counts[index]++
+			}
 		}
 		err = sc.Err()
 		_ = f.Close()
@@ -231,8 +262,15 @@ func (w *Writer) Add(ctx context.Context, d sink.Doc, done func(sink.Result)) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, dup := w.seen[key]; dup && d.ID != "" {
-		w.m.duplicate.Inc()
+	_, stored := w.seen[key]
+	stored = stored && d.ID != ""
+	versioned := d.Version > 0 && d.ID != ""
+	if stored && (!versioned || d.Version <= w.versions[key]) {
+		if versioned {
+			w.m.versionConflict.Inc()
+		} else {
+			w.m.duplicate.Inc()
+		}
 		// The fate of a duplicate is known now, but done must not run
 		// under our lock or on the caller's stack: queue it behind the
 		// lines already pending so callbacks keep their order.
@@ -252,6 +290,9 @@ func (w *Writer) Add(ctx context.Context, d sink.Doc, done func(sink.Result)) er
 	if d.ID != "" {
 		w.seen[key] = struct{}{}
 	}
+	if versioned {
+		w.versions[key] = d.Version
+	}
 	f.pending = append(f.pending, d.Body...)
 	f.pending = append(f.pending, '\n')
 	f.cuts = append(f.cuts, len(f.pending))
@@ -260,7 +301,9 @@ func (w *Writer) Add(ctx context.Context, d sink.Doc, done func(sink.Result)) er
 		w.m.indexed.Inc()
 		done(sink.Result{Status: sink.Indexed})
 	})
-	w.counts[index]++
+	if !stored {
+		w.counts[index]++
+	}
 	w.buffered += size
 	w.m.buffered.Set(float64(w.buffered))
 	if w.buffered >= w.o.MaxBufferedBytes/2 {
@@ -486,7 +529,9 @@ func (w *Writer) Close(ctx context.Context) error {
 type File struct {
 	Index string
 	Path  string
-	Docs  int
+	// Docs counts documents by ID: a versioned document replaced by a
+	// later line counts once.
+	Docs int
 }
 
 // Files lists the output files and how many documents each holds, by index.
@@ -505,6 +550,7 @@ func (w *Writer) Files() []File {
 type metrics struct {
 	indexed, duplicate, rejected, blocked, writeErrors prometheus.Counter
 	buffered                                           prometheus.Gauge
+	versionConflict                                    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -517,17 +563,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rejected:    c("docs_rejected_total", "Documents refused (an index name that is not a safe file name, a file that cannot be opened)."),
 		blocked:     c("add_blocked_total", "Times Add waited for buffer space (backpressure)."),
 		writeErrors: c("write_errors_total", "Failed writes of the output files; each is retried with backoff."),
+		versionConflict: c("docs_version_conflict_total",
+			"Versioned documents not written because the files held the same or a newer version (reported Duplicate)."),
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kubesift_sink_ndjson_buffered_bytes", Help: "Bytes accepted and not yet written (bounded by the buffer size).",
 		}),
 	}
-	if err := obs.Register(reg, m.indexed, m.duplicate, m.rejected, m.blocked, m.writeErrors, m.buffered); err != nil {
+	if err := obs.Register(reg, m.indexed, m.duplicate, m.rejected, m.blocked, m.writeErrors, m.buffered, m.versionConflict); err != nil {
 		return nil, fmt.Errorf("ndjson: metrics: %w", err)
 	}
 	return m, nil
 }
 
 var _ sink.Writer = (*Writer)(nil)
+
+// versionField is where a versioned document carries its version: the
+// external version sink/ecs writes into the findings state document.
+var versionField = []any{"kubesift", "finding", "version"}
 
 // docKey identifies a stored document by a 128-bit digest of its index and
 // ID: 16 bytes an entry instead of the ~60-byte key, so a --follow run that
