@@ -326,8 +326,7 @@ func newSilenceAPI(c config.SilenceAPIConfig, s *notify.Silencer, reg prometheus
 	limits := obs.SilenceAPILimits.WithMax(c.MaxConnections)
 	wrapped, err := limits.Wrap(ln, "silence-api", reg, log)
 	if err != nil {
-		_ = ln.Close()
-		return nil, err
+		return nil, errors.Join(err, ln.Close())
 	}
 	srv := limits.Server(h)
 	srv.TLSConfig = tlsCfg

@@ -85,7 +85,7 @@ func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.L
 }
 
 // addMetricsServer adds the /metrics, /healthz and /readyz server to g
-// when server.listen is set. It is added first, so it stops last and
+// when server.listen is set. Commands add it first, so it stops last and
 // answers probes while the rest shuts down.
 func addMetricsServer(g *lifecycle.Group, srv *obs.Server, c config.ServerConfig) {
 	if c.Listen != "" {
