@@ -145,12 +145,19 @@ func closeQuietly(w sink.Writer, log *slog.Logger) {
 	}
 }
 
+// Group is what Add puts components in: a *lifecycle.Group, or a
+// command's wrapper around one that changes when they stop.
+type Group interface {
+	Add(name string, run lifecycle.RunFunc)
+	AddMain(name string, run lifecycle.RunFunc)
+}
+
 // Add registers the processor's components with g: the rule-file watcher
 // when processor.rules.reload_interval and rule dirs are set, the
 // readiness reporter when deps.Ready was given, and the processor itself as
 // the main component (its return ends the group). The processor is added
 // last, so it stops first and the watcher outlives it.
-func (b *BuiltProcessor) Add(g *lifecycle.Group) {
+func (b *BuiltProcessor) Add(g Group) {
 	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
 		g.Add("rules reload", func(ctx context.Context) error {
 			b.Engine.Watch(ctx, b.rules.ReloadInterval, b.log, nil)

@@ -16,7 +16,6 @@ import (
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
-	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/tlsfiles"
 	"github.com/kubesift/kubesift/rules"
@@ -264,7 +263,7 @@ func (nt *Notifier) Close() error {
 // then the silence API and the dead-man check, then the dispatcher, and
 // only then the silences and the delivery states, which flush last. The
 // consumer is the main component: its return ends the group.
-func (nt *Notifier) Add(g *lifecycle.Group) {
+func (nt *Notifier) Add(g Group) {
 	if nt.states != nil {
 		g.Add("delivery states", func(ctx context.Context) error { nt.states.Run(ctx); return nil })
 	}

@@ -352,7 +352,8 @@ func (a *allInOne) buildCollector(ctx, srcCtx context.Context) error {
 // once every record is through the processor and every alert through the
 // notifier), then the publisher's flush, the processor, the notifier, and
 // last the dead letters' copy, which so sees every dead letter the others
-// wrote. ctx is the command's: a signal shortens the shutdown's budgets.
+// wrote. ctx is the command's: a signal stops the processor and the
+// notifier at once and shortens the shutdown's budgets.
 func (a *allInOne) group(ctx context.Context) *lifecycle.Group {
 	g := lifecycle.New(a.log)
 	if l := a.cfg.Server.Listen; l != "" && l != config.Default().Server.Listen {
@@ -363,8 +364,10 @@ func (a *allInOne) group(ctx context.Context) *lifecycle.Group {
 	if a.broker != nil && a.files != nil {
 		g.Add("dead letters", a.keepDeadLetters(ctx))
 	}
-	a.nt.Add(g)
-	a.proc.Add(g)
+	// On a signal the processor and the notifier stop at once, beside the
+	// sources: nobody waits for them to take what the publisher flushes.
+	a.nt.Add(stopOnSignal{g, ctx})
+	a.proc.Add(stopOnSignal{g, ctx})
 	g.Add("publisher", a.closePublisher(ctx))
 	for _, p := range a.sources {
 		g.Add(p.name, p.run)
@@ -396,6 +399,29 @@ func (a *allInOne) group(ctx context.Context) *lifecycle.Group {
 		})
 	}
 	return g
+}
+
+// stopOnSignal adds components to g that stop when sig ends as well as in
+// their turn of the group's reverse-order shutdown.
+type stopOnSignal struct {
+	g   *lifecycle.Group
+	sig context.Context
+}
+
+func (s stopOnSignal) Add(name string, run lifecycle.RunFunc)     { s.g.Add(name, s.wrap(run)) }
+func (s stopOnSignal) AddMain(name string, run lifecycle.RunFunc) { s.g.AddMain(name, s.wrap(run)) }
+
+func (s stopOnSignal) wrap(run lifecycle.RunFunc) lifecycle.RunFunc {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.sig, cancel)()
+		err := run(ctx)
+		if errors.Is(err, context.Canceled) && s.sig.Err() != nil {
+			return nil // stopped by the signal, as asked
+		}
+		return err
+	}
 }
 
 // closePublisher waits for the group's stop, then flushes the publisher
