@@ -116,7 +116,7 @@ func dispatcherOptions(n *config.NotifyConfig, console notify.Notifier, reg prom
 		o.Receivers[ConsoleReceiver] = []notify.Integration{{Name: ConsoleReceiver, Notifier: console}}
 	}
 	if n.Configured() {
-		user, err := BuildReceivers(n)
+		user, err := buildReceivers(n)
 		if err != nil {
 			return o, err
 		}
@@ -153,10 +153,10 @@ func consoleRoute(n *config.NotifyConfig) config.RouteConfig {
 	return root
 }
 
-// BuildReceivers turns the configured receivers into integrations. Their
+// buildReceivers turns the configured receivers into integrations. Their
 // names ("security/slack[0]") appear in logs, metrics and delivery
 // reasons; URLs never do.
-func BuildReceivers(cfg *config.NotifyConfig) (map[string][]notify.Integration, error) {
+func buildReceivers(cfg *config.NotifyConfig) (map[string][]notify.Integration, error) {
 	client := &http.Client{Timeout: cfg.Timeout}
 	out := map[string][]notify.Integration{}
 	for i, r := range cfg.Receivers {
