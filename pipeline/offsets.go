@@ -7,6 +7,21 @@
 // and it sits above both, so it may import sink and collector while
 // neither imports it.
 //
+// # Building
+//
+// Each command builds these loops in one place, so `kubesift process`,
+// `kubesift notify` and the all-in-one `kubesift run` cannot drift:
+// NewProcessor (build.go) builds the rules engine, the documents, the
+// Elasticsearch writer (or takes the command's store, and optional wrappers
+// that observe what is written and raised) and registers the rules metrics;
+// NewNotifier (notifier.go) builds the receivers, the dispatcher, the
+// silences and their API, the delivery states and the alerts consumer with
+// its dead-letter writer. Both are run by adding them to an
+// internal/lifecycle Group (BuiltProcessor.Add adds the rule-file watcher
+// too). WaitDrained (drain.go) tells, from the broker's committed offsets,
+// when both consumer groups have taken everything; SaveDeadLetters
+// (deadletters.go) copies a dead-letter topic to an NDJSON file.
+//
 // # Offsets
 //
 // A consumer hands records of one partition to sinks that acknowledge them

@@ -17,7 +17,6 @@ import (
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
-	"github.com/kubesift/kubesift/record"
 )
 
 func newCollectCommand(g *globalFlags) *cobra.Command {
@@ -140,32 +139,4 @@ func closePublisher(pub collectPublisher, log *slog.Logger) {
 	if err := pub.Close(ctx); err != nil {
 		log.Error("closing the publisher", "err", err)
 	}
-}
-
-// sourcePart is one collector source as run's wiring runs it.
-type sourcePart struct {
-	name string
-	run  func(context.Context) error
-}
-
-// buildSources is sources.New for run, which runs the parts in its own
-// lifetimes and reports readiness on srv. ctx is not used: each source's
-// readiness follows its own run.
-func buildSources(_ context.Context, cfg *config.Config, cluster record.Cluster, san *redact.Sanitizer,
-	pub collector.Publisher, srv *obs.Server, log *slog.Logger) ([]sourcePart, error) {
-	srcs, err := sources.New(sources.Options{Config: cfg.Collector, Cluster: cluster, Sanitizer: san, Publisher: pub,
-		Registry: srv.Registry, SetReady: srv.SetReady, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	parts := make([]sourcePart, len(srcs))
-	for i, s := range srcs {
-		parts[i] = sourcePart{s.Name, s.Run}
-	}
-	return parts, nil
-}
-
-// clusterUID is collector.ClusterUID, for run's wiring.
-func clusterUID(ctx context.Context, cc *config.CollectorConfig, log *slog.Logger) string {
-	return collector.ClusterUID(ctx, cc, log)
 }

@@ -237,17 +237,3 @@ notify:
 		}
 	}
 }
-
-func TestLoopbackOnly(t *testing.T) {
-	for _, tc := range []struct {
-		listen string
-		want   bool
-	}{
-		{"127.0.0.1:9095", true}, {"[::1]:9095", true}, {"localhost:9095", true},
-		{":9095", false}, {"0.0.0.0:9095", false}, {"10.0.0.7:9095", false}, {"notify:9095", false}, {"bad", false},
-	} {
-		if got := loopbackOnly(tc.listen); got != tc.want {
-			t.Errorf("loopbackOnly(%q) = %v, want %v", tc.listen, got, tc.want)
-		}
-	}
-}

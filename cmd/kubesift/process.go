@@ -5,17 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/pipeline"
-	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink/ecs"
-	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 func newProcessCommand(g *globalFlags) *cobra.Command {
@@ -64,93 +60,35 @@ on server.listen. SIGINT/SIGTERM stop fetching, drain in-flight records, commit 
 	return cmd
 }
 
-// runProcess wires the rules engine, the ECS document builder, the
-// Elasticsearch writer and the Kafka processor together and runs them until
-// ctx ends.
+// runProcess builds the processor (pipeline.NewProcessor) and runs it with
+// the metrics server until ctx ends.
 func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.Logger) error {
 	if len(cfg.Kafka.Brokers) == 0 {
 		return errors.New("kafka.brokers: required by process")
 	}
 	srv := obs.New(log)
-	reg := srv.Registry
 	srv.SetReady("processor", errors.New("starting"))
-
-	eng, err := rules.New(rules.LoadOptions{NoBuiltin: cfg.Processor.Rules.NoBuiltin, Dirs: cfg.Processor.Rules.Dirs})
-	if err != nil {
-		return fmt.Errorf("process: rules: %w", err)
-	}
-	if err := reg.Register(eng.Collector()); err != nil {
-		return fmt.Errorf("process: rules metrics: %w", err)
-	}
-	log.Info("rules loaded", "rules", len(eng.Set().Rules()), "builtin", !cfg.Processor.Rules.NoBuiltin, "dirs", cfg.Processor.Rules.Dirs)
-
-	docs, err := ecs.New(cfg.Sink.Elasticsearch)
-	if err != nil {
-		return fmt.Errorf("process: %w", err)
-	}
-	es, err := elasticsearch.NewClient(cfg.Sink.Elasticsearch)
-	if err != nil {
-		return fmt.Errorf("process: %w", err)
-	}
-	if setup {
-		if err := elasticsearch.Setup(ctx, es, cfg.Sink.Elasticsearch, log); err != nil {
-			return fmt.Errorf("process: setup: %w", err)
-		}
-		log.Info("elasticsearch setup done")
-	}
-	w, err := elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: es, Config: cfg.Sink.Elasticsearch, Registerer: reg, Logger: log})
-	if err != nil {
-		return fmt.Errorf("process: %w", err)
-	}
-	p, err := pipeline.New(pipeline.Options{
-		Kafka: cfg.Kafka, Processor: cfg.Processor, Rules: eng, Documents: docs, Writer: w,
-		Registerer: reg, Logger: log,
+	p, err := pipeline.NewProcessor(ctx, cfg, pipeline.ProcessorDeps{
+		Registerer: srv.Registry, Logger: log, SetupStore: setup,
+		Ready: func(err error) { srv.SetReady("processor", err) },
 	})
 	if err != nil {
-		_ = w.Close(context.Background())
 		return fmt.Errorf("process: %w", err)
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	if cfg.Server.Listen != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Run(ctx, cfg.Server); err != nil {
-				log.Error("metrics server", "err", err)
-				cancel()
-			}
-		}()
-	}
-	if cfg.Processor.Rules.ReloadInterval > 0 && len(cfg.Processor.Rules.Dirs) > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			eng.Watch(ctx, cfg.Processor.Rules.ReloadInterval, log, nil)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		// /readyz follows the group membership.
-		defer wg.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			srv.SetReady("processor", p.Ready())
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	err = p.Run(ctx)
-	cancel()
-	wg.Wait()
-	if err != nil {
+	g := lifecycle.New(log)
+	addMetricsServer(g, srv, cfg.Server)
+	p.Add(g)
+	if err := g.Run(ctx); err != nil {
 		return fmt.Errorf("process: %w", err)
 	}
 	return nil
+}
+
+// addMetricsServer adds the /metrics, /healthz and /readyz server to g
+// when server.listen is set. Commands add it first, so it stops last and
+// answers probes while the rest shuts down.
+func addMetricsServer(g *lifecycle.Group, srv *obs.Server, c config.ServerConfig) {
+	if c.Listen != "" {
+		g.Add("metrics server", func(ctx context.Context) error { return srv.Run(ctx, c) })
+	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +25,14 @@ func TestProcessCommand(t *testing.T) {
 	ok := write("ok.yaml", "kafka:\n  brokers: [\"127.0.0.1:1\"]\nserver:\n  listen: \"\"\n")
 	badRule := write("bad-rule.yaml", "rules:\n  - id: broken\n    title: Broken\n    severity: high\n    source: audit\n    condition: verb ==\n")
 	badCfg := write("bad.yaml", "processor:\n  drain_timeout: 40s\n")
+	// A metrics port already taken must fail the command, not leave it
+	// exiting 0 once the processor stops.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	portTaken := write("taken.yaml", fmt.Sprintf("kafka:\n  brokers: [\"127.0.0.1:1\"]\nserver:\n  listen: %q\n", taken.Addr().String()))
 	tests := []struct {
 		name    string
 		args    []string
@@ -32,6 +42,7 @@ func TestProcessCommand(t *testing.T) {
 		{"config validated with field paths", []string{"process", "-c", badCfg}, "processor.drain_timeout: must be shorter than processor.rebalance_timeout"},
 		{"bad rule file named", []string{"process", "-c", ok, "--rules", badRule}, "bad-rule.yaml"},
 		{"no arguments", []string{"process", "extra"}, "unknown command"},
+		{"metrics port taken", []string{"process", "-c", portTaken, "--no-builtin"}, "metrics server"},
 		{"help has examples", []string{"process", "--help"}, ""},
 	}
 	for _, tc := range tests {

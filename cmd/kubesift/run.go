@@ -9,24 +9,24 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/publish"
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/collector/replay"
+	"github.com/kubesift/kubesift/collector/sources"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/record"
-	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/ecs"
-	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/ndjson"
+	"github.com/kubesift/kubesift/sink/notify"
 )
 
 // runOptions are the flags of `kubesift run`.
@@ -136,9 +136,83 @@ func tuneForOneProcess(cfg *config.Config) {
 	c.AuditWebhook.ShutdownGrace = min(c.AuditWebhook.ShutdownGrace, time.Second)
 }
 
+// allInOne is one `kubesift run`: what it built, and what its shutdown
+// leaves for the summary.
+type allInOne struct {
+	cfg        *config.Config
+	o          *runOptions
+	log        *slog.Logger
+	srv        *obs.Server
+	live       bool // a live source runs: run ends on a signal only
+	persistent bool // the embedded broker keeps its log under --out
+	stateDir   string
+	broker     *kfake.Cluster // nil with kafka.brokers
+
+	term    *terminal
+	proc    *pipeline.BuiltProcessor
+	tally   *alertTally
+	counted *countingWriter
+	files   *ndjson.Writer // nil with Elasticsearch
+	esAddr  string
+	nt      *pipeline.Notifier
+	pub     *publish.Publisher
+	rp      *replay.Replayer // nil without files
+	sources []sources.Source
+
+	// Written by the group's components, read after it ended.
+	drained bool
+	dlFile  string
+	dlCount int
+}
+
 // runAll wires and runs the whole pipeline; see newRunCommand.
-func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Logger) (err error) {
+func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Logger) error {
 	started := time.Now()
+	a := &allInOne{cfg: cfg, o: o, log: log, srv: obs.New(log)}
+	if err := a.prepare(); err != nil {
+		return err
+	}
+	if err := a.startEmbeddedKafka(); err != nil {
+		return fmt.Errorf("run: embedded Kafka: %w", err)
+	}
+	if a.broker != nil {
+		defer a.broker.Close()
+	}
+	if err := a.buildPipeline(ctx); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	if err := a.buildCollector(ctx); err != nil {
+		return fmt.Errorf("run: %w", errors.Join(err, a.proc.Discard(), a.nt.Close()))
+	}
+	g := a.group(ctx)
+	prog := &progress{reg: a.srv.Registry, rp: a.rp, tally: a.tally, counted: a.counted, docs: a.proc.Documents}
+	stopProgress := a.term.runProgress(prog.line)
+	err := g.Run(ctx)
+	stopProgress()
+
+	interrupted := ctx.Err() != nil && !a.drained
+	s := summary{
+		elapsed: time.Since(started), interrupted: interrupted, drained: a.drained, prog: prog.snapshot(),
+		tally: a.tally.snapshot(), esAddr: a.esAddr, dlFile: a.dlFile, dlCount: a.dlCount, sources: o.paths, cfg: cfg,
+	}
+	if a.files != nil {
+		s.files = a.files.Files()
+	}
+	s.print(o.stdout)
+	switch {
+	case interrupted:
+		return &exitError{code: 130, err: errors.Join(errors.New("interrupted; what was acknowledged is written"), err)}
+	case err != nil:
+		return fmt.Errorf("run: %w", err)
+	}
+	return nil
+}
+
+// prepare checks the options and applies them to the configuration: the
+// cluster name, --kubeconfig's read-only Events source, the rule flags,
+// the state directory under --out and the timings of one process.
+func (a *allInOne) prepare() error {
+	cfg, o := a.cfg, a.o
 	if o.stdout == nil {
 		o.stdout = os.Stdout
 	}
@@ -155,8 +229,9 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 		cc.Events.LeaderElection.Enabled = false
 		cc.Events.Watermark.Enabled = false
 	}
-	live := cc.AuditWebhook.Enabled || cc.AuditTail.Enabled || cc.Events.Enabled
-	if len(o.paths) == 0 && !live {
+	a.live = cc.AuditWebhook.Enabled || cc.AuditTail.Enabled || cc.Events.Enabled
+	a.persistent = a.live || o.follow
+	if len(o.paths) == 0 && !a.live {
 		return errors.New("run: nothing to read: give audit log or Events files (try examples/scenario), --kubeconfig, or enable a source in the collector section")
 	}
 	switch o.progress {
@@ -170,262 +245,228 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	if cfg.Cluster.Name == "" {
 		cfg.Cluster.Name = "local"
 	}
+	cfg.Processor.Rules.Dirs = append(cfg.Processor.Rules.Dirs, o.ruleDirs...)
+	cfg.Processor.Rules.NoBuiltin = cfg.Processor.Rules.NoBuiltin || o.noBuiltin
 	if err := os.MkdirAll(o.out, 0o750); err != nil {
 		return fmt.Errorf("run: --out: %w", err)
 	}
-	stateDir := filepath.Join(o.out, ".state")
-	cfg.Publish.Spool.Dir = filepath.Join(stateDir, "spool")
+	a.stateDir = filepath.Join(o.out, ".state")
+	cfg.Publish.Spool.Dir = filepath.Join(a.stateDir, "spool")
 	tuneForOneProcess(cfg)
+	return nil
+}
 
-	srv := obs.New(log)
-	reg := srv.Registry
-
-	// Kafka: the configured brokers, or an embedded one. A live source
-	// keeps the embedded broker's log on disk, so what the collector has
-	// acknowledged upstream (a watched Event) survives a restart of run.
-	var broker *kfake.Cluster
-	persistent := live || o.follow
-	if len(cfg.Kafka.Brokers) == 0 {
-		t := cfg.Kafka.Topics
-		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, t.Audit, t.Events, t.Objects, t.Alerts, t.DLQ),
-			// The collector's size policy caps records, not Kafka: take
-			// what a real cluster configured for kubesift takes.
-			kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(64 << 20)})}
-		if persistent {
-			opts = append(opts, kfake.DataDir(filepath.Join(stateDir, "kafka")))
-		}
-		if broker, err = kfake.NewCluster(opts...); err != nil {
-			return fmt.Errorf("run: embedded Kafka: %w", err)
-		}
-		defer broker.Close()
-		cfg.Kafka.Brokers = broker.ListenAddrs()
-		log.Info("embedded Kafka broker started", "addr", cfg.Kafka.Brokers[0])
+// startEmbeddedKafka starts the in-process broker when no kafka.brokers
+// are configured. With a live source (or --follow) it keeps its log on
+// disk, so what the collector has acknowledged upstream (a watched Event)
+// survives a restart of run.
+func (a *allInOne) startEmbeddedKafka() error {
+	if len(a.cfg.Kafka.Brokers) > 0 {
+		return nil
 	}
-
-	// Rules, documents and the store.
-	eng, err := rules.New(rules.LoadOptions{NoBuiltin: o.noBuiltin || cfg.Processor.Rules.NoBuiltin,
-		Dirs: append(cfg.Processor.Rules.Dirs, o.ruleDirs...)})
+	t := a.cfg.Kafka.Topics
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, t.Audit, t.Events, t.Objects, t.Alerts, t.DLQ),
+		// The collector's size policy caps records, not Kafka: take
+		// what a real cluster configured for kubesift takes.
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(64 << 20)})}
+	if a.persistent {
+		opts = append(opts, kfake.DataDir(filepath.Join(a.stateDir, "kafka")))
+	}
+	broker, err := kfake.NewCluster(opts...)
 	if err != nil {
-		return fmt.Errorf("run: rules: %w", err)
+		return err
 	}
-	tally := newAlertTally(eng)
-	docs, err := ecs.New(cfg.Sink.Elasticsearch)
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
+	a.broker = broker
+	a.cfg.Kafka.Brokers = broker.ListenAddrs()
+	a.log.Info("embedded Kafka broker started", "addr", a.cfg.Kafka.Brokers[0])
+	return nil
+}
+
+// buildPipeline builds the processor — on Elasticsearch when configured,
+// else on NDJSON files under --out, counted for the summary — and the
+// notifier: the console, and the configured receivers beside it.
+func (a *allInOne) buildPipeline(ctx context.Context) error {
+	reg := a.srv.Registry
+	deps := pipeline.ProcessorDeps{
+		Registerer: reg, Logger: a.log,
+		WrapWriter: func(w sink.Writer) sink.Writer { a.counted = newCountingWriter(w); return a.counted },
+		WrapRules:  func(e pipeline.Evaluator) pipeline.Evaluator { a.tally = newAlertTally(e); return a.tally },
 	}
-	var (
-		store  sink.Writer
-		files  *ndjson.Writer
-		esAddr string
-	)
-	if len(cfg.Sink.Elasticsearch.Addresses) > 0 {
-		es, err := elasticsearch.NewClient(cfg.Sink.Elasticsearch)
-		if err != nil {
-			return fmt.Errorf("run: %w", err)
-		}
-		if err := elasticsearch.Setup(ctx, es, cfg.Sink.Elasticsearch, log); err != nil {
-			return fmt.Errorf("run: elasticsearch setup: %w", err)
-		}
-		if store, err = elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: es, Config: cfg.Sink.Elasticsearch, Registerer: reg, Logger: log}); err != nil {
-			return fmt.Errorf("run: %w", err)
-		}
-		esAddr = cfg.Sink.Elasticsearch.Addresses[0]
+	if es := a.cfg.Sink.Elasticsearch; len(es.Addresses) > 0 {
+		deps.SetupStore, a.esAddr = true, es.Addresses[0]
 	} else {
-		if files, err = ndjson.New(ndjson.Options{Dir: o.out, Registerer: reg, Logger: log}); err != nil {
-			return fmt.Errorf("run: %w", err)
-		}
-		store = files
-	}
-	counted := newCountingWriter(store)
-	proc, err := pipeline.New(pipeline.Options{Kafka: cfg.Kafka, Processor: cfg.Processor, Rules: tally, Documents: docs,
-		Writer: counted, Registerer: reg, Logger: log})
-	if err != nil {
-		_ = store.Close(context.Background())
-		return fmt.Errorf("run: %w", err)
-	}
-
-	// The notifier: the console, and the configured receivers beside it.
-	term := newTerminal(o.stdout, o.stderr, o.progress)
-	nt, err := newRunNotifier(cfg, term, o.quiet, reg, log)
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-
-	// The collector: the replayed files and the configured live sources,
-	// through one publisher with its spool.
-	san, err := redact.New(cc.Redaction, cc.Size, cc.DeadLetterMaxBytes, reg, log)
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-	pub, err := publish.New(publish.Options{Publish: cfg.Publish, Kafka: cfg.Kafka, Registerer: reg, Logger: log})
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-	cluster := record.Cluster{Name: cfg.Cluster.Name, UID: cc.ClusterUID}
-	if live {
-		cluster.UID = clusterUID(ctx, cc, log)
-	}
-	var rp *replay.Replayer
-	if len(o.paths) > 0 {
-		if rp, err = replay.New(replay.Options{Paths: o.paths, Publisher: pub.For(replay.Source), Sanitizer: san,
-			Cluster: cluster, DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: log}); err != nil {
-			_ = pub.Close(context.Background())
-			return fmt.Errorf("run: %w", err)
-		}
-	}
-
-	// Two lifetimes: sources stop first (on a signal, or when the files
-	// are read and everything is through), then the processor and the
-	// notifier, so that what the sources published is processed.
-	srcCtx, stopSources := context.WithCancel(ctx)
-	defer stopSources()
-	pipeCtx, stopPipeline := context.WithCancel(context.Background())
-	defer stopPipeline()
-	parts, err := buildSources(srcCtx, cfg, cluster, san, pub, srv, log)
-	if err != nil {
-		_ = pub.Close(context.Background())
-		return fmt.Errorf("run: %w", err)
-	}
-
-	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
-	fail := func(name string, err error) {
-		errMu.Lock()
-		if firstErr == nil {
-			firstErr = fmt.Errorf("%s: %w", name, err)
-		}
-		errMu.Unlock()
-		log.Error("run: part failed; stopping", "part", name, "err", err)
-		stopSources()
-		stopPipeline()
-	}
-	goPart := func(name string, c context.Context, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(c); err != nil && c.Err() == nil {
-				fail(name, err)
-			}
-		}()
-	}
-	goPart("processor", pipeCtx, proc.Run)
-	goPart("notifier", pipeCtx, nt.run)
-	if cfg.Server.Listen != "" && cfg.Server.Listen != config.Default().Server.Listen {
-		// run serves /metrics only when asked: the default port may be
-		// taken by a collector on the same machine.
-		goPart("metrics server", pipeCtx, func(c context.Context) error { return srv.Run(c, cfg.Server) })
-	}
-	var srcWG sync.WaitGroup
-	for _, p := range parts {
-		srcWG.Add(1)
-		p := p
-		go func() {
-			defer srcWG.Done()
-			if err := p.run(srcCtx); err != nil && srcCtx.Err() == nil {
-				fail(p.name, err)
-			}
-		}()
-	}
-	replayDone := make(chan error, 1)
-	if rp != nil {
-		srcWG.Add(1)
-		go func() {
-			defer srcWG.Done()
-			replayDone <- rp.Run(srcCtx)
-		}()
-	} else {
-		replayDone <- nil
-	}
-
-	prog := &progress{reg: reg, rp: rp, tally: tally, counted: counted, docs: docs}
-	stopProgress := term.runProgress(prog.line)
-
-	// Wait for the end: a signal, a failed part, or — with only files —
-	// every record through the processor and every alert through the
-	// notifier (their committed offsets at the end of every topic).
-	interrupted := false
-	drained := false
-	select {
-	case <-ctx.Done():
-		interrupted = true
-	case <-pipeCtx.Done():
-	case err := <-replayDone:
-		if err != nil && srcCtx.Err() == nil {
-			fail("replay", err)
-			break
-		}
-		if live || o.follow {
-			select {
-			case <-ctx.Done():
-				interrupted = true
-			case <-pipeCtx.Done():
-			}
-			break
-		}
-		switch werr := waitDrained(ctx, cfg, pub, log); {
-		case werr == nil:
-			drained = true
-		case ctx.Err() != nil:
-			interrupted = true
-		default:
-			fail("drain", werr)
-		}
-	}
-
-	// Shut down in order, within runShutdownBudget: the sources, then the
-	// publisher's flush, the dead letters, the processor and notifier. On
-	// a signal there is no waiting for the pipeline to take what the
-	// publisher flushes: it drains what it has in flight meanwhile.
-	stopSources()
-	srcWG.Wait()
-	flushBudget, dlBudget := runShutdownBudget/2, time.Second
-	if interrupted {
-		flushBudget, dlBudget = time.Second, 500*time.Millisecond
-		stopPipeline()
-	}
-	cctx, cancel := context.WithTimeout(context.Background(), flushBudget)
-	if err := pub.Close(cctx); err != nil {
-		log.Warn("closing the publisher", "err", err)
-	}
-	cancel()
-	var dlFile string
-	var dlCount int
-	if broker != nil && files != nil {
-		// The embedded broker's dead-letter topic ends with the process:
-		// keep its messages beside the documents.
-		dctx, dcancel := context.WithTimeout(context.Background(), dlBudget)
-		dlFile = filepath.Join(o.out, "dead-letters.ndjson")
-		mark := ""
-		if persistent {
-			mark = filepath.Join(stateDir, "dead-letters.next")
-		}
-		dlCount, err = saveDeadLetters(dctx, cfg.Kafka.Brokers[0], cfg.Kafka.Topics.DLQ, dlFile, mark)
-		dcancel()
+		files, err := ndjson.New(ndjson.Options{Dir: a.o.out, Registerer: reg, Logger: a.log})
 		if err != nil {
-			log.Warn("saving the dead letters", "err", err)
+			return err
 		}
+		deps.Store, a.files = files, files
 	}
-	stopPipeline()
-	wg.Wait()
-	stopProgress()
-
-	s := summary{
-		elapsed: time.Since(started), interrupted: interrupted, drained: drained, prog: prog.snapshot(),
-		tally: tally.snapshot(), files: nil, esAddr: esAddr, dlFile: dlFile, dlCount: dlCount, sources: o.paths,
-		cfg: cfg,
+	var err error
+	if a.proc, err = pipeline.NewProcessor(ctx, a.cfg, deps); err != nil {
+		return err
 	}
-	if files != nil {
-		s.files = files.Files()
+	a.term = newTerminal(a.o.stdout, a.o.stderr, a.o.progress)
+	var console notify.Notifier = notify.NewConsole(a.term.alerts(), nil)
+	if a.o.quiet {
+		console = notify.NotifierFunc(func(context.Context, *notify.Notification) (bool, error) { return false, nil })
 	}
-	s.print(o.stdout)
-	if firstErr != nil {
-		return fmt.Errorf("run: %w", firstErr)
-	}
-	if interrupted {
-		return &exitError{code: 130, err: errors.New("interrupted; what was acknowledged is written")}
+	a.nt, err = pipeline.NewNotifier(ctx, a.cfg, pipeline.NotifierDeps{Registerer: reg, Logger: a.log,
+		Console: console, CommitInterval: 100 * time.Millisecond})
+	if err != nil {
+		return errors.Join(err, a.proc.Discard())
 	}
 	return nil
+}
+
+// buildCollector builds the collector: the replayed files and the
+// configured live sources, through one publisher with its spool.
+func (a *allInOne) buildCollector(ctx context.Context) error {
+	cfg, cc, reg := a.cfg, &a.cfg.Collector, a.srv.Registry
+	san, err := redact.New(cc.Redaction, cc.Size, cc.DeadLetterMaxBytes, reg, a.log)
+	if err != nil {
+		return err
+	}
+	if a.pub, err = publish.New(publish.Options{Publish: cfg.Publish, Kafka: cfg.Kafka, Registerer: reg, Logger: a.log}); err != nil {
+		return err
+	}
+	cluster := record.Cluster{Name: cfg.Cluster.Name, UID: cc.ClusterUID}
+	if a.live {
+		cluster.UID = collector.ClusterUID(ctx, cc, a.log)
+	}
+	if len(a.o.paths) > 0 {
+		if a.rp, err = replay.New(replay.Options{Paths: a.o.paths, Publisher: a.pub.For(replay.Source), Sanitizer: san,
+			Cluster: cluster, DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: a.log}); err != nil {
+			return errors.Join(err, a.pub.Close(context.Background()))
+		}
+	}
+	if a.sources, err = sources.New(sources.Options{Config: *cc, Cluster: cluster, Sanitizer: san, Publisher: a.pub,
+		Registry: reg, SetReady: a.srv.SetReady, Logger: a.log}); err != nil {
+		return errors.Join(err, a.pub.Close(context.Background()))
+	}
+	return nil
+}
+
+// group puts the parts under one lifecycle. They stop in reverse order:
+// the sources first (on a signal, a failed part, or — with only files —
+// once every record is through the processor and every alert through the
+// notifier), then the publisher's flush, the processor, the notifier, and
+// last the dead letters' copy, which so sees every dead letter the others
+// wrote. ctx is the command's: a signal stops the processor and the
+// notifier at once and shortens the shutdown's budgets.
+func (a *allInOne) group(ctx context.Context) *lifecycle.Group {
+	g := lifecycle.New(a.log)
+	if l := a.cfg.Server.Listen; l != "" && l != config.Default().Server.Listen {
+		// run serves /metrics only when asked: the default port may be
+		// taken by a collector on the same machine.
+		addMetricsServer(g, a.srv, a.cfg.Server)
+	}
+	if a.broker != nil && a.files != nil {
+		g.Add("dead letters", a.keepDeadLetters(ctx))
+	}
+	// On a signal the processor and the notifier stop at once, beside the
+	// sources: nobody waits for them to take what the publisher flushes.
+	a.nt.Add(stopOnSignal{g, ctx})
+	a.proc.Add(stopOnSignal{g, ctx})
+	g.Add("publisher", a.closePublisher(ctx))
+	for _, p := range a.sources {
+		g.Add(p.Name, p.Run)
+	}
+	if a.rp == nil {
+		return g
+	}
+	replayed := make(chan struct{})
+	g.Add("replay", func(c context.Context) error {
+		if err := a.rp.Run(c); err != nil {
+			return err
+		}
+		close(replayed)
+		return nil
+	})
+	if !a.live && !a.o.follow {
+		// With only files, run ends when the pipeline has taken them:
+		// both consumer groups have committed the end of every partition
+		// (the broker's answer, not a guess).
+		g.AddMain("drain", func(c context.Context) error {
+			select {
+			case <-replayed:
+			case <-c.Done():
+				return nil
+			}
+			err := pipeline.WaitDrained(c, a.cfg.Kafka, pipeline.PipelineGroups(a.cfg), func() bool { return a.pub.Stats().Spooling }, a.log)
+			a.drained = err == nil
+			return err
+		})
+	}
+	return g
+}
+
+// stopOnSignal adds components to g that stop when sig ends as well as in
+// their turn of the group's reverse-order shutdown.
+type stopOnSignal struct {
+	g   *lifecycle.Group
+	sig context.Context
+}
+
+func (s stopOnSignal) Add(name string, run lifecycle.RunFunc)     { s.g.Add(name, s.wrap(run)) }
+func (s stopOnSignal) AddMain(name string, run lifecycle.RunFunc) { s.g.AddMain(name, s.wrap(run)) }
+
+func (s stopOnSignal) wrap(run lifecycle.RunFunc) lifecycle.RunFunc {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.sig, cancel)()
+		err := run(ctx)
+		if errors.Is(err, context.Canceled) && s.sig.Err() != nil {
+			return nil // stopped by the signal, as asked
+		}
+		return err
+	}
+}
+
+// closePublisher waits for the group's stop, then flushes the publisher
+// within runShutdownBudget (less on a signal: the user is waiting).
+func (a *allInOne) closePublisher(sig context.Context) lifecycle.RunFunc {
+	return func(ctx context.Context) error {
+		<-ctx.Done()
+		budget := runShutdownBudget / 2
+		if sig.Err() != nil {
+			budget = time.Second
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), budget)
+		defer cancel()
+		if err := a.pub.Close(cctx); err != nil {
+			// Not a failure of the run: what the publisher could not
+			// flush stays in its spool for the next start.
+			a.log.Warn("closing the publisher", "err", err)
+		}
+		return nil
+	}
+}
+
+// keepDeadLetters waits for the group's stop, then copies the embedded
+// broker's dead-letter topic, which ends with the process, to
+// <out>/dead-letters.ndjson beside the documents.
+func (a *allInOne) keepDeadLetters(sig context.Context) lifecycle.RunFunc {
+	return func(ctx context.Context) error {
+		<-ctx.Done()
+		budget := time.Second
+		if sig.Err() != nil {
+			budget = 500 * time.Millisecond
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), budget)
+		defer cancel()
+		a.dlFile = filepath.Join(a.o.out, "dead-letters.ndjson")
+		mark := ""
+		if a.persistent {
+			mark = filepath.Join(a.stateDir, "dead-letters.next")
+		}
+		var err error
+		a.dlCount, err = pipeline.SaveDeadLetters(dctx, a.cfg.Kafka.Brokers[0], a.cfg.Kafka.Topics.DLQ, a.dlFile, mark)
+		if err != nil {
+			// The dead letters stay in the topic; the run's results are
+			// written. Said, not failed.
+			a.log.Warn("saving the dead letters", "err", err)
+		}
+		return nil
+	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 )
@@ -377,7 +378,7 @@ notify:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dl deadLetterLine
+	var dl pipeline.DeadLetterLine
 	if err := json.Unmarshal(bytes.TrimSpace(b), &dl); err != nil {
 		t.Fatalf("dead-letters.ndjson: %v\n%s", err, b)
 	}
@@ -434,4 +435,47 @@ func TestRunFollowKeepsDeadLettersOnce(t *testing.T) {
 	if n := lineCount(t, auditFile); n != 40 {
 		t.Fatalf("%d audit documents, want 40", n)
 	}
+}
+
+// TestRunRulesMetricsAndReload: run builds its processor as process does,
+// so its /metrics has the rules metrics and a rule file added to a --rules
+// directory is loaded while it runs.
+func TestRunRulesMetricsAndReload(t *testing.T) {
+	dir := t.TempDir()
+	rule := func(id string) string {
+		return "rules:\n  - id: " + id + "\n    title: " + id + "\n    severity: low\n    source: audit\n    condition: verb == \"create\"\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "one.yaml"), []byte(rule("run-one")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := testenv.FreeAddr(t)
+	cfg, err := config.Parse([]byte(fmt.Sprintf("server: {listen: %q}\nprocessor: {rules: {reload_interval: 100ms}}\n", addr)),
+		"run.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr testenv.Buffer
+	o := &runOptions{paths: []string{sampleAuditPath}, out: t.TempDir(), follow: true, noBuiltin: true, ruleDirs: []string{dir},
+		progress: "never", stdout: &stdout, stderr: &stderr}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runAll(ctx, cfg, o, slog.New(slog.DiscardHandler)) }()
+	defer func() { cancel(); <-done }()
+	loaded := func(want float64) func() error {
+		return func() error {
+			m, err := testenv.Metrics(ctx, addr)
+			if err != nil {
+				return err
+			}
+			if got := testenv.Sum(m, "kubesift_rules_loaded"); got != want {
+				return fmt.Errorf("kubesift_rules_loaded = %v, want %v; stderr:\n%s", got, want, stderr.String())
+			}
+			return nil
+		}
+	}
+	testenv.WaitForNil(t, "run's /metrics to show the one rule", 30*time.Second, loaded(1))
+	if err := os.WriteFile(filepath.Join(dir, "two.yaml"), []byte(rule("run-two")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitForNil(t, "the added rule to be loaded", 30*time.Second, loaded(2))
 }

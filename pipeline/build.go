@@ -1,0 +1,191 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/lifecycle"
+	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
+)
+
+// ProcessorDeps are what a command gives NewProcessor beside the
+// configuration. Only Registerer is required; the optional fields are the
+// places where a command injects something of its own, so that no command
+// needs a second copy of the wiring.
+type ProcessorDeps struct {
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Store replaces the Elasticsearch writer built from
+	// sink.elasticsearch (run's NDJSON files). NewProcessor owns it from
+	// the call on, also when it fails.
+	Store sink.Writer
+	// SetupStore installs the Elasticsearch templates, data streams and
+	// alerts index before the writer is built, as `kubesift setup es`
+	// does. Ignored with Store.
+	SetupStore bool
+	// WrapWriter and WrapRules let a command watch what the processor
+	// writes and raises (run's counts and summary) without a second
+	// processor; nil leaves the writer and the engine as built.
+	WrapWriter func(sink.Writer) sink.Writer
+	WrapRules  func(Evaluator) Evaluator
+	// Ready, when set, is told the processor's readiness (nil once it is
+	// a member of its consumer group) every second while it runs: /readyz.
+	Ready func(error)
+}
+
+// BuiltProcessor is a Processor with what it was built from: the rules
+// engine, kept so that its rule files are reloaded on change, and the
+// document builder, whose index names a command may show.
+type BuiltProcessor struct {
+	*Processor
+	Engine    *rules.Engine
+	Documents *ecs.Builder
+	rules     config.ProcessorRulesConfig
+	ready     func(error)
+	log       *slog.Logger
+}
+
+// NewProcessor builds the processor of cfg — rules engine (the built-in
+// pack and processor.rules.dirs), the ECS document builder, the
+// Elasticsearch client and writer unless deps.Store replaces them — and
+// registers the rules metrics (kubesift_rule_*). It is the one place both
+// `kubesift process` and `kubesift run` build a processor. ctx bounds the
+// store's setup only.
+func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor, error) {
+	b, err := newBuiltProcessor(cfg, deps)
+	if err != nil {
+		if deps.Store != nil {
+			closeQuietly(deps.Store, deps.Logger)
+		}
+		return nil, err
+	}
+	w := deps.Store
+	if w == nil {
+		if w, err = newESWriter(ctx, cfg, deps, b.log); err != nil {
+			return nil, err
+		}
+	}
+	if deps.WrapWriter != nil {
+		w = deps.WrapWriter(w)
+	}
+	var eval Evaluator = b.Engine
+	if deps.WrapRules != nil {
+		eval = deps.WrapRules(b.Engine)
+	}
+	b.Processor, err = New(Options{
+		Kafka: cfg.Kafka, Processor: cfg.Processor, Rules: eval, Documents: b.Documents, Writer: w,
+		Registerer: deps.Registerer, Logger: b.log,
+	})
+	if err != nil {
+		closeQuietly(w, b.log)
+		return nil, err
+	}
+	return b, nil
+}
+
+// newBuiltProcessor loads the rules, registers their metrics and builds
+// the document builder: everything but the writer and the Processor.
+func newBuiltProcessor(cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor, error) {
+	if deps.Registerer == nil {
+		return nil, errors.New("pipeline: NewProcessor needs a Registerer")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rc := cfg.Processor.Rules
+	eng, err := rules.New(rules.LoadOptions{NoBuiltin: rc.NoBuiltin, Dirs: rc.Dirs})
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	if err := deps.Registerer.Register(eng.Collector()); err != nil {
+		return nil, fmt.Errorf("rules metrics: %w", err)
+	}
+	log.Info("rules loaded", "rules", len(eng.Set().Rules()), "builtin", !rc.NoBuiltin, "dirs", rc.Dirs)
+	docs, err := ecs.New(cfg.Sink.Elasticsearch)
+	if err != nil {
+		return nil, err
+	}
+	return &BuiltProcessor{Engine: eng, Documents: docs, rules: rc, ready: deps.Ready, log: log}, nil
+}
+
+// newESWriter is the Elasticsearch writer of cfg, after the setup when
+// deps asks for it.
+func newESWriter(ctx context.Context, cfg *config.Config, deps ProcessorDeps, log *slog.Logger) (sink.Writer, error) {
+	es, err := elasticsearch.NewClient(cfg.Sink.Elasticsearch)
+	if err != nil {
+		return nil, err
+	}
+	if deps.SetupStore {
+		if err := elasticsearch.Setup(ctx, es, cfg.Sink.Elasticsearch, log); err != nil {
+			return nil, fmt.Errorf("elasticsearch setup: %w", err)
+		}
+		log.Info("elasticsearch setup done")
+	}
+	return elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: es, Config: cfg.Sink.Elasticsearch,
+		Registerer: deps.Registerer, Logger: log})
+}
+
+// closeQuietly closes a writer nothing was written to, on a failed build;
+// its error can only be about an empty writer, so it is logged.
+func closeQuietly(w sink.Writer, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil && log != nil {
+		log.Warn("closing an unused document writer", "err", err)
+	}
+}
+
+// Group is what Add puts components in: a *lifecycle.Group, or a
+// command's wrapper around one that changes when they stop.
+type Group interface {
+	Add(name string, run lifecycle.RunFunc)
+	AddMain(name string, run lifecycle.RunFunc)
+}
+
+// Add registers the processor's components with g: the rule-file watcher
+// when processor.rules.reload_interval and rule dirs are set, the
+// readiness reporter when deps.Ready was given, and the processor itself as
+// the main component (its return ends the group). The processor is added
+// last, so it stops first and the watcher outlives it.
+func (b *BuiltProcessor) Add(g Group) {
+	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
+		g.Add("rules reload", func(ctx context.Context) error {
+			b.Engine.Watch(ctx, b.rules.ReloadInterval, b.log, nil)
+			return nil
+		})
+	}
+	if b.ready != nil {
+		g.Add("processor readiness", b.reportReady)
+	}
+	g.AddMain("processor", b.Run)
+}
+
+// reportReady tells b.ready the group membership every second until ctx
+// ends.
+func (b *BuiltProcessor) reportReady(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		b.ready(b.Ready())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Discard closes the writer and the producer of a processor that will not
+// run (a command failed to build what comes after it). Run closes them
+// itself; Discard is for the other path only.
+func (b *BuiltProcessor) Discard() error { return b.closeSinks() }
