@@ -2,17 +2,22 @@ package objects
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubesift/kubesift/record"
@@ -162,3 +167,61 @@ func containsAll(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// TestIntegrationListPagesOnRealAPIServer lists ClusterRoles and Namespaces
+// from the test ground's kube-apiserver in pages of 5: more than one request
+// per kind, and every built-in ClusterRole (which nothing deletes) listed
+// once, managedFields dropped, apiVersion and kind set.
+func TestIntegrationListPagesOnRealAPIServer(t *testing.T) {
+	cfg, cs := realKube(t)
+	var requests atomic.Int64
+	cfg = rest.CopyConfig(cfg)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/clusterroles") {
+				requests.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	paged, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	builtin, err := cs.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/bootstrapping=rbac-defaults"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := List(ctx, paged, ListOptions{Kinds: []string{"ClusterRole", "Namespace"}, Cluster: testCluster, PageSize: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len(builtin.Items)/5 + 1); requests.Load() < want {
+		t.Errorf("%d clusterroles requests, want at least %d for %d built-in roles in pages of 5", requests.Load(), want, len(builtin.Items))
+	}
+	listed := map[string]int{}
+	for _, r := range l.Records {
+		listed[r.Key]++
+		var body map[string]any
+		if err := json.Unmarshal(r.Object, &body); err != nil {
+			t.Fatal(err)
+		}
+		md, _ := body["metadata"].(map[string]any)
+		if body["kind"] == nil || body["apiVersion"] == nil || md["managedFields"] != nil {
+			t.Errorf("%s: kind %v, apiVersion %v, managedFields %v", r.Key, body["kind"], body["apiVersion"], md["managedFields"] != nil)
+		}
+	}
+	for _, cr := range builtin.Items {
+		if k := record.KeyObjectRef(testCluster, "ClusterRole", "", cr.Name); listed[k] != 1 {
+			t.Errorf("%s listed %d times, want once", k, listed[k])
+		}
+	}
+	if k := record.KeyObjectRef(testCluster, "Namespace", "", "kube-system"); listed[k] != 1 {
+		t.Errorf("%s listed %d times, want once", k, listed[k])
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
