@@ -28,6 +28,8 @@ func newPostureCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "posture",
 		Short: "Judge a cluster's objects with the posture checks (CIS Kubernetes Benchmark and the programme's own)",
+		Example: `  kubesift posture scan --kubeconfig ~/.kube/config
+  kubesift posture scan -o json --fail-on critical`,
 	}
 	cmd.AddCommand(newPostureScanCommand())
 	return cmd

@@ -173,3 +173,27 @@ func TestPostureScanJSONIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestPostureScanCommandLine runs the command through the CLI: flags parse,
+// and a kubeconfig that cannot be read is an error (exit 1) naming it.
+func TestPostureScanCommandLine(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.kubeconfig")
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{"missing kubeconfig", []string{"posture", "scan", "--kubeconfig", missing}, 1, "missing.kubeconfig"},
+		{"unknown flag", []string{"posture", "scan", "--kubeconfig", missing, "--namespace", "x"}, 1, "unknown flag"},
+		{"arguments", []string{"posture", "scan", "extra"}, 1, "unknown command"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs, code := runCLI(t, "", tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.wantErr) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errs, tc.code, tc.wantErr)
+			}
+		})
+	}
+}
