@@ -197,3 +197,42 @@ func TestPostureScanCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestPostureScanClusterName: findings are named after --cluster, else the
+// --context chosen, else the kubeconfig's current context.
+func TestPostureScanClusterName(t *testing.T) {
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+current-context: lab
+clusters:
+- {name: c, cluster: {server: "https://127.0.0.1:1"}}
+users:
+- {name: u, user: {token: t}}
+contexts:
+- {name: lab, context: {cluster: c, user: u}}
+- {name: prod, context: {cluster: c, user: u}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		flags scanFlags
+		want  string
+	}{
+		{"current context", scanFlags{kubeconfig: kc}, "lab"},
+		{"--context", scanFlags{kubeconfig: kc, context: "prod"}, "prod"},
+		{"--cluster wins", scanFlags{kubeconfig: kc, context: "prod", cluster: "eu-1"}, "eu-1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got, err := tc.flags.client()
+			if err != nil || got != tc.want {
+				t.Errorf("cluster %q, err %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if _, _, err := (&scanFlags{kubeconfig: kc, context: "nope"}).client(); err == nil {
+		t.Error("an unknown --context: no error")
+	}
+}
