@@ -46,6 +46,7 @@ and webhooks.`,
 		newSilenceCommand(g),
 		newNotifyCommand(g),
 		newRunCommand(g),
+		newPostureCommand(),
 	)
 	return root
 }

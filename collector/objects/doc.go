@@ -86,6 +86,15 @@
 // kinds_unavailable_total{kind}, publish_retries_total{reason},
 // queue_depth, leader.
 //
+// # One-shot listing
+//
+// List reads every collected kind once (Limit/Continue pages, unserved
+// optional kinds skipped and named) and returns the records this source
+// would publish for the objects, built by the same transform, objectRecord
+// and Sanitizer; an object that cannot be made a record is returned as a
+// named error beside the others. `kubesift posture scan` judges its result,
+// so a scan and the continuous path see the same objects.
+//
 // # What is not here
 //
 // The checks (rules with source: object), the processor's inventory and

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -121,19 +122,28 @@ func (ss *session) run(ctx context.Context) error {
 // servedKinds drops the optional kinds the API server does not serve, with
 // a notice. Other discovery errors fail the session (it is retried).
 func (ss *session) servedKinds() ([]kindInfo, error) {
+	return servedKinds(ss.s.client, ss.s.kinds, func(k kindInfo) {
+		ss.s.m.unavailable.WithLabelValues(k.kind).Inc()
+		ss.log.Warn("the API server does not serve this kind; not collecting it", "kind", k.kind, "api_version", k.apiVersion())
+	})
+}
+
+// servedKinds returns the kinds of ks the API server serves, calling
+// unserved for each optional kind it does not; a discovery error is
+// returned. The source and List decide the same way.
+func servedKinds(client kubernetes.Interface, ks []kindInfo, unserved func(kindInfo)) ([]kindInfo, error) {
 	var out []kindInfo
-	for _, k := range ss.s.kinds {
+	for _, k := range ks {
 		if !k.optional {
 			out = append(out, k)
 			continue
 		}
-		ok, err := ss.serves(k)
+		ok, err := serves(client, k)
 		if err != nil {
 			return nil, fmt.Errorf("objects: discovery of %s: %w", k.apiVersion(), err)
 		}
 		if !ok {
-			ss.s.m.unavailable.WithLabelValues(k.kind).Inc()
-			ss.log.Warn("the API server does not serve this kind; not collecting it", "kind", k.kind, "api_version", k.apiVersion())
+			unserved(k)
 			continue
 		}
 		out = append(out, k)
@@ -141,8 +151,8 @@ func (ss *session) servedKinds() ([]kindInfo, error) {
 	return out, nil
 }
 
-func (ss *session) serves(k kindInfo) (bool, error) {
-	list, err := ss.s.client.Discovery().ServerResourcesForGroupVersion(k.apiVersion())
+func serves(client kubernetes.Interface, k kindInfo) (bool, error) {
+	list, err := client.Discovery().ServerResourcesForGroupVersion(k.apiVersion())
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubesift/kubesift/collector"
+	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/record"
 )
@@ -209,20 +211,32 @@ func (ss *session) build(key string) (*record.Record, outcome, *collector.DeadLe
 		out.state = &st
 		return nil, out, nil
 	}
-	ref := record.ObjectRef{APIVersion: ki.apiVersion(), Kind: kind, Namespace: ns, Name: name, UID: uid, ResourceVersion: rv}
-	rec, err := record.NewObject(ref, raw, ss.s.cluster, seen)
+	rec, reason, err := objectRecord(ki, m, raw, ss.s.cluster, ss.s.san, seen)
 	if err != nil {
-		ss.s.m.deadLetters.WithLabelValues(dlField).Inc()
-		return nil, out, ss.deadLetter(key, raw, dlField, fmt.Errorf("%s: %w", key, err))
-	}
-	if err := ss.s.san.Apply(rec); err != nil {
-		// Never publish what could not be redacted; the dead letter is
-		// scrubbed by the sanitizer's dead-letter rules.
-		ss.s.m.deadLetters.WithLabelValues(dlRedaction).Inc()
-		return nil, out, ss.deadLetter(key, raw, dlRedaction, fmt.Errorf("%s: %w", key, err))
+		ss.s.m.deadLetters.WithLabelValues(reason).Inc()
+		return nil, out, ss.deadLetter(key, raw, reason, fmt.Errorf("%s: %w", key, err))
 	}
 	out.state, out.typ = &st, "object"
 	return rec, out, nil
+}
+
+// objectRecord builds the redacted record of one object from its published
+// form raw (transform applied, then JSON-encoded); List builds its records
+// with it too, so a scan judges exactly what the topic would hold. On
+// failure reason is the dead-letter reason.
+func objectRecord(ki kindInfo, m metav1.Object, raw []byte, cluster record.Cluster, san *redact.Sanitizer,
+	seen time.Time) (rec *record.Record, reason string, err error) {
+	ref := record.ObjectRef{APIVersion: ki.apiVersion(), Kind: ki.kind, Namespace: m.GetNamespace(), Name: m.GetName(),
+		UID: string(m.GetUID()), ResourceVersion: m.GetResourceVersion()}
+	if rec, err = record.NewObject(ref, raw, cluster, seen); err != nil {
+		return nil, dlField, err
+	}
+	if err := san.Apply(rec); err != nil {
+		// Never publish what could not be redacted; the dead letter is
+		// scrubbed by the sanitizer's dead-letter rules.
+		return nil, dlRedaction, err
+	}
+	return rec, "", nil
 }
 
 // tombstone builds the tombstone of a key the cache no longer holds, from

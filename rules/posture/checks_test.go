@@ -166,6 +166,12 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 		{name: "get nodes", check: "posture-node-proxy-access", base: secretsReader, changes: []change{{"rules.0.resources", []any{"nodes"}}, {"rules.0.verbs", []any{"get"}}}, uid: "uid-clusterrole--reader"},
 		{name: "update certificatesigningrequests/approval", check: "posture-csr-approval-access", base: secretsReader, changes: []change{{"rules.0.resources", []any{"certificatesigningrequests/approval"}}, {"rules.0.verbs", []any{"update"}}}, uid: "uid-clusterrole--reader", fail: true},
 		{name: "update certificatesigningrequests", check: "posture-csr-approval-access", base: secretsReader, changes: []change{{"rules.0.resources", []any{"certificatesigningrequests"}}, {"rules.0.verbs", []any{"update"}}}, uid: "uid-clusterrole--reader"},
+		// A Role grants nothing on cluster-scoped resources, whatever its rules say.
+		{name: "namespaced Role with * on *: nodes/proxy", check: "posture-node-proxy-access", base: namespacedWildcard, uid: "uid-role-shop-everything"},
+		{name: "namespaced Role with * on *: persistentvolumes", check: "posture-pv-create-access", base: namespacedWildcard, uid: "uid-role-shop-everything"},
+		{name: "namespaced Role with * on *: CSR approval", check: "posture-csr-approval-access", base: namespacedWildcard, uid: "uid-role-shop-everything"},
+		{name: "namespaced Role with * on *: webhook configurations", check: "posture-webhook-config-access", base: namespacedWildcard, uid: "uid-role-shop-everything"},
+		{name: "namespaced Role with * on *: wildcard", check: "posture-rbac-wildcard", base: namespacedWildcard, uid: "uid-role-shop-everything", fail: true},
 		{name: "patch mutatingwebhookconfigurations", check: "posture-webhook-config-access", base: secretsReader, changes: []change{{"rules.0.resources", []any{"mutatingwebhookconfigurations"}}, {"rules.0.verbs", []any{"patch"}}}, uid: "uid-clusterrole--reader", fail: true},
 		{name: "get mutatingwebhookconfigurations", check: "posture-webhook-config-access", base: secretsReader, changes: []change{{"rules.0.resources", []any{"mutatingwebhookconfigurations"}}, {"rules.0.verbs", []any{"get"}}}, uid: "uid-clusterrole--reader"},
 		{name: "create serviceaccounts/token", check: "posture-sa-token-create-access", base: secretsReader, changes: []change{{"rules.0.resources", []any{"serviceaccounts/token"}}, {"rules.0.verbs", []any{"create"}}}, uid: "uid-clusterrole--reader", fail: true},
@@ -294,6 +300,13 @@ kind: ClusterRoleBinding
 metadata: {name: alice-admin}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
 subjects: [{kind: User, name: alice}]
+`
+	namespacedWildcard = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: everything, namespace: shop}
+rules:
+- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
 `
 	secretsReader = `
 apiVersion: rbac.authorization.k8s.io/v1

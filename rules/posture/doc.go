@@ -55,6 +55,15 @@
 // nothing. A check whose expression fails on an object is counted (the
 // rule's error counter) and the object counts as passing it.
 //
+// # From records
+//
+// ObjectFromRecord turns an object record (the objects topic's, or one
+// collector/objects.List built) into the Object Apply takes, or a tombstone
+// into the arguments of Delete; identity comes from the record's key and id.
+// ObjectsFromRecords does it for a listing, for Replace: `kubesift posture
+// scan` and the processor's rebuild take that one path. Report groups a
+// cluster's verdicts and open findings by CIS section for display.
+//
 // # Which objects are judged
 //
 // One finding per (check, object), id cluster/check/object-uid. Workload
