@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"runtime"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/notify"
-	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
 // TestProcessorDeliversAndCommits: every record is written once, every
@@ -402,7 +400,7 @@ func kfakeProduceFault(topic string) kfake.Fault {
 // again, and nothing was ever consumed.
 func TestLateFetchResponses(t *testing.T) {
 	const parts, n = 2, 50
-	late := func(t *testing.T, c *kfake.Cluster) {
+	late := func(c *kfake.Cluster) {
 		c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
 			// The late answer is the case under test, not a wait.
 			c.SleepControl(func() { time.Sleep(300 * time.Millisecond) })
@@ -414,7 +412,7 @@ func TestLateFetchResponses(t *testing.T) {
 		brokers := c.ListenAddrs()
 		run := "late"
 		produce(t, brokers, topicAudit, run, n)
-		late(t, c)
+		late(c)
 		w := newFakeWriter()
 		pc := testProcessorConfig("g-late")
 		pc.FetchMaxWait = 100 * time.Millisecond
@@ -429,16 +427,8 @@ func TestLateFetchResponses(t *testing.T) {
 		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 			BatchTimeout: 5 * time.Millisecond, Transport: &kafka.Transport{}}
 		defer w.Close()
-		var msgs []kafka.Message
-		for i := range n {
-			m := notifytest.AlertMessage(t, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)))
-			m.Topic = topicAlerts
-			msgs = append(msgs, m)
-		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			t.Fatal(err)
-		}
-		late(t, c)
+		produceAlerts(t, ctx, w, topicAlerts, n)
+		late(c)
 		rcv := newWebhookReceiver(t)
 		d, err := notify.New(notify.Options{
 			Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(100 * time.Millisecond)}),
