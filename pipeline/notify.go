@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/kafkaopts"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/sink/notify"
 )
@@ -170,7 +171,7 @@ func (c *NotifyConsumer) commit(gen *kafka.Generation, parts []*notifyPartition)
 func (c *NotifyConsumer) consume(ctx context.Context, p *notifyPartition) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: c.o.Brokers, Topic: c.o.Topic, Partition: p.id, Dialer: c.o.Dialer,
-		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: kafkaopts.ReaderMaxWait(250 * time.Millisecond),
 		ReadBackoffMin: 100 * time.Millisecond, ReadBackoffMax: time.Second,
 	})
 	defer r.Close()

@@ -200,15 +200,7 @@ func TestNotifyConsumerHoldsOffsetsUntilDelivered(t *testing.T) {
 		BatchTimeout: 5 * time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
 	const n = 50
-	var msgs []kafka.Message
-	for i := range n {
-		m := notifytest.AlertMessage(t, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)))
-		m.Topic = topic
-		msgs = append(msgs, m)
-	}
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
+	produceAlerts(t, ctx, w, topic, n)
 
 	var mu sync.Mutex
 	up := false
@@ -375,6 +367,20 @@ func TestNotifyReceiverDown60s(t *testing.T) {
 		return nil
 	})
 	t.Logf("receiver down %.0f s; all %d alerts received %.1f s after it came back", up.Sub(down).Seconds(), n, time.Since(up).Seconds())
+}
+
+// produceAlerts writes n privileged-pod alerts to topic.
+func produceAlerts(t *testing.T, ctx context.Context, w *kafka.Writer, topic string, n int) {
+	t.Helper()
+	var msgs []kafka.Message
+	for i := range n {
+		m := notifytest.AlertMessage(t, notifytest.PrivilegedPod(i, fmt.Sprint("p", i)))
+		m.Topic = topic
+		msgs = append(msgs, m)
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // runConsumer runs d and a Consumer of topic in group (dead letters to w)

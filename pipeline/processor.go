@@ -317,16 +317,16 @@ func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *pa
 		Dialer:         p.dialer,
 		MinBytes:       1,
 		MaxBytes:       p.pc.FetchMaxBytes,
-		MaxWait:        p.pc.FetchMaxWait,
+		MaxWait:        kafkaopts.ReaderMaxWait(p.pc.FetchMaxWait),
 		QueueCapacity:  p.pc.QueueCapacity,
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: time.Second,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			text := fmt.Sprintf(msg, args...)
-			// kafka-go reports a long-poll fetch on an idle partition that
-			// outlived its read deadline as an error and simply fetches
-			// again; that is not worth a warning. Outages show up as dial
-			// errors, which are.
+			// kafka-go reports a fetch whose response came after its read
+			// deadline (a second after the broker's wait) as an error and
+			// simply fetches again; that is not worth a warning. Outages
+			// show up as dial errors, which are.
 			if strings.Contains(text, "i/o timeout") {
 				p.log.Debug("partition reader: "+text, "source", "kafka-go")
 				return

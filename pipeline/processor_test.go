@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/notify"
 )
 
 // TestProcessorDeliversAndCommits: every record is written once, every
@@ -386,4 +389,63 @@ func heapInUse() uint64 {
 
 func kfakeProduceFault(topic string) kfake.Fault {
 	return kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.NotEnoughReplicas, Count: -1}
+}
+
+// TestLateFetchResponses: a fetch response that arrives well after the
+// broker's wait — a slow link, or a process starved of CPU on a busy node —
+// is still read, by the processor's partition readers and by the notifier's.
+// Every fetch here is answered 300 ms late, beyond the quarter of the broker
+// wait that kafka-go would allow by itself (kafkaopts.ReaderMaxWait): with
+// that allowance every fetch timed out, each reader reconnected and fetched
+// again, and nothing was ever consumed.
+func TestLateFetchResponses(t *testing.T) {
+	const parts, n = 2, 50
+	late := func(c *kfake.Cluster) {
+		c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+			// The late answer is the case under test, not a wait.
+			c.SleepControl(func() { time.Sleep(300 * time.Millisecond) })
+			return nil, nil, false // then answered as usual
+		})
+	}
+	t.Run("processor", func(t *testing.T) {
+		c := fakeKafka(t, parts)
+		brokers := c.ListenAddrs()
+		run := "late"
+		produce(t, brokers, topicAudit, run, n)
+		late(c)
+		w := newFakeWriter()
+		pc := testProcessorConfig("g-late")
+		pc.FetchMaxWait = 100 * time.Millisecond
+		startProcessor(t, brokers, pc, w, fakeDocs{})
+		testenv.WaitFor(t, "every record written", 2*time.Minute, func() bool { d, _ := w.count(run + "-"); return d == n })
+	})
+	t.Run("notify consumer", func(t *testing.T) {
+		c := fakeKafka(t, parts)
+		brokers := c.ListenAddrs()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+			BatchTimeout: 5 * time.Millisecond, Transport: &kafka.Transport{}}
+		defer w.Close()
+		produceAlerts(t, ctx, w, topicAlerts, n)
+		late(c)
+		rcv := newWebhookReceiver(t)
+		d, err := notify.New(notify.Options{
+			Route:     rootRoute(t, config.RouteConfig{Receiver: "sec", GroupWait: dur(0), GroupInterval: dur(100 * time.Millisecond)}),
+			Receivers: map[string][]notify.Integration{"sec": {webhookIntegration(t, "sec/webhook[0]", rcv.srv.URL)}},
+			MaxGroups: 100, MaxAlertsPerGroup: 1000, QueueSize: 10, GiveUpAfter: time.Minute,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop, errc := runConsumer(t, ctx, brokers, topicAlerts, "g-late-notify", d, w, topicDLQ, 100*time.Millisecond)
+		defer func() { stop(); <-errc; <-errc }()
+		testenv.WaitFor(t, "every alert delivered", 2*time.Minute, func() bool {
+			total := 0
+			for _, p := range rcv.payloads() {
+				total += p.Count
+			}
+			return total >= n
+		})
+	})
 }

@@ -360,9 +360,7 @@ func TestShutdown(t *testing.T) {
 	<-e.pub.entered
 	e.stop()
 	// A request reaching the handler while draining gets 503 + Retry-After.
-	for !e.rcv.draining.Load() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, "the receiver draining", time.Minute, e.rcv.draining.Load)
 	rec := httptest.NewRecorder()
 	e.rcv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/audit", strings.NewReader(eventList(event("a2")))))
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {

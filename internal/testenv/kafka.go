@@ -100,8 +100,11 @@ func readPartition(ctx context.Context, c *kafka.Client, broker, topic string, p
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: []string{broker}, Topic: topic, Partition: part,
-		// Large enough for the end-to-end tests' 20 MB records.
-		MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 200 * time.Millisecond,
+		// Large enough for the end-to-end tests' 20 MB records. MaxWait
+		// is the broker's wait plus a second for the response to arrive
+		// on a loaded machine, as kafkaopts.ReaderMaxWait gives (this
+		// package imports nothing of kubesift).
+		MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 200*time.Millisecond + time.Second,
 		Dialer: &kafka.Dialer{Timeout: 10 * time.Second},
 	})
 	defer r.Close()
