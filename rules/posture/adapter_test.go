@@ -72,3 +72,29 @@ func FuzzObjectFromRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestForget: a forgotten cluster has no findings and no inventory left,
+// so its next Replace after Restore decides as a fresh process would;
+// other clusters keep theirs.
+func TestForget(t *testing.T) {
+	e := New(builtin(t))
+	objs := goodShop(t)
+	if _, err := e.Replace("a", objs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Replace("b", objs); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.Findings("a"))
+	e.Forget("a")
+	e.Forget("never-seen")
+	if n := len(e.Findings("a")); n != 0 {
+		t.Errorf("%d findings after Forget, want 0", n)
+	}
+	if n := len(e.Findings("b")); n != before {
+		t.Errorf("cluster b: %d findings, want %d", n, before)
+	}
+	if total, _ := e.Score("a"); total.Weight != 0 {
+		t.Errorf("score of a forgotten cluster: %+v", total)
+	}
+}
