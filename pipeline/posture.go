@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,40 +168,16 @@ func (c *PostureConsumer) Ready() error {
 // Run consumes until ctx ends, then drains (processor.drain_timeout),
 // commits, leaves the group and closes the writer and the producer.
 func (c *PostureConsumer) Run(ctx context.Context) error {
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                     c.pc.Posture.GroupID,
-		Brokers:                c.o.Kafka.Brokers,
-		Dialer:                 c.dialer,
-		Topics:                 []string{c.topic},
-		HeartbeatInterval:      c.pc.HeartbeatInterval,
-		SessionTimeout:         c.pc.SessionTimeout,
-		RebalanceTimeout:       c.pc.RebalanceTimeout,
-		JoinGroupBackoff:       time.Second,
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 10 * time.Second,
-		StartOffset:            kafka.FirstOffset,
-		Timeout:                10 * time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			c.lim.Warn(c.log, "group", "consumer group: "+fmt.Sprintf(msg, args...))
-		}),
-	})
+	cg, err := newGroup(c.pc.Posture.GroupID, []string{c.topic}, c.o.Kafka, c.pc, c.dialer, kafka.FirstOffset, c.log, &c.lim)
 	if err != nil {
 		c.closeSinks()
 		return fmt.Errorf("pipeline: posture consumer group: %w", err)
 	}
 	c.log.Info("posture consumer starting", "group", c.pc.Posture.GroupID, "topic", c.topic)
-	for {
-		gen, err := cg.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
-				break
-			}
-			c.ready.Store(false)
-			c.lim.Warn(c.log, "next", "consumer group: cannot join yet; retrying", "err", err)
-			continue
-		}
-		c.startGeneration(gen)
-	}
+	followGroup(ctx, cg, func(err error) {
+		c.ready.Store(false)
+		c.lim.Warn(c.log, "next", "consumer group: cannot join yet; retrying", "err", err)
+	}, c.startGeneration)
 	c.ready.Store(false)
 	cgErr := cg.Close()
 	err = c.closeSinks()
@@ -293,16 +268,7 @@ func (c *PostureConsumer) commitLive(gen *kafka.Generation, parts []*partition) 
 // changes until the generation ends, then drains, commits and forgets the
 // clusters. live is told the partition's Tracker once the rebuild is done.
 func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, part *partition, live func(*Tracker)) {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: c.o.Kafka.Brokers, Topic: c.topic, Partition: part.id, Dialer: c.dialer,
-		MinBytes: 1, MaxBytes: c.pc.FetchMaxBytes, MaxWait: c.pc.FetchMaxWait, QueueCapacity: c.pc.QueueCapacity,
-		ReadBackoffMin: 100 * time.Millisecond, ReadBackoffMax: time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			if text := fmt.Sprintf(msg, args...); !strings.Contains(text, "i/o timeout") {
-				c.lim.Warn(c.log, "reader", "partition reader: "+text)
-			}
-		}),
-	})
+	r := newPartitionReader(c.o.Kafka, c.pc, c.dialer, c.topic, part.id, c.log, &c.lim)
 	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}}
 	defer func() {
 		_ = r.Close()

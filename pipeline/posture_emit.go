@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -121,7 +120,7 @@ func (c *PostureConsumer) emit(ctx context.Context, h hold, part *partition, ori
 		}
 		c.alertDocument(ctx, h, orig, a, value)
 		h.add()
-		err = c.prod.Produce(ctx, kindAlert, c.alertMessage(a, value), func(err error) {
+		err = c.prod.Produce(ctx, kindAlert, alertMessage(c.o.Kafka.Topics.Alerts, a, value), func(err error) {
 			if err == nil {
 				c.m.alerts.Inc()
 				c.writeFindings(c.life, h, orig, []ecs.Finding{f})
@@ -216,21 +215,6 @@ func postureAlert(d *posture.Decision, at time.Time) *rules.Alert {
 		RecordID: record.ObjectRecordID(d.Object.UID, d.ResourceVersion), Source: record.SourceObject,
 		Cluster: d.Cluster, Time: at.UTC(), Message: msg,
 		Namespace: d.Object.Namespace, Resource: strings.ToLower(d.Object.Kind), Name: d.Object.Name,
-	}
-}
-
-// alertMessage is the alerts-topic message of a, keyed and headed as the
-// record processor's alerts are.
-func (c *PostureConsumer) alertMessage(a *rules.Alert, value []byte) kafka.Message {
-	return kafka.Message{
-		Topic: c.o.Kafka.Topics.Alerts,
-		Key:   []byte(a.Cluster + "/" + a.RuleID),
-		Value: value,
-		Headers: []kafka.Header{
-			{Key: record.HeaderSchema, Value: []byte(strconv.Itoa(record.SchemaVersion))},
-			{Key: record.HeaderID, Value: []byte(a.ID)},
-			{Key: record.HeaderCluster, Value: []byte(a.Cluster)},
-		},
 	}
 }
 
