@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -142,12 +141,18 @@ func (g *postureGround) state(check, uid string) string {
 	return s
 }
 
-// transitions counts the transition documents of the test's cluster.
-func (g *postureGround) transitions(t *testing.T) int {
+// transitions counts the transition documents of the findings of the
+// objects uids. The test's cluster is the whole shared kube-apiserver,
+// where other tests change objects meanwhile; only the test's own objects
+// have a known history.
+func (g *postureGround) transitions(t *testing.T, uids []string) int {
 	t.Helper()
 	g.do(http.MethodPost, "/"+g.es.Findings.TransitionsStream+"/_refresh", "")
-	status, res := g.do(http.MethodPost, "/"+g.es.Findings.TransitionsStream+"/_count",
-		fmt.Sprintf(`{"query":{"term":{"orchestrator.cluster.name":%q}}}`, g.cluster))
+	q, _ := json.Marshal(map[string]any{"query": map[string]any{"bool": map[string]any{"filter": []any{
+		map[string]any{"term": map[string]any{"orchestrator.cluster.name": g.cluster}},
+		map[string]any{"terms": map[string]any{"kubesift.finding.object.uid": uids}},
+	}}}})
+	status, res := g.do(http.MethodPost, "/"+g.es.Findings.TransitionsStream+"/_count", string(q))
 	if status != http.StatusOK {
 		t.Fatalf("count transitions: %d %v", status, res)
 	}
@@ -300,6 +305,14 @@ func TestPostureEndToEndOnRealGround(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.within(t, "privileged Deployment opens", privCheck, string(dep.UID), "open", start)
+	// Still failing at the restart, where it must stay silent.
+	keepSpec := privilegedDeployment(nsName, true)
+	keepSpec.Name = "keep"
+	keep, err := g.kube.AppsV1().Deployments(nsName).Create(ctx, keepSpec, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "second privileged Deployment opens", 30*time.Second, func() bool { return g.state(privCheck, string(keep.UID)) == "open" })
 
 	start = time.Now()
 	pod, err := g.kube.CoreV1().Pods(nsName).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "priv", Namespace: nsName},
@@ -333,34 +346,39 @@ func TestPostureEndToEndOnRealGround(t *testing.T) {
 	}
 	g.within(t, "deleting the Pod resolves", privCheck, string(pod.UID), "resolved", start)
 
-	// The alerts of both privileged findings are on the alerts topic.
-	alertIDs := func() map[string]int {
+	// The alerts of the three privileged findings are on the alerts topic,
+	// once each.
+	mine := []string{string(ns.UID), string(dep.UID), string(pod.UID), string(keep.UID)}
+	myAlerts := func() map[string]int {
 		out := map[string]int{}
 		for _, m := range testenv.ReadTopic(t, g.kafka.Brokers[0], g.kafka.Topics.Alerts) {
 			var a rules.Alert
 			if err := json.Unmarshal(m.Value, &a); err != nil {
 				t.Fatal(err)
 			}
-			out[a.ID]++
-		}
-		return out
-	}
-	testenv.WaitFor(t, "alerts of both privileged findings", 30*time.Second, func() bool {
-		n := 0
-		for id := range alertIDs() {
-			for _, uid := range []string{string(dep.UID), string(pod.UID)} {
-				if strings.HasPrefix(id, g.cluster+"/"+privCheck+"/"+uid+"/open/") {
-					n++
+			for _, uid := range mine {
+				if strings.HasPrefix(a.ID, g.cluster+"/"+a.RuleID+"/"+uid+"/") {
+					out[a.RuleID+"/"+uid+"/"+strings.TrimPrefix(a.ID, g.cluster+"/"+a.RuleID+"/"+uid+"/")]++
 				}
 			}
 		}
-		return n == 2
-	})
+		return out
+	}
+	privAlerts := func(alerts map[string]int) int {
+		n := 0
+		for id, c := range alerts {
+			if strings.HasPrefix(id, privCheck+"/") {
+				n += c
+			}
+		}
+		return n
+	}
+	testenv.WaitFor(t, "alerts of the three privileged findings", 30*time.Second, func() bool { return privAlerts(myAlerts()) == 3 })
 
 	// Restart both: the source republishes every object it lists, the
 	// consumer rebuilds from the topic and restores from the state index.
-	// Nothing is decided again.
-	before, alertsBefore := g.transitions(t), alertIDs()
+	// Nothing is decided again about the test's objects.
+	before, alertsBefore := g.transitions(t, mine), myAlerts()
 	stopPosture()
 	stopCollector()
 	reg2 := prometheus.NewRegistry()
@@ -373,23 +391,15 @@ func TestPostureEndToEndOnRealGround(t *testing.T) {
 	testenv.WaitFor(t, "republished objects seen", 60*time.Second, func() bool {
 		return testenv.Metric(t, reg2, "kubesift_posture_objects_total", "result", "unchanged") > 0
 	})
-	after, alertsAfter := g.transitions(t), alertIDs()
-	t.Logf("transition documents: %d before the restart, %d after; alerts %d, %d", before, after, len(alertsBefore), len(alertsAfter))
+	after, alertsAfter := g.transitions(t, mine), myAlerts()
+	t.Logf("transition documents of the test's objects: %d before the restart, %d after; alert messages %v, then %v",
+		before, after, alertsBefore, alertsAfter)
 	if after != before {
 		t.Errorf("restart added %d transition documents", after-before)
 	}
-	if len(alertsAfter) != len(alertsBefore) {
-		t.Errorf("restart raised %d new alerts", len(alertsAfter)-len(alertsBefore))
-	}
 	for id, n := range alertsAfter {
-		if n != 1 {
-			t.Errorf("alert %s produced %d times", id, n)
+		if n != alertsBefore[id] {
+			t.Errorf("alert %s: %d messages after the restart, %d before", id, n, alertsBefore[id])
 		}
-	}
-	if got := testenv.Metric(t, reg2, "kubesift_posture_transitions_emitted_total", "state", "open"); got != 0 {
-		t.Errorf("restart emitted %v open transitions", got)
-	}
-	if got := testenv.Metric(t, reg2, "kubesift_posture_alerts_total"); got != 0 {
-		t.Errorf("restart produced %v alerts", got)
 	}
 }
