@@ -332,3 +332,54 @@ func TestPostureLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// TestNewProcessorBuildsPosture: NewProcessor builds the posture consumer
+// only when processor.posture.enabled and the store is Elasticsearch, and
+// registers its metrics beside the processor's on the command's registry.
+func TestNewProcessorBuildsPosture(t *testing.T) {
+	tests := []struct {
+		name        string
+		enabled     bool
+		store       bool
+		wantPosture bool
+	}{
+		{"off by default", false, false, false},
+		{"enabled", true, false, true},
+		{"enabled with a command's store", true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Kafka = testKafka([]string{"127.0.0.1:1"})
+			cfg.Processor = testProcessorConfig("unit-build-posture")
+			cfg.Processor.Posture.Enabled = tc.enabled
+			cfg.Sink.Elasticsearch.Addresses = []string{"http://127.0.0.1:1"}
+			deps := ProcessorDeps{Registerer: prometheus.NewRegistry(), Logger: testLogger(t)}
+			if tc.store {
+				deps.Store = newFakeWriter()
+			}
+			b, err := NewProcessor(context.Background(), &cfg, deps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Discard()
+			if got := b.Posture != nil; got != tc.wantPosture {
+				t.Fatalf("posture consumer built: %v, want %v", got, tc.wantPosture)
+			}
+			mfs, err := deps.Registerer.(*prometheus.Registry).Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := map[string]bool{}
+			for _, mf := range mfs {
+				found[mf.GetName()] = true
+			}
+			for _, name := range []string{"kubesift_posture_messages_total", "kubesift_posture_evaluations_total", "kubesift_processor_in_flight_messages"} {
+				want := tc.wantPosture || name == "kubesift_processor_in_flight_messages"
+				if found[name] != want {
+					t.Errorf("%s registered: %v, want %v", name, found[name], want)
+				}
+			}
+		})
+	}
+}
