@@ -15,6 +15,7 @@ import (
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink"
 )
 
 // What the record processor and the posture consumer share: how they join
@@ -89,6 +90,21 @@ func newPartitionReader(k config.KafkaConfig, pc config.ProcessorConfig, d *kafk
 			lim.Warn(log, "reader/"+topic, "partition reader: "+text)
 		}),
 	})
+}
+
+// closeSinks closes w (whose last done callbacks may still write dead
+// letters) and then prod, within timeout, and then ends the consumer's
+// lifetime context.
+func closeSinks(timeout time.Duration, w sink.Writer, prod *producer, endLife context.CancelFunc) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	werr := w.Close(ctx)
+	if werr != nil {
+		werr = fmt.Errorf("pipeline: closing the writer: %w", werr)
+	}
+	perr := prod.Close(ctx)
+	endLife()
+	return errors.Join(werr, perr)
 }
 
 // alertMessage is the alerts-topic message of a: the value is the

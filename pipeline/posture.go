@@ -185,16 +185,10 @@ func (c *PostureConsumer) Run(ctx context.Context) error {
 	return errors.Join(cgErr, err)
 }
 
+// closeSinks closes the writer (a no-op for the processor's, which is
+// borrowed) and the producer.
 func (c *PostureConsumer) closeSinks() error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.pc.DrainTimeout)
-	defer cancel()
-	werr := c.o.Writer.Close(ctx)
-	if werr != nil {
-		werr = fmt.Errorf("pipeline: posture: closing the writer: %w", werr)
-	}
-	perr := c.prod.Close(ctx)
-	c.lifeCancel()
-	return errors.Join(werr, perr)
+	return closeSinks(c.pc.DrainTimeout, c.o.Writer, c.prod, c.lifeCancel)
 }
 
 // startGeneration starts one loop per assigned partition and the

@@ -175,15 +175,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // closeSinks closes the Writer (whose last done callbacks may still write
 // dead letters) and then the producer.
 func (p *Processor) closeSinks() error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.pc.DrainTimeout)
-	defer cancel()
-	werr := p.o.Writer.Close(ctx)
-	if werr != nil {
-		werr = fmt.Errorf("pipeline: closing the writer: %w", werr)
-	}
-	perr := p.prod.Close(ctx)
-	p.lifeCancel()
-	return errors.Join(werr, perr)
+	return closeSinks(p.pc.DrainTimeout, p.o.Writer, p.prod, p.lifeCancel)
 }
 
 // partition is one assigned topic-partition in one generation.
