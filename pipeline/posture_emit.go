@@ -123,7 +123,15 @@ func (c *PostureConsumer) emit(ctx context.Context, h hold, part *partition, ori
 		err = c.prod.Produce(ctx, kindAlert, alertMessage(c.o.Kafka.Topics.Alerts, a, value), func(err error) {
 			if err == nil {
 				c.m.alerts.Inc()
-				c.writeFindings(c.life, h, orig, []ecs.Finding{f})
+				// Off the producer's completion goroutine: Write blocks while
+				// the store's queue is full, and the store's own callbacks
+				// may be waiting on this producer for a dead letter. The
+				// partition's window bounds how many run at once.
+				h.add()
+				go func() {
+					c.writeFindings(c.life, h, orig, []ecs.Finding{f})
+					h.finish(true)
+				}()
 			}
 			h.finish(err == nil)
 		})
@@ -142,15 +150,11 @@ func (c *PostureConsumer) alerts(d *posture.Decision) bool {
 }
 
 // writeFindings hands fs to the findings writer under h; a finding the
-// store refuses for good is dead-lettered before its part finishes.
+// store refuses for good is dead-lettered before its part finishes. They
+// are handed one at a time so that, when Write fails (ctx ended, writer
+// closed), exactly the findings already handed have their done to come.
 func (c *PostureConsumer) writeFindings(ctx context.Context, h hold, orig kafka.Message, fs []ecs.Finding) {
-	if len(fs) == 0 {
-		return
-	}
-	for range fs {
-		h.add()
-	}
-	err := c.o.Findings.Write(ctx, fs, func(f *ecs.Finding, r sink.Result) {
+	done := func(f *ecs.Finding, r sink.Result) {
 		switch r.Status {
 		case sink.Indexed, sink.Duplicate:
 			h.finish(true)
@@ -162,13 +166,14 @@ func (c *PostureConsumer) writeFindings(ctx context.Context, h hold, orig kafka.
 		default:
 			h.finish(false)
 		}
-	})
-	if err != nil {
-		// The findings from the one being added on are not done and will
-		// never be: they are lost for this message, which stays
-		// unacknowledged.
-		for range fs {
+	}
+	for i := range fs {
+		h.add()
+		if err := c.o.Findings.Write(ctx, fs[i:i+1], done); err != nil {
+			// This finding and those after it are not written: the
+			// message stays unacknowledged.
 			h.finish(false)
+			return
 		}
 	}
 }
