@@ -52,12 +52,18 @@ type BuiltProcessor struct {
 	rules     config.ProcessorRulesConfig
 	ready     func(error)
 	log       *slog.Logger
+
+	// Posture is the posture consumer when processor.posture.enabled
+	// (nil otherwise, and always with ProcessorDeps.Store).
+	Posture *PostureConsumer
 }
 
 // NewProcessor builds the processor of cfg — rules engine (the built-in
 // pack and processor.rules.dirs), the ECS document builder, the
 // Elasticsearch client and writer unless deps.Store replaces them — and
-// registers the rules metrics (kubesift_rule_*). It is the one place both
+// registers the rules metrics (kubesift_rule_*), and, when
+// processor.posture.enabled, the posture consumer on the same
+// Elasticsearch writer. It is the one place both
 // `kubesift process` and `kubesift run` build a processor. ctx bounds the
 // store's setup only.
 func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor, error) {
@@ -73,6 +79,14 @@ func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (
 		if w, err = newESWriter(ctx, cfg, deps, b.log); err != nil {
 			return nil, err
 		}
+		if es, ok := w.(*elasticsearch.Writer); ok && cfg.Processor.Posture.Enabled {
+			if b.Posture, err = newPosture(cfg, deps, b.Engine.Set(), es, b.Documents, b.log); err != nil {
+				closeQuietly(w, b.log)
+				return nil, err
+			}
+		}
+	} else if cfg.Processor.Posture.Enabled {
+		b.log.Warn("processor.posture.enabled is ignored: the posture consumer writes to Elasticsearch only")
 	}
 	if deps.WrapWriter != nil {
 		w = deps.WrapWriter(w)
@@ -86,6 +100,9 @@ func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (
 		Registerer: deps.Registerer, Logger: b.log,
 	})
 	if err != nil {
+		if b.Posture != nil {
+			_ = b.Posture.closeSinks()
+		}
 		closeQuietly(w, b.log)
 		return nil, err
 	}
@@ -155,8 +172,11 @@ type Group interface {
 // Add registers the processor's components with g: the rule-file watcher
 // when processor.rules.reload_interval and rule dirs are set, the
 // readiness reporter when deps.Ready was given, and the processor itself as
-// the main component (its return ends the group). The processor is added
-// last, so it stops first and the watcher outlives it.
+// the main component (its return ends the group), and then the posture
+// consumer when built. The processor is added after the watcher, so it
+// stops first and the watcher outlives it; the posture consumer after the
+// processor, so it stops (and drains) before the processor closes the
+// writer they share.
 func (b *BuiltProcessor) Add(g Group) {
 	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
 		g.Add("rules reload", func(ctx context.Context) error {
@@ -168,6 +188,9 @@ func (b *BuiltProcessor) Add(g Group) {
 		g.Add("processor readiness", b.reportReady)
 	}
 	g.AddMain("processor", b.Run)
+	if b.Posture != nil {
+		g.Add("posture consumer", b.Posture.Run)
+	}
 }
 
 // reportReady tells b.ready the group membership every second until ctx
@@ -188,4 +211,9 @@ func (b *BuiltProcessor) reportReady(ctx context.Context) error {
 // Discard closes the writer and the producer of a processor that will not
 // run (a command failed to build what comes after it). Run closes them
 // itself; Discard is for the other path only.
-func (b *BuiltProcessor) Discard() error { return b.closeSinks() }
+func (b *BuiltProcessor) Discard() error {
+	if b.Posture != nil {
+		_ = b.Posture.closeSinks() // its producer; the writer is the processor's
+	}
+	return b.closeSinks()
+}

@@ -21,6 +21,12 @@
 // too). WaitDrained (drain.go) tells, from the broker's committed offsets,
 // when both consumer groups have taken everything; SaveDeadLetters
 // (deadletters.go) copies a dead-letter topic to an NDJSON file.
+// NewProcessor also builds the posture consumer (PostureConsumer) when
+// processor.posture.enabled: a consumer group of its own on the objects
+// topic, which is partitioned by cluster so that each member holds whole
+// clusters — the inventory that cross-object checks need. It rebuilds its
+// clusters from the compacted topic and the findings state index on every
+// assignment, then applies live changes (posture.go).
 //
 // # Offsets
 //

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,42 +151,16 @@ func (p *Processor) Run(ctx context.Context) error {
 	if p.pc.StartOffset == config.StartLatest {
 		start = kafka.LastOffset
 	}
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                     p.pc.GroupID,
-		Brokers:                p.o.Kafka.Brokers,
-		Dialer:                 p.dialer,
-		Topics:                 p.topics,
-		HeartbeatInterval:      p.pc.HeartbeatInterval,
-		SessionTimeout:         p.pc.SessionTimeout,
-		RebalanceTimeout:       p.pc.RebalanceTimeout,
-		JoinGroupBackoff:       time.Second,
-		WatchPartitionChanges:  true,
-		PartitionWatchInterval: 10 * time.Second,
-		StartOffset:            start,
-		Timeout:                10 * time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			p.limiter.Warn(p.log, "group", "consumer group: "+fmt.Sprintf(msg, args...))
-		}),
-	})
+	cg, err := newGroup(p.pc.GroupID, p.topics, p.o.Kafka, p.pc, p.dialer, start, p.log, &p.limiter)
 	if err != nil {
 		p.closeSinks()
 		return fmt.Errorf("pipeline: consumer group: %w", err)
 	}
 	p.log.Info("processor starting", "group", p.pc.GroupID, "topics", p.topics)
-	for {
-		gen, err := cg.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
-				break
-			}
-			// Join/sync errors: the group retries by itself (with
-			// JoinGroupBackoff); we only report them.
-			p.ready.Store(false)
-			p.limiter.Warn(p.log, "next", "consumer group: cannot join yet; retrying", "err", err)
-			continue
-		}
-		p.startGeneration(gen)
-	}
+	followGroup(ctx, cg, func(err error) {
+		p.ready.Store(false)
+		p.limiter.Warn(p.log, "next", "consumer group: cannot join yet; retrying", "err", err)
+	}, p.startGeneration)
 	p.ready.Store(false)
 	p.log.Info("processor stopping: draining in-flight messages and committing")
 	// Close ends the current generation — every partition drains and
@@ -202,15 +175,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // closeSinks closes the Writer (whose last done callbacks may still write
 // dead letters) and then the producer.
 func (p *Processor) closeSinks() error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.pc.DrainTimeout)
-	defer cancel()
-	werr := p.o.Writer.Close(ctx)
-	if werr != nil {
-		werr = fmt.Errorf("pipeline: closing the writer: %w", werr)
-	}
-	perr := p.prod.Close(ctx)
-	p.lifeCancel()
-	return errors.Join(werr, perr)
+	return closeSinks(p.pc.DrainTimeout, p.o.Writer, p.prod, p.lifeCancel)
 }
 
 // partition is one assigned topic-partition in one generation.
@@ -310,30 +275,7 @@ func (p *Processor) commit(gen *kafka.Generation, parts []*partition) error {
 // consume reads one partition in order until its generation ends, then
 // drains and commits it.
 func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *partition) {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        p.o.Kafka.Brokers,
-		Topic:          part.topic,
-		Partition:      part.id,
-		Dialer:         p.dialer,
-		MinBytes:       1,
-		MaxBytes:       p.pc.FetchMaxBytes,
-		MaxWait:        kafkaopts.ReaderMaxWait(p.pc.FetchMaxWait),
-		QueueCapacity:  p.pc.QueueCapacity,
-		ReadBackoffMin: 100 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			text := fmt.Sprintf(msg, args...)
-			// kafka-go reports a fetch whose response came after its read
-			// deadline (a second after the broker's wait) as an error and
-			// simply fetches again; that is not worth a warning. Outages
-			// show up as dial errors, which are.
-			if strings.Contains(text, "i/o timeout") {
-				p.log.Debug("partition reader: "+text, "source", "kafka-go")
-				return
-			}
-			p.limiter.Warn(p.log, "reader/"+part.topic, "partition reader: "+text)
-		}),
-	})
+	r := newPartitionReader(p.o.Kafka, p.pc, p.dialer, part.topic, part.id, p.log, &p.limiter)
 	defer func() {
 		_ = r.Close()
 		p.m.lag.DeleteLabelValues(part.topic, part.label)
@@ -561,21 +503,10 @@ func (p *Processor) deadLetter(ctx context.Context, pm *pending, dl deadLetter) 
 	return true
 }
 
-// produceAlert writes a to the alerts topic: the value is the rules.Alert in
-// encoding/json, the key "<cluster>/<rule_id>" (the notifier's grouping and
-// ordering unit), the headers name the schema, the alert ID and the cluster.
+// produceAlert writes a to the alerts topic (alertMessage).
 func (p *Processor) produceAlert(ctx context.Context, pm *pending, a *rules.Alert, value []byte) bool {
 	pm.add()
-	msg := kafka.Message{
-		Topic: p.o.Kafka.Topics.Alerts,
-		Key:   []byte(a.Cluster + "/" + a.RuleID),
-		Value: value,
-		Headers: []kafka.Header{
-			{Key: record.HeaderSchema, Value: []byte(strconv.Itoa(record.SchemaVersion))},
-			{Key: record.HeaderID, Value: []byte(a.ID)},
-			{Key: record.HeaderCluster, Value: []byte(a.Cluster)},
-		},
-	}
+	msg := alertMessage(p.o.Kafka.Topics.Alerts, a, value)
 	err := p.prod.Produce(ctx, kindAlert, msg, func(err error) { pm.finish(err == nil) })
 	if err != nil {
 		pm.finish(false)

@@ -19,6 +19,7 @@ func newProcessCommand(g *globalFlags) *cobra.Command {
 		setup     bool
 		ruleDirs  []string
 		noBuiltin bool
+		posture   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "process",
@@ -31,7 +32,11 @@ keyed <cluster>/<rule_id>). Records that cannot be decoded or indexed go to the 
 topic (kafka.topics.dlq) with the stage and reason. A Kafka offset is committed only once
 everything made from its message is written; run as many processors as the topics have
 partitions to scale out. --setup installs the Elasticsearch templates, data streams and
-alerts index first (as "kubesift setup es" does). /metrics, /healthz and /readyz are served
+alerts index first (as "kubesift setup es" does). With processor.posture.enabled (or
+--posture) a second consumer group (processor.posture.group_id) reads the objects topic
+(kafka.topics.objects), keeps each cluster's inventory, writes finding states, transitions
+and scores (sink.elasticsearch.findings) and raises an alert for every newly failing finding
+at or above processor.posture.alert_severity. /metrics, /healthz and /readyz are served
 on server.listen. SIGINT/SIGTERM stop fetching, drain in-flight records, commit and exit.`,
 		Example: `  # the processor as deployed (see config print-defaults for every key)
   kubesift process -c /etc/kubesift/processor.yaml
@@ -51,12 +56,16 @@ on server.listen. SIGINT/SIGTERM stop fetching, drain in-flight records, commit 
 			if noBuiltin {
 				cfg.Processor.Rules.NoBuiltin = true
 			}
+			if posture {
+				cfg.Processor.Posture.Enabled = true
+			}
 			return runProcess(cmd.Context(), cfg, setup, log)
 		},
 	}
 	cmd.Flags().BoolVar(&setup, "setup", false, "install the Elasticsearch templates, data streams and alerts index before consuming")
 	cmd.Flags().StringArrayVar(&ruleDirs, "rules", nil, "rule directory or file layered over the built-in pack (repeatable; added to processor.rules.dirs)")
 	cmd.Flags().BoolVar(&noBuiltin, "no-builtin", false, "do not load the built-in rule pack")
+	cmd.Flags().BoolVar(&posture, "posture", false, "also run the posture consumer on the objects topic (sets processor.posture.enabled)")
 	return cmd
 }
 

@@ -16,7 +16,9 @@
 // An object's tombstone (record.Record.Deleted) is sent with a nil value, so
 // that compaction of the objects topic drops the object; the spool keeps the
 // nil across an outage (tombstone.go).
-// Messages are partitioned by murmur2 of the key. Records published
+// Messages are partitioned by murmur2 of the key, except on the objects
+// topic, where the partition is murmur2 of the key's cluster part, so that
+// each partition holds whole clusters (balancer.go says why). Records published
 // through For(source) also carry HeaderOrigin, naming the source. Publish queues the batch
 // on an asynchronous kafka-go Writer and waits for the Completion callback of
 // every message; it returns nil once each one is acknowledged (acks=all) or

@@ -484,14 +484,15 @@ func encodeAll(msgs []outMsg) [][]byte {
 // newWriter is a kafka-go Writer with the publisher's settings: murmur2 on
 // the key (the Java client's default partitioner, so any other producer or
 // Streams app agrees on where a key lives; every writer here agrees too, so
-// order per key holds whichever one sends), acks=all, and kafka-go's own
+// order per key holds whichever one sends) — on the objects topic murmur2 of
+// the key's cluster part (clusterBalancer) —, acks=all, and kafka-go's own
 // per-attempt logging only at debug level — the publisher logs outages
 // itself, once per transition. Records without a key (none today) are
 // spread at random. Synchronous unless the caller sets Async.
 func newWriter(o Options, rt kafka.RoundTripper, comp kafka.Compression, log *slog.Logger, batchSize int, batchTimeout time.Duration) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:            kafka.TCP(o.Kafka.Brokers...),
-		Balancer:        kafka.Murmur2Balancer{},
+		Balancer:        clusterBalancer{objects: o.Kafka.Topics.Objects},
 		MaxAttempts:     o.Publish.MaxAttempts,
 		WriteBackoffMin: 100 * time.Millisecond,
 		WriteBackoffMax: time.Second,

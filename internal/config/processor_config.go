@@ -59,6 +59,30 @@ type ProcessorConfig struct {
 	Produce ProcessorProduceConfig `yaml:"produce"`
 	// Rules configures the rule set evaluated on every record.
 	Rules ProcessorRulesConfig `yaml:"rules"`
+	// Posture configures the posture consumer (objects topic to findings).
+	Posture ProcessorPostureConfig `yaml:"posture"`
+}
+
+// ProcessorPostureConfig configures the posture consumer of `kubesift
+// process`: a consumer group of its own on kafka.topics.objects that keeps
+// each cluster's inventory, judges it with the object rules and writes
+// findings (sink.elasticsearch.findings) and alerts (kafka.topics.alerts).
+// docs/processor.md ("The posture consumer") describes it.
+type ProcessorPostureConfig struct {
+	// Enabled starts the posture consumer beside the record processor.
+	// Off by default: it needs the objects source in the collector and the
+	// findings index installed (kubesift setup es).
+	Enabled bool `yaml:"enabled"`
+	// GroupID is the posture consumer's Kafka consumer group; the
+	// partitions of the objects topic (whole clusters each) are shared
+	// among its members.
+	GroupID string `yaml:"group_id"`
+	// AlertSeverity is the lowest severity at which a newly opened or
+	// reopened finding also becomes an alert.
+	AlertSeverity string `yaml:"alert_severity"`
+	// ScoreInterval is how often the scores of the clusters that changed
+	// are recomputed, exported and indexed.
+	ScoreInterval time.Duration `yaml:"score_interval"`
 }
 
 // ProcessorProduceConfig configures the processor's Kafka writer (alerts
@@ -124,7 +148,8 @@ func defaultProcessor() ProcessorConfig {
 			RetryBackoff:    200 * time.Millisecond,
 			RetryMaxBackoff: 10 * time.Second,
 		},
-		Rules: ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
+		Rules:   ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
+		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second},
 	}
 }
 
@@ -213,5 +238,24 @@ func (c *ProcessorConfig) validate(v *validator) {
 	}
 	if c.Rules.ReloadInterval < 0 {
 		v.add("processor.rules.reload_interval", "must not be negative")
+	}
+	c.Posture.validate(v, c.GroupID)
+}
+
+func (c *ProcessorPostureConfig) validate(v *validator, recordsGroup string) {
+	if !c.Enabled {
+		return
+	}
+	switch c.GroupID {
+	case "":
+		v.add("processor.posture.group_id", "must not be empty")
+	case recordsGroup:
+		// One group for two consumers of different topics would make
+		// every rebalance of one revoke the other's partitions.
+		v.add("processor.posture.group_id", "must differ from processor.group_id")
+	}
+	v.oneOf("processor.posture.alert_severity", c.AlertSeverity, "info", "low", "medium", "high", "critical")
+	if c.ScoreInterval <= 0 {
+		v.add("processor.posture.score_interval", "must be positive")
 	}
 }

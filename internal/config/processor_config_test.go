@@ -24,6 +24,9 @@ func TestProcessorDefaults(t *testing.T) {
 		{"in-flight messages", p.MaxInFlightMessages, 2000},
 		{"produce batch timeout is milliseconds", p.Produce.BatchTimeout, 10 * time.Millisecond},
 		{"builtin rules on", p.Rules.NoBuiltin, false},
+		{"posture off", p.Posture.Enabled, false},
+		{"posture group", p.Posture.GroupID, "kubesift-posture"},
+		{"posture alerts from high", p.Posture.AlertSeverity, "high"},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -58,6 +61,10 @@ func TestProcessorValidation(t *testing.T) {
 		{"queue", "processor:\n  queue_capacity: 0\n", "processor.queue_capacity: must be positive"},
 		{"produce batch bytes", "processor:\n  produce:\n    batch_bytes: 1000\n", "processor.produce.batch_bytes: must be at least 65536"},
 		{"produce in flight", "processor:\n  produce:\n    max_in_flight: 0\n", "processor.produce.max_in_flight: must be positive"},
+		{"posture group", "processor:\n  posture:\n    enabled: true\n    group_id: \"\"\n", "processor.posture.group_id: must not be empty"},
+		{"posture group shared", "processor:\n  group_id: g\n  posture:\n    enabled: true\n    group_id: g\n", "processor.posture.group_id: must differ from processor.group_id"},
+		{"posture severity", "processor:\n  posture:\n    enabled: true\n    alert_severity: severe\n", `processor.posture.alert_severity: "severe" is not one of info, low, medium, high, critical`},
+		{"posture score interval", "processor:\n  posture:\n    enabled: true\n    score_interval: 0s\n", "processor.posture.score_interval: must be positive"},
 		{"retry backoff order", "processor:\n  produce:\n    retry_backoff: 2s\n    retry_max_backoff: 1s\n", "processor.produce.retry_max_backoff: must not be below processor.produce.retry_backoff"},
 		{"rules dir", "processor:\n  rules:\n    dirs: [\"\"]\n", "processor.rules.dirs[0]: must not be empty"},
 		{"reload", "processor:\n  rules:\n    reload_interval: -1s\n", "processor.rules.reload_interval: must not be negative"},

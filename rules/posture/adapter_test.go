@@ -124,3 +124,43 @@ func TestRecordPathAgreesWithDirectApply(t *testing.T) {
 		t.Errorf("delete through the tombstone: %v", ids(ds, bad.UID))
 	}
 }
+
+func FuzzObjectFromRecord(f *testing.F) {
+	f.Add("prod/Pod/web/api", "u-1:42", []byte(`{"metadata":{"name":"api"}}`))
+	f.Add("prod/Namespace//web", "u:1", []byte(`{}`))
+	f.Add("x", ":", []byte(`[`))
+	eng := New(builtin(f))
+	f.Fuzz(func(t *testing.T, key, id string, body []byte) {
+		r := &record.Record{Source: record.SourceObject, Key: key, ID: id, Object: body}
+		o, deleted, err := ObjectFromRecord(r)
+		if err != nil || deleted {
+			return
+		}
+		if _, err := eng.Apply("prod", o); err != nil && !strings.Contains(err.Error(), "posture:") {
+			t.Errorf("engine error without context: %v", err)
+		}
+	})
+}
+
+func TestForget(t *testing.T) {
+	e := New(builtin(t))
+	objs := goodShop(t)
+	if _, err := e.Replace("a", objs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Replace("b", objs); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.Findings("a"))
+	e.Forget("a")
+	e.Forget("never-seen")
+	if n := len(e.Findings("a")); n != 0 {
+		t.Errorf("%d findings after Forget, want 0", n)
+	}
+	if n := len(e.Findings("b")); n != before {
+		t.Errorf("cluster b: %d findings, want %d", n, before)
+	}
+	if total, _ := e.Score("a"); total.Weight != 0 {
+		t.Errorf("score of a forgotten cluster: %+v", total)
+	}
+}

@@ -1,0 +1,270 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kubesift/kubesift/record"
+	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/rules/posture"
+	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/ecs"
+)
+
+// kindFinding is the HeaderDLQKind of a finding the store refused: the
+// value is the Decision in JSON.
+const kindFinding = "finding"
+
+// hold is what the transitions of one change report to: a live message's
+// pending, or a rebuild's batchHold.
+type hold interface {
+	add()
+	finish(ok bool)
+}
+
+// handleLive applies one live message of the objects topic. The engine
+// call is synchronous, in partition order; what it decided finishes in
+// callbacks, and the offset is acknowledged when all of it is done.
+func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition, ps *partState, m kafka.Message) {
+	size := int64(len(m.Key) + len(m.Value))
+	if err := part.win.acquire(ctx, size); err != nil {
+		return // generation over: not applied, the next owner rebuilds
+	}
+	if err := part.tracker.Add(m.Offset); err != nil {
+		part.win.release(size)
+		c.log.Error("offset tracker", "partition", part.id, "err", err)
+		return
+	}
+	pm := &pending{part: part, msg: m, offset: m.Offset, size: size, log: c.log}
+	pm.parts.Store(1)
+	defer pm.finish(true)
+	bad := func(stage string, err error) {
+		c.m.objects.WithLabelValues(resultInvalid).Inc()
+		c.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value, stage: stage, reason: stage, err: err.Error()})
+	}
+	var (
+		ds  []posture.Decision
+		cl  string
+		at  = m.Time
+		err error
+	)
+	if m.Value == nil {
+		var rec *record.Record
+		if rec, err = record.ParseTombstone(m.Key, recordHeaders(m.Headers)); err != nil {
+			bad(StageDecode, fmt.Errorf("tombstone at offset %d: %w", m.Offset, err))
+			return
+		}
+		var kind, ns, name string
+		cl, kind, ns, name, _ = record.ParseObjectKey(rec.Key) // ParseTombstone checked the key
+		if c.restore(ctx, ps, cl) != nil {
+			pm.lost.Store(true) // generation over before the states were read: the next owner rebuilds
+			return
+		}
+		ds = c.o.Engine.Delete(cl, kind, ns, name)
+		c.m.objects.WithLabelValues(resultDeleted).Inc()
+	} else {
+		var o posture.Object
+		if o, cl, err = objectOf(m); err != nil {
+			bad(StageDecode, fmt.Errorf("object record at offset %d: %w", m.Offset, err))
+			return
+		}
+		if c.restore(ctx, ps, cl) != nil {
+			pm.lost.Store(true)
+			return
+		}
+		if ds, err = c.o.Engine.Apply(cl, o); err != nil {
+			bad(StageDocument, err)
+			return
+		}
+		c.m.objects.WithLabelValues(resultApplied).Inc()
+	}
+	if len(ds) > 0 {
+		ps.dirty[cl] = true
+	}
+	c.emit(work, pm, part, m, ds, at)
+}
+
+// recordHeaders converts kafka-go headers for record.ParseTombstone.
+func recordHeaders(hs []kafka.Header) []record.Header {
+	out := make([]record.Header, len(hs))
+	for i, h := range hs {
+		out[i] = record.Header{Key: h.Key, Value: h.Value}
+	}
+	return out
+}
+
+// emit writes the transitions ds, caused by a change observed at at, under
+// h. A transition that raises an alert is written to the findings index
+// only once Kafka acknowledged its alert (PostureConsumer's contract).
+func (c *PostureConsumer) emit(ctx context.Context, h hold, part *partition, orig kafka.Message, ds []posture.Decision, at time.Time) {
+	var plain []ecs.Finding
+	for _, d := range ds {
+		c.m.transitions.WithLabelValues(string(d.State)).Inc()
+		f := ecs.Finding{Decision: d, At: at}
+		if !c.alerts(&d) {
+			plain = append(plain, f)
+			continue
+		}
+		a := postureAlert(&d, at)
+		value, err := json.Marshal(a)
+		if err != nil { // plain data; a bug if it happens
+			c.log.Error("posture alert: encode", "id", a.ID, "err", err)
+			plain = append(plain, f)
+			continue
+		}
+		c.alertDocument(ctx, h, orig, a, value)
+		h.add()
+		err = c.prod.Produce(ctx, kindAlert, alertMessage(c.o.Kafka.Topics.Alerts, a, value), func(err error) {
+			if err == nil {
+				c.m.alerts.Inc()
+				// Off the producer's completion goroutine: Write blocks while
+				// the store's queue is full, and the store's own callbacks
+				// may be waiting on this producer for a dead letter. The
+				// partition's window bounds how many run at once.
+				h.add()
+				go func() {
+					c.writeFindings(c.life, h, orig, []ecs.Finding{f})
+					h.finish(true)
+				}()
+			}
+			h.finish(err == nil)
+		})
+		if err != nil {
+			h.finish(false)
+			return
+		}
+	}
+	c.writeFindings(ctx, h, orig, plain)
+}
+
+// alerts reports whether d raises an alert: newly failing, at or above
+// processor.posture.alert_severity.
+func (c *PostureConsumer) alerts(d *posture.Decision) bool {
+	return d.State != posture.StateResolved && d.Severity >= c.minSev
+}
+
+// writeFindings hands fs to the findings writer under h; a finding the
+// store refuses for good is dead-lettered before its part finishes. They
+// are handed one at a time so that, when Write fails (ctx ended, writer
+// closed), exactly the findings already handed have their done to come.
+func (c *PostureConsumer) writeFindings(ctx context.Context, h hold, orig kafka.Message, fs []ecs.Finding) {
+	done := func(f *ecs.Finding, r sink.Result) {
+		switch r.Status {
+		case sink.Indexed, sink.Duplicate:
+			h.finish(true)
+		case sink.Rejected:
+			value, _ := json.Marshal(f.Decision)
+			c.deadLetter(c.life, h, deadLetter{orig: orig, kind: kindFinding, value: value,
+				stage: StageIndex, reason: reasonType(r.Reason), err: fmt.Sprintf("finding %s: %s", f.ID, r.Reason)})
+			h.finish(true)
+		default:
+			h.finish(false)
+		}
+	}
+	for i := range fs {
+		h.add()
+		if err := c.o.Findings.Write(ctx, fs[i:i+1], done); err != nil {
+			// This finding and those after it are not written: the
+			// message stays unacknowledged.
+			h.finish(false)
+			return
+		}
+	}
+}
+
+// alertDocument writes the alert's document to the store, as the record
+// processor does for rule alerts.
+func (c *PostureConsumer) alertDocument(ctx context.Context, h hold, orig kafka.Message, a *rules.Alert, value []byte) {
+	doc, err := c.o.Documents.Alert(a)
+	if err != nil {
+		c.deadLetter(ctx, h, deadLetter{orig: orig, kind: kindAlert, value: value, stage: StageDocument, reason: StageDocument,
+			err: fmt.Sprintf("alert %s: %v", a.ID, err)})
+		return
+	}
+	h.add()
+	err = c.o.Writer.Add(ctx, doc, func(r sink.Result) {
+		if r.Status == sink.Rejected {
+			c.deadLetter(c.life, h, deadLetter{orig: orig, kind: kindAlert, value: value, stage: StageIndex,
+				reason: reasonType(r.Reason), err: fmt.Sprintf("alert %s: %s", a.ID, r.Reason)})
+		}
+		h.finish(r.Status == sink.Indexed || r.Status == sink.Duplicate || r.Status == sink.Rejected)
+	})
+	if err != nil {
+		h.finish(false)
+	}
+}
+
+// postureAlert is the alert of a newly failing finding, in the shape of
+// rule alerts so that the notifier routes, groups and silences it like
+// any: rule_id is the check id. Its id is the transition's, so a replayed
+// transition raises the same alert id (deduplicated by the alerts index
+// and the notifier). The CIS items are tags ("cis:5.2.2"), the object is
+// namespace/resource/name, and the remediation closes the message.
+func postureAlert(d *posture.Decision, at time.Time) *rules.Alert {
+	tags := []string{"posture"}
+	for _, id := range d.CIS {
+		tags = append(tags, "cis:"+id)
+	}
+	msg := d.Message
+	if d.Remediation != "" {
+		msg = strings.TrimSpace(msg + " Remediation: " + d.Remediation)
+	}
+	return &rules.Alert{
+		ID: ecs.TransitionID(d), RuleID: d.CheckID, Title: d.Title, Severity: d.Severity, Mitre: d.Mitre, Tags: tags,
+		RecordID: record.ObjectRecordID(d.Object.UID, d.ResourceVersion), Source: record.SourceObject,
+		Cluster: d.Cluster, Time: at.UTC(), Message: msg,
+		Namespace: d.Object.Namespace, Resource: strings.ToLower(d.Object.Kind), Name: d.Object.Name,
+	}
+}
+
+// deadLetter writes dl to the dead-letter topic under h.
+func (c *PostureConsumer) deadLetter(ctx context.Context, h hold, dl deadLetter) {
+	h.add()
+	err := c.prod.Produce(ctx, kindDLQ, dl.message(c.o.Kafka.Topics.DLQ, c.pc.Produce.BatchBytes), func(err error) {
+		if err == nil {
+			c.m.deadLetters.WithLabelValues(dl.stage).Inc()
+		}
+		h.finish(err == nil)
+	})
+	if err != nil {
+		h.finish(false)
+		return
+	}
+	c.lim.Warn(c.log, "dlq/"+dl.stage, "message sent to the dead-letter topic", "stage", dl.stage, "reason", dl.reason,
+		"partition", dl.orig.Partition, "offset", dl.orig.Offset, "err", dl.err)
+}
+
+// writeScores exports and indexes the score of every cluster that changed
+// since its last score (all of the partition's clusters when all is set).
+// Scores are snapshots: one lost is replaced by the next, so they are not
+// part of any message's acknowledgement.
+func (c *PostureConsumer) writeScores(ctx context.Context, ps *partState, all bool) {
+	now := time.Now()
+	for cl := range ps.clusters {
+		if !all && !ps.dirty[cl] {
+			continue
+		}
+		delete(ps.dirty, cl)
+		total, byNS := c.o.Engine.Score(cl)
+		// Dropped and set again, so a namespace that is gone loses its series.
+		c.m.score.DeletePartialMatch(prometheus.Labels{"cluster": cl})
+		c.m.score.WithLabelValues(cl, "").Set(total.Percent)
+		for ns, s := range byNS {
+			c.m.score.WithLabelValues(cl, ns).Set(s.Percent)
+		}
+		err := c.o.Findings.WriteScores(ctx, cl, total, byNS, now, func(r sink.Result) {
+			if r.Status == sink.Rejected {
+				c.lim.Warn(c.log, "score", "posture score refused by the store", "cluster", cl, "reason", r.Reason)
+			}
+		})
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package elasticsearch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/rules/posture"
+)
+
+// statesPage is how many state documents one search returns; search_after
+// pages through the rest, so a cluster of any size is read in bounded
+// answers.
+var statesPage = 1000
+
+// FindingStates reads the current state of every finding of cluster from
+// the findings index — the last transition written of each, which is what
+// posture.Engine.Restore needs so that a restarted consumer does not repeat
+// transitions. The index is refreshed first: the previous owner of the
+// cluster may have written its last states less than a refresh interval
+// ago. A missing index means nothing was written yet (no states, no error).
+// A document that cannot be read as a finding is skipped and counted in
+// skipped; the engine then judges that finding afresh.
+func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster string) (states []posture.Decision, skipped int, err error) {
+	status, body, h, err := call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
+	switch {
+	case err != nil:
+		return nil, 0, fmt.Errorf("finding states: refresh %s: %w", index, err)
+	case status == http.StatusNotFound:
+		return nil, 0, nil
+	case status >= 300:
+		return nil, 0, fmt.Errorf("finding states: %w", statusError("refresh "+index, status, body, h))
+	}
+	var after []any
+	for {
+		q := map[string]any{
+			"size":    statesPage,
+			"query":   map[string]any{"term": map[string]any{"orchestrator.cluster.name": cluster}},
+			"sort":    []any{map[string]any{"kubesift.finding.id": "asc"}},
+			"_source": []string{"orchestrator.cluster.name", "kubesift.finding"},
+		}
+		if after != nil {
+			q["search_after"] = after
+		}
+		req, _ := json.Marshal(q)
+		status, body, h, err := call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_search", req)
+		switch {
+		case err != nil:
+			return nil, 0, fmt.Errorf("finding states: search %s: %w", index, err)
+		case status >= 300:
+			return nil, 0, fmt.Errorf("finding states: %w", statusError("search "+index, status, body, h))
+		}
+		var res stateHits
+		if err := json.Unmarshal(body, &res); err != nil {
+			return nil, 0, fmt.Errorf("finding states: search %s: decode the answer: %w", index, err)
+		}
+		for _, hit := range res.Hits.Hits {
+			d, ok := hit.Source.decision()
+			if !ok {
+				skipped++
+				continue
+			}
+			states = append(states, d)
+		}
+		if len(res.Hits.Hits) < statesPage {
+			return states, skipped, nil
+		}
+		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
+	}
+}
+
+type stateHits struct {
+	Hits struct {
+		Hits []struct {
+			Sort   []any    `json:"sort"`
+			Source stateDoc `json:"_source"`
+		} `json:"hits"`
+	} `json:"hits"`
+}
+
+// stateDoc is the part of a state document (ecs.FindingDocs.FindingState)
+// that a Decision is made of.
+type stateDoc struct {
+	Orchestrator struct {
+		Cluster struct {
+			Name string `json:"name"`
+		} `json:"cluster"`
+	} `json:"orchestrator"`
+	Kubesift struct {
+		Finding struct {
+			ID              string            `json:"id"`
+			State           posture.State     `json:"state"`
+			CheckID         string            `json:"check_id"`
+			Title           string            `json:"title"`
+			CIS             []string          `json:"cis"`
+			CISVersion      string            `json:"cis_version"`
+			Severity        string            `json:"severity"`
+			Mitre           rules.Mitre       `json:"mitre"`
+			Object          posture.ObjectRef `json:"object"`
+			Message         string            `json:"message"`
+			Remediation     string            `json:"remediation"`
+			ResourceVersion string            `json:"observed_resource_version"`
+		} `json:"finding"`
+	} `json:"kubesift"`
+}
+
+func (s *stateDoc) decision() (posture.Decision, bool) {
+	f := &s.Kubesift.Finding
+	sev, err := rules.ParseSeverity(f.Severity)
+	if err != nil || f.ID == "" || f.CheckID == "" || f.Object.UID == "" || f.ResourceVersion == "" {
+		return posture.Decision{}, false
+	}
+	switch f.State {
+	case posture.StateOpen, posture.StateResolved, posture.StateReopened:
+	default:
+		return posture.Decision{}, false
+	}
+	return posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: f.State, CheckID: f.CheckID,
+		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Mitre: f.Mitre, Object: f.Object,
+		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion}, true
+}
