@@ -32,17 +32,24 @@ var errNotYet = errors.New("not yet")
 // carries the last error (the state a reader needs to see what went wrong).
 func WaitForNil(t testing.TB, what string, timeout time.Duration, check func() error) {
 	t.Helper()
+	if err := Await(timeout, check); err != nil {
+		if errors.Is(err, errNotYet) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+	}
+}
+
+// Await polls check as WaitForNil does and returns nil once it holds, or
+// its last error after timeout. It is the wait for goroutines other than
+// the test's own, which must not call t.Fatal: they report with t.Error
+// and stop.
+func Await(timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			if errors.Is(err, errNotYet) {
-				t.Fatalf("timed out after %s waiting for %s", timeout, what)
-			}
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(wait)
 	}

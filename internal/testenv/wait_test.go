@@ -116,3 +116,36 @@ func TestMetric(t *testing.T) {
 		t.Errorf("odd labels: failure %q", got)
 	}
 }
+
+func TestAwait(t *testing.T) {
+	tests := []struct {
+		name    string
+		holdsAt int // the call from which check holds; 0: never
+		wantErr bool
+	}{
+		{name: "holds at once", holdsAt: 1},
+		{name: "holds after a few polls", holdsAt: 4},
+		{name: "never holds: the last error after the timeout", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := Await(100*time.Millisecond, func() error {
+				calls++
+				if tt.holdsAt > 0 && calls >= tt.holdsAt {
+					return nil
+				}
+				return fmt.Errorf("not yet after %d calls", calls)
+			})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Await: %v, want error %v", err, tt.wantErr)
+			}
+			if tt.wantErr && err.Error() != fmt.Sprintf("not yet after %d calls", calls) {
+				t.Errorf("Await: %v, want the last check's error", err)
+			}
+			if tt.holdsAt > 0 && calls != tt.holdsAt {
+				t.Errorf("check called %d times, want %d (polling stops once it holds)", calls, tt.holdsAt)
+			}
+		})
+	}
+}
