@@ -211,13 +211,16 @@ func TestRunCancelled(t *testing.T) {
 	out := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		// Cancel once documents are being written.
-		for {
-			if st, err := os.Stat(filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson")); err == nil && st.Size() > 1<<20 {
-				break
+		// Cancel once documents are being written (or after the wait, so
+		// the run still ends if they never are; the test then fails on
+		// what was written).
+		_ = testenv.Await(2*time.Minute, func() error {
+			st, err := os.Stat(filepath.Join(out, config.Default().Sink.Elasticsearch.Streams.Audit+".ndjson"))
+			if err != nil || st.Size() <= 1<<20 {
+				return errors.New("not yet")
 			}
-			time.Sleep(20 * time.Millisecond) // polls the file: WaitFor cannot run off the test's goroutine
-		}
+			return nil
+		})
 		cancel()
 	}()
 	var cancelled time.Time
