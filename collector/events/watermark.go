@@ -107,18 +107,32 @@ func ParseWatermark(s string) (Watermark, error) {
 	}
 	w := Watermark{ResourceVersion: rv, ClusterUID: j.ClusterUID, Scope: j.Scope, Writer: j.Writer}
 	if j.EventTime != "" {
-		if w.EventTime, err = time.Parse(time.RFC3339Nano, j.EventTime); err != nil {
+		if w.EventTime, err = parseStamp(j.EventTime); err != nil {
 			return Watermark{}, fmt.Errorf("watermark: event_time: %w", err)
 		}
-		w.EventTime = w.EventTime.UTC()
 	}
 	if j.Updated != "" {
-		if w.Updated, err = time.Parse(time.RFC3339Nano, j.Updated); err != nil {
+		if w.Updated, err = parseStamp(j.Updated); err != nil {
 			return Watermark{}, fmt.Errorf("watermark: updated: %w", err)
 		}
-		w.Updated = w.Updated.UTC()
 	}
 	return w, nil
+}
+
+// parseStamp parses an RFC 3339 time and returns it in UTC. A time whose
+// UTC year leaves 0000–9999 (year 0000 with a positive offset) is refused:
+// Format could not write it back in a form this parser reads, and the next
+// collector would then fail on the annotation this one wrote.
+func parseStamp(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%q is year %d in UTC, outside 0000-9999", s, y)
+	}
+	return t, nil
 }
 
 // parseRV parses a resourceVersion the way

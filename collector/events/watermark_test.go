@@ -29,6 +29,8 @@ func TestParseWatermark(t *testing.T) {
 		{name: "unknown field", in: `{"v":1,"rv":"7","x":1}`, err: "unknown field"},
 		{name: "trailing", in: `{"v":1,"rv":"7"}{}`, err: "trailing"},
 		{name: "bad time", in: `{"v":1,"rv":"7","event_time":"yesterday"}`, err: "event_time"},
+		{name: "time before year 0000 in UTC", in: `{"v":1,"rv":"7","event_time":"0000-01-01T00:00:00+01:00"}`, err: "outside 0000-9999"},
+		{name: "updated before year 0000 in UTC", in: `{"v":1,"rv":"7","updated":"0000-01-01T00:30:00+01:00"}`, err: "updated"},
 		{name: "not json", in: `rv=7`, err: "invalid character"},
 		{name: "empty", in: ``, err: "EOF"},
 		{name: "huge", in: `{"v":1,"rv":"7","writer":"` + strings.Repeat("x", 5000) + `"}`, err: "bytes"},
