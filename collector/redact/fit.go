@@ -117,12 +117,7 @@ func (s *Sanitizer) fit(rec *record.Record, size int) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	ann, _ := top["annotations"].(map[string]any)
-	if ann == nil {
-		ann = map[string]any{}
-		top["annotations"] = ann
-	}
-	ann[TruncatedFieldsAnnotation] = truncateUTF8(strings.Join(cut, ","), fitNoteMax)
+	noteCut(top, cut)
 
 	// Back through the typed view, so that Object and rec.Audit agree as
 	// after any other step of the size policy.
@@ -238,4 +233,22 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// noteCut records the cut fields in the annotations of m (an audit event, or
+// an object's metadata), creating them when absent, so a reader sees the
+// record was shortened and where.
+func noteCut(m map[string]any, cut []string) {
+	childMap(m, "annotations")[TruncatedFieldsAnnotation] = truncateUTF8(strings.Join(cut, ","), fitNoteMax)
+}
+
+// childMap returns m[key] as a map, putting an empty one there when it is
+// absent or not a map.
+func childMap(m map[string]any, key string) map[string]any {
+	c, ok := m[key].(map[string]any)
+	if !ok {
+		c = map[string]any{}
+		m[key] = c
+	}
+	return c
 }

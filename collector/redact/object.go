@@ -3,7 +3,6 @@ package redact
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/kubesift/kubesift/record"
 )
@@ -82,17 +81,7 @@ func (s *Sanitizer) fitObject(rec *record.Record, size int) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	meta, _ := top["metadata"].(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
-		top["metadata"] = meta
-	}
-	ann, _ := meta["annotations"].(map[string]any)
-	if ann == nil {
-		ann = map[string]any{}
-		meta["annotations"] = ann
-	}
-	ann[TruncatedFieldsAnnotation] = truncateUTF8(strings.Join(cut, ","), fitNoteMax)
+	noteCut(childMap(top, "metadata"), cut)
 	raw, err := encodeJSON(top)
 	if err != nil {
 		return false, fmt.Errorf("size policy: re-encode %s: %w", rec.ID, err)
