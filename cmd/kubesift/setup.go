@@ -60,6 +60,6 @@ docs/elasticsearch.md describes the mapping.`,
 		},
 	}
 	es.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
-	cmd.AddCommand(es)
+	cmd.AddCommand(es, newSetupKibanaCommand(g))
 	return cmd
 }
