@@ -11,6 +11,14 @@ type dataView struct {
 	view    View
 	name    string
 	formats map[string]any
+	// links format fields as links to Discover (field -> where it points).
+	links map[string]link
+}
+
+// link points to the documents of view whose field equals the value.
+type link struct {
+	view  View
+	field string
 }
 
 // Severity colours, the same in alerts and findings: Elastic's palette for
@@ -31,9 +39,9 @@ func severityFormat() map[string]any {
 // discoverLink formats a field as a link to Discover on data view v
 // showing the documents whose field matches the value. Kibana URL-encodes
 // {{value}}; the relative path gets Kibana's base path and space.
-func discoverLink(v View, field string) map[string]any {
+func discoverLink(l link) map[string]any {
 	url := fmt.Sprintf("/app/discover#/?_g=(time:(from:now-90d,to:now))&_a=(index:'%s',query:(language:kuery,query:'%s:\"{{value}}\"'))",
-		DataViewID(v), field)
+		DataViewID(l.view), l.field)
 	return map[string]any{"id": "url", "params": map[string]any{"type": "a", "urlTemplate": url, "labelTemplate": "{{value}}", "openLinkInCurrentTab": true}}
 }
 
@@ -42,18 +50,15 @@ func dataViews() []dataView {
 		{view: ViewAudit, name: "kubesift audit"},
 		{view: ViewEvents, name: "kubesift Events"},
 		{view: ViewRecords, name: "kubesift records (audit and Events)"},
-		{view: ViewAlerts, name: "kubesift alerts", formats: map[string]any{
-			"kubesift.alert.severity":  severityFormat(),
-			"kubesift.alert.record_id": discoverLink(ViewRecords, "event.id"),
-		}},
-		{view: ViewFindings, name: "kubesift findings", formats: map[string]any{
-			"kubesift.finding.severity":       severityFormat(),
-			"kubesift.finding.actor.audit_id": discoverLink(ViewAudit, "kubernetes.audit.auditID"),
-		}},
-		{view: ViewTransitions, name: "kubesift finding transitions", formats: map[string]any{
-			"kubesift.finding.severity":       severityFormat(),
-			"kubesift.finding.actor.audit_id": discoverLink(ViewAudit, "kubernetes.audit.auditID"),
-		}},
+		{view: ViewAlerts, name: "kubesift alerts",
+			formats: map[string]any{"kubesift.alert.severity": severityFormat()},
+			links:   map[string]link{"kubesift.alert.record_id": {ViewRecords, "event.id"}}},
+		{view: ViewFindings, name: "kubesift findings",
+			formats: map[string]any{"kubesift.finding.severity": severityFormat()},
+			links:   map[string]link{"kubesift.finding.actor.audit_id": {ViewAudit, "kubernetes.audit.auditID"}}},
+		{view: ViewTransitions, name: "kubesift finding transitions",
+			formats: map[string]any{"kubesift.finding.severity": severityFormat()},
+			links:   map[string]link{"kubesift.finding.actor.audit_id": {ViewAudit, "kubernetes.audit.auditID"}}},
 		{view: ViewScores, name: "kubesift posture scores", formats: map[string]any{
 			"kubesift.posture_score.percent": map[string]any{"id": "number", "params": map[string]any{"pattern": "0.0"}},
 		}},
@@ -67,9 +72,12 @@ func (dv *dataView) object(pattern string) (SavedObject, error) {
 	if pattern == "" {
 		return SavedObject{}, fmt.Errorf("kibana: data view %s: no index pattern in the configuration", dv.view)
 	}
-	formats := dv.formats
-	if formats == nil {
-		formats = map[string]any{}
+	formats := map[string]any{}
+	for f, v := range dv.formats {
+		formats[f] = v
+	}
+	for f, l := range dv.links {
+		formats[f] = discoverLink(l)
 	}
 	fm, err := jsonString(formats)
 	if err != nil {

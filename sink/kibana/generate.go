@@ -247,7 +247,7 @@ func (p *Panel) visParams() map[string]any {
 		"type": string(p.Vis), "addTooltip": true, "detailedTooltip": true, "legendPosition": "right", "truncateLegend": true,
 		"maxLegendLines": 1, "times": []any{}, "addTimeMarker": false, "fittingFunction": "linear", "radiusRatio": 0,
 		"palette": map[string]any{"type": "palette", "name": "default"}, "labels": map[string]any{"show": false},
-		"grid":    map[string]any{"categoryLines": false},
+		"grid":          map[string]any{"categoryLines": false},
 		"thresholdLine": map[string]any{"show": false, "value": 10, "width": 1, "style": "full", "color": "#E7664C"},
 		"categoryAxes": []any{map[string]any{"id": "CategoryAxis-1", "type": "category", "position": "bottom", "show": true,
 			"scale": map[string]any{"type": "linear"}, "labels": map[string]any{"show": true, "filter": true, "truncate": 100}, "title": map[string]any{}}},

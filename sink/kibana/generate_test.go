@@ -264,7 +264,7 @@ func TestDashboardLayout(t *testing.T) {
 		}
 		pj, _ := attr(o.Attributes, "panelsJSON")
 		var panels []struct {
-			GridData struct{ X, Y, W, H int } `json:"gridData"`
+			GridData   struct{ X, Y, W, H int } `json:"gridData"`
 			PanelIndex string
 		}
 		if err := json.Unmarshal([]byte(pj), &panels); err != nil {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -62,6 +63,9 @@ var importBackoff = backoff.Policy{Initial: time.Second, Max: 10 * time.Second, 
 // answer lists every object).
 const maxAnswer = 8 << 20
 
+// spaceID is what Kibana accepts as a space id (empty: the default space).
+var spaceID = regexp.MustCompile(`^[a-z0-9_-]*$`)
+
 // Importer imports saved objects into one Kibana space.
 type Importer struct {
 	opts   ImportOptions
@@ -91,9 +95,12 @@ func NewImporter(opts ImportOptions) (*Importer, error) {
 	if opts.InsecureSkipVerify && opts.CAFile != "" {
 		return nil, errors.New("kibana: a CA file and skipping verification exclude each other")
 	}
+	if !spaceID.MatchString(opts.Space) {
+		return nil, fmt.Errorf("kibana: --space %q is not a space id (lowercase letters, digits, _ and -)", opts.Space)
+	}
 	path := strings.TrimRight(u.Path, "/")
 	if s := opts.Space; s != "" && s != "default" {
-		path += "/s/" + url.PathEscape(s)
+		path += "/s/" + s
 	}
 	u.Path, u.RawPath = path+"/api/saved_objects/_import", ""
 	u.RawQuery = "overwrite=true"
@@ -225,7 +232,7 @@ func (im *Importer) statusError(status int, body []byte) error {
 			hint = fmt.Sprintf("space %q does not exist (create it in Kibana, or leave --space out for the default space), or --url is not Kibana", s)
 		}
 	case http.StatusBadRequest:
-		hint = "Kibana refused the file; kubesift's saved objects need Kibana 8.9 or later"
+		hint = "Kibana refused the file (is it kubesift's NDJSON?)"
 	}
 	op := "kibana import " + im.endpoint
 	if hint != "" {
@@ -298,7 +305,13 @@ func (a *importAnswer) result() (ImportResult, error) {
 	if len(msgs) == 0 {
 		msgs = append(msgs, "Kibana answered success: false without errors")
 	}
-	return r, fmt.Errorf("kibana import: %d of %d objects imported; refused: %s", a.SuccessCount, a.SuccessCount+len(a.Errors), strings.Join(msgs, "; "))
+	err := fmt.Errorf("kibana import: %d of %d objects imported; refused: %s", a.SuccessCount, a.SuccessCount+len(a.Errors), strings.Join(msgs, "; "))
+	for _, m := range msgs {
+		if strings.Contains(m, "more recent version") {
+			return r, fmt.Errorf("%w; kubesift's saved objects need Kibana 8.9 or later", err)
+		}
+	}
+	return r, err
 }
 
 // clip bounds a message Kibana wrote.

@@ -134,8 +134,13 @@ type FieldUse struct {
 func Fields() []FieldUse {
 	var out []FieldUse
 	for _, dv := range dataViews() {
+		where := "data view " + DataViewID(dv.view)
 		for f := range dv.formats {
-			out = append(out, FieldUse{View: dv.view, Field: f, Where: "data view " + DataViewID(dv.view)})
+			out = append(out, FieldUse{View: dv.view, Field: f, Where: where})
+		}
+		for f, l := range dv.links {
+			out = append(out, FieldUse{View: dv.view, Field: f, Where: where},
+				FieldUse{View: l.view, Field: l.field, Where: where + " (link target)"})
 		}
 	}
 	for _, d := range Dashboards() {
