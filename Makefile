@@ -41,6 +41,10 @@ tidy-check: ## go.mod and go.sum are tidy (every module)
 	cd test/tools && $(GO) mod tidy -diff
 	cd test/deploy && $(GO) mod tidy -diff
 
+.PHONY: kibana
+kibana: ## regenerate deployments/kibana/kubesift.ndjson from the dashboards in sink/kibana
+	$(GO) generate ./sink/kibana
+
 .PHONY: bench
 bench: ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -14,7 +14,8 @@ func newSetupCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "setup",
 		Short:   "Install what kubesift needs in its stores",
-		Example: `  kubesift setup es -c /etc/kubesift/processor.yaml`,
+		Example: `  kubesift setup es -c /etc/kubesift/processor.yaml
+  kubesift setup kibana -c /etc/kubesift/processor.yaml --url https://kibana.example:5601`,
 	}
 	var timeout time.Duration
 	es := &cobra.Command{

@@ -36,6 +36,7 @@ type composeService struct {
 	Ports       []string          `yaml:"ports"`
 	Volumes     []string          `yaml:"volumes"`
 	DependsOn   map[string]any    `yaml:"depends_on"`
+	Healthcheck map[string]any    `yaml:"healthcheck"`
 }
 
 type composeBuild struct {
@@ -210,6 +211,10 @@ func TestComposeKubesift(t *testing.T) {
 				}
 			}
 			switch args[0] {
+			case "setup":
+				if args[1] == "kibana" {
+					checkKibanaSetup(t, c, s, args)
+				}
 			case "collect":
 				// The tailed files and the state directory are mounted.
 				for _, p := range cfg.Collector.AuditTail.Paths {
@@ -235,6 +240,17 @@ func TestComposeKubesift(t *testing.T) {
 	if n < 3 {
 		t.Errorf("%d kubesift services in compose.yaml, want collect, process, notify (and setup)", n)
 	}
+	// A stack with Kibana imports kubesift's dashboards into it.
+	if _, ok := c.Services["kibana"]; ok {
+		imports := false
+		for _, s := range c.Services {
+			args := s.commandArgs()
+			imports = imports || (len(args) > 1 && args[0] == "setup" && args[1] == "kibana")
+		}
+		if !imports {
+			t.Error("compose.yaml has Kibana but no service runs `kubesift setup kibana`")
+		}
+	}
 	// Kibana talks to the same Elasticsearch.
 	if h := c.Services["kibana"].Environment["ELASTICSEARCH_HOSTS"]; h != "" {
 		u, err := url.Parse(strings.Trim(h, `[]"`))
@@ -242,6 +258,30 @@ func TestComposeKubesift(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkAddr(t, c, "kibana ELASTICSEARCH_HOSTS", u.Host)
+	}
+}
+
+// checkKibanaSetup: `setup kibana --url` names a service of the file on a
+// port it listens on, and waits for that service's healthcheck (Kibana
+// answers 503 to imports while it starts).
+func checkKibanaSetup(t *testing.T, c composeFile, s composeService, args []string) {
+	t.Helper()
+	i := slices.Index(args, "--url")
+	if i < 0 || i+1 >= len(args) {
+		t.Fatalf("setup kibana %v has no --url", args)
+	}
+	u, err := url.Parse(args[i+1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAddr(t, c, "setup kibana --url", u.Host)
+	host := u.Hostname()
+	dep, _ := s.DependsOn[host].(map[string]any)
+	if dep["condition"] != "service_healthy" {
+		t.Errorf("setup kibana does not wait for %s to be healthy (depends_on %v)", host, s.DependsOn)
+	}
+	if c.Services[host].Healthcheck == nil {
+		t.Errorf("service %s has no healthcheck for setup kibana to wait on", host)
 	}
 }
 
