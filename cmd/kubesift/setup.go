@@ -12,8 +12,8 @@ import (
 
 func newSetupCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "setup",
-		Short:   "Install what kubesift needs in its stores",
+		Use:   "setup",
+		Short: "Install what kubesift needs in its stores",
 		Example: `  kubesift setup es -c /etc/kubesift/processor.yaml
   kubesift setup kibana -c /etc/kubesift/processor.yaml --url https://kibana.example:5601`,
 	}
