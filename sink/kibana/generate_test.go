@@ -362,3 +362,23 @@ func TestVisAggsMatchSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsListEveryPanel: docs/kibana.md names every dashboard and panel
+// with its description, so the documentation follows the spec.
+func TestDocsListEveryPanel(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.Root(), "docs", "kibana.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, d := range Dashboards() {
+		if !strings.Contains(doc, "### "+d.Title+"\n") {
+			t.Errorf("docs/kibana.md has no section %q", d.Title)
+		}
+		for _, p := range d.Panels {
+			if !strings.Contains(doc, "| "+p.Title+" | "+DataViewID(p.View)+" | "+p.Description) {
+				t.Errorf("docs/kibana.md does not list panel %q of %s with its data view and description", p.Title, d.ID)
+			}
+		}
+	}
+}
