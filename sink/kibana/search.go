@@ -56,10 +56,8 @@ func (p *Panel) Search() map[string]any {
 		for k, v := range metrics {
 			sub[k] = v
 		}
-		if aggs != nil {
-			for k, v := range aggs {
-				sub[k] = v
-			}
+		for k, v := range aggs {
+			sub[k] = v
 		}
 		if len(sub) > 0 {
 			a["aggs"] = sub

@@ -177,7 +177,7 @@ func readFile(r *http.Request) ([]object, error) {
 	}
 	defer f.Close()
 	if !strings.HasSuffix(hdr.Filename, ".ndjson") {
-		return nil, fmt.Errorf("Invalid file extension %s", hdr.Filename)
+		return nil, fmt.Errorf("invalid file extension %s", hdr.Filename)
 	}
 	var out []object
 	sc := bufio.NewScanner(f)
@@ -189,7 +189,7 @@ func readFile(r *http.Request) ([]object, error) {
 		}
 		var o object
 		if err := json.Unmarshal(line, &o); err != nil {
-			return nil, fmt.Errorf("Unexpected token in JSON: %v", err)
+			return nil, fmt.Errorf("unexpected token in JSON: %v", err)
 		}
 		if o.Type == "" || o.ID == "" {
 			return nil, fmt.Errorf("a line without type or id")
