@@ -326,10 +326,12 @@ func (d *Dashboard) object() (SavedObject, error) {
 	return SavedObject{
 		Attributes: map[string]any{
 			"title": d.Title, "description": d.Description, "panelsJSON": panelsJSON, "optionsJSON": options,
-			"timeRestore": false, "version": 1,
+			"timeRestore": false,
 			"kibanaSavedObjectMeta": map[string]any{"searchSourceJSON": src},
+			// Only the control-group keys Kibana 8.9 knows: a newer key
+			// (showApplySelections) could fail its schema on import.
 			"controlGroupInput": map[string]any{"controlStyle": "oneLine", "chainingSystem": "HIERARCHICAL",
-				"showApplySelections": false, "panelsJSON": controlsJSON, "ignoreParentSettingsJSON": ignore},
+				"panelsJSON": controlsJSON, "ignoreParentSettingsJSON": ignore},
 		},
 		CoreMigrationVersion: coreMigrationVersion, ID: d.SavedObjectID(), References: refs,
 		Type: "dashboard", TypeMigrationVersion: migrateDashboard,
