@@ -45,20 +45,29 @@ func discoverLink(l link) map[string]any {
 	return map[string]any{"id": "url", "params": map[string]any{"type": "a", "urlTemplate": url, "labelTemplate": "{{value}}", "openLinkInCurrentTab": true}}
 }
 
+// objectName is the audit field of the object a request touched: links
+// from an object's name open its audit trail (objects of that name in any
+// namespace).
+const objectName = "kubernetes.audit.objectRef.name"
+
 func dataViews() []dataView {
 	return []dataView{
 		{view: ViewAudit, name: "kubesift audit"},
-		{view: ViewEvents, name: "kubesift Events"},
+		{view: ViewEvents, name: "kubesift Events",
+			links: map[string]link{"kubernetes.event.involved_object.name": {ViewAudit, objectName}}},
 		{view: ViewRecords, name: "kubesift records (audit and Events)"},
 		{view: ViewAlerts, name: "kubesift alerts",
 			formats: map[string]any{"kubesift.alert.severity": severityFormat()},
-			links:   map[string]link{"kubesift.alert.record_id": {ViewRecords, "event.id"}}},
+			links: map[string]link{"kubesift.alert.record_id": {ViewRecords, "event.id"},
+				"orchestrator.resource.name": {ViewAudit, "orchestrator.resource.name"}}},
 		{view: ViewFindings, name: "kubesift findings",
 			formats: map[string]any{"kubesift.finding.severity": severityFormat()},
-			links:   map[string]link{"kubesift.finding.actor.audit_id": {ViewAudit, "kubernetes.audit.auditID"}}},
+			links: map[string]link{"kubesift.finding.actor.audit_id": {ViewAudit, "kubernetes.audit.auditID"},
+				"kubesift.finding.object.name": {ViewAudit, objectName}}},
 		{view: ViewTransitions, name: "kubesift finding transitions",
 			formats: map[string]any{"kubesift.finding.severity": severityFormat()},
-			links:   map[string]link{"kubesift.finding.actor.audit_id": {ViewAudit, "kubernetes.audit.auditID"}}},
+			links: map[string]link{"kubesift.finding.actor.audit_id": {ViewAudit, "kubernetes.audit.auditID"},
+				"kubesift.finding.object.name": {ViewAudit, objectName}}},
 		{view: ViewScores, name: "kubesift posture scores", formats: map[string]any{
 			"kubesift.posture_score.percent": map[string]any{"id": "number", "params": map[string]any{"pattern": "0.0"}},
 		}},
