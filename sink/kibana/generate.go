@@ -326,7 +326,7 @@ func (d *Dashboard) object() (SavedObject, error) {
 	return SavedObject{
 		Attributes: map[string]any{
 			"title": d.Title, "description": d.Description, "panelsJSON": panelsJSON, "optionsJSON": options,
-			"timeRestore": false,
+			"timeRestore":           false,
 			"kibanaSavedObjectMeta": map[string]any{"searchSourceJSON": src},
 			// Only the control-group keys Kibana 8.9 knows: a newer key
 			// (showApplySelections) could fail its schema on import.
