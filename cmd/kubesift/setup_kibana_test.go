@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/sink/kibana"
 	"github.com/kubesift/kubesift/sink/kibana/kibanatest"
 )
 
@@ -21,9 +24,14 @@ func TestSetupKibana(t *testing.T) {
 	t.Setenv(envKibanaAPIKey, srv.APIKey)
 	cfg := filepath.Join(t.TempDir(), "kubesift.yaml")
 	os.WriteFile(cfg, []byte("sink:\n  elasticsearch:\n    streams: {audit: logs-kubernetes.audit_logs-prod}\n"), 0o644)
-	for run, want := range []string{"(49 created, 0 replaced)", "(0 created, 49 replaced)"} {
+	objs, err := kibana.Objects(config.Default().Sink.Elasticsearch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(objs)
+	for run, want := range []string{fmt.Sprintf("(%d created, 0 replaced)", n), fmt.Sprintf("(0 created, %d replaced)", n)} {
 		out, errs, code := runCLI(t, "", "setup", "kibana", "-c", cfg, "--url", srv.URL, "--space", "security")
-		if code != 0 || !strings.Contains(out, "kibana: imported 49 saved objects into space security "+want) {
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("kibana: imported %d saved objects into space security %s", n, want)) {
 			t.Fatalf("run %d: exit %d\nstdout %s\nstderr %s", run+1, code, out, errs)
 		}
 		if !strings.Contains(out, `dashboard "[kubesift] Overview" (id kubesift-dashboard-overview)`) {

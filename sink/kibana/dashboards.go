@@ -54,9 +54,12 @@ func overview() Dashboard {
 		Description: "Alerts by severity, rule and MITRE tactic, the clusters reporting and the records each source delivers.",
 		Controls:    controls(ViewAlerts, fUser, "User"),
 		Panels: []Panel{
+			{ID: "overview-alerts-count", Title: "Alerts", View: ViewAlerts, Vis: Metric,
+				Description: "Alerts raised in the time range, and the rules that raised them.",
+				Metrics:     []Agg{CountOf(), DistinctOf(fRule, "Rules")}, W: 12},
 			{ID: "overview-alerts-over-time", Title: "Alerts over time by severity", View: ViewAlerts, Vis: Bar,
 				Description: "Alerts the processor raised, stacked by severity.",
-				Buckets:     []Agg{OverTime(), By(fSeverity, "Severity", 5)}, W: 48},
+				Buckets:     []Agg{OverTime(), By(fSeverity, "Severity", 5)}, W: 36},
 			{ID: "overview-alerts-by-rule", Title: "Alerts by rule", View: ViewAlerts, Vis: Table,
 				Description: "Alerts per rule in the time range, most frequent first; kubesift-deadman is a cluster that stopped reporting.",
 				Buckets:     []Agg{By(fRule, "Rule", 20), By(fSeverity, "Severity", 5)}},

@@ -326,6 +326,8 @@ func TestSearchTranslation(t *testing.T) {
 			`{"aggs":{"b0":{"aggs":{"m0":{"max":{"field":"@timestamp"}}},"terms":{"field":"c","order":{"m0":"asc"},"size":10}}},"query":{"match_all":{}},"size":0,"track_total_hits":true}`},
 		{"latest by key", Panel{Vis: Table, Metrics: []Agg{LatestOf("p", "")}, Buckets: []Agg{{Kind: Terms, Field: "n", ByKey: true}}},
 			`{"aggs":{"b0":{"aggs":{"m0":{"top_hits":{"_source":false,"docvalue_fields":["p"],"size":1,"sort":[{"@timestamp":"desc"}]}}},"terms":{"field":"n","order":{"_key":"asc"},"size":10}}},"query":{"match_all":{}},"size":0,"track_total_hits":true}`},
+		{"metric", Panel{Vis: Metric, Metrics: []Agg{CountOf(), DistinctOf("r", "")}},
+			`{"aggs":{"m1":{"cardinality":{"field":"r"}}},"query":{"match_all":{}},"size":0,"track_total_hits":true}`},
 		{"saved search", Panel{Vis: Search, Query: []Clause{Not(Has("x"))}},
 			`{"query":{"bool":{"filter":[{"bool":{"must_not":[{"exists":{"field":"x"}}]}}]}},"size":10,"sort":[{"@timestamp":"desc"}],"track_total_hits":true}`},
 	} {
