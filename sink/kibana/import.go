@@ -140,6 +140,11 @@ func (im *Importer) Import(ctx context.Context, ndjson []byte) (ImportResult, er
 	var answer importAnswer
 	err = sink.Do(ctx, im.Backoff, func(ctx context.Context) (bool, error) {
 		status, b, err := im.post(ctx, body, contentType)
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			// Retrying cannot fix a certificate the client does not trust.
+			return false, fmt.Errorf("%w (give the CA that signed Kibana's certificate with --ca-file)", err)
+		}
 		if err != nil {
 			return sink.Retryable(0, err), err
 		}

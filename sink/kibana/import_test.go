@@ -132,6 +132,22 @@ func TestImportRetriesUntilKibanaIsUp(t *testing.T) {
 	}
 }
 
+// TestImportTLS: Kibana on HTTPS is reached with --ca-file; without it the
+// certificate error is reported at once (not retried) with the hint.
+func TestImportTLS(t *testing.T) {
+	srv, ca := kibanatest.NewTLS(t)
+	if _, err := importInto(t, srv, ImportOptions{CAFile: ca}); err != nil {
+		t.Fatalf("with the CA: %v", err)
+	}
+	_, err := importInto(t, srv, ImportOptions{})
+	if err == nil || !strings.Contains(err.Error(), "--ca-file") {
+		t.Fatalf("without the CA: %v, want a certificate error naming --ca-file", err)
+	}
+	if errors.Is(err, sink.ErrGaveUp) {
+		t.Errorf("a certificate error was retried: %v", err)
+	}
+}
+
 func TestNewImporterChecksOptions(t *testing.T) {
 	for _, c := range []struct {
 		name string

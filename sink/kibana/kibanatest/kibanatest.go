@@ -13,9 +13,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,12 +48,25 @@ type Server struct {
 	objects map[string]map[string]json.RawMessage
 }
 
-// New starts a Server; it stops when the test ends.
+// New starts a Server on plain HTTP; it stops when the test ends.
 func New(t testing.TB) *Server {
 	s := &Server{objects: map[string]map[string]json.RawMessage{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// NewTLS starts a Server on HTTPS with a certificate of its own CA and
+// returns the path of that CA's PEM file (in a test directory).
+func NewTLS(t testing.TB) (*Server, string) {
+	s := &Server{objects: map[string]map[string]json.RawMessage{}}
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	ca := filepath.Join(t.TempDir(), "kibana-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s, ca
 }
 
 // Requests is the number of requests received.
