@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubesift/kubesift/internal/atomicfile"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
+	"github.com/kubesift/kubesift/sink/report"
+)
+
+// reportOptions are the flags of `kubesift report`.
+type reportOptions struct {
+	from  string
+	es    string
+	since time.Duration
+	out   string
+}
+
+func newReportCommand(g *globalFlags) *cobra.Command {
+	o := &reportOptions{}
+	cmd := &cobra.Command{
+		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE]",
+		Short: "Write report.html: alerts, rules, actors, Events and posture on one self-contained page",
+		Long: `report builds one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
+from an NDJSON output folder of kubesift run (--from) or from Elasticsearch (--es, with the
+authentication and TLS of sink.elasticsearch in the configuration): the alerts timeline by
+severity, the top rules with their MITRE ATT&CK tactics, the top actors, Events by reason, the
+posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.`,
+		Example: `  kubesift report --from kubesift-out -o report.html
+  kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			return o.run(cmd, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.from, "from", "", "NDJSON output folder of kubesift run")
+	f.StringVar(&o.es, "es", "", "Elasticsearch URL (replaces sink.elasticsearch.addresses; auth and TLS from the configuration)")
+	f.DurationVar(&o.since, "since", 0, "only documents of this long before now (0: all)")
+	f.StringVarP(&o.out, "output", "o", "report.html", "file to write")
+	return cmd
+}
+
+func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
+	if (o.from == "") == (o.es == "") {
+		return errors.New("report: give exactly one of --from DIR and --es URL")
+	}
+	if o.since < 0 {
+		return fmt.Errorf("report: --since: %s is negative", o.since)
+	}
+	esCfg := cfg.Sink.Elasticsearch
+	indices := report.IndicesFrom(esCfg)
+	var src report.Source
+	if o.from != "" {
+		d, err := report.NewDir(o.from, indices, nil)
+		if err != nil {
+			return err
+		}
+		src = d
+	} else {
+		u, err := url.Parse(o.es)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("report: --es: %q is not a URL", o.es)
+		}
+		esCfg.Addresses = []string{o.es}
+		client, err := elasticsearch.NewClient(esCfg)
+		if err != nil {
+			return err
+		}
+		u.User = nil // the page names the address, never credentials in it
+		src = report.NewES(client, u.String(), indices)
+	}
+	var w report.Window
+	if o.since > 0 {
+		w.From = time.Now().Add(-o.since)
+	}
+	s, err := src.Summary(cmd.Context(), w)
+	if err != nil {
+		return err
+	}
+	if err := writeReport(o.out, s); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "report: %s (%d alerts, %d audit records, %d Events)\n", o.out, s.Alerts, s.AuditRecords, s.Events)
+	return nil
+}
+
+// writeReport renders s into path, replacing the file whole.
+func writeReport(path string, s *report.Summary) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	var b bytes.Buffer
+	if err := report.Render(&b, s, report.Options{}); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(path, b.Bytes()); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
