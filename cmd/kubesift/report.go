@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -71,17 +72,16 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 		}
 		src = d
 	} else {
-		u, err := url.Parse(o.es)
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("report: --es: %q is not a URL", o.es)
+		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
+			return fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
 		}
 		esCfg.Addresses = []string{o.es}
 		client, err := elasticsearch.NewClient(esCfg)
 		if err != nil {
 			return err
 		}
-		u.User = nil // the page names the address, never credentials in it
-		src = report.NewES(client, u.String(), indices)
+		// The page names the address, never credentials in it.
+		src = report.NewES(client, redactURL(o.es), indices)
 	}
 	var w report.Window
 	if o.since > 0 {
@@ -111,4 +111,56 @@ func writeReport(path string, s *report.Summary) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// writeRunReport writes <out>/report.html at the end of `kubesift run`,
+// from the NDJSON files or, with Elasticsearch, from the whole store, and
+// prints its path. A report that cannot be written is said, not a failure
+// of the run: the documents are written.
+func (a *allInOne) writeRunReport() {
+	path := filepath.Join(a.o.out, "report.html")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := func() error {
+		indices := report.IndicesFrom(a.cfg.Sink.Elasticsearch)
+		var src report.Source
+		if a.files != nil {
+			d, err := report.NewDir(a.o.out, indices, a.srv.Registry)
+			if err != nil {
+				return err
+			}
+			src = d
+		} else {
+			client, err := elasticsearch.NewClient(a.cfg.Sink.Elasticsearch)
+			if err != nil {
+				return err
+			}
+			es := report.NewES(client, redactURL(a.esAddr), indices)
+			if err := es.Refresh(ctx); err != nil {
+				return err
+			}
+			src = es
+		}
+		s, err := src.Summary(ctx, report.Window{})
+		if err != nil {
+			return err
+		}
+		return writeReport(path, s)
+	}()
+	if err != nil {
+		a.log.Warn("report not written", "err", err)
+		fmt.Fprintf(a.o.stdout, "%s  not written: %v\n", path, err)
+		return
+	}
+	fmt.Fprintf(a.o.stdout, "%s  report\n", path)
+}
+
+// redactURL is addr without the credentials a URL may hold.
+func redactURL(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "(address not shown)"
+	}
+	u.User = nil
+	return u.String()
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -19,6 +20,9 @@ import (
 // maxAnswerBytes bounds one search answer: the aggregations are cut to the
 // top lists' lengths, so a real answer is a few hundred kilobytes.
 const maxAnswerBytes = 32 << 20
+
+// maxErrorBytes bounds how much of an answer that is not read is read.
+const maxErrorBytes = 64 << 10
 
 // maxClusters bounds the posture scores shown, one per cluster.
 const maxClusters = 20
@@ -373,6 +377,32 @@ func (e *ES) posture(ctx context.Context, s *Summary) error {
 	}
 	sort.Slice(p.Scores, func(i, j int) bool { return p.Scores[i].Cluster < p.Scores[j].Cluster })
 	s.Posture = p
+	return nil
+}
+
+// Refresh makes what was written so far searchable (a writer that has
+// just finished, like kubesift run's processor, may have written less than
+// a refresh interval ago).
+func (e *ES) Refresh(ctx context.Context) error {
+	var names []string
+	for _, n := range []string{e.indices.Audit, e.indices.Events, e.indices.Alerts, e.indices.Findings, e.indices.Scores} {
+		if n != "" {
+			names = append(names, url.PathEscape(n))
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+strings.Join(names, ",")+"/_refresh?ignore_unavailable=true&allow_no_indices=true", nil)
+	if err != nil {
+		return fmt.Errorf("report: refresh: %w", err)
+	}
+	res, err := e.client.Perform(req)
+	if err != nil {
+		return fmt.Errorf("report: refresh: %w", err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBytes))
+	if res.StatusCode >= 300 {
+		return fmt.Errorf("report: refresh: HTTP %d: %s", res.StatusCode, errorReason(b))
+	}
 	return nil
 }
 
