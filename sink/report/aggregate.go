@@ -354,6 +354,9 @@ func topN[T any](xs []T, n int, total int64, by func(T) (int64, string)) ([]T, i
 	if len(xs) > n {
 		xs = xs[:n]
 	}
+	if len(xs) == 0 {
+		xs = nil // as an answer without buckets leaves it
+	}
 	other := total - sumCounts(xs, func(x T) int64 { c, _ := by(x); return c })
 	return xs, other
 }
