@@ -2,6 +2,7 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,7 +65,13 @@ func (d *Dir) Summary(ctx context.Context, w Window) (*Summary, error) {
 	parts := []part{
 		{d.indices.Alerts, func(b []byte) error { return decodeInto(b, new(alertDoc), a.alert) }},
 		{d.indices.Events, func(b []byte) error { return decodeInto(b, new(eventDoc), a.event) }},
-		{d.indices.Audit, func(b []byte) error { return decodeInto(b, new(auditDoc), a.audit) }},
+		{d.indices.Audit, func(b []byte) error {
+			if t, ok := leadingTimestamp(b); ok {
+				a.audit(&auditDoc{Timestamp: t})
+				return nil
+			}
+			return decodeInto(b, new(auditDoc), a.audit)
+		}},
 		{d.indices.Findings, func(b []byte) error { return decodeInto(b, new(findingDoc), a.finding) }},
 		{d.indices.Scores, func(b []byte) error { return decodeInto(b, new(scoreDoc), a.score) }},
 	}
@@ -76,6 +84,24 @@ func (d *Dir) Summary(ctx context.Context, w Window) (*Summary, error) {
 		}
 	}
 	return a.summary(), nil
+}
+
+// leadingTimestamp reads @timestamp without decoding the document when
+// it is the first member, as sink/ecs writes every document. Audit
+// documents are most of a folder and the report only counts them, so
+// their line is not otherwise checked beyond ending as an object; any
+// other shape goes through the decoder.
+func leadingTimestamp(b []byte) (time.Time, bool) {
+	const prefix = `{"@timestamp":"`
+	if !bytes.HasPrefix(b, []byte(prefix)) || b[len(b)-1] != '}' {
+		return time.Time{}, false
+	}
+	end := bytes.IndexByte(b[len(prefix):], '"')
+	if end < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b[len(prefix):len(prefix)+end]))
+	return t, err == nil
 }
 
 func decodeInto[T any](b []byte, v *T, use func(*T)) error {
