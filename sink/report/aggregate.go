@@ -13,6 +13,9 @@ import (
 const (
 	maxKeys     = 50_000
 	maxFindings = 200_000
+	// maxTacticsKept bounds the tactic names kept per rule: ATT&CK has
+	// 14 tactics, and a rule's unknown slugs are kept as written.
+	maxTacticsKept = 64
 )
 
 // alertDoc is what a report reads of a sink/ecs alert document.
@@ -178,7 +181,7 @@ func (a *aggregator) alert(d *alertDoc) {
 			if r.tactics == nil {
 				r.tactics = map[string]struct{}{}
 			}
-			if _, ok := r.tactics[t]; ok || len(r.tactics) < maxTactics {
+			if _, ok := r.tactics[t]; ok || len(r.tactics) < maxTacticsKept {
 				r.tactics[t] = struct{}{}
 			}
 		}
@@ -239,7 +242,11 @@ func (a *aggregator) summary() *Summary {
 	s.Timeline = a.hist.timeline()
 	rl := make([]RuleCount, 0, len(a.rules.m))
 	for _, r := range a.rules.m {
-		r.Tactics = sortedKeys(r.tactics)
+		// The first maxTactics by name, as Elasticsearch's terms
+		// aggregation ordered by key returns them.
+		if r.Tactics = sortedKeys(r.tactics); len(r.Tactics) > maxTactics {
+			r.Tactics = r.Tactics[:maxTactics]
+		}
 		rl = append(rl, r.RuleCount)
 	}
 	s.Rules, s.OtherRules = topN(rl, TopRules, s.Alerts, func(r RuleCount) (int64, string) { return r.Count, r.ID })

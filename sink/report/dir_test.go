@@ -197,3 +197,18 @@ func TestNewDirRefusesAFile(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleTacticsCut: a rule's tactics are cut to the first maxTactics by
+// name, whatever order the alerts name them in (Elasticsearch's terms
+// aggregation ordered by key gives those).
+func TestRuleTacticsCut(t *testing.T) {
+	a := newAggregator(Window{})
+	for _, names := range [][]string{{"j", "i", "h", "g", "f"}, {"e", "d", "c", "b", "a", "j"}} {
+		d := &alertDoc{Timestamp: t0}
+		d.Rule.ID, d.Threat.Tactic.Name = "r", names
+		a.alert(d)
+	}
+	if got := a.summary().Rules[0].Tactics; fmt.Sprint(got) != "[a b c d e f g h]" {
+		t.Errorf("tactics %q", got)
+	}
+}
