@@ -302,7 +302,11 @@ func (a *aggregator) posture() *Posture {
 	for _, sc := range a.scores {
 		p.Scores = append(p.Scores, sc)
 	}
+	// The first maxClusters by name, as Elasticsearch answers.
 	sort.Slice(p.Scores, func(i, j int) bool { return p.Scores[i].Cluster < p.Scores[j].Cluster })
+	if len(p.Scores) > maxClusters {
+		p.Scores = p.Scores[:maxClusters]
+	}
 	return p
 }
 

@@ -212,3 +212,19 @@ func TestRuleTacticsCut(t *testing.T) {
 		t.Errorf("tactics %q", got)
 	}
 }
+
+// TestScoresCut: the folder source shows the first maxClusters clusters'
+// scores by name, the ones Elasticsearch's terms aggregation returns.
+func TestScoresCut(t *testing.T) {
+	a := newAggregator(Window{})
+	for i := range maxClusters + 5 {
+		d := &scoreDoc{Timestamp: t0}
+		d.Orchestrator.Cluster.Name = fmt.Sprintf("c%02d", maxClusters+4-i)
+		d.Kubesift.PostureScore.Scope = "cluster"
+		a.score(d)
+	}
+	sc := a.summary().Posture.Scores
+	if len(sc) != maxClusters || sc[0].Cluster != "c00" || sc[maxClusters-1].Cluster != fmt.Sprintf("c%02d", maxClusters-1) {
+		t.Errorf("%d scores, %v", len(sc), sc)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -23,9 +22,6 @@ const maxAnswerBytes = 32 << 20
 
 // maxErrorBytes bounds how much of an answer that is not read is read.
 const maxErrorBytes = 64 << 10
-
-// maxClusters bounds the posture scores shown, one per cluster.
-const maxClusters = 20
 
 // ES is the Source of an Elasticsearch cluster kubesift writes to.
 type ES struct {
@@ -288,12 +284,30 @@ func (e *ES) audit(ctx context.Context, s *Summary) error {
 // current state) and each cluster's latest cluster-scope score. Neither is
 // windowed: posture is the current state.
 func (e *ES) posture(ctx context.Context, s *Summary) error {
+	p := &Posture{}
+	foundF, err := e.findings(ctx, p)
+	if err != nil {
+		return err
+	}
+	foundS, err := e.scores(ctx, p)
+	if err != nil {
+		return err
+	}
+	if foundF || foundS {
+		s.Posture = p
+	}
+	return nil
+}
+
+// findings fills the counts and failing checks; found is whether the
+// index holds any finding.
+func (e *ES) findings(ctx context.Context, p *Posture) (found bool, err error) {
 	type checkBucket struct {
 		bucket
 		Title terms[bucket] `json:"title"`
 		Sev   terms[bucket] `json:"sev"`
 	}
-	var fr struct {
+	var res struct {
 		hitsTotal
 		Aggregations struct {
 			Open struct {
@@ -302,7 +316,7 @@ func (e *ES) posture(ctx context.Context, s *Summary) error {
 			} `json:"open"`
 		} `json:"aggregations"`
 	}
-	fq := map[string]any{"size": 0, "track_total_hits": true, "aggs": map[string]any{
+	q := map[string]any{"size": 0, "track_total_hits": true, "aggs": map[string]any{
 		"open": map[string]any{
 			"filter": map[string]any{"terms": map[string]any{"kubesift.finding.state": []string{"open", "reopened"}}},
 			"aggs": map[string]any{"checks": map[string]any{
@@ -314,50 +328,11 @@ func (e *ES) posture(ctx context.Context, s *Summary) error {
 			}},
 		},
 	}}
-	foundF, err := e.search(ctx, e.indices.Findings, fq, &fr)
-	if err != nil {
-		return err
+	if found, err = e.search(ctx, e.indices.Findings, q, &res); err != nil || !found {
+		return false, err
 	}
-	type scoreHit struct {
-		Source scoreDoc `json:"_source"`
-	}
-	type clusterBucket struct {
-		bucket
-		Latest struct {
-			Hits struct {
-				Hits []scoreHit `json:"hits"`
-			} `json:"hits"`
-		} `json:"latest"`
-	}
-	var sr struct {
-		hitsTotal
-		Aggregations struct {
-			Cluster struct {
-				Clusters terms[clusterBucket] `json:"clusters"`
-			} `json:"cluster"`
-		} `json:"aggregations"`
-	}
-	sq := map[string]any{"size": 0, "track_total_hits": true, "aggs": map[string]any{
-		"cluster": map[string]any{
-			"filter": map[string]any{"term": map[string]any{"kubesift.posture_score.scope": "cluster"}},
-			"aggs": map[string]any{"clusters": map[string]any{
-				"terms": map[string]any{"field": "orchestrator.cluster.name", "size": maxClusters, "order": map[string]any{"_key": "asc"}},
-				"aggs": map[string]any{"latest": map[string]any{"top_hits": map[string]any{
-					"size": 1, "sort": []any{map[string]any{"@timestamp": "desc"}},
-					"_source": []string{"@timestamp", "orchestrator.cluster.name", "kubesift.posture_score"},
-				}}},
-			}},
-		},
-	}}
-	foundS, err := e.search(ctx, e.indices.Scores, sq, &sr)
-	if err != nil {
-		return err
-	}
-	if (!foundF || fr.Hits.Total.Value == 0) && (!foundS || sr.Hits.Total.Value == 0) {
-		return nil
-	}
-	p := &Posture{Findings: fr.Hits.Total.Value, Open: fr.Aggregations.Open.DocCount}
-	for _, b := range fr.Aggregations.Open.Checks.Buckets {
+	p.Findings, p.Open = res.Hits.Total.Value, res.Aggregations.Open.DocCount
+	for _, b := range res.Aggregations.Open.Checks.Buckets {
 		c := Check{ID: b.str(), Open: b.DocCount}
 		if len(b.Title.Buckets) > 0 {
 			c.Title = b.Title.Buckets[0].str()
@@ -369,15 +344,52 @@ func (e *ES) posture(ctx context.Context, s *Summary) error {
 		p.Failing = append(p.Failing, c)
 	}
 	p.OtherFailing = p.Open - sumCounts(p.Failing, func(c Check) int64 { return c.Open })
-	for _, b := range sr.Aggregations.Cluster.Clusters.Buckets {
+	return p.Findings > 0, nil
+}
+
+// scores fills each cluster's latest cluster score; found is whether the
+// stream holds any score, of any scope.
+func (e *ES) scores(ctx context.Context, p *Posture) (found bool, err error) {
+	type clusterBucket struct {
+		bucket
+		Latest struct {
+			Hits struct {
+				Hits []struct {
+					Source scoreDoc `json:"_source"`
+				} `json:"hits"`
+			} `json:"hits"`
+		} `json:"latest"`
+	}
+	var res struct {
+		hitsTotal
+		Aggregations struct {
+			Cluster struct {
+				Clusters terms[clusterBucket] `json:"clusters"`
+			} `json:"cluster"`
+		} `json:"aggregations"`
+	}
+	q := map[string]any{"size": 0, "track_total_hits": true, "aggs": map[string]any{
+		"cluster": map[string]any{
+			"filter": map[string]any{"term": map[string]any{"kubesift.posture_score.scope": "cluster"}},
+			"aggs": map[string]any{"clusters": map[string]any{
+				"terms": map[string]any{"field": "orchestrator.cluster.name", "size": maxClusters, "order": map[string]any{"_key": "asc"}},
+				"aggs": map[string]any{"latest": map[string]any{"top_hits": map[string]any{
+					"size": 1, "sort": []any{map[string]any{"@timestamp": "desc"}},
+					"_source": []string{"@timestamp", "orchestrator.cluster.name", "kubesift.posture_score"},
+				}}},
+			}},
+		},
+	}}
+	if found, err = e.search(ctx, e.indices.Scores, q, &res); err != nil || !found {
+		return false, err
+	}
+	for _, b := range res.Aggregations.Cluster.Clusters.Buckets {
 		for _, h := range b.Latest.Hits.Hits {
 			ps := h.Source.Kubesift.PostureScore
 			p.Scores = append(p.Scores, Score{Cluster: b.str(), Percent: ps.Percent, Passed: ps.Passed, Failed: ps.Failed, At: h.Source.Timestamp.UTC()})
 		}
 	}
-	sort.Slice(p.Scores, func(i, j int) bool { return p.Scores[i].Cluster < p.Scores[j].Cluster })
-	s.Posture = p
-	return nil
+	return res.Hits.Total.Value > 0, nil
 }
 
 // Refresh makes what was written so far searchable (a writer that has

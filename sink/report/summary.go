@@ -39,11 +39,13 @@ func IndicesFrom(c config.ElasticsearchConfig) Indices {
 // Lengths of the top lists. A longer list would not be read, and these
 // bound the page's size whatever the store holds.
 const (
-	TopRules    = 15
-	TopActors   = 10
-	TopReasons  = 15
-	TopChecks   = 25
-	TopAlerts   = 50
+	TopRules   = 15
+	TopActors  = 10
+	TopReasons = 15
+	TopChecks  = 25
+	TopAlerts  = 50
+	// maxClusters bounds the posture scores shown, one per cluster.
+	maxClusters = 20
 	MaxBuckets  = 60
 	maxTactics  = 8
 	numSeverity = int(rules.SeverityCritical)
