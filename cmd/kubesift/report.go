@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/kubesift/kubesift/internal/atomicfile"
@@ -63,25 +64,15 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 		return fmt.Errorf("report: --since: %s is negative", o.since)
 	}
 	esCfg := cfg.Sink.Elasticsearch
-	indices := report.IndicesFrom(esCfg)
-	var src report.Source
-	if o.from != "" {
-		d, err := report.NewDir(o.from, indices, nil)
-		if err != nil {
-			return err
-		}
-		src = d
-	} else {
+	if o.es != "" {
 		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
 			return fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
 		}
 		esCfg.Addresses = []string{o.es}
-		client, err := elasticsearch.NewClient(esCfg)
-		if err != nil {
-			return err
-		}
-		// The page names the address, never credentials in it.
-		src = report.NewES(client, redactURL(o.es), indices)
+	}
+	src, err := newReportSource(esCfg, o.from, nil)
+	if err != nil {
+		return err
 	}
 	var w report.Window
 	if o.since > 0 {
@@ -96,6 +87,29 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "report: %s (%d alerts, %d audit records, %d Events)\n", o.out, s.Alerts, s.AuditRecords, s.Events)
 	return nil
+}
+
+// newReportSource is the source of the NDJSON folder dir, or with dir
+// empty of the Elasticsearch cluster at esCfg's first address.
+func newReportSource(esCfg config.ElasticsearchConfig, dir string, reg prometheus.Registerer) (report.Source, error) {
+	indices := report.IndicesFrom(esCfg)
+	if dir != "" {
+		d, err := report.NewDir(dir, indices, reg)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	client, err := elasticsearch.NewClient(esCfg)
+	if err != nil {
+		return nil, err
+	}
+	addr := "elasticsearch"
+	if len(esCfg.Addresses) > 0 {
+		addr = redactURL(esCfg.Addresses[0])
+	}
+	// The page names the address, never credentials in it.
+	return report.NewES(client, addr, indices), nil
 }
 
 // writeReport renders s into path, replacing the file whole.
@@ -122,24 +136,18 @@ func (a *allInOne) writeRunReport() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := func() error {
-		indices := report.IndicesFrom(a.cfg.Sink.Elasticsearch)
-		var src report.Source
+		dir := ""
 		if a.files != nil {
-			d, err := report.NewDir(a.o.out, indices, a.srv.Registry)
-			if err != nil {
-				return err
-			}
-			src = d
-		} else {
-			client, err := elasticsearch.NewClient(a.cfg.Sink.Elasticsearch)
-			if err != nil {
-				return err
-			}
-			es := report.NewES(client, redactURL(a.esAddr), indices)
+			dir = a.o.out
+		}
+		src, err := newReportSource(a.cfg.Sink.Elasticsearch, dir, a.srv.Registry)
+		if err != nil {
+			return err
+		}
+		if es, ok := src.(*report.ES); ok {
 			if err := es.Refresh(ctx); err != nil {
 				return err
 			}
-			src = es
 		}
 		s, err := src.Summary(ctx, report.Window{})
 		if err != nil {
