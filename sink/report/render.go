@@ -262,7 +262,9 @@ func newTimelineChart(tl Timeline) *timelineChart {
 			bar.Rects = append(bar.Rects, stackRect{Sev: rules.Severity(s + 1).String(), X: x + step*0.1, Y: y, W: step * 0.8, H: h})
 			bar.Title += fmt.Sprintf(", %s %d", rules.Severity(s+1), b[s])
 		}
-		c.Bars = append(c.Bars, bar)
+		if len(bar.Rects) > 0 {
+			c.Bars = append(c.Bars, bar)
+		}
 		switch {
 		case i == 0:
 			c.Ticks = append(c.Ticks, tick{X: x, Label: at.UTC().Format(format), Anchor: "start"})
