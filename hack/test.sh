@@ -12,6 +12,9 @@ stamp() { echo "== $1 ($(( $(date +%s) - t0 ))s elapsed)"; }
 stamp "lint"
 make --no-print-directory lint
 
+stamp "chromium"
+hack/testenv/chromium.sh
+
 stamp "test ground up"
 trap 'stamp "test ground down"; hack/testenv/down.sh >/dev/null 2>&1 || true' EXIT
 hack/testenv/up.sh

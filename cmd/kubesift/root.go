@@ -47,6 +47,7 @@ and webhooks.`,
 		newNotifyCommand(g),
 		newRunCommand(g),
 		newPostureCommand(),
+		newReportCommand(g),
 	)
 	return root
 }

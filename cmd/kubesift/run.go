@@ -199,6 +199,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 		s.files = a.files.Files()
 	}
 	s.print(o.stdout)
+	a.writeRunReport()
 	switch {
 	case interrupted:
 		return &exitError{code: 130, err: errors.Join(errors.New("interrupted; what was acknowledged is written"), err)}

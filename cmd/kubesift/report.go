@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/kubesift/kubesift/internal/atomicfile"
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
+	"github.com/kubesift/kubesift/sink/report"
+)
+
+// reportOptions are the flags of `kubesift report`.
+type reportOptions struct {
+	from  string
+	es    string
+	since time.Duration
+	out   string
+}
+
+func newReportCommand(g *globalFlags) *cobra.Command {
+	o := &reportOptions{}
+	cmd := &cobra.Command{
+		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE]",
+		Short: "Write report.html: alerts, rules, actors, Events and posture on one self-contained page",
+		Long: `report builds one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
+from an NDJSON output folder of kubesift run (--from) or from Elasticsearch (--es, with the
+authentication and TLS of sink.elasticsearch in the configuration): the alerts timeline by
+severity, the top rules with their MITRE ATT&CK tactics, the top actors, Events by reason, the
+posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.`,
+		Example: `  kubesift report --from kubesift-out -o report.html
+  kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			return o.run(cmd, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.from, "from", "", "NDJSON output folder of kubesift run")
+	f.StringVar(&o.es, "es", "", "Elasticsearch URL (replaces sink.elasticsearch.addresses; auth and TLS from the configuration)")
+	f.DurationVar(&o.since, "since", 0, "only documents of this long before now (0: all)")
+	f.StringVarP(&o.out, "output", "o", "report.html", "file to write")
+	return cmd
+}
+
+func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
+	if (o.from == "") == (o.es == "") {
+		return errors.New("report: give exactly one of --from DIR and --es URL")
+	}
+	if o.since < 0 {
+		return fmt.Errorf("report: --since: %s is negative", o.since)
+	}
+	esCfg := cfg.Sink.Elasticsearch
+	if o.es != "" {
+		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
+			return fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
+		}
+		esCfg.Addresses = []string{o.es}
+	}
+	src, err := newReportSource(esCfg, o.from, nil)
+	if err != nil {
+		return err
+	}
+	var w report.Window
+	if o.since > 0 {
+		w.From = time.Now().Add(-o.since)
+	}
+	s, err := src.Summary(cmd.Context(), w)
+	if err != nil {
+		return err
+	}
+	if err := writeReport(o.out, s); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "report: %s (%d alerts, %d audit records, %d Events)\n", o.out, s.Alerts, s.AuditRecords, s.Events)
+	return nil
+}
+
+// newReportSource is the source of the NDJSON folder dir, or with dir
+// empty of the Elasticsearch cluster at esCfg's first address.
+func newReportSource(esCfg config.ElasticsearchConfig, dir string, reg prometheus.Registerer) (report.Source, error) {
+	indices := report.IndicesFrom(esCfg)
+	if dir != "" {
+		d, err := report.NewDir(dir, indices, reg)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}
+	client, err := elasticsearch.NewClient(esCfg)
+	if err != nil {
+		return nil, err
+	}
+	addr := "elasticsearch"
+	if len(esCfg.Addresses) > 0 {
+		addr = redactURL(esCfg.Addresses[0])
+	}
+	// The page names the address, never credentials in it.
+	return report.NewES(client, addr, indices), nil
+}
+
+// writeReport renders s into path, replacing the file whole.
+func writeReport(path string, s *report.Summary) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	var b bytes.Buffer
+	if err := report.Render(&b, s, report.Options{}); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(path, b.Bytes()); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// writeRunReport writes <out>/report.html at the end of `kubesift run`,
+// from the NDJSON files or, with Elasticsearch, from the whole store, and
+// prints its path. A report that cannot be written is said, not a failure
+// of the run: the documents are written.
+func (a *allInOne) writeRunReport() {
+	path := filepath.Join(a.o.out, "report.html")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := func() error {
+		dir := ""
+		if a.files != nil {
+			dir = a.o.out
+		}
+		src, err := newReportSource(a.cfg.Sink.Elasticsearch, dir, a.srv.Registry)
+		if err != nil {
+			return err
+		}
+		if es, ok := src.(*report.ES); ok {
+			if err := es.Refresh(ctx); err != nil {
+				return err
+			}
+		}
+		s, err := src.Summary(ctx, report.Window{})
+		if err != nil {
+			return err
+		}
+		return writeReport(path, s)
+	}()
+	if err != nil {
+		a.log.Warn("report not written", "err", err)
+		fmt.Fprintf(a.o.stdout, "%s  not written: %v\n", path, err)
+		return
+	}
+	fmt.Fprintf(a.o.stdout, "%s  report\n", path)
+}
+
+// redactURL is addr without the credentials a URL may hold.
+func redactURL(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "(address not shown)"
+	}
+	u.User = nil
+	return u.String()
+}

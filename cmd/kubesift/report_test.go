@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/report/reporttest"
+)
+
+// maxScenarioReport is the size the bundled scenario's page must stay
+// under.
+const maxScenarioReport = 2 << 20
+
+// TestRunWritesReport: `kubesift run` on the bundled scenario writes
+// <out>/report.html and prints its path; the page is under 2 MB and, in
+// the real headless Chromium, loads without a console error with every
+// chart drawn, and says the run has no posture data. `kubesift report
+// --from` builds the same page from the folder. Run with -v for the size
+// and Chromium's load time.
+func TestRunWritesReport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	stdout, err := runForTest(t, ctx, out, "../../examples/scenario")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(out, "report.html")
+	if !strings.Contains(stdout, path+"  report\n") {
+		t.Errorf("the summary does not print the report's path:\n%s", stdout)
+	}
+	page, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) >= maxScenarioReport {
+		t.Errorf("the scenario's report is %d bytes, over %d", len(page), maxScenarioReport)
+	}
+	if !strings.Contains(string(page), `data-posture="none"`) {
+		t.Error("the report does not say the run has no posture data")
+	}
+	again := filepath.Join(t.TempDir(), "again.html")
+	cliOut, _, code := runCLI(t, "", "report", "--from", out, "-o", again)
+	if code != 0 || !strings.Contains(cliOut, "189 alerts, 1664 audit records, 28 Events") {
+		t.Errorf("report --from: exit %d, %q", code, cliOut)
+	}
+	if st, err := os.Stat(again); err != nil || st.Size() != int64(len(page)) {
+		t.Errorf("report --from wrote %v (%v), run wrote %d bytes", st, err, len(page))
+	}
+
+	p := reporttest.Open(t, path)
+	t.Logf("scenario report: %d bytes (limit %d); Chromium load %.1f ms (target 2000 ms); screenshot %s",
+		len(page), maxScenarioReport, p.LoadMillis, p.Screenshot)
+	if len(p.Errors) > 0 {
+		t.Errorf("console errors: %q", p.Errors)
+	}
+	for _, c := range []string{"timeline", "rules", "actors", "reasons", "alerts"} {
+		if p.Charts[c] == 0 {
+			t.Errorf("chart %s missing or empty (charts %v, empty %v)", c, p.Charts, p.Empty)
+		}
+	}
+}
+
+func TestReportBadInvocations(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no source", nil, "exactly one of --from DIR and --es URL"},
+		{"two sources", []string{"--from", dir, "--es", "http://localhost:9200"}, "exactly one of"},
+		{"negative since", []string{"--from", dir, "--since", "-1h"}, "--since: -1h0m0s is negative"},
+		{"missing folder", []string{"--from", filepath.Join(dir, "nope")}, "no such file or directory"},
+		{"a file", []string{"--from", file}, "is not a directory"},
+		{"not a URL", []string{"--es", "localhost"}, `--es: "localhost" is not a URL`},
+		{"credentials kept out", []string{"--es", "http://user:s3cret@%zz"}, "is not a URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, code := runCLI(t, "", append([]string{"report", "-o", filepath.Join(dir, "r.html")}, tc.args...)...)
+			if code == 0 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want an error with %q", code, stderr, tc.want)
+			}
+			if strings.Contains(stderr, "s3cret") {
+				t.Errorf("the error shows the password: %q", stderr)
+			}
+		})
+	}
+}
+
+// TestReportFromES (real Elasticsearch): --es with the configuration's
+// index names reads that cluster; names nothing was written to make an
+// empty report, not an error.
+func TestReportFromES(t *testing.T) {
+	u := testenv.ElasticsearchURL(t)
+	dir := t.TempDir()
+	ns := fmt.Sprint(time.Now().UnixNano())
+	cfg := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sink:
+  elasticsearch:
+    streams: {audit: logs-ksreport.a-%[1]s, events: logs-ksreport.e-%[1]s}
+    alerts_index: ksreport-alerts-%[1]s
+    findings: {index: ksreport-findings-%[1]s, scores_stream: metrics-ksreport.s-%[1]s}
+`, ns)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "r.html")
+	stdout, stderr, code := runCLI(t, "", "report", "-c", cfg, "--es", u, "--since", "24h", "-o", out)
+	if code != 0 || !strings.Contains(stdout, "0 alerts") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	page, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(page), u) || !strings.Contains(string(page), `data-posture="none"`) {
+		t.Error("the page does not name the address or does not say there is no posture data")
+	}
+}
