@@ -34,6 +34,11 @@
 //     kind and apiVersion.
 //   - event_time: when the collector observed the change (the informer's
 //     notification); the API server records no change time on objects.
+//   - initial_list: true when the record comes from the collector's initial
+//     list of the kind (a new collector or leader lists every object once)
+//     rather than from a watched change; absent otherwise. A consumer that
+//     attributes changes to their authors (the posture consumer's actor)
+//     treats such an object as possibly older than the collector.
 //
 // A deleted object is published as a Kafka tombstone: its key and a nil
 // value, so that compaction eventually removes the object from the topic
@@ -130,16 +135,21 @@ type Flags struct {
 // so a stage that edits the typed view (redaction) must re-encode Object with
 // SyncObject.
 type Record struct {
-	Schema       int             `json:"schema"`
-	ID           string          `json:"id"`
-	Cluster      Cluster         `json:"cluster"`
-	Source       Source          `json:"source"`
-	APIVersion   string          `json:"api_version"`
-	EventTime    time.Time       `json:"event_time"`
-	ObservedTime time.Time       `json:"observed_time"`
-	Key          string          `json:"key"`
-	Flags        Flags           `json:"flags,omitzero"`
-	Object       json.RawMessage `json:"object"`
+	Schema       int       `json:"schema"`
+	ID           string    `json:"id"`
+	Cluster      Cluster   `json:"cluster"`
+	Source       Source    `json:"source"`
+	APIVersion   string    `json:"api_version"`
+	EventTime    time.Time `json:"event_time"`
+	ObservedTime time.Time `json:"observed_time"`
+	Key          string    `json:"key"`
+	// InitialList marks an object record published from the collector's
+	// initial list of its kind (client-go's isInInitialList) rather than
+	// from a change it watched: the object may have been as it is long
+	// before the collector started. Only object records set it.
+	InitialList bool            `json:"initial_list,omitempty"`
+	Flags       Flags           `json:"flags,omitzero"`
+	Object      json.RawMessage `json:"object"`
 
 	// Audit is the typed view of an audit.k8s.io Event (v1beta1 input is read
 	// into the v1 type: its fields are a superset for everything we use).
