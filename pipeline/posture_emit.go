@@ -49,10 +49,12 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 		c.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value, stage: stage, reason: stage, err: err.Error()})
 	}
 	var (
-		ds  []posture.Decision
-		cl  string
-		at  = m.Time
-		err error
+		ds      []posture.Decision
+		cl      string
+		at      = m.Time
+		err     error
+		ch      *ActorChange
+		initial bool
 	)
 	if m.Value == nil {
 		var rec *record.Record
@@ -68,12 +70,21 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 		}
 		ds = c.o.Engine.Delete(cl, kind, ns, name)
 		c.m.objects.WithLabelValues(resultDeleted).Inc()
+		_, rv, _ := strings.Cut(rec.ID, ":")
+		ch = &ActorChange{Cluster: cl, Kind: kind, Namespace: ns, Name: name, ResourceVersion: rv, Deleted: true, ObservedAt: m.Time}
 	} else {
 		var o posture.Object
-		if o, cl, err = objectOf(m); err != nil {
+		var rec *record.Record
+		if rec, err = record.Unmarshal(m.Value); err == nil {
+			o, _, err = posture.ObjectFromRecord(rec)
+		}
+		if err != nil {
 			bad(StageDecode, fmt.Errorf("object record at offset %d: %w", m.Offset, err))
 			return
 		}
+		cl, initial = rec.Cluster.Name, rec.InitialList
+		ch = &ActorChange{Cluster: cl, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, ResourceVersion: o.ResourceVersion,
+			ObservedAt: rec.ObservedTime}
 		if c.restore(ctx, ps, cl) != nil {
 			pm.lost.Store(true)
 			return
@@ -87,7 +98,7 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 	if len(ds) > 0 {
 		ps.dirty[cl] = true
 	}
-	c.emit(work, pm, part, m, ds, at)
+	c.emitLive(ctx, work, pm, part, m, ds, at, ch, initial)
 }
 
 // recordHeaders converts kafka-go headers for record.ParseTombstone.
@@ -205,22 +216,31 @@ func (c *PostureConsumer) alertDocument(ctx context.Context, h hold, orig kafka.
 // any: rule_id is the check id. Its id is the transition's, so a replayed
 // transition raises the same alert id (deduplicated by the alerts index
 // and the notifier). The CIS items are tags ("cis:5.2.2"), the object is
-// namespace/resource/name, and the remediation closes the message.
+// namespace/resource/name, and the remediation closes the message. The
+// actor, when known, is the alert's user, user agent, source IP and audit
+// id; a pre-existing finding is tagged "pre-existing".
 func postureAlert(d *posture.Decision, at time.Time) *rules.Alert {
 	tags := []string{"posture"}
 	for _, id := range d.CIS {
 		tags = append(tags, "cis:"+id)
 	}
+	if d.Actor != nil && d.Actor.PreExisting {
+		tags = append(tags, "pre-existing")
+	}
 	msg := d.Message
 	if d.Remediation != "" {
 		msg = strings.TrimSpace(msg + " Remediation: " + d.Remediation)
 	}
-	return &rules.Alert{
+	a := &rules.Alert{
 		ID: ecs.TransitionID(d), RuleID: d.CheckID, Title: d.Title, Severity: d.Severity, Mitre: d.Mitre, Tags: tags,
 		RecordID: record.ObjectRecordID(d.Object.UID, d.ResourceVersion), Source: record.SourceObject,
 		Cluster: d.Cluster, Time: at.UTC(), Message: msg,
 		Namespace: d.Object.Namespace, Resource: strings.ToLower(d.Object.Kind), Name: d.Object.Name,
 	}
+	if act := d.Actor; act != nil {
+		a.User, a.UserAgent, a.SourceIP, a.AuditID = act.User, act.UserAgent, act.SourceIP, act.AuditID
+	}
+	return a
 }
 
 // deadLetter writes dl to the dead-letter topic under h.

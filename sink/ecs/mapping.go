@@ -183,7 +183,7 @@ func AlertsMappings() map[string]any {
 			"kubesift": obj(map[string]any{
 				"alert": obj(map[string]any{
 					"severity": kw(), "record_id": kw(), "source": kw(), "group_key": kw(),
-					"count": long(), "message": txt(), "verb": kw(),
+					"count": long(), "message": txt(), "verb": kw(), "audit_id": kw(),
 				}),
 				"delivery": map[string]any{
 					"type": "object", "dynamic": true,
