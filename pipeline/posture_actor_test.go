@@ -74,6 +74,7 @@ func (f *fakeFindings) finding(cluster, check, uid string) (posture.Decision, bo
 // audit first, object first within processor.posture.actor_wait, never
 // (the findings are written without actor when the wait ends), an object
 // of the initial list (one lookup, then pre-existing), a failing lookup,
+// a resolution emitted while another change's lookup waits,
 // and a deleted NetworkPolicy, whose deleter becomes the actor of the
 // Namespace finding it reopens. The alert of a finding carries its actor.
 func TestPostureActorOrders(t *testing.T) {
@@ -83,7 +84,7 @@ func TestPostureActorOrders(t *testing.T) {
 	ow := newObjectsWriter(t, brokers, topicObjects)
 	const cl = "prod"
 	const nsCheck, privCheck = "posture-namespace-without-network-policy", "posture-privileged-container"
-	const wait = 4 * time.Second
+	const wait = 8 * time.Second
 	// Before the consumer starts, so the rebuild judges it: the namespace
 	// and its NetworkPolicy pass.
 	ow.put(cl, "v1", "Namespace", "", "shop", "ns-uid", "10", namespaceJSON("shop"))
@@ -124,6 +125,9 @@ func TestPostureActorOrders(t *testing.T) {
 			k := actorKey("Pod", "shop", "b", false)
 			put("b", "b-uid", "21", false)
 			testenv.WaitFor(t, "first lookup of b", 10*time.Second, func() bool { return fa.called(k) > 0 })
+			// A resolution does not wait behind it.
+			ow.put(cl, "v1", "Pod", "shop", "a", "a-uid", "25", podJSON("shop", "a", false))
+			testenv.WaitFor(t, "a resolves", 10*time.Second, func() bool { return ff.state(cl, privCheck, "a-uid") == posture.StateResolved })
 			if _, written := ff.finding(cl, privCheck, "b-uid"); written {
 				t.Error("finding of b written before its actor was known or the wait ended")
 			}
