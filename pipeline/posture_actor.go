@@ -66,7 +66,7 @@ func (c *PostureConsumer) emitLive(gen, work context.Context, pm *pending, part 
 			opening = append(opening, d)
 		}
 	}
-	if len(opening) == 0 || c.o.Actors == nil || c.pc.Posture.ActorWait <= 0 || ch == nil {
+	if len(opening) == 0 || c.o.Actors == nil || c.pc.Posture.ActorWait <= 0 {
 		c.emit(work, pm, part, m, ds, at)
 		return
 	}

@@ -48,48 +48,22 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 		c.m.objects.WithLabelValues(resultInvalid).Inc()
 		c.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value, stage: stage, reason: stage, err: err.Error()})
 	}
-	var (
-		ds      []posture.Decision
-		cl      string
-		at      = m.Time
-		err     error
-		ch      *ActorChange
-		initial bool
-	)
-	if m.Value == nil {
-		var rec *record.Record
-		if rec, err = record.ParseTombstone(m.Key, recordHeaders(m.Headers)); err != nil {
-			bad(StageDecode, fmt.Errorf("tombstone at offset %d: %w", m.Offset, err))
-			return
-		}
-		var kind, ns, name string
-		cl, kind, ns, name, _ = record.ParseObjectKey(rec.Key) // ParseTombstone checked the key
-		if c.restore(ctx, ps, cl) != nil {
-			pm.lost.Store(true) // generation over before the states were read: the next owner rebuilds
-			return
-		}
-		ds = c.o.Engine.Delete(cl, kind, ns, name)
+	lc, err := decodeLive(m)
+	if err != nil {
+		bad(StageDecode, err)
+		return
+	}
+	cl := lc.change.Cluster
+	if c.restore(ctx, ps, cl) != nil {
+		pm.lost.Store(true) // generation over before the states were read: the next owner rebuilds
+		return
+	}
+	var ds []posture.Decision
+	if lc.object == nil {
+		ds = c.o.Engine.Delete(cl, lc.change.Kind, lc.change.Namespace, lc.change.Name)
 		c.m.objects.WithLabelValues(resultDeleted).Inc()
-		_, rv, _ := strings.Cut(rec.ID, ":")
-		ch = &ActorChange{Cluster: cl, Kind: kind, Namespace: ns, Name: name, ResourceVersion: rv, Deleted: true, ObservedAt: m.Time}
 	} else {
-		var o posture.Object
-		var rec *record.Record
-		if rec, err = record.Unmarshal(m.Value); err == nil {
-			o, _, err = posture.ObjectFromRecord(rec)
-		}
-		if err != nil {
-			bad(StageDecode, fmt.Errorf("object record at offset %d: %w", m.Offset, err))
-			return
-		}
-		cl, initial = rec.Cluster.Name, rec.InitialList
-		ch = &ActorChange{Cluster: cl, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, ResourceVersion: o.ResourceVersion,
-			ObservedAt: rec.ObservedTime}
-		if c.restore(ctx, ps, cl) != nil {
-			pm.lost.Store(true)
-			return
-		}
-		if ds, err = c.o.Engine.Apply(cl, o); err != nil {
+		if ds, err = c.o.Engine.Apply(cl, *lc.object); err != nil {
 			bad(StageDocument, err)
 			return
 		}
@@ -98,7 +72,41 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 	if len(ds) > 0 {
 		ps.dirty[cl] = true
 	}
-	c.emitLive(ctx, work, pm, part, m, ds, at, ch, initial)
+	c.emitLive(ctx, work, pm, part, m, ds, m.Time, &lc.change, lc.initial)
+}
+
+// liveChange is one live message of the objects topic, decoded: the
+// change it reports, and the object's new version (nil for a tombstone).
+type liveChange struct {
+	change  ActorChange
+	object  *posture.Object
+	initial bool // record.Record.InitialList
+}
+
+// decodeLive reads an object record or a tombstone. A tombstone's
+// resourceVersion is the last one seen, from its id, and its observation
+// time the message's.
+func decodeLive(m kafka.Message) (*liveChange, error) {
+	if m.Value == nil {
+		rec, err := record.ParseTombstone(m.Key, recordHeaders(m.Headers))
+		if err != nil {
+			return nil, fmt.Errorf("tombstone at offset %d: %w", m.Offset, err)
+		}
+		cl, kind, ns, name, _ := record.ParseObjectKey(rec.Key) // ParseTombstone checked the key
+		_, rv, _ := strings.Cut(rec.ID, ":")
+		return &liveChange{change: ActorChange{Cluster: cl, Kind: kind, Namespace: ns, Name: name, ResourceVersion: rv,
+			Deleted: true, ObservedAt: m.Time}}, nil
+	}
+	rec, err := record.Unmarshal(m.Value)
+	var o posture.Object
+	if err == nil {
+		o, _, err = posture.ObjectFromRecord(rec)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object record at offset %d: %w", m.Offset, err)
+	}
+	return &liveChange{change: ActorChange{Cluster: rec.Cluster.Name, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
+		ResourceVersion: o.ResourceVersion, ObservedAt: rec.ObservedTime}, object: &o, initial: rec.InitialList}, nil
 }
 
 // recordHeaders converts kafka-go headers for record.ParseTombstone.

@@ -102,15 +102,11 @@ func TestFindActorOnRealElasticsearch(t *testing.T) {
 		// server writes the namespace's own name as objectRef.namespace.
 		{id: "n1", user: "admin", impersonated: "frank", verb: "create", resource: "namespaces", ns: "ns1", name: "ns1", rv: "80", at: -time.Second},
 	}
-	var docs []sink.Doc
+	var recs []*record.Record
 	for _, w := range writes {
-		d, err := b.Record(w.record(t, now))
-		if err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, d)
+		recs = append(recs, w.record(t, now))
 	}
-	for id, r := range writeAll(t, es, cfg, docs) {
+	for id, r := range writeAll(t, es, cfg, buildDocs(t, b, recs)) {
 		if r.Status != sink.Indexed {
 			t.Fatalf("%s: %v %s", id, r.Status, r.Reason)
 		}
