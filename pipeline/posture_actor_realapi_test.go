@@ -171,7 +171,7 @@ func TestPostureActorOnRealGround(t *testing.T) {
 		return s == "open" && actor != nil
 	})
 	t.Logf("actor: %+v", actor)
-	if actor.User != user || actor.UserAgent != agent || actor.AuditID == "" || actor.PreExisting {
+	if actor.User != user || actor.Verb != "create" || actor.UserAgent != agent || actor.AuditID == "" || actor.PreExisting {
 		t.Fatalf("actor %+v, want user %s, agent %s and an audit id", actor, user, agent)
 	}
 	status, doc := g.do(http.MethodGet, "/"+url.PathEscape(actor.AuditIndex)+"/_doc/"+url.PathEscape(actor.AuditDocID), "")
@@ -189,8 +189,8 @@ func TestPostureActorOnRealGround(t *testing.T) {
 			if json.Unmarshal(m.Value, &a) != nil || !strings.HasPrefix(a.ID, g.cluster+"/"+privCheck+"/"+depUID+"/") {
 				continue
 			}
-			if a.User != user || a.UserAgent != agent || a.AuditID != actor.AuditID {
-				return fmt.Errorf("alert names user %q, agent %q, audit %q", a.User, a.UserAgent, a.AuditID)
+			if a.User != user || a.Verb != "create" || a.UserAgent != agent || a.AuditID != actor.AuditID {
+				return fmt.Errorf("alert names user %q, verb %q, agent %q, audit %q", a.User, a.Verb, a.UserAgent, a.AuditID)
 			}
 			return nil
 		}

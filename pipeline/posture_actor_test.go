@@ -96,7 +96,7 @@ func TestPostureActorOrders(t *testing.T) {
 	})
 	testenv.WaitFor(t, "rebuild", 20*time.Second, func() bool { return testenv.Metric(t, reg, "kubesift_posture_rebuilds_total") == 2 })
 
-	alice := &posture.Actor{User: "alice", Groups: []string{"dev"}, UserAgent: "kubectl/v1.33", SourceIP: "10.0.0.1", AuditID: "a-1"}
+	alice := &posture.Actor{User: "alice", Verb: "patch", Groups: []string{"dev"}, UserAgent: "kubectl/v1.33", SourceIP: "10.0.0.1", AuditID: "a-1"}
 	bob := &posture.Actor{User: "bob", UserAgent: "terraform", AuditID: "a-2"}
 	put := func(name, uid, rv string, initial bool) {
 		r, err := record.NewObject(record.ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: name, UID: uid, ResourceVersion: rv},
@@ -197,7 +197,7 @@ func TestPostureActorOrders(t *testing.T) {
 		for _, tag := range a.Tags {
 			pre = pre || tag == "pre-existing"
 		}
-		if a.User != tc.user || a.UserAgent != tc.agent || a.SourceIP != tc.ip || a.AuditID != tc.auditID || pre != tc.preExisting {
+		if a.User != tc.user || a.Verb != map[string]string{"alice": "patch"}[tc.user] || a.UserAgent != tc.agent || a.SourceIP != tc.ip || a.AuditID != tc.auditID || pre != tc.preExisting {
 			t.Errorf("alert of pod %s: user %q agent %q ip %q audit %q tags %v", tc.pod, a.User, a.UserAgent, a.SourceIP, a.AuditID, a.Tags)
 		}
 	}

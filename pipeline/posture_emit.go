@@ -225,8 +225,8 @@ func (c *PostureConsumer) alertDocument(ctx context.Context, h hold, orig kafka.
 // transition raises the same alert id (deduplicated by the alerts index
 // and the notifier). The CIS items are tags ("cis:5.2.2"), the object is
 // namespace/resource/name, and the remediation closes the message. The
-// actor, when known, is the alert's user, user agent, source IP and audit
-// id; a pre-existing finding is tagged "pre-existing".
+// actor, when known, is the alert's user, verb, user agent, source IP and
+// audit id; a pre-existing finding is tagged "pre-existing".
 func postureAlert(d *posture.Decision, at time.Time) *rules.Alert {
 	tags := []string{"posture"}
 	for _, id := range d.CIS {
@@ -246,7 +246,7 @@ func postureAlert(d *posture.Decision, at time.Time) *rules.Alert {
 		Namespace: d.Object.Namespace, Resource: strings.ToLower(d.Object.Kind), Name: d.Object.Name,
 	}
 	if act := d.Actor; act != nil {
-		a.User, a.UserAgent, a.SourceIP, a.AuditID = act.User, act.UserAgent, act.SourceIP, act.AuditID
+		a.User, a.Verb, a.UserAgent, a.SourceIP, a.AuditID = act.User, act.Verb, act.UserAgent, act.SourceIP, act.AuditID
 	}
 	return a
 }

@@ -75,9 +75,11 @@ type Decision struct {
 // Actor is who made a change, from the audit record of the same object:
 // the requesting user (the impersonated one when the request impersonated),
 // or PreExisting for a finding present before kubesift watched the cluster.
-// AuditIndex and AuditDocID name the audit record's document, when known.
+// Verb is the request's (create, update, patch, delete). AuditIndex and
+// AuditDocID name the audit record's document, when known.
 type Actor struct {
 	User        string   `json:"user,omitempty"`
+	Verb        string   `json:"verb,omitempty"`
 	Groups      []string `json:"groups,omitempty"`
 	UserAgent   string   `json:"user_agent,omitempty"`
 	SourceIP    string   `json:"source_ip,omitempty"`

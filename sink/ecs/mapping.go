@@ -215,7 +215,7 @@ func FindingsMappings() map[string]any {
 					"observed_resource_version": kw(), "version": long(),
 					"first_seen": date(), "opened_at": date(), "resolved_at": date(), "last_transition_at": date(),
 					"actor": obj(map[string]any{
-						"user": kw(), "groups": kw(), "user_agent": kw(), "source_ip": map[string]any{"type": "ip"},
+						"user": kw(), "verb": kw(), "groups": kw(), "user_agent": kw(), "source_ip": map[string]any{"type": "ip"},
 						"audit_id": kw(), "audit_index": kw(), "audit_doc_id": kw(), "pre_existing": boolean(),
 					}),
 				}),

@@ -72,7 +72,7 @@ func FindActor(ctx context.Context, es *elasticsearch.Client, index string, q Ac
 		// stays in the audit document the actor links to.
 		user = *a.ImpersonatedUser
 	}
-	out := &posture.Actor{User: user.Username, Groups: user.Groups, UserAgent: a.UserAgent, AuditID: a.AuditID,
+	out := &posture.Actor{User: user.Username, Verb: a.Verb, Groups: user.Groups, UserAgent: a.UserAgent, AuditID: a.AuditID,
 		AuditIndex: hit.Index, AuditDocID: hit.ID}
 	if len(a.SourceIPs) > 0 {
 		out.SourceIP = a.SourceIPs[0]
@@ -127,7 +127,7 @@ func actorSearch(q ActorQuery) map[string]any {
 			"filter": filter, "must_not": []any{exists("kubernetes.audit.objectRef.subresource")}, "should": should, "minimum_should_match": 1,
 		}},
 		"sort": []any{"_score", map[string]any{"kubernetes.audit.stageTimestamp": "desc"}},
-		"_source": []string{"kubernetes.audit.auditID", "kubernetes.audit.user", "kubernetes.audit.impersonatedUser",
+		"_source": []string{"kubernetes.audit.auditID", "kubernetes.audit.verb", "kubernetes.audit.user", "kubernetes.audit.impersonatedUser",
 			"kubernetes.audit.userAgent", "kubernetes.audit.sourceIPs"},
 	}
 }
@@ -141,6 +141,7 @@ type actorHits struct {
 				Kubernetes struct {
 					Audit struct {
 						AuditID          string     `json:"auditID"`
+						Verb             string     `json:"verb"`
 						User             auditUser  `json:"user"`
 						ImpersonatedUser *auditUser `json:"impersonatedUser"`
 						UserAgent        string     `json:"userAgent"`

@@ -154,7 +154,7 @@ func TestFindActorOnRealElasticsearch(t *testing.T) {
 				}
 				return
 			}
-			if a == nil || a.AuditID != tc.wantAudit || a.User != tc.wantUser {
+			if a == nil || a.AuditID != tc.wantAudit || a.User != tc.wantUser || a.Verb == "" {
 				t.Fatalf("found %+v, want audit %s by %s", a, tc.wantAudit, tc.wantUser)
 			}
 			if a.UserAgent == "" || a.SourceIP == "" || len(a.Groups) == 0 || a.AuditIndex == "" ||
