@@ -85,7 +85,9 @@ type PostureOptions struct {
 // findings writer (Indexed, Duplicate, or Rejected and dead-lettered) and
 // every alert it raised is acknowledged by Kafka and its document done; a
 // message that is not an object record, or an object the engine rejects,
-// is done when its dead letter is acknowledged. A transition that raises
+// is done when its dead letter is acknowledged. Transitions that open or
+// reopen findings are handed on only once the change's actor lookup ended
+// (posture_actor.go), so such a message is done after that too. A transition that raises
 // an alert is written to the findings index only after Kafka acknowledged
 // the alert: the state index is what a restarted consumer restores from,
 // so a state written before its alert could hide an alert that was lost.
