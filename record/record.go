@@ -135,21 +135,17 @@ type Flags struct {
 // so a stage that edits the typed view (redaction) must re-encode Object with
 // SyncObject.
 type Record struct {
-	Schema       int       `json:"schema"`
-	ID           string    `json:"id"`
-	Cluster      Cluster   `json:"cluster"`
-	Source       Source    `json:"source"`
-	APIVersion   string    `json:"api_version"`
-	EventTime    time.Time `json:"event_time"`
-	ObservedTime time.Time `json:"observed_time"`
-	Key          string    `json:"key"`
-	// InitialList marks an object record published from the collector's
-	// initial list of its kind (client-go's isInInitialList) rather than
-	// from a change it watched: the object may have been as it is long
-	// before the collector started. Only object records set it.
-	InitialList bool            `json:"initial_list,omitempty"`
-	Flags       Flags           `json:"flags,omitzero"`
-	Object      json.RawMessage `json:"object"`
+	Schema       int             `json:"schema"`
+	ID           string          `json:"id"`
+	Cluster      Cluster         `json:"cluster"`
+	Source       Source          `json:"source"`
+	APIVersion   string          `json:"api_version"`
+	EventTime    time.Time       `json:"event_time"`
+	ObservedTime time.Time       `json:"observed_time"`
+	Key          string          `json:"key"`
+	InitialList  bool            `json:"initial_list,omitempty"` // an object record of the collector's initial list (package doc)
+	Flags        Flags           `json:"flags,omitzero"`
+	Object       json.RawMessage `json:"object"`
 
 	// Audit is the typed view of an audit.k8s.io Event (v1beta1 input is read
 	// into the v1 type: its fields are a superset for everything we use).
