@@ -41,6 +41,9 @@ type PostureOptions struct {
 	Engine    *posture.Engine
 	Findings  FindingsSink
 	States    StateReader
+	// Actors finds who made a change that opened findings; nil, or
+	// Processor.Posture.ActorWait 0, leaves findings without actor.
+	Actors ActorFinder
 	// Documents builds the alert documents written beside the alerts
 	// topic, as the record processor does.
 	Documents interface {
@@ -82,7 +85,9 @@ type PostureOptions struct {
 // findings writer (Indexed, Duplicate, or Rejected and dead-lettered) and
 // every alert it raised is acknowledged by Kafka and its document done; a
 // message that is not an object record, or an object the engine rejects,
-// is done when its dead letter is acknowledged. A transition that raises
+// is done when its dead letter is acknowledged. Transitions that open or
+// reopen findings are handed on only once the change's actor lookup ended
+// (posture_actor.go), so such a message is done after that too. A transition that raises
 // an alert is written to the findings index only after Kafka acknowledged
 // the alert: the state index is what a restarted consumer restores from,
 // so a state written before its alert could hide an alert that was lost.
@@ -105,6 +110,7 @@ type PostureConsumer struct {
 	commitMu   sync.Mutex
 	committed  map[int]int64 // partition -> last offset committed in this generation; guarded by commitMu
 	ready      atomic.Bool
+	actorSlots chan struct{} // one per actor lookup waiting (maxActorLookups)
 }
 
 // NewPosture checks o and builds a PostureConsumer; it connects to nothing
@@ -129,7 +135,7 @@ func NewPosture(o PostureOptions) (*PostureConsumer, error) {
 		o.Registerer = prometheus.NewRegistry()
 	}
 	c := &PostureConsumer{o: o, pc: o.Processor, topic: o.Kafka.Topics.Objects, minSev: sev,
-		log: o.Logger.With("component", "posture"), m: newPostureMetrics()}
+		log: o.Logger.With("component", "posture"), m: newPostureMetrics(), actorSlots: make(chan struct{}, maxActorLookups)}
 	c.dialer = o.Dialer
 	if c.dialer == nil {
 		if c.dialer, err = kafkaopts.Dialer(o.Kafka); err != nil {

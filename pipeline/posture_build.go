@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
+	goes "github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/kubesift/kubesift/collector/objects"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/rules/posture"
@@ -39,8 +43,31 @@ func newPosture(cfg *config.Config, deps ProcessorDeps, set *rules.Set, es *elas
 	}
 	return NewPosture(PostureOptions{
 		Kafka: cfg.Kafka, Processor: cfg.Processor, Engine: posture.New(set), Findings: fw, States: states,
-		Documents: docs, Writer: borrowedWriter{es}, Registerer: deps.Registerer, Logger: log,
+		Actors: auditActors(client, cfg.Sink.Elasticsearch.Streams.Audit), Documents: docs, Writer: borrowedWriter{es},
+		Registerer: deps.Registerer, Logger: log,
 	})
+}
+
+// The time match of an actor lookup: an audit write at most actorSkew
+// after the collector saw the change (the two clocks differ) and at most
+// actorWindow before it (the collector's queue and batching delay it).
+const (
+	actorSkew   = 2 * time.Second
+	actorWindow = time.Minute
+)
+
+// auditActors finds the authors of changes in the audit data stream the
+// record processor writes.
+func auditActors(client *goes.Client, stream string) ActorFinder {
+	return func(ctx context.Context, ch ActorChange) (*posture.Actor, error) {
+		group, resource, ok := objects.Resource(ch.Kind)
+		if !ok {
+			return nil, fmt.Errorf("kind %q: no API resource known", ch.Kind)
+		}
+		return elasticsearch.FindActor(ctx, client, stream, elasticsearch.ActorQuery{Cluster: ch.Cluster,
+			APIGroup: group, Resource: resource, Namespace: ch.Namespace, Name: ch.Name, ResourceVersion: ch.ResourceVersion,
+			Deleted: ch.Deleted, ObservedAt: ch.ObservedAt, Skew: actorSkew, Window: actorWindow})
+	}
 }
 
 // borrowedWriter is a writer whose owner is someone else: Close does not

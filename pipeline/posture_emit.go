@@ -48,37 +48,22 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 		c.m.objects.WithLabelValues(resultInvalid).Inc()
 		c.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value, stage: stage, reason: stage, err: err.Error()})
 	}
-	var (
-		ds  []posture.Decision
-		cl  string
-		at  = m.Time
-		err error
-	)
-	if m.Value == nil {
-		var rec *record.Record
-		if rec, err = record.ParseTombstone(m.Key, recordHeaders(m.Headers)); err != nil {
-			bad(StageDecode, fmt.Errorf("tombstone at offset %d: %w", m.Offset, err))
-			return
-		}
-		var kind, ns, name string
-		cl, kind, ns, name, _ = record.ParseObjectKey(rec.Key) // ParseTombstone checked the key
-		if c.restore(ctx, ps, cl) != nil {
-			pm.lost.Store(true) // generation over before the states were read: the next owner rebuilds
-			return
-		}
-		ds = c.o.Engine.Delete(cl, kind, ns, name)
+	lc, err := decodeLive(m)
+	if err != nil {
+		bad(StageDecode, err)
+		return
+	}
+	cl := lc.change.Cluster
+	if c.restore(ctx, ps, cl) != nil {
+		pm.lost.Store(true) // generation over before the states were read: the next owner rebuilds
+		return
+	}
+	var ds []posture.Decision
+	if lc.object == nil {
+		ds = c.o.Engine.Delete(cl, lc.change.Kind, lc.change.Namespace, lc.change.Name)
 		c.m.objects.WithLabelValues(resultDeleted).Inc()
 	} else {
-		var o posture.Object
-		if o, cl, err = objectOf(m); err != nil {
-			bad(StageDecode, fmt.Errorf("object record at offset %d: %w", m.Offset, err))
-			return
-		}
-		if c.restore(ctx, ps, cl) != nil {
-			pm.lost.Store(true)
-			return
-		}
-		if ds, err = c.o.Engine.Apply(cl, o); err != nil {
+		if ds, err = c.o.Engine.Apply(cl, *lc.object); err != nil {
 			bad(StageDocument, err)
 			return
 		}
@@ -87,7 +72,41 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 	if len(ds) > 0 {
 		ps.dirty[cl] = true
 	}
-	c.emit(work, pm, part, m, ds, at)
+	c.emitLive(ctx, work, pm, part, m, ds, m.Time, &lc.change, lc.initial)
+}
+
+// liveChange is one live message of the objects topic, decoded: the
+// change it reports, and the object's new version (nil for a tombstone).
+type liveChange struct {
+	change  ActorChange
+	object  *posture.Object
+	initial bool // record.Record.InitialList
+}
+
+// decodeLive reads an object record or a tombstone. A tombstone's
+// resourceVersion is the last one seen, from its id, and its observation
+// time the message's.
+func decodeLive(m kafka.Message) (*liveChange, error) {
+	if m.Value == nil {
+		rec, err := record.ParseTombstone(m.Key, recordHeaders(m.Headers))
+		if err != nil {
+			return nil, fmt.Errorf("tombstone at offset %d: %w", m.Offset, err)
+		}
+		cl, kind, ns, name, _ := record.ParseObjectKey(rec.Key) // ParseTombstone checked the key
+		_, rv, _ := strings.Cut(rec.ID, ":")
+		return &liveChange{change: ActorChange{Cluster: cl, Kind: kind, Namespace: ns, Name: name, ResourceVersion: rv,
+			Deleted: true, ObservedAt: m.Time}}, nil
+	}
+	rec, err := record.Unmarshal(m.Value)
+	var o posture.Object
+	if err == nil {
+		o, _, err = posture.ObjectFromRecord(rec)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object record at offset %d: %w", m.Offset, err)
+	}
+	return &liveChange{change: ActorChange{Cluster: rec.Cluster.Name, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
+		ResourceVersion: o.ResourceVersion, ObservedAt: rec.ObservedTime}, object: &o, initial: rec.InitialList}, nil
 }
 
 // recordHeaders converts kafka-go headers for record.ParseTombstone.
@@ -205,22 +224,31 @@ func (c *PostureConsumer) alertDocument(ctx context.Context, h hold, orig kafka.
 // any: rule_id is the check id. Its id is the transition's, so a replayed
 // transition raises the same alert id (deduplicated by the alerts index
 // and the notifier). The CIS items are tags ("cis:5.2.2"), the object is
-// namespace/resource/name, and the remediation closes the message.
+// namespace/resource/name, and the remediation closes the message. The
+// actor, when known, is the alert's user, verb, user agent, source IP and
+// audit id; a pre-existing finding is tagged "pre-existing".
 func postureAlert(d *posture.Decision, at time.Time) *rules.Alert {
 	tags := []string{"posture"}
 	for _, id := range d.CIS {
 		tags = append(tags, "cis:"+id)
 	}
+	if d.Actor != nil && d.Actor.PreExisting {
+		tags = append(tags, "pre-existing")
+	}
 	msg := d.Message
 	if d.Remediation != "" {
 		msg = strings.TrimSpace(msg + " Remediation: " + d.Remediation)
 	}
-	return &rules.Alert{
+	a := &rules.Alert{
 		ID: ecs.TransitionID(d), RuleID: d.CheckID, Title: d.Title, Severity: d.Severity, Mitre: d.Mitre, Tags: tags,
 		RecordID: record.ObjectRecordID(d.Object.UID, d.ResourceVersion), Source: record.SourceObject,
 		Cluster: d.Cluster, Time: at.UTC(), Message: msg,
 		Namespace: d.Object.Namespace, Resource: strings.ToLower(d.Object.Kind), Name: d.Object.Name,
 	}
+	if act := d.Actor; act != nil {
+		a.User, a.Verb, a.UserAgent, a.SourceIP, a.AuditID = act.User, act.Verb, act.UserAgent, act.SourceIP, act.AuditID
+	}
+	return a
 }
 
 // deadLetter writes dl to the dead-letter topic under h.

@@ -31,6 +31,7 @@ type postureMetrics struct {
 	abandoned      prometheus.Counter
 	rebuilds       prometheus.Counter
 	rebuildSeconds prometheus.Gauge
+	actorLookups   *prometheus.CounterVec // result
 }
 
 func newPostureMetrics() *postureMetrics {
@@ -60,6 +61,8 @@ func newPostureMetrics() *postureMetrics {
 			Name: "rebuilds_total", Help: "Partitions rebuilt from the objects topic (on each assignment)."}),
 		rebuildSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "rebuild_seconds", Help: "Duration of the last rebuild: read to the high watermark, restore, replace, transitions written."}),
+		actorLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "actor_lookups_total", Help: "Actor lookups of live changes that opened or reopened findings, by result (found, not_found, error, pre_existing, given_up)."}, []string{"result"}),
 	}
 	for _, r := range []string{resultApplied, resultDeleted, resultInvalid} {
 		m.objects.WithLabelValues(r)
@@ -70,13 +73,16 @@ func newPostureMetrics() *postureMetrics {
 	for _, s := range []string{StageDecode, StageDocument, StageIndex} {
 		m.deadLetters.WithLabelValues(s)
 	}
+	for _, r := range []string{actorFound, actorNotFound, actorError, actorPreExisting, actorGivenUp} {
+		m.actorLookups.WithLabelValues(r)
+	}
 	return m
 }
 
 // register adds every series to reg, or none.
 func (m *postureMetrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{m.score, m.objects, m.transitions, m.alerts, m.deadLetters, m.lag, m.committed,
-		m.commitErrors, m.assigned, m.abandoned, m.rebuilds, m.rebuildSeconds}
+		m.commitErrors, m.assigned, m.abandoned, m.rebuilds, m.rebuildSeconds, m.actorLookups}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

@@ -188,8 +188,10 @@ func netpolJSON(ns string) string {
 }
 
 // startPosture runs a posture consumer of group on the fake cluster until
-// the returned stop is called; stop waits for Run to return.
-func startPosture(t *testing.T, brokers []string, group string, ff *fakeFindings, reg *prometheus.Registry) (stop func()) {
+// the returned stop is called; stop waits for Run to return. opts adjust
+// the options before the consumer is built.
+func startPosture(t *testing.T, brokers []string, group string, ff *fakeFindings, reg *prometheus.Registry,
+	opts ...func(*PostureOptions)) (stop func()) {
 	t.Helper()
 	set, err := rules.New(rules.LoadOptions{})
 	if err != nil {
@@ -197,8 +199,12 @@ func startPosture(t *testing.T, brokers []string, group string, ff *fakeFindings
 	}
 	pc := testProcessorConfig("records-" + group)
 	pc.Posture = config.ProcessorPostureConfig{Enabled: true, GroupID: group, AlertSeverity: "high", ScoreInterval: 100 * time.Millisecond}
-	c, err := NewPosture(PostureOptions{Kafka: testKafka(brokers), Processor: pc, Engine: posture.New(set.Set()),
-		Findings: ff, States: ff.States, Documents: fakeDocs{}, Writer: newFakeWriter(), Registerer: reg, Logger: testLogger(t)})
+	o := PostureOptions{Kafka: testKafka(brokers), Processor: pc, Engine: posture.New(set.Set()),
+		Findings: ff, States: ff.States, Documents: fakeDocs{}, Writer: newFakeWriter(), Registerer: reg, Logger: testLogger(t)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c, err := NewPosture(o)
 	if err != nil {
 		t.Fatal(err)
 	}

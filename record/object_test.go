@@ -2,6 +2,7 @@ package record
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -128,4 +129,30 @@ func FuzzParseTombstone(f *testing.F) {
 			t.Fatalf("key %q does not round-trip: %v", key, err)
 		}
 	})
+}
+
+// TestInitialListRoundTrip: the initial-list mark survives the wire, and a
+// record without it writes no field at all.
+func TestInitialListRoundTrip(t *testing.T) {
+	for _, initial := range []bool{false, true} {
+		r, err := NewObject(testObjRef, []byte(`{"kind":"Deployment"}`), Cluster{Name: "prod"}, time.Unix(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.InitialList = initial
+		b, err := Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Unmarshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.InitialList != initial {
+			t.Errorf("initial_list %v read back as %v from %s", initial, got.InitialList, b)
+		}
+		if !initial && strings.Contains(string(b), "initial_list") {
+			t.Errorf("unmarked record writes initial_list: %s", b)
+		}
+	}
 }

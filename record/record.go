@@ -34,6 +34,11 @@
 //     kind and apiVersion.
 //   - event_time: when the collector observed the change (the informer's
 //     notification); the API server records no change time on objects.
+//   - initial_list: true when the record comes from the collector's initial
+//     list of the kind (a new collector or leader lists every object once)
+//     rather than from a watched change; absent otherwise. A consumer that
+//     attributes changes to their authors (the posture consumer's actor)
+//     treats such an object as possibly older than the collector.
 //
 // A deleted object is published as a Kafka tombstone: its key and a nil
 // value, so that compaction eventually removes the object from the topic
@@ -138,6 +143,7 @@ type Record struct {
 	EventTime    time.Time       `json:"event_time"`
 	ObservedTime time.Time       `json:"observed_time"`
 	Key          string          `json:"key"`
+	InitialList  bool            `json:"initial_list,omitempty"` // an object record of the collector's initial list (package doc)
 	Flags        Flags           `json:"flags,omitzero"`
 	Object       json.RawMessage `json:"object"`
 

@@ -74,6 +74,9 @@ func Marshal(r *Record) ([]byte, error) {
 	b = appendTime(b, r.ObservedTime)
 	b = append(b, `,"key":`...)
 	b = appendJSONString(b, r.Key)
+	if r.InitialList {
+		b = append(b, `,"initial_list":true`...)
+	}
 	if r.Flags.Truncated || r.Flags.Redacted != nil {
 		b = append(b, `,"flags":{`...)
 		sep := ""

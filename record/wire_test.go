@@ -88,6 +88,7 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 	recs[1].Flags = Flags{Redacted: []string{}}
 	recs[1].Key = "c/\"odd\" <key> & \\ \n\t\x01 \u2028 é \xff"
 	recs[2].Cluster.UID = "uid"
+	recs[2].InitialList = true
 	for _, r := range recs {
 		got, err := Marshal(r)
 		if err != nil {

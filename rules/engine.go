@@ -57,6 +57,11 @@ type Alert struct {
 	Namespace string `json:"namespace,omitempty"`
 	Resource  string `json:"resource,omitempty"`
 	Name      string `json:"name,omitempty"`
+	// Where the request came from and its audit record, when known (a
+	// posture alert's actor).
+	UserAgent string `json:"user_agent,omitempty"`
+	SourceIP  string `json:"source_ip,omitempty"`
+	AuditID   string `json:"audit_id,omitempty"`
 }
 
 // compiledRule is a rule ready to run.

@@ -69,6 +69,10 @@
 // current object once — with the same ID as its last record when it did
 // not change, which the Elasticsearch sink's deterministic _id makes one
 // document and compaction makes one message. Nothing else is republished.
+// Records of the initial lists carry record.Record.InitialList (client-go's
+// isInInitialList), unless a later change of the object was queued before
+// the record was built: a consumer can tell an object that may predate the
+// session from one whose change the session watched.
 // An object deleted while no leader ran keeps its last record in the topic
 // (no watch saw the delete, and the source does not read the topic back to
 // find such keys); the consumer that rebuilds an inventory from the topic

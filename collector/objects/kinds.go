@@ -117,3 +117,11 @@ func stripNodeNoise(n *corev1.Node) {
 		n.Status.Conditions[i].LastHeartbeatTime = metav1.Time{}
 	}
 }
+
+// Resource returns the API group ("" for core) and resource (the plural)
+// of a collected kind, as audit records name them in objectRef; ok is
+// false for a kind this source does not collect.
+func Resource(kind string) (group, resource string, ok bool) {
+	k, ok := kinds[kind]
+	return k.group, k.resource, ok
+}

@@ -46,6 +46,9 @@ type session struct {
 type pendingChange struct {
 	seen time.Time
 	gone *record.ObjectRef
+	// initial is set while the only change queued for the key is its
+	// add from the informer's initial list (record.Record.InitialList).
+	initial bool
 }
 
 // publishedState is what the worker last published (or found unchanged)
@@ -169,12 +172,13 @@ func serves(client kubernetes.Interface, k kindInfo) (bool, error) {
 
 // handler queues the key of every change. An update with an unchanged
 // resourceVersion (a resync, a relist of an unchanged object) is skipped
-// here; everything else is decided by the worker from the cache.
+// here; everything else is decided by the worker from the cache. An add
+// from the informer's initial list is marked as such on its record.
 func (ss *session) handler(kind string) cache.ResourceEventHandler {
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, isInInitialList bool) {
 			ss.s.m.notifications.WithLabelValues(kind, "add").Inc()
-			ss.enqueue(kind, obj, nil)
+			ss.enqueue(kind, obj, nil, isInInitialList)
 		},
 		UpdateFunc: func(oldObj, newObj any) {
 			ss.s.m.notifications.WithLabelValues(kind, "update").Inc()
@@ -184,7 +188,7 @@ func (ss *session) handler(kind string) cache.ResourceEventHandler {
 				ss.s.m.skipped.WithLabelValues(skipResync).Inc()
 				return
 			}
-			ss.enqueue(kind, newObj, nil)
+			ss.enqueue(kind, newObj, nil, false)
 		},
 		DeleteFunc: func(obj any) {
 			ss.s.m.notifications.WithLabelValues(kind, "delete").Inc()
@@ -195,7 +199,7 @@ func (ss *session) handler(kind string) cache.ResourceEventHandler {
 			if m, err := meta.Accessor(obj); err == nil {
 				ref.Namespace, ref.Name, ref.UID, ref.ResourceVersion = m.GetNamespace(), m.GetName(), string(m.GetUID()), m.GetResourceVersion()
 			}
-			ss.enqueue(kind, obj, ref)
+			ss.enqueue(kind, obj, ref, false)
 		},
 	}
 }
@@ -206,7 +210,10 @@ func queueKey(kind, namespace, name string) string {
 	return kind + "/" + namespace + "/" + name
 }
 
-func (ss *session) enqueue(kind string, obj any, gone *record.ObjectRef) {
+// enqueue queues the key of obj's change. initial says the change is an
+// add of the initial list; any other change queued for the key since
+// clears it, since the worker publishes the latest state only.
+func (ss *session) enqueue(kind string, obj any, gone *record.ObjectRef, initial bool) {
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return // not an object: nothing to key it by (client-go hands only objects)
@@ -220,7 +227,10 @@ func (ss *session) enqueue(kind string, obj any, gone *record.ObjectRef) {
 			return
 		}
 	}
-	ss.pending[key] = pendingChange{seen: time.Now(), gone: gone}
+	if prev, queued := ss.pending[key]; queued && !prev.initial {
+		initial = false
+	}
+	ss.pending[key] = pendingChange{seen: time.Now(), gone: gone, initial: initial}
 	ss.queue.Add(key)
 	ss.s.m.queueDepth.Set(float64(ss.queue.Len()))
 	ss.mu.Unlock()

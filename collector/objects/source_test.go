@@ -308,3 +308,37 @@ func TestOptionalKindSkippedWhenNotServed(t *testing.T) {
 		})
 	}
 }
+
+// TestInitialListMarked: an object present when the informers start is
+// published with InitialList; one created afterwards, and a later version
+// of the first, are not.
+func TestInitialListMarked(t *testing.T) {
+	cs := fake.NewClientset(pod("web", "old", "u-old", "10"))
+	pub := &memPublisher{}
+	start(t, testConfig("Pod"), cs, pub)
+	ctx := context.Background()
+	testenv.WaitFor(t, "listed pod", waitLong, func() bool { return len(pub.byKey("unit/Pod/web/old")) == 1 })
+	if _, err := cs.CoreV1().Pods("web").Create(ctx, pod("web", "new", "u-new", "11"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "created pod", waitLong, func() bool { return len(pub.byKey("unit/Pod/web/new")) == 1 })
+	p := pod("web", "old", "u-old", "12")
+	p.Spec.Containers[0].Image = "nginx:1.28"
+	if _, err := cs.CoreV1().Pods("web").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "updated pod", waitLong, func() bool { return len(pub.byKey("unit/Pod/web/old")) == 2 })
+	for _, tc := range []struct {
+		key  string
+		i    int
+		want bool
+	}{
+		{"unit/Pod/web/old", 0, true},
+		{"unit/Pod/web/new", 0, false},
+		{"unit/Pod/web/old", 1, false},
+	} {
+		if got := pub.byKey(tc.key)[tc.i].InitialList; got != tc.want {
+			t.Errorf("%s record %d: InitialList %v, want %v", tc.key, tc.i, got, tc.want)
+		}
+	}
+}

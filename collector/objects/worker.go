@@ -216,6 +216,7 @@ func (ss *session) build(key string) (*record.Record, outcome, *collector.DeadLe
 		ss.s.m.deadLetters.WithLabelValues(reason).Inc()
 		return nil, out, ss.deadLetter(key, raw, reason, fmt.Errorf("%s: %w", key, err))
 	}
+	rec.InitialList = p.initial
 	out.state, out.typ = &st, "object"
 	return rec, out, nil
 }

@@ -83,6 +83,11 @@ type ProcessorPostureConfig struct {
 	// ScoreInterval is how often the scores of the clusters that changed
 	// are recomputed, exported and indexed.
 	ScoreInterval time.Duration `yaml:"score_interval"`
+	// ActorWait is how long an opening transition waits for the audit
+	// record of the change that caused it (its actor), searched in the
+	// audit data stream; 0 disables the search. docs/posture.md ("Who
+	// made it fail: the actor") describes the match.
+	ActorWait time.Duration `yaml:"actor_wait"`
 }
 
 // ProcessorProduceConfig configures the processor's Kafka writer (alerts
@@ -149,7 +154,7 @@ func defaultProcessor() ProcessorConfig {
 			RetryMaxBackoff: 10 * time.Second,
 		},
 		Rules:   ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
-		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second},
+		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second, ActorWait: 10 * time.Second},
 	}
 }
 
@@ -257,5 +262,8 @@ func (c *ProcessorPostureConfig) validate(v *validator, recordsGroup string) {
 	v.oneOf("processor.posture.alert_severity", c.AlertSeverity, "info", "low", "medium", "high", "critical")
 	if c.ScoreInterval <= 0 {
 		v.add("processor.posture.score_interval", "must be positive")
+	}
+	if c.ActorWait < 0 {
+		v.add("processor.posture.actor_wait", "must not be negative (0 disables the actor search)")
 	}
 }

@@ -65,6 +65,7 @@ func TestProcessorValidation(t *testing.T) {
 		{"posture group shared", "processor:\n  group_id: g\n  posture:\n    enabled: true\n    group_id: g\n", "processor.posture.group_id: must differ from processor.group_id"},
 		{"posture severity", "processor:\n  posture:\n    enabled: true\n    alert_severity: severe\n", `processor.posture.alert_severity: "severe" is not one of info, low, medium, high, critical`},
 		{"posture score interval", "processor:\n  posture:\n    enabled: true\n    score_interval: 0s\n", "processor.posture.score_interval: must be positive"},
+		{"posture actor wait", "processor:\n  posture:\n    enabled: true\n    actor_wait: -1s\n", "processor.posture.actor_wait: must not be negative (0 disables the actor search)"},
 		{"retry backoff order", "processor:\n  produce:\n    retry_backoff: 2s\n    retry_max_backoff: 1s\n", "processor.produce.retry_max_backoff: must not be below processor.produce.retry_backoff"},
 		{"rules dir", "processor:\n  rules:\n    dirs: [\"\"]\n", "processor.rules.dirs[0]: must not be empty"},
 		{"reload", "processor:\n  rules:\n    reload_interval: -1s\n", "processor.rules.reload_interval: must not be negative"},

@@ -228,7 +228,7 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 		cs.findings[fk] = f
 		f.d.State, f.d.ResourceVersion = StateOpen, rv
 	case failed && !f.d.Open():
-		f.d.State, f.d.ResourceVersion = StateReopened, after(&f.d, rv, StateReopened)
+		f.d.State, f.d.ResourceVersion, f.d.Actor = StateReopened, after(&f.d, rv, StateReopened), nil
 	case !failed && f != nil && f.d.Open():
 		f.d.State, f.d.ResourceVersion = StateResolved, after(&f.d, rv, StateResolved)
 	default:
@@ -377,7 +377,8 @@ func (e *Engine) Replace(cluster string, objs []Object) ([]Decision, error) {
 
 // Restore seeds finding states a previous process emitted (its last
 // Decision per finding, e.g. read back from the posture state index), so
-// that rebuilding the inventory does not repeat their transitions.
+// that rebuilding the inventory does not repeat their transitions. Each
+// keeps its Actor until the finding reopens.
 // Decisions of other clusters or unknown checks are skipped.
 func (e *Engine) Restore(cluster string, ds []Decision) {
 	known := map[string]bool{}
@@ -392,6 +393,24 @@ func (e *Engine) Restore(cluster string, ds []Decision) {
 			continue
 		}
 		cs.findings[fkey{d.CheckID, d.Object.UID}] = &finding{d: d}
+	}
+}
+
+// SetActor records a as who made the change behind the transition d, so
+// that later transitions of the finding (a resolve) and Findings carry it.
+// It does nothing when the finding has moved on to another transition
+// since, or is gone.
+func (e *Engine) SetActor(d *Decision, a *Actor) {
+	e.mu.Lock()
+	cs := e.clusters[d.Cluster] // not created: the cluster may have been forgotten since
+	e.mu.Unlock()
+	if cs == nil {
+		return
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if f := cs.findings[fkey{d.CheckID, d.Object.UID}]; f != nil && f.d.ResourceVersion == d.ResourceVersion && f.d.Open() {
+		f.d.Actor = a
 	}
 }
 

@@ -408,3 +408,54 @@ func TestConcurrentClusters(t *testing.T) {
 		t.Errorf("inventory holds %v objects over two clusters, want 10 (5 each, the Deployment deleted)", n)
 	}
 }
+
+// TestActorLifecycle: an actor set on the opening transition stays through
+// the resolve, a reopen clears it, a restored one is kept, and SetActor on
+// a transition the finding has moved past changes nothing.
+func TestActorLifecycle(t *testing.T) {
+	const check = "posture-privileged-container"
+	alice, bob := &Actor{User: "alice", AuditID: "a-1"}, &Actor{User: "bob"}
+	p := obj(t, privilegedPod)
+	fixed := with(t, p, "spec.containers", []any{map[string]any{"name": "c", "image": "nginx"}})
+	fixed.ResourceVersion = "900"
+	broken := p
+	broken.ResourceVersion = "901"
+	find := func(ds []Decision, state State) *Decision {
+		for i := range ds {
+			if ds[i].CheckID == check && ds[i].State == state {
+				return &ds[i]
+			}
+		}
+		t.Fatalf("no %s transition of %s in %v", state, check, ids(ds, ""))
+		return nil
+	}
+	e := New(builtin(t))
+	opened := find(apply(t, e, p), StateOpen)
+	if opened.Actor != nil {
+		t.Errorf("open transition carries actor %+v before SetActor", opened.Actor)
+	}
+	e.SetActor(opened, alice)
+	resolved := find(apply(t, e, fixed), StateResolved)
+	e.SetActor(opened, bob) // stale: the finding has resolved since
+	reopened := find(apply(t, e, broken), StateReopened)
+	restarted := New(builtin(t))
+	restarted.Restore(cl, []Decision{{ID: opened.ID, Cluster: cl, State: StateOpen, CheckID: check, Object: opened.Object,
+		ResourceVersion: opened.ResourceVersion, Actor: alice}})
+	for _, tc := range []struct {
+		name string
+		got  *Actor
+		want *Actor
+	}{
+		{"resolve keeps the opener", resolved.Actor, alice},
+		{"reopen clears it", reopened.Actor, nil},
+		{"restored", restarted.Findings(cl)[0].Actor, alice},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: actor %+v, want %+v", tc.name, tc.got, tc.want)
+		}
+	}
+	e.SetActor(reopened, bob)
+	if got := find(e.Findings(cl), StateReopened).Actor; got != bob {
+		t.Errorf("after SetActor on the reopen: %+v", got)
+	}
+}

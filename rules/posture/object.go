@@ -64,6 +64,29 @@ type Decision struct {
 	// package doc), it is the previous transition's, or for a reopen the
 	// revision after it.
 	ResourceVersion string `json:"observed_resource_version"`
+	// Actor is who made the change that opened or last reopened the
+	// finding, or nil while unknown. The engine never learns it: it clears
+	// it on every open and reopen, keeps it through a resolve (the state
+	// still names who made the finding fail), keeps what Restore seeded,
+	// and takes it from SetActor.
+	Actor *Actor `json:"actor,omitempty"`
+}
+
+// Actor is who made a change, from the audit record of the same object:
+// the requesting user (the impersonated one when the request impersonated),
+// or PreExisting for a finding present before kubesift watched the cluster.
+// Verb is the request's (create, update, patch, delete). AuditIndex and
+// AuditDocID name the audit record's document, when known.
+type Actor struct {
+	User        string   `json:"user,omitempty"`
+	Verb        string   `json:"verb,omitempty"`
+	Groups      []string `json:"groups,omitempty"`
+	UserAgent   string   `json:"user_agent,omitempty"`
+	SourceIP    string   `json:"source_ip,omitempty"`
+	AuditID     string   `json:"audit_id,omitempty"`
+	AuditIndex  string   `json:"audit_index,omitempty"`
+	AuditDocID  string   `json:"audit_doc_id,omitempty"`
+	PreExisting bool     `json:"pre_existing,omitempty"`
 }
 
 // Open reports whether the finding is failing (open or reopened).

@@ -1,6 +1,7 @@
 package ecs
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -22,6 +23,8 @@ type alertDocument struct {
 	Rule         alertRule    `json:"rule"`
 	Threat       *threat      `json:"threat,omitempty"`
 	User         *user        `json:"user,omitempty"`
+	Source       *source      `json:"source,omitempty"`
+	UserAgent    *userAgent   `json:"user_agent,omitempty"`
 	Orchestrator orchestrator `json:"orchestrator"`
 	Kubesift     struct {
 		Alert    alertFields `json:"alert"`
@@ -55,6 +58,7 @@ type alertFields struct {
 	Count    int    `json:"count,omitempty"`
 	Message  string `json:"message,omitempty"`
 	Verb     string `json:"verb,omitempty"`
+	AuditID  string `json:"audit_id,omitempty"`
 }
 
 // riskScores are Elastic Security's risk scores per severity, so kubesift
@@ -106,13 +110,19 @@ func (b *Builder) Alert(a *rules.Alert) (sink.Doc, error) {
 	if a.User != "" {
 		d.User = &user{Name: a.User}
 	}
+	if addr, err := netip.ParseAddr(a.SourceIP); err == nil {
+		d.Source = &source{IP: addr.String()}
+	}
+	if a.UserAgent != "" {
+		d.UserAgent = &userAgent{Original: a.UserAgent}
+	}
 	d.Orchestrator = orchestrator{Type: "kubernetes", Cluster: cluster{Name: a.Cluster}, Namespace: a.Namespace}
 	if a.Resource != "" || a.Name != "" {
 		d.Orchestrator.Resource = &orchResource{Type: a.Resource, Name: a.Name}
 	}
 	d.Kubesift.Alert = alertFields{
 		Severity: a.Severity.String(), RecordID: a.RecordID, Source: string(a.Source),
-		GroupKey: a.GroupKey, Count: a.Count, Message: a.Message, Verb: a.Verb,
+		GroupKey: a.GroupKey, Count: a.Count, Message: a.Message, Verb: a.Verb, AuditID: a.AuditID,
 	}
 	d.Kubesift.Delivery.State = DeliveryPending
 	body, err := docJSON.Marshal(d)

@@ -29,6 +29,9 @@ var BodyFields = []Field{
 	{"apiVersion", "keyword"},
 	{"metadata.name", "keyword"},
 	{"metadata.namespace", "keyword"},
+	// The posture consumer finds the audit record of one version of an
+	// object by it (sink/elasticsearch.FindActor).
+	{"metadata.resourceVersion", "keyword"},
 	{"metadata.labels", "flattened"},
 	{"metadata.annotations", "flattened"},
 	{"spec.type", "keyword"},

@@ -26,21 +26,11 @@ type Finding struct {
 	// that an open transition is its own first_seen and opened_at and a
 	// reopened one its own opened_at.
 	FirstSeen, OpenedAt time.Time
-	// Actor is who made the change, or nil while unknown.
-	Actor *Actor
 }
 
-// Actor is who caused a finding: the user of the audit record of the same
-// object and resourceVersion, or PreExisting for findings present before
-// kubesift watched the cluster.
-type Actor struct {
-	User        string   `json:"user,omitempty"`
-	Groups      []string `json:"groups,omitempty"`
-	UserAgent   string   `json:"user_agent,omitempty"`
-	SourceIP    string   `json:"source_ip,omitempty"`
-	AuditID     string   `json:"audit_id,omitempty"`
-	PreExisting bool     `json:"pre_existing,omitempty"`
-}
+// Actor is kubesift.finding.actor: who made the change that opened or last
+// reopened the finding (the Decision's Actor; nil while unknown).
+type Actor = posture.Actor
 
 // FindingDocs builds the documents of posture findings and scores: the
 // state document (one per finding, replaced on each transition), the
@@ -219,7 +209,7 @@ func (b *FindingDocs) finding(f *Finding, kind string, ds *dataStream) (*finding
 	ff := findingFields{
 		ID: f.ID, State: string(f.State), CheckID: f.CheckID, Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion,
 		Severity: f.Severity.String(), Object: f.Object, Message: f.Message, Remediation: f.Remediation,
-		ResourceVersion: f.ResourceVersion, Version: v, LastTransitionAt: at, Actor: f.Actor,
+		ResourceVersion: f.ResourceVersion, Version: v, LastTransitionAt: at, Actor: f.Decision.Actor,
 		FirstSeen: timePtr(f.FirstSeen.UTC()), OpenedAt: timePtr(f.OpenedAt.UTC()),
 	}
 	if len(f.Mitre.Tactics) > 0 || len(f.Mitre.Techniques) > 0 {

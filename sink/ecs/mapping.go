@@ -183,7 +183,7 @@ func AlertsMappings() map[string]any {
 			"kubesift": obj(map[string]any{
 				"alert": obj(map[string]any{
 					"severity": kw(), "record_id": kw(), "source": kw(), "group_key": kw(),
-					"count": long(), "message": txt(), "verb": kw(),
+					"count": long(), "message": txt(), "verb": kw(), "audit_id": kw(),
 				}),
 				"delivery": map[string]any{
 					"type": "object", "dynamic": true,
@@ -215,8 +215,8 @@ func FindingsMappings() map[string]any {
 					"observed_resource_version": kw(), "version": long(),
 					"first_seen": date(), "opened_at": date(), "resolved_at": date(), "last_transition_at": date(),
 					"actor": obj(map[string]any{
-						"user": kw(), "groups": kw(), "user_agent": kw(), "source_ip": map[string]any{"type": "ip"},
-						"audit_id": kw(), "pre_existing": boolean(),
+						"user": kw(), "verb": kw(), "groups": kw(), "user_agent": kw(), "source_ip": map[string]any{"type": "ip"},
+						"audit_id": kw(), "audit_index": kw(), "audit_doc_id": kw(), "pre_existing": boolean(),
 					}),
 				}),
 			}),

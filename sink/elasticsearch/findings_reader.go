@@ -25,7 +25,9 @@ var statesPage = 1000
 // cluster may have written its last states less than a refresh interval
 // ago. A missing index means nothing was written yet (no states, no error).
 // A document that cannot be read as a finding is skipped and counted in
-// skipped; the engine then judges that finding afresh.
+// skipped; the engine then judges that finding afresh. Each state keeps
+// its actor, so a finding still open after the restart still names who
+// opened it.
 func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster string) (states []posture.Decision, skipped int, err error) {
 	status, body, h, err := call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
 	switch {
@@ -105,6 +107,7 @@ type stateDoc struct {
 			Message         string            `json:"message"`
 			Remediation     string            `json:"remediation"`
 			ResourceVersion string            `json:"observed_resource_version"`
+			Actor           *posture.Actor    `json:"actor"`
 		} `json:"finding"`
 	} `json:"kubesift"`
 }
@@ -122,5 +125,5 @@ func (s *stateDoc) decision() (posture.Decision, bool) {
 	}
 	return posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: f.State, CheckID: f.CheckID,
 		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Mitre: f.Mitre, Object: f.Object,
-		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion}, true
+		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion, Actor: f.Actor}, true
 }

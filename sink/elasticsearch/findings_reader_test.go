@@ -2,21 +2,27 @@ package elasticsearch
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/sink/ecs"
 )
 
+var actorB = &posture.Actor{User: "alice", Groups: []string{"dev"}, UserAgent: "kubectl/v1.33", SourceIP: "10.0.0.7",
+	AuditID: "a-1", AuditIndex: ".ds-logs-audit-1", AuditDocID: "a-1:ResponseComplete"}
+
 // TestFindingStatesOnRealElasticsearch: FindingStates returns the last
 // state written of every finding of one cluster and nothing of another,
-// across pages, and a findings index not created yet reads as empty.
+// across pages, with the actor each was written with, and a findings index not created yet reads as empty.
 func TestFindingStatesOnRealElasticsearch(t *testing.T) {
 	es, fw, cfg := realFindings(t)
 	defer func(n int) { statesPage = n }(statesPage)
 	statesPage = 2 // three findings of "c" take two pages
+	withActor := finding("c", "b", posture.StateOpen, "11")
+	withActor.Actor = actorB
 	writeFindings(t, fw,
-		finding("c", "a", posture.StateOpen, "10"), finding("c", "b", posture.StateOpen, "11"),
+		finding("c", "a", posture.StateOpen, "10"), withActor,
 		finding("c", "x", posture.StateOpen, "12"), finding("other", "d", posture.StateOpen, "13"))
 	writeFindings(t, fw, finding("c", "a", posture.StateResolved, "14"))
 	writeFindings(t, fw, finding("c", "x", posture.StateReopened, "16"))
@@ -50,6 +56,9 @@ func TestFindingStatesOnRealElasticsearch(t *testing.T) {
 				if d.Cluster != w.Cluster || d.CheckID != w.CheckID || d.Severity != w.Severity || d.Object != w.Object ||
 					d.Remediation != w.Remediation || ecs.TransitionID(&d) != ecs.TransitionID(&w) {
 					t.Errorf("read back %+v, wrote %+v", d, w)
+				}
+				if want := map[bool]*posture.Actor{true: actorB}[d.ID == "c/posture-host-pid/b"]; !reflect.DeepEqual(d.Actor, want) {
+					t.Errorf("%s: actor %+v, want %+v", d.ID, d.Actor, want)
 				}
 			}
 		})
