@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,8 @@ type PostureOptions struct {
 	// Actors finds who made a change that opened findings; nil, or
 	// Processor.Posture.ActorWait 0, leaves findings without actor.
 	Actors ActorFinder
+	// maxLookups replaces maxActorLookups when positive (tests).
+	maxLookups int
 	// Documents builds the alert documents written beside the alerts
 	// topic, as the record processor does.
 	Documents interface {
@@ -135,7 +138,7 @@ func NewPosture(o PostureOptions) (*PostureConsumer, error) {
 		o.Registerer = prometheus.NewRegistry()
 	}
 	c := &PostureConsumer{o: o, pc: o.Processor, topic: o.Kafka.Topics.Objects, minSev: sev,
-		log: o.Logger.With("component", "posture"), m: newPostureMetrics(), actorSlots: make(chan struct{}, maxActorLookups)}
+		log: o.Logger.With("component", "posture"), m: newPostureMetrics(), actorSlots: make(chan struct{}, cmp.Or(o.maxLookups, maxActorLookups))}
 	c.dialer = o.Dialer
 	if c.dialer == nil {
 		if c.dialer, err = kafkaopts.Dialer(o.Kafka); err != nil {

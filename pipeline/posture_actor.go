@@ -74,6 +74,14 @@ func (c *PostureConsumer) emitLive(gen, work context.Context, pm *pending, part 
 	select {
 	case c.actorSlots <- struct{}{}:
 	default:
+		// An object of the initial list was there when the collector
+		// listed it, which is what pre-existing says; the search could
+		// only have named a recent author. Any other change is unknown.
+		if initial {
+			c.m.actorLookups.WithLabelValues(actorPreExisting).Inc()
+			c.emit(work, pm, part, m, c.withActor(opening, &posture.Actor{PreExisting: true}), at)
+			return
+		}
 		c.m.actorLookups.WithLabelValues(actorGivenUp).Inc()
 		c.lim.Warn(c.log, "actor-full", "too many actor lookups waiting; findings written without actor",
 			"limit", maxActorLookups, "cluster", ch.Cluster, "kind", ch.Kind)
@@ -84,15 +92,22 @@ func (c *PostureConsumer) emitLive(gen, work context.Context, pm *pending, part 
 	go func() {
 		a := c.findActor(gen, ch, initial)
 		<-c.actorSlots
-		for i := range opening {
-			opening[i].Actor = a
-			if a != nil {
-				c.o.Engine.SetActor(&opening[i], a)
-			}
-		}
-		c.emit(work, pm, part, m, opening, at)
+		c.emit(work, pm, part, m, c.withActor(opening, a), at)
 		pm.finish(true)
 	}()
+}
+
+// withActor puts a on the opening transitions ds and in the engine's
+// state of their findings (nil, unknown, leaves them as they are).
+func (c *PostureConsumer) withActor(ds []posture.Decision, a *posture.Actor) []posture.Decision {
+	if a == nil {
+		return ds
+	}
+	for i := range ds {
+		ds[i].Actor = a
+		c.o.Engine.SetActor(&ds[i], a)
+	}
+	return ds
 }
 
 // findActor searches for the author of ch until one is found or

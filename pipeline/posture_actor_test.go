@@ -211,3 +211,76 @@ func sameActor(a, b *posture.Actor) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// TestPostureActorLookupsFull: with every lookup slot taken, an object of
+// the initial list is pre-existing without a search (it was there when the
+// collector listed it), and any other change goes out at once without
+// actor; neither waits for a slot.
+func TestPostureActorLookupsFull(t *testing.T) {
+	kc := fakeKafka(t, 1, kfake.SeedTopics(1, topicObjects))
+	brokers := kc.ListenAddrs()
+	ff := newFakeFindings()
+	ow := newObjectsWriter(t, brokers, topicObjects)
+	const cl, privCheck = "prod", "posture-privileged-container"
+	release := make(chan struct{})
+	defer close(release)
+	var searched sync.Map
+	reg := prometheus.NewRegistry()
+	startPosture(t, brokers, "posture-actor-full", ff, reg, func(o *PostureOptions) {
+		o.maxLookups = 1
+		o.Processor.Posture.ActorWait = time.Minute
+		o.Actors = func(ctx context.Context, ch ActorChange) (*posture.Actor, error) {
+			searched.Store(ch.Name, true)
+			if ch.Name == "holder" {
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return nil, nil
+		}
+	})
+	testenv.WaitFor(t, "rebuild", 20*time.Second, func() bool { return testenv.Metric(t, reg, "kubesift_posture_rebuilds_total") == 1 })
+	put := func(name, rv string, initial bool) {
+		r, err := record.NewObject(record.ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: name, UID: name + "-uid", ResourceVersion: rv},
+			[]byte(podJSON("shop", name, true)), record.Cluster{Name: cl}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.InitialList = initial
+		ow.send(r)
+	}
+	put("holder", "20", false)
+	testenv.WaitFor(t, "the holder's lookup", 10*time.Second, func() bool { _, ok := searched.Load("holder"); return ok })
+
+	tests := []struct {
+		name, pod, rv string
+		initial       bool
+		want          *posture.Actor
+		result        string
+	}{
+		{"initial list: pre-existing", "listed", "21", true, &posture.Actor{PreExisting: true}, actorPreExisting},
+		{"a change: no actor", "changed", "22", false, nil, actorGivenUp},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testenv.Metric(t, reg, "kubesift_posture_actor_lookups_total", "result", tc.result)
+			put(tc.pod, tc.rv, tc.initial)
+			var d posture.Decision
+			testenv.WaitFor(t, "finding written", 20*time.Second, func() bool {
+				var ok bool
+				d, ok = ff.finding(cl, privCheck, tc.pod+"-uid")
+				return ok && d.Open()
+			})
+			if !sameActor(d.Actor, tc.want) {
+				t.Errorf("actor %+v, want %+v", d.Actor, tc.want)
+			}
+			if _, ok := searched.Load(tc.pod); ok {
+				t.Error("searched although every slot was taken")
+			}
+			if got := testenv.Metric(t, reg, "kubesift_posture_actor_lookups_total", "result", tc.result); got != before+1 {
+				t.Errorf("actor_lookups_total{result=%q} went from %v to %v, want one more", tc.result, before, got)
+			}
+		})
+	}
+}
