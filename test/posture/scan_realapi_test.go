@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -115,26 +113,15 @@ func TestScanPlantedSetOnRealAPIServer(t *testing.T) {
 	exp := loadExpectations(t)
 	run := runPrefix()
 	t.Logf("run prefix %s", run)
-	rulesDir := t.TempDir()
-	// The fixture's approved registries replace the default list; its
-	// exemptions (namespace, workload, image repository, any registry) are
-	// appended to the default ones, which also pin the registry.
-	lists := "lists:\n- name: approved_registries\n  items: [" + strings.Join(exp.ApprovedRegistries, ", ") + "]\n" +
-		"- name: posture_exemptions\n  append: true\n  items:\n"
-	for _, x := range exp.Exemptions {
-		lists += "  - " + x.Namespace + "/" + x.Workload + "/*/" + x.ImageRepository + "\n"
-	}
-	if err := os.WriteFile(filepath.Join(rulesDir, "fixture.yaml"), []byte(lists), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rulesDir := fixtureRulesDir(t, exp)
 
 	sets := loadSets(t, run)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, s := range sets {
-		t.Cleanup(func() { g.removeSet(t, s.objs) })
+		t.Cleanup(func() { g.RemoveAll(t, s.objs) })
 		for _, o := range s.objs {
-			if _, _, err := g.apply(ctx, o); err != nil {
+			if _, _, err := g.Apply(ctx, o, false); err != nil {
 				t.Fatalf("%s: %s: %v", s.file, keyOf(o), err)
 			}
 		}
