@@ -19,7 +19,12 @@
 // no-op, and a verdict equal to the finding's current state is silent, so a
 // replay of the current state yields nothing. A restarted process seeds the
 // states it wrote before with Restore and then Replaces the inventory: a
-// finding still open stays silent, one fixed meanwhile resolves. Replace
+// finding still open stays silent, one fixed meanwhile resolves. Every
+// transition carries when its finding first opened and last opened
+// (FirstSeen, OpenedAt: the Observed time of the object whose change opened
+// it, else the engine's clock), a resolve included, and Restore takes them
+// back with the states, so a writer that replaces a finding's state whole
+// keeps them. Replace
 // judges only once every object is in, so a namespace read before its
 // NetworkPolicy does not open and resolve in the same rebuild.
 //

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/kubesift/kubesift/rules"
 )
@@ -16,6 +17,9 @@ type Engine struct {
 	anyKind    []int            // checks whose condition accepts every kind
 	cisVersion string
 	stats      *Stats
+	// now stamps transitions whose cause has no Observed time (a Delete,
+	// an object without one).
+	now func() time.Time
 
 	mu       sync.Mutex
 	clusters map[string]*clusterState
@@ -36,7 +40,7 @@ var severityWeight = map[rules.Severity]int{
 
 // New returns an engine judging with the object rules of set.
 func New(set *rules.Set) *Engine {
-	e := &Engine{byKind: map[string][]int{}, cisVersion: set.CISVersion(), stats: &Stats{}, clusters: map[string]*clusterState{}}
+	e := &Engine{byKind: map[string][]int{}, cisVersion: set.CISVersion(), stats: &Stats{}, clusters: map[string]*clusterState{}, now: time.Now}
 	for i, oc := range set.ObjectChecks() {
 		r := oc.Rule()
 		e.checks = append(e.checks, &check{c: oc, rule: r, controlPane: slices.Contains(r.Tags, "control-plane"), weight: severityWeight[r.Severity]})
@@ -132,7 +136,7 @@ func (e *Engine) Apply(cluster string, o Object) ([]Decision, error) {
 		ent.reads = old.reads // what the pairs read until judged again below
 	}
 	dirty := cs.inv.put(ent, old)
-	return e.rejudge(cs, k, dirty, o.ResourceVersion, out), nil
+	return e.rejudge(cs, k, dirty, o.ResourceVersion, e.observed(&o), out), nil
 }
 
 // Delete removes an object and returns the transitions: its findings
@@ -153,14 +157,23 @@ func (e *Engine) Delete(cluster, kind, namespace, name string) []Decision {
 		cs.file(old, i, nil)
 	}
 	dirty := cs.inv.remove(k)
-	return e.rejudge(cs, k, dirty, rv, out)
+	return e.rejudge(cs, k, dirty, rv, e.now(), out)
+}
+
+// observed is the time o's change stamps on the findings it opens.
+func (e *Engine) observed(o *Object) time.Time {
+	if o.Observed.IsZero() {
+		return e.now()
+	}
+	return o.Observed
 }
 
 // rejudge judges the object at k (if still present) with all its checks and
-// every pair filed under a dirty key, appending transitions to out.
-func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, out []Decision) []Decision {
+// every pair filed under a dirty key, appending transitions to out. rv and
+// at are the resourceVersion and time of the change.
+func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, at time.Time, out []Decision) []Decision {
 	if ent := cs.inv.objs[k]; ent != nil {
-		out = e.judgeAll(cs, ent, rv, out)
+		out = e.judgeAll(cs, ent, rv, at, out)
 	}
 	todo := map[pair]struct{}{}
 	for _, d := range dirty {
@@ -172,7 +185,7 @@ func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, out
 	}
 	for p := range todo {
 		if ent := cs.inv.objs[p.obj]; ent != nil {
-			out = e.judge(cs, p.check, ent, rv, out)
+			out = e.judge(cs, p.check, ent, rv, at, out)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -184,17 +197,17 @@ func (e *Engine) candidates(ent *entry) [2][]int {
 	return [2][]int{e.byKind[ent.obj.Kind], e.anyKind}
 }
 
-func (e *Engine) judgeAll(cs *clusterState, ent *entry, rv string, out []Decision) []Decision {
+func (e *Engine) judgeAll(cs *clusterState, ent *entry, rv string, at time.Time, out []Decision) []Decision {
 	for _, idx := range e.candidates(ent) {
 		for _, i := range idx {
-			out = e.judge(cs, i, ent, rv, out)
+			out = e.judge(cs, i, ent, rv, at, out)
 		}
 	}
 	return out
 }
 
 // judge evaluates one pair and appends the transition it causes, if any.
-func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Decision) []Decision {
+func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, at time.Time, out []Decision) []Decision {
 	ch := e.checks[i]
 	o := &ent.obj
 	fk := fkey{ch.rule.ID, o.UID}
@@ -226,9 +239,9 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 	case failed && f == nil:
 		f = &finding{d: e.decision(cs, ch, o)}
 		cs.findings[fk] = f
-		f.d.State, f.d.ResourceVersion = StateOpen, rv
+		f.d.State, f.d.ResourceVersion, f.d.FirstSeen, f.d.OpenedAt = StateOpen, rv, at, at
 	case failed && !f.d.Open():
-		f.d.State, f.d.ResourceVersion = StateReopened, after(&f.d, rv, StateReopened)
+		f.d.State, f.d.ResourceVersion, f.d.OpenedAt = StateReopened, after(&f.d, rv, StateReopened), at
 	case !failed && f != nil && f.d.Open():
 		f.d.State, f.d.ResourceVersion = StateResolved, after(&f.d, rv, StateResolved)
 	default:
@@ -352,7 +365,7 @@ func (e *Engine) Replace(cluster string, objs []Object) ([]Decision, error) {
 	var out []Decision
 	for _, ent := range inv.objs {
 		present[ent.obj.UID] = ent
-		out = e.judgeAll(cs, ent, ent.obj.ResourceVersion, out)
+		out = e.judgeAll(cs, ent, ent.obj.ResourceVersion, e.observed(&ent.obj), out)
 	}
 	var gone []*entry
 	seen := map[string]bool{}

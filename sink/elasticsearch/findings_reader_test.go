@@ -10,7 +10,8 @@ import (
 
 // TestFindingStatesOnRealElasticsearch: FindingStates returns the last
 // state written of every finding of one cluster and nothing of another,
-// across pages, and a findings index not created yet reads as empty.
+// across pages, with the opened_at of open ones, and a findings index not
+// created yet reads as empty.
 func TestFindingStatesOnRealElasticsearch(t *testing.T) {
 	es, fw, cfg := realFindings(t)
 	defer func(n int) { statesPage = n }(statesPage)
@@ -50,6 +51,9 @@ func TestFindingStatesOnRealElasticsearch(t *testing.T) {
 				if d.Cluster != w.Cluster || d.CheckID != w.CheckID || d.Severity != w.Severity || d.Object != w.Object ||
 					d.Remediation != w.Remediation || ecs.TransitionID(&d) != ecs.TransitionID(&w) {
 					t.Errorf("read back %+v, wrote %+v", d, w)
+				}
+				if d.Open() && d.OpenedAt.IsZero() { // an open state document has opened_at: Restore takes it back
+					t.Errorf("%s: opened_at not read back", d.ID)
 				}
 			}
 		})
