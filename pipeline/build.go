@@ -37,8 +37,10 @@ type ProcessorDeps struct {
 	// processor; nil leaves the writer and the engine as built.
 	WrapWriter func(sink.Writer) sink.Writer
 	WrapRules  func(Evaluator) Evaluator
-	// Ready, when set, is told the processor's readiness (nil once it is
-	// a member of its consumer group) every second while it runs: /readyz.
+	// Ready, when set, is told the processor's readiness (BuiltProcessor.Ready:
+	// nil once it is a member of its consumer group and, with the posture
+	// consumer, that one has rebuilt its partitions) every second while it
+	// runs: /readyz.
 	Ready func(error)
 }
 
@@ -193,7 +195,20 @@ func (b *BuiltProcessor) Add(g Group) {
 	}
 }
 
-// reportReady tells b.ready the group membership every second until ctx
+// Ready reports nil when the processor is a member of its consumer group
+// and, when the posture consumer runs, that consumer is ready too (a
+// member of its own group with its assigned partitions rebuilt); until
+// then the findings index does not show the clusters' current posture.
+// The reasons of both are joined.
+func (b *BuiltProcessor) Ready() error {
+	err := b.Processor.Ready()
+	if b.Posture != nil {
+		err = errors.Join(err, b.Posture.Ready())
+	}
+	return err
+}
+
+// reportReady tells b.ready the readiness (Ready) every second until ctx
 // ends.
 func (b *BuiltProcessor) reportReady(ctx context.Context) error {
 	t := time.NewTicker(time.Second)

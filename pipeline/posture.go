@@ -105,6 +105,11 @@ type PostureConsumer struct {
 	commitMu   sync.Mutex
 	committed  map[int]int64 // partition -> last offset committed in this generation; guarded by commitMu
 	ready      atomic.Bool
+	// rebuilding counts the partitions of the current generation whose
+	// rebuild has not finished: until it has, the findings of their
+	// clusters are not those of the current state, so the consumer is not
+	// ready.
+	rebuilding atomic.Int64
 }
 
 // NewPosture checks o and builds a PostureConsumer; it connects to nothing
@@ -157,12 +162,19 @@ func NewPosture(o PostureOptions) (*PostureConsumer, error) {
 	return c, nil
 }
 
-// Ready reports nil once the consumer has joined its group.
+// Ready reports nil once the consumer is a member of its group and has
+// rebuilt every partition of the current generation. A rebalance makes it
+// not ready again until the new assignment is rebuilt; a partition whose
+// rebuild failed keeps it not ready until the next rebalance (the
+// partition stays idle until then).
 func (c *PostureConsumer) Ready() error {
-	if c.ready.Load() {
-		return nil
+	if !c.ready.Load() {
+		return errors.New("posture consumer: not a member of the consumer group yet")
 	}
-	return errors.New("posture consumer: not a member of the consumer group yet")
+	if n := c.rebuilding.Load(); n > 0 {
+		return fmt.Errorf("posture consumer: %d assigned partition(s) not rebuilt yet", n)
+	}
+	return nil
 }
 
 // Run consumes until ctx ends, then drains (processor.drain_timeout),
@@ -205,6 +217,7 @@ func (c *PostureConsumer) startGeneration(gen *kafka.Generation) {
 	c.committed = map[int]int64{}
 	c.commitMu.Unlock()
 	c.m.assigned.Set(float64(len(parts)))
+	c.rebuilding.Store(int64(len(parts)))
 	c.ready.Store(true)
 	c.log.Info("posture generation joined", "generation", gen.ID, "partitions", len(parts))
 	ready := make([]atomic.Pointer[Tracker], len(parts))
@@ -284,6 +297,7 @@ func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, pa
 	part.tracker = NewTracker(end)
 	c.commitLive(gen, []*partition{part})
 	live(part.tracker)
+	c.rebuilding.Add(-1)
 	work, stopWork := afterEnd(ctx, c.pc.DrainTimeout)
 	defer stopWork()
 	scores := time.NewTicker(c.pc.Posture.ScoreInterval)

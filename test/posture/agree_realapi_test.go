@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,13 +166,13 @@ func (g *continuousGround) do(method, path, body string) (int, []byte) {
 }
 
 // start runs the processor with its posture consumer and the objects
-// source until the test ends. ready receives the processor's readiness as
-// /readyz would.
-func (g *continuousGround) start(t *testing.T, kube *testenv.KubeClient, ready func(error)) {
+// source until the test ends, with the processor's metrics in reg. ready
+// receives the processor's readiness as /readyz would.
+func (g *continuousGround) start(t *testing.T, kube *testenv.KubeClient, reg prometheus.Registerer, ready func(error)) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := pipeline.NewProcessor(ctx, g.cfg, pipeline.ProcessorDeps{Registerer: prometheus.NewRegistry(), Logger: log,
+	b, err := pipeline.NewProcessor(ctx, g.cfg, pipeline.ProcessorDeps{Registerer: reg, Logger: log,
 		SetupStore: true, Ready: ready})
 	if err != nil {
 		cancel()
@@ -288,7 +289,8 @@ func diffVerdicts(want, got map[string]verdict) string {
 // fixture's rules, and the built binary's `posture scan` with the same
 // rules; the open findings on the fixture's objects in the findings index
 // must equal the scan's, compared on (check, object uid), severity and CIS
-// items. The scan sees the cluster once; the continuous path is waited for
+// items. The processor reports ready only once the posture consumer has
+// rebuilt both partitions. The scan sees the cluster once; the continuous path is waited for
 // until it shows the same set.
 func TestScanAgreesWithContinuousOnRealGround(t *testing.T) {
 	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0]
@@ -301,7 +303,23 @@ func TestScanAgreesWithContinuousOnRealGround(t *testing.T) {
 	g := newContinuousGround(t, rulesDir)
 	uids := applyFixture(t, kube, run)
 
-	g.start(t, kube, nil)
+	// /readyz: ready only once both consumers are members and the posture
+	// consumer has rebuilt both partitions of the objects topic.
+	reg := prometheus.NewRegistry()
+	var readiness atomic.Pointer[string]
+	g.start(t, kube, reg, func(err error) {
+		s := fmt.Sprint(err)
+		readiness.Store(&s)
+	})
+	testenv.WaitForNil(t, "kubesift process --posture ready", time.Minute, func() error {
+		if s := readiness.Load(); s == nil || *s != "<nil>" {
+			return fmt.Errorf("readiness %v", s)
+		}
+		return nil
+	})
+	if n := testenv.Metric(t, reg, "kubesift_posture_rebuilds_total"); n != 2 {
+		t.Errorf("ready after %v rebuilds, want both partitions rebuilt", n)
+	}
 	findings, _, stderr, took := runScan(t, kubeconfig, rulesDir, "critical")
 	t.Logf("scan: %d findings on the whole ground in %v; %s", len(findings), took.Round(time.Millisecond), strings.TrimSpace(stderr))
 	want := map[string]verdict{}
