@@ -54,6 +54,7 @@ type BuiltProcessor struct {
 	rules     config.ProcessorRulesConfig
 	ready     func(error)
 	log       *slog.Logger
+	reloads   *prometheus.CounterVec // result: ok, error
 
 	// Posture is the posture consumer when processor.posture.enabled
 	// (nil otherwise, and always with ProcessorDeps.Store).
@@ -129,12 +130,16 @@ func newBuiltProcessor(cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor,
 	if err := deps.Registerer.Register(eng.Collector()); err != nil {
 		return nil, fmt.Errorf("rules metrics: %w", err)
 	}
+	reloads := newReloadsCounter()
+	if err := deps.Registerer.Register(reloads); err != nil {
+		return nil, fmt.Errorf("rules metrics: %w", err)
+	}
 	log.Info("rules loaded", "rules", len(eng.Set().Rules()), "builtin", !rc.NoBuiltin, "dirs", rc.Dirs)
 	docs, err := ecs.New(cfg.Sink.Elasticsearch)
 	if err != nil {
 		return nil, err
 	}
-	return &BuiltProcessor{Engine: eng, Documents: docs, rules: rc, ready: deps.Ready, log: log}, nil
+	return &BuiltProcessor{Engine: eng, Documents: docs, rules: rc, ready: deps.Ready, log: log, reloads: reloads}, nil
 }
 
 // newESWriter is the Elasticsearch writer of cfg, after the setup when
@@ -172,7 +177,8 @@ type Group interface {
 }
 
 // Add registers the processor's components with g: the rule-file watcher
-// when processor.rules.reload_interval and rule dirs are set, the
+// when processor.rules.reload_interval and rule dirs are set (it reloads the
+// posture checks too), the
 // readiness reporter when deps.Ready was given, and the processor itself as
 // the main component (its return ends the group), and then the posture
 // consumer when built. The processor is added after the watcher, so it
@@ -181,10 +187,7 @@ type Group interface {
 // writer they share.
 func (b *BuiltProcessor) Add(g Group) {
 	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
-		g.Add("rules reload", func(ctx context.Context) error {
-			b.Engine.Watch(ctx, b.rules.ReloadInterval, b.log, nil)
-			return nil
-		})
+		g.Add("rules reload", b.watchRules)
 	}
 	if b.ready != nil {
 		g.Add("processor readiness", b.reportReady)
@@ -192,6 +195,37 @@ func (b *BuiltProcessor) Add(g Group) {
 	g.AddMain("processor", b.Run)
 	if b.Posture != nil {
 		g.Add("posture consumer", b.Posture.Run)
+	}
+}
+
+// newReloadsCounter is kubesift_rules_reloads_total.
+func newReloadsCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_rules_reloads_total",
+		Help: "Reloads of the rule files after a change, by result (ok; error: the previous rules stay in force)."}, []string{"result"})
+}
+
+// watchRules reloads the rule files on change until ctx ends (rules
+// Engine.Watch) and hands each outcome to reloaded.
+func (b *BuiltProcessor) watchRules(ctx context.Context) error {
+	b.Engine.Watch(ctx, b.rules.ReloadInterval, b.log, func(err error) { b.reloaded(ctx, err) })
+	return nil
+}
+
+// reloaded counts a reload and, when the new rules loaded, gives their
+// object checks to the posture consumer: one compiled set serves both, so
+// the record rules and the posture checks never disagree about which files
+// are in force. A reload that failed leaves both on the previous set.
+func (b *BuiltProcessor) reloaded(ctx context.Context, err error) {
+	if err != nil {
+		b.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	b.reloads.WithLabelValues("ok").Inc()
+	if b.Posture == nil {
+		return
+	}
+	if err := b.Posture.ReloadChecks(ctx, b.Engine.Set()); err != nil && ctx.Err() == nil {
+		b.log.Error("posture checks reloaded", "err", err)
 	}
 }
 

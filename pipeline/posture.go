@@ -110,6 +110,9 @@ type PostureConsumer struct {
 	// clusters are not those of the current state, so the consumer is not
 	// ready.
 	rebuilding atomic.Int64
+	// checksGen counts ReloadChecks calls; a partition whose clusters were
+	// scored under an older count scores all of them at its next tick.
+	checksGen atomic.Int64
 }
 
 // NewPosture checks o and builds a PostureConsumer; it connects to nothing
@@ -276,7 +279,7 @@ func (c *PostureConsumer) commitLive(gen *kafka.Generation, parts []*partition) 
 // clusters. live is told the partition's Tracker once the rebuild is done.
 func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, part *partition, live func(*Tracker)) {
 	r := newPartitionReader(c.o.Kafka, c.pc, c.dialer, c.topic, part.id, c.log, &c.lim)
-	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}}
+	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}, checksGen: c.checksGen.Load()}
 	defer func() {
 		_ = r.Close()
 		for cl := range ps.clusters {
@@ -312,7 +315,9 @@ func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, pa
 			c.drain(work, gen, part)
 			return
 		case <-scores.C:
-			c.writeScores(work, ps, false)
+			gen := c.checksGen.Load()
+			c.writeScores(work, ps, gen != ps.checksGen)
+			ps.checksGen = gen
 		case m := <-msgs:
 			c.handleLive(ctx, work, part, ps, m)
 		}
@@ -362,4 +367,7 @@ func (c *PostureConsumer) drain(work context.Context, gen *kafka.Generation, par
 type partState struct {
 	clusters map[string]bool // clusters seen (restored and rebuilt)
 	dirty    map[string]bool // clusters changed since their last score
+	// checksGen is the consumer's checksGen when the clusters were last
+	// scored; a reload of the checks changes every verdict's weight.
+	checksGen int64
 }

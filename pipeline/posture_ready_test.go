@@ -80,22 +80,7 @@ func TestPostureReadyAfterRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := testProcessorConfig("records-ready")
-	pc.Posture = config.ProcessorPostureConfig{Enabled: true, GroupID: "posture-ready", AlertSeverity: "high", ScoreInterval: time.Second}
-	c, err := NewPosture(PostureOptions{Kafka: testKafka(brokers), Processor: pc, Engine: posture.New(set.Set()),
-		Findings: ff, States: states, Documents: fakeDocs{}, Writer: newFakeWriter(), Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("posture Run: %v", err)
-		}
-	})
+	c := runPosture(t, brokers, "posture-ready", posture.New(set.Set()), ff, states, prometheus.NewRegistry())
 
 	select {
 	case <-asked: // a member, its rebuild restoring the cluster
@@ -110,4 +95,28 @@ func TestPostureReadyAfterRebuild(t *testing.T) {
 	if s := ff.state("prod", "posture-namespace-without-network-policy", "ns-uid"); s != posture.StateOpen {
 		t.Errorf("namespace finding %q once ready, want open: ready means rebuilt", s)
 	}
+}
+
+// runPosture runs a posture consumer of group with engine eng on the fake
+// cluster until the test ends, reading the finding states with states;
+// it does not wait for the consumer to be ready.
+func runPosture(t *testing.T, brokers []string, group string, eng *posture.Engine, ff *fakeFindings, states StateReader, reg *prometheus.Registry) *PostureConsumer {
+	t.Helper()
+	pc := testProcessorConfig("records-" + group)
+	pc.Posture = config.ProcessorPostureConfig{Enabled: true, GroupID: group, AlertSeverity: "high", ScoreInterval: 100 * time.Millisecond}
+	c, err := NewPosture(PostureOptions{Kafka: testKafka(brokers), Processor: pc, Engine: eng,
+		Findings: ff, States: states, Documents: fakeDocs{}, Writer: newFakeWriter(), Registerer: reg, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("posture Run: %v", err)
+		}
+	})
+	return c
 }

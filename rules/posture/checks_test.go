@@ -186,7 +186,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 	// The set (and its per-check counters) is shared by the package's
 	// tests, some of which feed malformed bodies: count errors from here.
 	errorsBefore := map[string]uint64{}
-	for _, ch := range New(builtin(t)).checks {
+	for _, ch := range New(builtin(t)).cks.checks {
 		errorsBefore[ch.rule.ID] = ch.c.Stats().Errors.Load()
 	}
 	covered := map[string][2]int{}
@@ -235,7 +235,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 	}
 	// A check that fails at run time counts as passing, so a passing case
 	// could pass for the wrong reason: no check may error on any fixture.
-	for _, ch := range New(builtin(t)).checks {
+	for _, ch := range New(builtin(t)).cks.checks {
 		if n := covered[ch.rule.ID]; n[0] == 0 || n[1] == 0 {
 			t.Errorf("check %s: %d failing and %d passing case(s); want at least one of each", ch.rule.ID, n[0], n[1])
 		}

@@ -52,6 +52,10 @@
 // outages and Restore+Replace, TestTransitionOrderRandomSequences and
 // FuzzTransitionOrder.
 //
+// SetChecks swaps in a reloaded rule set's checks and judges every
+// cluster's inventory with them once: findings of a removed check resolve,
+// a new check's open, unchanged verdicts are silent.
+//
 // Methods are safe for concurrent use; each cluster has its own lock.
 // Apply and Replace never panic on bad input: an object without kind, name
 // or uid, or with a namespace where its kind has none, is an error naming
