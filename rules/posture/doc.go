@@ -97,10 +97,12 @@
 //	                            ClusterRole an aggregationRule pulled in
 //	effective_rules(subject)    subj/S for the subject and the groups it is
 //	                            in, plus the role_rules keys of every role bound
+//	policy_controls()           policy
 //
 // The pair is filed under each key it read (the previous keys are dropped).
 // A change to an object dirties the keys it can affect: obj/ of itself; np/
-// of its namespace for a NetworkPolicy; for a binding, bound/ of its old and
+// of its namespace for a NetworkPolicy; policy when it is or was a policy
+// control (an enforcing Namespace, a validating webhook or policy); for a binding, bound/ of its old and
 // new roleRef and subj/ of its old and new subjects; for a ClusterRole, obj/
 // of every aggregated ClusterRole whose selectors match its old or new
 // labels. The changed object is judged by every check of its kind, and the

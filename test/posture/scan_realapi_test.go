@@ -20,7 +20,8 @@ import (
 // kinds of the theme's scope. posture-namespace-without-psa-enforce carries
 // no CIS id although the fixture files its theme under 5.2.1: kubesift
 // judges the label per namespace, while CIS 5.2.1 asks about the cluster
-// (docs/posture.md). posture-sa-token-unused is the fixture's token-automount
+// (posture-no-policy-control, reported on kube-system, which the fixture does
+// not list; docs/posture.md). posture-sa-token-unused is the fixture's token-automount
 // theme as its title states it (mounted but the account is bound to nothing).
 var programmeThemes = map[string]string{
 	"posture-unapproved-registry":                   "unapproved-registry",
@@ -34,11 +35,7 @@ var programmeThemes = map[string]string{
 // knownGaps are the themes kubesift does not report as the fixture expects,
 // with the reason; the test logs them instead of failing, and fails when one
 // starts to hold (the entry is then stale).
-var knownGaps = map[string]string{
-	"default-sa-used": "kubesift judges CIS 5.1.5 as the benchmark audits it, on the default ServiceAccount " +
-		"(posture-default-sa-automount) and on bindings that name it (posture-default-sa-bound); no check " +
-		"reports a workload for running as it",
-}
+var knownGaps = map[string]string{}
 
 // scanFinding is the part of a `posture scan -o json` line the comparison
 // reads.
