@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -98,36 +97,17 @@ func newPostureGround(t *testing.T) *postureGround {
 }
 
 func (g *postureGround) cleanupES() {
-	for _, s := range []string{g.es.Streams.Audit, g.es.Streams.Events, g.es.Streams.Posture, g.es.Findings.TransitionsStream, g.es.Findings.ScoresStream} {
-		g.do(http.MethodDelete, "/_data_stream/"+s, "")
-		g.do(http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(s), "")
-	}
-	for _, idx := range []string{g.es.AlertsIndex, g.es.Findings.Index} {
-		g.do(http.MethodDelete, "/"+idx, "")
-		g.do(http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(idx), "")
-	}
-	g.do(http.MethodDelete, "/_ilm/policy/"+g.es.ILM.Policy, "")
+	testenv.DeleteES(g.es.Addresses[0],
+		[]string{g.es.Streams.Audit, g.es.Streams.Events, g.es.Streams.Posture, g.es.Findings.TransitionsStream, g.es.Findings.ScoresStream},
+		[]string{g.es.AlertsIndex, g.es.Findings.Index}, elasticsearch.IndexTemplateName, g.es.ILM.Policy)
 }
 
 // do sends one request and returns the status and decoded answer.
 func (g *postureGround) do(method, path, body string) (int, map[string]any) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, path, rd)
-	if err != nil {
-		return 0, nil
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := g.client.Perform(req)
-	if err != nil {
-		return 0, nil
-	}
-	defer res.Body.Close()
+	status, b := testenv.ESDo(g.es.Addresses[0], method, path, body)
 	var m map[string]any
-	_ = json.NewDecoder(res.Body).Decode(&m)
-	return res.StatusCode, m
+	_ = json.Unmarshal(b, &m)
+	return status, m
 }
 
 // finding is the stored state document's kubesift.finding (nil while there

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	goes "github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
@@ -81,7 +80,6 @@ type verdict struct {
 type continuousGround struct {
 	cfg     *config.Config
 	cluster string
-	es      *goes.Client
 }
 
 func newContinuousGround(t *testing.T, rulesDir string) *continuousGround {
@@ -124,45 +122,20 @@ func newContinuousGround(t *testing.T, rulesDir string) *continuousGround {
 	pc.Posture = config.ProcessorPostureConfig{Enabled: true, GroupID: prefix + "-posture", AlertSeverity: "high", ScoreInterval: time.Second}
 
 	g := &continuousGround{cfg: &cfg, cluster: prefix}
-	var err error
-	if g.es, err = elasticsearch.NewClient(*es); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(g.cleanupES)
 	return g
 }
 
 func (g *continuousGround) cleanupES() {
 	es := g.cfg.Sink.Elasticsearch
-	for _, s := range []string{es.Streams.Audit, es.Streams.Events, es.Streams.Posture, es.Findings.TransitionsStream, es.Findings.ScoresStream} {
-		g.do(http.MethodDelete, "/_data_stream/"+s, "")
-		g.do(http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(s), "")
-	}
-	for _, idx := range []string{es.AlertsIndex, es.Findings.Index} {
-		g.do(http.MethodDelete, "/"+idx, "")
-		g.do(http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(idx), "")
-	}
-	g.do(http.MethodDelete, "/_ilm/policy/"+es.ILM.Policy, "")
+	testenv.DeleteES(es.Addresses[0],
+		[]string{es.Streams.Audit, es.Streams.Events, es.Streams.Posture, es.Findings.TransitionsStream, es.Findings.ScoresStream},
+		[]string{es.AlertsIndex, es.Findings.Index}, elasticsearch.IndexTemplateName, es.ILM.Policy)
 }
 
-// do sends one request and returns the status and the answer's body.
+// do sends one request to the ground's Elasticsearch.
 func (g *continuousGround) do(method, path, body string) (int, []byte) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, path, rd)
-	if err != nil {
-		return 0, nil
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := g.es.Perform(req)
-	if err != nil {
-		return 0, nil
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b
+	return testenv.ESDo(g.cfg.Sink.Elasticsearch.Addresses[0], method, path, body)
 }
 
 // start runs the processor with its posture consumer and the objects
