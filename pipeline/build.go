@@ -37,8 +37,10 @@ type ProcessorDeps struct {
 	// processor; nil leaves the writer and the engine as built.
 	WrapWriter func(sink.Writer) sink.Writer
 	WrapRules  func(Evaluator) Evaluator
-	// Ready, when set, is told the processor's readiness (nil once it is
-	// a member of its consumer group) every second while it runs: /readyz.
+	// Ready, when set, is told the processor's readiness (BuiltProcessor.Ready:
+	// nil once it is a member of its consumer group and, with the posture
+	// consumer, that one has rebuilt its partitions) every second while it
+	// runs: /readyz.
 	Ready func(error)
 }
 
@@ -52,6 +54,7 @@ type BuiltProcessor struct {
 	rules     config.ProcessorRulesConfig
 	ready     func(error)
 	log       *slog.Logger
+	reloads   *prometheus.CounterVec // result: ok, error
 
 	// Posture is the posture consumer when processor.posture.enabled
 	// (nil otherwise, and always with ProcessorDeps.Store).
@@ -127,12 +130,16 @@ func newBuiltProcessor(cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor,
 	if err := deps.Registerer.Register(eng.Collector()); err != nil {
 		return nil, fmt.Errorf("rules metrics: %w", err)
 	}
+	reloads := newReloadsCounter()
+	if err := deps.Registerer.Register(reloads); err != nil {
+		return nil, fmt.Errorf("rules metrics: %w", err)
+	}
 	log.Info("rules loaded", "rules", len(eng.Set().Rules()), "builtin", !rc.NoBuiltin, "dirs", rc.Dirs)
 	docs, err := ecs.New(cfg.Sink.Elasticsearch)
 	if err != nil {
 		return nil, err
 	}
-	return &BuiltProcessor{Engine: eng, Documents: docs, rules: rc, ready: deps.Ready, log: log}, nil
+	return &BuiltProcessor{Engine: eng, Documents: docs, rules: rc, ready: deps.Ready, log: log, reloads: reloads}, nil
 }
 
 // newESWriter is the Elasticsearch writer of cfg, after the setup when
@@ -170,7 +177,8 @@ type Group interface {
 }
 
 // Add registers the processor's components with g: the rule-file watcher
-// when processor.rules.reload_interval and rule dirs are set, the
+// when processor.rules.reload_interval and rule dirs are set (it reloads the
+// posture checks too), the
 // readiness reporter when deps.Ready was given, and the processor itself as
 // the main component (its return ends the group), and then the posture
 // consumer when built. The processor is added after the watcher, so it
@@ -179,10 +187,7 @@ type Group interface {
 // writer they share.
 func (b *BuiltProcessor) Add(g Group) {
 	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
-		g.Add("rules reload", func(ctx context.Context) error {
-			b.Engine.Watch(ctx, b.rules.ReloadInterval, b.log, nil)
-			return nil
-		})
+		g.Add("rules reload", b.watchRules)
 	}
 	if b.ready != nil {
 		g.Add("processor readiness", b.reportReady)
@@ -193,7 +198,51 @@ func (b *BuiltProcessor) Add(g Group) {
 	}
 }
 
-// reportReady tells b.ready the group membership every second until ctx
+// newReloadsCounter is kubesift_rules_reloads_total.
+func newReloadsCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubesift_rules_reloads_total",
+		Help: "Reloads of the rule files after a change, by result (ok; error: the previous rules stay in force)."}, []string{"result"})
+}
+
+// watchRules reloads the rule files on change until ctx ends (rules
+// Engine.Watch) and hands each outcome to reloaded.
+func (b *BuiltProcessor) watchRules(ctx context.Context) error {
+	b.Engine.Watch(ctx, b.rules.ReloadInterval, b.log, func(err error) { b.reloaded(ctx, err) })
+	return nil
+}
+
+// reloaded counts a reload and, when the new rules loaded, gives their
+// object checks to the posture consumer: one compiled set serves both, so
+// the record rules and the posture checks never disagree about which files
+// are in force. A reload that failed leaves both on the previous set.
+func (b *BuiltProcessor) reloaded(ctx context.Context, err error) {
+	if err != nil {
+		b.reloads.WithLabelValues("error").Inc()
+		return
+	}
+	b.reloads.WithLabelValues("ok").Inc()
+	if b.Posture == nil {
+		return
+	}
+	if err := b.Posture.ReloadChecks(ctx, b.Engine.Set()); err != nil && ctx.Err() == nil {
+		b.log.Error("posture checks reloaded", "err", err)
+	}
+}
+
+// Ready reports nil when the processor is a member of its consumer group
+// and, when the posture consumer runs, that consumer is ready too (a
+// member of its own group with its assigned partitions rebuilt); until
+// then the findings index does not show the clusters' current posture.
+// The reasons of both are joined.
+func (b *BuiltProcessor) Ready() error {
+	err := b.Processor.Ready()
+	if b.Posture != nil {
+		err = errors.Join(err, b.Posture.Ready())
+	}
+	return err
+}
+
+// reportReady tells b.ready the readiness (Ready) every second until ctx
 // ends.
 func (b *BuiltProcessor) reportReady(ctx context.Context) error {
 	t := time.NewTicker(time.Second)

@@ -114,6 +114,14 @@ type PostureConsumer struct {
 	committed  map[int]int64 // partition -> last offset committed in this generation; guarded by commitMu
 	ready      atomic.Bool
 	actorSlots chan struct{} // one per actor lookup waiting (maxActorLookups)
+	// rebuilding counts the partitions of the current generation whose
+	// rebuild has not finished: until it has, the findings of their
+	// clusters are not those of the current state, so the consumer is not
+	// ready.
+	rebuilding atomic.Int64
+	// checksGen counts ReloadChecks calls; a partition whose clusters were
+	// scored under an older count scores all of them at its next tick.
+	checksGen atomic.Int64
 }
 
 // NewPosture checks o and builds a PostureConsumer; it connects to nothing
@@ -166,12 +174,19 @@ func NewPosture(o PostureOptions) (*PostureConsumer, error) {
 	return c, nil
 }
 
-// Ready reports nil once the consumer has joined its group.
+// Ready reports nil once the consumer is a member of its group and has
+// rebuilt every partition of the current generation. A rebalance makes it
+// not ready again until the new assignment is rebuilt; a partition whose
+// rebuild failed keeps it not ready until the next rebalance (the
+// partition stays idle until then).
 func (c *PostureConsumer) Ready() error {
-	if c.ready.Load() {
-		return nil
+	if !c.ready.Load() {
+		return errors.New("posture consumer: not a member of the consumer group yet")
 	}
-	return errors.New("posture consumer: not a member of the consumer group yet")
+	if n := c.rebuilding.Load(); n > 0 {
+		return fmt.Errorf("posture consumer: %d assigned partition(s) not rebuilt yet", n)
+	}
+	return nil
 }
 
 // Run consumes until ctx ends, then drains (processor.drain_timeout),
@@ -214,6 +229,7 @@ func (c *PostureConsumer) startGeneration(gen *kafka.Generation) {
 	c.committed = map[int]int64{}
 	c.commitMu.Unlock()
 	c.m.assigned.Set(float64(len(parts)))
+	c.rebuilding.Store(int64(len(parts)))
 	c.ready.Store(true)
 	c.log.Info("posture generation joined", "generation", gen.ID, "partitions", len(parts))
 	ready := make([]atomic.Pointer[Tracker], len(parts))
@@ -272,7 +288,7 @@ func (c *PostureConsumer) commitLive(gen *kafka.Generation, parts []*partition) 
 // clusters. live is told the partition's Tracker once the rebuild is done.
 func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, part *partition, live func(*Tracker)) {
 	r := newPartitionReader(c.o.Kafka, c.pc, c.dialer, c.topic, part.id, c.log, &c.lim)
-	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}}
+	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}, checksGen: c.checksGen.Load()}
 	defer func() {
 		_ = r.Close()
 		for cl := range ps.clusters {
@@ -293,6 +309,7 @@ func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, pa
 	part.tracker = NewTracker(end)
 	c.commitLive(gen, []*partition{part})
 	live(part.tracker)
+	c.rebuilding.Add(-1)
 	work, stopWork := afterEnd(ctx, c.pc.DrainTimeout)
 	defer stopWork()
 	scores := time.NewTicker(c.pc.Posture.ScoreInterval)
@@ -307,7 +324,9 @@ func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, pa
 			c.drain(work, gen, part)
 			return
 		case <-scores.C:
-			c.writeScores(work, ps, false)
+			gen := c.checksGen.Load()
+			c.writeScores(work, ps, gen != ps.checksGen)
+			ps.checksGen = gen
 		case m := <-msgs:
 			c.handleLive(ctx, work, part, ps, m)
 		}
@@ -357,4 +376,7 @@ func (c *PostureConsumer) drain(work context.Context, gen *kafka.Generation, par
 type partState struct {
 	clusters map[string]bool // clusters seen (restored and rebuilt)
 	dirty    map[string]bool // clusters changed since their last score
+	// checksGen is the consumer's checksGen when the clusters were last
+	// scored; a reload of the checks changes every verdict's weight.
+	checksGen int64
 }

@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -97,48 +97,41 @@ func newPostureGround(t *testing.T) *postureGround {
 }
 
 func (g *postureGround) cleanupES() {
-	for _, s := range []string{g.es.Streams.Audit, g.es.Streams.Events, g.es.Streams.Posture, g.es.Findings.TransitionsStream, g.es.Findings.ScoresStream} {
-		g.do(http.MethodDelete, "/_data_stream/"+s, "")
-		g.do(http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(s), "")
-	}
-	for _, idx := range []string{g.es.AlertsIndex, g.es.Findings.Index} {
-		g.do(http.MethodDelete, "/"+idx, "")
-		g.do(http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(idx), "")
-	}
-	g.do(http.MethodDelete, "/_ilm/policy/"+g.es.ILM.Policy, "")
+	testenv.DeleteES(g.es.Addresses[0],
+		[]string{g.es.Streams.Audit, g.es.Streams.Events, g.es.Streams.Posture, g.es.Findings.TransitionsStream, g.es.Findings.ScoresStream},
+		[]string{g.es.AlertsIndex, g.es.Findings.Index}, elasticsearch.IndexTemplateName, g.es.ILM.Policy)
 }
 
 // do sends one request and returns the status and decoded answer.
 func (g *postureGround) do(method, path, body string) (int, map[string]any) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, path, rd)
-	if err != nil {
-		return 0, nil
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := g.client.Perform(req)
-	if err != nil {
-		return 0, nil
-	}
-	defer res.Body.Close()
+	status, b := testenv.ESDo(g.es.Addresses[0], method, path, body)
 	var m map[string]any
-	_ = json.NewDecoder(res.Body).Decode(&m)
-	return res.StatusCode, m
+	_ = json.Unmarshal(b, &m)
+	return status, m
 }
 
-// state is the stored state of a finding ("" while there is none); GET is
-// real-time, so no refresh is needed.
-func (g *postureGround) state(check, uid string) string {
+// finding is the stored state document's kubesift.finding (nil while there
+// is none); GET is real-time, so no refresh is needed.
+func (g *postureGround) finding(check, uid string) map[string]any {
 	status, doc := g.do(http.MethodGet, "/"+g.es.Findings.Index+"/_doc/"+url.PathEscape(g.cluster+"/"+check+"/"+uid), "")
 	if status != http.StatusOK {
-		return ""
+		return nil
 	}
 	f, _ := doc["_source"].(map[string]any)["kubesift"].(map[string]any)["finding"].(map[string]any)
-	s, _ := f["state"].(string)
+	return f
+}
+
+// state is the stored state of a finding ("" while there is none).
+func (g *postureGround) state(check, uid string) string {
+	s, _ := g.finding(check, uid)["state"].(string)
 	return s
+}
+
+// openingTimes is a finding's first_seen and opened_at as its state
+// document has them.
+func (g *postureGround) openingTimes(check, uid string) string {
+	f := g.finding(check, uid)
+	return fmt.Sprintf("first_seen %v, opened_at %v", f["first_seen"], f["opened_at"])
 }
 
 // transitions counts the transition documents of the findings of the
@@ -332,6 +325,10 @@ func TestPostureEndToEndOnRealGround(t *testing.T) {
 	}
 	g.within(t, "NetworkPolicy resolves the namespace finding", nsCheck, string(ns.UID), "resolved", start)
 
+	depOpened := g.openingTimes(privCheck, string(dep.UID))
+	if strings.Contains(depOpened, "<nil>") {
+		t.Fatalf("open state document without its times: %s", depOpened)
+	}
 	start = time.Now()
 	fixed := privilegedDeployment(nsName, false)
 	fixed.ResourceVersion = dep.ResourceVersion
@@ -339,6 +336,11 @@ func TestPostureEndToEndOnRealGround(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.within(t, "fixing the Deployment resolves", privCheck, string(dep.UID), "resolved", start)
+	// The resolved state document still says when the finding was first
+	// seen and opened.
+	if got := g.openingTimes(privCheck, string(dep.UID)); got != depOpened {
+		t.Errorf("resolved state document: %s, want %s as when it was open", got, depOpened)
+	}
 
 	start = time.Now()
 	if err := g.kube.CoreV1().Pods(nsName).Delete(ctx, "priv", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
@@ -401,5 +403,18 @@ func TestPostureEndToEndOnRealGround(t *testing.T) {
 		if n != alertsBefore[id] {
 			t.Errorf("alert %s: %d messages after the restart, %d before", id, n, alertsBefore[id])
 		}
+	}
+
+	// Resolved after the restart, the finding opened before it keeps its
+	// times: Restore read them back from the state index.
+	keepOpened := g.openingTimes(privCheck, string(keep.UID))
+	keepFixed := privilegedDeployment(nsName, false)
+	keepFixed.Name, keepFixed.ResourceVersion = "keep", keep.ResourceVersion
+	if _, err := g.kube.AppsV1().Deployments(nsName).Update(ctx, keepFixed, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "fixing the second Deployment resolves", 30*time.Second, func() bool { return g.state(privCheck, string(keep.UID)) == "resolved" })
+	if got := g.openingTimes(privCheck, string(keep.UID)); got != keepOpened || strings.Contains(got, "<nil>") {
+		t.Errorf("resolved after the restart: %s, want %s as before it", got, keepOpened)
 	}
 }

@@ -107,13 +107,16 @@ func (c *PostureConsumer) decodeInventory(latest map[string]kafka.Message, parti
 }
 
 // objectOf reads an object record message (not a tombstone) as an Object
-// and its cluster.
+// and its cluster. The message's time is the object's observed time: a live
+// change's transitions are written with it (their At), so the opened_at
+// the engine keeps for a finding is the one its open transition shows.
 func objectOf(m kafka.Message) (posture.Object, string, error) {
 	rec, err := record.Unmarshal(m.Value)
 	if err != nil {
 		return posture.Object{}, "", err
 	}
 	o, _, err := posture.ObjectFromRecord(rec)
+	o.Observed = m.Time
 	return o, rec.Cluster.Name, err
 }
 

@@ -92,6 +92,7 @@ type ObjectEnv struct {
 	SubjectsBoundTo func(role map[string]any) []string          `expr:"subjects_bound_to"`
 	EffectiveRules  func(subject string) []any                  `expr:"effective_rules"`
 	RoleRules       func(role map[string]any) []any             `expr:"role_rules"`
+	PolicyControls  func() []string                             `expr:"policy_controls"`
 }
 
 // newAuditEnv fills the scalar fields; objects are added by withObjects.

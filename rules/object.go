@@ -28,6 +28,10 @@ type Inventory interface {
 	// RoleRules are the rules of a Role or ClusterRole, an aggregated
 	// ClusterRole's resolved through its aggregationRule selectors.
 	RoleRules(role map[string]any) []any
+	// PolicyControls names the cluster's active policy control mechanisms
+	// (CIS 5.2.1): namespaces enforcing a Pod Security level, validating
+	// admission webhooks and policies.
+	PolicyControls() []string
 }
 
 // NewObjectEnv is the environment of one object's posture evaluation. The
@@ -40,6 +44,7 @@ func NewObjectEnv(inv Inventory) *ObjectEnv {
 		SubjectsBoundTo: inv.SubjectsBoundTo,
 		EffectiveRules:  inv.EffectiveRules,
 		RoleRules:       inv.RoleRules,
+		PolicyControls:  inv.PolicyControls,
 	}
 }
 

@@ -61,6 +61,7 @@ func (f fakeInventory) ServiceAccount(string, string) map[string]any { return ni
 func (f fakeInventory) SubjectsBoundTo(map[string]any) []string      { return []string{"alice"} }
 func (f fakeInventory) EffectiveRules(string) []any                  { return nil }
 func (f fakeInventory) RoleRules(map[string]any) []any               { return nil }
+func (f fakeInventory) PolicyControls() []string                     { return nil }
 
 // TestObjectCheckEval: a check sees the object and the inventory, renders
 // its output, honours exceptions; Engine.Eval never runs object rules (they

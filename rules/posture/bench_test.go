@@ -253,7 +253,7 @@ func BenchmarkChange(b *testing.B) {
 	for i := 0; i < 1000; i++ {
 		ent := cs.inv.objs[keyOf(&deps[rng.IntN(len(deps))])]
 		start := time.Now()
-		e.judgeAll(cs, ent, ent.obj.ResourceVersion, nil)
+		e.judgeAll(cs, ent, ent.obj.ResourceVersion, time.Time{}, nil)
 		base += time.Since(start)
 	}
 	base /= 1000

@@ -104,6 +104,30 @@ metadata: {name: shop-sas-view}
 roleRef: {kind: ClusterRole, name: system:discovery}
 subjects: [{kind: Group, name: "system:serviceaccounts:shop"}]`}},
 		{name: "unused token turned off", check: "posture-sa-token-unused"},
+		// 5.1.5 on the workload: running as default is using it only when
+		// the token is mounted.
+		{name: "runs as default with its token", check: "posture-default-sa-used",
+			changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}, {"spec.template.spec.serviceAccountName", nil}}, fail: true},
+		{name: "runs as default with the token off in the pod spec", check: "posture-default-sa-used",
+			changes: []change{{"spec.template.spec.serviceAccountName", nil}}},
+		{name: "runs as default whose account turns the token off", check: "posture-default-sa-used",
+			changes: []change{{"spec.template.spec.automountServiceAccountToken", nil}, {"spec.template.spec.serviceAccountName", "default"}},
+			extra:   []string{"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: shop}\nautomountServiceAccountToken: false"}},
+		{name: "own service account with its token", check: "posture-default-sa-used", changes: []change{{"spec.template.spec.automountServiceAccountToken", true}}},
+		// 5.2.1 is reported on kube-system; the shop namespace enforces
+		// restricted unless a case takes its labels away.
+		{name: "no policy control", check: "posture-no-policy-control", base: goodNamespace, changes: []change{{"metadata.labels", map[string]any{}}},
+			extra: []string{kubeSystem}, uid: kubeSystemUID, fail: true},
+		{name: "only a privileged Pod Security level", check: "posture-no-policy-control", base: goodNamespace,
+			changes: []change{{"metadata.labels", map[string]any{"pod-security.kubernetes.io/enforce": "privileged"}}},
+			extra:   []string{kubeSystem}, uid: kubeSystemUID, fail: true},
+		{name: "a validating webhook without webhooks", check: "posture-no-policy-control", base: goodNamespace, changes: []change{{"metadata.labels", map[string]any{}}},
+			extra: []string{kubeSystem, "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: empty}"}, uid: kubeSystemUID, fail: true},
+		{name: "a namespace enforces restricted", check: "posture-no-policy-control", base: goodNamespace, extra: []string{kubeSystem}, uid: kubeSystemUID},
+		{name: "a validating webhook", check: "posture-no-policy-control", base: goodNamespace, changes: []change{{"metadata.labels", map[string]any{}}},
+			extra: []string{kubeSystem, validatingWebhook}, uid: kubeSystemUID},
+		{name: "a validating admission policy", check: "posture-no-policy-control", base: goodNamespace, changes: []change{{"metadata.labels", map[string]any{}}},
+			extra: []string{kubeSystem, "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: no-privileged}\nspec: {validations: [{expression: 'true'}]}"}, uid: kubeSystemUID},
 		{name: "workload SA bound to cluster-admin", check: "posture-workload-cluster-admin-sa", extra: []string{`
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -186,7 +210,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 	// The set (and its per-check counters) is shared by the package's
 	// tests, some of which feed malformed bodies: count errors from here.
 	errorsBefore := map[string]uint64{}
-	for _, ch := range New(builtin(t)).checks {
+	for _, ch := range New(builtin(t)).cks.checks {
 		errorsBefore[ch.rule.ID] = ch.c.Stats().Errors.Load()
 	}
 	covered := map[string][2]int{}
@@ -235,7 +259,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 	}
 	// A check that fails at run time counts as passing, so a passing case
 	// could pass for the wrong reason: no check may error on any fixture.
-	for _, ch := range New(builtin(t)).checks {
+	for _, ch := range New(builtin(t)).cks.checks {
 		if n := covered[ch.rule.ID]; n[0] == 0 || n[1] == 0 {
 			t.Errorf("check %s: %d failing and %d passing case(s); want at least one of each", ch.rule.ID, n[0], n[1])
 		}
@@ -246,6 +270,19 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 }
 
 const (
+	kubeSystem        = "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}"
+	kubeSystemUID     = "uid-namespace--kube-system"
+	validatingWebhook = `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: policy-engine}
+webhooks:
+- name: validate.policy.example.com
+  clientConfig: {service: {namespace: policy, name: webhook}}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods]}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+`
 	calicoNode = `
 apiVersion: apps/v1
 kind: DaemonSet

@@ -19,7 +19,12 @@
 // no-op, and a verdict equal to the finding's current state is silent, so a
 // replay of the current state yields nothing. A restarted process seeds the
 // states it wrote before with Restore and then Replaces the inventory: a
-// finding still open stays silent, one fixed meanwhile resolves. Replace
+// finding still open stays silent, one fixed meanwhile resolves. Every
+// transition carries when its finding first opened and last opened
+// (FirstSeen, OpenedAt: the Observed time of the object whose change opened
+// it, else the engine's clock), a resolve included, and Restore takes them
+// back with the states, so a writer that replaces a finding's state whole
+// keeps them. Replace
 // judges only once every object is in, so a namespace read before its
 // NetworkPolicy does not open and resolve in the same rebuild.
 //
@@ -46,6 +51,10 @@
 // TestTransitionVersionsOrder and, over random sequences of Apply, Delete,
 // outages and Restore+Replace, TestTransitionOrderRandomSequences and
 // FuzzTransitionOrder.
+//
+// SetChecks swaps in a reloaded rule set's checks and judges every
+// cluster's inventory with them once: findings of a removed check resolve,
+// a new check's open, unchanged verdicts are silent.
 //
 // Methods are safe for concurrent use; each cluster has its own lock.
 // Apply and Replace never panic on bad input: an object without kind, name
@@ -88,10 +97,12 @@
 //	                            ClusterRole an aggregationRule pulled in
 //	effective_rules(subject)    subj/S for the subject and the groups it is
 //	                            in, plus the role_rules keys of every role bound
+//	policy_controls()           policy
 //
 // The pair is filed under each key it read (the previous keys are dropped).
 // A change to an object dirties the keys it can affect: obj/ of itself; np/
-// of its namespace for a NetworkPolicy; for a binding, bound/ of its old and
+// of its namespace for a NetworkPolicy; policy when it is or was a policy
+// control (an enforcing Namespace, a validating webhook or policy); for a binding, bound/ of its old and
 // new roleRef and subj/ of its old and new subjects; for a ClusterRole, obj/
 // of every aggregated ClusterRole whose selectors match its old or new
 // labels. The changed object is judged by every check of its kind, and the

@@ -5,20 +5,32 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/kubesift/kubesift/rules"
 )
 
 // Engine judges the inventories of any number of clusters.
 type Engine struct {
+	stats *Stats
+	// now stamps transitions whose cause has no Observed time (a Delete,
+	// an object without one).
+	now func() time.Time
+
+	mu       sync.Mutex
+	cks      *checkSet // the current checks, which a new cluster starts with
+	clusters map[string]*clusterState
+}
+
+// checkSet is one compiled set of checks with its indexes. Each cluster
+// holds the set it was last judged with (SetChecks swaps it cluster by
+// cluster), since the verdict bits and dependency index of its inventory
+// are by index into that set.
+type checkSet struct {
 	checks     []*check
 	byKind     map[string][]int // check indexes whose condition names the kind
 	anyKind    []int            // checks whose condition accepts every kind
 	cisVersion string
-	stats      *Stats
-
-	mu       sync.Mutex
-	clusters map[string]*clusterState
 }
 
 // check is one object rule with what the engine needs at hand.
@@ -36,19 +48,23 @@ var severityWeight = map[rules.Severity]int{
 
 // New returns an engine judging with the object rules of set.
 func New(set *rules.Set) *Engine {
-	e := &Engine{byKind: map[string][]int{}, cisVersion: set.CISVersion(), stats: &Stats{}, clusters: map[string]*clusterState{}}
+	return &Engine{cks: newCheckSet(set), stats: &Stats{}, clusters: map[string]*clusterState{}, now: time.Now}
+}
+
+func newCheckSet(set *rules.Set) *checkSet {
+	ck := &checkSet{byKind: map[string][]int{}, cisVersion: set.CISVersion()}
 	for i, oc := range set.ObjectChecks() {
 		r := oc.Rule()
-		e.checks = append(e.checks, &check{c: oc, rule: r, controlPane: slices.Contains(r.Tags, "control-plane"), weight: severityWeight[r.Severity]})
+		ck.checks = append(ck.checks, &check{c: oc, rule: r, controlPane: slices.Contains(r.Tags, "control-plane"), weight: severityWeight[r.Severity]})
 		if ks, ok := oc.Kinds(); ok {
 			for _, k := range ks {
-				e.byKind[k] = append(e.byKind[k], i)
+				ck.byKind[k] = append(ck.byKind[k], i)
 			}
 		} else {
-			e.anyKind = append(e.anyKind, i)
+			ck.anyKind = append(ck.anyKind, i)
 		}
 	}
-	return e
+	return ck
 }
 
 // pair is one (check, object) verdict: the unit of re-evaluation.
@@ -68,6 +84,7 @@ type fkey struct{ check, uid string }
 type clusterState struct {
 	mu       sync.Mutex
 	name     string
+	cks      *checkSet
 	inv      *inventory
 	findings map[fkey]*finding
 	// deps files each pair under the dependency keys its last evaluation
@@ -83,7 +100,7 @@ func (e *Engine) cluster(name string) *clusterState {
 	defer e.mu.Unlock()
 	cs := e.clusters[name]
 	if cs == nil {
-		cs = &clusterState{name: name, findings: map[fkey]*finding{}}
+		cs = &clusterState{name: name, cks: e.cks, findings: map[fkey]*finding{}}
 		cs.reset(newInventory())
 		e.clusters[name] = cs
 	}
@@ -123,7 +140,7 @@ func (e *Engine) Apply(cluster string, o Object) ([]Decision, error) {
 		// The object was deleted and created again under the same name
 		// while the delete went unseen: the old one's findings resolve.
 		out = e.resolveUID(cs, old, o.ResourceVersion)
-		for i := range e.checks {
+		for i := range cs.cks.checks {
 			cs.file(old, i, nil)
 		}
 	}
@@ -132,7 +149,7 @@ func (e *Engine) Apply(cluster string, o Object) ([]Decision, error) {
 		ent.reads = old.reads // what the pairs read until judged again below
 	}
 	dirty := cs.inv.put(ent, old)
-	return e.rejudge(cs, k, dirty, o.ResourceVersion, out), nil
+	return e.rejudge(cs, k, dirty, o.ResourceVersion, e.observed(&o), out), nil
 }
 
 // Delete removes an object and returns the transitions: its findings
@@ -149,18 +166,27 @@ func (e *Engine) Delete(cluster, kind, namespace, name string) []Decision {
 	e.stats.Deleted.Add(1)
 	rv := old.obj.ResourceVersion
 	out := e.resolveUID(cs, old, rv)
-	for i := range e.checks {
+	for i := range cs.cks.checks {
 		cs.file(old, i, nil)
 	}
 	dirty := cs.inv.remove(k)
-	return e.rejudge(cs, k, dirty, rv, out)
+	return e.rejudge(cs, k, dirty, rv, e.now(), out)
+}
+
+// observed is the time o's change stamps on the findings it opens.
+func (e *Engine) observed(o *Object) time.Time {
+	if o.Observed.IsZero() {
+		return e.now()
+	}
+	return o.Observed
 }
 
 // rejudge judges the object at k (if still present) with all its checks and
-// every pair filed under a dirty key, appending transitions to out.
-func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, out []Decision) []Decision {
+// every pair filed under a dirty key, appending transitions to out. rv and
+// at are the resourceVersion and time of the change.
+func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, at time.Time, out []Decision) []Decision {
 	if ent := cs.inv.objs[k]; ent != nil {
-		out = e.judgeAll(cs, ent, rv, out)
+		out = e.judgeAll(cs, ent, rv, at, out)
 	}
 	todo := map[pair]struct{}{}
 	for _, d := range dirty {
@@ -172,7 +198,7 @@ func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, out
 	}
 	for p := range todo {
 		if ent := cs.inv.objs[p.obj]; ent != nil {
-			out = e.judge(cs, p.check, ent, rv, out)
+			out = e.judge(cs, p.check, ent, rv, at, out)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -180,22 +206,22 @@ func (e *Engine) rejudge(cs *clusterState, k key, dirty []string, rv string, out
 }
 
 // candidates are the checks that can apply to an entry.
-func (e *Engine) candidates(ent *entry) [2][]int {
-	return [2][]int{e.byKind[ent.obj.Kind], e.anyKind}
+func (cs *clusterState) candidates(ent *entry) [2][]int {
+	return [2][]int{cs.cks.byKind[ent.obj.Kind], cs.cks.anyKind}
 }
 
-func (e *Engine) judgeAll(cs *clusterState, ent *entry, rv string, out []Decision) []Decision {
-	for _, idx := range e.candidates(ent) {
+func (e *Engine) judgeAll(cs *clusterState, ent *entry, rv string, at time.Time, out []Decision) []Decision {
+	for _, idx := range cs.candidates(ent) {
 		for _, i := range idx {
-			out = e.judge(cs, i, ent, rv, out)
+			out = e.judge(cs, i, ent, rv, at, out)
 		}
 	}
 	return out
 }
 
 // judge evaluates one pair and appends the transition it causes, if any.
-func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Decision) []Decision {
-	ch := e.checks[i]
+func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, at time.Time, out []Decision) []Decision {
+	ch := cs.cks.checks[i]
 	o := &ent.obj
 	fk := fkey{ch.rule.ID, o.UID}
 	f := cs.findings[fk]
@@ -226,9 +252,9 @@ func (e *Engine) judge(cs *clusterState, i int, ent *entry, rv string, out []Dec
 	case failed && f == nil:
 		f = &finding{d: e.decision(cs, ch, o)}
 		cs.findings[fk] = f
-		f.d.State, f.d.ResourceVersion = StateOpen, rv
+		f.d.State, f.d.ResourceVersion, f.d.FirstSeen, f.d.OpenedAt = StateOpen, rv, at, at
 	case failed && !f.d.Open():
-		f.d.State, f.d.ResourceVersion, f.d.Actor = StateReopened, after(&f.d, rv, StateReopened), nil
+		f.d.State, f.d.ResourceVersion, f.d.OpenedAt, f.d.Actor = StateReopened, after(&f.d, rv, StateReopened), at, nil
 	case !failed && f != nil && f.d.Open():
 		f.d.State, f.d.ResourceVersion = StateResolved, after(&f.d, rv, StateResolved)
 	default:
@@ -250,7 +276,7 @@ func (e *Engine) decision(cs *clusterState, ch *check, o *Object) Decision {
 	r := ch.rule
 	return Decision{
 		ID: cs.name + "/" + r.ID + "/" + o.UID, Cluster: cs.name, CheckID: r.ID, Title: r.Title,
-		CIS: r.CIS, CISVersion: e.cisVersion, Severity: r.Severity, Mitre: r.Mitre, Remediation: r.Remediation,
+		CIS: r.CIS, CISVersion: cs.cks.cisVersion, Severity: r.Severity, Mitre: r.Mitre, Remediation: r.Remediation,
 		Object: ObjectRef{o.Kind, o.Namespace, o.Name, o.UID},
 	}
 }
@@ -259,7 +285,7 @@ func (e *Engine) decision(cs *clusterState, ch *check, o *Object) Decision {
 // a deleted object's uid never comes back.
 func (e *Engine) resolveUID(cs *clusterState, ent *entry, rv string) []Decision {
 	var out []Decision
-	for _, ch := range e.checks {
+	for _, ch := range cs.cks.checks {
 		fk := fkey{ch.rule.ID, ent.obj.UID}
 		f := cs.findings[fk]
 		if f == nil {
@@ -352,7 +378,7 @@ func (e *Engine) Replace(cluster string, objs []Object) ([]Decision, error) {
 	var out []Decision
 	for _, ent := range inv.objs {
 		present[ent.obj.UID] = ent
-		out = e.judgeAll(cs, ent, ent.obj.ResourceVersion, out)
+		out = e.judgeAll(cs, ent, ent.obj.ResourceVersion, e.observed(&ent.obj), out)
 	}
 	var gone []*entry
 	seen := map[string]bool{}
@@ -381,13 +407,13 @@ func (e *Engine) Replace(cluster string, objs []Object) ([]Decision, error) {
 // keeps its Actor until the finding reopens.
 // Decisions of other clusters or unknown checks are skipped.
 func (e *Engine) Restore(cluster string, ds []Decision) {
-	known := map[string]bool{}
-	for _, ch := range e.checks {
-		known[ch.rule.ID] = true
-	}
 	cs := e.cluster(cluster)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	known := map[string]bool{}
+	for _, ch := range cs.cks.checks {
+		known[ch.rule.ID] = true
+	}
 	for _, d := range ds {
 		if d.Cluster != cluster || !known[d.CheckID] || d.Object.UID == "" {
 			continue

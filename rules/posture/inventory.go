@@ -33,6 +33,9 @@ type inventory struct {
 	// aggCache holds resolved rules of aggregated ClusterRoles and the keys
 	// the resolution read; any ClusterRole change clears it (they are rare).
 	aggCache map[string]resolved
+	// controls are the cluster's active policy control mechanisms, named
+	// for policy_controls (see policyControl).
+	controls map[key]string
 }
 
 type resolved struct {
@@ -45,6 +48,7 @@ func newInventory() *inventory {
 		objs: map[key]*entry{}, netpols: map[string]map[string]*entry{},
 		bindingsByRole: map[key]map[key]struct{}{}, bindingsBySubject: map[string]map[key]struct{}{},
 		clusterRoles: map[string]*entry{}, aggregated: map[string]*entry{}, aggCache: map[string]resolved{},
+		controls: map[key]string{},
 	}
 }
 
@@ -62,6 +66,10 @@ func (inv *inventory) put(e, old *entry) []string {
 	dirty := []string{"obj/" + k.String()}
 	if old != nil {
 		dirty = append(dirty, inv.unindex(old)...)
+	}
+	if c := policyControl(o); c != "" {
+		inv.controls[k] = c
+		dirty = append(dirty, "policy")
 	}
 	switch o.Kind {
 	case "NetworkPolicy":
@@ -104,6 +112,10 @@ func (inv *inventory) unindex(e *entry) []string {
 	o := &e.obj
 	k := keyOf(o)
 	var dirty []string
+	if _, ok := inv.controls[k]; ok {
+		delete(inv.controls, k)
+		dirty = append(dirty, "policy")
+	}
 	switch o.Kind {
 	case "NetworkPolicy":
 		delete(inv.netpols[o.Namespace], o.Name)
@@ -285,6 +297,38 @@ func (r *reader) ServiceAccount(namespace, name string) map[string]any {
 		return e.obj.Body
 	}
 	return nil
+}
+
+// PolicyControls implements rules.Inventory.
+func (r *reader) PolicyControls() []string {
+	r.read("policy")
+	out := make([]string, 0, len(r.inv.controls))
+	for _, c := range r.inv.controls {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// policyControl names o when it is an active policy control mechanism in
+// the sense of CIS 5.2.1: a namespace that enforces a Pod Security level
+// that restricts anything (baseline or restricted; privileged admits every
+// Pod), a ValidatingWebhookConfiguration with at least one webhook, or a
+// ValidatingAdmissionPolicy. "" when it is none.
+func policyControl(o *Object) string {
+	switch o.Kind {
+	case "Namespace":
+		if lvl := str(labels(o.Body)["pod-security.kubernetes.io/enforce"]); lvl == "baseline" || lvl == "restricted" {
+			return "Namespace " + o.Name + " enforces Pod Security " + lvl
+		}
+	case "ValidatingWebhookConfiguration":
+		if len(asSlice(o.Body["webhooks"])) > 0 {
+			return "ValidatingWebhookConfiguration " + o.Name
+		}
+	case "ValidatingAdmissionPolicy":
+		return "ValidatingAdmissionPolicy " + o.Name
+	}
+	return ""
 }
 
 // roleKey is the inventory key of a Role or ClusterRole body.

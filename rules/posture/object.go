@@ -3,6 +3,7 @@ package posture
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kubesift/kubesift/rules"
 )
@@ -19,6 +20,11 @@ type Object struct {
 	UID             string
 	ResourceVersion string
 	Body            map[string]any
+	// Observed is when this version of the object was observed (the
+	// processor gives the object record's Kafka time). The findings its
+	// change opens or reopens are stamped with it (FirstSeen, OpenedAt);
+	// zero stamps the engine's clock.
+	Observed time.Time
 }
 
 // State is a finding's state after a transition.
@@ -64,6 +70,14 @@ type Decision struct {
 	// package doc), it is the previous transition's, or for a reopen the
 	// revision after it.
 	ResourceVersion string `json:"observed_resource_version"`
+	// FirstSeen is when the finding first opened and OpenedAt when it last
+	// opened (open or reopened): the Observed time of the change that did,
+	// or the engine's clock. Every later transition carries them, so a
+	// resolved finding's state document still says when it was first seen
+	// and opened; Restore takes them back from the states written before.
+	// Zero when unknown (a state restored without them).
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	OpenedAt  time.Time `json:"opened_at,omitzero"`
 	// Actor is who made the change that opened or last reopened the
 	// finding, or nil while unknown. The engine never learns it: it clears
 	// it on every open and reopen, keeps it through a resolve (the state

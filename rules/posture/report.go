@@ -70,7 +70,7 @@ func (e *Engine) Report(cluster string) []Section {
 	cs := e.cluster(cluster)
 	cs.mu.Lock()
 	for _, ent := range cs.inv.objs {
-		for i, ch := range e.checks {
+		for i, ch := range cs.cks.checks {
 			if !bit(ent.evaluated, i) {
 				continue
 			}

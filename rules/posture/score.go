@@ -44,7 +44,7 @@ func (e *Engine) Score(cluster string) (total Score, byNamespace map[string]Scor
 			for b := 0; word != 0; b++ {
 				if word&1 != 0 {
 					i := w*64 + b
-					failed, weight := bit(ent.failed, i), e.checks[i].weight
+					failed, weight := bit(ent.failed, i), cs.cks.checks[i].weight
 					total.add(failed, weight)
 					if scope != "" {
 						if ns[scope] == nil {

@@ -13,19 +13,17 @@ import (
 )
 
 // Finding is one posture transition with what its documents need beyond
-// the engine's Decision.
+// the engine's Decision. The Decision's FirstSeen and OpenedAt go into
+// every document of the finding, a resolved one's included: the state
+// document is replaced whole on every transition (external versioning
+// allows no partial update), so it is complete only if each transition
+// carries them. Zero leaves them out, except that an open transition is
+// its own first_seen and opened_at and a reopened one its own opened_at.
 type Finding struct {
 	posture.Decision
 	// At is when the change that caused the transition was observed (the
 	// object record's observed time); zero means the Builder's Now.
 	At time.Time
-	// FirstSeen and OpenedAt carry the times of earlier transitions of the
-	// same finding into the state document when the caller knows them: the
-	// state document is replaced whole on every transition (external
-	// versioning allows no partial update). Zero leaves them out, except
-	// that an open transition is its own first_seen and opened_at and a
-	// reopened one its own opened_at.
-	FirstSeen, OpenedAt time.Time
 }
 
 // Actor is kubesift.finding.actor: who made the change that opened or last
@@ -217,12 +215,16 @@ func (b *FindingDocs) finding(f *Finding, kind string, ds *dataStream) (*finding
 	}
 	switch f.State {
 	case posture.StateOpen:
-		ff.OpenedAt = &at
+		if ff.OpenedAt == nil {
+			ff.OpenedAt = &at
+		}
 		if ff.FirstSeen == nil {
 			ff.FirstSeen = &at
 		}
 	case posture.StateReopened:
-		ff.OpenedAt = &at
+		if ff.OpenedAt == nil {
+			ff.OpenedAt = &at
+		}
 	case posture.StateResolved:
 		ff.ResolvedAt = &at
 	}

@@ -92,7 +92,7 @@ func TestFindingDocuments(t *testing.T) {
 			"kubesift.finding.severity": "high", "kubesift.finding.object.uid": "u1", "orchestrator.cluster.name": "prod",
 			"orchestrator.resource.type": "deployment", "event.kind": "state",
 		}, []string{"kubesift.finding.resolved_at", "kubesift.finding.actor", "data_stream"}},
-		{"resolved carries the times the caller knows", func() *Finding {
+		{"resolved carries the times its Decision carries", func() *Finding {
 			f := testFinding(posture.StateResolved, "12")
 			f.FirstSeen, f.OpenedAt = opened, opened
 			return f
@@ -101,6 +101,14 @@ func TestFindingDocuments(t *testing.T) {
 			"kubesift.finding.first_seen": "2026-01-02T02:04:05Z", "kubesift.finding.opened_at": "2026-01-02T02:04:05Z",
 			"kubesift.finding.resolved_at": "2026-01-02T03:03:05Z",
 		}, nil},
+		{"open takes the engine's times over At", func() *Finding {
+			f := testFinding(posture.StateOpen, "10")
+			f.FirstSeen, f.OpenedAt = opened, opened
+			return f
+		}(), map[string]any{
+			"kubesift.finding.first_seen": "2026-01-02T02:04:05Z", "kubesift.finding.opened_at": "2026-01-02T02:04:05Z",
+			"kubesift.finding.last_transition_at": "2026-01-02T03:03:05Z",
+		}, []string{"kubesift.finding.resolved_at"}},
 		{"reopened with an actor", func() *Finding {
 			f := testFinding(posture.StateReopened, "14")
 			f.FirstSeen = opened

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 
@@ -108,6 +109,8 @@ type stateDoc struct {
 			Remediation     string            `json:"remediation"`
 			ResourceVersion string            `json:"observed_resource_version"`
 			Actor           *posture.Actor    `json:"actor"`
+			FirstSeen       time.Time         `json:"first_seen"`
+			OpenedAt        time.Time         `json:"opened_at"`
 		} `json:"finding"`
 	} `json:"kubesift"`
 }
@@ -125,5 +128,6 @@ func (s *stateDoc) decision() (posture.Decision, bool) {
 	}
 	return posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: f.State, CheckID: f.CheckID,
 		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Mitre: f.Mitre, Object: f.Object,
-		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion, Actor: f.Actor}, true
+		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion, Actor: f.Actor,
+		FirstSeen: f.FirstSeen, OpenedAt: f.OpenedAt}, true
 }

@@ -14,7 +14,8 @@ var actorB = &posture.Actor{User: "alice", Groups: []string{"dev"}, UserAgent: "
 
 // TestFindingStatesOnRealElasticsearch: FindingStates returns the last
 // state written of every finding of one cluster and nothing of another,
-// across pages, with the actor each was written with, and a findings index not created yet reads as empty.
+// across pages, with the actor each was written with and the opened_at of open ones, and a
+// findings index not created yet reads as empty.
 func TestFindingStatesOnRealElasticsearch(t *testing.T) {
 	es, fw, cfg := realFindings(t)
 	defer func(n int) { statesPage = n }(statesPage)
@@ -59,6 +60,9 @@ func TestFindingStatesOnRealElasticsearch(t *testing.T) {
 				}
 				if want := map[bool]*posture.Actor{true: actorB}[d.ID == "c/posture-host-pid/b"]; !reflect.DeepEqual(d.Actor, want) {
 					t.Errorf("%s: actor %+v, want %+v", d.ID, d.Actor, want)
+				}
+				if d.Open() && d.OpenedAt.IsZero() { // an open state document has opened_at: Restore takes it back
+					t.Errorf("%s: opened_at not read back", d.ID)
 				}
 			}
 		})

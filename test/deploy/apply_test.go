@@ -1,25 +1,16 @@
 package deploy
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
@@ -35,81 +26,10 @@ import (
 
 const fieldManager = "kubesift-test-deploy"
 
-// warnings collects the warnings kube-apiserver sends (Pod Security
-// admission's "would violate PodSecurity ...", unknown fields, deprecations).
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
+// cluster is an admin client of the ground's API server.
+type cluster struct{ *testenv.KubeClient }
 
-func (w *warnings) HandleWarningHeader(code int, agent, text string) {
-	w.mu.Lock()
-	w.msgs = append(w.msgs, text)
-	w.mu.Unlock()
-}
-
-// take returns and clears what was collected.
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.msgs
-	w.msgs = nil
-	return out
-}
-
-// cluster is a client set for the ground's API server.
-type cluster struct {
-	cfg    *rest.Config
-	cs     kubernetes.Interface
-	dyn    dynamic.Interface
-	mapper meta.RESTMapper
-	warn   *warnings
-}
-
-func newCluster(t testing.TB) *cluster {
-	t.Helper()
-	w := &warnings{}
-	cfg := adminConfig(t, w)
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery()))
-	return &cluster{cfg: cfg, cs: cs, dyn: dyn, mapper: mapper, warn: w}
-}
-
-// resource returns the client of o's resource, namespaced when its kind is.
-func (c *cluster) resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, bool, error) {
-	gvk := o.GroupVersionKind()
-	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: the API server does not serve %s: %w", objKey(o), gvk, err)
-	}
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return c.dyn.Resource(m.Resource).Namespace(o.GetNamespace()), true, nil
-	}
-	return c.dyn.Resource(m.Resource), false, nil
-}
-
-// apply server-side applies o (dryRun=All when dry); the warnings the server
-// sent for this request are returned.
-func (c *cluster) apply(ctx context.Context, o *unstructured.Unstructured, dry bool) ([]string, error) {
-	ri, _, err := c.resource(o)
-	if err != nil {
-		return nil, err
-	}
-	opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
-	if dry {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	c.warn.take()
-	_, err = ri.Apply(ctx, o.GetName(), o, opts)
-	return c.warn.take(), err
-}
+func newCluster(t testing.TB) *cluster { return &cluster{testenv.NewKubeClient(t, fieldManager)} }
 
 // podTemplate returns the pod template of a workload object, if it has one.
 func podTemplate(o *unstructured.Unstructured) (map[string]any, bool) {
@@ -143,7 +63,7 @@ func TestApplyDryRun(t *testing.T) {
 			// 1. Namespaces, for real.
 			ensureNamespaces(t, c, objs)
 			enforce := map[string]string{}
-			nsList, err := c.cs.CoreV1().Namespaces().List(cx, metav1.ListOptions{})
+			nsList, err := c.CS.CoreV1().Namespaces().List(cx, metav1.ListOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,7 +88,7 @@ func TestApplyDryRun(t *testing.T) {
 				if o.GetKind() == "Namespace" {
 					continue
 				}
-				_, namespaced, err := c.resource(o)
+				_, namespaced, err := c.Resource(o)
 				if err != nil {
 					t.Error(err)
 					continue
@@ -177,7 +97,7 @@ func TestApplyDryRun(t *testing.T) {
 					t.Errorf("%s: namespaced object without metadata.namespace (it would land in the current namespace)", objKey(o))
 					continue
 				}
-				ws, err := c.apply(cx, o, true)
+				_, ws, err := c.Apply(cx, o, true)
 				if err != nil {
 					t.Errorf("%s: server-side apply (dry-run): %v", objKey(o), err)
 				}
@@ -196,12 +116,12 @@ func TestApplyDryRun(t *testing.T) {
 				}
 				pod.Name = o.GetName() + "-dry-run"
 				pod.Namespace = o.GetNamespace()
-				c.warn.take()
-				_, err = c.cs.CoreV1().Pods(pod.Namespace).Create(cx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: fieldManager})
+				c.TakeWarnings()
+				_, err = c.CS.CoreV1().Pods(pod.Namespace).Create(cx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldManager: fieldManager})
 				if err != nil {
 					t.Errorf("%s: its pod template as a Pod (dry-run create): %v", objKey(o), err)
 				}
-				check(objKey(o)+" pod template", pod.Namespace, c.warn.take())
+				check(objKey(o)+" pod template", pod.Namespace, c.TakeWarnings())
 			}
 		})
 	}
@@ -218,7 +138,7 @@ func ensureNamespaces(t testing.TB, c *cluster, objs []*unstructured.Unstructure
 		if o.GetKind() != "Namespace" {
 			continue
 		}
-		if _, err := c.apply(cx, o, false); err != nil {
+		if _, _, err := c.Apply(cx, o, false); err != nil {
 			t.Fatalf("apply %s: %v", objKey(o), err)
 		}
 		have[o.GetName()] = true
@@ -233,7 +153,7 @@ func ensureNamespaces(t testing.TB, c *cluster, objs []*unstructured.Unstructure
 		u.SetAPIVersion("v1")
 		u.SetKind("Namespace")
 		u.SetName(ns)
-		if _, err := c.apply(cx, u, false); err != nil {
+		if _, _, err := c.Apply(cx, u, false); err != nil {
 			t.Fatalf("create namespace %s: %v", ns, err)
 		}
 	}
@@ -313,7 +233,7 @@ func TestRestrictedNamespaceEnforces(t *testing.T) {
 			"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "psa-control"}}, "spec": spec},
 		},
 	}}
-	ws, err := c.apply(cx, dep, true)
+	_, ws, err := c.Apply(cx, dep, true)
 	if err != nil {
 		t.Fatalf("dry-run Deployment: %v", err)
 	}
@@ -325,7 +245,7 @@ func TestRestrictedNamespaceEnforces(t *testing.T) {
 	if err := json.Unmarshal(b, &pod.Spec); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.cs.CoreV1().Pods(centralNS).Create(cx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	_, err = c.CS.CoreV1().Pods(centralNS).Create(cx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err == nil || !strings.Contains(err.Error(), "PodSecurity") {
 		t.Errorf("a privileged Pod in %s was not refused by Pod Security admission: %v", centralNS, err)
 	}

@@ -23,7 +23,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
@@ -31,24 +30,6 @@ import (
 // repo returns a path inside the repository.
 func repo(parts ...string) string {
 	return filepath.Join(append([]string{testenv.Root()}, parts...)...)
-}
-
-// adminConfig is a rest.Config for the ground's kube-apiserver as
-// kubesift-admin (system:masters). Warnings the server sends (Pod Security
-// admission's among them) go to warn; nil keeps client-go's default.
-func adminConfig(t testing.TB, warn rest.WarningHandler) *rest.Config {
-	t.Helper()
-	k := testenv.KubeAPIServer(t)
-	return &rest.Config{
-		Host:            k.URL,
-		BearerToken:     k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile},
-		UserAgent:       "kubesift-test-deploy",
-		WarningHandler:  warn,
-		QPS:             100,
-		Burst:           200,
-		Timeout:         30 * time.Second,
-	}
 }
 
 // decodeObjects splits multi-document YAML (or JSON) into objects, skipping

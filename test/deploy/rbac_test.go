@@ -64,7 +64,7 @@ func (c *cluster) allowed(t testing.TB, userName string, groups []string, a acce
 		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource,
 			Subresource: a.sub, Namespace: a.ns, Name: a.name},
 	}}
-	res, err := c.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx(t, 30*time.Second), sar, metav1.CreateOptions{})
+	res, err := c.CS.AuthorizationV1().SubjectAccessReviews().Create(ctx(t, 30*time.Second), sar, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("SubjectAccessReview %s: %v", a, err)
 	}
@@ -248,11 +248,11 @@ func applyRBAC(t testing.TB, c *cluster, objs []*unstructured.Unstructured, suff
 				t.Fatal(err)
 			}
 		}
-		ri, _, err := c.resource(o)
+		ri, _, err := c.Resource(o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.apply(cx, o, false); err != nil {
+		if _, _, err := c.Apply(cx, o, false); err != nil {
 			t.Fatalf("apply %s: %v", objKey(o), err)
 		}
 		name := o.GetName()

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -22,7 +20,8 @@ import (
 // kinds of the theme's scope. posture-namespace-without-psa-enforce carries
 // no CIS id although the fixture files its theme under 5.2.1: kubesift
 // judges the label per namespace, while CIS 5.2.1 asks about the cluster
-// (docs/posture.md). posture-sa-token-unused is the fixture's token-automount
+// (posture-no-policy-control, reported on kube-system, which the fixture does
+// not list; docs/posture.md). posture-sa-token-unused is the fixture's token-automount
 // theme as its title states it (mounted but the account is bound to nothing).
 var programmeThemes = map[string]string{
 	"posture-unapproved-registry":                   "unapproved-registry",
@@ -36,11 +35,7 @@ var programmeThemes = map[string]string{
 // knownGaps are the themes kubesift does not report as the fixture expects,
 // with the reason; the test logs them instead of failing, and fails when one
 // starts to hold (the entry is then stale).
-var knownGaps = map[string]string{
-	"default-sa-used": "kubesift judges CIS 5.1.5 as the benchmark audits it, on the default ServiceAccount " +
-		"(posture-default-sa-automount) and on bindings that name it (posture-default-sa-bound); no check " +
-		"reports a workload for running as it",
-}
+var knownGaps = map[string]string{}
 
 // scanFinding is the part of a `posture scan -o json` line the comparison
 // reads.
@@ -115,26 +110,15 @@ func TestScanPlantedSetOnRealAPIServer(t *testing.T) {
 	exp := loadExpectations(t)
 	run := runPrefix()
 	t.Logf("run prefix %s", run)
-	rulesDir := t.TempDir()
-	// The fixture's approved registries replace the default list; its
-	// exemptions (namespace, workload, image repository, any registry) are
-	// appended to the default ones, which also pin the registry.
-	lists := "lists:\n- name: approved_registries\n  items: [" + strings.Join(exp.ApprovedRegistries, ", ") + "]\n" +
-		"- name: posture_exemptions\n  append: true\n  items:\n"
-	for _, x := range exp.Exemptions {
-		lists += "  - " + x.Namespace + "/" + x.Workload + "/*/" + x.ImageRepository + "\n"
-	}
-	if err := os.WriteFile(filepath.Join(rulesDir, "fixture.yaml"), []byte(lists), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rulesDir := fixtureRulesDir(t, exp)
 
 	sets := loadSets(t, run)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, s := range sets {
-		t.Cleanup(func() { g.removeSet(t, s.objs) })
+		t.Cleanup(func() { g.RemoveAll(t, s.objs) })
 		for _, o := range s.objs {
-			if _, _, err := g.apply(ctx, o); err != nil {
+			if _, _, err := g.Apply(ctx, o, false); err != nil {
 				t.Fatalf("%s: %s: %v", s.file, keyOf(o), err)
 			}
 		}
