@@ -37,9 +37,10 @@ type ProcessorDeps struct {
 	// processor; nil leaves the writer and the engine as built.
 	WrapWriter func(sink.Writer) sink.Writer
 	WrapRules  func(Evaluator) Evaluator
-	// WrapFindings lets a command watch the posture consumer's findings
-	// and scores (run's display); nil leaves the findings sink as built.
-	WrapFindings func(FindingsSink) FindingsSink
+	// WrapFindings lets a command watch the posture consumer's findings,
+	// scores and the states it restores (run's display); nil leaves the
+	// findings sink and state reader as built.
+	WrapFindings func(FindingsSink, StateReader) (FindingsSink, StateReader)
 	// Ready, when set, is told the processor's readiness (nil once it is
 	// a member of its consumer group) every second while it runs: /readyz.
 	Ready func(error)

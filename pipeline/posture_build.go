@@ -42,7 +42,7 @@ func newPosture(cfg *config.Config, deps ProcessorDeps, set *rules.Set, w sink.W
 		return nil, fmt.Errorf("posture: %w", err)
 	}
 	if deps.WrapFindings != nil {
-		findings = deps.WrapFindings(findings)
+		findings, states = deps.WrapFindings(findings, states)
 	}
 	return NewPosture(PostureOptions{
 		Kafka: cfg.Kafka, Processor: cfg.Processor, Engine: posture.New(set), Findings: findings, States: states,

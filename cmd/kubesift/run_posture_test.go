@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/record"
+	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/rules/posture"
+	"github.com/kubesift/kubesift/sink/ecs"
+)
+
+// findingPrinted matches a finding line of run's console.
+var findingPrinted = regexp.MustCompile(`^finding (open|resolved|reopened)\s+\S+\s+(\S+)  (\S+) (\S+)  `)
+
+// printedFindings returns "state check kind ns/name" of every finding line
+// in out, in order.
+func printedFindings(out string) []string {
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if m := findingPrinted.FindStringSubmatch(l); m != nil {
+			got = append(got, strings.Join(m[1:], " "))
+		}
+	}
+	return got
+}
+
+// storedFindings reads the findings file of a run's output: the current
+// state of each finding (its highest version), as "check kind ns/name",
+// open ones only.
+func storedFindings(t *testing.T, out string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(out, config.DefaultFindingsIndex+".ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	type cur struct {
+		d posture.Decision
+		v int64
+	}
+	byID := map[string]cur{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 64<<20)
+	for sc.Scan() {
+		d, v, err := ecs.DecodeFindingState(sc.Bytes())
+		if err != nil {
+			t.Fatalf("findings file: %v", err)
+		}
+		if v > byID[d.ID].v {
+			byID[d.ID] = cur{d, v}
+		}
+	}
+	var open []string
+	for _, c := range byID {
+		if c.d.Open() {
+			open = append(open, c.d.CheckID+" "+objectName(c.d.Object))
+		}
+	}
+	slices.Sort(open)
+	return open
+}
+
+// expectedScenarioFindings reads expected-findings.tsv: the open findings
+// as "check kind ns/name", and the score line.
+func expectedScenarioFindings(t *testing.T) (open []string, score string) {
+	t.Helper()
+	data, err := os.ReadFile("../../examples/scenario/expected-findings.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		switch {
+		case i == 0:
+		case strings.HasPrefix(l, "# score "):
+			score = strings.TrimPrefix(l, "# score ")
+		default:
+			f := strings.Split(l, "\t")
+			if len(f) != 5 {
+				t.Fatalf("expected-findings.tsv line %d: %q", i+1, l)
+			}
+			open = append(open, f[0]+" "+objectName(posture.ObjectRef{Kind: f[2], Namespace: f[3], Name: f[4]}))
+		}
+	}
+	slices.Sort(open)
+	return open, score
+}
+
+// postureAlertCounts are the posture alerts the scenario's expected
+// findings raise, by check: one per open finding at or above minSeverity.
+func postureAlertCounts(t *testing.T, minSeverity string) map[string]int {
+	t.Helper()
+	floor, err := rules.ParseSeverity(minSeverity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../examples/scenario/expected-findings.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Split(l, "\t")
+		if len(f) != 5 {
+			continue // the score line, the end
+		}
+		if sev, err := rules.ParseSeverity(f[1]); err == nil && sev >= floor {
+			out[f[0]]++
+		}
+	}
+	return out
+}
+
+// TestRunScenarioPosture: run over the bundled scenario publishes its object
+// snapshot, and the posture consumer finds exactly the scenario's expected
+// findings (expected-findings.tsv, what hack/record-scenario computed when
+// it recorded them): each is printed as it opens, the summary shows the
+// score and the findings, and the findings file holds them. A second run
+// into the same directory restores the states and writes no transition.
+func TestRunScenarioPosture(t *testing.T) {
+	want, score := expectedScenarioFindings(t)
+	if len(want) == 0 || score == "" {
+		t.Fatal("expected-findings.tsv lists no finding or no score")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	stdout, err := runForTest(t, ctx, out, "../../examples/scenario")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var printed []string
+	for _, p := range printedFindings(stdout) {
+		state, rest, _ := strings.Cut(p, " ")
+		if state != "open" {
+			t.Errorf("a fresh run printed a %s transition: %s", state, p)
+		}
+		printed = append(printed, rest)
+	}
+	slices.Sort(printed)
+	if !slices.Equal(printed, want) {
+		t.Errorf("printed findings\n%s\nwant (expected-findings.tsv)\n%s", strings.Join(printed, "\n"), strings.Join(want, "\n"))
+	}
+	if got := storedFindings(t, out); !slices.Equal(got, want) {
+		t.Errorf("stored open findings\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var pct float64
+	var passed, failed int
+	if _, err := fmt.Sscanf(score, "%f: %d passed, %d failed", &pct, &passed, &failed); err != nil {
+		t.Fatalf("score line %q: %v", score, err)
+	}
+	row := regexp.MustCompile(fmt.Sprintf(`(?m)^local\s+%.1f\s+%d\s+%d\s+%d$`, pct, passed, failed, len(want)))
+	for _, s := range []string{fmt.Sprintf("%d open findings", len(want)), "POSTURE", "CIS SECTION", "TOP FINDINGS", "object snapshots"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("summary lacks %q", s)
+		}
+	}
+	if !row.MatchString(stdout) {
+		t.Errorf("summary lacks the score row %q:\n%s", row, stdout)
+	}
+	if !strings.Contains(stdout, config.DefaultFindingsIndex+".ndjson") {
+		t.Errorf("the output lines do not say where the findings are:\n%s", stdout)
+	}
+
+	lines := lineCount(t, filepath.Join(out, config.DefaultFindingsIndex+".ndjson"))
+	again, err := runForTest(t, ctx, out, "../../examples/scenario")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := printedFindings(again); len(p) > 0 {
+		t.Errorf("a second run printed %d transitions, want none (states restored): %v", len(p), p[:min(3, len(p))])
+	}
+	if n := lineCount(t, filepath.Join(out, config.DefaultFindingsIndex+".ndjson")); n != lines {
+		t.Errorf("a second run grew the findings file from %d to %d lines", lines, n)
+	}
+	if !strings.Contains(again, fmt.Sprintf("%d open findings", len(want))) {
+		t.Errorf("the second run's summary lacks the %d open findings:\n%s", len(want), again)
+	}
+}
+
+// objectLine is a snapshot line: the object record of a Pod in namespace
+// ns, privileged or not.
+func objectLine(t *testing.T, ns, name, uid string, privileged bool) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":%q,"uid":%q,"resourceVersion":"7"},`+
+		`"spec":{"containers":[{"name":"c","image":"registry.example/app@sha256:%064d","securityContext":{"privileged":%t}}]}}`,
+		name, ns, uid, 0, privileged)
+	r, err := record.NewObject(record.ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: name, UID: uid, ResourceVersion: "7"},
+		[]byte(body), record.Cluster{Name: "recorded"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := record.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestRunSnapshotBadLines: a snapshot line that is not an object record is
+// dead-lettered naming the file and line, and the objects around it are
+// judged; the snapshot's records are stamped with run's cluster.
+func TestRunSnapshotBadLines(t *testing.T) {
+	dir := t.TempDir()
+	sample, err := os.ReadFile(sampleAuditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "audit.log"), sample, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, snapshotSubdir), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	audit := strings.SplitN(string(sample), "\n", 2)[0] // an audit event, not a record
+	snapshot := strings.Join([]string{
+		objectLine(t, "shop", "privileged", "u-1", true),
+		`{"schema":1,"id":"x","source":"object",`,
+		audit,
+		objectLine(t, "shop", "compliant", "u-2", false),
+	}, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, snapshotSubdir, "objects.ndjson"), []byte(snapshot), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	stdout, err := runForTest(t, ctx, out, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := printedFindings(stdout); !slices.Contains(got, "open posture-privileged-container Pod shop/privileged") {
+		t.Errorf("printed findings %v lack the privileged Pod's", got)
+	}
+	for _, f := range printedFindings(stdout) {
+		if strings.Contains(f, "shop/compliant") && strings.Contains(f, "privileged-container") {
+			t.Errorf("the compliant Pod has a finding: %s", f)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^object snapshots\s+2\s`).MatchString(stdout) {
+		t.Errorf("summary does not count 2 object records:\n%s", stdout)
+	}
+	dl, err := os.ReadFile(filepath.Join(out, "dead-letters.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"objects.ndjson line 2", "objects.ndjson line 3"} {
+		if !strings.Contains(string(dl), line) {
+			t.Errorf("dead letters do not name %q:\n%s", line, dl)
+		}
+	}
+	if ids := storedFindings(t, out); !slices.Contains(ids, "posture-privileged-container Pod shop/privileged") {
+		t.Errorf("stored findings %v lack the privileged Pod's", ids)
+	}
+	stored, err := os.ReadFile(filepath.Join(out, config.DefaultFindingsIndex+".ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(stored), `"recorded"`) || !strings.Contains(string(stored), `"local"`) {
+		t.Error("snapshot records kept the recorded cluster name instead of run's")
+	}
+}
