@@ -223,6 +223,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	if a.files != nil {
 		s.files = a.files.Files()
 	}
+	s.posture.alerts = int(gatherSums(a.srv.Registry)["kubesift_posture_alerts_total"])
 	s.print(o.stdout)
 	switch {
 	case interrupted:

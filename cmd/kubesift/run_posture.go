@@ -99,6 +99,7 @@ type postureSnapshot struct {
 	enabled bool
 	scores  map[string]posture.Score
 	open    []posture.Decision // most severe first
+	alerts  int                // posture alerts acknowledged on the alerts topic
 }
 
 func (t *postureTally) snapshot() postureSnapshot {

@@ -159,7 +159,11 @@ func TestRunScenarioPosture(t *testing.T) {
 		t.Fatalf("score line %q: %v", score, err)
 	}
 	row := regexp.MustCompile(fmt.Sprintf(`(?m)^local\s+%.1f\s+%d\s+%d\s+%d$`, pct, passed, failed, len(want)))
-	for _, s := range []string{fmt.Sprintf("%d open findings", len(want)), "POSTURE", "CIS SECTION", "TOP FINDINGS", "object snapshots"} {
+	alerts := 0
+	for _, n := range postureAlertCounts(t, config.Default().Processor.Posture.AlertSeverity) {
+		alerts += n
+	}
+	for _, s := range []string{fmt.Sprintf("%d open findings, %d posture alerts", len(want), alerts), "POSTURE", "CIS SECTION", "TOP FINDINGS", "object snapshots"} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("summary lacks %q", s)
 		}

@@ -193,7 +193,7 @@ func (s *summary) print(w io.Writer) {
 	fmt.Fprintf(w, "\nkubesift run %s in %.1fs: %d records, %d alerts", state, s.elapsed.Seconds(),
 		s.prog.records, s.tally.total)
 	if s.posture.enabled {
-		fmt.Fprintf(w, ", %d open findings", len(s.posture.open))
+		fmt.Fprintf(w, ", %d open findings, %d posture alerts", len(s.posture.open), s.posture.alerts)
 	}
 	fmt.Fprint(w, "\n\n")
 	table(w, s.sourceRows)
