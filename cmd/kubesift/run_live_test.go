@@ -14,7 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -27,13 +27,10 @@ import (
 // of its own name, so it leads beside any other collector of the ground.
 func TestRunLivePostureOnRealAPIServer(t *testing.T) {
 	testenv.Short(t)
-	testenv.KubeAPIServer(t)
-	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0]
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
+	k := testenv.KubeAPIServer(t)
+	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0] // what run is given
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}, UserAgent: "kubesift-run-posture-test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -12,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/rules/posture"
-	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/ndjson"
 )
 
 // findingPrinted matches a finding line of run's console.
@@ -34,36 +35,28 @@ func printedFindings(out string) []string {
 	return got
 }
 
-// storedFindings reads the findings file of a run's output: the current
-// state of each finding (its highest version), as "check kind ns/name",
-// open ones only.
+// storedFindings reads the findings file of a run's output back as the
+// posture consumer's state reader does (ndjson.FindingsWriter.States) and
+// returns its open findings as "check kind ns/name".
 func storedFindings(t *testing.T, out string) []string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(out, config.DefaultFindingsIndex+".ndjson"))
+	w, err := ndjson.New(ndjson.Options{Dir: out, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	type cur struct {
-		d posture.Decision
-		v int64
+	defer w.Close(context.Background())
+	fw, err := ndjson.NewFindingsWriter(w, config.Default().Sink.Elasticsearch)
+	if err != nil {
+		t.Fatal(err)
 	}
-	byID := map[string]cur{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
-		d, v, err := ecs.DecodeFindingState(sc.Bytes())
-		if err != nil {
-			t.Fatalf("findings file: %v", err)
-		}
-		if v > byID[d.ID].v {
-			byID[d.ID] = cur{d, v}
-		}
+	states, skipped, err := fw.States(context.Background(), "local")
+	if err != nil || skipped > 0 {
+		t.Fatalf("findings file: %d lines skipped, %v", skipped, err)
 	}
 	var open []string
-	for _, c := range byID {
-		if c.d.Open() {
-			open = append(open, c.d.CheckID+" "+objectName(c.d.Object))
+	for _, d := range states {
+		if d.Open() {
+			open = append(open, d.CheckID+" "+objectName(d.Object))
 		}
 	}
 	slices.Sort(open)
