@@ -209,7 +209,8 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 		return fmt.Errorf("run: %w", errors.Join(err, a.proc.Discard(), a.nt.Close(), a.pub.Close(context.Background())))
 	}
 	g := a.group(ctx)
-	prog := &progress{reg: a.srv.Registry, rp: a.rp, tally: a.tally, counted: a.counted, docs: a.proc.Documents, objects: int64(a.objects)}
+	prog := &progress{reg: a.srv.Registry, rp: a.rp, tally: a.tally, counted: a.counted, docs: a.proc.Documents,
+		objects: int64(a.objects), posture: a.posture}
 	stopProgress := a.term.runProgress(prog.line)
 	err := g.Run(ctx)
 	stopProgress()

@@ -94,6 +94,23 @@ func (t *postureTally) WriteScores(ctx context.Context, cluster string, total po
 	return t.FindingsSink.WriteScores(ctx, cluster, total, byNamespace, at, done)
 }
 
+// glance is the progress line's part: the open findings, and the score
+// when exactly one cluster was scored (several have one each: the summary
+// lists them).
+func (t *postureTally) glance() (open int, score float64, scored bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, st := range t.state {
+		if st.d.Open() {
+			open++
+		}
+	}
+	for _, sc := range t.score {
+		score = sc.Percent
+	}
+	return open, score, len(t.score) == 1
+}
+
 // postureSnapshot is what the summary shows of posture.
 type postureSnapshot struct {
 	enabled bool

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/rules/posture"
@@ -203,10 +205,11 @@ func objectLine(t *testing.T, ns, name, uid string, privileged bool) string {
 	return string(b)
 }
 
-// TestRunSnapshotBadLines: a snapshot line that is not an object record is
-// dead-lettered naming the file and line, and the objects around it are
-// judged; the snapshot's records are stamped with run's cluster.
-func TestRunSnapshotBadLines(t *testing.T) {
+// snapshotScenario writes a directory to replay: the sample audit log and
+// objects/objects.ndjson with a privileged Pod, a line cut short (line 2),
+// an audit event instead of an object record (line 3) and a compliant Pod.
+func snapshotScenario(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	sample, err := os.ReadFile(sampleAuditPath)
 	if err != nil {
@@ -218,7 +221,7 @@ func TestRunSnapshotBadLines(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, snapshotSubdir), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	audit := strings.SplitN(string(sample), "\n", 2)[0] // an audit event, not a record
+	audit := strings.SplitN(string(sample), "\n", 2)[0]
 	snapshot := strings.Join([]string{
 		objectLine(t, "shop", "privileged", "u-1", true),
 		`{"schema":1,"id":"x","source":"object",`,
@@ -228,6 +231,14 @@ func TestRunSnapshotBadLines(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, snapshotSubdir, "objects.ndjson"), []byte(snapshot), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestRunSnapshotBadLines: a snapshot line that is not an object record is
+// dead-lettered naming the file and line, and the objects around it are
+// judged; the snapshot's records are stamped with run's cluster.
+func TestRunSnapshotBadLines(t *testing.T) {
+	dir := snapshotScenario(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out := t.TempDir()
@@ -264,5 +275,27 @@ func TestRunSnapshotBadLines(t *testing.T) {
 	}
 	if strings.Contains(string(stored), `"recorded"`) || !strings.Contains(string(stored), `"local"`) {
 		t.Error("snapshot records kept the recorded cluster name instead of run's")
+	}
+}
+
+// TestRunProgressLineShowsPosture: the progress line counts the open
+// findings and shows the score of the one cluster, as the summary does.
+func TestRunProgressLineShowsPosture(t *testing.T) {
+	cfg := config.Default()
+	var stdout, stderr testenv.Buffer
+	o := &runOptions{paths: []string{snapshotScenario(t)}, out: t.TempDir(), progress: "always", stdout: &stdout, stderr: &stderr}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := runAll(ctx, &cfg, o, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	open := len(printedFindings(stdout.String()))
+	score := regexp.MustCompile(`(?m)^local\s+(\S+)\s`).FindStringSubmatch(stdout.String())
+	if open == 0 || score == nil {
+		t.Fatalf("no finding printed or no score row:\n%s", stdout.String())
+	}
+	want := fmt.Sprintf(" · findings %d open · score %s", open, score[1])
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
 	}
 }

@@ -100,7 +100,8 @@ type progress struct {
 	tally   *alertTally
 	counted *countingWriter
 	docs    *ecs.Builder
-	objects int64 // published from object snapshots before the sources ran
+	objects int64         // published from object snapshots before the sources ran
+	posture *postureTally // nil without the posture consumer
 }
 
 type progressSnapshot struct {
@@ -139,6 +140,13 @@ func (p *progress) line() string {
 	s := p.snapshot()
 	l := fmt.Sprintf("  read %d · published %d · indexed %d · alerts %d", s.read+s.live, s.published,
 		s.records, s.alerts)
+	if p.posture != nil {
+		open, score, scored := p.posture.glance()
+		l += fmt.Sprintf(" · findings %d open", open)
+		if scored {
+			l += fmt.Sprintf(" · score %.1f", score)
+		}
+	}
 	if s.deadLetters > 0 {
 		l += fmt.Sprintf(" · dead letters %d", s.deadLetters)
 	}
