@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/rules"
@@ -54,8 +55,21 @@ func (t *postureTally) Write(ctx context.Context, fs []ecs.Finding, done func(f 
 // (the store refuses the older one too).
 func (t *postureTally) took(d *posture.Decision) {
 	if t.keep(d) && t.out != nil {
-		fmt.Fprintf(t.out, "finding %-8s %-8s %s  %s  %s\n", d.State, d.Severity, d.CheckID, objectName(d.Object), d.Message)
+		fmt.Fprintln(t.out, printable(fmt.Sprintf("finding %-8s %-8s %s  %s  %s", d.State, d.Severity, d.CheckID, objectName(d.Object), d.Message)))
 	}
+}
+
+// printable replaces control and format characters with spaces, as the
+// console receiver does for alerts: a message quotes the object (an image
+// name, a command line), and a crafted object must not drive the terminal
+// or forge a line.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // keep keeps d unless a newer state of its finding is kept.

@@ -16,9 +16,12 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/rules/posture"
+	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/ecs"
 	"github.com/kubesift/kubesift/sink/ndjson"
 )
 
@@ -297,5 +300,57 @@ func TestRunProgressLineShowsPosture(t *testing.T) {
 	want := fmt.Sprintf(" · findings %d open · score %s", open, score[1])
 	if !strings.Contains(stderr.String(), want) {
 		t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+// sinkFunc is a FindingsSink that reports every finding Indexed.
+type sinkFunc struct{ pipeline.FindingsSink }
+
+func (sinkFunc) Write(_ context.Context, fs []ecs.Finding, done func(*ecs.Finding, sink.Result)) error {
+	for i := range fs {
+		done(&fs[i], sink.Result{Status: sink.Indexed})
+	}
+	return nil
+}
+
+// TestPostureTallyPrints: each finding the store took is printed once, a
+// late older state is neither printed nor kept, and control characters
+// from the object (a crafted image name) cannot reach the terminal.
+func TestPostureTallyPrints(t *testing.T) {
+	finding := func(st posture.State, rv, msg string) ecs.Finding {
+		return ecs.Finding{Decision: posture.Decision{ID: "local/c/u", Cluster: "local", State: st, CheckID: "c",
+			Severity: rules.SeverityHigh, Object: posture.ObjectRef{Kind: "Pod", Namespace: "ns", Name: "p", UID: "u"},
+			Message: msg, ResourceVersion: rv}}
+	}
+	tests := []struct {
+		name  string
+		fs    []ecs.Finding
+		lines []string
+		open  int
+	}{
+		{"open then resolved", []ecs.Finding{finding(posture.StateOpen, "5", "bad"), finding(posture.StateResolved, "9", "fixed")},
+			[]string{"finding open     high     c  Pod ns/p  bad", "finding resolved high     c  Pod ns/p  fixed"}, 0},
+		{"a late open after the resolve", []ecs.Finding{finding(posture.StateResolved, "9", "fixed"), finding(posture.StateOpen, "5", "bad")},
+			[]string{"finding resolved high     c  Pod ns/p  fixed"}, 0},
+		{"control characters", []ecs.Finding{finding(posture.StateOpen, "5", "image x\x1b[2J\nfinding resolved\u202e")},
+			[]string{"finding open     high     c  Pod ns/p  image x [2J finding resolved "}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			tl := newPostureTally(sinkFunc{}, &out)
+			for i := range tc.fs {
+				if err := tl.Write(context.Background(), tc.fs[i:i+1], nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if !slices.Equal(got, tc.lines) {
+				t.Fatalf("printed %q, want %q", got, tc.lines)
+			}
+			if n := len(tl.snapshot().open); n != tc.open {
+				t.Fatalf("%d open, want %d", n, tc.open)
+			}
+		})
 	}
 }
