@@ -122,7 +122,7 @@ records finish, flushes what was acknowledged, and exits within 5 seconds.`,
 	f.BoolVar(&o.noBuiltin, "no-builtin", false, "do not load the built-in rule pack")
 	f.BoolVar(&o.noPosture, "no-posture", false, "do not run the posture benchmark (no objects source, no findings)")
 	f.BoolVar(&o.follow, "follow", false, "keep running after the files are replayed (until Ctrl-C)")
-	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert; only the summary")
+	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert and posture finding; only the summary")
 	f.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
 	return cmd
 }
