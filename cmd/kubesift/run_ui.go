@@ -141,8 +141,12 @@ func (p *progress) line() string {
 	l := fmt.Sprintf("  read %d · published %d · indexed %d · alerts %d", s.read+s.live, s.published,
 		s.records, s.alerts)
 	if p.posture != nil {
+		// Nothing until an object was judged: a run over audit logs only
+		// has no posture to show.
 		open, score, scored := p.posture.glance()
-		l += fmt.Sprintf(" · findings %d open", open)
+		if open > 0 || scored {
+			l += fmt.Sprintf(" · findings %d open", open)
+		}
 		if scored {
 			l += fmt.Sprintf(" · score %.1f", score)
 		}
