@@ -37,6 +37,10 @@ type ProcessorDeps struct {
 	// processor; nil leaves the writer and the engine as built.
 	WrapWriter func(sink.Writer) sink.Writer
 	WrapRules  func(Evaluator) Evaluator
+	// WrapFindings lets a command watch the posture consumer's findings,
+	// scores and the states it restores (run's display); nil leaves the
+	// findings sink and state reader as built.
+	WrapFindings func(FindingsSink, StateReader) (FindingsSink, StateReader)
 	// Ready, when set, is told the processor's readiness (BuiltProcessor.Ready:
 	// nil once it is a member of its consumer group and, with the posture
 	// consumer, that one has rebuilt its partitions) every second while it
@@ -56,8 +60,8 @@ type BuiltProcessor struct {
 	log       *slog.Logger
 	reloads   *prometheus.CounterVec // result: ok, error
 
-	// Posture is the posture consumer when processor.posture.enabled
-	// (nil otherwise, and always with ProcessorDeps.Store).
+	// Posture is the posture consumer when processor.posture.enabled and
+	// the store is Elasticsearch or the NDJSON store (nil otherwise).
 	Posture *PostureConsumer
 }
 
@@ -65,8 +69,8 @@ type BuiltProcessor struct {
 // pack and processor.rules.dirs), the ECS document builder, the
 // Elasticsearch client and writer unless deps.Store replaces them — and
 // registers the rules metrics (kubesift_rule_*), and, when
-// processor.posture.enabled, the posture consumer on the same
-// Elasticsearch writer. It is the one place both
+// processor.posture.enabled, the posture consumer on the same store
+// (Elasticsearch, or run's NDJSON files). It is the one place both
 // `kubesift process` and `kubesift run` build a processor. ctx bounds the
 // store's setup only.
 func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor, error) {
@@ -82,14 +86,12 @@ func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (
 		if w, err = newESWriter(ctx, cfg, deps, b.log); err != nil {
 			return nil, err
 		}
-		if es, ok := w.(*elasticsearch.Writer); ok && cfg.Processor.Posture.Enabled {
-			if b.Posture, err = newPosture(cfg, deps, b.Engine.Set(), es, b.Documents, b.log); err != nil {
-				closeQuietly(w, b.log)
-				return nil, err
-			}
+	}
+	if cfg.Processor.Posture.Enabled {
+		if b.Posture, err = newPosture(cfg, deps, b.Engine.Set(), w, b.Documents, b.log); err != nil {
+			closeQuietly(w, b.log)
+			return nil, err
 		}
-	} else if cfg.Processor.Posture.Enabled {
-		b.log.Warn("processor.posture.enabled is ignored: the posture consumer writes to Elasticsearch only")
 	}
 	if deps.WrapWriter != nil {
 		w = deps.WrapWriter(w)

@@ -15,37 +15,83 @@ import (
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/ecs"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
+	"github.com/kubesift/kubesift/sink/ndjson"
 )
 
-// newPosture builds the posture consumer of cfg on the processor's
-// Elasticsearch writer: findings, scores and posture alert documents share
-// its bulk requests, retries and queue budget, and its metrics. The writer
-// stays the processor's (borrowed): BuiltProcessor.Add starts the posture
-// consumer after the processor, so it stops first and drains into a
-// writer that is still open, and the processor closes it.
-func newPosture(cfg *config.Config, deps ProcessorDeps, set *rules.Set, es *elasticsearch.Writer, docs *ecs.Builder, log *slog.Logger) (*PostureConsumer, error) {
-	fw, err := elasticsearch.NewFindingsWriter(es, cfg.Sink.Elasticsearch)
+// newPosture builds the posture consumer of cfg on the processor's store w:
+// findings, scores and posture alert documents share its buffer, retries
+// and budget, and its metrics. The store stays the processor's (borrowed):
+// BuiltProcessor.Add starts the posture consumer after the processor, so it
+// stops first and drains into a store that is still open, and the processor
+// closes it. The findings go where the store keeps documents —
+// Elasticsearch's findings index, or the NDJSON store's files; any other
+// store (a command's own) has no findings sink, which is said, and the
+// consumer is not built (nil, nil).
+func newPosture(cfg *config.Config, deps ProcessorDeps, set *rules.Set, w sink.Writer, docs *ecs.Builder, log *slog.Logger) (*PostureConsumer, error) {
+	var (
+		findings FindingsSink
+		states   StateReader
+		actors   ActorFinder // nil on the NDJSON store: it has no audit records to search
+		err      error
+	)
+	switch w := w.(type) {
+	case *elasticsearch.Writer:
+		findings, states, actors, err = esFindings(cfg.Sink.Elasticsearch, w, log)
+	case *ndjson.Writer:
+		findings, states, err = ndjsonFindings(cfg.Sink.Elasticsearch, w, log)
+	default:
+		log.Warn("processor.posture.enabled is ignored: the posture consumer writes to Elasticsearch or the NDJSON store only")
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("posture: %w", err)
 	}
-	client, err := elasticsearch.NewClient(cfg.Sink.Elasticsearch)
-	if err != nil {
-		return nil, fmt.Errorf("posture: %w", err)
+	if deps.WrapFindings != nil {
+		findings, states = deps.WrapFindings(findings, states)
 	}
-	index := cfg.Sink.Elasticsearch.Findings.Index
-	states := func(ctx context.Context, cluster string) ([]posture.Decision, error) {
-		ds, skipped, err := elasticsearch.FindingStates(ctx, client, index, cluster)
+	return NewPosture(PostureOptions{
+		Kafka: cfg.Kafka, Processor: cfg.Processor, Engine: posture.New(set), Findings: findings, States: states,
+		Actors: actors, Documents: docs, Writer: borrowedWriter{w}, Registerer: deps.Registerer, Logger: log,
+	})
+}
+
+// esFindings are the findings sink, state reader and actor finder on
+// Elasticsearch.
+func esFindings(cfg config.ElasticsearchConfig, es *elasticsearch.Writer, log *slog.Logger) (FindingsSink, StateReader, ActorFinder, error) {
+	fw, err := elasticsearch.NewFindingsWriter(es, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	client, err := elasticsearch.NewClient(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return fw, skippedLogged(cfg.Findings.Index, log, func(ctx context.Context, cluster string) ([]posture.Decision, int, error) {
+		return elasticsearch.FindingStates(ctx, client, cfg.Findings.Index, cluster)
+	}), auditActors(client, cfg.Streams.Audit), nil
+}
+
+// ndjsonFindings are the findings sink and state reader on the NDJSON
+// store: its findings file is the findings index.
+func ndjsonFindings(cfg config.ElasticsearchConfig, w *ndjson.Writer, log *slog.Logger) (FindingsSink, StateReader, error) {
+	fw, err := ndjson.NewFindingsWriter(w, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fw, skippedLogged(cfg.Findings.Index, log, fw.States), nil
+}
+
+// skippedLogged is a StateReader over read that says how many stored
+// states could not be read.
+func skippedLogged(index string, log *slog.Logger, read func(context.Context, string) ([]posture.Decision, int, error)) StateReader {
+	return func(ctx context.Context, cluster string) ([]posture.Decision, error) {
+		ds, skipped, err := read(ctx, cluster)
 		if skipped > 0 {
 			log.Warn("finding states that cannot be read were skipped; those findings are judged afresh",
 				"cluster", cluster, "index", index, "skipped", skipped)
 		}
 		return ds, err
 	}
-	return NewPosture(PostureOptions{
-		Kafka: cfg.Kafka, Processor: cfg.Processor, Engine: posture.New(set), Findings: fw, States: states,
-		Actors: auditActors(client, cfg.Sink.Elasticsearch.Streams.Audit), Documents: docs, Writer: borrowedWriter{es},
-		Registerer: deps.Registerer, Logger: log,
-	})
 }
 
 // The time match of an actor lookup: an audit write at most actorSkew

@@ -19,6 +19,7 @@ import (
 	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/ndjson"
 )
 
 const topicObjects = "unit.objects"
@@ -340,18 +341,21 @@ func TestPostureLifecycle(t *testing.T) {
 }
 
 // TestNewProcessorBuildsPosture: NewProcessor builds the posture consumer
-// only when processor.posture.enabled and the store is Elasticsearch, and
-// registers its metrics beside the processor's on the command's registry.
+// only when processor.posture.enabled and the store is Elasticsearch or the
+// NDJSON store, and registers its metrics beside the processor's on the
+// command's registry.
 func TestNewProcessorBuildsPosture(t *testing.T) {
 	tests := []struct {
 		name        string
 		enabled     bool
-		store       bool
+		store       string // "" (Elasticsearch), "ndjson", "other"
 		wantPosture bool
 	}{
-		{"off by default", false, false, false},
-		{"enabled", true, false, true},
-		{"enabled with a command's store", true, true, false},
+		{"off by default", false, "", false},
+		{"enabled", true, "", true},
+		{"enabled with the NDJSON store", true, "ndjson", true},
+		{"off with the NDJSON store", false, "ndjson", false},
+		{"enabled with a command's own store", true, "other", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,7 +365,14 @@ func TestNewProcessorBuildsPosture(t *testing.T) {
 			cfg.Processor.Posture.Enabled = tc.enabled
 			cfg.Sink.Elasticsearch.Addresses = []string{"http://127.0.0.1:1"}
 			deps := ProcessorDeps{Registerer: prometheus.NewRegistry(), Logger: testLogger(t)}
-			if tc.store {
+			switch tc.store {
+			case "ndjson":
+				files, err := ndjson.New(ndjson.Options{Dir: t.TempDir(), Registerer: deps.Registerer})
+				if err != nil {
+					t.Fatal(err)
+				}
+				deps.Store = files
+			case "other":
 				deps.Store = newFakeWriter()
 			}
 			b, err := NewProcessor(context.Background(), &cfg, deps)

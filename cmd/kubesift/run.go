@@ -37,6 +37,7 @@ type runOptions struct {
 	cluster    string
 	ruleDirs   []string
 	noBuiltin  bool
+	noPosture  bool
 	follow     bool
 	quiet      bool
 	progress   string
@@ -59,11 +60,20 @@ routes alerts to the console (and to the receivers under notify:). Nothing needs
     (<index>.ndjson: exactly the documents Elasticsearch would receive), and dead letters
     go to <out>/dead-letters.ndjson;
   - alerts are printed as they are notified; a progress line (records read, published,
-    indexed, alerts) runs on stderr, and a summary table ends the run.
+    indexed, alerts) runs on stderr, and a summary table ends the run;
+  - the posture benchmark runs beside the rules (unless --no-posture): the objects
+    of the cluster are judged by the built-in checks, each finding that opens or
+    resolves is printed, and the summary shows the score, the open findings by
+    severity and CIS section, and the most severe ones. The findings are stored
+    with the documents (kubesift-findings.ndjson: the current state of each
+    finding, the last line of its event.id; the transitions and scores beside it).
 
 Sources: FILE and DIR arguments are replayed once (audit logs, Events dumps, NDJSON, .gz;
-a directory's *.log, *.json, *.ndjson, *.jsonl files in name order); --kubeconfig watches
-that cluster's Events (read-only: no leader Lease, no watermark); the collector: section of
+a directory's *.log, *.json, *.ndjson, *.jsonl files in name order), and a directory's
+objects/*.ndjson object snapshot (objects source records, as the bundled scenario has) is
+published to the objects topic first; --kubeconfig watches that cluster's Events
+(read-only: no leader Lease, no watermark) and, for posture, its objects (the objects
+source, with its leader Lease as in collect); the collector: section of
 the configuration adds the audit webhook receiver and the audit log tail. With only files,
 run ends once every record is indexed and every alert notified; with a live source (or
 --follow) it runs until SIGINT/SIGTERM. On a signal it stops reading, lets the in-flight
@@ -110,8 +120,9 @@ records finish, flushes what was acknowledged, and exits within 5 seconds.`,
 	f.StringVar(&o.cluster, "cluster", "", `cluster name stamped on records (default: cluster.name, else "local")`)
 	f.StringArrayVar(&o.ruleDirs, "rules", nil, "rule directory or file layered over the built-in pack (repeatable)")
 	f.BoolVar(&o.noBuiltin, "no-builtin", false, "do not load the built-in rule pack")
+	f.BoolVar(&o.noPosture, "no-posture", false, "do not run the posture benchmark (no objects source, no findings)")
 	f.BoolVar(&o.follow, "follow", false, "keep running after the files are replayed (until Ctrl-C)")
-	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert; only the summary")
+	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert and posture finding; only the summary")
 	f.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
 	return cmd
 }
@@ -134,6 +145,10 @@ func tuneForOneProcess(cfg *config.Config) {
 	c := &cfg.Collector
 	c.Events.ShutdownGrace = min(c.Events.ShutdownGrace, time.Second)
 	c.AuditWebhook.ShutdownGrace = min(c.AuditWebhook.ShutdownGrace, time.Second)
+	c.Objects.ShutdownGrace = min(c.Objects.ShutdownGrace, time.Second)
+	// Someone watches the score: a change shows in it within 2 s rather
+	// than a scrape interval.
+	p.Posture.ScoreInterval = min(p.Posture.ScoreInterval, 2*time.Second)
 }
 
 // allInOne is one `kubesift run`: what it built, and what its shutdown
@@ -151,6 +166,7 @@ type allInOne struct {
 	term    *terminal
 	proc    *pipeline.BuiltProcessor
 	tally   *alertTally
+	posture *postureTally // nil without the posture consumer
 	counted *countingWriter
 	files   *ndjson.Writer // nil with Elasticsearch
 	esAddr  string
@@ -158,6 +174,11 @@ type allInOne struct {
 	pub     *publish.Publisher
 	rp      *replay.Replayer // nil without files
 	sources []sources.Source
+	san     *redact.Sanitizer
+	cluster record.Cluster
+
+	snapshots []string // object snapshot files
+	objects   int      // object records published from them
 
 	// Written by the group's components, read after it ended.
 	drained bool
@@ -184,8 +205,12 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	if err := a.buildCollector(ctx); err != nil {
 		return fmt.Errorf("run: %w", errors.Join(err, a.proc.Discard(), a.nt.Close()))
 	}
+	if err := a.publishSnapshots(ctx); err != nil {
+		return fmt.Errorf("run: %w", errors.Join(err, a.proc.Discard(), a.nt.Close(), a.pub.Close(context.Background())))
+	}
 	g := a.group(ctx)
-	prog := &progress{reg: a.srv.Registry, rp: a.rp, tally: a.tally, counted: a.counted, docs: a.proc.Documents}
+	prog := &progress{reg: a.srv.Registry, rp: a.rp, tally: a.tally, counted: a.counted, docs: a.proc.Documents,
+		objects: int64(a.objects), posture: a.posture}
 	stopProgress := a.term.runProgress(prog.line)
 	err := g.Run(ctx)
 	stopProgress()
@@ -194,10 +219,12 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	s := summary{
 		elapsed: time.Since(started), interrupted: interrupted, drained: a.drained, prog: prog.snapshot(),
 		tally: a.tally.snapshot(), esAddr: a.esAddr, dlFile: a.dlFile, dlCount: a.dlCount, sources: o.paths, cfg: cfg,
+		posture: a.posture.snapshot(), objects: a.objects,
 	}
 	if a.files != nil {
 		s.files = a.files.Files()
 	}
+	s.posture.alerts = int(gatherSums(a.srv.Registry)["kubesift_posture_alerts_total"])
 	s.print(o.stdout)
 	a.writeRunReport()
 	switch {
@@ -229,8 +256,23 @@ func (a *allInOne) prepare() error {
 		cc.Events.Enabled = true
 		cc.Events.LeaderElection.Enabled = false
 		cc.Events.Watermark.Enabled = false
+		// The objects source holds its leader Lease as under collect:
+		// two runs (or a collector) on one cluster publish its objects
+		// once.
+		cc.Objects.Enabled = cc.Objects.Enabled || !o.noPosture
+		if le := &cc.Objects.LeaderElection; le.Enabled {
+			if _, err := collector.OwnNamespace(le.Namespace); err != nil {
+				// Outside a pod there is no namespace of our own;
+				// every cluster has "default".
+				le.Namespace = "default"
+			}
+		}
 	}
-	a.live = cc.AuditWebhook.Enabled || cc.AuditTail.Enabled || cc.Events.Enabled
+	cfg.Processor.Posture.Enabled = !o.noPosture
+	if o.noPosture {
+		cc.Objects.Enabled = false
+	}
+	a.live = cc.AuditWebhook.Enabled || cc.AuditTail.Enabled || cc.Events.Enabled || cc.Objects.Enabled
 	a.persistent = a.live || o.follow
 	if len(o.paths) == 0 && !a.live {
 		return errors.New("run: nothing to read: give audit log or Events files (try examples/scenario), --kubeconfig, or enable a source in the collector section")
@@ -288,10 +330,19 @@ func (a *allInOne) startEmbeddedKafka() error {
 // notifier: the console, and the configured receivers beside it.
 func (a *allInOne) buildPipeline(ctx context.Context) error {
 	reg := a.srv.Registry
+	a.term = newTerminal(a.o.stdout, a.o.stderr, a.o.progress)
 	deps := pipeline.ProcessorDeps{
 		Registerer: reg, Logger: a.log,
 		WrapWriter: func(w sink.Writer) sink.Writer { a.counted = newCountingWriter(w); return a.counted },
 		WrapRules:  func(e pipeline.Evaluator) pipeline.Evaluator { a.tally = newAlertTally(e); return a.tally },
+		WrapFindings: func(fs pipeline.FindingsSink, sr pipeline.StateReader) (pipeline.FindingsSink, pipeline.StateReader) {
+			var out io.Writer
+			if !a.o.quiet {
+				out = a.term.alerts()
+			}
+			a.posture = newPostureTally(fs, out)
+			return a.posture, a.posture.restored(sr)
+		},
 	}
 	if es := a.cfg.Sink.Elasticsearch; len(es.Addresses) > 0 {
 		deps.SetupStore, a.esAddr = true, es.Addresses[0]
@@ -306,7 +357,6 @@ func (a *allInOne) buildPipeline(ctx context.Context) error {
 	if a.proc, err = pipeline.NewProcessor(ctx, a.cfg, deps); err != nil {
 		return err
 	}
-	a.term = newTerminal(a.o.stdout, a.o.stderr, a.o.progress)
 	var console notify.Notifier = notify.NewConsole(a.term.alerts(), nil)
 	if a.o.quiet {
 		console = notify.NotifierFunc(func(context.Context, *notify.Notification) (bool, error) { return false, nil })
@@ -327,6 +377,7 @@ func (a *allInOne) buildCollector(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.san = san
 	if a.pub, err = publish.New(publish.Options{Publish: cfg.Publish, Kafka: cfg.Kafka, Registerer: reg, Logger: a.log}); err != nil {
 		return err
 	}
@@ -334,6 +385,7 @@ func (a *allInOne) buildCollector(ctx context.Context) error {
 	if a.live {
 		cluster.UID = collector.ClusterUID(ctx, cc, a.log)
 	}
+	a.cluster = cluster
 	if len(a.o.paths) > 0 {
 		if a.rp, err = replay.New(replay.Options{Paths: a.o.paths, Publisher: a.pub.For(replay.Source), Sanitizer: san,
 			Cluster: cluster, DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: a.log}); err != nil {
@@ -345,6 +397,23 @@ func (a *allInOne) buildCollector(ctx context.Context) error {
 		return errors.Join(err, a.pub.Close(context.Background()))
 	}
 	return nil
+}
+
+// publishSnapshots publishes the object snapshots of the replayed
+// directories before anything consumes: the posture consumer then finds
+// the whole snapshot when it joins and rebuilds from it at once (one set
+// of transitions, one score), as it would from a compacted objects topic.
+func (a *allInOne) publishSnapshots(ctx context.Context) error {
+	if a.proc.Posture == nil {
+		return nil
+	}
+	var err error
+	if a.snapshots, err = snapshotFiles(a.o.paths); err != nil || len(a.snapshots) == 0 {
+		return err
+	}
+	sp := &snapshotPublisher{pub: a.pub.For(replay.Source), san: a.san, cluster: a.cluster, maxDL: a.cfg.Collector.DeadLetterMaxBytes}
+	a.objects, err = sp.publish(ctx, a.snapshots)
+	return err
 }
 
 // group puts the parts under one lifecycle. They stop in reverse order:
@@ -393,7 +462,11 @@ func (a *allInOne) group(ctx context.Context) *lifecycle.Group {
 			case <-c.Done():
 				return nil
 			}
-			err := pipeline.WaitDrained(c, a.cfg.Kafka, pipeline.PipelineGroups(a.cfg), func() bool { return a.pub.Stats().Spooling }, a.log)
+			groups := pipeline.PipelineGroups(a.cfg)
+			if a.proc.Posture != nil {
+				groups = append(groups, pipeline.GroupTopics{ID: a.cfg.Processor.Posture.GroupID, Topics: []string{a.cfg.Kafka.Topics.Objects}})
+			}
+			err := pipeline.WaitDrained(c, a.cfg.Kafka, groups, func() bool { return a.pub.Stats().Spooling }, a.log)
 			a.drained = err == nil
 			return err
 		})

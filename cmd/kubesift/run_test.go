@@ -281,7 +281,9 @@ func TestRunProgressLine(t *testing.T) {
 
 // TestReadmeMainJob runs the README's main-job command in-process (the
 // integration test TestRunReadmeQuickstart runs it in a clean checkout):
-// the console prints exactly the scenario's expected alerts.
+// the console prints exactly the scenario's expected alerts: the rules'
+// (expected-alerts.tsv) and the posture consumer's, one per open finding
+// at or above processor.posture.alert_severity (expected-findings.tsv).
 func TestReadmeMainJob(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -302,6 +304,9 @@ func TestReadmeMainJob(t *testing.T) {
 			t.Fatalf("expected-alerts.tsv: %q: %v", l, err)
 		}
 		want[rule] = n
+	}
+	for check, n := range postureAlertCounts(t, config.Default().Processor.Posture.AlertSeverity) {
+		want[check] += n
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

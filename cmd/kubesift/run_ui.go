@@ -100,6 +100,8 @@ type progress struct {
 	tally   *alertTally
 	counted *countingWriter
 	docs    *ecs.Builder
+	objects int64         // published from object snapshots before the sources ran
+	posture *postureTally // nil without the posture consumer
 }
 
 type progressSnapshot struct {
@@ -122,7 +124,7 @@ func (p *progress) snapshot() progressSnapshot {
 		rp := p.rp.Progress()
 		s.read = rp.Read
 		s.fileAudit, s.fileEvents = rp.Audit, rp.Events
-		s.live = max(0, s.published-rp.Published)
+		s.live = max(0, s.published-rp.Published-p.objects)
 	}
 	s.byIndex = p.counted.snapshot()
 	for idx, n := range s.byIndex {
@@ -138,6 +140,17 @@ func (p *progress) line() string {
 	s := p.snapshot()
 	l := fmt.Sprintf("  read %d · published %d · indexed %d · alerts %d", s.read+s.live, s.published,
 		s.records, s.alerts)
+	if p.posture != nil {
+		// Nothing until an object was judged: a run over audit logs only
+		// has no posture to show.
+		open, score, scored := p.posture.glance()
+		if open > 0 || scored {
+			l += fmt.Sprintf(" · findings %d open", open)
+		}
+		if scored {
+			l += fmt.Sprintf(" · score %.1f", score)
+		}
+	}
 	if s.deadLetters > 0 {
 		l += fmt.Sprintf(" · dead letters %d", s.deadLetters)
 	}
@@ -177,6 +190,8 @@ type summary struct {
 	dlCount     int
 	sources     []string
 	cfg         *config.Config
+	posture     postureSnapshot
+	objects     int // object records published from snapshots
 }
 
 func (s *summary) print(w io.Writer) {
@@ -187,13 +202,20 @@ func (s *summary) print(w io.Writer) {
 	case !s.drained:
 		state = "stopped"
 	}
-	fmt.Fprintf(w, "\nkubesift run %s in %.1fs: %d records, %d alerts\n\n", state, s.elapsed.Seconds(),
+	fmt.Fprintf(w, "\nkubesift run %s in %.1fs: %d records, %d alerts", state, s.elapsed.Seconds(),
 		s.prog.records, s.tally.total)
+	if s.posture.enabled {
+		fmt.Fprintf(w, ", %d open findings, %d posture alerts", len(s.posture.open), s.posture.alerts)
+	}
+	fmt.Fprint(w, "\n\n")
 	table(w, s.sourceRows)
 	table(w, s.indexRows)
 	table(w, s.severityRows)
 	if len(s.tally.byRule) > 0 {
 		table(w, s.ruleRows)
+	}
+	if s.posture.enabled {
+		s.posture.print(w)
 	}
 	fmt.Fprintln(w, "OUTPUT")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -214,6 +236,9 @@ func (s *summary) sourceRows(tw io.Writer) {
 	fmt.Fprintln(tw, "SOURCE\tRECORDS\t")
 	if len(s.sources) > 0 {
 		fmt.Fprintf(tw, "files\t%d\t(audit %d, events %d)\n", p.read, p.fileAudit, p.fileEvents)
+	}
+	if s.objects > 0 {
+		fmt.Fprintf(tw, "object snapshots\t%d\t(posture)\n", s.objects)
 	}
 	if p.live > 0 || len(s.sources) == 0 {
 		fmt.Fprintf(tw, "live sources\t%d\t\n", p.live)
@@ -272,9 +297,16 @@ func (s *summary) outputRows(tw io.Writer) {
 	if s.esAddr != "" {
 		es := s.cfg.Sink.Elasticsearch
 		fmt.Fprintf(tw, "elasticsearch %s\t%s, %s, %s\n", s.esAddr, es.Streams.Audit, es.Streams.Events, es.AlertsIndex)
+		if s.posture.enabled {
+			fmt.Fprintf(tw, "elasticsearch %s\t%s (findings), %s, %s\n", s.esAddr, es.Findings.Index, es.Findings.TransitionsStream, es.Findings.ScoresStream)
+		}
 	}
 	for _, f := range s.files {
-		fmt.Fprintf(tw, "%s\t%d documents\n", f.Path, f.Docs)
+		note := ""
+		if f.Index == s.cfg.Sink.Elasticsearch.Findings.Index {
+			note = " (findings: current state, the last line of each event.id)"
+		}
+		fmt.Fprintf(tw, "%s\t%d documents%s\n", f.Path, f.Docs, note)
 	}
 	if s.dlFile != "" && s.dlCount > 0 {
 		fmt.Fprintf(tw, "%s\t%d dead letters\n", s.dlFile, s.dlCount)

@@ -5,7 +5,7 @@
 // controllers would report about it.
 //
 //	hack/testenv/up.sh && go run ./hack/record-scenario
-//	go run ./hack/record-scenario --expected-only   # recompute expected-alerts.tsv, no ground needed
+//	go run ./hack/record-scenario --expected-only   # recompute the expected-*.tsv files, no ground needed
 //
 // It writes, under --out (examples/scenario):
 //
@@ -17,8 +17,14 @@
 //   - events.ndjson: the scenario's events.k8s.io/v1 Events, each version as
 //     a watch on the API delivered it (a count bump is a new line), with
 //     apiVersion and kind set.
+//   - objects/objects.ndjson: the objects source's records (record.Marshal
+//     envelopes, by key) of every object the recorder created, listed with
+//     collector/objects.List at the end of the story: the posture snapshot
+//     `kubesift run` publishes to the objects topic.
 //   - planted-secrets.txt: the fake secret values the scenario planted.
 //   - expected-alerts.tsv: the built-in rules' alerts over both files, by rule.
+//   - expected-findings.tsv: the built-in checks' open findings over the
+//     snapshot, and its score.
 //
 // The recorder fails when a rule the story means to fire (storyRules) does
 // not, when a document does not decode, or when a planted value survives the
@@ -41,7 +47,7 @@ func main() {
 	var (
 		envFile      = flag.String("env", ".testenv/env.kube", "the test ground's env.kube (export K=V lines)")
 		out          = flag.String("out", "examples/scenario", "directory the scenario files are written to")
-		expectedOnly = flag.Bool("expected-only", false, "recompute expected-alerts.tsv from the files in --out; needs no ground")
+		expectedOnly = flag.Bool("expected-only", false, "recompute expected-alerts.tsv and expected-findings.tsv from the files in --out; needs no ground")
 		timeout      = flag.Duration("timeout", 6*time.Minute, "give up after this long")
 	)
 	flag.Parse()
@@ -66,7 +72,8 @@ func main() {
 	log.Printf("done in %s", time.Since(start).Round(time.Second))
 }
 
-// writeExpected recomputes expected-alerts.tsv from the committed files.
+// writeExpected recomputes expected-alerts.tsv and expected-findings.tsv
+// from the committed files.
 func writeExpected(dir string) error {
 	counts, err := computeExpected(dir)
 	if err != nil {
@@ -79,6 +86,10 @@ func writeExpected(dir string) error {
 		return err
 	}
 	log.Printf("wrote %s (%d rules)", filepath.Join(dir, expectedFile), len(counts))
+	if err := writeExpectedFindings(dir); err != nil {
+		return err
+	}
+	log.Printf("wrote %s", filepath.Join(dir, expectedFindingsFile))
 	return nil
 }
 

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kubesift/kubesift/collector/objects"
 )
 
 // scenario is one recording run.
@@ -68,6 +70,10 @@ func recordScenario(ctx context.Context, env map[string]string, out string) erro
 	}
 	storyErr := s.runStory(ctx)
 	s.stopBackground()
+	var listing *objects.Listing
+	if storyErr == nil {
+		listing, storyErr = s.listObjects(ctx)
+	}
 	// Clean up what would harm other users of the shared ground, whatever
 	// happened (untracked: not part of the recording).
 	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -105,6 +111,14 @@ func recordScenario(ctx context.Context, env map[string]string, out string) erro
 	}
 	log.Printf("wrote %s (%d lines, %d bytes) and %s (%d lines, %d bytes)", auditFile, bytes.Count(lines, []byte("\n")), len(lines),
 		eventsFile, bytes.Count(events, []byte("\n")), len(events))
+	nobj, err := writeObjects(out, listing, createdUIDs(lines), plantedValues)
+	if err != nil {
+		return err
+	}
+	if err := writeExpectedFindings(out); err != nil {
+		return err
+	}
+	log.Printf("wrote %s (%d objects) and %s", objectsFile, nobj, expectedFindingsFile)
 
 	// Check what the files hold: every document decodes, no planted value
 	// survives redaction, every rule of the story fired.

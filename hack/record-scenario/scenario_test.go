@@ -13,7 +13,7 @@ import (
 // scenarioDir is the committed scenario, relative to this package.
 var scenarioDir = filepath.Join("..", "..", "examples", "scenario")
 
-const rerecord = "re-record (hack/testenv/up.sh && go run ./hack/record-scenario) or update expected-alerts.tsv with go run ./hack/record-scenario --expected-only"
+const rerecord = "re-record (hack/testenv/up.sh && go run ./hack/record-scenario) or update the expected-*.tsv files with go run ./hack/record-scenario --expected-only"
 
 // TestScenarioExpectedAlerts decodes the committed scenario, evaluates the
 // built-in rules over it and compares with expected-alerts.tsv, so a rule
@@ -199,4 +199,35 @@ func countsByRule(t *testing.T, recs []*record.Record) map[string]int {
 		by[c.Rule] = c.Count
 	}
 	return by
+}
+
+// TestScenarioExpectedFindings judges the committed object snapshot with
+// the built-in checks and compares with expected-findings.tsv, so a check
+// change that alters the scenario's findings is noticed here; and checks
+// that no planted value is in the snapshot.
+func TestScenarioExpectedFindings(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(scenarioDir, expectedFindingsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, total, err := expectedFindings(scenarioDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := formatFindings(rows, total); !bytes.Equal(g, want) {
+		t.Errorf("the built-in checks' findings over %s differ from %s; %s.\n--- got\n%s--- want\n%s", objectsFile, expectedFindingsFile, rerecord, g, want)
+	}
+	planted, err := readPlanted(scenarioDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot, err := os.ReadFile(filepath.Join(scenarioDir, objectsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range planted {
+		if bytes.Contains(snapshot, []byte(p)) {
+			t.Errorf("planted value %q is in %s", p, objectsFile)
+		}
+	}
 }

@@ -54,6 +54,13 @@
 // The store reads a versioned document's version back from an existing
 // file in kubesift.finding.version, where sink/ecs puts it (as it reads
 // IDs from event.id); Files counts each ID once.
+//
+// # Findings
+//
+// FindingsWriter (findings.go) is the posture consumer's findings sink and
+// state reader on this store: the state, transition and score documents of
+// sink/ecs, each in its index's file, with the findings ack contract of
+// the Elasticsearch one; States reads the current states back.
 package ndjson
 
 import (
