@@ -83,7 +83,7 @@ func (g *postureGround) startProcessorWithPosture(t *testing.T, reg *prometheus.
 	}
 	// Cleanups run last first: the posture consumer stops (and drains into
 	// the shared writer) before the processor closes it.
-	runUntilStopped(t, "record processor", b.Run, func() bool { return b.Ready() == nil }, nil)
+	runUntilStopped(t, "record processor", b.Run, func() bool { return b.Processor.Ready() == nil }, nil)
 	runUntilStopped(t, "posture consumer", b.Posture.Run, func() bool { return b.Posture.Ready() == nil }, nil)
 }
 

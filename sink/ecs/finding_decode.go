@@ -32,13 +32,17 @@ type stateFields struct {
 			Remediation     string            `json:"remediation"`
 			ResourceVersion string            `json:"observed_resource_version"`
 			Version         int64             `json:"version"`
+			FirstSeen       time.Time         `json:"first_seen"`
+			OpenedAt        time.Time         `json:"opened_at"`
+			Actor           *posture.Actor    `json:"actor"`
 		} `json:"finding"`
 	} `json:"kubesift"`
 }
 
 // DecodeFindingState reads a state document back into the Decision it was
-// built from, and its version: what a store without queries (the NDJSON
-// files of `kubesift run`) gives posture.Engine.Restore. It refuses, with
+// built from, and its version: what a store gives posture.Engine.Restore
+// (sink/elasticsearch's FindingStates, the NDJSON files of `kubesift run`),
+// the opening times and the actor included. It refuses, with
 // a FieldError naming the field, what FindingState would not have written:
 // a missing id, check, cluster or object uid, a state other than open,
 // resolved or reopened, an unknown severity, a resourceVersion that is not
@@ -55,7 +59,8 @@ func DecodeFindingState(body []byte) (posture.Decision, int64, error) {
 	}
 	d := posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: f.State, CheckID: f.CheckID,
 		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Mitre: f.Mitre, Object: f.Object,
-		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion}
+		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion,
+		FirstSeen: f.FirstSeen, OpenedAt: f.OpenedAt, Actor: f.Actor}
 	// The checks FindingState makes before writing: what passes them is a
 	// state this package could have written.
 	_, v, err := checkDocs.finding(&Finding{Decision: d}, "state", nil)

@@ -25,7 +25,9 @@ func decodeTestDecision(state posture.State, rv string) posture.Decision {
 	return posture.Decision{ID: "prod/k8s-privileged/u1", Cluster: "prod", State: state, CheckID: "k8s-privileged",
 		Title: "Privileged container", CIS: []string{"5.2.2"}, CISVersion: "1.9", Severity: rules.SeverityHigh,
 		Mitre: rules.Mitre{Tactics: []string{"privilege-escalation"}}, Object: posture.ObjectRef{Kind: "Pod", Namespace: "shop", Name: "a", UID: "u1"},
-		Message: "container x is privileged", Remediation: "drop privileged", ResourceVersion: rv}
+		Message: "container x is privileged", Remediation: "drop privileged", ResourceVersion: rv,
+		FirstSeen: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), OpenedAt: time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC),
+		Actor: &posture.Actor{User: "alice", Verb: "patch", Groups: []string{"dev"}, AuditID: "a-1", AuditIndex: "logs-kubesift.audit-default", AuditDocID: "d1"}}
 }
 
 // TestDecodeFindingState: a state document FindingState wrote reads back

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 
-	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/rules/posture"
+	"github.com/kubesift/kubesift/sink/ecs"
 )
 
 // statesPage is how many state documents one search returns; search_after
@@ -63,8 +62,8 @@ func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster
 			return nil, 0, fmt.Errorf("finding states: search %s: decode the answer: %w", index, err)
 		}
 		for _, hit := range res.Hits.Hits {
-			d, ok := hit.Source.decision()
-			if !ok {
+			d, _, err := ecs.DecodeFindingState(hit.Source)
+			if err != nil {
 				skipped++
 				continue
 			}
@@ -80,54 +79,8 @@ func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster
 type stateHits struct {
 	Hits struct {
 		Hits []struct {
-			Sort   []any    `json:"sort"`
-			Source stateDoc `json:"_source"`
+			Sort   []any           `json:"sort"`
+			Source json.RawMessage `json:"_source"`
 		} `json:"hits"`
 	} `json:"hits"`
-}
-
-// stateDoc is the part of a state document (ecs.FindingDocs.FindingState)
-// that a Decision is made of.
-type stateDoc struct {
-	Orchestrator struct {
-		Cluster struct {
-			Name string `json:"name"`
-		} `json:"cluster"`
-	} `json:"orchestrator"`
-	Kubesift struct {
-		Finding struct {
-			ID              string            `json:"id"`
-			State           posture.State     `json:"state"`
-			CheckID         string            `json:"check_id"`
-			Title           string            `json:"title"`
-			CIS             []string          `json:"cis"`
-			CISVersion      string            `json:"cis_version"`
-			Severity        string            `json:"severity"`
-			Mitre           rules.Mitre       `json:"mitre"`
-			Object          posture.ObjectRef `json:"object"`
-			Message         string            `json:"message"`
-			Remediation     string            `json:"remediation"`
-			ResourceVersion string            `json:"observed_resource_version"`
-			Actor           *posture.Actor    `json:"actor"`
-			FirstSeen       time.Time         `json:"first_seen"`
-			OpenedAt        time.Time         `json:"opened_at"`
-		} `json:"finding"`
-	} `json:"kubesift"`
-}
-
-func (s *stateDoc) decision() (posture.Decision, bool) {
-	f := &s.Kubesift.Finding
-	sev, err := rules.ParseSeverity(f.Severity)
-	if err != nil || f.ID == "" || f.CheckID == "" || f.Object.UID == "" || f.ResourceVersion == "" {
-		return posture.Decision{}, false
-	}
-	switch f.State {
-	case posture.StateOpen, posture.StateResolved, posture.StateReopened:
-	default:
-		return posture.Decision{}, false
-	}
-	return posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: f.State, CheckID: f.CheckID,
-		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Mitre: f.Mitre, Object: f.Object,
-		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion, Actor: f.Actor,
-		FirstSeen: f.FirstSeen, OpenedAt: f.OpenedAt}, true
 }
