@@ -34,6 +34,11 @@ type expectations struct {
 	ApprovedRegistries []string         `yaml:"approved_registries"`
 	Exemptions         []exemption      `yaml:"exemptions"`
 	Themes             map[string]theme `yaml:"themes"`
+	// Scopes are the kinds a theme of each scope reports on.
+	Scopes map[string][]string `yaml:"scopes"`
+	// KubesiftChecks match kubesift's checks to themes by id, where the
+	// CIS id and scope do not.
+	KubesiftChecks map[string]string `yaml:"kubesift_checks"`
 	Preexisting        []expectation    `yaml:"preexisting"`
 	Objects            []expectation    `yaml:"objects"`
 }
@@ -72,16 +77,6 @@ func objectKey(kind, ns, name string) string {
 
 func keyOf(o *unstructured.Unstructured) string {
 	return objectKey(o.GetKind(), o.GetNamespace(), o.GetName())
-}
-
-// scopeKinds are the kinds a theme of each scope reports on; a kind in no
-// scope (NetworkPolicy) is never reported on.
-var scopeKinds = map[string][]string{
-	"workload":       {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"},
-	"role":           {"Role", "ClusterRole"},
-	"binding":        {"RoleBinding", "ClusterRoleBinding"},
-	"namespace":      {"Namespace"},
-	"serviceaccount": {"ServiceAccount"},
 }
 
 func testdata(parts ...string) string {
@@ -177,8 +172,15 @@ func TestExpectationsMatchFixture(t *testing.T) {
 		}},
 		{"every theme has a known scope", func(t *testing.T) {
 			for name, th := range exp.Themes {
-				if _, ok := scopeKinds[th.Scope]; !ok || th.Title == "" {
+				if _, ok := exp.Scopes[th.Scope]; !ok || th.Title == "" {
 					t.Errorf("theme %s: scope %q, title %q", name, th.Scope, th.Title)
+				}
+			}
+		}},
+		{"kubesift_checks name themes", func(t *testing.T) {
+			for check, name := range exp.KubesiftChecks {
+				if _, ok := exp.Themes[name]; !ok {
+					t.Errorf("kubesift_checks: %s maps to %q, which is not a theme", check, name)
 				}
 			}
 		}},
@@ -216,7 +218,7 @@ func TestExpectationsMatchFixture(t *testing.T) {
 						t.Errorf("%s: unknown theme %q", e.key(), name)
 						continue
 					}
-					if !slices.Contains(scopeKinds[th.Scope], e.Kind) {
+					if !slices.Contains(exp.Scopes[th.Scope], e.Kind) {
 						t.Errorf("%s: theme %s reports on %s objects, not %s", e.key(), name, th.Scope, e.Kind)
 					}
 				}
@@ -296,7 +298,7 @@ func isolated(o *unstructured.Unstructured) error {
 	return nil
 }
 
-// polarisTheme matches one entry of summarize_polaris.py's POLARIS_THEMES.
+// polarisTheme matches one entry of summarize.py's POLARIS_THEMES.
 var polarisTheme = regexp.MustCompile(`^"(\w+)": "([a-z-]+)",$`)
 
 // TestPolarisMappingNamesFixtureThemes keeps the comparison script's map of
@@ -304,13 +306,13 @@ var polarisTheme = regexp.MustCompile(`^"(\w+)": "([a-z-]+)",$`)
 // one and not the other would silently count as missed.
 func TestPolarisMappingNamesFixtureThemes(t *testing.T) {
 	exp := loadExpectations(t)
-	src, err := os.ReadFile("summarize_polaris.py")
+	src, err := os.ReadFile("summarize.py")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, block, ok := strings.Cut(string(src), "POLARIS_THEMES = {")
 	if !ok {
-		t.Fatal("summarize_polaris.py has no POLARIS_THEMES")
+		t.Fatal("summarize.py has no POLARIS_THEMES")
 	}
 	block, _, _ = strings.Cut(block, "\n}")
 	n := 0

@@ -15,23 +15,6 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 )
 
-// programmeThemes maps the programme's own checks, which have no CIS item, to
-// the fixture's themes; every other check is matched by its CIS id and the
-// kinds of the theme's scope. posture-namespace-without-psa-enforce carries
-// no CIS id although the fixture files its theme under 5.2.1: kubesift
-// judges the label per namespace, while CIS 5.2.1 asks about the cluster
-// (posture-no-policy-control, reported on kube-system, which the fixture does
-// not list; docs/posture.md). posture-sa-token-unused is the fixture's token-automount
-// theme as its title states it (mounted but the account is bound to nothing).
-var programmeThemes = map[string]string{
-	"posture-unapproved-registry":                   "unapproved-registry",
-	"posture-mutable-image-tag":                     "mutable-tag",
-	"posture-no-resource-limits":                    "no-resource-limits",
-	"posture-namespace-without-default-deny-egress": "no-default-deny-egress",
-	"posture-namespace-without-psa-enforce":         "no-psa-enforce",
-	"posture-sa-token-unused":                       "token-automount",
-}
-
 // knownGaps are the themes kubesift does not report as the fixture expects,
 // with the reason; the test logs them instead of failing, and fails when one
 // starts to hold (the entry is then stale).
@@ -50,12 +33,12 @@ type scanFinding struct {
 
 // themesOf maps a finding to the fixture's themes.
 func themesOf(exp expectations, f scanFinding) []string {
-	if th, ok := programmeThemes[f.CheckID]; ok {
+	if th, ok := exp.KubesiftChecks[f.CheckID]; ok {
 		return []string{th}
 	}
 	var out []string
 	for name, th := range exp.Themes {
-		if th.CIS != "" && slices.Contains(f.CIS, th.CIS) && slices.Contains(scopeKinds[th.Scope], f.Object.Kind) {
+		if th.CIS != "" && slices.Contains(f.CIS, th.CIS) && slices.Contains(exp.Scopes[th.Scope], f.Object.Kind) {
 			out = append(out, name)
 		}
 	}

@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""Summarize a `polaris audit --format json` report against the planted fixture.
+"""Summarize a posture scanner's report against the planted fixture.
 
-Usage: summarize_polaris.py EXPECTED_YAML POLARIS_JSON RUN_PREFIX OUT_JSON VERSION TIMES_TSV
+Usage: summarize.py TOOL EXPECTED_YAML REPORT RUN_PREFIX OUT_JSON VERSION TIMES_TSV
 
-TIMES_TSV has one line per timed audit: /usr/bin/time -v's wall clock
+TOOL is polaris (REPORT: `polaris audit --format json`) or kubesift (REPORT:
+`kubesift posture scan -o json`, one finding per line).
+
+TIMES_TSV has one line per timed scan: /usr/bin/time -v's wall clock
 ([h:]m:ss.ss), maximum resident set size (KiB) and user+system CPU seconds,
 tab-separated. The CPU time is the steadier figure on a shared machine.
 
 Each failed Polaris check on a planted object is mapped to a theme of
 testdata/expected.yaml through POLARIS_THEMES below (checks with no theme
-are "other"). Per theme it prints which planted violations Polaris reported,
-which it missed, and where it reported the theme although expected.yaml says
-it must not fire. hack/posture-compare.sh runs it; the table it prints is the
-one docs/posture-compare.md shows.
+are "other"); each kubesift finding through expected.yaml's kubesift_checks,
+else by its CIS id and the kinds of the theme's scope (as
+scan_realapi_test.go does). Per theme it prints which planted violations the
+tool reported, which it missed, and where it reported the theme although
+expected.yaml says it must not fire. hack/posture-compare.sh runs it; the
+tables it prints are those docs/posture-compare.md shows.
 """
 import json
 import sys
@@ -89,26 +94,13 @@ def read_times(path):
     return runs
 
 
-def main():
-    expected_path, report_path, run, out_path, version, times_path = sys.argv[1:7]
-    with open(expected_path) as f:
-        exp = yaml.safe_load(f)
+def polaris_reported(report_path, objects):
+    """Object key -> themes Polaris reported; check id -> planted objects for
+    checks with no theme; how many results were outside the fixture; how many
+    results in all."""
     with open(report_path) as f:
         report = json.load(f)
-
-    objects = {}
-    for e in exp["objects"] + exp.get("preexisting", []):
-        k = key(e["kind"], e.get("namespace", ""), e["name"]).replace("__RUN__", run)
-        objects[k] = e
-    themes = exp["themes"]
-    summary = {t: {"cis": themes[t]["cis"], "planted": [], "reported": [], "missed": [], "must_not": []} for t in themes}
-    for k, e in objects.items():
-        for t in e.get("fire") or []:
-            summary[t]["planted"].append(k)
-
-    reported = {}  # object key -> set of themes Polaris reported on it
-    other = {}  # Polaris check id (no theme) -> planted objects it failed on
-    seen_outside = 0
+    reported, other, seen_outside = {}, {}, 0
     for r in report.get("Results") or []:
         k = key(r.get("Kind", ""), r.get("Namespace", ""), r.get("Name", ""))
         if k not in objects:
@@ -121,6 +113,61 @@ def main():
                 continue
             target = key("Namespace", "", r.get("Namespace", "")) if t in ON_NAMESPACE else k
             reported.setdefault(target, set()).add(t)
+    return reported, other, seen_outside, len(report.get("Results") or [])
+
+
+def kubesift_themes(exp, finding):
+    """The fixture themes of one `posture scan -o json` finding."""
+    t = (exp.get("kubesift_checks") or {}).get(finding["check_id"])
+    if t:
+        return [t]
+    kind = finding["object"]["kind"]
+    return [name for name, th in exp["themes"].items()
+            if th["cis"] and th["cis"] in (finding.get("cis") or []) and kind in exp["scopes"][th["scope"]]]
+
+
+def kubesift_reported(report_path, objects, exp):
+    reported, other, seen_outside, total = {}, {}, 0, 0
+    with open(report_path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            total += 1
+            finding = json.loads(line)
+            o = finding["object"]
+            k = key(o["kind"], o.get("namespace", ""), o["name"])
+            if k not in objects:
+                seen_outside += 1
+                continue
+            themes = kubesift_themes(exp, finding)
+            if not themes:
+                other.setdefault(finding["check_id"], set()).add(k)
+            for t in themes:
+                reported.setdefault(k, set()).add(t)
+    return reported, other, seen_outside, total
+
+
+def main():
+    tool, expected_path, report_path, run, out_path, version, times_path = sys.argv[1:8]
+    with open(expected_path) as f:
+        exp = yaml.safe_load(f)
+
+    objects = {}
+    for e in exp["objects"] + exp.get("preexisting", []):
+        k = key(e["kind"], e.get("namespace", ""), e["name"]).replace("__RUN__", run)
+        objects[k] = e
+    themes = exp["themes"]
+    summary = {t: {"cis": themes[t]["cis"], "planted": [], "reported": [], "missed": [], "must_not": []} for t in themes}
+    for k, e in objects.items():
+        for t in e.get("fire") or []:
+            summary[t]["planted"].append(k)
+
+    if tool == "polaris":
+        reported, other, seen_outside, results_total = polaris_reported(report_path, objects)
+    elif tool == "kubesift":
+        reported, other, seen_outside, results_total = kubesift_reported(report_path, objects, exp)
+    else:
+        sys.exit(f"unknown tool {tool!r}: polaris or kubesift")
 
     for k, ts in reported.items():
         e = objects.get(k, {"fire": [], "may_fire": []})
@@ -135,10 +182,10 @@ def main():
             s[field] = sorted(set(s[field]))
 
     out = {
-        "tool": "polaris",
+        "tool": tool,
         "version": version,
         "runs": read_times(times_path),
-        "results_total": len(report.get("Results") or []),
+        "results_total": results_total,
         "run_prefix": run,
         "themes": summary,
         "other_checks": {c: sorted(v) for c, v in sorted(other.items())},
@@ -159,8 +206,8 @@ def cis_order(item):
 
 def print_table(out):
     for i, r in enumerate(out["runs"], 1):
-        print(f"audit {i}: wall {r['wall_seconds']} s, CPU {r['cpu_seconds']} s, max RSS {r['max_rss_mib']} MiB")
-    print(f"polaris {out['version']}: {out['results_total']} results in all, "
+        print(f"scan {i}: wall {r['wall_seconds']} s, CPU {r['cpu_seconds']} s, max RSS {r['max_rss_mib']} MiB")
+    print(f"{out['tool']} {out['version']}: {out['results_total']} results in all, "
           f"{out['results_outside_fixture']} on objects outside the fixture (not counted below)")
     print()
     print("| theme | CIS | planted | reported | missed | reported where it must not fire |")
@@ -168,7 +215,7 @@ def print_table(out):
     for t, s in sorted(out["themes"].items(), key=cis_order):
         print(f"| {t} | {s['cis'] or '-'} | {len(s['planted'])} | {len(s['reported'])} | {len(s['missed'])} | {len(s['must_not'])} |")
     print()
-    print("Polaris checks with no fixture theme, failed on planted objects:")
+    print(f"{out['tool']} checks with no fixture theme, failed on planted objects:")
     for c, objs in out["other_checks"].items():
         print(f"  {c}: {len(objs)}")
 
