@@ -20,7 +20,7 @@ const maxScenarioReport = 2 << 20
 // TestRunWritesReport: `kubesift run` on the bundled scenario writes
 // <out>/report.html and prints its path; the page is under 2 MB and, in
 // the real headless Chromium, loads without a console error with every
-// chart drawn, and says the run has no posture data. `kubesift report
+// chart drawn, the posture score and failing checks included. `kubesift report
 // --from` builds the same page from the folder. Run with -v for the size
 // and Chromium's load time.
 func TestRunWritesReport(t *testing.T) {
@@ -42,12 +42,16 @@ func TestRunWritesReport(t *testing.T) {
 	if len(page) >= maxScenarioReport {
 		t.Errorf("the scenario's report is %d bytes, over %d", len(page), maxScenarioReport)
 	}
-	if !strings.Contains(string(page), `data-posture="none"`) {
-		t.Error("the report does not say the run has no posture data")
+	// The scenario's object snapshot gives the run posture findings and a
+	// score, which the report draws.
+	for _, chart := range []string{`data-chart="posture-score"`, `data-chart="failing-checks"`} {
+		if !strings.Contains(string(page), chart) {
+			t.Errorf("the report has no %s", chart)
+		}
 	}
 	again := filepath.Join(t.TempDir(), "again.html")
 	cliOut, _, code := runCLI(t, "", "report", "--from", out, "-o", again)
-	if code != 0 || !strings.Contains(cliOut, "189 alerts, 1664 audit records, 28 Events") {
+	if code != 0 || !strings.Contains(cliOut, "206 alerts, 1700 audit records, 28 Events") {
 		t.Errorf("report --from: exit %d, %q", code, cliOut)
 	}
 	if st, err := os.Stat(again); err != nil || st.Size() != int64(len(page)) {
