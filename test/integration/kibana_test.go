@@ -141,9 +141,9 @@ func writeFindings(t *testing.T, cfg config.ElasticsearchConfig, cluster string)
 			Decision: posture.Decision{ID: cluster + "/" + check + "/" + uid, Cluster: cluster, State: state, CheckID: check,
 				Title: check, CIS: []string{cis}, CISVersion: "1.9", Severity: rules.SeverityHigh,
 				Object:  posture.ObjectRef{Kind: "Pod", Namespace: ns, Name: name, UID: uid},
-				Message: check + " on " + name, ResourceVersion: fmt.Sprint(rv)},
-			At:    at.Add(time.Duration(rv) * time.Second),
-			Actor: &ecs.Actor{User: "system:serviceaccount:shop-dtlm:ci-deployer", AuditID: "audit-" + name},
+				Message: check + " on " + name, ResourceVersion: fmt.Sprint(rv),
+				Actor: &posture.Actor{User: "system:serviceaccount:shop-dtlm:ci-deployer", AuditID: "audit-" + name}},
+			At: at.Add(time.Duration(rv) * time.Second),
 		}
 	}
 	fs := []ecs.Finding{

@@ -39,8 +39,8 @@ type expectations struct {
 	// KubesiftChecks match kubesift's checks to themes by id, where the
 	// CIS id and scope do not.
 	KubesiftChecks map[string]string `yaml:"kubesift_checks"`
-	Preexisting        []expectation    `yaml:"preexisting"`
-	Objects            []expectation    `yaml:"objects"`
+	Preexisting    []expectation     `yaml:"preexisting"`
+	Objects        []expectation     `yaml:"objects"`
 }
 
 // exemption is one entry of the default exemptions the fixture assumes.
