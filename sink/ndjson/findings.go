@@ -8,12 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync/atomic"
-	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/rules/posture"
-	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/ecs"
 )
 
@@ -25,22 +22,17 @@ import (
 //   - <findings index>.ndjson: one state document per transition, its
 //     event.id the finding id, written as a versioned document
 //     (ecs.FindingVersion), so an older or replayed state is refused as
-//     Elasticsearch's external versioning refuses it, and the last line of
-//     an id is its current state;
+//     Elasticsearch's external versioning refuses it (counted in
+//     kubesift_sink_ndjson_docs_version_conflict_total), and the last line
+//     of an id is its current state;
 //   - <transitions stream>.ndjson: one document per transition, its
 //     event.id ecs.TransitionID (create semantics: a replay is Duplicate);
 //   - <scores stream>.ndjson: the score documents.
 //
-// The findings ack contract of sink/elasticsearch.FindingsWriter holds: done
-// is called once per finding after both its documents are final, Indexed
-// when either was written, Duplicate when both were already there (for the
-// state: an equal or newer version, counted in
-// kubesift_sink_ndjson_docs_version_conflict_total), Rejected when the
-// finding cannot be written at all (counted in
-// kubesift_sink_ndjson_docs_rejected_total) or the store refused a document.
-// Write and WriteScores block while the Writer's buffer is full and return
-// an error only when ctx ends or the Writer is closed.
+// The findings ack contract is ecs.FindingsWriter's; a finding that cannot
+// be written at all is counted in kubesift_sink_ndjson_docs_rejected_total.
 type FindingsWriter struct {
+	*ecs.FindingsWriter
 	w    *Writer
 	docs *ecs.FindingDocs
 }
@@ -55,103 +47,7 @@ func NewFindingsWriter(w *Writer, cfg config.ElasticsearchConfig) (*FindingsWrit
 	if err != nil {
 		return nil, err
 	}
-	return &FindingsWriter{w: w, docs: docs}, nil
-}
-
-// Docs is the document builder, for a caller (or test) that sets Now.
-func (fw *FindingsWriter) Docs() *ecs.FindingDocs { return fw.docs }
-
-// Write adds the state and transition documents of every finding; see the
-// type's doc for done.
-func (fw *FindingsWriter) Write(ctx context.Context, fs []ecs.Finding, done func(f *ecs.Finding, r sink.Result)) error {
-	for i := range fs {
-		f := &fs[i]
-		state, err := fw.docs.FindingState(f)
-		var tr sink.Doc
-		if err == nil {
-			tr, err = fw.docs.FindingTransition(f)
-		}
-		report := func(r sink.Result) {
-			if done != nil {
-				done(f, r)
-			}
-		}
-		if err != nil {
-			fw.w.m.rejected.Inc()
-			report(sink.Result{Status: sink.Rejected, Reason: err.Error()})
-			continue
-		}
-		if err := fw.add(ctx, []sink.Doc{state, tr}, []string{"state", "transition"}, report); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// WriteScores adds one score document for the cluster and one per
-// namespace, stamped at (zero: now); done is called once, after every
-// document is final, as for Write.
-func (fw *FindingsWriter) WriteScores(ctx context.Context, cluster string, total posture.Score, byNamespace map[string]posture.Score, at time.Time, done func(sink.Result)) error {
-	if done == nil {
-		done = func(sink.Result) {}
-	}
-	if at.IsZero() {
-		at = fw.docs.Now()
-	}
-	namespaces := make([]string, 0, len(byNamespace))
-	for ns := range byNamespace {
-		namespaces = append(namespaces, ns)
-	}
-	sort.Strings(namespaces)
-	docs := make([]sink.Doc, 0, 1+len(namespaces))
-	names := make([]string, 0, cap(docs))
-	for i, ns := range append([]string{""}, namespaces...) {
-		s := total
-		if i > 0 {
-			s = byNamespace[ns]
-		}
-		d, err := fw.docs.Score(cluster, ns, s, at)
-		if err != nil {
-			fw.w.m.rejected.Inc()
-			done(sink.Result{Status: sink.Rejected, Reason: err.Error()})
-			return nil
-		}
-		docs, names = append(docs, d), append(names, d.ID)
-	}
-	return fw.add(ctx, docs, names, done)
-}
-
-// add adds docs and calls done once when all are final: Rejected (naming
-// the document) if any was, Indexed if any was written, else Duplicate.
-func (fw *FindingsWriter) add(ctx context.Context, docs []sink.Doc, names []string, done func(sink.Result)) error {
-	var left atomic.Int32
-	left.Store(int32(len(docs)))
-	results := make([]sink.Result, len(docs)) // each slot written by its own callback, read by the last
-	for i, d := range docs {
-		err := fw.w.Add(ctx, d, func(r sink.Result) {
-			results[i] = r
-			if left.Add(-1) == 0 {
-				done(combined(results, names))
-			}
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func combined(results []sink.Result, names []string) sink.Result {
-	out := sink.Result{Status: sink.Duplicate}
-	for i, r := range results {
-		switch r.Status {
-		case sink.Rejected:
-			return sink.Result{Status: sink.Rejected, Reason: names[i] + ": " + r.Reason}
-		case sink.Indexed:
-			out.Status = sink.Indexed
-		}
-	}
-	return out
+	return &FindingsWriter{FindingsWriter: ecs.NewFindingsWriter(w, docs, func(string) { w.m.rejected.Inc() }), w: w, docs: docs}, nil
 }
 
 // States reads the current state of every finding of cluster from the
