@@ -3,6 +3,7 @@ package ecs
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,12 +102,15 @@ func TransitionID(d *posture.Decision) string {
 // findingFields are kubesift.finding.*: the Decision's fields under their
 // JSON names, the lifecycle times and the actor.
 type findingFields struct {
-	ID               string            `json:"id"`
-	State            string            `json:"state"`
-	CheckID          string            `json:"check_id"`
-	Title            string            `json:"title,omitempty"`
-	CIS              []string          `json:"cis,omitempty"`
-	CISVersion       string            `json:"cis_version,omitempty"`
+	ID         string   `json:"id"`
+	State      string   `json:"state"`
+	CheckID    string   `json:"check_id"`
+	Title      string   `json:"title,omitempty"`
+	CIS        []string `json:"cis,omitempty"`
+	CISVersion string   `json:"cis_version,omitempty"`
+	// CISSection is the section of each CIS item ("5.2" of "5.2.2"), so
+	// findings aggregate by benchmark section without a runtime field.
+	CISSection       []string          `json:"cis_section,omitempty"`
 	Severity         string            `json:"severity"`
 	Mitre            *findingMitre     `json:"mitre,omitempty"`
 	Object           posture.ObjectRef `json:"object"`
@@ -205,7 +209,7 @@ func (b *FindingDocs) finding(f *Finding, kind string, ds *dataStream) (*finding
 		at = now
 	}
 	ff := findingFields{
-		ID: f.ID, State: string(f.State), CheckID: f.CheckID, Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion,
+		ID: f.ID, State: string(f.State), CheckID: f.CheckID, Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, CISSection: cisSections(f.CIS),
 		Severity: f.Severity.String(), Object: f.Object, Message: f.Message, Remediation: f.Remediation,
 		ResourceVersion: f.ResourceVersion, Version: v, LastTransitionAt: at, Actor: f.Decision.Actor,
 		FirstSeen: timePtr(f.FirstSeen.UTC()), OpenedAt: timePtr(f.OpenedAt.UTC()),
@@ -310,3 +314,20 @@ func (b *FindingDocs) TransitionsStream() string { return b.transitions.name }
 
 // ScoresStream is the data stream of posture scores.
 func (b *FindingDocs) ScoresStream() string { return b.scores.name }
+
+// cisSections returns the distinct sections ("5.2") of CIS items ("5.2.2"),
+// in the items' order; an item of fewer than three parts is its own
+// section.
+func cisSections(items []string) []string {
+	var out []string
+	for _, id := range items {
+		sec := id
+		if i := strings.LastIndexByte(id, '.'); i > 0 && strings.Count(id, ".") >= 2 {
+			sec = id[:i]
+		}
+		if !slices.Contains(out, sec) {
+			out = append(out, sec)
+		}
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package ecs
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +248,22 @@ func FuzzFinding(f *testing.F) {
 			t.Fatalf("version %d for state %q", st.Version, fd.State)
 		}
 	})
+}
+
+func TestCISSections(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"5.2.2"}, []string{"5.2"}},
+		{[]string{"5.1.5", "5.1.6", "5.2.1"}, []string{"5.1", "5.2"}},
+		{[]string{"1.2.16", "1.2.1"}, []string{"1.2"}},
+		{[]string{"5.7"}, []string{"5.7"}},
+	}
+	for _, tc := range tests {
+		if got := cisSections(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("cisSections(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
 }

@@ -204,7 +204,7 @@ func FindingsMappings() map[string]any {
 		"properties": map[string]any{
 			"kubesift": obj(map[string]any{
 				"finding": obj(map[string]any{
-					"id": kw(), "state": kw(), "check_id": kw(), "title": txtKw(), "cis": kw(), "cis_version": kw(),
+					"id": kw(), "state": kw(), "check_id": kw(), "title": txtKw(), "cis": kw(), "cis_section": kw(), "cis_version": kw(),
 					"severity": kw(), "mitre": obj(map[string]any{"tactics": kw(), "techniques": kw()}),
 					"object":      obj(map[string]any{"kind": kw(), "namespace": kw(), "name": kw(), "uid": kw()}),
 					"message":     txtKw(),
