@@ -292,6 +292,14 @@ func TestRebalanceDrainsAndCommits(t *testing.T) {
 	w.delay = 200 * time.Microsecond // slow enough that the join lands mid-stream
 	pc := testProcessorConfig("g-rebal")
 	pc.MaxInFlightMessages = 200
+	// What is under test is that a drain which finishes commits before the
+	// member rejoins. A drain that outlasts processor.drain_timeout gives
+	// its messages up to the next owner by design (at-least-once), and on a
+	// starved machine (-race, other jobs) 5 s of draining is not always
+	// enough; the bounds here leave room for the drain to finish, and the
+	// rebalance allows the rejoin after it.
+	pc.DrainTimeout = 30 * time.Second
+	pc.RebalanceTimeout = 45 * time.Second
 	_, regA, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
 	testenv.WaitFor(t, "first member mid-stream", 30*time.Second, func() bool { d, _ := w.count(run + "-"); return d >= n/8 })
 	_, regB, _ := startProcessor(t, brokers, pc, nopClose{w}, fakeDocs{})
