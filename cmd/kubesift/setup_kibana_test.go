@@ -49,9 +49,9 @@ func TestSetupKibana(t *testing.T) {
 	}
 }
 
-// TestSetupKibanaErrors: `setup kibana` without --url used to print help
-// and exit 0; now it and every refused import fail, naming the cause and
-// never the secret.
+// TestSetupKibanaErrors: `setup kibana` without --url, and every refused
+// import, fail (never a help text and exit 0), naming the cause and never
+// the secret.
 func TestSetupKibanaErrors(t *testing.T) {
 	srv := kibanatest.New(t)
 	srv.Username, srv.Password = "elastic", "right-password"
