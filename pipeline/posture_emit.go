@@ -72,7 +72,7 @@ func (c *PostureConsumer) handleLive(ctx, work context.Context, part *partition,
 	if len(ds) > 0 {
 		ps.dirty[cl] = true
 	}
-	c.emitLive(ctx, work, pm, part, m, ds, m.Time, &lc.change, lc.initial)
+	c.emitLive(ctx, work, pm, part, m, ds, lc.change.ObservedAt, &lc.change, lc.initial)
 }
 
 // liveChange is one live message of the objects topic, decoded: the
@@ -85,7 +85,7 @@ type liveChange struct {
 
 // decodeLive reads an object record or a tombstone. A tombstone's
 // resourceVersion is the last one seen, from its id, and its observation
-// time the message's.
+// time the message's; an object record's is its own (observedAt).
 func decodeLive(m kafka.Message) (*liveChange, error) {
 	if m.Value == nil {
 		rec, err := record.ParseTombstone(m.Key, recordHeaders(m.Headers))
@@ -105,8 +105,21 @@ func decodeLive(m kafka.Message) (*liveChange, error) {
 	if err != nil {
 		return nil, fmt.Errorf("object record at offset %d: %w", m.Offset, err)
 	}
+	o.Observed = observedAt(rec, m)
 	return &liveChange{change: ActorChange{Cluster: rec.Cluster.Name, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
-		ResourceVersion: o.ResourceVersion, ObservedAt: rec.ObservedTime}, object: &o, initial: rec.InitialList}, nil
+		ResourceVersion: o.ResourceVersion, ObservedAt: o.Observed}, object: &o, initial: rec.InitialList}, nil
+}
+
+// observedAt is when the collector observed the object's version (the
+// record's observed time), else when the message was produced. The record's
+// time is the change's, whoever replays it and however long it waited in a
+// spool, so every store and every replay of one change stamps its findings
+// and alerts alike.
+func observedAt(rec *record.Record, m kafka.Message) time.Time {
+	if !rec.ObservedTime.IsZero() {
+		return rec.ObservedTime
+	}
+	return m.Time
 }
 
 // recordHeaders converts kafka-go headers for record.ParseTombstone.
@@ -118,13 +131,15 @@ func recordHeaders(hs []kafka.Header) []record.Header {
 	return out
 }
 
-// emit writes the transitions ds, caused by a change observed at at, under
+// emit writes the transitions ds, caused by a change observed at at (zero
+// for a rebuild: transitionTime), under
 // h. A transition that raises an alert is written to the findings index
 // only once Kafka acknowledged its alert (PostureConsumer's contract).
 func (c *PostureConsumer) emit(ctx context.Context, h hold, part *partition, orig kafka.Message, ds []posture.Decision, at time.Time) {
 	var plain []ecs.Finding
 	for _, d := range ds {
 		c.m.transitions.WithLabelValues(string(d.State)).Inc()
+		at := transitionTime(&d, at)
 		f := ecs.Finding{Decision: d, At: at}
 		if !c.alerts(&d) {
 			plain = append(plain, f)
@@ -160,6 +175,21 @@ func (c *PostureConsumer) emit(ctx context.Context, h hold, part *partition, ori
 		}
 	}
 	c.writeFindings(ctx, h, orig, plain)
+}
+
+// transitionTime is when transition d happened: at, the observation of
+// the change that caused it, when there was one; for a rebuild (zero at) an
+// opening's own OpenedAt — the observation of the object version that made
+// it fail, the same in every store and every rebuild — and otherwise now (a
+// finding resolved because its object went while no process watched).
+func transitionTime(d *posture.Decision, at time.Time) time.Time {
+	switch {
+	case !at.IsZero():
+		return at
+	case d.Open() && !d.OpenedAt.IsZero():
+		return d.OpenedAt
+	}
+	return time.Now()
 }
 
 // alerts reports whether d raises an alert: newly failing, at or above

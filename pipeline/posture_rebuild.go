@@ -54,7 +54,9 @@ func (c *PostureConsumer) rebuild(ctx context.Context, r *kafka.Reader, part *pa
 			return 0, err
 		}
 		ds, _ := c.o.Engine.Replace(cl, byCluster[cl]) // invalid objects counted by decodeInventory and the engine
-		c.emit(ctx, hold, part, kafka.Message{Topic: c.topic, Partition: part.id, Offset: -1}, ds, time.Now())
+		// No one change caused a rebuild's transitions: each is stamped
+		// with its own time (emit, transitionTime).
+		c.emit(ctx, hold, part, kafka.Message{Topic: c.topic, Partition: part.id, Offset: -1}, ds, time.Time{})
 		ps.dirty[cl] = true
 	}
 	if !hold.wait(ctx) {
@@ -116,7 +118,7 @@ func objectOf(m kafka.Message) (posture.Object, string, error) {
 		return posture.Object{}, "", err
 	}
 	o, _, err := posture.ObjectFromRecord(rec)
-	o.Observed = m.Time
+	o.Observed = observedAt(rec, m)
 	return o, rec.Cluster.Name, err
 }
 

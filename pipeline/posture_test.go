@@ -400,3 +400,41 @@ func TestNewProcessorBuildsPosture(t *testing.T) {
 		})
 	}
 }
+
+// TestTransitionTime: a live transition is stamped with its change's
+// observation; a rebuild's opening with the observation that opened it, so
+// two stores rebuilt from one topic stamp it alike; anything else now.
+func TestTransitionTime(t *testing.T) {
+	observed := time.Date(2026, 12, 6, 22, 15, 36, 0, time.UTC)
+	opened := time.Date(2026, 12, 6, 22, 10, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		state   posture.State
+		opened  time.Time
+		at      time.Time
+		want    time.Time
+		wantNow bool
+	}{
+		{"live change", posture.StateOpen, opened, observed, observed, false},
+		{"live resolve", posture.StateResolved, opened, observed, observed, false},
+		{"rebuild open", posture.StateOpen, opened, time.Time{}, opened, false},
+		{"rebuild reopen", posture.StateReopened, opened, time.Time{}, opened, false},
+		{"rebuild open without a time", posture.StateOpen, time.Time{}, time.Time{}, time.Time{}, true},
+		{"rebuild resolve", posture.StateResolved, opened, time.Time{}, time.Time{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := time.Now()
+			got := transitionTime(&posture.Decision{State: tc.state, OpenedAt: tc.opened}, tc.at)
+			if tc.wantNow {
+				if got.Before(before) || got.After(time.Now()) {
+					t.Errorf("got %v, want now", got)
+				}
+				return
+			}
+			if !got.Equal(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -24,7 +24,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // The all-in-one `kubesift run`: the README's main-job command
@@ -332,8 +334,27 @@ func TestRunNDJSONMatchesElasticsearch(t *testing.T) {
 		_, _ = e.client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{events, objects}})
 	})
 	scenario := filepath.Join(testenv.Root(), "examples", "scenario")
-	streams := fmt.Sprintf("    streams: {audit: %q, events: %q, posture: %q}\n    alerts_index: %q\n",
-		e.stream, "logs-kubesift.events-"+e.run, "logs-kubesift.posture-"+e.run, e.alertsIdx)
+	// Findings of its own too: the scenario's objects have fixed uids, and
+	// a findings index another run wrote to would restore their states and
+	// raise no posture alert.
+	findings := config.ESFindingsConfig{Index: "kubesift-findings-" + e.run,
+		TransitionsStream: "logs-kubesift.finding_transitions-" + e.run, ScoresStream: "metrics-kubesift.posture_scores-" + e.run}
+	streams := fmt.Sprintf("    streams: {audit: %q, events: %q, posture: %q}\n    alerts_index: %q\n"+
+		"    findings: {index: %q, transitions_stream: %q, scores_stream: %q}\n",
+		e.stream, "logs-kubesift.events-"+e.run, "logs-kubesift.posture-"+e.run, e.alertsIdx,
+		findings.Index, findings.TransitionsStream, findings.ScoresStream)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, p := range []string{
+			"/_data_stream/" + findings.TransitionsStream, "/_data_stream/" + findings.ScoresStream, "/" + findings.Index,
+			"/_index_template/" + elasticsearch.IndexTemplateName(findings.TransitionsStream),
+			"/_index_template/" + elasticsearch.IndexTemplateName(findings.ScoresStream),
+			"/_index_template/" + elasticsearch.IndexTemplateName(findings.Index),
+		} {
+			_, _, _ = e.es(ctx, http.MethodDelete, p, nil)
+		}
+	})
 	write := func(name, body string) string {
 		p := filepath.Join(e.dir, name)
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
