@@ -58,12 +58,15 @@ func TestCollectAuditEndToEnd(t *testing.T) {
 		webhookListen: k.WebhookAddr, tailPaths: []string{k.AuditLog}, kubeconfig: kubeconfig,
 	})
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
-	d := newAPIDriver(t, k, run)
 	errsBefore := apiserverAuditErrors(t, k)
 	apiLog := watchAPIServerLog(t, k)
 	logw := watchAuditLog(t, k.AuditLog)
 	a := e.start("collect-a")
 	tReady := time.Now()
+	// The driver's first requests (its namespaces) come once the webhook
+	// serves: the API server drops what it cannot deliver, and none of the
+	// driver's events may be dropped.
+	d := newAPIDriver(t, k, run)
 
 	n := e2eRequests()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

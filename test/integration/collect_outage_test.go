@@ -65,11 +65,14 @@ func TestCollectKafkaOutage(t *testing.T) {
 	})
 
 	e := newCollectEnv(t, "outage", brokers, k, colOpts{webhookListen: k.WebhookAddr, tailPaths: []string{k.AuditLog}})
-	d := newAPIDriver(t, k, fmt.Sprintf("outage-%d", time.Now().UnixNano()))
 	apiLog := watchAPIServerLog(t, k)
 	logw := watchAuditLog(t, k.AuditLog)
 	c := e.start("collect")
 	tReady := time.Now()
+	// The driver's first requests (its namespaces) come once the webhook
+	// serves: the API server drops what it cannot deliver, and none of the
+	// driver's events may be dropped.
+	d := newAPIDriver(t, k, fmt.Sprintf("outage-%d", time.Now().UnixNano()))
 
 	// Sample the spool while everything runs.
 	type sample struct {
