@@ -174,11 +174,7 @@ type allInOne struct {
 	pub     *publish.Publisher
 	rp      *replay.Replayer // nil without files
 	sources []sources.Source
-	san     *redact.Sanitizer
-	cluster record.Cluster
-
-	snapshots []string // object snapshot files
-	objects   int      // object records published from them
+	objects int // object records published from the replayed object snapshots
 
 	// Written by the group's components, read after it ended.
 	drained bool
@@ -377,7 +373,6 @@ func (a *allInOne) buildCollector(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.san = san
 	if a.pub, err = publish.New(publish.Options{Publish: cfg.Publish, Kafka: cfg.Kafka, Registerer: reg, Logger: a.log}); err != nil {
 		return err
 	}
@@ -385,7 +380,6 @@ func (a *allInOne) buildCollector(ctx context.Context) error {
 	if a.live {
 		cluster.UID = collector.ClusterUID(ctx, cc, a.log)
 	}
-	a.cluster = cluster
 	if len(a.o.paths) > 0 {
 		if a.rp, err = replay.New(replay.Options{Paths: a.o.paths, Publisher: a.pub.For(replay.Source), Sanitizer: san,
 			Cluster: cluster, DeadLetterMaxBytes: cc.DeadLetterMaxBytes, Registerer: reg, Logger: a.log}); err != nil {
@@ -404,15 +398,14 @@ func (a *allInOne) buildCollector(ctx context.Context) error {
 // the whole snapshot when it joins and rebuilds from it at once (one set
 // of transitions, one score), as it would from a compacted objects topic.
 func (a *allInOne) publishSnapshots(ctx context.Context) error {
-	if a.proc.Posture == nil {
+	if a.proc.Posture == nil || a.rp == nil {
 		return nil
 	}
-	var err error
-	if a.snapshots, err = snapshotFiles(a.o.paths); err != nil || len(a.snapshots) == 0 {
+	files, err := a.rp.SnapshotFiles()
+	if err != nil || len(files) == 0 {
 		return err
 	}
-	sp := &snapshotPublisher{pub: a.pub.For(replay.Source), san: a.san, cluster: a.cluster, maxDL: a.cfg.Collector.DeadLetterMaxBytes}
-	a.objects, err = sp.publish(ctx, a.snapshots)
+	a.objects, err = a.rp.PublishSnapshots(ctx, files)
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/collector/replay"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline"
@@ -221,7 +222,7 @@ func snapshotScenario(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "audit.log"), sample, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(filepath.Join(dir, snapshotSubdir), 0o750); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, replay.SnapshotDir), 0o750); err != nil {
 		t.Fatal(err)
 	}
 	audit := strings.SplitN(string(sample), "\n", 2)[0]
@@ -231,7 +232,7 @@ func snapshotScenario(t *testing.T) string {
 		audit,
 		objectLine(t, "shop", "compliant", "u-2", false),
 	}, "\n") + "\n"
-	if err := os.WriteFile(filepath.Join(dir, snapshotSubdir, "objects.ndjson"), []byte(snapshot), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, replay.SnapshotDir, "objects.ndjson"), []byte(snapshot), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return dir
