@@ -10,7 +10,8 @@ import (
 )
 
 // stateFields is the part of a state document (FindingState) a Decision is
-// made of, under the names FindingState writes.
+// made of: the finding fields FindingState writes, read back through the
+// same struct so the two cannot name a field differently.
 type stateFields struct {
 	Orchestrator struct {
 		Cluster struct {
@@ -18,24 +19,7 @@ type stateFields struct {
 		} `json:"cluster"`
 	} `json:"orchestrator"`
 	Kubesift struct {
-		Finding struct {
-			ID              string            `json:"id"`
-			State           posture.State     `json:"state"`
-			CheckID         string            `json:"check_id"`
-			Title           string            `json:"title"`
-			CIS             []string          `json:"cis"`
-			CISVersion      string            `json:"cis_version"`
-			Severity        string            `json:"severity"`
-			Mitre           rules.Mitre       `json:"mitre"`
-			Object          posture.ObjectRef `json:"object"`
-			Message         string            `json:"message"`
-			Remediation     string            `json:"remediation"`
-			ResourceVersion string            `json:"observed_resource_version"`
-			Version         int64             `json:"version"`
-			FirstSeen       time.Time         `json:"first_seen"`
-			OpenedAt        time.Time         `json:"opened_at"`
-			Actor           *posture.Actor    `json:"actor"`
-		} `json:"finding"`
+		Finding findingFields `json:"finding"`
 	} `json:"kubesift"`
 }
 
@@ -57,10 +41,13 @@ func DecodeFindingState(body []byte) (posture.Decision, int64, error) {
 	if err != nil {
 		return posture.Decision{}, 0, &FieldError{ID: f.ID, Field: "severity", Msg: fmt.Sprintf("%q is not a severity", clipField(f.Severity))}
 	}
-	d := posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: f.State, CheckID: f.CheckID,
-		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Mitre: f.Mitre, Object: f.Object,
+	d := posture.Decision{ID: f.ID, Cluster: s.Orchestrator.Cluster.Name, State: posture.State(f.State), CheckID: f.CheckID,
+		Title: f.Title, CIS: f.CIS, CISVersion: f.CISVersion, Severity: sev, Object: f.Object,
 		Message: f.Message, Remediation: f.Remediation, ResourceVersion: f.ResourceVersion,
-		FirstSeen: f.FirstSeen, OpenedAt: f.OpenedAt, Actor: f.Actor}
+		FirstSeen: timeOf(f.FirstSeen), OpenedAt: timeOf(f.OpenedAt), Actor: f.Actor}
+	if f.Mitre != nil {
+		d.Mitre = rules.Mitre{Tactics: f.Mitre.Tactics, Techniques: f.Mitre.Techniques}
+	}
 	// The checks FindingState makes before writing: what passes them is a
 	// state this package could have written.
 	_, v, err := checkDocs.finding(&Finding{Decision: d}, "state", nil)
@@ -77,3 +64,11 @@ func DecodeFindingState(body []byte) (posture.Decision, int64, error) {
 // checkDocs runs FindingDocs.finding's checks for DecodeFindingState; its
 // clock is never read for anything kept.
 var checkDocs = &FindingDocs{Now: func() time.Time { return time.Time{} }}
+
+// timeOf is timePtr's inverse: nil is the zero time.
+func timeOf(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
