@@ -33,8 +33,7 @@ import (
 // be written at all is counted in kubesift_sink_ndjson_docs_rejected_total.
 type FindingsWriter struct {
 	*ecs.FindingsWriter
-	w    *Writer
-	docs *ecs.FindingDocs
+	w *Writer
 }
 
 // NewFindingsWriter returns a FindingsWriter writing through w to the
@@ -47,7 +46,7 @@ func NewFindingsWriter(w *Writer, cfg config.ElasticsearchConfig) (*FindingsWrit
 	if err != nil {
 		return nil, err
 	}
-	return &FindingsWriter{FindingsWriter: ecs.NewFindingsWriter(w, docs, func(string) { w.m.rejected.Inc() }), w: w, docs: docs}, nil
+	return &FindingsWriter{FindingsWriter: ecs.NewFindingsWriter(w, docs, func(string) { w.m.rejected.Inc() }), w: w}, nil
 }
 
 // States reads the current state of every finding of cluster from the
@@ -62,7 +61,7 @@ func NewFindingsWriter(w *Writer, cfg config.ElasticsearchConfig) (*FindingsWrit
 // was done — written to the file — when it gave the partition up, since
 // done here means written.
 func (fw *FindingsWriter) States(ctx context.Context, cluster string) (states []posture.Decision, skipped int, err error) {
-	path := filepath.Join(fw.w.o.Dir, fw.docs.FindingsIndex()+".ndjson")
+	path := filepath.Join(fw.w.o.Dir, fw.Docs().FindingsIndex()+".ndjson")
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil
