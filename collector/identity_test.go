@@ -13,9 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubesift/kubesift/internal/config"
@@ -118,14 +116,9 @@ func TestClusterUIDWithoutReachableAPI(t *testing.T) {
 // with collector.kubeconfig does.
 func TestClusterIdentityFromTheAPIServer(t *testing.T) {
 	testenv.Short(t)
-	k := testenv.KubeAPIServer(t)
 	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0]
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := testenv.NewKubeClient(t, "kubesift-test").CS
 	ns, err := cs.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

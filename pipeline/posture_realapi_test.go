@@ -21,7 +21,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubesift/kubesift/collector/objects"
@@ -58,12 +57,7 @@ func newPostureGround(t *testing.T) *postureGround {
 	t.Helper()
 	testenv.Short(t)
 	testenv.SharedLock(t)
-	k := testenv.KubeAPIServer(t)
-	kube, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}, QPS: 100, Burst: 200, Timeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube := testenv.NewKubeClient(t, "kubesift-test").CS
 	sfx := randHex()
 	g := &postureGround{cluster: "it-posture-" + sfx, kube: kube}
 	broker := testenv.KafkaBrokers(t)[0]
@@ -86,6 +80,7 @@ func newPostureGround(t *testing.T) *postureGround {
 	g.es.Findings = config.ESFindingsConfig{Index: "kstest-findings-" + sfx,
 		TransitionsStream: "logs-kstest.transitions-" + sfx, ScoresStream: "metrics-kstest.scores-" + sfx}
 	g.es.ILM.Policy = "kstest-" + sfx
+	var err error
 	if g.client, err = elasticsearch.NewClient(g.es); err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -27,13 +25,8 @@ import (
 // of its own name, so it leads beside any other collector of the ground.
 func TestRunLivePostureOnRealAPIServer(t *testing.T) {
 	testenv.Short(t)
-	k := testenv.KubeAPIServer(t)
 	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0] // what run is given
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}, UserAgent: "kubesift-run-posture-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := testenv.NewKubeClient(t, "kubesift-run-posture-test").CS
 	sfx := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	ns := "ks-run-posture-" + sfx
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -72,7 +65,7 @@ func TestRunLivePostureOnRealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the privileged Deployment's finding printed", time.Minute, printed("open"))
-	d, err = cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

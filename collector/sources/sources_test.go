@@ -18,8 +18,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/collector/audittail"
@@ -266,13 +264,8 @@ func TestTailSourcePublishesThroughItsViewAndGetsReady(t *testing.T) {
 // an Event created in its namespace through the events view.
 func TestEventsSourceAgainstTheAPIServer(t *testing.T) {
 	testenv.Short(t)
-	k := testenv.KubeAPIServer(t)
 	kubeconfig := testenv.Need(t, "kube", "KUBESIFT_KUBECONFIG_ADMIN")[0]
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := testenv.NewKubeClient(t, "kubesift-test").CS
 	// The source watches one Event of its own, so the other tests' Events
 	// on the shared API server do not reach it.
 	var b [4]byte

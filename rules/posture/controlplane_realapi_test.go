@@ -13,8 +13,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
@@ -76,14 +74,9 @@ func TestKubeadmDefaultsFindings(t *testing.T) {
 // the Pod as the server stores it (defaults filled in) gets exactly the
 // kubeadm default findings and no workload finding.
 func TestRealAPIServerControlPlanePod(t *testing.T) {
-	k := testenv.KubeAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}, UserAgent: "kubesift-posture-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testenv.NewKubeClient(t, "kubesift-posture-test").CS
 	sfx := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	name := "kube-apiserver-ks-cp-" + sfx
 	pod := &corev1.Pod{

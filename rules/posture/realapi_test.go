@@ -14,7 +14,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubesift/kubesift/internal/testenv"
 )
@@ -27,14 +26,9 @@ import (
 // returns. The built-in bindings (system:masters among them) and the
 // bootstrap ClusterRoles must yield no finding.
 func TestRealAPIServerObjects(t *testing.T) {
-	k := testenv.KubeAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := kubernetes.NewForConfig(&rest.Config{Host: k.URL, BearerToken: k.AdminToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: k.CAFile}, QPS: 100, Burst: 100, UserAgent: "kubesift-posture-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testenv.NewKubeClient(t, "kubesift-posture-test").CS
 	sfx := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	ns, reader, agg, admin := "ks-posture-"+sfx, "ks-posture-reader-"+sfx, "ks-posture-agg-"+sfx, "ks-posture-admin-"+sfx
 	must := func(what string, err error) {
@@ -55,7 +49,7 @@ func TestRealAPIServerObjects(t *testing.T) {
 	})
 
 	no := false
-	_, err = c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+	_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
 		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}, metav1.CreateOptions{})
 	must("namespace", err)
 	_, err = c.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-all"},
@@ -181,7 +175,7 @@ func toObject(t *testing.T, v metav1.Object, kind, apiVersion string) Object {
 }
 
 // listAll lists every kind the checks read, in all namespaces.
-func listAll(ctx context.Context, t *testing.T, c *kubernetes.Clientset) []Object {
+func listAll(ctx context.Context, t *testing.T, c kubernetes.Interface) []Object {
 	t.Helper()
 	var out []Object
 	add := func(kind, apiVersion string, n int, item func(i int) metav1.Object, err error) {
