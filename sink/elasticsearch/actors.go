@@ -50,12 +50,12 @@ func FindActor(ctx context.Context, es *elasticsearch.Client, index string, q Ac
 	if err != nil {
 		return nil, fmt.Errorf("find actor: encode the query: %w", err)
 	}
-	status, body, h, err := call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_search?ignore_unavailable=true", req)
+	status, body, h, err := Call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_search?ignore_unavailable=true", req)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("find actor: search %s: %w", index, err)
 	case status >= 300:
-		return nil, fmt.Errorf("find actor: %w", statusError("search "+index, status, body, h))
+		return nil, fmt.Errorf("find actor: %w", StatusError("search "+index, status, body, h))
 	}
 	var res actorHits
 	if err := json.Unmarshal(body, &res); err != nil {

@@ -111,7 +111,7 @@ func TestFindActorOnRealElasticsearch(t *testing.T) {
 			t.Fatalf("%s: %v %s", id, r.Status, r.Reason)
 		}
 	}
-	if status, _, _, err := call(context.Background(), es, http.MethodPost, "/"+cfg.Streams.Audit+"/_refresh", nil); err != nil || status != http.StatusOK {
+	if status, _, _, err := Call(context.Background(), es, http.MethodPost, "/"+cfg.Streams.Audit+"/_refresh", nil); err != nil || status != http.StatusOK {
 		t.Fatalf("refresh: %d %v", status, err)
 	}
 

@@ -65,7 +65,7 @@ func TestNewClientAuthAndTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			status, _, _, err := call(context.Background(), es, http.MethodGet, "/", nil)
+			status, _, _, err := Call(context.Background(), es, http.MethodGet, "/", nil)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)

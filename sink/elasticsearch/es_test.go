@@ -65,14 +65,14 @@ func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
-		call(ctx, es, http.MethodDelete, "/_data_stream/"+s, nil)
-		call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(s), nil)
+		Call(ctx, es, http.MethodDelete, "/_data_stream/"+s, nil)
+		Call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(s), nil)
 	}
 	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
-		call(ctx, es, http.MethodDelete, "/"+idx, nil)
-		call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(idx), nil)
+		Call(ctx, es, http.MethodDelete, "/"+idx, nil)
+		Call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(idx), nil)
 	}
-	call(ctx, es, http.MethodDelete, "/_ilm/policy/"+cfg.ILM.Policy, nil)
+	Call(ctx, es, http.MethodDelete, "/_ilm/policy/"+cfg.ILM.Policy, nil)
 }
 
 // getJSON GETs path and decodes the answer; non-2xx fails the test.
@@ -85,7 +85,7 @@ func getJSON(t testing.TB, es *elasticsearch.Client, path string) map[string]any
 // test.
 func requestJSON(t testing.TB, es *elasticsearch.Client, method, path string, reqBody []byte) map[string]any {
 	t.Helper()
-	status, body, _, err := call(context.Background(), es, method, path, reqBody)
+	status, body, _, err := Call(context.Background(), es, method, path, reqBody)
 	if err != nil || status/100 != 2 {
 		t.Fatalf("%s %s: %d %v %s", method, path, status, err, body)
 	}
@@ -98,7 +98,7 @@ func requestJSON(t testing.TB, es *elasticsearch.Client, method, path string, re
 
 func count(t testing.TB, es *elasticsearch.Client, index string) int {
 	t.Helper()
-	if st, b, _, err := call(context.Background(), es, http.MethodPost, "/"+index+"/_refresh", nil); err != nil || st/100 != 2 {
+	if st, b, _, err := Call(context.Background(), es, http.MethodPost, "/"+index+"/_refresh", nil); err != nil || st/100 != 2 {
 		t.Fatalf("refresh %s: %d %v %s", index, st, err, b)
 	}
 	return int(getJSON(t, es, "/"+index+"/_count")["count"].(float64))
@@ -373,7 +373,7 @@ func TestPrebuiltRuleFields(t *testing.T) {
 		{"term":{"kubernetes.audit.objectRef.resource":"pods"}},{"term":{"kubernetes.audit.verb":"create"}},
 		{"term":{"kubernetes.audit.requestObject.spec.containers.securityContext.privileged":true}}]}}}`
 	count(t, es, cfg.Streams.Audit)
-	st, body, _, err := call(context.Background(), es, http.MethodPost, "/"+cfg.Streams.Audit+"/_count", []byte(q))
+	st, body, _, err := Call(context.Background(), es, http.MethodPost, "/"+cfg.Streams.Audit+"/_count", []byte(q))
 	if err != nil || st != 200 {
 		t.Fatalf("count query: %d %v %s", st, err, body)
 	}
@@ -468,7 +468,7 @@ func TestAlertsIndex(t *testing.T) {
 	// The notifier updates the delivery state in place: a plain index
 	// allows it.
 	upd := `{"doc":{"kubesift":{"delivery":{"state":"delivered"}}}}`
-	st, body, _, err := call(context.Background(), es, http.MethodPost, "/"+cfg.AlertsIndex+"/_update/"+url.PathEscape(docs[0].ID), []byte(upd))
+	st, body, _, err := Call(context.Background(), es, http.MethodPost, "/"+cfg.AlertsIndex+"/_update/"+url.PathEscape(docs[0].ID), []byte(upd))
 	if err != nil || st != 200 {
 		t.Errorf("update delivery state: %d %v %s", st, err, body)
 	}

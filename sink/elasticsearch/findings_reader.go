@@ -29,14 +29,14 @@ var statesPage = 1000
 // its actor, so a finding still open after the restart still names who
 // opened it.
 func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster string) (states []posture.Decision, skipped int, err error) {
-	status, body, h, err := call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
+	status, body, h, err := Call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
 	switch {
 	case err != nil:
 		return nil, 0, fmt.Errorf("finding states: refresh %s: %w", index, err)
 	case status == http.StatusNotFound:
 		return nil, 0, nil
 	case status >= 300:
-		return nil, 0, fmt.Errorf("finding states: %w", statusError("refresh "+index, status, body, h))
+		return nil, 0, fmt.Errorf("finding states: %w", StatusError("refresh "+index, status, body, h))
 	}
 	var after []any
 	for {
@@ -50,12 +50,12 @@ func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster
 			q["search_after"] = after
 		}
 		req, _ := json.Marshal(q)
-		status, body, h, err := call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_search", req)
+		status, body, h, err := Call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_search", req)
 		switch {
 		case err != nil:
 			return nil, 0, fmt.Errorf("finding states: search %s: %w", index, err)
 		case status >= 300:
-			return nil, 0, fmt.Errorf("finding states: %w", statusError("search "+index, status, body, h))
+			return nil, 0, fmt.Errorf("finding states: %w", StatusError("search "+index, status, body, h))
 		}
 		var res stateHits
 		if err := json.Unmarshal(body, &res); err != nil {

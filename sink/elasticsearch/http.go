@@ -18,9 +18,11 @@ import (
 // maxErrorBody bounds how much of an error answer is read for its reason.
 const maxErrorBody = 64 << 10
 
-// call performs one request and returns the status and body of any answer.
-// err is set only when there was no answer (network, timeout).
-func call(ctx context.Context, es *elasticsearch.Client, method, path string, body []byte) (int, []byte, http.Header, error) {
+// Call performs one request and returns the status and body of any answer
+// (a success answer up to 64 MiB, an error answer up to 64 KiB: enough for
+// its reason). err is set only when there was no answer (network,
+// timeout); a non-2xx answer is for StatusError.
+func Call(ctx context.Context, es *elasticsearch.Client, method, path string, body []byte) (int, []byte, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -48,9 +50,9 @@ func call(ctx context.Context, es *elasticsearch.Client, method, path string, bo
 	return res.StatusCode, b, res.Header, nil
 }
 
-// statusError turns a non-2xx answer into a *sink.StatusError whose Detail
+// StatusError turns a non-2xx answer into a *sink.StatusError whose Detail
 // is Elasticsearch's error type and reason (never the request body).
-func statusError(op string, status int, body []byte, h http.Header) *sink.StatusError {
+func StatusError(op string, status int, body []byte, h http.Header) *sink.StatusError {
 	e := &sink.StatusError{Op: op, StatusCode: status, Detail: errorReason(body)}
 	if h != nil {
 		if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {

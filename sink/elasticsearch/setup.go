@@ -154,13 +154,13 @@ func (s *setup) request(ctx context.Context, what, method, path string, body any
 		resp   []byte
 	)
 	err := sink.Do(ctx, setupBackoff, func(ctx context.Context) (bool, error) {
-		st, rb, h, err := call(ctx, s.es, method, path, b)
+		st, rb, h, err := Call(ctx, s.es, method, path, b)
 		if err != nil {
 			return sink.Retryable(0, err), err
 		}
 		status, resp = st, rb
 		if sink.Retryable(st, nil) {
-			return true, statusError(what, st, rb, h)
+			return true, StatusError(what, st, rb, h)
 		}
 		return false, nil
 	}, func(n int, err error) {
@@ -179,7 +179,7 @@ func (s *setup) put(ctx context.Context, what, path string, body any) error {
 		return err
 	}
 	if status/100 != 2 {
-		return fmt.Errorf("setup: %w", statusError("put "+what, status, resp, nil))
+		return fmt.Errorf("setup: %w", StatusError("put "+what, status, resp, nil))
 	}
 	s.log.Debug("elasticsearch setup: installed", "what", what)
 	return nil
@@ -212,14 +212,14 @@ func (s *setup) ilmPolicy(ctx context.Context, c config.ESILMConfig) (bool, erro
 		return true, nil
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return false, fmt.Errorf("setup: %w (the user needs the manage_ilm cluster privilege, or set sink.elasticsearch.ilm.enabled: false)",
-			statusError("put "+what, status, resp, nil))
+			StatusError("put "+what, status, resp, nil))
 	case status/100 == 4:
 		s.log.Warn("elasticsearch has no index lifecycle management: data streams will not roll over or expire; "+
 			"manage retention yourself, or set sink.elasticsearch.ilm.enabled: false to silence this",
 			"policy", c.Policy, "status", status, "reason", errorReason(resp))
 		return false, nil
 	}
-	return false, fmt.Errorf("setup: %w", statusError("put "+what, status, resp, nil))
+	return false, fmt.Errorf("setup: %w", StatusError("put "+what, status, resp, nil))
 }
 
 // dataStream creates a data stream (so it exists, with its mapping, before
@@ -235,7 +235,7 @@ func (s *setup) dataStream(ctx context.Context, name, component string) error {
 		return nil
 	}
 	if status != http.StatusBadRequest || errorType(resp) != "resource_already_exists_exception" {
-		return fmt.Errorf("setup: %w", statusError("create "+what, status, resp, nil))
+		return fmt.Errorf("setup: %w", StatusError("create "+what, status, resp, nil))
 	}
 	mapping := ecs.MergeMappings(ecs.BaseMappings(), componentMappings(component))
 	delete(mapping, "dynamic_templates") // merged by the template at rollover; PUT _mapping would replace them
@@ -266,7 +266,7 @@ func (s *setup) plainIndex(ctx context.Context, kind, index, component string, m
 		return nil
 	}
 	if status != http.StatusBadRequest || errorType(resp) != "resource_already_exists_exception" {
-		return fmt.Errorf("setup: %w", statusError("create "+what, status, resp, nil))
+		return fmt.Errorf("setup: %w", StatusError("create "+what, status, resp, nil))
 	}
 	return s.put(ctx, "mapping of "+what, "/"+url.PathEscape(index)+"/_mapping",
 		ecs.MergeMappings(ecs.BaseMappings(), componentMappings(component)))

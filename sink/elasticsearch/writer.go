@@ -343,7 +343,7 @@ func (w *Writer) send(b *batch) {
 		}
 		actx, cancel := context.WithTimeout(ctx, w.timeout)
 		start := time.Now()
-		status, resp, h, err := call(actx, w.es, http.MethodPost, bulkPath, buf.Bytes())
+		status, resp, h, err := Call(actx, w.es, http.MethodPost, bulkPath, buf.Bytes())
 		cancel()
 		w.m.latency.Observe(time.Since(start).Seconds())
 		if err != nil {
@@ -351,7 +351,7 @@ func (w *Writer) send(b *batch) {
 			return sink.Retryable(0, err), fmt.Errorf("bulk: %w", err)
 		}
 		if status/100 != 2 {
-			se := statusError("bulk", status, resp, h)
+			se := StatusError("bulk", status, resp, h)
 			if se.Retryable() {
 				w.m.requests.WithLabelValues("retryable").Inc()
 				return true, se

@@ -1,38 +1,30 @@
 package report
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	goes "github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
-
-// maxAnswerBytes bounds one search answer: the aggregations are cut to the
-// top lists' lengths, so a real answer is a few hundred kilobytes.
-const maxAnswerBytes = 32 << 20
-
-// maxErrorBytes bounds how much of an answer that is not read is read.
-const maxErrorBytes = 64 << 10
 
 // ES is the Source of an Elasticsearch cluster kubesift writes to.
 type ES struct {
-	client  *elasticsearch.Client
+	client  *goes.Client
 	addr    string
 	indices Indices
 }
 
 // NewES returns the Source of the cluster client talks to; addr names it
 // in the report (give it without credentials).
-func NewES(client *elasticsearch.Client, addr string, indices Indices) *ES {
+func NewES(client *goes.Client, addr string, indices Indices) *ES {
 	return &ES{client: client, addr: addr, indices: indices}
 }
 
@@ -402,18 +394,13 @@ func (e *ES) Refresh(ctx context.Context) error {
 			names = append(names, url.PathEscape(n))
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+strings.Join(names, ",")+"/_refresh?ignore_unavailable=true&allow_no_indices=true", nil)
-	if err != nil {
+	path := "/" + strings.Join(names, ",") + "/_refresh?ignore_unavailable=true&allow_no_indices=true"
+	status, b, h, err := elasticsearch.Call(ctx, e.client, http.MethodPost, path, nil)
+	switch {
+	case err != nil:
 		return fmt.Errorf("report: refresh: %w", err)
-	}
-	res, err := e.client.Perform(req)
-	if err != nil {
-		return fmt.Errorf("report: refresh: %w", err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(res.Body, maxErrorBytes))
-	if res.StatusCode >= 300 {
-		return fmt.Errorf("report: refresh: HTTP %d: %s", res.StatusCode, errorReason(b))
+	case status >= 300:
+		return fmt.Errorf("report: %w", elasticsearch.StatusError("refresh", status, b, h))
 	}
 	return nil
 }
@@ -428,45 +415,20 @@ func (e *ES) search(ctx context.Context, index string, q map[string]any, out any
 	if err != nil {
 		return false, fmt.Errorf("report: %s: %w", index, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+url.PathEscape(index)+"/_search?ignore_unavailable=true&allow_no_indices=true", bytes.NewReader(body))
-	if err != nil {
-		return false, fmt.Errorf("report: %s: %w", index, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := e.client.Perform(req)
-	if err != nil {
-		return false, fmt.Errorf("report: search %s: %w", index, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
-	if err != nil {
-		return false, fmt.Errorf("report: search %s: %w", index, err)
-	}
+	path := "/" + url.PathEscape(index) + "/_search?ignore_unavailable=true&allow_no_indices=true"
+	status, b, h, err := elasticsearch.Call(ctx, e.client, http.MethodPost, path, body)
 	switch {
-	case res.StatusCode == http.StatusNotFound:
+	case err != nil:
+		return false, fmt.Errorf("report: search %s: %w", index, err)
+	case status == http.StatusNotFound:
 		return false, nil
-	case res.StatusCode >= 300:
-		return false, fmt.Errorf("report: search %s: HTTP %d: %s", index, res.StatusCode, errorReason(b))
+	case status >= 300:
+		return false, fmt.Errorf("report: %w", elasticsearch.StatusError("search "+index, status, b, h))
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return false, fmt.Errorf("report: search %s: decode the answer: %w", index, err)
 	}
 	return true, nil
-}
-
-// errorReason is Elasticsearch's error type and reason, never more of
-// the answer.
-func errorReason(b []byte) string {
-	var e struct {
-		Error struct {
-			Type   string `json:"type"`
-			Reason string `json:"reason"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(b, &e) != nil || e.Error.Type == "" {
-		return "no error reason in the answer"
-	}
-	return clip(e.Error.Type+": "+e.Error.Reason, 300)
 }
 
 func keyInt(k any) int64 {

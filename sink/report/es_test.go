@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -155,5 +157,51 @@ func TestSourcesAgree(t *testing.T) {
 	}
 	if s.Alerts != 0 || s.Posture != nil {
 		t.Errorf("missing indices gave %+v", s)
+	}
+}
+
+// TestESAnswers: a missing index reads as empty; any other non-2xx answer
+// is an error of the project's status classifier naming the operation and
+// Elasticsearch's reason, never nil.
+func TestESAnswers(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantErr string // "" means no error
+	}{
+		{"index missing", http.StatusNotFound, `{"error":{"type":"index_not_found_exception","reason":"no such index"}}`, ""},
+		{"forbidden", http.StatusForbidden, `{"error":{"type":"security_exception","reason":"action [indices:data/read/search] is unauthorized"}}`, "security_exception"},
+		{"overloaded", http.StatusServiceUnavailable, `{"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}`, "es_rejected_execution_exception"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Elastic-Product", "Elasticsearch")
+				w.Header().Set("Content-Type", "application/json")
+				if strings.Contains(r.URL.Path, "_refresh") {
+					w.Write([]byte(`{}`))
+					return
+				}
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			client, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}, MaxRetries: -1, DisableRetry: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = NewES(client, srv.URL, Indices{Alerts: "a", Audit: "b"}).Summary(context.Background(), Window{})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Summary: %v, want an empty report", err)
+				}
+				return
+			}
+			var se *sink.StatusError
+			if !errors.As(err, &se) || se.StatusCode != tc.status || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Summary: %v; want a *sink.StatusError %d naming %s", err, tc.status, tc.wantErr)
+			}
+		})
 	}
 }
