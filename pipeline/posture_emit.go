@@ -97,15 +97,10 @@ func decodeLive(m kafka.Message) (*liveChange, error) {
 		return &liveChange{change: ActorChange{Cluster: cl, Kind: kind, Namespace: ns, Name: name, ResourceVersion: rv,
 			Deleted: true, ObservedAt: m.Time}}, nil
 	}
-	rec, err := record.Unmarshal(m.Value)
-	var o posture.Object
-	if err == nil {
-		o, _, err = posture.ObjectFromRecord(rec)
-	}
+	o, rec, err := objectOf(m)
 	if err != nil {
 		return nil, fmt.Errorf("object record at offset %d: %w", m.Offset, err)
 	}
-	o.Observed = observedAt(rec, m)
 	return &liveChange{change: ActorChange{Cluster: rec.Cluster.Name, Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
 		ResourceVersion: o.ResourceVersion, ObservedAt: o.Observed}, object: &o, initial: rec.InitialList}, nil
 }

@@ -96,30 +96,33 @@ func (c *PostureConsumer) offsets(ctx context.Context, partition int) (first, la
 func (c *PostureConsumer) decodeInventory(latest map[string]kafka.Message, partition int) map[string][]posture.Object {
 	out := map[string][]posture.Object{}
 	for key, m := range latest {
-		o, cl, err := objectOf(m)
+		o, rec, err := objectOf(m)
 		if err != nil {
 			c.m.objects.WithLabelValues(resultInvalid).Inc()
 			c.lim.Warn(c.log, "rebuild-invalid", "posture rebuild: skipping an object that cannot be read",
 				"partition", partition, "offset", m.Offset, "key", key, "err", err)
 			continue
 		}
-		out[cl] = append(out[cl], o)
+		out[rec.Cluster.Name] = append(out[rec.Cluster.Name], o)
 	}
 	return out
 }
 
 // objectOf reads an object record message (not a tombstone) as an Object
-// and its cluster. The message's time is the object's observed time: a live
-// change's transitions are written with it (their At), so the opened_at
+// and its record. The object's observed time is the record's (observedAt):
+// its change's transitions are written with it (their At), so the opened_at
 // the engine keeps for a finding is the one its open transition shows.
-func objectOf(m kafka.Message) (posture.Object, string, error) {
+func objectOf(m kafka.Message) (posture.Object, *record.Record, error) {
 	rec, err := record.Unmarshal(m.Value)
 	if err != nil {
-		return posture.Object{}, "", err
+		return posture.Object{}, nil, err
 	}
 	o, _, err := posture.ObjectFromRecord(rec)
+	if err != nil {
+		return posture.Object{}, nil, err
+	}
 	o.Observed = observedAt(rec, m)
-	return o, rec.Cluster.Name, err
+	return o, rec, nil
 }
 
 // restore seeds the engine with the cluster's finding states from the
