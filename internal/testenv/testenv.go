@@ -22,6 +22,7 @@ package testenv
 import (
 	"bufio"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -94,6 +95,18 @@ func Get(name string) string {
 // RequireReal reports whether missing servers must fail tests.
 func RequireReal() bool { return Get(RequireRealVar) == "1" }
 
+// Missing ends a test that cannot run without something the test ground
+// lacks (msg says what, and how to get it): it skips, or fails under
+// KUBESIFT_REQUIRE_REAL=1, where the suite has set everything up and a skip
+// would be a test quietly gone.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if RequireReal() {
+		t.Fatal(msg + " — required because " + RequireRealVar + "=1")
+	}
+	t.Skip(msg)
+}
+
 // Need returns the value of each named variable, or skips (fails under
 // KUBESIFT_REQUIRE_REAL=1) naming the part of the test ground that is missing.
 // With -short it always skips: a test that needs a server is an integration
@@ -108,10 +121,7 @@ func Need(t testing.TB, part string, names ...string) []string {
 		vals[i] = Get(n)
 		if vals[i] == "" {
 			msg := part + " is not running (" + n + " unset); start it with `make testenv-up` or hack/testenv/" + part + ".sh start"
-			if RequireReal() {
-				t.Fatal(msg + " — required because " + RequireRealVar + "=1")
-			}
-			t.Skip(msg)
+			Missing(t, msg)
 		}
 	}
 	return vals
@@ -134,10 +144,7 @@ func Corpus(t testing.TB) string {
 		dir = filepath.Join(Root(), "..", "shared", "corpus")
 	}
 	if _, err := os.Stat(dir); err != nil {
-		if RequireReal() {
-			t.Fatalf("shared corpus not found at %s: %v", dir, err)
-		}
-		t.Skipf("shared corpus not found at %s", dir)
+		Missing(t, fmt.Sprintf("shared corpus not found at %s: %v", dir, err))
 	}
 	return dir
 }
