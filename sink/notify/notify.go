@@ -83,6 +83,10 @@ type Notification struct {
 	// IdempotencyKey is deterministic in receiver, group key and the IDs of
 	// the alerts reported (see IdempotencyKey).
 	IdempotencyKey string
+	// Resolved marks the notification sent when a group closes, for the
+	// integrations that report resolution (send_resolved); Alerts are
+	// then the alerts the group last reported.
+	Resolved bool
 
 	// ids are every reported alert's ID (also those only counted), for the
 	// delivery state.
