@@ -18,6 +18,7 @@ import (
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
+	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/notify"
 )
@@ -252,6 +253,17 @@ func TestBackpressure(t *testing.T) {
 			pc := testProcessorConfig("g-bp")
 			pc.MaxInFlightMessages = tc.maxInFlight
 			pc.QueueCapacity = 50
+			// While stuck, the readers may still hold what the
+			// configuration lets them prefetch: one fetch response and
+			// a queue per partition. The heap bound below must sit above
+			// that (3 × 256 KiB here; the 4 MiB default would allow 12
+			// MiB, legitimately) and well below the topic's size, so that
+			// only a reader that keeps consuming fails it.
+			pc.FetchMaxBytes = 256 << 10
+			const heapBound = 8 << 20
+			if sample, err := record.Marshal(pipelinetest.Audit(run, 0)); err != nil || n*len(sample) < 2*heapBound {
+				t.Fatalf("%d records of %d bytes do not exceed twice the heap bound: the test would not tell a leak (%v)", n, len(sample), err)
+			}
 			_, reg, _ := startProcessor(t, brokers, pc, w, fakeDocs{})
 
 			want := float64(tc.wantConsumed(parts, tc.maxInFlight))
@@ -266,7 +278,7 @@ func TestBackpressure(t *testing.T) {
 			if got, bound := testenv.Metric(t, reg, "kubesift_processor_in_flight_messages"), float64(parts*tc.maxInFlight); got > bound {
 				t.Fatalf("in flight %v > bound %v", got, bound)
 			}
-			if grow := int64(heapInUse()) - int64(heap0); grow > 8<<20 {
+			if grow := int64(heapInUse()) - int64(heap0); grow > heapBound {
 				t.Errorf("heap grew by %d bytes while stuck", grow)
 			}
 			close(gate)
