@@ -41,6 +41,18 @@ func podTemplate(o *unstructured.Unstructured) (map[string]any, bool) {
 	return tmpl, ok && o.GetKind() != "PodTemplate"
 }
 
+// podTemplateSpec decodes the pod template of a workload object, if it
+// has one.
+func podTemplateSpec(t testing.TB, o *unstructured.Unstructured) (corev1.PodTemplateSpec, bool) {
+	t.Helper()
+	var p corev1.PodTemplateSpec
+	tmpl, ok := podTemplate(o)
+	if ok {
+		toTyped(t, &unstructured.Unstructured{Object: tmpl}, &p)
+	}
+	return p, ok
+}
+
 // psaWarning tells Pod Security admission's warnings from others.
 func psaWarning(w string) bool { return strings.Contains(w, "PodSecurity") }
 

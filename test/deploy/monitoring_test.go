@@ -149,12 +149,10 @@ func checkMonitorReach(t *testing.T, objs []*unstructured.Unstructured, mon *uns
 		}
 	}
 	for _, o := range objs {
-		tmpl, ok := podTemplate(o)
+		p, ok := podTemplateSpec(t, o)
 		if !ok {
 			continue
 		}
-		var p corev1.PodTemplateSpec
-		toTyped(t, &unstructured.Unstructured{Object: tmpl}, &p)
 		if !podHasPort(p.Spec, "metrics", 0) {
 			t.Errorf("%s: no container port named metrics", objKey(o))
 			continue

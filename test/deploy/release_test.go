@@ -170,9 +170,7 @@ func TestChartPodOptions(t *testing.T) {
 			continue
 		}
 		found++
-		tmpl, _ := podTemplate(o)
-		var p corev1.PodTemplateSpec
-		toTyped(t, &unstructured.Unstructured{Object: tmpl}, &p)
+		p, _ := podTemplateSpec(t, o)
 		k := objKey(o)
 		checks := []struct {
 			what string
