@@ -73,6 +73,7 @@ func kustomizeLayout(more map[string]any) map[string]any {
 	return v
 }
 
+// enabled is the value of an optional part of the chart that is on.
 func enabled() map[string]any { return map[string]any{"enabled": true} }
 
 func (r rendering) String() string { return r.name }
