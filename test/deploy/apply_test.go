@@ -41,6 +41,18 @@ func podTemplate(o *unstructured.Unstructured) (map[string]any, bool) {
 	return tmpl, ok && o.GetKind() != "PodTemplate"
 }
 
+// podTemplateSpec decodes the pod template of a workload object, if it
+// has one.
+func podTemplateSpec(t testing.TB, o *unstructured.Unstructured) (corev1.PodTemplateSpec, bool) {
+	t.Helper()
+	var p corev1.PodTemplateSpec
+	tmpl, ok := podTemplate(o)
+	if ok {
+		toTyped(t, &unstructured.Unstructured{Object: tmpl}, &p)
+	}
+	return p, ok
+}
+
 // psaWarning tells Pod Security admission's warnings from others.
 func psaWarning(w string) bool { return strings.Contains(w, "PodSecurity") }
 
@@ -51,10 +63,12 @@ func psaWarning(w string) bool { return strings.Contains(w, "PodSecurity") }
 // Pod (dry-run create), so Pod Security admission enforces its namespace's
 // level on it, not only warns. Any error fails; so does any warning other
 // than Pod Security's in a namespace that does not enforce restricted, and
-// any warning at all in a namespace that does.
+// any warning at all in a namespace that does. The prometheus-operator's
+// CRDs are installed first, so its objects are validated by their schemas.
 func TestApplyDryRun(t *testing.T) {
 	testenv.Short(t)
 	c := newCluster(t)
+	ensureMonitoringCRDs(t, c)
 	for _, r := range renderings() {
 		t.Run(r.name, func(t *testing.T) {
 			objs := render(t, r)
@@ -161,35 +175,40 @@ func ensureNamespaces(t testing.TB, c *cluster, objs []*unstructured.Unstructure
 
 // TestNamespacesPodSecurity: the namespaces carry the Pod Security levels
 // docs/deployment.md gives: kubesift (processor, notifier) enforces restricted;
-// kubesift-collector enforces no more than it must (privileged, for the audit
-// tail's hostPath volumes) but audits and warns at restricted.
+// the collectors' namespace enforces no more than it must (privileged, for
+// the audit tail's hostPath volumes) but audits and warns at restricted.
+// The chart renders exactly the Namespaces it should: the collectors' own
+// one when asked (createNamespace), kept on uninstall, and never the release
+// namespace.
 func TestNamespacesPodSecurity(t *testing.T) {
-	want := map[string]map[string]string{
-		"kubesift":           {"enforce": "restricted", "warn": "restricted", "audit": "restricted"},
-		"kubesift-collector": {"warn": "restricted", "audit": "restricted"},
-	}
 	for _, r := range renderings() {
 		t.Run(r.name, func(t *testing.T) {
-			found := map[string]bool{}
+			collectorNS, centralNS, _ := r.layout()
+			want := map[string]map[string]string{
+				collectorNS: {"warn": "restricted", "audit": "restricted"},
+			}
+			if collectorNS != centralNS {
+				want[centralNS] = map[string]string{"enforce": "restricted", "warn": "restricted", "audit": "restricted"}
+			}
+			var found []string
 			for _, o := range render(t, r) {
 				if o.GetKind() != "Namespace" {
 					continue
 				}
-				found[o.GetName()] = true
+				found = append(found, o.GetName())
 				for mode, level := range want[o.GetName()] {
 					if got := o.GetLabels()["pod-security.kubernetes.io/"+mode]; got != level {
 						t.Errorf("namespace %s: pod-security.kubernetes.io/%s=%q, want %q", o.GetName(), mode, got, level)
 					}
 				}
-			}
-			names := []string{"kubesift-collector"}
-			if r.mode == "central" {
-				names = append(names, "kubesift")
-			}
-			for _, n := range names {
-				if !found[n] {
-					t.Errorf("no Namespace %s", n)
+				if r.isHelm() && o.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+					t.Errorf("namespace %s: not annotated helm.sh/resource-policy: keep, so helm uninstall deletes it and the Secrets in it", o.GetName())
 				}
+			}
+			slices.Sort(found)
+			wantNS := slices.Sorted(slices.Values(r.nsObjects))
+			if !slices.Equal(found, wantNS) {
+				t.Errorf("Namespace objects %v, want %v", found, wantNS)
 			}
 		})
 	}

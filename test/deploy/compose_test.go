@@ -136,9 +136,11 @@ func mapKeys(m map[string]any) map[string]bool {
 // mounted from a file of the compose directory, that config passes
 // config.Parse with the service's environment, and the Kafka brokers,
 // Elasticsearch addresses and webhook receivers it names are services of
-// the file on ports they listen on.
+// the file on ports they listen on; and the broker keeps its data on its
+// volume.
 func TestComposeKubesift(t *testing.T) {
 	c := loadCompose(t)
+	checkKafkaLogDirs(t, c)
 	bin := testenv.Kubesift(t)
 	var n int
 	for name, s := range c.Services {
@@ -282,6 +284,108 @@ func checkKibanaSetup(t *testing.T, c composeFile, s composeService, args []stri
 	}
 	if c.Services[host].Healthcheck == nil {
 		t.Errorf("service %s has no healthcheck for setup kibana to wait on", host)
+	}
+}
+
+// kafkaDefaultLogDir is where the broker of the apache/kafka image writes
+// its data when KAFKA_LOG_DIRS (log.dirs) is not set: Kafka's own default
+// log.dir.
+const kafkaDefaultLogDir = "/tmp/kafka-logs"
+
+// checkKafkaLogDirs: every data directory of the kafka service
+// (KAFKA_LOG_DIRS, comma-separated, else the default) is on one of its
+// volumes, so `docker compose down` and `up` keep the topics.
+func checkKafkaLogDirs(t *testing.T, c composeFile) {
+	t.Helper()
+	kafka, ok := c.Services["kafka"]
+	if !ok {
+		t.Fatal("compose.yaml: no kafka service")
+	}
+	dirs := kafkaDefaultLogDir
+	if v := interpolate(kafka.Environment["KAFKA_LOG_DIRS"]); v != "" {
+		dirs = v
+	}
+	for _, d := range strings.Split(dirs, ",") {
+		if d = strings.TrimSpace(d); !mounted(kafka, d) {
+			t.Errorf("kafka writes its data to %s (KAFKA_LOG_DIRS %q), which is on none of its volumes %v: the topics are lost with the container",
+				d, kafka.Environment["KAFKA_LOG_DIRS"], kafka.Volumes)
+		}
+	}
+}
+
+// kubesiftMention is a kubesift command line in a comment: kubesift, a
+// subcommand, then anything.
+var kubesiftMention = regexp.MustCompile(`\bkubesift ([a-z][a-z-]*(?: [a-z][a-z-]*)*)((?: +[^ ]+)*)`)
+
+// TestComposeCommentCommands: every kubesift command line the comments of
+// the compose files show runs with the real binary's commands and flags:
+// the subcommand path exists (its --help succeeds) and each --flag is one
+// of its flags.
+func TestComposeCommentCommands(t *testing.T) {
+	bin := testenv.Kubesift(t)
+	help := func(args ...string) string {
+		out, err := exec.Command(bin, append(args, "--help")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubesift %s --help: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	// subcommands lists the commands of a --help page.
+	subcommands := func(page string) map[string]bool {
+		out := map[string]bool{}
+		_, after, ok := strings.Cut(page, "Available Commands:")
+		if !ok {
+			return out
+		}
+		for _, line := range strings.Split(after, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				if len(out) > 0 {
+					break
+				}
+				continue
+			}
+			out[f[0]] = true
+		}
+		return out
+	}
+	root := subcommands(help())
+	checked := 0
+	for _, file := range []string{"compose.yaml", "kubesift.yaml"} {
+		for i, line := range strings.Split(string(mustRead(t, composeDir, file)), "\n") {
+			_, comment, ok := strings.Cut(line, "#")
+			if !ok {
+				continue
+			}
+			for _, m := range kubesiftMention.FindAllStringSubmatch(comment, -1) {
+				words := strings.Fields(m[1])
+				if len(words) == 0 || !root[words[0]] {
+					continue // prose ("kubesift service"), not a command
+				}
+				path := []string{words[0]}
+				page := help(path...)
+				for _, w := range words[1:] {
+					if !subcommands(page)[w] {
+						break
+					}
+					path = append(path, w)
+					page = help(path...)
+				}
+				checked++
+				for _, arg := range strings.Fields(m[2]) {
+					if !strings.HasPrefix(arg, "--") {
+						continue
+					}
+					flag, _, _ := strings.Cut(arg, "=")
+					if !regexp.MustCompile(`(^|[ ,])` + regexp.QuoteMeta(flag) + `[ =\n]`).MatchString(page) {
+						t.Errorf("%s:%d: `kubesift %s` has no flag %s (comment: %s)", file, i+1, strings.Join(path, " "), flag, strings.TrimSpace(comment))
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no kubesift command found in the compose files' comments")
 	}
 }
 

@@ -2,7 +2,10 @@
 // servers of the test ground: the Kustomize overlays and the Helm chart are
 // rendered with the libraries `kustomize build` and `helm template` use, and
 // every object is applied (server-side dry-run; RBAC for real) to the
-// ground's kube-apiserver; the recommended audit Policy runs in a second,
+// ground's kube-apiserver, and the chart is installed and uninstalled there
+// with Helm's own actions; the prometheus-operator objects are decoded into
+// the operator's types and their PromQL checked against the metric families
+// kubesift's sources register; the recommended audit Policy runs in a second,
 // real kube-apiserver whose log and webhook feed the real `kubesift collect`
 // into the real Kafka; the compose stack's configs pass the strict config
 // loader; the Dockerfile's build flags give a static binary.

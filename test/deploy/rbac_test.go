@@ -18,13 +18,8 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 )
 
-// Service accounts of the manifests (docs/deployment.md names them).
-const (
-	collectorNS = "kubesift-collector"
-	collectorSA = "kubesift-collector"
-	auditSA     = "kubesift-collector-audit"
-	centralNS   = "kubesift"
-)
+// The Kustomize layout's central namespace (TestRestrictedNamespaceEnforces).
+const centralNS = "kubesift"
 
 func saUser(ns, name string) (string, []string) {
 	return "system:serviceaccount:" + ns + ":" + name,
@@ -73,10 +68,11 @@ func (c *cluster) allowed(t testing.TB, userName string, groups []string, a acce
 
 // leaseNames returns the Lease names the collector's rendered config uses
 // (leader election and watermark), parsed with the real config loader.
-func leaseNames(t testing.TB, objs []*unstructured.Unstructured) []string {
+func leaseNames(t testing.TB, r rendering, objs []*unstructured.Unstructured) []string {
 	t.Helper()
+	collectorNS, _, prefix := r.layout()
 	for _, pc := range podConfigs(t, objs) {
-		if pc.workload != "DaemonSet "+collectorNS+"/kubesift-collector" {
+		if pc.workload != "DaemonSet "+collectorNS+"/"+prefix+"-collector" {
 			continue
 		}
 		cfg, err := config.Parse([]byte(pc.data), pc.name, pc.getenv)
@@ -94,7 +90,7 @@ func leaseNames(t testing.TB, objs []*unstructured.Unstructured) []string {
 		}
 		return []string{ev.LeaderElection.LeaseName, ev.Watermark.LeaseName}
 	}
-	t.Fatal("no config of DaemonSet kubesift-collector found")
+	t.Fatalf("no config of DaemonSet %s/%s-collector found", collectorNS, prefix)
 	return nil
 }
 
@@ -110,8 +106,10 @@ func TestCollectorRBAC(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			objs := render(t, r)
 			ensureNamespaces(t, c, objs)
-			leases := leaseNames(t, objs)
+			leases := leaseNames(t, r, objs)
 			applyRBAC(t, c, objs, suffix)
+			collectorNS, centralNS, prefix := r.layout()
+			collectorSA, auditSA := prefix+"-collector", prefix+"-collector-audit"
 
 			colUser, colGroups := saUser(collectorNS, collectorSA)
 			allow := []access{
@@ -161,7 +159,7 @@ func TestCollectorRBAC(t *testing.T) {
 				{verb: "impersonate", resource: "serviceaccounts", ns: "kube-system"},
 				{verb: "create", resource: "serviceaccounts", sub: "token", ns: collectorNS, name: collectorSA},
 				{verb: "get", resource: "nodes", sub: "proxy", name: "n1"},
-				{verb: "update", group: "apps", resource: "daemonsets", ns: collectorNS, name: "kubesift-collector"},
+				{verb: "update", group: "apps", resource: "daemonsets", ns: collectorNS, name: collectorSA},
 				{verb: "create", group: "certificates.k8s.io", resource: "certificatesigningrequests"},
 			}
 			if hasObjectsRBAC(objs) {
@@ -173,7 +171,7 @@ func TestCollectorRBAC(t *testing.T) {
 					access{verb: "watch", resource: "nodes"},
 					access{verb: "list", group: "rbac.authorization.k8s.io", resource: "clusterroles"},
 					access{verb: "watch", group: "admissionregistration.k8s.io", resource: "validatingadmissionpolicies"},
-					access{verb: "update", group: "coordination.k8s.io", resource: "leases", ns: collectorNS, name: "kubesift-objects-leader"})
+					access{verb: "update", group: "coordination.k8s.io", resource: "leases", ns: collectorNS, name: prefix + "-objects-leader"})
 				deny = append(deny,
 					access{verb: "get", group: "rbac.authorization.k8s.io", resource: "clusterroles", name: "admin"},
 					access{verb: "list", resource: "configmaps"})
@@ -203,11 +201,11 @@ func TestCollectorRBAC(t *testing.T) {
 			// The processor and notifier (central mode) have no rights at
 			// all: everything the collector may do, and more, is denied.
 			denyAll := append(append([]access{}, allow...), deny...)
-			denyAll = append(denyAll, access{verb: "get", resource: "configmaps", ns: centralNS, name: "kubesift-rules"},
-				access{verb: "get", resource: "secrets", ns: centralNS, name: "kubesift-elasticsearch"})
+			denyAll = append(denyAll, access{verb: "get", resource: "configmaps", ns: centralNS, name: prefix + "-rules"},
+				access{verb: "get", resource: "secrets", ns: centralNS, name: prefix + "-elasticsearch"})
 			who := [][2]string{{collectorNS, auditSA}}
 			if r.mode == "central" {
-				who = append(who, [2]string{centralNS, "kubesift-processor"}, [2]string{centralNS, "kubesift-notifier"})
+				who = append(who, [2]string{centralNS, prefix + "-processor"}, [2]string{centralNS, prefix + "-notifier"})
 			}
 			for _, w := range who {
 				u, g := saUser(w[0], w[1])
@@ -268,7 +266,7 @@ func applyRBAC(t testing.TB, c *cluster, objs []*unstructured.Unstructured, suff
 // RBAC (components/objects, or the chart's collector.objects.enabled).
 func hasObjectsRBAC(objs []*unstructured.Unstructured) bool {
 	for _, o := range objs {
-		if o.GetKind() == "ClusterRole" && o.GetName() == "kubesift-collector-objects" {
+		if o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), "-collector-objects") {
 			return true
 		}
 	}
@@ -281,6 +279,8 @@ func hasObjectsRBAC(objs []*unstructured.Unstructured) bool {
 func TestRBACStatic(t *testing.T) {
 	for _, r := range renderings() {
 		t.Run(r.name, func(t *testing.T) {
+			collectorNS, _, prefix := r.layout()
+			collectorSA, auditSA := prefix+"-collector", prefix+"-collector-audit"
 			for _, o := range render(t, r) {
 				switch o.GetKind() {
 				case "ClusterRole", "Role":

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,7 +32,49 @@ type rendering struct {
 	// overlay + component: a kustomization written to a temp dir that
 	// combines an overlay with a component (as a user's own overlay would).
 	overlay, component string
+	// chart only: the release name and namespace (default kubesift,
+	// kubesift: `helm template kubesift -n kubesift`), and values set over
+	// the file's (as --set does).
+	release, namespace string
+	set                map[string]any
+	// Where the objects go and what they are called (default
+	// kubesift-collector, kubesift, kubesift: the Kustomize layout): the
+	// collectors' namespace, the processor's and notifier's, and the
+	// prefix of every object name.
+	collectorNS, centralNS, prefix string
+	// nsObjects are the Namespace objects the rendering has.
+	nsObjects []string
 }
+
+// layout returns where r puts the collectors and the central components,
+// and the prefix of its object names.
+func (r rendering) layout() (collectorNS, centralNS, prefix string) {
+	collectorNS, centralNS, prefix = r.collectorNS, r.centralNS, r.prefix
+	if collectorNS == "" {
+		collectorNS = "kubesift-collector"
+	}
+	if centralNS == "" {
+		centralNS = "kubesift"
+	}
+	if prefix == "" {
+		prefix = "kubesift"
+	}
+	return collectorNS, centralNS, prefix
+}
+
+// kustomizeLayout are the values with which the chart installed as release
+// kubesift in namespace kubesift renders the objects of the Kustomize
+// overlays.
+func kustomizeLayout(more map[string]any) map[string]any {
+	v := map[string]any{"createNamespace": true, "collectorNamespace": "kubesift-collector"}
+	for k, x := range more {
+		v[k] = x
+	}
+	return v
+}
+
+// enabled is the value of an optional part of the chart that is on.
+func enabled() map[string]any { return map[string]any{"enabled": true} }
 
 func (r rendering) String() string { return r.name }
 
@@ -42,17 +85,31 @@ const objectsComponent = "deployments/kubernetes/components/objects"
 
 // renderings are every way of installing kubesift the repository documents.
 func renderings() []rendering {
+	both := []string{"kubesift-collector", "kubesift"}
+	collectorOnly := []string{"kubesift-collector"}
 	return []rendering{
-		{name: "kustomize base", mode: "central", kustomize: "deployments/kubernetes/base"},
-		{name: "kustomize overlays/central", mode: "central", kustomize: "deployments/kubernetes/overlays/central"},
-		{name: "kustomize overlays/member", mode: "member", kustomize: "deployments/kubernetes/overlays/member"},
-		{name: "kustomize overlays/central + components/webhook-hostport", mode: "central",
+		{name: "kustomize base", mode: "central", kustomize: "deployments/kubernetes/base", nsObjects: both},
+		{name: "kustomize overlays/central", mode: "central", kustomize: "deployments/kubernetes/overlays/central", nsObjects: both},
+		{name: "kustomize overlays/member", mode: "member", kustomize: "deployments/kubernetes/overlays/member", nsObjects: collectorOnly},
+		{name: "kustomize overlays/central + components/webhook-hostport", mode: "central", nsObjects: both,
 			overlay: "deployments/kubernetes/overlays/central", component: "deployments/kubernetes/components/webhook-hostport"},
-		{name: "kustomize overlays/central + components/objects", mode: "central",
+		{name: "kustomize overlays/central + components/objects", mode: "central", nsObjects: both,
 			overlay: "deployments/kubernetes/overlays/central", component: objectsComponent},
-		{name: "helm default values", mode: "central", values: ""},
-		{name: "helm ci/sample-values.yaml", mode: "central", values: "ci/sample-values.yaml"},
-		{name: "helm ci/member-values.yaml", mode: "member", values: "ci/member-values.yaml"},
+		{name: "kustomize overlays/central + components/monitoring", mode: "central", nsObjects: both,
+			overlay: "deployments/kubernetes/overlays/central", component: "deployments/kubernetes/components/monitoring"},
+		// Default values put everything in the release namespace (one
+		// of its own here: it must admit the audit tail's hostPath volumes).
+		{name: "helm default values", mode: "central", namespace: "kubesift-helm",
+			collectorNS: "kubesift-helm", centralNS: "kubesift-helm"},
+		{name: "helm -n monitoring, release sift", mode: "central", release: "sift", namespace: "monitoring",
+			collectorNS: "monitoring", centralNS: "monitoring", prefix: "sift-kubesift"},
+		{name: "helm in the Kustomize layout", mode: "central", set: kustomizeLayout(nil), nsObjects: collectorOnly},
+		{name: "helm in the Kustomize layout + monitoring", mode: "central", nsObjects: collectorOnly,
+			set: kustomizeLayout(map[string]any{"serviceMonitor": enabled(), "prometheusRule": enabled(), "grafanaDashboard": enabled()})},
+		{name: "helm ci/sample-values.yaml", mode: "central", values: "ci/sample-values.yaml", nsObjects: collectorOnly},
+		{name: "helm ci/member-values.yaml", mode: "member", values: "ci/member-values.yaml", nsObjects: collectorOnly},
+		{name: "helm ci/all-options-values.yaml", mode: "central", values: "ci/all-options-values.yaml",
+			release: "sift", namespace: "sift", collectorNS: "sift", centralNS: "sift", prefix: "sift"},
 	}
 }
 
@@ -79,15 +136,25 @@ func render(t testing.TB, r rendering) []*unstructured.Unstructured {
 	)
 	switch {
 	case r.isHelm():
-		var vals map[string]any
+		vals := map[string]any{}
 		if r.values != "" {
 			vals, err = chartutil.ReadValuesFile(repo(chartDir, r.values))
 			if err != nil {
 				t.Fatalf("%s: %v", r, err)
 			}
 		}
+		if r.set != nil {
+			vals = chartutil.CoalesceTables(deepCopyValues(r.set), vals)
+		}
+		release, namespace := r.release, r.namespace
+		if release == "" {
+			release = "kubesift"
+		}
+		if namespace == "" {
+			namespace = "kubesift"
+		}
 		var s string
-		s, err = helmTemplate(vals)
+		s, err = helmTemplateAs(release, namespace, vals)
 		out = []byte(s)
 	case r.overlay != "":
 		// Kustomize takes bases and components by relative path only.
@@ -130,10 +197,16 @@ func kustomizeBuild(dir string) ([]byte, error) {
 }
 
 // helmTemplate is `helm template kubesift deployments/helm/kubesift -n
-// kubesift -f values`: the chart loader, the values merged over the chart's
-// and checked against values.schema.json, client-only rendering. Hooks are
-// included, as helm template prints them.
+// kubesift -f values`.
 func helmTemplate(vals map[string]any) (string, error) {
+	return helmTemplateAs("kubesift", "kubesift", vals)
+}
+
+// helmTemplateAs is `helm template RELEASE deployments/helm/kubesift -n
+// NAMESPACE -f values`: the chart loader, the values merged over the
+// chart's and checked against values.schema.json, client-only rendering.
+// Hooks are included, as helm template prints them.
+func helmTemplateAs(release, namespace string, vals map[string]any) (string, error) {
 	chrt, err := loader.Load(repo(chartDir))
 	if err != nil {
 		return "", err
@@ -141,7 +214,7 @@ func helmTemplate(vals map[string]any) (string, error) {
 	cfg := &action.Configuration{Log: func(string, ...any) {}}
 	inst := action.NewInstall(cfg)
 	inst.DryRun, inst.ClientOnly, inst.Replace = true, true, true
-	inst.ReleaseName, inst.Namespace = "kubesift", "kubesift"
+	inst.ReleaseName, inst.Namespace = release, namespace
 	inst.IncludeCRDs = true
 	if vals == nil {
 		vals = map[string]any{}
@@ -211,6 +284,17 @@ func TestChartSchemaRejects(t *testing.T) {
 		{"log level", map[string]any{"log": map[string]any{"level": "verbose"}}, "'/log/level'"},
 		{"pull policy", map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, "'/image/pullPolicy'"},
 		{"mode member with a processor setting of the wrong type", map[string]any{"mode": "member", "processor": map[string]any{"replicas": "two"}}, "'/processor/replicas'"},
+		{"collector namespace not a DNS label", map[string]any{"collectorNamespace": "Kube_Sift"}, "'/collectorNamespace'"},
+		{"fullnameOverride too long for the derived names", map[string]any{"fullnameOverride": strings.Repeat("k", 40)}, "'/fullnameOverride'"},
+		{"createNamespace not a boolean", map[string]any{"createNamespace": "yes"}, "'/createNamespace'"},
+		{"the removed namespaces.create", map[string]any{"namespaces": map[string]any{"create": false}}, "namespaces"},
+		{"podLabels value not a string", map[string]any{"processor": map[string]any{"podLabels": map[string]any{"tier": 1}}}, "'/processor/podLabels/tier'"},
+		{"extraEnv item without a name", map[string]any{"notifier": map[string]any{"extraEnv": []any{map[string]any{"value": "x"}}}}, "'/notifier/extraEnv/0'"},
+		{"extraVolumeMounts item without a mountPath", map[string]any{"collector": map[string]any{"extraVolumeMounts": []any{map[string]any{"name": "x"}}}}, "'/collector/extraVolumeMounts/0'"},
+		{"serviceMonitor scheme", map[string]any{"serviceMonitor": map[string]any{"scheme": "ftp"}}, "'/serviceMonitor/scheme'"},
+		{"podMonitor interval not a duration", map[string]any{"podMonitor": map[string]any{"interval": "often"}}, "'/podMonitor/interval'"},
+		{"prometheusRule unknown key", map[string]any{"prometheusRule": map[string]any{"rules": []any{}}}, "rules"},
+		{"grafanaDashboard label value not a string", map[string]any{"grafanaDashboard": map[string]any{"labels": map[string]any{"grafana_dashboard": 1}}}, "'/grafanaDashboard/labels/grafana_dashboard'"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -224,7 +308,7 @@ func TestChartSchemaRejects(t *testing.T) {
 		})
 	}
 	// And the files the chart ships pass it (TestRender renders them too).
-	for _, f := range []string{"values.yaml", "ci/sample-values.yaml", "ci/member-values.yaml"} {
+	for _, f := range []string{"values.yaml", "ci/sample-values.yaml", "ci/member-values.yaml", "ci/all-options-values.yaml"} {
 		vals, err := chartutil.ReadValuesFile(repo(chartDir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -236,10 +320,19 @@ func TestChartSchemaRejects(t *testing.T) {
 }
 
 // TestHelmLint is `helm lint --strict` of the chart with the default values
-// and each ci/ values file: no error and no warning (Chart.yaml, templates,
-// YAML of the output, values schema).
+// and each ci/ values file (ci/all-options-values.yaml sets every option):
+// no error and no warning (Chart.yaml, templates, YAML of the output,
+// values schema).
 func TestHelmLint(t *testing.T) {
-	for _, f := range []string{"", "ci/sample-values.yaml", "ci/member-values.yaml"} {
+	ciFiles, err := filepath.Glob(repo(chartDir, "ci", "*.yaml"))
+	if err != nil || len(ciFiles) < 3 {
+		t.Fatalf("ci/*.yaml: %v %v", ciFiles, err)
+	}
+	files := []string{""}
+	for _, f := range ciFiles {
+		files = append(files, filepath.Join("ci", filepath.Base(f)))
+	}
+	for _, f := range files {
 		t.Run("values "+f, func(t *testing.T) {
 			vals := map[string]any{}
 			if f != "" {
@@ -262,4 +355,18 @@ func TestHelmLint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deepCopyValues copies a values tree, so that CoalesceTables (which
+// writes into its first argument) never changes a rendering's set.
+func deepCopyValues(v map[string]any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	return out
 }

@@ -169,13 +169,9 @@ func checkSelectors(t *testing.T, objs []*unstructured.Unstructured) {
 	}
 	var pods []pod
 	for _, o := range objs {
-		tmpl, ok := podTemplate(o)
-		if !ok {
-			continue
+		if p, ok := podTemplateSpec(t, o); ok {
+			pods = append(pods, pod{o.GetNamespace(), labels.Set(p.Labels), p.Spec})
 		}
-		var p corev1.PodTemplateSpec
-		toTyped(t, &unstructured.Unstructured{Object: tmpl}, &p)
-		pods = append(pods, pod{o.GetNamespace(), labels.Set(p.Labels), p.Spec})
 	}
 	for _, o := range objs {
 		switch o.GetKind() {
