@@ -94,6 +94,12 @@ notify:
 	alerts := func() ([]struct {
 		Labels map[string]string `json:"labels"`
 	}, error) {
+		select {
+		case err := <-done:
+			done <- err // for the deferred wait
+			t.Fatalf("notify stopped: %v", err)
+		default:
+		}
 		res, err := http.Get(am.URL + "/api/v2/alerts")
 		if err != nil {
 			return nil, err

@@ -112,9 +112,12 @@ func TestRealAlertmanager(t *testing.T) {
 		Route:     rootRoute(t, config.RouteConfig{Receiver: "am", GroupWait: dur(0), ResolveTimeout: dur(5 * time.Minute)}),
 		Receivers: map[string][]Integration{"am": {{Name: "am/alertmanager[0]", Notifier: integ, SendResolved: true}}},
 	})
+	// Alerts of now: Alertmanager flushes a group at once, without
+	// group_wait, when its first alert started longer ago than that.
+	now := time.Now().UTC()
 	alert := func(i int, name, rule, cluster string) rules.Alert {
 		a := notifytest.PrivilegedPod(i, name)
-		a.ID, a.RuleID, a.Cluster = rule+"/"+cluster+"/"+name, rule, cluster
+		a.ID, a.RuleID, a.Cluster, a.Time = rule+"/"+cluster+"/"+name, rule, cluster, now.Add(time.Duration(i)*time.Millisecond)
 		return a
 	}
 	sent := []rules.Alert{
@@ -153,16 +156,20 @@ func TestRealAlertmanager(t *testing.T) {
 
 	// Alertmanager grouped them by rule_id and cluster.
 	want := map[string]int{"prod-eu-1/k8s-privileged-pod": 2, "prod-eu-1/k8s-exec-in-pod": 1, "prod-us-1/k8s-privileged-pod": 1}
-	testenv.WaitFor(t, "Alertmanager's 3 firing group notifications", time.Minute, func() bool { return len(hook.groups("firing")) == 3 })
-	if g := hook.groups("firing"); fmt.Sprint(g) != fmt.Sprint(want) {
-		t.Errorf("firing groups %v, want %v", g, want)
-	}
+	testenv.WaitForNil(t, "Alertmanager's firing group notifications", time.Minute, func() error {
+		if g := hook.groups("firing"); fmt.Sprint(g) != fmt.Sprint(want) {
+			return fmt.Errorf("firing groups %v, want %v", g, want)
+		}
+		return nil
+	})
 
 	// kubesift's groups go quiet and resolve: so do Alertmanager's alerts.
 	h.tick(t, 5*time.Minute)
 	testenv.WaitFor(t, "the alerts resolved in Alertmanager", time.Minute, func() bool { return len(amAlerts(t, am)) == 0 })
-	testenv.WaitFor(t, "Alertmanager's 3 resolved group notifications", time.Minute, func() bool { return len(hook.groups("resolved")) == 3 })
-	if g := hook.groups("resolved"); fmt.Sprint(g) != fmt.Sprint(want) {
-		t.Errorf("resolved groups %v, want %v", g, want)
-	}
+	testenv.WaitForNil(t, "Alertmanager's resolved group notifications", time.Minute, func() error {
+		if g := hook.groups("resolved"); fmt.Sprint(g) != fmt.Sprint(want) {
+			return fmt.Errorf("resolved groups %v, want %v", g, want)
+		}
+		return nil
+	})
 }
