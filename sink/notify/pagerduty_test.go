@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,26 +21,20 @@ const pdRoutingKey = "R0UT1NGKEY0123456789abcdefSECRET"
 
 // fakePagerDuty is the Events API v2 as documented: it validates each
 // event (content type, required fields, enums, lengths) and answers like
-// the service — 202 with its JSON, 400 with errors, or what next says.
+// the service — 202 with its JSON, 400 with errors, or what it is scripted
+// to say.
 type fakePagerDuty struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got []PDEvent
-	// next, if set, answers instead (status, body); called per request.
-	next func() (int, string)
+	scriptedAnswer
 }
 
 func newFakePagerDuty(t *testing.T) *fakePagerDuty {
 	f := &fakePagerDuty{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		f.mu.Lock()
-		next := f.next
-		f.mu.Unlock()
-		if next != nil {
-			code, body := next()
-			w.WriteHeader(code)
-			io.WriteString(w, body)
+		if f.answered(w) {
 			return
 		}
 		ev, problems := validatePDEvent(r)
@@ -208,9 +201,9 @@ func TestPagerDutyEvents(t *testing.T) {
 	}
 }
 
-// TestPagerDutyAnswers: 202 is done, 400 is not retried, 429 and 5xx are
-// (with Retry-After), a dead endpoint is; no error carries the routing key,
-// even when the service echoes it.
+// TestPagerDutyAnswers: 202 is done, 400 is not retried, 429 and 5xx are,
+// a dead endpoint is; no error carries the routing key, even when the
+// service echoes it.
 func TestPagerDutyAnswers(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -227,15 +220,8 @@ func TestPagerDutyAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakePagerDuty(t)
-			f.next = func() (int, string) { return tc.code, tc.body }
-			p := newTestPagerDuty(t, f.srv.URL, nil)
-			retry, err := p.Notify(context.Background(), testNotification(notifytest.PrivilegedPod(0, "a")))
-			if retry != tc.wantRetry || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("Notify = %v, %v; want retry %v, error with %q", retry, err, tc.wantRetry, tc.wantErr)
-			}
-			if err != nil && strings.Contains(err.Error(), pdRoutingKey) {
-				t.Errorf("error shows the routing key: %v", err)
-			}
+			f.script(func() (int, string) { return tc.code, tc.body })
+			checkAnswer(t, newTestPagerDuty(t, f.srv.URL, nil), tc.wantRetry, tc.wantErr, pdRoutingKey)
 		})
 	}
 	// Nobody listening: retried, and neither URL nor key in the error.
