@@ -297,3 +297,39 @@ func TestResolvedRendering(t *testing.T) {
 		t.Errorf("resolved endsAt %v, want %v", p.Alerts[0].EndsAt, resolved.Time)
 	}
 }
+
+// TestEvictedGroup: a group evicted for max_groups while idle is resolved
+// as it goes; one evicted with alerts pending is flushed, not resolved (its
+// incident would close as it opens).
+func TestEvictedGroup(t *testing.T) {
+	resolver := &recorder{}
+	h := newHarness(t, Options{
+		Route:     rootRoute(t, config.RouteConfig{Receiver: "sec"}),
+		Receivers: map[string][]Integration{"sec": {{Name: "sec/pagerduty[0]", Notifier: resolver, SendResolved: true}}},
+		MaxGroups: 1,
+	})
+	inCluster := func(i int, cluster string) rules.Alert {
+		a := notifytest.PrivilegedPod(i, cluster)
+		a.Cluster = cluster
+		return a
+	}
+	h.add(t, inCluster(0, "a"))
+	h.tick(t, 30*time.Second) // a fires
+	h.clock.Set(t0.Add(time.Minute))
+	h.add(t, inCluster(60, "b")) // evicts idle a: resolved
+	got := resolver.waitN(t, "a's notification and resolution", 2)
+	if got[1].GroupLabels["cluster"] != "a" || !got[1].Resolved {
+		t.Fatalf("after evicting idle a: %+v", got[1])
+	}
+	h.add(t, inCluster(60, "c")) // evicts b, still pending: flushed only
+	got = resolver.waitN(t, "b's early flush", 3)
+	if got[2].GroupLabels["cluster"] != "b" || got[2].Resolved {
+		t.Fatalf("after evicting pending b: %+v", got[2])
+	}
+	h.tick(t, 2*time.Minute) // c fires
+	h.waitDone(t)
+	got = resolver.waitN(t, "c's notification", 4)
+	if got[3].GroupLabels["cluster"] != "c" || got[3].Resolved {
+		t.Errorf("c: %+v", got[3])
+	}
+}
