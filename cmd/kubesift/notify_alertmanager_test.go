@@ -17,6 +17,7 @@ import (
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/ecs"
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
@@ -70,6 +71,12 @@ notify:
 		testenv.ESDo(esURL, http.MethodDelete, "/kubesift-alerts-e2e-am-"+run+",kubesift-silences-e2e-am-"+run+"?ignore_unavailable=true", "")
 	})
 
+	// The alerts index as the processor's set-up creates it, for the
+	// delivery states.
+	mappings, _ := json.Marshal(map[string]any{"mappings": ecs.AlertsMappings()})
+	if code, body := testenv.ESDo(esURL, http.MethodPut, "/kubesift-alerts-e2e-am-"+run, string(mappings)); code != http.StatusOK {
+		t.Fatalf("create the alerts index: HTTP %d %s", code, body)
+	}
 	testenv.CreateTopics(t, brokers[0], 1, alertsTopic)
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}}
 	defer w.Close()
