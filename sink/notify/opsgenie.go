@@ -76,7 +76,6 @@ type OGAlert struct {
 	Entity      string                     `json:"entity,omitempty"`
 	Source      string                     `json:"source,omitempty"`
 	Priority    string                     `json:"priority"`
-	Note        string                     `json:"note,omitempty"`
 }
 
 // OGClose is the body of POST /v2/alerts/<alias>/close.
