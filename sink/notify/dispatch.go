@@ -109,7 +109,7 @@ type Options struct {
 // has taken no alert and sent nothing for its route's resolve_timeout (and
 // at the latest when repeat_interval closes it), a group that sent a
 // notification since it last resolved sends one more, with Resolved set
-// and the alerts of its last notification, to the integrations with
+// and the alerts it reported since then, to the integrations with
 // SendResolved — so a PagerDuty incident or Opsgenie alert opened by the
 // group is closed. A group that takes an alert after resolving fires
 // again. Only receivers with such an integration keep the last alerts. A
@@ -183,8 +183,9 @@ type aggrGroup struct {
 	lastFlush  time.Time
 	lastActive time.Time
 	// firing: a notification was flushed since the group last resolved;
-	// lastAlerts and lastCount are that notification's, kept only when
-	// the receiver has resolvers.
+	// lastAlerts (the newest MaxAlertsPerGroup) and lastCount are what
+	// the notifications since then reported, kept only when the receiver
+	// has resolvers.
 	firing     bool
 	lastAlerts []rules.Alert
 	lastCount  int
@@ -457,7 +458,13 @@ func (d *Dispatcher) flushLocked(g *aggrGroup, now time.Time) ([]*queued, []stat
 		IdempotencyKey: IdempotencyKey(g.route.Receiver, g.key, ids),
 	}
 	if len(d.resolvers[g.route.Receiver]) > 0 {
-		g.firing, g.lastAlerts, g.lastCount = true, alerts, count
+		// All of them, not just this notification's: Alertmanager keeps an
+		// alert per label set, and each must be resolved.
+		g.firing, g.lastCount = true, g.lastCount+count
+		g.lastAlerts = append(g.lastAlerts, alerts...)
+		if over := len(g.lastAlerts) - d.opt.MaxAlertsPerGroup; over > 0 {
+			g.lastAlerts = append([]rules.Alert(nil), g.lastAlerts[over:]...)
+		}
 	}
 	qs := d.queues[g.route.Receiver]
 	out := make([]*queued, 0, len(qs))

@@ -86,7 +86,8 @@ type Notification struct {
 	IdempotencyKey string
 	// Resolved marks the notification sent when a group closes, for the
 	// integrations that report resolution (send_resolved); Alerts are
-	// then the alerts the group last reported.
+	// then the alerts the group reported since it last resolved (the
+	// newest notify.max_alerts_per_group), Count how many.
 	Resolved bool
 
 	// ids are every reported alert's ID (also those only counted), for the

@@ -51,7 +51,8 @@ type WebhookPayload struct {
 	SentAt time.Time     `json:"sent_at"`
 	Alerts []rules.Alert `json:"alerts"`
 	// Resolved marks the notification sent when the group resolves (only
-	// with send_resolved); Alerts are then those of its last notification.
+	// with send_resolved); Alerts are then those it reported since it last
+	// resolved.
 	Resolved bool `json:"resolved,omitempty"`
 }
 
