@@ -39,6 +39,7 @@ lint: tidy-check ## go vet, gofmt check, staticcheck (pinned)
 tidy-check: ## go.mod and go.sum are tidy (every module)
 	$(GO) mod tidy -diff
 	cd test/tools && $(GO) mod tidy -diff
+	cd test/tools/alertmanager && $(GO) mod tidy -diff
 	cd test/deploy && $(GO) mod tidy -diff
 
 .PHONY: kibana

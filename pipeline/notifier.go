@@ -165,15 +165,20 @@ func buildReceivers(cfg *config.NotifyConfig) (map[string][]notify.Integration, 
 			if err != nil {
 				return nil, fmt.Errorf("notify.receivers[%d].slack_configs[%d]: %w", i, j, err)
 			}
-			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/slack[%d]", r.Name, j), Notifier: s})
+			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/slack[%d]", r.Name, j), Notifier: s, SendResolved: sc.SendResolved})
 		}
 		for j, wc := range r.WebhookConfigs {
 			w, err := notify.NewWebhook(wc, client)
 			if err != nil {
 				return nil, fmt.Errorf("notify.receivers[%d].webhook_configs[%d]: %w", i, j, err)
 			}
-			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/webhook[%d]", r.Name, j), Notifier: w})
+			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/webhook[%d]", r.Name, j), Notifier: w, SendResolved: wc.SendResolved})
 		}
+		oncall, err := buildOnCall(cfg, i, r)
+		if err != nil {
+			return nil, err
+		}
+		out[r.Name] = append(out[r.Name], oncall...)
 	}
 	return out, nil
 }

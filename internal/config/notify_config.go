@@ -74,6 +74,12 @@ type RouteConfig struct {
 	// idle for this long is closed and the next alert of its key opens a
 	// new one (which waits group_wait again).
 	RepeatInterval *time.Duration `yaml:"repeat_interval"`
+	// ResolveTimeout is how long a group that sent a notification must
+	// take no alert (and send nothing) before it is resolved: its
+	// integrations with send_resolved get one more notification, marked
+	// resolved. A group closed by repeat_interval resolves then at the
+	// latest. Default 5m on the root route (DefaultResolveTimeout).
+	ResolveTimeout *time.Duration `yaml:"resolve_timeout"`
 	// Routes are the child routes, tried in order.
 	Routes []RouteConfig `yaml:"routes"`
 
@@ -128,6 +134,10 @@ type ReceiverConfig struct {
 	Name           string          `yaml:"name"`
 	SlackConfigs   []SlackConfig   `yaml:"slack_configs"`
 	WebhookConfigs []WebhookConfig `yaml:"webhook_configs"`
+	// The on-call integrations (notify_oncall_config.go).
+	AlertmanagerConfigs []AlertmanagerConfig `yaml:"alertmanager_configs"`
+	PagerDutyConfigs    []PagerDutyConfig    `yaml:"pagerduty_configs"`
+	OpsgenieConfigs     []OpsgenieConfig     `yaml:"opsgenie_configs"`
 }
 
 // SlackConfig posts Block Kit messages to a Slack incoming webhook. The
@@ -147,6 +157,9 @@ type SlackConfig struct {
 	KibanaDataView string `yaml:"kibana_data_view"`
 	// MaxAlerts caps the alerts listed in one message (the count shows all).
 	MaxAlerts int `yaml:"max_alerts"`
+	// SendResolved also posts a "Resolved" message when the group
+	// resolves (route resolve_timeout). Off by default.
+	SendResolved bool `yaml:"send_resolved"`
 }
 
 // Payload formats of a webhook (notify.receivers[].webhook_configs[].format).
@@ -174,6 +187,9 @@ type WebhookConfig struct {
 	// MaxAlerts caps the alerts in one payload (the rest are counted as
 	// truncated, like Alertmanager's truncatedAlerts).
 	MaxAlerts int `yaml:"max_alerts"`
+	// SendResolved also posts the resolved notification of a group
+	// (route resolve_timeout). Off by default.
+	SendResolved bool `yaml:"send_resolved"`
 }
 
 // SilencesConfig configures the silence store (an Elasticsearch index shared
@@ -271,6 +287,7 @@ func defaultNotify() NotifyConfig {
 			GroupWait:      durp(30 * time.Second),
 			GroupInterval:  durp(5 * time.Minute),
 			RepeatInterval: durp(4 * time.Hour),
+			ResolveTimeout: durp(DefaultResolveTimeout),
 		},
 		Silences: SilencesConfig{
 			Index:           "kubesift-silences",
@@ -328,6 +345,7 @@ func (c *NotifyConfig) resolveSecrets(getenv func(string) string) error {
 			read(&w.URL, w.URLEnv, w.URLFile, p+"url_file")
 			read(&w.Secret, w.SecretEnv, w.SecretFile, p+"secret_file")
 		}
+		r.resolveOnCallSecrets(i, read)
 	}
 	a := &c.Silences.API
 	read(&a.Token, EnvSilenceAPIToken, a.TokenFile, "notify.silences.api.token_file")
@@ -492,6 +510,9 @@ func (r *RouteConfig) validate(v *validator, path string, receivers map[string]b
 	if r.RepeatInterval != nil && *r.RepeatInterval <= 0 {
 		v.add(path+".repeat_interval", "must be positive")
 	}
+	if r.ResolveTimeout != nil && *r.ResolveTimeout <= 0 {
+		v.add(path+".resolve_timeout", "must be positive")
+	}
 	for i := range r.Routes {
 		r.Routes[i].validate(v, fmt.Sprintf("%s.routes[%d]", path, i), receivers, hasReceiver)
 	}
@@ -505,9 +526,10 @@ func (r *ReceiverConfig) validate(v *validator, path string, names map[string]bo
 		v.add(path+".name", fmt.Sprintf("duplicate receiver %q", r.Name))
 	}
 	names[r.Name] = true
-	if len(r.SlackConfigs)+len(r.WebhookConfigs) == 0 {
-		v.add(path, "needs at least one of slack_configs, webhook_configs")
+	if len(r.SlackConfigs)+len(r.WebhookConfigs)+r.onCallIntegrations() == 0 {
+		v.add(path, "needs at least one of slack_configs, webhook_configs, alertmanager_configs, pagerduty_configs, opsgenie_configs")
 	}
+	r.validateOnCall(v, path)
 	for i := range r.SlackConfigs {
 		s := &r.SlackConfigs[i]
 		p := fmt.Sprintf("%s.slack_configs[%d]", path, i)

@@ -15,7 +15,8 @@
 // copy: WaitFor and WaitForNil (wait for a condition instead of sleeping),
 // Metric and Metrics/Sum (read a metric from a registry or a running
 // binary), CreateTopics and ReadTopic (real Kafka topics), NewKeyPair and
-// SelfSigned (TLS fixtures). It imports nothing of kubesift, so every
+// SelfSigned (TLS fixtures), StartAlertmanager (a real Prometheus
+// Alertmanager per test). It imports nothing of kubesift, so every
 // package's tests can use it.
 package testenv
 

@@ -62,6 +62,9 @@ type Integration struct {
 	// "security/slack[0]"; it never contains the URL.
 	Name     string
 	Notifier Notifier
+	// SendResolved: the integration also gets a group's resolved
+	// notification (Notification.Resolved).
+	SendResolved bool
 }
 
 // Options configure a Dispatcher.
@@ -100,6 +103,19 @@ type Options struct {
 // inhibition are checked when a group is flushed, so a silence created
 // during group_wait still applies.
 //
+// # Resolution
+//
+// An event has no end, so a group "resolves" when it goes quiet: once it
+// has taken no alert and sent nothing for its route's resolve_timeout (and
+// at the latest when repeat_interval closes it), a group that sent a
+// notification since it last resolved sends one more, with Resolved set
+// and the alerts it reported since then, to the integrations with
+// SendResolved — so a PagerDuty incident or Opsgenie alert opened by the
+// group is closed. A group that takes an alert after resolving fires
+// again. Only receivers with such an integration keep the last alerts. A
+// group evicted with alerts pending, or held by a notifier that stops, is
+// not resolved.
+//
 // # Done
 //
 // Add's done is called exactly once, when the alert is final everywhere it
@@ -115,6 +131,8 @@ type Dispatcher struct {
 	log    *slog.Logger
 	m      *Metrics
 	queues map[string][]*integQueue // by receiver
+	// resolvers are the queues of integrations with SendResolved.
+	resolvers map[string][]*integQueue // by receiver
 
 	mu       sync.Mutex
 	groups   map[string]*aggrGroup
@@ -164,6 +182,13 @@ type aggrGroup struct {
 	next       time.Time
 	lastFlush  time.Time
 	lastActive time.Time
+	// firing: a notification was flushed since the group last resolved;
+	// lastAlerts (the newest MaxAlertsPerGroup) and lastCount are what
+	// the notifications since then reported, kept only when the receiver
+	// has resolvers.
+	firing     bool
+	lastAlerts []rules.Alert
+	lastCount  int
 }
 
 // entry is one alert in a group; alert is nil for alerts beyond
@@ -192,8 +217,8 @@ func New(opt Options) (*Dispatcher, error) {
 	if opt.MaxGroups <= 0 || opt.MaxAlertsPerGroup <= 0 || opt.QueueSize <= 0 {
 		return nil, errors.New("notify: MaxGroups, MaxAlertsPerGroup and QueueSize must be positive")
 	}
-	d := &Dispatcher{opt: opt, now: opt.Now, log: opt.Log, m: opt.Metrics,
-		queues: map[string][]*integQueue{}, groups: map[string]*aggrGroup{}, wake: make(chan struct{}, 1)}
+	d := &Dispatcher{opt: opt, now: opt.Now, log: opt.Log, m: opt.Metrics, queues: map[string][]*integQueue{},
+		resolvers: map[string][]*integQueue{}, groups: map[string]*aggrGroup{}, wake: make(chan struct{}, 1)}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -220,7 +245,11 @@ func New(opt Options) (*Dispatcher, error) {
 	}
 	for name, ints := range opt.Receivers {
 		for _, in := range ints {
-			d.queues[name] = append(d.queues[name], &integQueue{receiver: name, integ: in, ch: make(chan *queued, opt.QueueSize)})
+			q := &integQueue{receiver: name, integ: in, ch: make(chan *queued, opt.QueueSize)}
+			d.queues[name] = append(d.queues[name], q)
+			if in.SendResolved {
+				d.resolvers[name] = append(d.resolvers[name], q)
+			}
 		}
 	}
 	return d, nil
@@ -343,6 +372,13 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // muted asks the silences, then the inhibitor.
 func (d *Dispatcher) muted(l match.Labels, a *rules.Alert, now time.Time) (string, bool, State) {
 	if d.opt.Silences != nil {
@@ -377,6 +413,10 @@ func (d *Dispatcher) evictLocked(now time.Time, out []*queued) ([]*queued, []sta
 		var q []*queued
 		q, cs = d.flushLocked(victim, now)
 		out = append(out, q...)
+	} else if victim.firing {
+		// Idle, so resolved like any group that closes; a victim flushed
+		// just now is not, or its incident would close as it opens.
+		out = append(out, d.resolveLocked(victim, now)...)
 	}
 	delete(d.groups, victim.key)
 	return out, cs
@@ -417,6 +457,15 @@ func (d *Dispatcher) flushLocked(g *aggrGroup, now time.Time) ([]*queued, []stat
 		Count: count, Total: g.total, Seq: g.seq, Time: now, ids: ids,
 		IdempotencyKey: IdempotencyKey(g.route.Receiver, g.key, ids),
 	}
+	if len(d.resolvers[g.route.Receiver]) > 0 {
+		// All of them, not just this notification's: Alertmanager keeps an
+		// alert per label set, and each must be resolved.
+		g.firing, g.lastCount = true, g.lastCount+count
+		g.lastAlerts = append(g.lastAlerts, alerts...)
+		if over := len(g.lastAlerts) - d.opt.MaxAlertsPerGroup; over > 0 {
+			g.lastAlerts = append([]rules.Alert(nil), g.lastAlerts[over:]...)
+		}
+	}
 	qs := d.queues[g.route.Receiver]
 	out := make([]*queued, 0, len(qs))
 	for _, r := range refs {
@@ -429,8 +478,32 @@ func (d *Dispatcher) flushLocked(g *aggrGroup, now time.Time) ([]*queued, []stat
 	return out, states
 }
 
-// tick flushes every due group, closes idle ones, and returns the earliest
-// deadline left (zero: none).
+// resolveLocked builds g's resolved notification for the receiver's
+// resolvers. It reports no alert IDs: its alerts are final already, and
+// its outcome must not change their delivery state.
+func (d *Dispatcher) resolveLocked(g *aggrGroup, now time.Time) []*queued {
+	ids := make([]string, len(g.lastAlerts))
+	for i := range g.lastAlerts {
+		ids[i] = g.lastAlerts[i].ID
+	}
+	n := &Notification{
+		Receiver: g.route.Receiver, GroupKey: g.key, GroupLabels: g.labels, Alerts: g.lastAlerts,
+		Count: g.lastCount, Total: g.total, Seq: g.seq, Time: now, Resolved: true,
+		// Distinct from the key of the notification that reported the
+		// same alerts: group keys start with "{", never with "resolved".
+		IdempotencyKey: IdempotencyKey(g.route.Receiver, "resolved"+g.key, ids),
+	}
+	g.firing, g.lastAlerts, g.lastCount = false, nil, 0
+	qs := d.resolvers[g.route.Receiver]
+	out := make([]*queued, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, &queued{n: n, q: q})
+	}
+	return out
+}
+
+// tick flushes every due group, resolves and closes idle ones, and returns
+// the earliest deadline left (zero: none).
 func (d *Dispatcher) tick(ctx context.Context, now time.Time) (time.Time, error) {
 	var out []*queued
 	var states []stateChange
@@ -441,8 +514,7 @@ func (d *Dispatcher) tick(ctx context.Context, now time.Time) (time.Time, error)
 	// blocking the flush of every other receiver's. Only senders take from
 	// the queues, so the room found here cannot shrink before push.
 	reserved := map[*integQueue]int{}
-	room := func(receiver string) bool {
-		qs := d.queues[receiver]
+	room := func(qs []*integQueue) bool {
 		for _, q := range qs {
 			if len(q.ch)+reserved[q] >= cap(q.ch) {
 				return false
@@ -456,7 +528,7 @@ func (d *Dispatcher) tick(ctx context.Context, now time.Time) (time.Time, error)
 	d.mu.Lock()
 	for key, g := range d.groups {
 		if len(g.pending) > 0 && !g.next.After(now) {
-			if room(g.route.Receiver) {
+			if room(d.queues[g.route.Receiver]) {
 				q, cs := d.flushLocked(g, now)
 				out, states = append(out, q...), append(states, cs...)
 			} else {
@@ -469,7 +541,19 @@ func (d *Dispatcher) tick(ctx context.Context, now time.Time) (time.Time, error)
 			deadline = g.next
 		} else {
 			deadline = g.lastActive.Add(g.route.RepeatInterval)
-			if !deadline.After(now) {
+			if g.firing {
+				resolveAt := minTime(deadline, maxTime(g.lastActive, g.lastFlush).Add(g.route.ResolveTimeout))
+				switch {
+				case resolveAt.After(now):
+					deadline = resolveAt
+				case room(d.resolvers[g.route.Receiver]):
+					out = append(out, d.resolveLocked(g, now)...)
+				default:
+					deadline = now.Add(queueFullRetry)
+					d.m.postponed.Inc()
+				}
+			}
+			if !g.firing && !deadline.After(now) {
 				delete(d.groups, key)
 				continue
 			}
@@ -579,7 +663,7 @@ func (d *Dispatcher) deliver(ctx context.Context, q *integQueue, item *queued) {
 	if err != nil {
 		s, reason, outcome = StateFailed, q.integ.Name+": "+err.Error(), "failed"
 		d.log.Error("notify: notification failed for good", "integration", q.integ.Name,
-			"group", item.n.GroupKey, "alerts", item.n.Count, "err", err)
+			"group", item.n.GroupKey, "alerts", item.n.Count, "resolved", item.n.Resolved, "err", err)
 	}
 	d.m.notifications.WithLabelValues(q.integ.Name, outcome).Inc()
 	states := make([]stateChange, len(item.n.ids))

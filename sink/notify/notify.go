@@ -2,8 +2,8 @@
 // model of Prometheus Alertmanager: a routing tree picks receivers by label
 // matchers, a Dispatcher aggregates alerts into groups (group_wait,
 // group_interval, repeat_interval), inhibition and silences mute alerts, and
-// each receiver's integrations (Slack, webhooks) send Notifications through
-// one retry stage.
+// each receiver's integrations (Slack, webhooks, Alertmanager, PagerDuty,
+// Opsgenie) send Notifications through one retry stage.
 //
 // # Labels
 //
@@ -76,7 +76,8 @@ type Notification struct {
 	Count int
 	// Total is how many alerts the group has taken since it opened.
 	Total int
-	// Seq numbers the group's notifications from 1.
+	// Seq numbers the group's notifications from 1; a resolved one keeps
+	// the Seq of the notification it resolves.
 	Seq int
 	// Time is when the group was flushed.
 	Time time.Time
@@ -85,7 +86,8 @@ type Notification struct {
 	IdempotencyKey string
 	// Resolved marks the notification sent when a group closes, for the
 	// integrations that report resolution (send_resolved); Alerts are
-	// then the alerts the group last reported.
+	// then the alerts the group reported since it last resolved (the
+	// newest notify.max_alerts_per_group), Count how many.
 	Resolved bool
 
 	// ids are every reported alert's ID (also those only counted), for the
@@ -176,6 +178,16 @@ func Labels(a *rules.Alert) match.Labels {
 // response body into StatusError.Detail (only for receivers whose error
 // bodies are known to be short codes, like Slack's "invalid_payload").
 func post(ctx context.Context, client *http.Client, op, target string, body []byte, header http.Header, detail bool) (bool, error) {
+	var d func([]byte) string
+	if detail {
+		d = shortDetail
+	}
+	return postDetail(ctx, client, op, target, body, header, d)
+}
+
+// postDetail is post with the function that makes StatusError.Detail of
+// the start of an error response (nil: none).
+func postDetail(ctx context.Context, client *http.Client, op, target string, body []byte, header http.Header, detail func([]byte) string) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", op, stripURL(err))
@@ -200,8 +212,8 @@ func post(ctx context.Context, client *http.Client, op, target string, body []by
 		return false, nil
 	}
 	se := &sink.StatusError{Op: op, StatusCode: resp.StatusCode, After: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	if detail {
-		se.Detail = shortDetail(head)
+	if detail != nil {
+		se.Detail = detail(head)
 	}
 	return sink.Retryable(resp.StatusCode, nil), se
 }

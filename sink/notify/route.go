@@ -21,6 +21,9 @@ type Route struct {
 	GroupWait      time.Duration
 	GroupInterval  time.Duration
 	RepeatInterval time.Duration
+	// ResolveTimeout is the idle time after which a group that sent a
+	// notification is resolved (see Dispatcher).
+	ResolveTimeout time.Duration
 	Routes         []*Route
 
 	matchers []*match.Matcher
@@ -39,7 +42,13 @@ func NewRoute(cfg *config.RouteConfig) (*Route, error) {
 	if cfg.Receiver == "" {
 		return nil, fmt.Errorf("notify.route.receiver: required")
 	}
-	return newRoute(cfg, nil, "notify.route", "{}")
+	root := *cfg
+	if root.ResolveTimeout == nil {
+		// A route built in code without the configuration's defaults.
+		d := config.DefaultResolveTimeout
+		root.ResolveTimeout = &d
+	}
+	return newRoute(&root, nil, "notify.route", "{}")
 }
 
 func newRoute(cfg *config.RouteConfig, parent *Route, path, key string) (*Route, error) {
@@ -48,6 +57,7 @@ func newRoute(cfg *config.RouteConfig, parent *Route, path, key string) (*Route,
 		// Inherit from the parent, as Alertmanager does.
 		r.Receiver, r.GroupBy = parent.Receiver, parent.GroupBy
 		r.GroupWait, r.GroupInterval, r.RepeatInterval = parent.GroupWait, parent.GroupInterval, parent.RepeatInterval
+		r.ResolveTimeout = parent.ResolveTimeout
 	}
 	if cfg.Receiver != "" {
 		r.Receiver = cfg.Receiver
@@ -64,6 +74,9 @@ func newRoute(cfg *config.RouteConfig, parent *Route, path, key string) (*Route,
 	}
 	if cfg.RepeatInterval != nil {
 		r.RepeatInterval = *cfg.RepeatInterval
+	}
+	if cfg.ResolveTimeout != nil {
+		r.ResolveTimeout = *cfg.ResolveTimeout
 	}
 	ms, err := cfg.CompiledMatchers()
 	if err != nil {

@@ -91,6 +91,16 @@ var severityColor = map[rules.Severity]string{
 	rules.SeverityInfo:     "#9E9E9E",
 }
 
+// resolvedColor is the attachment bar of a resolved notification.
+const resolvedColor = "#2E7D32"
+
+func slackColor(sev rules.Severity, resolved bool) string {
+	if resolved {
+		return resolvedColor
+	}
+	return severityColor[sev]
+}
+
 // Slack's limits: header text 150 characters, section text 3000, field
 // 2000. Longer text is cut (with an ellipsis) rather than refused.
 const (
@@ -110,6 +120,10 @@ func (s *Slack) Message(n *Notification) SlackMessage {
 	count := ""
 	if n.Count > 1 {
 		count = fmt.Sprintf(" (%d alerts)", n.Count)
+	}
+	if n.Resolved {
+		// Only with send_resolved: the group went quiet (resolve_timeout).
+		count += " — resolved"
 	}
 	// Text is the notification preview and the fallback for clients
 	// without Block Kit; it is plain, so it is escaped like mrkdwn too.
@@ -151,7 +165,7 @@ func (s *Slack) Message(n *Notification) SlackMessage {
 		ctxParts = append(ctxParts, esc(strings.Join(first.Mitre.Tactics, ", ")))
 	}
 	blocks = append(blocks, SlackBlock{Type: "context", Elements: []SlackButton{{Type: "mrkdwn", Text: strings.Join(ctxParts, " · ")}}})
-	if link := s.discoverURL(n); link != "" {
+	if link := discoverURL(s.cfg.KibanaURL, s.cfg.KibanaDataView, n.Alerts); link != "" {
 		blocks = append(blocks, SlackBlock{Type: "actions", Elements: []SlackButton{{
 			Type: "button", Text: SlackText{Type: "plain_text", Text: "Open in Kibana"}, URL: link,
 		}}})
@@ -159,7 +173,7 @@ func (s *Slack) Message(n *Notification) SlackMessage {
 	return SlackMessage{
 		Channel:     s.cfg.Channel,
 		Text:        cut(esc(text), slackSectionMax),
-		Attachments: []SlackAttachment{{Color: severityColor[sev], Blocks: blocks}},
+		Attachments: []SlackAttachment{{Color: slackColor(sev, n.Resolved), Blocks: blocks}},
 	}
 }
 
@@ -170,14 +184,15 @@ const (
 	kibanaClusterField = "orchestrator.cluster.name"
 )
 
-// discoverURL links to Discover on this group's alerts (the rule in the
-// cluster) from 15 minutes before the first to 15 minutes after the last.
-func (s *Slack) discoverURL(n *Notification) string {
-	if s.cfg.KibanaURL == "" || len(n.Alerts) == 0 {
+// discoverURL links Kibana at kibanaURL (empty: no link) to Discover on the
+// alerts' rule in their cluster (those of alerts[0]) from 15 minutes before
+// the first to 15 minutes after the last.
+func discoverURL(kibanaURL, dataView string, alerts []rules.Alert) string {
+	if kibanaURL == "" || len(alerts) == 0 {
 		return ""
 	}
-	from, to := n.Alerts[0].Time, n.Alerts[0].Time
-	for _, a := range n.Alerts {
+	from, to := alerts[0].Time, alerts[0].Time
+	for _, a := range alerts {
 		if a.Time.Before(from) {
 			from = a.Time
 		}
@@ -185,16 +200,16 @@ func (s *Slack) discoverURL(n *Notification) string {
 			to = a.Time
 		}
 	}
-	first := &n.Alerts[0]
+	first := &alerts[0]
 	kql := fmt.Sprintf(`%s:"%s" and %s:"%s"`, kibanaRuleField, kqlEscape(first.RuleID), kibanaClusterField, kqlEscape(first.Cluster))
 	a := "(query:(language:kuery,query:" + risonString(kql) + ")"
-	if s.cfg.KibanaDataView != "" {
-		a = "(index:" + risonString(s.cfg.KibanaDataView) + ",query:(language:kuery,query:" + risonString(kql) + ")"
+	if dataView != "" {
+		a = "(index:" + risonString(dataView) + ",query:(language:kuery,query:" + risonString(kql) + ")"
 	}
 	a += ")"
 	g := fmt.Sprintf("(time:(from:'%s',to:'%s'))",
 		from.Add(-15*time.Minute).UTC().Format(time.RFC3339), to.Add(15*time.Minute).UTC().Format(time.RFC3339))
-	return strings.TrimRight(s.cfg.KibanaURL, "/") + "/app/discover#/?_g=" + url.QueryEscape(g) + "&_a=" + url.QueryEscape(a)
+	return strings.TrimRight(kibanaURL, "/") + "/app/discover#/?_g=" + url.QueryEscape(g) + "&_a=" + url.QueryEscape(a)
 }
 
 // risonString quotes s for Rison (Kibana's URL state): '…' with ' and !

@@ -50,6 +50,10 @@ type WebhookPayload struct {
 	Seq    int           `json:"seq"`
 	SentAt time.Time     `json:"sent_at"`
 	Alerts []rules.Alert `json:"alerts"`
+	// Resolved marks the notification sent when the group resolves (only
+	// with send_resolved); Alerts are then those it reported since it last
+	// resolved.
+	Resolved bool `json:"resolved,omitempty"`
 }
 
 // Webhook posts a JSON payload, kubesift/v1 or Alertmanager's, signed when a
@@ -123,7 +127,7 @@ func (w *Webhook) payload(n *Notification, now time.Time) WebhookPayload {
 	return WebhookPayload{
 		Version: PayloadVersion, IdempotencyKey: n.IdempotencyKey, Receiver: n.Receiver,
 		GroupKey: n.GroupKey, GroupLabels: n.GroupLabels, Count: n.Count, Truncated: n.Count - len(alerts),
-		Total: n.Total, Seq: n.Seq, SentAt: now.UTC(), Alerts: alerts,
+		Total: n.Total, Seq: n.Seq, SentAt: now.UTC(), Alerts: alerts, Resolved: n.Resolved,
 	}
 }
 
@@ -225,16 +229,21 @@ type AMAlert struct {
 }
 
 // AlertmanagerPayload converts n to Alertmanager's webhook payload. kubesift
-// alerts are events, so every alert is "firing" and EndsAt is zero; labels
-// are the routing labels (multi-valued ones joined by ","), annotations
-// carry the title, the message and the IDs.
+// alerts are events, so every alert is "firing" and EndsAt is zero, except
+// in a resolved notification ("resolved", EndsAt its time); labels are the
+// routing labels (multi-valued ones joined by ","), annotations carry the
+// title, the message and the IDs.
 func AlertmanagerPayload(n *Notification, maxAlerts int) AMPayload {
 	alerts := n.Alerts
 	if maxAlerts > 0 && len(alerts) > maxAlerts {
 		alerts = alerts[:maxAlerts]
 	}
+	status, endsAt := "firing", time.Time{}
+	if n.Resolved {
+		status, endsAt = "resolved", n.Time.UTC()
+	}
 	p := AMPayload{
-		Version: "4", GroupKey: n.GroupKey, TruncatedAlerts: n.Count - len(alerts), Status: "firing",
+		Version: "4", GroupKey: n.GroupKey, TruncatedAlerts: n.Count - len(alerts), Status: status,
 		Receiver: n.Receiver, GroupLabels: n.GroupLabels, CommonAnnotations: map[string]string{},
 		ExternalURL: "", Alerts: make([]AMAlert, 0, len(alerts)),
 	}
@@ -250,9 +259,9 @@ func AlertmanagerPayload(n *Notification, maxAlerts int) AMPayload {
 		}
 		sum := sha256.Sum256([]byte(a.ID))
 		p.Alerts = append(p.Alerts, AMAlert{
-			Status: "firing", Labels: flat,
+			Status: status, Labels: flat,
 			Annotations: map[string]string{"summary": a.Title, "description": a.Message, "alert_id": a.ID, "record_id": a.RecordID},
-			StartsAt:    a.Time.UTC(), Fingerprint: hex.EncodeToString(sum[:8]),
+			StartsAt:    a.Time.UTC(), EndsAt: endsAt, Fingerprint: hex.EncodeToString(sum[:8]),
 		})
 	}
 	p.CommonLabels = commonLabels(p.Alerts)
