@@ -174,6 +174,20 @@ func buildReceivers(cfg *config.NotifyConfig) (map[string][]notify.Integration, 
 			}
 			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/webhook[%d]", r.Name, j), Notifier: w})
 		}
+		for j, tc := range r.TeamsConfigs {
+			t, err := notify.NewTeams(tc, client)
+			if err != nil {
+				return nil, fmt.Errorf("notify.receivers[%d].teams_configs[%d]: %w", i, j, err)
+			}
+			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/teams[%d]", r.Name, j), Notifier: t})
+		}
+		for j, ec := range r.EmailConfigs {
+			e, err := notify.NewEmail(ec, cfg.Timeout)
+			if err != nil {
+				return nil, fmt.Errorf("notify.receivers[%d].email_configs[%d]: %w", i, j, err)
+			}
+			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/email[%d]", r.Name, j), Notifier: e})
+		}
 	}
 	return out, nil
 }

@@ -128,6 +128,8 @@ type ReceiverConfig struct {
 	Name           string          `yaml:"name"`
 	SlackConfigs   []SlackConfig   `yaml:"slack_configs"`
 	WebhookConfigs []WebhookConfig `yaml:"webhook_configs"`
+	TeamsConfigs   []TeamsConfig   `yaml:"teams_configs"`
+	EmailConfigs   []EmailConfig   `yaml:"email_configs"`
 }
 
 // SlackConfig posts Block Kit messages to a Slack incoming webhook. The
@@ -328,6 +330,7 @@ func (c *NotifyConfig) resolveSecrets(getenv func(string) string) error {
 			read(&w.URL, w.URLEnv, w.URLFile, p+"url_file")
 			read(&w.Secret, w.SecretEnv, w.SecretFile, p+"secret_file")
 		}
+		r.resolveMailSecrets(i, read)
 	}
 	a := &c.Silences.API
 	read(&a.Token, EnvSilenceAPIToken, a.TokenFile, "notify.silences.api.token_file")
@@ -505,9 +508,10 @@ func (r *ReceiverConfig) validate(v *validator, path string, names map[string]bo
 		v.add(path+".name", fmt.Sprintf("duplicate receiver %q", r.Name))
 	}
 	names[r.Name] = true
-	if len(r.SlackConfigs)+len(r.WebhookConfigs) == 0 {
-		v.add(path, "needs at least one of slack_configs, webhook_configs")
+	if len(r.SlackConfigs)+len(r.WebhookConfigs)+len(r.TeamsConfigs)+len(r.EmailConfigs) == 0 {
+		v.add(path, "needs at least one of slack_configs, webhook_configs, teams_configs, email_configs")
 	}
+	r.validateMail(v, path)
 	for i := range r.SlackConfigs {
 		s := &r.SlackConfigs[i]
 		p := fmt.Sprintf("%s.slack_configs[%d]", path, i)

@@ -170,10 +170,16 @@ const (
 	kibanaClusterField = "orchestrator.cluster.name"
 )
 
-// discoverURL links to Discover on this group's alerts (the rule in the
-// cluster) from 15 minutes before the first to 15 minutes after the last.
+// discoverURL is the Discover link of n (kibanaDiscoverURL).
 func (s *Slack) discoverURL(n *Notification) string {
-	if s.cfg.KibanaURL == "" || len(n.Alerts) == 0 {
+	return kibanaDiscoverURL(s.cfg.KibanaURL, s.cfg.KibanaDataView, n)
+}
+
+// kibanaDiscoverURL links to Discover on n's alerts (the rule in the
+// cluster) from 15 minutes before the first to 15 minutes after the last;
+// "" without a Kibana URL.
+func kibanaDiscoverURL(kibanaURL, dataView string, n *Notification) string {
+	if kibanaURL == "" || len(n.Alerts) == 0 {
 		return ""
 	}
 	from, to := n.Alerts[0].Time, n.Alerts[0].Time
@@ -188,13 +194,13 @@ func (s *Slack) discoverURL(n *Notification) string {
 	first := &n.Alerts[0]
 	kql := fmt.Sprintf(`%s:"%s" and %s:"%s"`, kibanaRuleField, kqlEscape(first.RuleID), kibanaClusterField, kqlEscape(first.Cluster))
 	a := "(query:(language:kuery,query:" + risonString(kql) + ")"
-	if s.cfg.KibanaDataView != "" {
-		a = "(index:" + risonString(s.cfg.KibanaDataView) + ",query:(language:kuery,query:" + risonString(kql) + ")"
+	if dataView != "" {
+		a = "(index:" + risonString(dataView) + ",query:(language:kuery,query:" + risonString(kql) + ")"
 	}
 	a += ")"
 	g := fmt.Sprintf("(time:(from:'%s',to:'%s'))",
 		from.Add(-15*time.Minute).UTC().Format(time.RFC3339), to.Add(15*time.Minute).UTC().Format(time.RFC3339))
-	return strings.TrimRight(s.cfg.KibanaURL, "/") + "/app/discover#/?_g=" + url.QueryEscape(g) + "&_a=" + url.QueryEscape(a)
+	return strings.TrimRight(kibanaURL, "/") + "/app/discover#/?_g=" + url.QueryEscape(g) + "&_a=" + url.QueryEscape(a)
 }
 
 // risonString quotes s for Rison (Kibana's URL state): '…' with ' and !
