@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	htmltemplate "html/template"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -55,7 +54,7 @@ type Email struct {
 	password    string // a credential, never logged nor in an error
 	subject     *Template
 	text        *Template
-	html        *htmlTemplate
+	html        *Template
 	timeout     time.Duration
 	// Now is the clock of the Date header (tests).
 	Now func() time.Time
@@ -143,7 +142,7 @@ func NewEmail(cfg config.EmailConfig, timeout time.Duration) (*Email, error) {
 	if e.text, err = ParseTemplate("email text", orDefault(cfg.Text, defaultEmailText)); err != nil {
 		return nil, err
 	}
-	if e.html, err = parseHTMLTemplate("email html", orDefault(cfg.HTML, defaultEmailHTML)); err != nil {
+	if e.html, err = ParseHTMLTemplate("email html", orDefault(cfg.HTML, defaultEmailHTML)); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -174,7 +173,7 @@ func (e *Email) Message(n *Notification) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("email: %w", err)
 	}
-	html, err := e.html.execute(d)
+	html, err := e.html.Execute(d)
 	if err != nil {
 		return nil, fmt.Errorf("email: %w", err)
 	}
@@ -398,27 +397,4 @@ func smtpFailure(ctx context.Context, op string, err error) (bool, error) {
 		return false, err
 	}
 	return sink.Retryable(0, err), err
-}
-
-// htmlTemplate is the html/template counterpart of Template: parsed once,
-// missingkey=error, output bounded like Template's.
-type htmlTemplate struct {
-	t *htmltemplate.Template
-}
-
-func parseHTMLTemplate(name, text string) (*htmlTemplate, error) {
-	t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(TemplateFuncs()).Parse(text)
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", name, err)
-	}
-	return &htmlTemplate{t: t}, nil
-}
-
-func (t *htmlTemplate) execute(d TemplateData) (string, error) {
-	var b limitedBuffer
-	b.max = maxTemplateOutput
-	if err := t.t.Execute(&b, d); err != nil && !errors.Is(err, errTemplateOutputFull) {
-		return "", fmt.Errorf("template %s: %w", t.t.Name(), err)
-	}
-	return b.String(), nil
 }

@@ -142,60 +142,40 @@ func TestEmailWithholdsCredentialsWithoutTLS(t *testing.T) {
 	}
 }
 
-// recordingProxy forwards one TCP connection at a time to target and
-// returns its address and what clients sent so far (read after the client
-// closed).
+// recordingProxy forwards each TCP connection to target and returns its
+// address and what clients sent so far. A client's line is recorded before
+// it is forwarded, so whatever the server answered is in the record.
 func recordingProxy(t *testing.T, target string) (string, func() string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var sent strings.Builder
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	addr := serveTCP(t, func(c net.Conn) {
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		go func() { // server → client; ends when either side closes
+			_, _ = io.Copy(c, s)
+			c.Close()
+		}()
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			k, err := c.Read(buf)
+			mu.Lock()
+			sent.Write(buf[:k])
+			mu.Unlock()
+			if k > 0 {
+				if _, werr := s.Write(buf[:k]); werr != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			wg.Add(2)
-			go func() { // server → client
-				defer wg.Done()
-				_, _ = io.Copy(c, s)
-				c.Close()
-			}()
-			go func() { // client → server, recorded
-				defer wg.Done()
-				buf := make([]byte, 4096)
-				for {
-					k, err := c.Read(buf)
-					mu.Lock()
-					sent.Write(buf[:k])
-					mu.Unlock()
-					if k > 0 {
-						if _, werr := s.Write(buf[:k]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				s.Close()
-			}()
 		}
-	}()
-	return ln.Addr().String(), func() string {
+	})
+	return addr, func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return sent.String()

@@ -44,11 +44,19 @@ type fakeSMTP struct {
 
 func startFakeSMTP(t *testing.T, f *fakeSMTP) *fakeSMTP {
 	t.Helper()
+	f.addr = serveTCP(t, f.serve)
+	return f
+}
+
+// serveTCP listens on a loopback port and runs handle for each connection
+// until the test ends, when it closes the listener and the connections
+// and waits for the handlers.
+func serveTCP(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.addr = ln.Addr().String()
 	var wg sync.WaitGroup
 	var conns sync.Map
 	t.Cleanup(func() {
@@ -69,11 +77,11 @@ func startFakeSMTP(t *testing.T, f *fakeSMTP) *fakeSMTP {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				f.serve(c)
+				handle(c)
 			}()
 		}
 	}()
-	return f
+	return ln.Addr().String()
 }
 
 func (f *fakeSMTP) log() string {
