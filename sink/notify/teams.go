@@ -67,7 +67,7 @@ func (t *Teams) Notify(ctx context.Context, n *Notification) (bool, error) {
 	}
 	// Workflows answers 202 Accepted. Its error bodies are not known to
 	// be short codes, so no Detail. The charset is explicit: without it
-	// the endpoint has been seen to count the body as UTF-16, halving the
+	// the endpoint may count the body as UTF-16, which halves the
 	// size limit.
 	h := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
 	return post(ctx, t.client, "teams post", t.url, body, h, false)
