@@ -24,6 +24,10 @@ stamp "test ground up"
 trap 'stamp "test ground down"; hack/testenv/down.sh >/dev/null 2>&1 || true' EXIT
 hack/testenv/up.sh
 
+stamp "mailpit"
+# The e-mail notifier's tests start their own mailpit from this cached build.
+hack/testenv/build-mailpit.sh >/dev/null
+
 stamp "go test"
 # Integration tests must not skip here: a missing server fails the run.
 export KUBESIFT_REQUIRE_REAL=${KUBESIFT_REQUIRE_REAL:-1}

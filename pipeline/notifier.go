@@ -179,6 +179,20 @@ func buildReceivers(cfg *config.NotifyConfig) (map[string][]notify.Integration, 
 			return nil, err
 		}
 		out[r.Name] = append(out[r.Name], oncall...)
+		for j, tc := range r.TeamsConfigs {
+			t, err := notify.NewTeams(tc, client)
+			if err != nil {
+				return nil, fmt.Errorf("notify.receivers[%d].teams_configs[%d]: %w", i, j, err)
+			}
+			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/teams[%d]", r.Name, j), Notifier: t, SendResolved: tc.SendResolved})
+		}
+		for j, ec := range r.EmailConfigs {
+			e, err := notify.NewEmail(ec, cfg.Timeout)
+			if err != nil {
+				return nil, fmt.Errorf("notify.receivers[%d].email_configs[%d]: %w", i, j, err)
+			}
+			out[r.Name] = append(out[r.Name], notify.Integration{Name: fmt.Sprintf("%s/email[%d]", r.Name, j), Notifier: e, SendResolved: ec.SendResolved})
+		}
 	}
 	return out, nil
 }

@@ -138,6 +138,8 @@ type ReceiverConfig struct {
 	AlertmanagerConfigs []AlertmanagerConfig `yaml:"alertmanager_configs"`
 	PagerDutyConfigs    []PagerDutyConfig    `yaml:"pagerduty_configs"`
 	OpsgenieConfigs     []OpsgenieConfig     `yaml:"opsgenie_configs"`
+	TeamsConfigs   []TeamsConfig   `yaml:"teams_configs"`
+	EmailConfigs   []EmailConfig   `yaml:"email_configs"`
 }
 
 // SlackConfig posts Block Kit messages to a Slack incoming webhook. The
@@ -346,6 +348,7 @@ func (c *NotifyConfig) resolveSecrets(getenv func(string) string) error {
 			read(&w.Secret, w.SecretEnv, w.SecretFile, p+"secret_file")
 		}
 		r.resolveOnCallSecrets(i, read)
+		r.resolveMailSecrets(i, read)
 	}
 	a := &c.Silences.API
 	read(&a.Token, EnvSilenceAPIToken, a.TokenFile, "notify.silences.api.token_file")
@@ -526,10 +529,11 @@ func (r *ReceiverConfig) validate(v *validator, path string, names map[string]bo
 		v.add(path+".name", fmt.Sprintf("duplicate receiver %q", r.Name))
 	}
 	names[r.Name] = true
-	if len(r.SlackConfigs)+len(r.WebhookConfigs)+r.onCallIntegrations() == 0 {
-		v.add(path, "needs at least one of slack_configs, webhook_configs, alertmanager_configs, pagerduty_configs, opsgenie_configs")
+	if len(r.SlackConfigs)+len(r.WebhookConfigs)+r.onCallIntegrations()+len(r.TeamsConfigs)+len(r.EmailConfigs) == 0 {
+		v.add(path, "needs at least one of slack_configs, webhook_configs, alertmanager_configs, pagerduty_configs, opsgenie_configs, teams_configs, email_configs")
 	}
 	r.validateOnCall(v, path)
+	r.validateMail(v, path)
 	for i := range r.SlackConfigs {
 		s := &r.SlackConfigs[i]
 		p := fmt.Sprintf("%s.slack_configs[%d]", path, i)

@@ -89,7 +89,12 @@ type Proc struct {
 // still running, and its log tail is printed when the test failed.
 func Start(t testing.TB, name string, env []string, args ...string) *Proc {
 	t.Helper()
-	bin := Kubesift(t)
+	return startBinary(t, name, Kubesift(t), env, args...)
+}
+
+// startBinary runs bin as Start describes.
+func startBinary(t testing.TB, name, bin string, env []string, args ...string) *Proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {

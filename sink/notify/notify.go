@@ -28,6 +28,8 @@
 //     never the Notifier's own. A 429's Retry-After travels in the error
 //     (sink.StatusError.After) and the retry stage waits that long.
 //   - (false, err) when it never will: any other 4xx, an unusable payload.
+//   - E-mail has no HTTP status: Email classifies SMTP the same way (no
+//     answer and 4xx replies retried, 5xx replies not).
 //   - Errors never contain the receiver's URL or keys (see stripURL).
 //
 // Retries live only in Retry (the retry stage), which wraps sink.Do. Every

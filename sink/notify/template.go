@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	htmltemplate "html/template"
+	"io"
 	"sort"
 	"strings"
 	"text/template"
@@ -72,7 +74,10 @@ func alertsCommonLabels(alerts []rules.Alert) map[string]string {
 // label name shows up as a failed notification, not as "<no value>" in a
 // page.
 type Template struct {
-	t *template.Template
+	t interface {
+		Execute(w io.Writer, data any) error
+		Name() string
+	}
 }
 
 // maxTemplateOutput bounds what one execution may produce: a template that
@@ -83,6 +88,17 @@ const maxTemplateOutput = 1 << 20
 // functions of TemplateFuncs.
 func ParseTemplate(name, text string) (*Template, error) {
 	t, err := template.New(name).Option("missingkey=error").Funcs(TemplateFuncs()).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	return &Template{t: t}, nil
+}
+
+// ParseHTMLTemplate is ParseTemplate for an html/template: values are
+// escaped for the HTML context they land in, so alert text (chosen by
+// whoever made the audited request) cannot add markup or links.
+func ParseHTMLTemplate(name, text string) (*Template, error) {
+	t, err := htmltemplate.New(name).Option("missingkey=error").Funcs(TemplateFuncs()).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
