@@ -55,6 +55,8 @@ func TestDecodeErrorsSpeakYAML(t *testing.T) {
 			[]string{"line 2: collector.audit_webhook.tls_cert_file: tls_cert_file and tls_key_file are required",
 				"line 2: collector.audit_webhook.client_ca_file: set client_ca_file"}},
 		{"syntax", "kafka: [\n", []string{"k.yaml: yaml: line"}},
+		{"validation in the order of the file", "processor:\n  group_id: \"\"\nkafka:\n  brokers: [localhost]\n",
+			[]string{"line 2: processor.group_id: must not be empty", "line 4: kafka.brokers[0]: not host:port"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -91,6 +92,12 @@ func located(file string, lines map[string]int, err error) error {
 		}
 		out = append(out, &FieldError{File: file, Line: lineOf(lines, field), Field: field, Message: rest, Err: e})
 	}
+	// In the order of the file, as the parser's own errors are; problems of
+	// fields not written in it last.
+	sort.SliceStable(out, func(i, j int) bool {
+		li, lj := out[i].Line, out[j].Line
+		return li != 0 && (lj == 0 || li < lj)
+	})
 	return out
 }
 
