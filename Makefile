@@ -3,7 +3,11 @@ SHELL := /usr/bin/env bash
 GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# The commit, "-dirty" when the tree has uncommitted changes, and the build
+# time (UTC), printed by `kubesift version` (cmd/kubesift/version.go).
+COMMIT ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(BUILD_DATE)
 
 .DEFAULT_GOAL := help
 

@@ -22,15 +22,23 @@ import (
 func newCollectCommand(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "collect",
-		Short: "Run the per-cluster collector: audit webhook receiver and audit log tail, published to Kafka",
-		Long: `collect runs the sources configured under collector: — the HTTPS receiver for
-kube-apiserver's audit webhook backend (collector.audit_webhook) and the tail of audit log
-files (collector.audit_tail) — redacts secrets and applies the size policy to every record,
-stamps the cluster identity (cluster.name and the kube-system namespace UID), and publishes
-to Kafka. A request or a line is acknowledged (2xx, tail position) only once Kafka or the
-disk spool has it. /metrics, /healthz and /readyz are served on server.listen.
-SIGINT/SIGTERM stop the sources (the webhook answers 503 meanwhile), write the tail
-positions and close the publisher.`,
+		Short: "Run the per-cluster collector: audit webhook, audit log tail, Events and objects, published to Kafka",
+		Long: `collect runs the sources enabled under collector: (at least one must be):
+  - collector.audit_webhook: the HTTPS receiver for kube-apiserver's audit webhook backend;
+  - collector.audit_tail: the tail of the audit log files the API server writes;
+  - collector.events: informers on Kubernetes Events (events.k8s.io/v1 and/or v1), shipped
+    by one collector per cluster (leader election on a Lease, on by default) from a
+    watermark kept on a Lease (on by default), so a restart does not ship them again;
+  - collector.objects: informers on the kinds the posture checks read, their current state
+    published to kafka.topics.objects by one collector per cluster (leader election).
+The Events and objects sources, and the read of the kube-system namespace UID that
+identifies the cluster, use the API access of collector.kubeconfig, else the in-cluster
+configuration in a pod (without either, collector.cluster_uid names the cluster and those
+two sources cannot start). Every record is redacted and held to the size policy, stamped
+with the cluster identity (cluster.name and the UID), and published to Kafka. A request or
+a line is acknowledged (2xx, tail position) only once Kafka or the disk spool has it.
+/metrics, /healthz and /readyz are served on server.listen. SIGINT/SIGTERM stop the sources
+(the webhook answers 503 meanwhile), write the tail positions and close the publisher.`,
 		Example: `  # the collector as deployed (see config print-defaults for every key)
   kubesift collect -c /etc/kubesift/collector.yaml
   # collector.yaml for a control-plane node, tailing the audit log:

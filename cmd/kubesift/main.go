@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -22,7 +23,7 @@ func main() {
 }
 
 // exitError carries a specific exit status (e.g. 1 for "problems found" as
-// opposed to 2 for usage errors).
+// opposed to 2 for usage errors, usage.go).
 type exitError struct {
 	code int
 	err  error
@@ -32,7 +33,8 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
-	if e, ok := err.(*exitError); ok {
+	var e *exitError
+	if errors.As(err, &e) {
 		return e.code
 	}
 	return 1

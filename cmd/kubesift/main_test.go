@@ -51,7 +51,7 @@ func TestCLI(t *testing.T) {
 		{"decode reports bad lines and keeps going", "{\"kind\":0}\n{\"auditID\":\"y\",\"stage\":\"Panic\"}\n", []string{"records", "decode", "--summary", "-"}, 1,
 			`"id":"y:Panic"`, "stdin:1: kind: cannot use JSON number as string"},
 		{"decode sample", "", []string{"records", "decode", "--sample", "--summary", "--quiet"}, 0, "", "audit"},
-		{"decode needs input", "", []string{"records", "decode"}, 1, "", "name at least one FILE"},
+		{"decode needs input", "", []string{"records", "decode"}, 2, "", "name at least one FILE"},
 		{"decode a file", "",
 			[]string{"records", "decode", logFile}, 0, `"id":"f:ResponseComplete"`, ""},
 		{"decode names a missing file", "", []string{"records", "decode", filepath.Join(dir, "missing.log")}, 1, "", "missing.log: no such file"},

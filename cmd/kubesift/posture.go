@@ -45,6 +45,7 @@ type scanFlags struct {
 
 func newPostureScanCommand() *cobra.Command {
 	f := &scanFlags{}
+	var out outputFormat
 	cmd := &cobra.Command{
 		Use:   "scan [--kubeconfig KC] [-o table|json] [--rules DIR]... [--fail-on SEVERITY]",
 		Short: "List a cluster's objects once, judge them, print the findings",
@@ -57,6 +58,7 @@ no finding reaches --fail-on, 3 when one does, 1 on errors.`,
   kubesift posture scan -o json --fail-on critical --rules ./my-rules | jq .check_id`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.output = out.String()
 			client, cluster, err := f.client()
 			if err != nil {
 				return &exitError{code: 1, err: err}
@@ -69,9 +71,10 @@ no finding reaches --fail-on, 3 when one does, 1 on errors.`,
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: the current one)")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster name in finding ids (default: the context's name)")
-	fl.StringVarP(&f.output, "output", "o", "table", "output: table or json (one finding per line)")
 	fl.StringArrayVar(&f.dirs, "rules", nil, "rule directory layered over the built-in pack (repeatable)")
 	fl.StringVar(&f.failOn, "fail-on", "high", "exit 3 when an open finding has this severity or higher")
+	// json is one finding per line.
+	out.bind(cmd, "table")
 	return cmd
 }
 

@@ -174,8 +174,9 @@ func TestPostureScanJSONIsDeterministic(t *testing.T) {
 	}
 }
 
-// TestPostureScanCommandLine runs the command through the CLI: flags parse,
-// and a kubeconfig that cannot be read is an error (exit 1) naming it.
+// TestPostureScanCommandLine runs the command through the CLI: flags parse
+// (a usage error exits 2), and a kubeconfig that cannot be read is an error
+// (exit 1) naming it.
 func TestPostureScanCommandLine(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.kubeconfig")
 	tests := []struct {
@@ -185,8 +186,9 @@ func TestPostureScanCommandLine(t *testing.T) {
 		wantErr string
 	}{
 		{"missing kubeconfig", []string{"posture", "scan", "--kubeconfig", missing}, 1, "missing.kubeconfig"},
-		{"unknown flag", []string{"posture", "scan", "--kubeconfig", missing, "--namespace", "x"}, 1, "unknown flag"},
-		{"arguments", []string{"posture", "scan", "extra"}, 1, "unknown command"},
+		{"unknown flag", []string{"posture", "scan", "--kubeconfig", missing, "--namespace", "x"}, 2, "unknown flag"},
+		{"arguments", []string{"posture", "scan", "extra"}, 2, "unknown command"},
+		{"output format", []string{"posture", "scan", "-o", "yaml"}, 2, `"yaml" is not one of table, json`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,7 +42,10 @@ type decodeFlags struct {
 }
 
 func newRecordsDecodeCommand(g *globalFlags) *cobra.Command {
-	var f decodeFlags
+	var (
+		f   decodeFlags
+		out outputFormat
+	)
 	decode := &cobra.Command{
 		Use:   "decode [FILE...]",
 		Short: "Decode audit events and Kubernetes Events into kubesift records (one JSON envelope per line)",
@@ -51,7 +54,8 @@ audit event, an audit EventList, NDJSON audit log lines (v1 or v1beta1, with or 
 apiVersion), core/v1 and events.k8s.io/v1 Events and their lists, AKS and GKE log wrappers —
 and writes each as the record envelope that the collector publishes to Kafka. Bad input is
 reported on stderr as FILE:LINE: FIELD: problem and skipped; the rest is decoded. The exit
-status is 1 when any input was rejected.`,
+status is 1 when any input was rejected. The records are JSON lines (-o json, the only
+format).`,
 		Example: `  # decode an API server audit log
   kubesift records decode /var/log/kubernetes/audit.log > records.ndjson
   # read stdin, stamp a cluster name, and print counts
@@ -63,7 +67,7 @@ status is 1 when any input was rejected.`,
 				return err
 			}
 			if len(args) == 0 && !f.sample {
-				return errors.New("name at least one FILE (- for stdin), or --sample")
+				return usageError(cmd, errors.New("name at least one FILE (- for stdin), or --sample"))
 			}
 			return f.decode(cmd, args)
 		},
@@ -73,6 +77,9 @@ status is 1 when any input was rejected.`,
 	fl.BoolVar(&f.summary, "summary", false, "print counts by source and rejection reason to stderr")
 	fl.BoolVar(&f.sample, "sample", false, "decode the embedded sample audit log recorded from a real kube-apiserver")
 	fl.BoolVar(&f.quiet, "quiet", false, "do not write the records, only errors (and the summary)")
+	// Records are JSON envelopes, one per line: -o json is the only form,
+	// accepted so that every data command takes the same flag.
+	out.bind(decode, "json")
 	return decode
 }
 

@@ -58,10 +58,10 @@ posture score and failing checks, and the highest-severity alerts. docs/report.m
 
 func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	if (o.from == "") == (o.es == "") {
-		return errors.New("report: give exactly one of --from DIR and --es URL")
+		return usageError(cmd, errors.New("report: give exactly one of --from DIR and --es URL"))
 	}
 	if o.since < 0 {
-		return fmt.Errorf("report: --since: %s is negative", o.since)
+		return usageError(cmd, fmt.Errorf("report: --since: %s is negative", o.since))
 	}
 	esCfg := cfg.Sink.Elasticsearch
 	if o.es != "" {

@@ -24,10 +24,15 @@ func newRootCommand() *cobra.Command {
 		Long: `kubesift collects Kubernetes audit records (audit webhook backend, audit log files) and
 Events (client-go informers) from many clusters, publishes them to Kafka, evaluates security
 rules written in expr, indexes every record and alert in Elasticsearch, and notifies Slack
-and webhooks.`,
+and webhooks.
+
+Exit status: 0 done, 1 the command failed or found problems, 2 a usage error (an unknown
+command or flag, a bad flag value, a wrong number of arguments), 3 posture scan findings at
+--fail-on. Every command that prints data takes -o json.`,
 		Example: `  kubesift records decode --sample --summary     # decode a recorded audit log
   kubesift rules eval /var/log/kubernetes/audit.log  # detect on a recorded audit log
-  kubesift config print-defaults > config.yaml`,
+  kubesift config print-defaults > config.yaml
+  kubesift --version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -49,6 +54,18 @@ and webhooks.`,
 		newPostureCommand(),
 		newReportCommand(g),
 	)
+	// --version prints what `kubesift version` does; declared here, without
+	// cobra's -v shorthand, which reads like --verbose.
+	root.Version = currentVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Flags().Bool("version", false, "print the version, commit and build date")
+	// Help and completion exist before strictTree walks the tree (cobra
+	// adds them only when executing), so their typos fail too. The
+	// completion scripts go to the standard output of this moment.
+	root.SetHelpCommand(newHelpCommand())
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	strictTree(root)
 	return root
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -156,12 +155,18 @@ func (a *silenceAddFlags) request() (notify.SilenceRequest, error) {
 }
 
 func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
-	var a silenceAddFlags
+	var (
+		a   silenceAddFlags
+		out outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "add -m MATCHER [-m MATCHER...] --comment TEXT",
-		Short: "Create a silence; prints its ID",
+		Short: "Create a silence; prints its ID (-o json: the whole silence)",
+		// Other tools' verbs for it: "silence create" suggests add.
+		SuggestFor: []string{"create", "new"},
 		Example: `  kubesift silence add -m rule_id=k8s-privileged-pod -m cluster=staging --duration 2h --comment "node debugging"
-  kubesift silence add -m 'namespace=~"team-a-.*"' -m severity=low --ends-at 2026-12-24T08:00:00Z --author alice --comment "holiday freeze noise"`,
+  kubesift silence add -m 'namespace=~"team-a-.*"' -m severity=low --ends-at 2026-12-24T08:00:00Z --author alice --comment "holiday freeze noise"
+  kubesift silence add -m rule_id=k8s-exec-in-pod --comment "debugging" -o json | jq -r .ends_at`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, err := a.request()
@@ -178,10 +183,14 @@ func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if out.json() {
+				return writeJSON(cmd.OutOrStdout(), s)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), s.ID)
 			return nil
 		},
 	}
+	out.bind(cmd, "text")
 	fl := cmd.Flags()
 	fl.StringArrayVarP(&a.matchers, "matcher", "m", nil, "label matcher (repeatable; all must match)")
 	fl.DurationVar(&a.duration, "duration", 2*time.Hour, "how long the silence lasts (ignored with --ends-at)")
@@ -194,8 +203,10 @@ func newSilenceAddCommand(f *silenceFlags) *cobra.Command {
 }
 
 func newSilenceListCommand(f *silenceFlags) *cobra.Command {
-	var expired bool
-	var output string
+	var (
+		expired bool
+		out     outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List active and pending silences",
@@ -203,9 +214,6 @@ func newSilenceListCommand(f *silenceFlags) *cobra.Command {
   kubesift silence list --expired -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o: %q is not one of table, json", output)
-			}
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
@@ -216,10 +224,8 @@ func newSilenceListCommand(f *silenceFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
+			if out.json() {
+				return writeJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATUS\tENDS\tBY\tMATCHERS\tCOMMENT")
@@ -235,16 +241,17 @@ func newSilenceListCommand(f *silenceFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&expired, "expired", false, "include silences that ended in the last 7 days")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	out.bind(cmd, "table")
 	return cmd
 }
 
 func newSilenceExpireCommand(f *silenceFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:     "expire ID...",
-		Short:   "End silences now",
-		Example: `  kubesift silence expire 3f2a9c0d5e6f47a8b9c0d1e2f3a4b5c6`,
-		Args:    cobra.MinimumNArgs(1),
+		Use:        "expire ID...",
+		SuggestFor: []string{"delete", "remove", "rm"},
+		Short:      "End silences now",
+		Example:    `  kubesift silence expire 3f2a9c0d5e6f47a8b9c0d1e2f3a4b5c6`,
+		Args:       cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, ids []string) error {
 			c, err := f.client(cmd)
 			if err != nil {

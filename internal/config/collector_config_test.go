@@ -72,7 +72,7 @@ func TestCollectorValidationNamesTheField(t *testing.T) {
 		{"bad pattern", "collector:\n  redaction: {configmap_key_patterns: [ok, '(']}\n", "collector.redaction.configmap_key_patterns[1]: invalid regular expression"},
 		{"bad query param", "collector:\n  redaction: {extra_query_params: ['a=b']}\n", "collector.redaction.extra_query_params[0]: not a query parameter name"},
 		{"record size", "collector:\n  size: {max_record_bytes: 10}\n", "collector.size.max_record_bytes: must be at least 4096"},
-		{"unknown key", "collector:\n  audit_tail: {pathz: [/a]}\n", "field pathz not found"},
+		{"unknown key", "collector:\n  audit_tail: {pathz: [/a]}\n", `collector.audit_tail.pathz: unknown key (did you mean "paths"?)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,9 +1,13 @@
 // Package config loads kubesift's one YAML configuration file.
 //
-// Loading is strict: unknown keys are errors (with their line), every section
-// fills its defaults in UnmarshalYAML (so a missing section still gets them),
-// and Validate reports every problem at once with the field's full path, e.g.
-// "sink.elasticsearch.addresses[0]: not a URL". Secrets never live in the file
+// Loading is strict: unknown keys and values of the wrong type are errors
+// naming the line, the field's path, the expected type and the closest known
+// key (decode.go); every section fills its defaults in UnmarshalYAML (so a
+// missing section still gets them); and Validate reports every problem at
+// once with the field's full path, e.g. "sink.elasticsearch.addresses[0]:
+// not a URL", to which Parse adds the line. CheckFiles (files.go) goes
+// further for `config validate`: every file the configuration names exists
+// and parses. Secrets never live in the file
 // if the user does not want them to: each has a *_file variant and an
 // environment variable override, and Secret values print as "<secret>".
 package config
@@ -12,7 +16,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -166,32 +169,66 @@ const (
 
 // Parse reads a configuration from YAML text (strict), applies environment
 // overrides and secret files, and validates it. name appears in errors.
+//
+// Every error is an Errors list: each problem names the file, the line when
+// the field is written there, and the field's full path (errors.go).
 func Parse(data []byte, name string, getenv func(string) string) (*Config, error) {
+	d, err := ParseDocument(data, name, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return d.Config, nil
+}
+
+// Load reads and parses a configuration file.
+func Load(path string) (*Config, error) {
+	d, err := LoadDocument(path)
+	if err != nil {
+		return nil, err
+	}
+	return d.Config, nil
+}
+
+// Document is a parsed configuration file with the line of every field
+// written in it, so that problems found after parsing (CheckFiles, the
+// rules of processor.rules.dirs) are reported as the parser's own are.
+type Document struct {
+	Config *Config
+	File   string
+	lines  map[string]int
+}
+
+// Locate turns err — "field: problem" texts, joined with errors.Join —
+// into Errors naming the file and each field's line.
+func (d *Document) Locate(err error) error { return located(d.File, d.lines, err) }
+
+// ParseDocument is Parse, keeping the lines of the fields.
+func ParseDocument(data []byte, name string, getenv func(string) string) (*Document, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	lines, err := decodeStrict(data, &c, name)
+	if err != nil {
+		return nil, err
 	}
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	if err := c.resolveSecrets(getenv); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, located(name, lines, err)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, located(name, lines, err)
 	}
-	return &c, nil
+	return &Document{Config: &c, File: name, lines: lines}, nil
 }
 
-// Load reads and parses a configuration file.
-func Load(path string) (*Config, error) {
+// LoadDocument reads and parses a configuration file, keeping the lines of
+// the fields.
+func LoadDocument(path string) (*Document, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path, os.Getenv)
+	return ParseDocument(data, path, os.Getenv)
 }
 
 // resolveSecrets applies environment overrides and *_file indirections.

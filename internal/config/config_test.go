@@ -12,16 +12,16 @@ func TestParseErrorsNameTheField(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "kafka:\n  brokerz: [a:1]\n", "line 2: field brokerz not found"},
+		{"unknown key", "kafka:\n  brokerz: [a:1]\n", `line 2: kafka.brokerz: unknown key (did you mean "brokers"?)`},
 		{"bad url", "sink:\n  elasticsearch:\n    addresses: [\"http://ok:9200\", \"::nope\"]\n", "sink.elasticsearch.addresses[1]: not a URL"},
 		{"bad broker", "kafka:\n  brokers: [localhost]\n", "kafka.brokers[0]: not host:port"},
 		{"bad level", "log:\n  level: loud\n", `log.level: "loud" is not one of debug, info, warn, error`},
-		{"bad type", "server:\n  listen: [1]\n", "line 2: cannot unmarshal"},
+		{"bad type", "server:\n  listen: [1]\n", "line 2: server.listen: expected a string, got a list"},
 		{"sasl without password", "kafka:\n  sasl:\n    mechanism: plain\n    username: u\n", "kafka.sasl: username and password"},
 		{"bad mechanism", "kafka:\n  sasl:\n    mechanism: kerberos\n", `kafka.sasl.mechanism: "kerberos" is not one of`},
 		{"two es auths", "sink:\n  elasticsearch:\n    api_key: k\n    username: u\n    password: p\n", "use one of"},
 		{"empty topic", "kafka:\n  topics:\n    dlq: \"\"\n", "kafka.topics.dlq: must not be empty"},
-		{"bad duration", "sink:\n  elasticsearch:\n    flush_interval: soon\n", "line 3"},
+		{"bad duration", "sink:\n  elasticsearch:\n    flush_interval: soon\n", `line 3: sink.elasticsearch.flush_interval: expected a duration (like 30s, 5m or 1h30m), got "soon"`},
 		{"missing secret file", "sink:\n  elasticsearch:\n    password_file: /nonexistent/pw\n", "sink.elasticsearch.password_file: open /nonexistent/pw"},
 	}
 	for _, tc := range tests {

@@ -64,7 +64,7 @@ func TestElasticsearchValidation(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", p + "    flush_byte: 1\n", "line 3: field flush_byte not found"},
+		{"unknown key", p + "    flush_byte: 1\n", `line 3: sink.elasticsearch.flush_byte: unknown key (did you mean "flush_bytes"?)`},
 		{"stream scheme", p + "    streams:\n      audit: kubesift-audit\n", `sink.elasticsearch.streams.audit: "kubesift-audit" is not <type>-<dataset>-<namespace>`},
 		{"stream uppercase", p + "    streams:\n      events: logs-Kube.events-default\n", "sink.elasticsearch.streams.events: must be lowercase"},
 		{"stream empty", p + "    streams:\n      posture: \"\"\n", "sink.elasticsearch.streams.posture: must not be empty"},

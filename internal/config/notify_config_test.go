@@ -120,7 +120,7 @@ func TestNotifyConfigErrorsNameTheField(t *testing.T) {
 		{"unknown receiver", "receiver: hook", "receiver: nobody", `notify.route.routes[1].receiver: no receiver named "nobody"`},
 		{"bad group_by", "[cluster, rule_id, namespace]", "[cluster, rule]", `notify.route.routes[1].group_by[1]: label "rule" is not one of`},
 		{"negative wait", "group_wait: 0s", "group_wait: -1s", "notify.route.routes[0].group_wait: must not be negative"},
-		{"unknown key", "continue: true", "contine: true", "field contine not found"},
+		{"unknown key", "continue: true", "contine: true", `contine: unknown key (did you mean "continue"?)`},
 		{"bad format", "url_env: HOOK_URL", "url_env: HOOK_URL\n          format: pagerduty", `notify.receivers[1].webhook_configs[0].format: "pagerduty" is not one of`},
 		{"bad slack url", "https://hooks.slack.com/services/T0/B0/SECRETPATH", "ftp://hooks.slack.com/SECRETPATH", "notify.receivers[0].slack_configs[0].url: not an http(s) URL"},
 		{"unset url env", "url_env: HOOK_URL", "url_env: NOPE_URL", "notify.receivers[1].webhook_configs[0].url_env: environment variable NOPE_URL is empty or unset"},

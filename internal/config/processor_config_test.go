@@ -46,8 +46,8 @@ func TestProcessorValidation(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "processor:\n  group: x\n", "line 2: field group not found"},
-		{"unknown nested key", "processor:\n  produce:\n    acks: 1\n", "line 3: field acks not found"},
+		{"unknown key", "processor:\n  group: x\n", `line 2: processor.group: unknown key (did you mean "group_id"?)`},
+		{"unknown nested key", "processor:\n  produce:\n    acks: 1\n", "line 3: processor.produce.acks: unknown key (known here: batch_bytes"},
 		{"empty group", "processor:\n  group_id: \"\"\n", "processor.group_id: must not be empty"},
 		{"empty topic", "processor:\n  topics: [a, \"\"]\n", "processor.topics[1]: must not be empty"},
 		{"topic twice", "processor:\n  topics: [a, a]\n", `processor.topics[1]: "a" is listed twice`},

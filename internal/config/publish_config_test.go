@@ -35,7 +35,7 @@ func TestPublishValidation(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "publish:\n  spool:\n    max_byte: 1\n", "line 3: field max_byte not found"},
+		{"unknown key", "publish:\n  spool:\n    max_byte: 1\n", `line 3: publish.spool.max_byte: unknown key (did you mean "max_bytes"?)`},
 		{"zero max bytes", "publish:\n  spool:\n    max_bytes: 0\n", "publish.spool.max_bytes: must be positive"},
 		{"negative segment", "publish:\n  spool:\n    segment_bytes: -1\n", "publish.spool.segment_bytes: must be positive"},
 		{"segment above max", "publish:\n  spool:\n    max_bytes: 2000000\n    segment_bytes: 3000000\n", "publish.spool.segment_bytes: must not exceed publish.spool.max_bytes"},
