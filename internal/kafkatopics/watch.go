@@ -15,9 +15,10 @@ import (
 const ReadyCheck = "kafka-topics"
 
 // Watch checks that a component's topics exist, at start and then every
-// 10 s while some are missing (every minute once all exist), and says so plainly when they do not: one error log naming the
-// missing topics and SetupCommand, and the readiness check ReadyCheck
-// failing with the same reason until they exist. A component keeps running
+// 10 s while some are missing (every minute once all exist), and says so
+// plainly when they do not: one error log naming the missing topics and
+// SetupCommand, and the readiness check ReadyCheck failing with the same
+// reason until they exist. A component keeps running
 // meanwhile — the collector's records wait in its spool, the consumers wait
 // for their topics — so a topic created later is picked up without a
 // restart. Kafka being unreachable is not reported here (the components'
