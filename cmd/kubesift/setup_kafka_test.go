@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -57,7 +56,7 @@ func TestSetupKafka(t *testing.T) {
 		for _, n := range topics {
 			names = append(names, n)
 		}
-		deleteTopics(brokers, names)
+		testenv.DeleteTopics(brokers[0], names...)
 	})
 	writeConfig := func(name, audit string) string {
 		path := filepath.Join(t.TempDir(), name)
@@ -130,14 +129,4 @@ func TestSetupKafka(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// deleteTopics deletes the test's topics from the shared broker.
-func deleteTopics(brokers, names []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
-	_, _ = c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
 }

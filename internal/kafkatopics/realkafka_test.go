@@ -31,13 +31,7 @@ func groundConfig(t *testing.T, name string) *config.Config {
 	c.Kafka.TopicSettings.Partitions = 3
 	c.Kafka.TopicSettings.ReplicationFactor = 1
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		tr := &kafka.Transport{}
-		defer tr.CloseIdleConnections()
-		cl := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
-		_, _ = cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{
-			c.Kafka.Topics.Audit, c.Kafka.Topics.Events, c.Kafka.Topics.Objects, c.Kafka.Topics.Alerts, c.Kafka.Topics.DLQ}})
+		testenv.DeleteTopics(brokers[0], c.Kafka.Topics.Audit, c.Kafka.Topics.Events, c.Kafka.Topics.Objects, c.Kafka.Topics.Alerts, c.Kafka.Topics.DLQ)
 	})
 	return &c
 }
