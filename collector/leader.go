@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -44,21 +43,30 @@ func LeaderIdentity(configured string) (string, error) {
 	return h + "-" + hex.EncodeToString(b[:]), nil
 }
 
+// DefaultNamespace is the namespace of the Leases of a collector that runs
+// outside a pod and is given none: every cluster has "default", so
+// `kubesift collect` on a plain host (docs/deployment.md) works without a
+// namespace created for it, whereas a "kubesift" namespace would first have
+// to exist. Set leader_election.namespace to keep the Leases elsewhere.
+const DefaultNamespace = "default"
+
 // OwnNamespace is the configured namespace, else POD_NAMESPACE, else the
-// service account namespace file.
-func OwnNamespace(configured string) (string, error) {
+// service account namespace file, else DefaultNamespace; from says which
+// (logged by the callers, so that a collector outside a pod says where its
+// Lease is).
+func OwnNamespace(configured string) (ns, from string) {
 	if configured != "" {
-		return configured, nil
+		return configured, "configured"
 	}
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
-		return ns, nil
+		return ns, "POD_NAMESPACE"
 	}
 	if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
 		if ns := strings.TrimSpace(string(b)); ns != "" {
-			return ns, nil
+			return ns, "service account"
 		}
 	}
-	return "", errors.New("not configured, POD_NAMESPACE unset and not running in a pod: set it")
+	return DefaultNamespace, "default: not configured and not running in a pod"
 }
 
 // Campaign is one election term of a leader-only source.

@@ -15,6 +15,7 @@ import (
 	"github.com/kubesift/kubesift/collector/redact"
 	"github.com/kubesift/kubesift/collector/sources"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/kafkatopics"
 	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 )
@@ -116,6 +117,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if cfg.Server.Listen != "" {
 		g.Add("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server) })
 	}
+	addTopicWatch(g, srv, cfg, log, kafkatopics.CollectorTopics(cfg))
 	for _, s := range srcs {
 		g.Add(s.Name, s.Run)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/kafkatopics"
 	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/pipeline"
@@ -64,6 +65,7 @@ func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 	g := lifecycle.New(log)
 	addMetricsServer(g, srv, cfg.Server)
+	addTopicWatch(g, srv, cfg, log, kafkatopics.NotifierTopics(cfg))
 	nt.Add(g)
 	// Ready once built: the silences have been read.
 	srv.SetReady("notify", nil)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/kafkatopics"
 	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/pipeline"
@@ -86,6 +87,7 @@ func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.L
 	}
 	g := lifecycle.New(log)
 	addMetricsServer(g, srv, cfg.Server)
+	addTopicWatch(g, srv, cfg, log, kafkatopics.ProcessorTopics(cfg))
 	p.Add(g)
 	if err := g.Run(ctx); err != nil {
 		return fmt.Errorf("process: %w", err)

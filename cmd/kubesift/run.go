@@ -252,17 +252,10 @@ func (a *allInOne) prepare() error {
 		cc.Events.Enabled = true
 		cc.Events.LeaderElection.Enabled = false
 		cc.Events.Watermark.Enabled = false
-		// The objects source holds its leader Lease as under collect:
-		// two runs (or a collector) on one cluster publish its objects
-		// once.
+		// The objects source holds its leader Lease as under collect
+		// (outside a pod in collector.DefaultNamespace): two runs (or a
+		// collector) on one cluster publish its objects once.
 		cc.Objects.Enabled = cc.Objects.Enabled || !o.noPosture
-		if le := &cc.Objects.LeaderElection; le.Enabled {
-			if _, err := collector.OwnNamespace(le.Namespace); err != nil {
-				// Outside a pod there is no namespace of our own;
-				// every cluster has "default".
-				le.Namespace = "default"
-			}
-		}
 	}
 	cfg.Processor.Posture.Enabled = !o.noPosture
 	if o.noPosture {

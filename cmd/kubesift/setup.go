@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
@@ -15,7 +17,9 @@ func newSetupCommand(g *globalFlags) *cobra.Command {
 		Use:   "setup",
 		Short: "Install what kubesift needs in its stores",
 		Example: `  kubesift setup es -c /etc/kubesift/processor.yaml
-  kubesift setup kibana -c /etc/kubesift/processor.yaml --url https://kibana.example:5601`,
+  kubesift setup kafka -c /etc/kubesift/processor.yaml
+  kubesift setup kibana -c /etc/kubesift/processor.yaml --url https://kibana.example:5601
+  kubesift setup all -c /etc/kubesift/processor.yaml`,
 	}
 	var timeout time.Duration
 	es := &cobra.Command{
@@ -45,22 +49,28 @@ docs/elasticsearch.md describes the mapping.`,
 			if err != nil {
 				return err
 			}
-			esCfg := cfg.Sink.Elasticsearch
-			client, err := elasticsearch.NewClient(esCfg)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			if err := elasticsearch.Setup(ctx, client, esCfg, log); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "elasticsearch: set up %s, %s, %s and %s\n",
-				esCfg.Streams.Audit, esCfg.Streams.Events, esCfg.Streams.Posture, esCfg.AlertsIndex)
-			return nil
+			return setupES(cmd, cfg, log, timeout)
 		},
 	}
 	es.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
-	cmd.AddCommand(es, newSetupKibanaCommand(g))
+	cmd.AddCommand(es, newSetupKafkaCommand(g), newSetupKibanaCommand(g), newSetupAllCommand(g))
 	return cmd
+}
+
+// setupES is `setup es`: elasticsearch.Setup within timeout, and one line
+// saying what was set up.
+func setupES(cmd *cobra.Command, cfg *config.Config, log *slog.Logger, timeout time.Duration) error {
+	esCfg := cfg.Sink.Elasticsearch
+	client, err := elasticsearch.NewClient(esCfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+	defer cancel()
+	if err := elasticsearch.Setup(ctx, client, esCfg, log); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "elasticsearch: set up %s, %s, %s and %s\n",
+		esCfg.Streams.Audit, esCfg.Streams.Events, esCfg.Streams.Posture, esCfg.AlertsIndex)
+	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -21,10 +22,8 @@ const (
 
 func newSetupKibanaCommand(g *globalFlags) *cobra.Command {
 	var (
-		opts             kibana.ImportOptions
-		apiKey, password string
-		file             string
-		timeout          time.Duration
+		k       kibanaFlags
+		timeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "kibana",
@@ -49,39 +48,57 @@ instead of the flags. docs/kibana.md describes the dashboards.`,
 			if err != nil {
 				return err
 			}
-			opts.APIKey = config.Secret(firstSet(apiKey, os.Getenv(envKibanaAPIKey)))
-			opts.Password = config.Secret(firstSet(password, os.Getenv(envKibanaPassword)))
-			ndjson, err := savedObjects(file, cfg.Sink.Elasticsearch)
-			if err != nil {
-				return err
-			}
-			im, err := kibana.NewImporter(opts)
-			if err != nil {
-				return err
-			}
-			im.Log = log
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			res, err := im.Import(ctx, ndjson)
-			if err != nil {
-				return err
-			}
-			printImport(cmd, opts.Space, res)
-			return nil
+			return k.run(cmd, cfg, log, timeout)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&opts.URL, "url", "", "Kibana's URL, with its base path if any (required)")
-	f.StringVar(&opts.Space, "space", "", "Kibana space to import into (default: the default space)")
-	f.StringVar(&apiKey, "api-key", "", "Elasticsearch API key, encoded (or "+envKibanaAPIKey+")")
-	f.StringVar(&opts.Username, "username", "", "user for basic authentication")
-	f.StringVar(&password, "password", "", "password for basic authentication (or "+envKibanaPassword+")")
-	f.StringVar(&opts.CAFile, "ca-file", "", "PEM file of the CA that signed Kibana's certificate")
-	f.BoolVar(&opts.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify Kibana's certificate (test setups only)")
-	f.StringVar(&file, "file", "", "import this NDJSON file instead of the objects generated for the configuration")
-	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	k.flags(cmd, "")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 	_ = cmd.MarkFlagRequired("url")
 	return cmd
+}
+
+// kibanaFlags are the flags of `setup kibana`, which `setup all` takes too
+// with a "kibana-" prefix.
+type kibanaFlags struct {
+	opts             kibana.ImportOptions
+	apiKey, password string
+	file             string
+}
+
+func (k *kibanaFlags) flags(cmd *cobra.Command, prefix string) {
+	f := cmd.Flags()
+	f.StringVar(&k.opts.URL, prefix+"url", "", "Kibana's URL, with its base path if any")
+	f.StringVar(&k.opts.Space, prefix+"space", "", "Kibana space to import into (default: the default space)")
+	f.StringVar(&k.apiKey, prefix+"api-key", "", "Elasticsearch API key, encoded (or "+envKibanaAPIKey+")")
+	f.StringVar(&k.opts.Username, prefix+"username", "", "user for basic authentication")
+	f.StringVar(&k.password, prefix+"password", "", "password for basic authentication (or "+envKibanaPassword+")")
+	f.StringVar(&k.opts.CAFile, prefix+"ca-file", "", "PEM file of the CA that signed Kibana's certificate")
+	f.BoolVar(&k.opts.InsecureSkipVerify, prefix+"insecure-skip-verify", false, "do not verify Kibana's certificate (test setups only)")
+	f.StringVar(&k.file, prefix+"file", "", "import this NDJSON file instead of the objects generated for the configuration")
+}
+
+// run is `setup kibana`: the import within timeout, and what it imported.
+func (k *kibanaFlags) run(cmd *cobra.Command, cfg *config.Config, log *slog.Logger, timeout time.Duration) error {
+	opts := k.opts
+	opts.APIKey = config.Secret(firstSet(k.apiKey, os.Getenv(envKibanaAPIKey)))
+	opts.Password = config.Secret(firstSet(k.password, os.Getenv(envKibanaPassword)))
+	ndjson, err := savedObjects(k.file, cfg.Sink.Elasticsearch)
+	if err != nil {
+		return err
+	}
+	im, err := kibana.NewImporter(opts)
+	if err != nil {
+		return err
+	}
+	im.Log = log
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+	defer cancel()
+	res, err := im.Import(ctx, ndjson)
+	if err != nil {
+		return err
+	}
+	printImport(cmd, opts.Space, res)
+	return nil
 }
 
 func firstSet(vs ...string) string {

@@ -113,14 +113,14 @@ func New(cfg config.EventsConfig, cluster record.Cluster, client kubernetes.Inte
 	}
 	c.log = log.With("component", "events", "identity", c.identity)
 	if cfg.LeaderElection.Enabled {
-		if c.leaseNS, err = collector.OwnNamespace(cfg.LeaderElection.Namespace); err != nil {
-			return nil, fmt.Errorf("events: collector.events.leader_election.namespace: %w", err)
-		}
+		var from string
+		c.leaseNS, from = collector.OwnNamespace(cfg.LeaderElection.Namespace)
+		c.log.Info("leader election Lease", "namespace", c.leaseNS, "from", from, "lease", cfg.LeaderElection.LeaseName)
 	}
 	if cfg.Watermark.Enabled {
-		if c.wmNS, err = collector.OwnNamespace(cfg.Watermark.Namespace); err != nil {
-			return nil, fmt.Errorf("events: collector.events.watermark.namespace: %w", err)
-		}
+		var from string
+		c.wmNS, from = collector.OwnNamespace(cfg.Watermark.Namespace)
+		c.log.Info("watermark Lease", "namespace", c.wmNS, "from", from, "lease", cfg.Watermark.LeaseName)
 	}
 	return c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
@@ -474,9 +476,7 @@ func TestNewRejects(t *testing.T) {
 	}{
 		{"bad api", func(c *config.EventsConfig) { c.APIs = []string{"events.k8s.io/v1beta1"} }, "collector.events.apis[0]"},
 		{"lease timings", func(c *config.EventsConfig) { c.LeaderElection.RenewDeadline = c.LeaderElection.LeaseDuration }, "collector.events.leader_election.lease_duration"},
-		{"no namespace", func(c *config.EventsConfig) { c.LeaderElection.Enabled, c.LeaderElection.Namespace = true, "" }, "collector.events.leader_election.namespace"},
 	}
-	t.Setenv("POD_NAMESPACE", "")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
@@ -486,6 +486,26 @@ func TestNewRejects(t *testing.T) {
 				t.Errorf("err = %v, want it to name %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNewOutsideAPod: with no namespace configured, no POD_NAMESPACE and no
+// service account, the leader and watermark Leases go to
+// collector.DefaultNamespace rather than New failing.
+func TestNewOutsideAPod(t *testing.T) {
+	if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		t.Skip("running in a pod")
+	}
+	t.Setenv("POD_NAMESPACE", "")
+	cfg := testConfig()
+	cfg.LeaderElection.Enabled, cfg.LeaderElection.Namespace = true, ""
+	cfg.Watermark.Enabled, cfg.Watermark.Namespace = true, ""
+	c, err := New(cfg, record.Cluster{Name: "x"}, newFakeCluster(t).client, newFakePublisher(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.leaseNS != collector.DefaultNamespace || c.wmNS != collector.DefaultNamespace {
+		t.Errorf("Leases in %q and %q, want %q", c.leaseNS, c.wmNS, collector.DefaultNamespace)
 	}
 }
 

@@ -84,9 +84,9 @@ func New(cfg config.ObjectsConfig, cluster record.Cluster, client kubernetes.Int
 	}
 	s.log = log.With("component", SourceName, "identity", s.identity)
 	if cfg.LeaderElection.Enabled {
-		if s.leaseNS, err = collector.OwnNamespace(cfg.LeaderElection.Namespace); err != nil {
-			return nil, fmt.Errorf("objects: collector.objects.leader_election.namespace: %w", err)
-		}
+		var from string
+		s.leaseNS, from = collector.OwnNamespace(cfg.LeaderElection.Namespace)
+		s.log.Info("leader election Lease", "namespace", s.leaseNS, "from", from, "lease", cfg.LeaderElection.LeaseName)
 	}
 	return s, nil
 }

@@ -89,14 +89,21 @@
 //     batch refused as a whole (larger than max.message.bytes, while each
 //     record fits) costs single sends, not dead letters. Refused: message
 //     too large, invalid record, topic not authorised, invalid topic,
-//     policy violation; an unknown topic only after it stayed unknown for
-//     30 s. Everything else (network, leaders, timeouts, cluster
+//     policy violation. Everything else (network, leaders, timeouts, cluster
 //     authorisation) is retried forever. The dead letter holds the record
 //     (its head if the dead-letter topic refuses the whole), the broker's
 //     error, the topic as origin, and the record's kubesift-id; counted in
 //     publish_refused_records_total{reason}. A dead letter the dead-letter
 //     topic itself cannot take (missing, not authorised) stops the drain,
 //     logged every 30 s: there is nowhere left to put it.
+//   - A record whose topic does not exist is not a dead letter: it stays in
+//     the spool, and the drain waits (retrying) until the topic is created,
+//     bounded by spool.max_bytes like any outage; the records behind it in
+//     the spool wait too. Logged once at error level, naming `kubesift setup
+//     kafka`; publish_topic_missing{topic} is 1 meanwhile (refuse.go).
+//   - A drain round that fails commits the records before the first one not
+//     done with, so a round failing for a long time on one record does not
+//     send the ones before it again on every retry.
 //
 // # Metrics
 //
@@ -106,6 +113,6 @@
 // spooled_records_total, spool_bytes, spool_segments,
 // spool_drained_records_total, spool_truncated_bytes_total{cause},
 // publish_dead_letters_total, dead_letters_truncated_total,
-// publish_backpressure_total, publish_spooling, publish_in_flight_bytes,
-// publish_duration_seconds{result}.
+// publish_backpressure_total, publish_spooling, publish_topic_missing{topic},
+// publish_in_flight_bytes, publish_duration_seconds{result}.
 package publish

@@ -8,9 +8,10 @@ import (
 
 // drain is the drainer goroutine: while the spool holds records it sends
 // them to Kafka in spool order, one round (about drain_batch_bytes) at a
-// time, and commits a round only when Kafka acknowledged all of it. A failed
-// round is rewound and sent again after a backoff, so within a key the order
-// is kept, and a re-send carries the same record IDs. When the spool is
+// time, and commits a round when Kafka acknowledged all of it. A failed
+// round is rewound to its first record not acknowledged and sent again from
+// there after a backoff, so within a key the order is kept, and a re-send
+// carries the same record IDs. When the spool is
 // empty it switches the publisher back to direct publishing.
 func (p *Publisher) drain() {
 	defer close(p.drainDone)
@@ -38,13 +39,13 @@ func (p *Publisher) drain() {
 		}
 
 		n, err := p.drainRound()
+		p.m.drained.Add(float64(n))
 		if err == nil {
 			if failures > 0 {
 				p.log.Info("Kafka is reachable again; draining the spool",
 					"failed_rounds", failures, "outage", time.Since(outageStart).Round(time.Millisecond))
 			}
 			failures, backoff = 0, base
-			p.m.drained.Add(float64(n))
 			continue
 		}
 		if errors.Is(err, errSpoolClosed) || p.drainCtx.Err() != nil {
@@ -72,7 +73,10 @@ func (p *Publisher) drain() {
 }
 
 // drainRound sends one round of spooled records and commits it once all are
-// acknowledged. It returns how many records it drained.
+// acknowledged. It returns how many records it drained (committed): on an
+// error, the records before the first one not done with are committed, so
+// that a round that keeps failing on one record (its topic missing, for
+// hours) does not send the records before it again on every retry.
 //
 // The round goes out in parts that each fit one produce batch, one part at
 // a time, and the first part that fails ends the round: kafka-go sends the
@@ -93,6 +97,7 @@ func (p *Publisher) drainRound() (int, error) {
 		return 0, fmt.Errorf("read spool: %w", err)
 	}
 	msgs := make([]outMsg, 0, len(entries))
+	ends := make([]spoolPos, 0, len(entries)) // ends[i]: the spool position past msgs[i]
 	for _, e := range entries {
 		m, err := decodePayload(e.payload)
 		if err != nil {
@@ -104,14 +109,21 @@ func (p *Publisher) drainRound() (int, error) {
 			continue
 		}
 		msgs = append(msgs, m)
+		ends = append(ends, e.end)
 	}
 	for start := 0; start < len(msgs); {
 		n := partLen(msgs[start:], p.cfg.BatchSize, p.cfg.BatchBytes)
-		if err := p.drainPart(msgs[start : start+n]); err != nil {
+		done, err := p.drainPart(msgs[start : start+n])
+		if err != nil {
 			if start > 0 {
 				err = fmt.Errorf("after %d of %d records of the round: %w", start, len(msgs), err)
 			}
-			return 0, err
+			if done += start; done > 0 {
+				if cerr := p.sp.Commit(ends[done-1]); cerr != nil {
+					return 0, errors.Join(err, cerr)
+				}
+			}
+			return done, err
 		}
 		start += n
 	}
@@ -139,13 +151,14 @@ func partLen(msgs []outMsg, batchSize int, batchBytes int64) int {
 
 // drainPart sends one part of a round (partLen) with the drain writer and
 // waits until every record is acknowledged, dead-lettered as refused for
-// good, or the part failed.
-func (p *Publisher) drainPart(msgs []outMsg) error {
+// good, or the part failed. It returns how many of msgs, from the first,
+// are done with: all of them, or on an error the ones isolate finished.
+func (p *Publisher) drainPart(msgs []outMsg) (int, error) {
 	deadline := time.Now().Add(p.cfg.AckTimeout)
 	t, err := p.send(p.drainCtx, p.drainW, msgs, deadline, "drain")
 	switch {
 	case err != nil && !mayBePermanent(err):
-		return err
+		return 0, err
 	case err != nil:
 		// WriteMessages failed before queueing anything, on the metadata
 		// of a topic (unknown, not authorised): find out which records it
@@ -155,7 +168,8 @@ func (p *Publisher) drainPart(msgs []outMsg) error {
 	werr := t.wait(p.drainCtx, deadline, p.stop)
 	rest, pending := t.unacked()
 	if len(rest) == 0 {
-		return nil
+		p.markTopicsFound(msgs)
+		return len(msgs), nil
 	}
 	if pending > 0 {
 		p.m.failed.WithLabelValues(reasonAckTimeout).Add(float64(pending))
@@ -170,11 +184,33 @@ func (p *Publisher) drainPart(msgs []outMsg) error {
 		for i, idx := range rest {
 			left[i] = msgs[idx]
 		}
-		return p.isolate(p.drainCtx, left)
+		n, err := p.isolate(p.drainCtx, left)
+		if err == nil {
+			return len(msgs), nil
+		}
+		return donePrefix(len(msgs), rest, n), err
 	}
 	cause := t.firstErr()
 	if cause == nil {
 		cause = werr
 	}
-	return fmt.Errorf("%d of %d records not acknowledged: %w", len(rest), len(msgs), cause)
+	return 0, fmt.Errorf("%d of %d records not acknowledged: %w", len(rest), len(msgs), cause)
+}
+
+// donePrefix is how many of a part's total records, from the first, are
+// done with when the ones at the indexes in rest (ascending) were not
+// acknowledged and isolate finished the first n of those: an acknowledged
+// record is done, an unacknowledged one only if isolate finished it.
+func donePrefix(total int, rest []int, n int) int {
+	done, j := 0, 0
+	for done < total {
+		if j < len(rest) && rest[j] == done {
+			if j >= n {
+				break
+			}
+			j++
+		}
+		done++
+	}
+	return done
 }

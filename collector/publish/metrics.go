@@ -34,6 +34,7 @@ type metrics struct {
 	dlqTruncated  prometheus.Counter
 	backpressure  prometheus.Counter
 	spooling      prometheus.Gauge
+	topicMissing  *prometheus.GaugeVec // topic (refuse.go)
 	inFlight      prometheus.Gauge
 	latency       *prometheus.HistogramVec // result: acked | spooled | error
 }
@@ -68,7 +69,7 @@ func newMetrics() *metrics {
 			Help: "Spooled records acknowledged by Kafka and removed from the spool."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "publish_refused_records_total",
-			Help: "Records Kafka refused for good (too large, invalid, topic missing or not authorised), or the publisher did not send (too_large: over publish.batch_bytes; encode), by reason; each went to the dead-letter topic."}, []string{"reason"}),
+			Help: "Records Kafka refused for good (too large, invalid, topic not authorised), or the publisher did not send (too_large: over publish.batch_bytes; encode), by reason; each went to the dead-letter topic."}, []string{"reason"}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			// Not dead_letters_total: that name is the sources' family
 			// (collector.SourceMetrics, labels source and reason), and
@@ -84,6 +85,9 @@ func newMetrics() *metrics {
 		spooling: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "publish_spooling",
 			Help: "1 while new records go to the spool (Kafka unavailable or the spool still draining), else 0."}),
+		topicMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "publish_topic_missing",
+			Help: "1 while the spool drain waits for this topic to be created (its records, and the spooled records behind them, stay in the spool), else 0."}, []string{"topic"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "publish_in_flight_bytes",
 			Help: "Bytes handed to the Kafka writer and not yet acknowledged or failed."}),
@@ -112,7 +116,7 @@ func newMetrics() *metrics {
 // retried with the same registry).
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{m.sent, m.acked, m.failed, m.spooled, m.spoolBytes, m.spoolSegments,
-		m.spoolCut, m.drained, m.refused, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.inFlight, m.latency}
+		m.spoolCut, m.drained, m.refused, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.topicMissing, m.inFlight, m.latency}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,9 +81,12 @@ type Publisher struct {
 	drainCtx    context.Context
 	drainCancel context.CancelFunc
 	drainDone   chan struct{}
-	// missing is when each kind's topic was first found unknown (drainer
-	// goroutine only).
-	missing map[kind]time.Time
+	// missing holds the kinds whose topic the drainer found missing and
+	// has not written to since (refuse.go). Its own lock: mu is held
+	// across spool appends (fsync), and the drainer should not wait on one
+	// after each record it sends alone.
+	missingMu sync.Mutex
+	missing   map[kind]bool
 
 	logLimit rateLimit
 }
@@ -118,12 +122,15 @@ func New(o Options) (*Publisher, error) {
 		abort:     make(chan struct{}),
 		stop:      make(chan struct{}),
 		drainDone: make(chan struct{}),
-		missing:   map[kind]time.Time{},
+		missing:   map[kind]bool{},
 	}
 	p.topics[kindAudit] = o.Kafka.Topics.Audit
 	p.topics[kindEvent] = o.Kafka.Topics.Events
 	p.topics[kindObject] = o.Kafka.Topics.Objects
 	p.topics[kindDLQ] = o.Kafka.Topics.DLQ
+	for _, t := range p.topics[kindAudit:] {
+		m.topicMissing.WithLabelValues(t).Set(0)
+	}
 	p.win = newWindow(o.Publish.MaxInFlightBytes, func(n int64) { m.inFlight.Set(float64(n)) })
 
 	rt := o.Transport
@@ -581,6 +588,9 @@ type Stats struct {
 	SpoolBytes int64
 	// SpoolSegments is the number of spool segment files.
 	SpoolSegments int
+	// MissingTopics are the topics the drainer found missing and waits
+	// for, sorted (refuse.go).
+	MissingTopics []string
 }
 
 // Stats returns a snapshot of the publisher's state.
@@ -588,8 +598,15 @@ func (p *Publisher) Stats() Stats {
 	p.mu.Lock()
 	spooling := p.spooling
 	p.mu.Unlock()
+	p.missingMu.Lock()
+	var missing []string
+	for k := range p.missing {
+		missing = append(missing, p.topics[k])
+	}
+	p.missingMu.Unlock()
+	slices.Sort(missing)
 	b, s := p.sp.Stats()
-	return Stats{Spooling: spooling, SpoolBytes: b, SpoolSegments: s}
+	return Stats{Spooling: spooling, SpoolBytes: b, SpoolSegments: s, MissingTopics: missing}
 }
 
 // Close stops taking records (Publish then returns ErrBackpressure), lets

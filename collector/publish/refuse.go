@@ -13,17 +13,28 @@ import (
 	"github.com/kubesift/kubesift/record"
 )
 
-// Records Kafka refuses for good.
+// Records Kafka refuses for good, and records whose topic is missing.
 //
 // Most produce errors pass (a broker restarting, a leader moving, a network
 // cut), and the drainer retries them forever: that is what makes an outage
 // lossless. A few never pass for a given record: it is larger than the
 // topic's max.message.bytes, the broker rejects its content, or its topic
-// does not exist or may not be written. Retrying those would stop the drain
-// for every record behind it, fill the spool and push back on every source
-// — one bad record (or one missing topic) would stop the whole collector.
-// So the drainer sends such a record to the dead-letter topic, with the
-// broker's error, and goes on.
+// may not be written. Retrying those would stop the drain for every record
+// behind it, fill the spool and push back on every source — one bad record
+// would stop the whole collector. So the drainer sends such a record to the
+// dead-letter topic, with the broker's error, and goes on.
+//
+// A topic that does not exist is different: nothing is wrong with the
+// record, the topic has not been created yet (`kubesift setup kafka`), and
+// once it is, every record must arrive. So its records stay in the spool,
+// and the drain waits for the topic, retrying with its usual backoff: the
+// spool's byte budget bounds the wait, and when it is full Publish pushes
+// back as during any outage. The spool is one line, so records of other
+// topics behind them wait too. While a topic is missing, the publisher logs
+// it at error level (once), sets kubesift_collector_publish_topic_missing
+// {topic} to 1 and names it in Stats().MissingTopics; the components' topic
+// check (internal/kafkatopics) fails /readyz with the same reason.
+// TestMissingTopicWaitsInTheSpool guards this.
 //
 // A broker error for a produce batch does not say which record caused it,
 // and a batch of small records can be refused as a whole (a batch larger
@@ -41,25 +52,20 @@ const (
 	retry verdict = iota
 	// refused: this record will never be written; dead-letter it.
 	refused
-	// topicMissing: the topic does not exist. It may be about to (topics
-	// created by the operator just after the collector started; metadata
-	// of a fresh topic propagating), so it is refused only once it lasted
-	// missingTopicGrace.
+	// topicMissing: the topic does not exist. The record stays in the
+	// spool until it does.
 	topicMissing
 )
-
-// missingTopicGrace is how long a topic must stay unknown before its records
-// are dead-lettered instead of waited for.
-var missingTopicGrace = 30 * time.Second
 
 // refusedHead is what a dead letter keeps of a refused record (or dead
 // letter) that the dead-letter topic refused as too large, too: small enough
 // for any broker's message.max.bytes.
 const refusedHead = 16 << 10
 
-// refusalReasons are the reasons classify gives (pre-created metric labels).
+// refusalReasons are the reasons classify gives the records it refuses
+// (pre-created metric labels).
 var refusalReasons = []string{"kafka_message_too_large", "kafka_invalid_record", "kafka_topic_authorization_failed",
-	"kafka_invalid_topic", "kafka_policy_violation", "kafka_unsupported_message_format", "kafka_unknown_topic"}
+	"kafka_invalid_topic", "kafka_policy_violation", "kafka_unsupported_message_format"}
 
 // classify maps a produce error to a verdict and a short stable reason (the
 // value of the dead letter's reason header and of the metric label).
@@ -111,36 +117,73 @@ func mayBePermanent(err error) bool {
 
 // isolate sends msgs (the records of a drain round Kafka did not
 // acknowledge, in spool order) one at a time with the single-record writer
-// and dead-letters each one refused alone. It returns an error — and the
-// round is retried whole — as soon as one fails with an error that may pass.
-func (p *Publisher) isolate(ctx context.Context, msgs []outMsg) error {
+// and dead-letters each one refused alone. It returns how many of msgs,
+// from the first, are done with (acknowledged or dead-lettered), and an
+// error as soon as one fails with an error that may pass or its topic is
+// missing: that record and the ones after it are sent again in a later
+// round.
+func (p *Publisher) isolate(ctx context.Context, msgs []outMsg) (int, error) {
 	for i := range msgs {
 		m := &msgs[i]
 		err := p.sendOne(ctx, m)
 		if err == nil {
-			delete(p.missing, m.kind)
+			p.markTopicFound(m.kind)
 			continue
 		}
 		v, reason := classify(err)
 		switch v {
 		case retry:
-			return fmt.Errorf("record %d of %d sent alone: %w", i+1, len(msgs), err)
+			return i, fmt.Errorf("record %d of %d sent alone: %w", i+1, len(msgs), err)
 		case topicMissing:
-			first, ok := p.missing[m.kind]
-			if !ok {
-				p.missing[m.kind] = time.Now()
-				first = time.Now()
-			}
-			if time.Since(first) < missingTopicGrace {
-				return fmt.Errorf("topic %s unknown for %s (dead-lettering its records after %s): %w",
-					p.topics[m.kind], time.Since(first).Round(time.Second), missingTopicGrace, err)
-			}
+			p.markTopicMissing(m.kind, err)
+			return i, fmt.Errorf("topic %s does not exist; its records wait in the spool: %w", p.topics[m.kind], err)
 		}
 		if err := p.deadLetterRefused(ctx, m, reason, err); err != nil {
-			return err
+			return i, err
 		}
 	}
-	return nil
+	return len(msgs), nil
+}
+
+// markTopicMissing records that k's topic does not exist: logged once (until it
+// is found again), the gauge set and the topic listed in Stats.
+func (p *Publisher) markTopicMissing(k kind, cause error) {
+	p.missingMu.Lock()
+	known := p.missing[k]
+	p.missing[k] = true
+	p.missingMu.Unlock()
+	if known {
+		return
+	}
+	p.m.topicMissing.WithLabelValues(p.topics[k]).Set(1)
+	p.log.Error("Kafka topic does not exist; its records (and the spooled records behind them) wait in the spool until it is created. Create the topics with: kubesift setup kafka -c <config>",
+		"topic", p.topics[k], "spool", p.cfg.Spool.Dir, "error", cause)
+}
+
+// markTopicFound clears what markTopicMissing recorded once a record of
+// k's topic was acknowledged.
+func (p *Publisher) markTopicFound(k kind) {
+	p.missingMu.Lock()
+	known := p.missing[k]
+	delete(p.missing, k)
+	p.missingMu.Unlock()
+	if known {
+		p.m.topicMissing.WithLabelValues(p.topics[k]).Set(0)
+		p.log.Info("Kafka topic exists now; draining its records", "topic", p.topics[k])
+	}
+}
+
+// markTopicsFound is markTopicFound for the kinds of msgs, all acknowledged.
+func (p *Publisher) markTopicsFound(msgs []outMsg) {
+	p.missingMu.Lock()
+	none := len(p.missing) == 0
+	p.missingMu.Unlock()
+	if none {
+		return
+	}
+	for i := range msgs {
+		p.markTopicFound(msgs[i].kind)
+	}
 }
 
 // sendOne writes one message alone (its own produce request) and waits for

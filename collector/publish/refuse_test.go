@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
 )
@@ -149,45 +151,100 @@ func TestRefusedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	checkRefusals(t, broker, p, reg, k.Topics.Audit, k.Topics.DLQ, maxMessage)
 }
 
-// TestMissingTopicDeadLetteredAfterGrace: records for a topic that does not
-// exist wait in the spool for missingTopicGrace, then go to the dead-letter
-// topic, and the drain goes on with the records behind them.
-func TestMissingTopicDeadLetteredAfterGrace(t *testing.T) {
-	old := missingTopicGrace
-	missingTopicGrace = 2 * time.Second
-	t.Cleanup(func() { missingTopicGrace = old })
-	c := fakeCluster(t)
-	broker := c.ListenAddrs()[0]
-	k := testKafkaConfig(c.ListenAddrs(), fakePrefix)
-	k.Topics.Events = fakePrefix + ".never-created.events"
-	reg := prometheus.NewRegistry()
-	p := newTestPublisher(t, k, testPublishConfig(t.TempDir()), reg)
-	defer closePublisher(t, p)
+// TestMissingTopicWaitsInTheSpool: records for a topic that does not exist
+// stay in the spool, with the records behind them, until the topic is
+// created — none goes to the dead-letter topic, however long it takes — and
+// then every record arrives exactly once: the record before them in the
+// spool is sent once, not again on every retry of the drain. On kfake and
+// on the test ground's Kafka (whose auto.create.topics.enable is on: the
+// publisher must not create topics by asking for their metadata).
+func TestMissingTopicWaitsInTheSpool(t *testing.T) {
+	tests := []struct {
+		name  string
+		kafka func(t *testing.T) (string, config.KafkaConfig)
+	}{
+		{"kfake", func(t *testing.T) (string, config.KafkaConfig) {
+			c := fakeCluster(t)
+			return c.ListenAddrs()[0], testKafkaConfig(c.ListenAddrs(), fakePrefix)
+		}},
+		{"real Kafka", func(t *testing.T) (string, config.KafkaConfig) {
+			testenv.Short(t)
+			return realKafka(t, "missing")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			broker, k := tc.kafka(t)
+			k.Topics.Events += ".late"
+			reg := prometheus.NewRegistry()
+			p := newTestPublisher(t, k, testPublishConfig(t.TempDir()), reg)
+			defer closePublisher(t, p)
 
-	start := time.Now()
-	if err := p.Publish(context.Background(), []*record.Record{eventRecord(1), eventRecord(2)}); err != nil {
-		t.Fatal(err)
+			// One Publish: the batch fails as a whole on the events
+			// topic's metadata and is spooled in order, so an audit
+			// record comes before the two that wait.
+			first := []*record.Record{auditRecord(1, "alice", 0), eventRecord(1), eventRecord(2)}
+			if err := p.Publish(context.Background(), first); err != nil {
+				t.Fatal(err)
+			}
+			behind := publishAll(t, p, []*record.Record{auditRecord(2, "bob", 0), auditRecord(3, "alice", 0)}, 2)
+			testenv.WaitFor(t, "the drain retrying on the missing topic", time.Minute, func() bool {
+				return testenv.Metric(t, reg, "kubesift_collector_publish_topic_missing", "topic", k.Topics.Events) == 1 &&
+					testenv.Metric(t, reg, "kubesift_collector_publish_sent_records_total", "path", "isolate") >= 10
+			})
+			if st := p.Stats(); !slices.Equal(st.MissingTopics, []string{k.Topics.Events}) || st.SpoolBytes == 0 {
+				t.Errorf("stats while the topic is missing: %+v", st)
+			}
+			if n := testenv.Metric(t, reg, "kubesift_collector_publish_dead_letters_total"); n != 0 {
+				t.Errorf("%v dead letters while the topic is missing", n)
+			}
+
+			testenv.CreateTopics(t, broker, 4, k.Topics.Events)
+			waitDrained(t, p)
+			if st := p.Stats(); len(st.MissingTopics) != 0 {
+				t.Errorf("missing topics after the drain: %v", st.MissingTopics)
+			}
+			if n := testenv.Metric(t, reg, "kubesift_collector_publish_topic_missing", "topic", k.Topics.Events); n != 0 {
+				t.Errorf("topic_missing{%s} = %v after the drain", k.Topics.Events, n)
+			}
+			events := map[string]bool{first[1].ID: true, first[2].ID: true}
+			audit := map[string]bool{first[0].ID: true}
+			for id := range behind {
+				audit[id] = true
+			}
+			for topic, want := range map[string]map[string]bool{k.Topics.Events: events, k.Topics.Audit: audit} {
+				if dups := checkAllOnce(t, testenv.ReadTopic(t, broker, topic), want); dups != 0 {
+					t.Errorf("%s: %d duplicates", topic, dups)
+				}
+			}
+			if dead := testenv.ReadTopic(t, broker, k.Topics.DLQ); len(dead) != 0 {
+				t.Errorf("%d dead letters, want none", len(dead))
+			}
+		})
 	}
-	after := publishAll(t, p, []*record.Record{auditRecord(1, "alice", 0), auditRecord(2, "bob", 0)}, 2)
-	waitDrained(t, p)
-	if d := time.Since(start); d < missingTopicGrace {
-		t.Errorf("dead-lettered after %s, before the grace of %s", d, missingTopicGrace)
+}
+
+func TestDonePrefix(t *testing.T) {
+	tests := []struct {
+		name     string
+		total    int
+		rest     []int // not acknowledged
+		isolated int   // of rest, finished by isolate
+		want     int
+	}{
+		{"none acknowledged, none isolated", 4, []int{0, 1, 2, 3}, 0, 0},
+		{"the first isolated", 4, []int{0, 1, 2, 3}, 1, 1},
+		{"acknowledged before the first failure", 5, []int{2, 3}, 0, 2},
+		{"acknowledged after an isolated one", 5, []int{1, 3}, 1, 3},
+		{"all isolated", 5, []int{1, 3}, 2, 5},
+		{"stops at the first not finished", 6, []int{0, 2, 4}, 2, 4},
 	}
-	checkAllOnce(t, testenv.ReadTopic(t, broker, k.Topics.Audit), after)
-	dead := testenv.ReadTopic(t, broker, k.Topics.DLQ)
-	if len(dead) != 2 {
-		t.Fatalf("%d dead letters, want 2", len(dead))
-	}
-	for _, m := range dead {
-		if v, _ := header(m, HeaderDLQRefused); v != "kafka_unknown_topic" {
-			t.Errorf("refused header %q", v)
-		}
-		if v, _ := header(m, HeaderDLQOrigin); v != k.Topics.Events {
-			t.Errorf("origin header %q, want %s", v, k.Topics.Events)
-		}
-	}
-	if n := testenv.Metric(t, reg, "kubesift_collector_publish_refused_records_total", "reason", "kafka_unknown_topic"); n != 2 {
-		t.Errorf("refused{kafka_unknown_topic} = %v", n)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := donePrefix(tc.total, tc.rest, tc.isolated); got != tc.want {
+				t.Errorf("donePrefix(%d, %v, %d) = %d, want %d", tc.total, tc.rest, tc.isolated, got, tc.want)
+			}
+		})
 	}
 }
 

@@ -80,6 +80,9 @@ type spoolPos struct {
 // belongs to the caller from then on.
 type spoolEntry struct {
 	payload []byte
+	// end is the position just past the entry: Commit(end) commits it and
+	// every entry before it.
+	end spoolPos
 }
 
 type spool struct {

@@ -147,13 +147,13 @@ func (s *spool) readSegment(seq uint64, off, limit, budget int64) ([]spoolEntry,
 			if err != nil {
 				return nil, off, err
 			}
-			return []spoolEntry{{payload: payload}}, off + int64(size), nil
+			return []spoolEntry{{payload: payload, end: spoolPos{seq: seq, off: off + int64(size)}}}, off + int64(size), nil
 		}
 		if err != nil {
 			return out, off + int64(p), err
 		}
-		out = append(out, spoolEntry{payload: payload})
 		p += size
+		out = append(out, spoolEntry{payload: payload, end: spoolPos{seq: seq, off: off + int64(p)}})
 	}
 	return out, off + int64(p), nil
 }

@@ -81,7 +81,7 @@ type LogConfig struct {
 
 // ServerConfig configures the HTTP server for /metrics, /healthz and /readyz.
 type ServerConfig struct {
-	Listen string `yaml:"listen"` // host:port; empty disables the server
+	Listen string `yaml:"listen"` // host:port; empty disables the server; KUBESIFT_SERVER_LISTEN overrides it
 	// MaxConnections caps the server's open connections (0: the default,
 	// obs.MetricsLimits); connections over it are closed at once.
 	MaxConnections int `yaml:"max_connections"`
@@ -103,6 +103,9 @@ type KafkaConfig struct {
 	Topics   TopicsConfig `yaml:"topics"`
 	TLS      TLSConfig    `yaml:"tls"`
 	SASL     SASLConfig   `yaml:"sasl"`
+	// TopicSettings are what `kubesift setup kafka` creates the topics
+	// with (kafka_topics_config.go).
+	TopicSettings TopicSettingsConfig `yaml:"topic_settings"`
 }
 
 // TopicsConfig names the topics (see ARCHITECTURE.md for their keys).
@@ -147,6 +150,7 @@ func Default() Config {
 				Audit: "kubesift.audit", Events: "kubesift.events", Objects: "kubesift.objects",
 				Alerts: "kubesift.alerts", DLQ: "kubesift.dlq",
 			},
+			TopicSettings: defaultTopicSettings(),
 		},
 		Sink:      SinkConfig{Elasticsearch: defaultElasticsearch()},
 		Collector: defaultCollector(),
@@ -165,6 +169,10 @@ const (
 	EnvESBearer      = "KUBESIFT_ES_BEARER_TOKEN"
 	// EnvMetricsBearer overrides server.bearer_token.
 	EnvMetricsBearer = "KUBESIFT_METRICS_BEARER_TOKEN"
+	// EnvServerListen overrides server.listen, so that the processes of
+	// one host (collect, process, notify) can share one configuration file
+	// with a metrics port each (docs/deployment.md).
+	EnvServerListen = "KUBESIFT_SERVER_LISTEN"
 )
 
 // Parse reads a configuration from YAML text (strict), applies environment
@@ -214,6 +222,9 @@ func ParseDocument(data []byte, name string, getenv func(string) string) (*Docum
 	}
 	if err := c.resolveSecrets(getenv); err != nil {
 		return nil, located(name, lines, err)
+	}
+	if v := getenv(EnvServerListen); v != "" {
+		c.Server.Listen = v
 	}
 	if err := c.Validate(); err != nil {
 		return nil, located(name, lines, err)
@@ -297,6 +308,7 @@ func (c *Config) Validate() error {
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
 		v.add("kafka.tls", "cert_file and key_file go together")
 	}
+	c.Kafka.TopicSettings.validate(&v, c)
 	c.Sink.Elasticsearch.validate(&v)
 	c.Collector.validate(&v)
 	c.Publish.validate(&v)

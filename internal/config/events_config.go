@@ -57,7 +57,8 @@ type EventsConfig struct {
 type EventsWatermarkConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// Namespace of the Lease; empty means the collector's own namespace
-	// (POD_NAMESPACE, else the service account's namespace file).
+	// (POD_NAMESPACE, else the service account's namespace file, else
+	// "default" outside a pod).
 	Namespace string `yaml:"namespace"`
 	// LeaseName is the Lease holding the watermark annotation.
 	LeaseName string `yaml:"lease_name"`
@@ -70,7 +71,8 @@ type EventsWatermarkConfig struct {
 // cluster that ships Events.
 type EventsLeaderElectionConfig struct {
 	Enabled bool `yaml:"enabled"`
-	// Namespace of the Lease; empty means the collector's own namespace.
+	// Namespace of the Lease; empty means the collector's own namespace
+	// ("default" outside a pod).
 	Namespace string `yaml:"namespace"`
 	// LeaseName is the election Lease.
 	LeaseName string `yaml:"lease_name"`

@@ -197,3 +197,15 @@ func leadersReady(topics []kafka.Topic, want map[string]int) bool {
 	}
 	return true
 }
+
+// DeleteTopics deletes a test's topics from the real broker at cleanup, so
+// repeated runs do not fill the shared server; errors (a topic already
+// gone) are ignored. It uses a transport of its own for the reason ReadTopic
+// gives.
+func DeleteTopics(broker string, topics ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, done := ownClient(broker)
+	defer done()
+	_, _ = c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+}
