@@ -32,6 +32,7 @@ var printsNoData = map[string]string{
 	"kubesift report":                "writes an HTML file (-o FILE); stdout is one line naming it",
 	"kubesift setup es":              "installs templates; stdout is one line of status",
 	"kubesift setup kibana":          "imports saved objects; stdout is status",
+	"kubesift setup all":             "runs setup es, kafka and kibana; each prints its status (setup kafka -o json has the data)",
 	"kubesift silence expire":        "prints one status line per silence",
 	"kubesift help":                  "help text",
 	"kubesift completion bash":       "a shell script",
@@ -147,6 +148,19 @@ func TestDataCommandsPrintJSON(t *testing.T) {
 		"kubesift silence list": {args: func(t *testing.T) []string {
 			return append([]string{"silence", "list"}, silenceAPIFlags(t)...)
 		}},
+		"kubesift setup kafka": {args: func(t *testing.T) []string {
+			prefix := fmt.Sprintf("it-json-%d", time.Now().UnixNano())
+			cfg := filepath.Join(t.TempDir(), "kafka.yaml")
+			body := fmt.Sprintf("kafka:\n  brokers: [%q]\n  topic_settings: {partitions: 1, replication_factor: 1, min_insync_replicas: 1}\n  topics: {audit: %s.audit, events: %s.events, objects: %s.objects, alerts: %s.alerts, dlq: %s.dlq}\n",
+				testenv.KafkaBrokers(t)[0], prefix, prefix, prefix, prefix, prefix)
+			if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				testenv.DeleteTopics(testenv.KafkaBrokers(t)[0], prefix+".audit", prefix+".events", prefix+".objects", prefix+".alerts", prefix+".dlq")
+			})
+			return []string{"setup", "kafka", "-c", cfg}
+		}, nonEmpty: true},
 		"kubesift posture scan": {args: func(t *testing.T) []string {
 			return []string{"posture", "scan", "--kubeconfig", groundKubeconfig(t), "--cluster", "ground", "--fail-on", "critical"}
 		}, lines: true},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,7 +34,7 @@ func (k *kafkaFlags) flags(cmd *cobra.Command) {
 func newSetupKafkaCommand(g *globalFlags) *cobra.Command {
 	var (
 		k       kafkaFlags
-		output  string
+		output  outputFormat
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
@@ -59,25 +58,22 @@ kafka section's TLS and SASL settings. docs/deployment.md describes the topics.`
   kubesift setup kafka -c kubesift.yaml --apply-drift -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("setup kafka: -o %q: not text or json", output)
-			}
 			cfg, _, err := g.load(cmd)
 			if err != nil {
 				return err
 			}
-			return k.run(cmd, cfg, output, timeout)
+			return k.run(cmd, cfg, output.json(), timeout)
 		},
 	}
 	k.flags(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	output.bind(cmd, "text")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
 	return cmd
 }
 
 // run is `setup kafka`: Setup within timeout, the report on stdout, and an
 // error when drift remains that --allow-drift does not accept.
-func (k *kafkaFlags) run(cmd *cobra.Command, cfg *config.Config, output string, timeout time.Duration) error {
+func (k *kafkaFlags) run(cmd *cobra.Command, cfg *config.Config, asJSON bool, timeout time.Duration) error {
 	a, err := kafkatopics.NewAdmin(cfg.Kafka, timeout)
 	if err != nil {
 		return fmt.Errorf("setup kafka: %w", err)
@@ -87,10 +83,8 @@ func (k *kafkaFlags) run(cmd *cobra.Command, cfg *config.Config, output string, 
 	defer cancel()
 	rep, err := a.Setup(ctx, kafkatopics.Specs(cfg), k.opts)
 	out := cmd.OutOrStdout()
-	if output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if jerr := enc.Encode(struct {
+	if asJSON {
+		if jerr := writeJSON(out, struct {
 			kafkatopics.Report
 			Changed    bool `json:"changed"`
 			Unresolved int  `json:"unresolved"`
@@ -183,7 +177,7 @@ the kibana flags those of "setup kibana" with a kibana- prefix.`,
 			if err := setupES(cmd, cfg, log, timeout); err != nil {
 				return err
 			}
-			if err := kf.run(cmd, cfg, "text", timeout); err != nil {
+			if err := kf.run(cmd, cfg, false, timeout); err != nil {
 				return err
 			}
 			if kib.opts.URL == "" {

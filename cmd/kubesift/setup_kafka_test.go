@@ -25,7 +25,7 @@ func TestSetupKafkaErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"output", []string{"-c", noBrokers, "-o", "yaml"}, `-o "yaml": not text or json`},
+		{"output", []string{"-c", noBrokers, "-o", "yaml"}, `"yaml" is not one of text, json`},
 		{"no brokers", []string{"-c", noBrokers}, "kafka.brokers: at least one broker is required"},
 		{"settings", []string{"-c", badSettings}, "kafka.topic_settings.audit.min_insync_replicas: 2 is more than the replication factor 1"},
 	}
