@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -100,6 +101,11 @@ type KafkaConfig struct {
 	Topics   TopicsConfig `yaml:"topics"`
 	TLS      TLSConfig    `yaml:"tls"`
 	SASL     SASLConfig   `yaml:"sasl"`
+
+	// LagInterval is how often a consumer (processor, posture consumer,
+	// notifier) asks the broker for its group's committed offsets and the
+	// partitions' high watermarks (kubesift_consumer_lag); 0 disables.
+	LagInterval time.Duration `yaml:"lag_interval"`
 }
 
 // TopicsConfig names the topics (see ARCHITECTURE.md for their keys).
@@ -144,6 +150,7 @@ func Default() Config {
 				Audit: "kubesift.audit", Events: "kubesift.events", Objects: "kubesift.objects",
 				Alerts: "kubesift.alerts", DLQ: "kubesift.dlq",
 			},
+			LagInterval: 15 * time.Second,
 		},
 		Sink:      SinkConfig{Elasticsearch: defaultElasticsearch()},
 		Collector: defaultCollector(),
@@ -259,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
 		v.add("kafka.tls", "cert_file and key_file go together")
+	}
+	if c.Kafka.LagInterval < 0 {
+		v.add("kafka.lag_interval", "must not be negative (0 disables)")
 	}
 	c.Sink.Elasticsearch.validate(&v)
 	c.Collector.validate(&v)

@@ -21,6 +21,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"bad mechanism", "kafka:\n  sasl:\n    mechanism: kerberos\n", `kafka.sasl.mechanism: "kerberos" is not one of`},
 		{"two es auths", "sink:\n  elasticsearch:\n    api_key: k\n    username: u\n    password: p\n", "use one of"},
 		{"empty topic", "kafka:\n  topics:\n    dlq: \"\"\n", "kafka.topics.dlq: must not be empty"},
+		{"negative lag interval", "kafka:\n  lag_interval: -1s\n", "kafka.lag_interval: must not be negative"},
 		{"bad duration", "sink:\n  elasticsearch:\n    flush_interval: soon\n", "line 3"},
 		{"missing secret file", "sink:\n  elasticsearch:\n    password_file: /nonexistent/pw\n", "sink.elasticsearch.password_file: open /nonexistent/pw"},
 	}
