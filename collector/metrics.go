@@ -8,6 +8,18 @@ import (
 	"github.com/kubesift/kubesift/internal/obs"
 )
 
+// Reasons of kubesift_collector_dead_letters_total and _rejected_total the
+// sources share beside the decoder's (record.DecodeReasons).
+const (
+	// ReasonRedaction: the sanitizer failed on a record; what it could not
+	// redact is never published.
+	ReasonRedaction = "redaction"
+	// ReasonPartialLine: a file ended inside a line when it was left.
+	ReasonPartialLine = "partial_line"
+	// ReasonMalformed (rejected_total): input that is no document.
+	ReasonMalformed = "malformed"
+)
+
 // SourceMetrics are the counter families every source of one collector
 // shares, told apart by the label source ("audit-webhook", "audit-tail", …).
 type SourceMetrics struct {

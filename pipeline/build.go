@@ -136,6 +136,8 @@ func newBuiltProcessor(cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor,
 	if err := deps.Registerer.Register(reloads); err != nil {
 		return nil, fmt.Errorf("rules metrics: %w", err)
 	}
+	reloads.WithLabelValues(reloadOK)
+	reloads.WithLabelValues(reloadError)
 	log.Info("rules loaded", "rules", len(eng.Set().Rules()), "builtin", !rc.NoBuiltin, "dirs", rc.Dirs)
 	docs, err := ecs.New(cfg.Sink.Elasticsearch)
 	if err != nil {
@@ -176,6 +178,7 @@ func closeQuietly(w sink.Writer, log *slog.Logger) {
 type Group interface {
 	Add(name string, run lifecycle.RunFunc)
 	AddMain(name string, run lifecycle.RunFunc)
+	AddService(name string, run lifecycle.RunFunc)
 }
 
 // Add registers the processor's components with g: the rule-file watcher
@@ -189,16 +192,22 @@ type Group interface {
 // writer they share.
 func (b *BuiltProcessor) Add(g Group) {
 	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
-		g.Add("rules reload", b.watchRules)
+		g.AddService("rules reload", b.watchRules)
 	}
 	if b.ready != nil {
-		g.Add("processor readiness", b.reportReady)
+		g.AddService("processor readiness", b.reportReady)
 	}
 	g.AddMain("processor", b.Run)
 	if b.Posture != nil {
-		g.Add("posture consumer", b.Posture.Run)
+		g.AddService("posture consumer", b.Posture.Run)
 	}
 }
+
+// Results of kubesift_rules_reloads_total.
+const (
+	reloadOK    = "ok"
+	reloadError = "error" // the previous rules stay in force
+)
 
 // newReloadsCounter is kubesift_rules_reloads_total.
 func newReloadsCounter() *prometheus.CounterVec {
@@ -219,10 +228,10 @@ func (b *BuiltProcessor) watchRules(ctx context.Context) error {
 // are in force. A reload that failed leaves both on the previous set.
 func (b *BuiltProcessor) reloaded(ctx context.Context, err error) {
 	if err != nil {
-		b.reloads.WithLabelValues("error").Inc()
+		b.reloads.WithLabelValues(reloadError).Inc()
 		return
 	}
-	b.reloads.WithLabelValues("ok").Inc()
+	b.reloads.WithLabelValues(reloadOK).Inc()
 	if b.Posture == nil {
 		return
 	}

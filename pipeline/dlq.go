@@ -100,7 +100,10 @@ func reasonType(reason string) string {
 	t, _, _ := strings.Cut(reason, ":")
 	t = strings.TrimSpace(t)
 	if t == "" || len(t) > 64 || strings.ContainsAny(t, " \t\n[]{}\"") {
-		return "rejected"
+		return reasonRejected
 	}
 	return t
 }
+
+// reasonRejected is reasonType's answer for a reason that names no type.
+const reasonRejected = "rejected"

@@ -18,14 +18,23 @@ type GroupTopics struct {
 	Topics []string
 }
 
-// PipelineGroups are the consumer groups of cfg's processor and notifier:
-// when both have committed the end of what they read, every record
-// published is indexed and every alert notified.
-func PipelineGroups(cfg *config.Config) []GroupTopics {
-	return []GroupTopics{
-		{cfg.Processor.GroupID, cfg.Processor.ConsumedTopics(cfg.Kafka)},
-		{cfg.Notify.ConsumerGroup, []string{cfg.Kafka.Topics.Alerts}},
+// ConsumerGroups are the consumer groups a command runs: the processor's
+// (and the posture consumer's, when processor.posture.enabled) and the
+// notifier's, as asked. When all of them have committed the end of what
+// they read, every record published is indexed and every alert notified
+// (WaitDrained); LagMonitor watches them.
+func ConsumerGroups(cfg *config.Config, processor, notifier bool) []GroupTopics {
+	var gs []GroupTopics
+	if processor {
+		gs = append(gs, GroupTopics{cfg.Processor.GroupID, cfg.Processor.ConsumedTopics(cfg.Kafka)})
+		if cfg.Processor.Posture.Enabled {
+			gs = append(gs, GroupTopics{cfg.Processor.Posture.GroupID, []string{cfg.Kafka.Topics.Objects}})
+		}
 	}
+	if notifier {
+		gs = append(gs, GroupTopics{cfg.Notify.ConsumerGroup, []string{cfg.Kafka.Topics.Alerts}})
+	}
+	return gs
 }
 
 // drainPoll is how often WaitDrained asks the broker.
@@ -79,15 +88,49 @@ func drained(ctx context.Context, cl *kafka.Client, groups []GroupTopics, log *s
 
 // groupLag is how many messages of topics the group has not committed.
 func groupLag(ctx context.Context, cl *kafka.Client, group string, topics []string) (int64, error) {
-	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	ps, err := groupOffsets(ctx, cl, group, topics)
 	if err != nil {
 		return 0, err
+	}
+	var lag int64
+	for _, p := range ps {
+		lag += p.lag()
+	}
+	return lag, nil
+}
+
+// partitionOffsets is where one partition of a group's topic stands, as the
+// broker sees it.
+type partitionOffsets struct {
+	topic     string
+	partition int
+	first     int64 // oldest offset still in the log
+	end       int64 // high watermark: the next offset to be written
+	committed int64 // the group's committed offset; -1 when none
+}
+
+// lag is what the group has not committed of the partition: all of it
+// when it committed nothing (or only what retention has deleted since).
+func (p partitionOffsets) lag() int64 {
+	c := p.committed
+	if c < p.first {
+		c = p.first
+	}
+	return max(p.end-c, 0)
+}
+
+// groupOffsets asks the broker for the first and end offsets of every
+// partition of topics and for the group's committed offsets.
+func groupOffsets(ctx context.Context, cl *kafka.Client, group string, topics []string) ([]partitionOffsets, error) {
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
 	}
 	ends := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	fetch := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
 	for _, t := range md.Topics {
 		if t.Error != nil {
-			return 0, fmt.Errorf("topic %s: %w", t.Name, t.Error)
+			return nil, fmt.Errorf("topic %s: %w", t.Name, t.Error)
 		}
 		for _, p := range t.Partitions {
 			ends.Topics[t.Name] = append(ends.Topics[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
@@ -96,28 +139,26 @@ func groupLag(ctx context.Context, cl *kafka.Client, group string, topics []stri
 	}
 	lo, err := cl.ListOffsets(ctx, ends)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	committed, err := committedOffsets(ctx, cl, fetch)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var lag int64
+	var out []partitionOffsets
 	for topic, ps := range lo.Topics {
 		for _, p := range ps {
 			if p.Error != nil {
-				return 0, p.Error
+				return nil, fmt.Errorf("topic %s partition %d: %w", topic, p.Partition, p.Error)
 			}
 			c, ok := committed[topic][p.Partition]
-			if !ok || c < p.FirstOffset {
-				c = p.FirstOffset // nothing committed yet (-1): all of it is lag
+			if !ok {
+				c = -1
 			}
-			if p.LastOffset > c {
-				lag += p.LastOffset - c
-			}
+			out = append(out, partitionOffsets{topic: topic, partition: p.Partition, first: p.FirstOffset, end: p.LastOffset, committed: c})
 		}
 	}
-	return lag, nil
+	return out, nil
 }
 
 // committedOffsets is the group's committed offset of each partition of

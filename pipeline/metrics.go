@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // Kinds of documents and produced messages (metric labels).
@@ -73,7 +75,7 @@ func newMetrics() *metrics {
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "consumed_total", Help: "Kafka messages read, by topic."}, []string{"topic"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "lag", Help: "Messages behind the partition's high watermark, as of the last message read."}, []string{"topic", "partition"}),
+			Name: "lag", Help: "Messages behind the partition's high watermark, as of the last message read: it stands still when the consumer stalls (kubesift_consumer_lag is the broker's view)."}, []string{"topic", "partition"}),
 		indexed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "indexed_total", Help: "Documents the store wrote, by kind (record, alert)."}, []string{"kind"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -112,6 +114,18 @@ func newMetrics() *metrics {
 		m.deadLetters.WithLabelValues(s)
 	}
 	return m
+}
+
+// precreate exports the series whose label values are known once the
+// configuration is: each consumed topic, and the rejection reasons an
+// alert watches (the store's types for a document that does not fit).
+func (m *metrics) precreate(topics []string) {
+	for _, t := range topics {
+		m.consumed.WithLabelValues(t)
+	}
+	for _, r := range append([]string{reasonRejected}, elasticsearch.DocumentRejectTypes...) {
+		m.rejected.WithLabelValues(r)
+	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {

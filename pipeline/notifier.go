@@ -284,17 +284,17 @@ func (nt *Notifier) Close() error {
 // consumer is the main component: its return ends the group.
 func (nt *Notifier) Add(g Group) {
 	if nt.states != nil {
-		g.Add("delivery states", func(ctx context.Context) error { nt.states.Run(ctx); return nil })
+		g.AddService("delivery states", func(ctx context.Context) error { nt.states.Run(ctx); return nil })
 	}
 	if nt.silencer != nil {
-		g.Add("silences", func(ctx context.Context) error { nt.silencer.Run(ctx); return nil })
+		g.AddService("silences", func(ctx context.Context) error { nt.silencer.Run(ctx); return nil })
 	}
-	g.Add("dispatcher", nt.d.Run)
+	g.AddService("dispatcher", nt.d.Run)
 	if nt.deadman != nil {
-		g.Add("dead-man check", func(ctx context.Context) error { nt.deadman.Run(ctx, nt.every); return nil })
+		g.AddService("dead-man check", func(ctx context.Context) error { nt.deadman.Run(ctx, nt.every); return nil })
 	}
 	if nt.api != nil {
-		g.Add("silence API", nt.api.serve)
+		g.AddService("silence API", nt.api.serve)
 	}
 	g.AddMain("notifier", func(ctx context.Context) error {
 		nt.log.Info("notifier starting", "group", nt.consumer.o.GroupID, "topic", nt.consumer.o.Topic, "receivers", nt.receivers)
@@ -304,6 +304,16 @@ func (nt *Notifier) Add(g Group) {
 		}
 		return err
 	})
+}
+
+// Flush sends every aggregation group now, without waiting for its
+// timers (notify.Dispatcher.Flush): for the end of a replay.
+func (nt *Notifier) Flush() { nt.d.Flush() }
+
+// Status is the dispatcher's delivery status: the groups not yet flushed
+// and each integration's (notify.Dispatcher.Status).
+func (nt *Notifier) Status() (waitingGroups int, integrations []notify.DeliveryStatus) {
+	return nt.d.Status()
 }
 
 // silenceAPI is the silence API's server on its bound listener.

@@ -35,6 +35,12 @@ type NotifyConsumerOptions struct {
 	Registerer  prometheus.Registerer
 }
 
+// Outcomes of kubesift_notify_consumed_total.
+const (
+	consumedOK         = "ok"
+	consumedDeadLetter = "dead_letter"
+)
+
 // NotifyConsumer is the notifier's Kafka loop: it reads the alerts topic in a
 // kafka-go consumer group and hands each alert to a notify.Dispatcher. It
 // lives here, not in sink/notify, because it tracks and commits offsets
@@ -80,6 +86,9 @@ func NewNotifyConsumer(o NotifyConsumerOptions) (*NotifyConsumer, error) {
 	}
 	if err := obs.Register(o.Registerer, c.consumed, c.commits); err != nil {
 		return nil, fmt.Errorf("notify consumer metrics: %w", err)
+	}
+	for _, outcome := range []string{consumedOK, consumedDeadLetter} {
+		c.consumed.WithLabelValues(outcome)
 	}
 	return c, nil
 }
@@ -211,7 +220,7 @@ func (c *NotifyConsumer) consume(ctx context.Context, p *notifyPartition) {
 		if err != nil {
 			// Bad input: dead-lettered with its reason, counted, logged,
 			// and then acknowledged — it never blocks the partition.
-			c.consumed.WithLabelValues("dead_letter").Inc()
+			c.consumed.WithLabelValues(consumedDeadLetter).Inc()
 			c.log.Warn("notify: undecodable alert message; dead-lettered", "partition", p.id, "offset", off, "err", err)
 			if derr := c.o.DLQ(ctx, m, "decode", err); derr != nil {
 				// Not durable anywhere: leave it unacknowledged, so it is
@@ -222,7 +231,7 @@ func (c *NotifyConsumer) consume(ctx context.Context, p *notifyPartition) {
 			ack(off)
 			continue
 		}
-		c.consumed.WithLabelValues("ok").Inc()
+		c.consumed.WithLabelValues(consumedOK).Inc()
 		if err := c.o.Dispatcher.Add(ctx, a, func() { ack(off) }); err != nil {
 			return // ctx ended
 		}

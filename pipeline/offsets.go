@@ -19,7 +19,8 @@
 // its dead-letter writer. Both are run by adding them to an
 // internal/lifecycle Group (BuiltProcessor.Add adds the rule-file watcher
 // too). WaitDrained (drain.go) tells, from the broker's committed offsets,
-// when both consumer groups have taken everything; SaveDeadLetters
+// when both consumer groups have taken everything; LagMonitor (lag.go)
+// exports each group's lag from the same answers; SaveDeadLetters
 // (deadletters.go) copies a dead-letter topic to an NDJSON file.
 // NewProcessor also builds the posture consumer (PostureConsumer) when
 // processor.posture.enabled: a consumer group of its own on the objects

@@ -48,7 +48,7 @@ func newPostureMetrics() *postureMetrics {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "dlq_total", Help: "Posture dead letters acknowledged by Kafka, by stage (decode, document, index)."}, []string{"stage"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "lag", Help: "Messages behind the objects partition's high watermark, as of the last message read."}, []string{"partition"}),
+			Name: "lag", Help: "Messages behind the objects partition's high watermark, as of the last message read: it stands still when the consumer stalls (kubesift_consumer_lag is the broker's view)."}, []string{"partition"}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "committed_offset", Help: "Last offset of the objects topic committed, per partition."}, []string{"partition"}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,

@@ -127,6 +127,7 @@ func New(o Options) (*Processor, error) {
 	if err := p.m.register(o.Registerer); err != nil {
 		return nil, err
 	}
+	p.m.precreate(p.topics)
 	p.prod = newProducer(o.Kafka, o.Processor.Produce, rt, o.Logger, p.m)
 	p.life, p.lifeCancel = context.WithCancel(context.Background())
 	return p, nil

@@ -64,7 +64,21 @@ var (
 	ErrSchema = errors.New("unsupported record schema")
 )
 
-// Reason maps an error to a metric-friendly reason.
+// The reasons Reason returns (metric labels, dead-letter reasons).
+const (
+	ReasonTooLarge    = "too_large"
+	ReasonUnknownKind = "unknown_kind"
+	ReasonSchema      = "schema"
+	ReasonSyntax      = "syntax"
+	ReasonField       = "field"
+	ReasonOther       = "other"
+)
+
+// DecodeReasons is every reason Reason returns, for metrics that export
+// each at 0 before the first bad input.
+var DecodeReasons = []string{ReasonTooLarge, ReasonUnknownKind, ReasonSchema, ReasonSyntax, ReasonField, ReasonOther}
+
+// Reason maps an error to a metric-friendly reason (one of DecodeReasons).
 func Reason(err error) string {
 	var fe *FieldError
 	var se *syntaxError
@@ -72,17 +86,17 @@ func Reason(err error) string {
 	case err == nil:
 		return ""
 	case errors.Is(err, ErrTooLarge):
-		return "too_large"
+		return ReasonTooLarge
 	case errors.Is(err, ErrUnknownKind):
-		return "unknown_kind"
+		return ReasonUnknownKind
 	case errors.Is(err, ErrSchema):
-		return "schema"
+		return ReasonSchema
 	case errors.As(err, &se):
-		return "syntax"
+		return ReasonSyntax
 	case errors.As(err, &fe):
-		return "field"
+		return ReasonField
 	}
-	return "other"
+	return ReasonOther
 }
 
 // syntaxError is a JSON syntax error with its offset inside the document.

@@ -47,7 +47,8 @@ a line is acknowledged (2xx, tail position) only once Kafka or the disk spool ha
   #   kafka: {brokers: ["kafka-0:9092"]}
   #   collector:
   #     audit_tail: {enabled: true, paths: [/var/log/kubernetes/audit/audit.log]}`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotationListens: "server.listen,collector.audit_webhook.listen"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := g.load(cmd)
 			if err != nil {
@@ -114,9 +115,7 @@ func runCollect(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	// The group stops in reverse: the sources first, then /metrics, which
 	// reports on them to the end.
 	g := lifecycle.New(log)
-	if cfg.Server.Listen != "" {
-		g.Add("metrics server", func(ctx context.Context) error { return srv.Run(ctx, cfg.Server) })
-	}
+	addMetricsServer(g, srv, cfg.Server)
 	addTopicWatch(g, srv, cfg, log, kafkatopics.CollectorTopics(cfg))
 	for _, s := range srcs {
 		g.Add(s.Name, s.Run)

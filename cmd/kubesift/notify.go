@@ -43,7 +43,8 @@ describes the configuration.`,
   #         slack_configs: [{url_file: /run/secrets/slack-webhook, kibana_url: "https://kibana:5601"}]
   #     silences: {api: {listen: ":9095", token_file: /run/secrets/silence-token}}
   #     deadman: {enabled: true, threshold: 15m}`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotationListens: "server.listen,notify.silences.api.listen"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := g.load(cmd)
 			if err != nil {
@@ -59,13 +60,16 @@ describes the configuration.`,
 func runNotify(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	srv := obs.New(log)
 	srv.SetReady("notify", errors.New("starting"))
+	g := lifecycle.New(log)
+	addMetricsServer(g, srv, cfg.Server)
+	addTopicWatch(g, srv, cfg, log, kafkatopics.NotifierTopics(cfg))
+	if err := addLagMonitor(g, cfg, pipeline.ConsumerGroups(cfg, false, true), srv.Registry, log); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
 	nt, err := pipeline.NewNotifier(ctx, cfg, pipeline.NotifierDeps{Registerer: srv.Registry, Logger: log})
 	if err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
-	g := lifecycle.New(log)
-	addMetricsServer(g, srv, cfg.Server)
-	addTopicWatch(g, srv, cfg, log, kafkatopics.NotifierTopics(cfg))
 	nt.Add(g)
 	// Ready once built: the silences have been read.
 	srv.SetReady("notify", nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/kubesift/kubesift/internal/config"
@@ -47,7 +48,8 @@ on server.listen. SIGINT/SIGTERM stop fetching, drain in-flight records, commit 
   #   kafka: {brokers: ["kafka-0:9092"]}
   #   sink: {elasticsearch: {addresses: ["https://es:9200"], api_key_file: /run/secrets/es-key}}
   #   processor: {group_id: kubesift-processor}`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotationListens: "server.listen"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := g.load(cmd)
 			if err != nil {
@@ -78,6 +80,12 @@ func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.L
 	}
 	srv := obs.New(log)
 	srv.SetReady("processor", errors.New("starting"))
+	g := lifecycle.New(log)
+	addMetricsServer(g, srv, cfg.Server)
+	addTopicWatch(g, srv, cfg, log, kafkatopics.ProcessorTopics(cfg))
+	if err := addLagMonitor(g, cfg, pipeline.ConsumerGroups(cfg, true, false), srv.Registry, log); err != nil {
+		return fmt.Errorf("process: %w", err)
+	}
 	p, err := pipeline.NewProcessor(ctx, cfg, pipeline.ProcessorDeps{
 		Registerer: srv.Registry, Logger: log, SetupStore: setup,
 		Ready: func(err error) { srv.SetReady("processor", err) },
@@ -85,9 +93,6 @@ func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.L
 	if err != nil {
 		return fmt.Errorf("process: %w", err)
 	}
-	g := lifecycle.New(log)
-	addMetricsServer(g, srv, cfg.Server)
-	addTopicWatch(g, srv, cfg, log, kafkatopics.ProcessorTopics(cfg))
 	p.Add(g)
 	if err := g.Run(ctx); err != nil {
 		return fmt.Errorf("process: %w", err)
@@ -95,11 +100,33 @@ func runProcess(ctx context.Context, cfg *config.Config, setup bool, log *slog.L
 	return nil
 }
 
+// annotationListens is the annotation of a command that runs until it is
+// stopped, naming the configuration fields of the addresses it listens on
+// (comma-separated). TestServingCommandsFailOnTakenAddress starts every
+// such command with each address taken and expects a non-zero exit.
+const annotationListens = "kubesift.listens"
+
 // addMetricsServer adds the /metrics, /healthz and /readyz server to g
-// when server.listen is set. Commands add it first, so it stops last and
-// answers probes while the rest shuts down.
+// when server.listen is set, as a service: an address it cannot bind ends
+// the command with an error naming it. Commands add it first, so it stops
+// last and answers probes while the rest shuts down.
 func addMetricsServer(g *lifecycle.Group, srv *obs.Server, c config.ServerConfig) {
 	if c.Listen != "" {
-		g.Add("metrics server", func(ctx context.Context) error { return srv.Run(ctx, c) })
+		g.AddService("metrics server", func(ctx context.Context) error { return srv.Run(ctx, c) })
 	}
+}
+
+// addLagMonitor adds the consumer-lag monitor of groups to g (after the
+// metrics server, so it is read to the end) unless kafka.lag_interval is
+// 0.
+func addLagMonitor(g *lifecycle.Group, cfg *config.Config, groups []pipeline.GroupTopics, reg prometheus.Registerer, log *slog.Logger) error {
+	if cfg.Kafka.LagInterval <= 0 || len(groups) == 0 {
+		return nil
+	}
+	m, err := pipeline.NewLagMonitor(cfg.Kafka, groups, cfg.Kafka.LagInterval, reg, log)
+	if err != nil {
+		return err
+	}
+	g.AddService("consumer lag", m.Run)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,7 @@ type runOptions struct {
 	follow     bool
 	quiet      bool
 	progress   string
+	notifyWait time.Duration
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -75,8 +77,11 @@ published to the objects topic first; --kubeconfig watches that cluster's Events
 (read-only: no leader Lease, no watermark) and, for posture, its objects (the objects
 source, with its leader Lease as in collect); the collector: section of
 the configuration adds the audit webhook receiver and the audit log tail. With only files,
-run ends once every record is indexed and every alert notified; with a live source (or
---follow) it runs until SIGINT/SIGTERM. On a signal it stops reading, lets the in-flight
+run ends once every record is indexed and every alert notified: when the input is processed
+it sends the receivers' waiting groups at once (group_wait and group_interval have nothing
+left to wait for) and waits up to --notify-wait for their deliveries; notifications still
+undelivered then are listed in the summary, with each receiver's last error, and run exits 1.
+With a live source (or --follow) it runs until SIGINT/SIGTERM. On a signal it stops reading, lets the in-flight
 records finish, flushes what was acknowledged, and exits within 5 seconds.`,
 		Example: `  # the bundled scenario: an attack recorded on a real kube-apiserver
   kubesift run examples/scenario
@@ -85,6 +90,7 @@ records finish, flushes what was acknowledged, and exits within 5 seconds.`,
   # against a real Kafka and Elasticsearch instead of the embedded ones
   kubesift run -c run.yaml examples/scenario
   #   run.yaml: {kafka: {brokers: ["localhost:9092"]}, sink: {elasticsearch: {addresses: ["http://localhost:9200"]}}}`,
+		Annotations: map[string]string{annotationListens: "server.listen,collector.audit_webhook.listen"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The console is for alerts: unless asked, only warnings log.
 			if g.logLevel == "" && g.configFile == "" {
@@ -124,8 +130,14 @@ records finish, flushes what was acknowledged, and exits within 5 seconds.`,
 	f.BoolVar(&o.follow, "follow", false, "keep running after the files are replayed (until Ctrl-C)")
 	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert and posture finding; only the summary")
 	f.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
+	f.DurationVar(&o.notifyWait, "notify-wait", defaultNotifyWait, "with only files: how long to wait for the receivers' deliveries once every alert is raised (0: the default)")
 	return cmd
 }
+
+// defaultNotifyWait is --notify-wait's default: long enough for a few
+// retries of a receiver that hiccups, short enough that a receiver that is
+// down does not hold a replay for retry.give_up_after (an hour).
+const defaultNotifyWait = 30 * time.Second
 
 // runShutdownBudget bounds the orderly shutdown after a signal.
 const runShutdownBudget = 4 * time.Second
@@ -180,6 +192,9 @@ type allInOne struct {
 	drained bool
 	dlFile  string
 	dlCount int
+	// undelivered are the receivers' integrations with notifications
+	// still on their way when --notify-wait ran out (none: all delivered).
+	undelivered []notify.DeliveryStatus
 }
 
 // runAll wires and runs the whole pipeline; see newRunCommand.
@@ -206,7 +221,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	}
 	g := a.group(ctx)
 	prog := &progress{reg: a.srv.Registry, rp: a.rp, tally: a.tally, counted: a.counted, docs: a.proc.Documents,
-		objects: int64(a.objects), posture: a.posture}
+		objects: int64(a.objects), posture: a.posture, nt: a.nt}
 	stopProgress := a.term.runProgress(prog.line)
 	err := g.Run(ctx)
 	stopProgress()
@@ -215,7 +230,7 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 	s := summary{
 		elapsed: time.Since(started), interrupted: interrupted, drained: a.drained, prog: prog.snapshot(),
 		tally: a.tally.snapshot(), esAddr: a.esAddr, dlFile: a.dlFile, dlCount: a.dlCount, sources: o.paths, cfg: cfg,
-		posture: a.posture.snapshot(), objects: a.objects,
+		posture: a.posture.snapshot(), objects: a.objects, undelivered: a.undelivered, notifyWait: o.notifyWait,
 	}
 	if a.files != nil {
 		s.files = a.files.Files()
@@ -228,6 +243,8 @@ func runAll(ctx context.Context, cfg *config.Config, o *runOptions, log *slog.Lo
 		return &exitError{code: 130, err: errors.Join(errors.New("interrupted; what was acknowledged is written"), err)}
 	case err != nil:
 		return fmt.Errorf("run: %w", err)
+	case len(a.undelivered) > 0:
+		return fmt.Errorf("run: %w", undeliveredError(a.undelivered, o.notifyWait))
 	}
 	return nil
 }
@@ -242,6 +259,9 @@ func (a *allInOne) prepare() error {
 	}
 	if o.stderr == nil {
 		o.stderr = os.Stderr
+	}
+	if o.notifyWait <= 0 {
+		o.notifyWait = defaultNotifyWait
 	}
 	cc := &cfg.Collector
 	if o.kubeconfig != "" {
@@ -440,24 +460,84 @@ func (a *allInOne) group(ctx context.Context) *lifecycle.Group {
 	})
 	if !a.live && !a.o.follow {
 		// With only files, run ends when the pipeline has taken them:
-		// both consumer groups have committed the end of every partition
-		// (the broker's answer, not a guess).
+		// the processor's consumer groups have committed the end of every
+		// partition (the broker's answer, not a guess), and then the
+		// notifier's has, or --notify-wait ran out.
 		g.AddMain("drain", func(c context.Context) error {
 			select {
 			case <-replayed:
 			case <-c.Done():
 				return nil
 			}
-			groups := pipeline.PipelineGroups(a.cfg)
-			if a.proc.Posture != nil {
-				groups = append(groups, pipeline.GroupTopics{ID: a.cfg.Processor.Posture.GroupID, Topics: []string{a.cfg.Kafka.Topics.Objects}})
+			held := func() bool { return a.pub.Stats().Spooling }
+			if err := pipeline.WaitDrained(c, a.cfg.Kafka, pipeline.ConsumerGroups(a.cfg, true, false), held, a.log); err != nil {
+				return err
 			}
-			err := pipeline.WaitDrained(c, a.cfg.Kafka, groups, func() bool { return a.pub.Stats().Spooling }, a.log)
+			err := a.drainNotifier(c)
 			a.drained = err == nil
 			return err
 		})
 	}
 	return g
+}
+
+// drainNotifier waits, once every alert is on the alerts topic, until the
+// notifier's group has committed all of them — each delivered, failed for
+// good or muted — or --notify-wait ran out; either way it then keeps, for
+// the summary and the exit status, the receivers' integrations that did
+// not deliver everything. It flushes the dispatcher at every poll: no more
+// alerts will come for the groups to wait for, and alerts the consumer
+// reads after one flush join new groups.
+func (a *allInOne) drainNotifier(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, a.o.notifyWait)
+	defer cancel()
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			a.nt.Flush()
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := pipeline.WaitDrained(wctx, a.cfg.Kafka, pipeline.ConsumerGroups(a.cfg, false, true), nil, a.log)
+	cancel()
+	<-flushed
+	if err != nil && ctx.Err() != nil {
+		return err // stopped: a signal, or a failed component
+	}
+	_, ints := a.nt.Status()
+	for _, s := range ints {
+		if s.Integration != pipeline.ConsoleReceiver && (s.Pending() > 0 || s.Failed > 0) {
+			a.undelivered = append(a.undelivered, s)
+		}
+	}
+	if err != nil && len(a.undelivered) == 0 {
+		// No integration holds anything: the alerts left wait in groups
+		// (a receiver whose queues stayed full) or were not read yet.
+		a.undelivered = append(a.undelivered, notify.DeliveryStatus{Integration: "notifier",
+			LastError: "alerts not yet taken from the alerts topic or still waiting in their groups"})
+	}
+	return nil
+}
+
+// undeliveredError is run's error when --notify-wait ran out: which
+// integrations did not deliver, and why.
+func undeliveredError(ss []notify.DeliveryStatus, wait time.Duration) error {
+	var parts []string
+	for _, s := range ss {
+		p := fmt.Sprintf("%s (%d pending, %d failed", s.Integration, s.Pending(), s.Failed)
+		if s.LastError != "" {
+			p += ": " + s.LastError
+		}
+		parts = append(parts, p+")")
+	}
+	return fmt.Errorf("notifications not delivered (waited up to --notify-wait %s): %s", wait, strings.Join(parts, "; "))
 }
 
 // stopOnSignal adds components to g that stop when sig ends as well as in
@@ -469,6 +549,9 @@ type stopOnSignal struct {
 
 func (s stopOnSignal) Add(name string, run lifecycle.RunFunc)     { s.g.Add(name, s.wrap(run)) }
 func (s stopOnSignal) AddMain(name string, run lifecycle.RunFunc) { s.g.AddMain(name, s.wrap(run)) }
+func (s stopOnSignal) AddService(name string, run lifecycle.RunFunc) {
+	s.g.AddService(name, s.wrap(run))
+}
 
 func (s stopOnSignal) wrap(run lifecycle.RunFunc) lifecycle.RunFunc {
 	return func(ctx context.Context) error {

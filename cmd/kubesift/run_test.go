@@ -326,17 +326,10 @@ func TestReadmeMainJob(t *testing.T) {
 func TestRunConfiguredReceiverAndDeadLetters(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]int{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p struct {
-			Alerts []rules.Alert `json:"alerts"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	srv := httptest.NewServer(alertsReceiver(func(path string, alerts []rules.Alert) {
 		mu.Lock()
-		for _, a := range p.Alerts {
-			if r.URL.Path == "/security" {
+		for _, a := range alerts {
+			if path == "/security" {
 				got[a.RuleID]++
 			}
 		}
@@ -399,6 +392,21 @@ notify:
 	if !strings.Contains(stdout.String(), "dead letters  1") {
 		t.Errorf("summary does not count the dead letter:\n%s", stdout.String())
 	}
+}
+
+// alertsReceiver is a webhook receiver of kubesift/v1 payloads: got learns
+// each request's path and alerts.
+func alertsReceiver(got func(path string, alerts []rules.Alert)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Alerts []rules.Alert `json:"alerts"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got(r.URL.Path, p.Alerts)
+	})
 }
 
 // TestRunFollowKeepsDeadLettersOnce: with --follow the embedded broker keeps

@@ -14,9 +14,11 @@ import (
 	"github.com/kubesift/kubesift/collector/replay"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/logging"
+	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/ecs"
 	"github.com/kubesift/kubesift/sink/ndjson"
+	"github.com/kubesift/kubesift/sink/notify"
 )
 
 // terminal shares stdout (alerts, summary) and stderr (the progress line)
@@ -102,6 +104,12 @@ type progress struct {
 	docs    *ecs.Builder
 	objects int64         // published from object snapshots before the sources ran
 	posture *postureTally // nil without the posture consumer
+	nt      deliveries    // the notifier: its receivers' deliveries
+}
+
+// deliveries is what the progress line reads of the notifier.
+type deliveries interface {
+	Status() (waitingGroups int, integrations []notify.DeliveryStatus)
 }
 
 type progressSnapshot struct {
@@ -154,6 +162,38 @@ func (p *progress) line() string {
 	if s.deadLetters > 0 {
 		l += fmt.Sprintf(" · dead letters %d", s.deadLetters)
 	}
+	if p.nt != nil {
+		l += notificationsPart(p.nt.Status())
+	}
+	return l
+}
+
+// notificationsPart is the progress line's part about the receivers (the
+// console is not one): their notifications pending, and the first failing
+// one with its last error. Nothing while nothing is pending or failing.
+func notificationsPart(_ int, ints []notify.DeliveryStatus) string {
+	pending, failing := 0, 0
+	var first *notify.DeliveryStatus
+	for i := range ints {
+		s := &ints[i]
+		if s.Integration == pipeline.ConsoleReceiver {
+			continue
+		}
+		pending += s.Pending()
+		if s.Failing {
+			failing++
+			if first == nil {
+				first = s
+			}
+		}
+	}
+	if pending == 0 && failing == 0 {
+		return ""
+	}
+	l := fmt.Sprintf(" · notifications %d pending", pending)
+	if first != nil {
+		l += fmt.Sprintf(", %d failing (%s: %s)", failing, first.Integration, first.LastError)
+	}
 	return l
 }
 
@@ -192,6 +232,10 @@ type summary struct {
 	cfg         *config.Config
 	posture     postureSnapshot
 	objects     int // object records published from snapshots
+	// undelivered are the integrations that did not deliver everything
+	// (run.drainNotifier); notifyWait is --notify-wait.
+	undelivered []notify.DeliveryStatus
+	notifyWait  time.Duration
 }
 
 func (s *summary) print(w io.Writer) {
@@ -216,6 +260,9 @@ func (s *summary) print(w io.Writer) {
 	}
 	if s.posture.enabled {
 		s.posture.print(w)
+	}
+	if len(s.undelivered) > 0 {
+		table(w, s.undeliveredRows)
 	}
 	fmt.Fprintln(w, "OUTPUT")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -290,6 +337,15 @@ func (s *summary) ruleRows(tw io.Writer) {
 	fmt.Fprintln(tw, "RULE\tSEVERITY\tALERTS")
 	for _, id := range ids {
 		fmt.Fprintf(tw, "%s\t%s\t%d\n", id, s.tally.sev[id], s.tally.byRule[id])
+	}
+}
+
+// undeliveredRows lists the receivers' integrations that did not deliver
+// every notification, with their last error (never a URL).
+func (s *summary) undeliveredRows(tw io.Writer) {
+	fmt.Fprintf(tw, "UNDELIVERED (waited up to --notify-wait %s)\tPENDING\tFAILED\tLAST ERROR\n", s.notifyWait)
+	for _, u := range s.undelivered {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", u.Integration, u.Pending(), u.Failed, u.LastError)
 	}
 }
 

@@ -202,5 +202,5 @@ func addTopicWatch(g *lifecycle.Group, srv *obs.Server, cfg *config.Config, log 
 	if len(cfg.Kafka.Brokers) == 0 {
 		return
 	}
-	g.Add("kafka topics check", kafkatopics.Watch{Kafka: cfg.Kafka, Topics: topics, SetReady: srv.SetReady, Log: log}.Run)
+	g.AddService("kafka topics check", kafkatopics.Watch{Kafka: cfg.Kafka, Topics: topics, SetReady: srv.SetReady, Log: log}.Run)
 }

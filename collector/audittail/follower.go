@@ -214,9 +214,9 @@ func (f *follower) start(ctx context.Context) bool {
 			exclude = inode(fi)
 		}
 		if old, oldFi := findSaved(f.path, saved, exclude); old != nil {
-			kind := "rename"
+			kind := rotationRename
 			if inode(oldFi) != saved.Inode {
-				kind = "truncate" // found by its head: the copy of a copytruncate
+				kind = rotationTruncate // found by its head: the copy of a copytruncate
 			}
 			f.t.m.rotations.WithLabelValues(f.path, kind).Inc()
 			f.setFile(old, inode(oldFi), fmt.Sprintf("%s (rotated to %s)", f.path, old.Name()), saved.Offset, saved.Line, saved.Line > 0 || saved.Offset == 0)
@@ -232,7 +232,7 @@ func (f *follower) start(ctx context.Context) bool {
 			f.t.m.gaps.WithLabelValues(f.path).Inc()
 		}
 		if fh != nil && inode(fi) == saved.Inode {
-			f.t.m.rotations.WithLabelValues(f.path, "truncate").Inc()
+			f.t.m.rotations.WithLabelValues(f.path, rotationTruncate).Inc()
 			f.log.Warn("file truncated or replaced while stopped and no copy found: lines after the saved position may be lost; reading it from the beginning",
 				"offset", saved.Offset, "size", fi.Size())
 		} else {

@@ -7,10 +7,21 @@ import (
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/record"
 )
 
 // Source is the DeadLetter.Source and the "source" metric label of the tail.
 const Source = "audit-tail"
+
+// Label values of the tail's own series.
+const (
+	rotationRename    = "rename"
+	rotationTruncate  = "truncate"
+	retryBackpressure = "backpressure" // the publisher is full
+	retryError        = "error"        // anything else
+	writeOK           = "ok"
+	writeError        = "error"
+)
 
 type metrics struct {
 	received       prometheus.Counter
@@ -62,8 +73,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.received = received.WithLabelValues(Source)
 	m.rejected = rejected.MustCurryWith(prometheus.Labels{"source": Source})
 	m.deadLetters = dead.MustCurryWith(prometheus.Labels{"source": Source})
-	m.rejected.WithLabelValues("malformed")
-	m.positionWrites.WithLabelValues("ok")
-	m.positionWrites.WithLabelValues("error")
+	m.rejected.WithLabelValues(collector.ReasonMalformed)
+	for _, r := range append([]string{collector.ReasonRedaction, collector.ReasonPartialLine, ReasonPublish}, record.DecodeReasons...) {
+		m.deadLetters.WithLabelValues(r)
+	}
+	m.positionWrites.WithLabelValues(writeOK)
+	m.positionWrites.WithLabelValues(writeError)
 	return m, nil
+}
+
+// follow exports the series of a followed path at 0, before the first
+// rotation, gap, retry or read error.
+func (m *metrics) follow(path string) {
+	m.lag.WithLabelValues(path)
+	m.gaps.WithLabelValues(path)
+	m.readErrors.WithLabelValues(path)
+	for _, k := range []string{rotationRename, rotationTruncate} {
+		m.rotations.WithLabelValues(path, k)
+	}
+	for _, r := range []string{retryBackpressure, retryError} {
+		m.retries.WithLabelValues(path, r)
+	}
 }

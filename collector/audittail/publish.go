@@ -130,9 +130,9 @@ func (f *follower) retryWait(ctx context.Context, err error, retried *int) bool 
 	if ctx.Err() != nil {
 		return false
 	}
-	reason := "error"
+	reason := retryError
 	if errors.Is(err, collector.ErrBackpressure) {
-		reason = "backpressure"
+		reason = retryBackpressure
 	}
 	*retried++
 	wait := publishBackoff.Delay(*retried)

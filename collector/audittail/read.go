@@ -114,7 +114,7 @@ func (f *follower) flush(ctx context.Context) bool {
 	for _, r := range recs {
 		if err := f.t.san.Apply(r); err != nil {
 			f.logLimit.Warn(f.log, "redaction", "record could not be redacted; sent to the dead-letter topic instead", "id", r.ID, "err", err)
-			dls = append(dls, f.deadLetter(r.Object, "redaction", err.Error(), f.off, 0))
+			dls = append(dls, f.deadLetter(r.Object, collector.ReasonRedaction, err.Error(), f.off, 0))
 			continue
 		}
 		if f.lean && r.Object != nil {
@@ -167,7 +167,7 @@ func (f *follower) decodeLines(data []byte, opts record.DecodeOptions) ([]*recor
 			if lineKnown {
 				line = int(f.line) + i + 1
 			}
-			f.t.m.rejected.WithLabelValues("malformed").Inc()
+			f.t.m.rejected.WithLabelValues(collector.ReasonMalformed).Inc()
 			full := f.location(off, line) + ": " + msg
 			f.logLimit.Warn(f.log, "malformed", "malformed line sent to the dead-letter topic", "line", line, "offset", off, "reason", reason, "err", msg)
 			dls = append(dls, f.deadLetter(bytes.TrimRight(text, "\r"), reason, full, off, line))
@@ -255,9 +255,9 @@ func (f *follower) skip(ctx context.Context) bool {
 		line = int(f.line) + 1
 	}
 	msg := fmt.Sprintf("%s: line longer than max_line_bytes (%d); dead letter of its first %d bytes, redacted", f.location(f.skipOff, line), f.t.cfg.MaxLineBytes, len(f.skipHead))
-	f.t.m.rejected.WithLabelValues("malformed").Inc()
+	f.t.m.rejected.WithLabelValues(collector.ReasonMalformed).Inc()
 	f.logLimit.Warn(f.log, "too_large", "over-long line sent to the dead-letter topic", "line", line, "offset", f.skipOff)
-	dl := f.deadLetter(f.skipHead, "too_large", msg, f.skipOff, line)
+	dl := f.deadLetter(f.skipHead, record.ReasonTooLarge, msg, f.skipOff, line)
 	f.skipping, f.skipHead = false, nil
 	f.line++
 	f.consume(i + 1)
@@ -269,10 +269,10 @@ func (f *follower) skip(ctx context.Context) bool {
 func (f *follower) leftover(why string) []collector.DeadLetter {
 	var data []byte
 	var off int64
-	reason := "partial_line"
+	reason := collector.ReasonPartialLine
 	switch {
 	case f.skipping:
-		data, off, reason = f.skipHead, f.skipOff, "too_large"
+		data, off, reason = f.skipHead, f.skipOff, record.ReasonTooLarge
 	case len(f.buf) > 0:
 		data, off = f.buf, f.off
 	default:
@@ -283,7 +283,7 @@ func (f *follower) leftover(why string) []collector.DeadLetter {
 		line = int(f.line) + 1
 	}
 	msg := fmt.Sprintf("%s: unfinished last line (%d bytes without a newline) when the file was %s", f.location(off, line), len(data), why)
-	f.t.m.rejected.WithLabelValues("malformed").Inc()
+	f.t.m.rejected.WithLabelValues(collector.ReasonMalformed).Inc()
 	f.log.Warn("unfinished last line sent to the dead-letter topic", "why", why, "offset", off, "bytes", len(data))
 	return []collector.DeadLetter{f.deadLetter(data, reason, msg, off, line)}
 }

@@ -130,7 +130,7 @@ func (f *follower) checkPath() {
 		return
 	}
 	f.queue = append(f.queue, tracked{f: fh, ino: ino, name: f.path})
-	f.t.m.rotations.WithLabelValues(f.path, "rename").Inc()
+	f.t.m.rotations.WithLabelValues(f.path, rotationRename).Inc()
 	f.log.Info("file rotated (new inode at the path): finishing the old file first", "old_inode", f.ino, "new_inode", ino)
 	if !f.draining {
 		f.draining, f.quietSince = true, time.Time{}
@@ -150,7 +150,7 @@ func (f *follower) next(ctx context.Context) bool {
 		if n.verify && !headMatches(n.f, Position{HeadLen: n.headLen, HeadHash: n.headHash}) {
 			// Truncated again while we read its previous copy: what it held
 			// is in a newer copy, which starts with the head we saw.
-			f.t.m.rotations.WithLabelValues(f.path, "truncate").Inc()
+			f.t.m.rotations.WithLabelValues(f.path, rotationTruncate).Inc()
 			if cp, cpFi := findByHead(f.path, n.headLen, n.headHash, n.ino, f.ino); cp != nil {
 				f.log.Info("truncated again (copytruncate): reading the next copy first", "copy", cp.Name())
 				f.setFile(cp, inode(cpFi), fmt.Sprintf("%s (copy %s)", f.path, cp.Name()), 0, 0, true)
@@ -192,7 +192,7 @@ func (f *follower) next(ctx context.Context) bool {
 // (-1 otherwise), for the log.
 func (f *follower) truncated(ctx context.Context, size int64) bool {
 	readOff := f.off + int64(len(f.buf))
-	f.t.m.rotations.WithLabelValues(f.path, "truncate").Inc()
+	f.t.m.rotations.WithLabelValues(f.path, rotationTruncate).Inc()
 	if cp, cpFi := findCopy(f.path, f.ino, readOff, f.sig); cp != nil {
 		f.log.Info("file truncated (copytruncate): reading the rest from its copy first", "copy", cp.Name(), "offset", readOff)
 		orig := tracked{f: f.f, ino: f.ino, name: f.path, verify: true}

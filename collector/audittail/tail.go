@@ -230,6 +230,7 @@ func New(o Options) (*Tailer, error) {
 	t.followers = make(map[string]*follower, len(c.Paths))
 	for _, p := range c.Paths {
 		t.followers[p] = newFollower(t, p)
+		t.m.follow(p)
 	}
 	return t, nil
 }
@@ -297,10 +298,10 @@ func (t *Tailer) flushPositions(force bool) error {
 	wrote, err := t.positions.flush(force)
 	switch {
 	case err != nil:
-		t.m.positionWrites.WithLabelValues("error").Inc()
+		t.m.positionWrites.WithLabelValues(writeError).Inc()
 		t.log.Error("positions file not written; will retry", "err", err)
 	case wrote:
-		t.m.positionWrites.WithLabelValues("ok").Inc()
+		t.m.positionWrites.WithLabelValues(writeOK).Inc()
 	}
 	return err
 }

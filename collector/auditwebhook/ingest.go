@@ -47,7 +47,7 @@ func (r *Receiver) ingest(ctx context.Context, body []byte, remote string) (what
 	// locks 100,000 times, against every other request.
 	defer func() {
 		if bad > 0 {
-			r.m.rejected.WithLabelValues("malformed").Add(float64(bad))
+			r.m.rejected.WithLabelValues(collector.ReasonMalformed).Add(float64(bad))
 			r.logLimit.Warn(r.log, "malformed", "audit webhook: documents rejected, sent to the dead-letter topic",
 				"remote", remote, "count", bad, "reason", reasonOf(firstBad), "first", firstBad)
 		}
@@ -82,7 +82,7 @@ func (r *Receiver) ingest(ctx context.Context, body []byte, remote string) (what
 			}
 			if err := r.san.Apply(rec); err != nil {
 				r.logLimit.Warn(r.log, "redaction", "audit webhook: record could not be redacted; sent to the dead-letter topic instead", "id", rec.ID, "err", err)
-				addDL(r.deadLetter(rec.Object, remote, "redaction", err.Error()))
+				addDL(r.deadLetter(rec.Object, remote, collector.ReasonRedaction, err.Error()))
 			} else {
 				r.m.received.Inc()
 				recs, recBytes = append(recs, rec), recBytes+len(rec.Object)

@@ -2,16 +2,26 @@ package auditwebhook
 
 import (
 	"fmt"
+	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubesift/kubesift/collector"
 	"github.com/kubesift/kubesift/internal/obs"
+	"github.com/kubesift/kubesift/record"
 )
 
 // Source is the DeadLetter.Source and the "source" metric label of this
 // receiver.
 const Source = "audit-webhook"
+
+// answerCodes are the HTTP status codes the receiver answers with (Serve):
+// kubesift_collector_webhook_requests_total{code} exports each at 0.
+var answerCodes = []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden,
+	http.StatusMethodNotAllowed, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge,
+	http.StatusUnsupportedMediaType, http.StatusTooManyRequests, http.StatusInternalServerError,
+	http.StatusServiceUnavailable}
 
 type metrics struct {
 	received    prometheus.Counter
@@ -62,8 +72,14 @@ func newMetrics(reg prometheus.Registerer, inflightBytes func() int64) (*metrics
 	m.deadLetters = dead.MustCurryWith(prometheus.Labels{"source": Source})
 	// budget: over max_inflight_bytes (429); busy: over max_in_flight (429);
 	// timeout: body not received within body_read_timeout (408).
-	for _, r := range []string{"auth", "size", "malformed", "tls", "budget", "busy", "timeout"} {
+	for _, r := range []string{"auth", "size", collector.ReasonMalformed, "tls", "budget", "busy", "timeout"} {
 		m.rejected.WithLabelValues(r)
+	}
+	for _, r := range append([]string{collector.ReasonRedaction}, record.DecodeReasons...) {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, code := range answerCodes {
+		m.requests.WithLabelValues(strconv.Itoa(code))
 	}
 	return m, nil
 }

@@ -287,7 +287,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) int {
 		return r.answer(w, code, http.StatusText(code), false)
 	}
 	if ce := req.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		r.m.rejected.WithLabelValues("malformed").Inc()
+		r.m.rejected.WithLabelValues(collector.ReasonMalformed).Inc()
 		return r.answer(w, http.StatusUnsupportedMediaType, "Content-Encoding "+ce+" is not supported", false)
 	}
 	ctx := req.Context()
@@ -334,7 +334,7 @@ func (r *Receiver) rejectTooLarge(ctx context.Context, w http.ResponseWriter, re
 	r.m.rejected.WithLabelValues("size").Inc()
 	r.logLimit.Warn(r.log, "size", "audit webhook request body over max_body_bytes; answering 413",
 		"remote", req.RemoteAddr, "max_body_bytes", r.cfg.MaxBodyBytes, "content_length", req.ContentLength)
-	dl := r.deadLetter(head, req.RemoteAddr, "too_large",
+	dl := r.deadLetter(head, req.RemoteAddr, record.ReasonTooLarge,
 		fmt.Sprintf("request body exceeds max_body_bytes (%d); dead letter of its first %d bytes, redacted", r.cfg.MaxBodyBytes, min(len(head), r.deadMax)))
 	if err := r.pub.PublishDeadLetters(ctx, []collector.DeadLetter{dl}); err != nil {
 		// The 413 stands either way; the API server gives up on the batch

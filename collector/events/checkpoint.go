@@ -33,15 +33,15 @@ func (s *session) loadWatermark(ctx context.Context) error {
 	switch {
 	case perr != nil:
 		s.log.Warn("stored watermark is unreadable; first-start rules apply", "err", perr)
-		s.c.m.watermarkIgnored.WithLabelValues("invalid").Inc()
+		s.c.m.watermarkIgnored.WithLabelValues(ignoredInvalid).Inc()
 	case !found:
 		s.log.Info("no watermark yet: first start, skipping Events older than max_age", "max_age", s.c.cfg.MaxAge)
 	case w.ClusterUID != "" && s.cluster.UID != "" && w.ClusterUID != s.cluster.UID:
 		s.log.Warn("stored watermark belongs to another cluster; first-start rules apply", "watermark_cluster_uid", w.ClusterUID, "cluster_uid", s.cluster.UID)
-		s.c.m.watermarkIgnored.WithLabelValues("cluster").Inc()
+		s.c.m.watermarkIgnored.WithLabelValues(ignoredCluster).Inc()
 	case w.Scope != s.c.scope:
 		s.log.Warn("namespaces or selectors changed since the watermark was written; first-start rules apply", "watermark_scope", w.Scope, "scope", s.c.scope)
-		s.c.m.watermarkIgnored.WithLabelValues("scope").Inc()
+		s.c.m.watermarkIgnored.WithLabelValues(ignoredScope).Inc()
 	default:
 		s.resumeRV, s.loaded, s.written = w.ResourceVersion, w, w.ResourceVersion
 		s.c.m.watermarkRV.Set(float64(w.ResourceVersion))
@@ -84,11 +84,11 @@ func (s *session) checkpoint(ctx context.Context) {
 	}
 	wm := Watermark{ResourceVersion: w, EventTime: et, ClusterUID: s.cluster.UID, Scope: s.c.scope, Writer: s.c.identity, Updated: s.c.now()}
 	if _, err := s.store.save(ctx, wm); err != nil {
-		s.c.m.watermarkWrites.WithLabelValues("error").Inc()
+		s.c.m.watermarkWrites.WithLabelValues(writeError).Inc()
 		s.log.Warn("writing the watermark failed; a restart would re-ship more than needed", "err", err)
 		return
 	}
-	s.c.m.watermarkWrites.WithLabelValues("ok").Inc()
+	s.c.m.watermarkWrites.WithLabelValues(writeOK).Inc()
 	s.written = w
 	s.c.m.watermarkRV.Set(float64(w))
 	if !et.IsZero() {

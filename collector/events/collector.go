@@ -104,6 +104,7 @@ func New(cfg config.EventsConfig, cluster record.Cluster, client kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
+	m.watch(cfg.APIs)
 	c := &Collector{
 		cfg: cfg, cluster: cluster, client: client, pub: pub, m: m, now: time.Now,
 		scope: scopeOf(cfg.Namespaces, cfg.FieldSelector, cfg.LabelSelector),

@@ -71,10 +71,10 @@ func (x *podIndex) annotations(namespace, name string, uid types.UID) map[string
 	obj, exists, err := idx.GetByKey(namespace + "/" + name)
 	p, isPod := obj.(*corev1.Pod)
 	if err != nil || !exists || !isPod || (uid != "" && p.UID != uid) {
-		x.m.enrich.WithLabelValues("miss").Inc()
+		x.m.enrich.WithLabelValues(enrichMiss).Inc()
 		return nil
 	}
-	x.m.enrich.WithLabelValues("hit").Inc()
+	x.m.enrich.WithLabelValues(enrichHit).Inc()
 	a := map[string]string{}
 	if p.Spec.NodeName != "" {
 		a[AnnotationNode] = p.Spec.NodeName

@@ -119,7 +119,7 @@ func (lw *resumeLW) ListWithContext(ctx context.Context, opts metav1.ListOptions
 	case resume:
 		lw.log.Warn("watermark is ahead of the API server (restored etcd or another cluster's Lease?); ignoring it: first-start rules apply",
 			"api", lw.api, "watermark_rv", lw.resumeRV, "list_rv", listRV)
-		lw.m.watermarkIgnored.WithLabelValues("ahead").Inc()
+		lw.m.watermarkIgnored.WithLabelValues(ignoredAhead).Inc()
 		lw.tr.setBase(lw.stream, listRV)
 		lw.mode = modeFirstStart
 	default:

@@ -15,6 +15,19 @@ const (
 	skipWatermark = "watermark" // initial list: at or below the watermark
 )
 
+// Reasons of kubesift_collector_events_watermark_ignored_total, and results
+// of _watermark_writes_total and _enrich_total.
+const (
+	ignoredInvalid = "invalid" // the stored watermark does not parse
+	ignoredCluster = "cluster" // it belongs to another cluster
+	ignoredScope   = "scope"   // it was written for another namespace/selector scope
+	ignoredAhead   = "ahead"   // it is ahead of what the API server serves
+	writeOK        = "ok"
+	writeError     = "error"
+	enrichHit      = "hit"
+	enrichMiss     = "miss"
+)
+
 type metrics struct {
 	seen, added, updated *prometheus.CounterVec // {api}
 	skipped              *prometheus.CounterVec // {reason}
@@ -112,5 +125,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.dropped.WithLabelValues("publish_rejected")
 	m.publishRetries.WithLabelValues("backpressure")
 	m.publishRetries.WithLabelValues("error")
+	for _, r := range []string{ignoredInvalid, ignoredCluster, ignoredScope, ignoredAhead} {
+		m.watermarkIgnored.WithLabelValues(r)
+	}
+	for _, r := range []string{writeOK, writeError} {
+		m.watermarkWrites.WithLabelValues(r)
+	}
+	for _, r := range []string{enrichHit, enrichMiss} {
+		m.enrich.WithLabelValues(r)
+	}
 	return m, nil
+}
+
+// watch exports the per-API series of the Events APIs watched (config
+// collector.events.apis) at 0. last_event_timestamp_seconds is left out on
+// purpose: a timestamp of 0 would read as an Event stream silent since 1970.
+func (m *metrics) watch(apis []string) {
+	for _, api := range apis {
+		for _, c := range []*prometheus.CounterVec{m.seen, m.added, m.updated, m.watchRestarts, m.relists} {
+			c.WithLabelValues(api)
+		}
+	}
 }

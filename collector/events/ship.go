@@ -70,11 +70,11 @@ func (s *session) ship(ctx context.Context, batch []*item) bool {
 	var deads []dead
 	for _, it := range batch {
 		rec, err := s.build(it)
-		reason := "field"
+		reason := record.ReasonField
 		if err == nil {
 			// Never publish an Event whose message could not be redacted.
 			if err = s.c.sanitizer().Apply(rec); err != nil {
-				reason = "redaction"
+				reason = collector.ReasonRedaction
 			}
 		}
 		if err != nil {

@@ -114,5 +114,8 @@
 // spool_drained_records_total, spool_truncated_bytes_total{cause},
 // publish_dead_letters_total, dead_letters_truncated_total,
 // publish_backpressure_total, publish_spooling, publish_topic_missing{topic},
-// publish_in_flight_bytes, publish_duration_seconds{result}.
+// publish_in_flight_bytes, publish_duration_seconds{result},
+// spool_oldest_record_age_seconds (the oldest segment still holding
+// records, so a stalled drain shows as a growing age even while spool_bytes
+// stands still).
 package publish

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,6 +38,9 @@ type metrics struct {
 	topicMissing  *prometheus.GaugeVec // topic (refuse.go)
 	inFlight      prometheus.Gauge
 	latency       *prometheus.HistogramVec // result: acked | spooled | error
+
+	spoolAge prometheus.GaugeFunc // reads oldest at scrape time
+	oldest   func() time.Duration // the spool's OldestAge; set before registering
 }
 
 // newMetrics creates the series (not yet registered).
@@ -96,6 +100,17 @@ func newMetrics() *metrics {
 			Help:    "Time a Publish call took until its records were durable, by result (acked, spooled, error).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"result"}),
 	}
+	// A function, not a gauge set on change: the age grows while nothing
+	// happens, which is exactly when it matters.
+	m.spoolAge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		Name: "spool_oldest_record_age_seconds",
+		Help: "Age of the oldest spooled record not yet acknowledged by Kafka, at segment granularity (0 when the spool is empty)."},
+		func() float64 {
+			if m.oldest == nil {
+				return 0
+			}
+			return m.oldest().Seconds()
+		})
 	// Pre-create the label values so dashboards see zeros, not gaps.
 	for _, p := range []string{"direct", "drain", "isolate"} {
 		m.sent.WithLabelValues(p)
@@ -116,7 +131,7 @@ func newMetrics() *metrics {
 // retried with the same registry).
 func (m *metrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{m.sent, m.acked, m.failed, m.spooled, m.spoolBytes, m.spoolSegments,
-		m.spoolCut, m.drained, m.refused, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.topicMissing, m.inFlight, m.latency}
+		m.spoolAge, m.spoolCut, m.drained, m.refused, m.deadLetters, m.dlqTruncated, m.backpressure, m.spooling, m.topicMissing, m.inFlight, m.latency}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

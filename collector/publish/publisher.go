@@ -171,6 +171,7 @@ func New(o Options) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	m.oldest = p.sp.OldestAge
 	if err := m.register(reg); err != nil {
 		p.sp.Close()
 		return nil, err

@@ -62,11 +62,18 @@ type spoolOptions struct {
 	// damaged entry met while draining ("corrupt": acknowledged data lost,
 	// which only a disk fault or fsync=never with a host crash can cause).
 	OnTruncate func(cause string, bytes int64)
+	// Now is the clock of the segments' start times (OldestAge); nil:
+	// time.Now.
+	Now func() time.Time
 }
 
 type segment struct {
 	seq  uint64
 	size int64 // bytes on disk that hold valid entries (header included)
+	// started is when the segment's first entry was appended; for a
+	// segment left by an earlier run, its file's modification time (when
+	// its last entry was written: the oldest time known for sure).
+	started time.Time
 }
 
 // spoolPos is a position in the spool: the offset of the next entry of
@@ -118,6 +125,9 @@ func openSpool(o spoolOptions) (*spool, error) {
 	}
 	if o.OnTruncate == nil {
 		o.OnTruncate = func(string, int64) {}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -316,7 +326,7 @@ func (s *spool) roll() (*os.File, error) {
 	}
 	s.nextSeq++
 	s.active = f
-	s.segs = append(s.segs, segment{seq: seq, size: 0})
+	s.segs = append(s.segs, segment{seq: seq, size: 0, started: s.opts.Now()})
 	if _, err := f.WriteAt([]byte(segMagic), 0); err != nil {
 		return f, err
 	}
@@ -348,6 +358,20 @@ func (s *spool) Stats() (bytes int64, segments int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.diskBytes, len(s.segs)
+}
+
+// OldestAge is how long the oldest segment that still holds entries has
+// existed (0 when the spool is empty): the age of the oldest record waiting
+// for Kafka, read at segment granularity — a partly drained segment keeps
+// its start time until it is wholly acknowledged and deleted. It takes the
+// lock for a slice lookup, so a scrape may call it.
+func (s *spool) OldestAge() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.segs) == 0 {
+		return 0
+	}
+	return max(s.opts.Now().Sub(s.segs[0].started), 0)
 }
 
 // syncLoop fsyncs the active segment every FsyncInterval (fsync: interval).

@@ -40,7 +40,7 @@ func (s *spool) recover() error {
 		if err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
-		s.segs = append(s.segs, segment{seq: seq, size: info.Size()})
+		s.segs = append(s.segs, segment{seq: seq, size: info.Size(), started: info.ModTime()})
 	}
 	slices.SortFunc(s.segs, func(a, b segment) int { return cmpU64(a.seq, b.seq) })
 

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
 )
@@ -499,5 +500,69 @@ func TestSpoolAppendRollsBackOnError(t *testing.T) {
 	want := append(slices.Clone(first), second...)
 	if !slices.EqualFunc(got, want, bytes.Equal) {
 		t.Fatalf("got %d entries, want %d", len(got), len(want))
+	}
+}
+
+// TestSpoolOldestAge steps a spool through appends, drains and a restart on
+// a clock of its own, and checks the age of its oldest record at each step.
+func TestSpoolOldestAge(t *testing.T) {
+	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	now := base
+	dir := t.TempDir()
+	open := func() *spool {
+		s, err := openSpool(spoolOptions{Dir: dir, MaxBytes: 1 << 30, Fsync: config.SpoolFsyncNever,
+			// Three 100-byte entries fill a segment.
+			SegmentBytes: segHeaderSize + 3*(entryHeaderSize+100), Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	t.Cleanup(func() { s.Close() })
+	appendN := func(n int) {
+		if err := s.Append(payloads(0, n, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitN := func(n int) {
+		es, pos, err := s.Read(int64(n) * (entryHeaderSize + 100))
+		if err != nil || len(es) != n {
+			t.Fatalf("read %d entries (err %v), want %d", len(es), err, n)
+		}
+		if err := s.Commit(pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name string
+		at   time.Duration // the clock, from base, before do
+		do   func()
+		want time.Duration
+	}{
+		{"empty spool", 0, nil, 0},
+		{"the first append starts the clock", 0, func() { appendN(3) }, 0},
+		{"the age grows while nothing drains", 90 * time.Second, nil, 90 * time.Second},
+		{"a newer segment does not lower it", 90 * time.Second, func() { appendN(3) }, 90 * time.Second},
+		{"the oldest segment drained: the next one's age", 100 * time.Second, func() { commitN(3) }, 10 * time.Second},
+		{"a partly drained segment keeps its start", 110 * time.Second, func() { commitN(1) }, 20 * time.Second},
+		{"drained: zero", 120 * time.Second, func() { drainAll(t, s, 1<<20) }, 0},
+		{"a segment left by an earlier run dates from its last write", 200 * time.Second, func() {
+			appendN(2)
+			s.Close()
+			if err := os.Chtimes(segFiles(t, dir)[0], base.Add(150*time.Second), base.Add(150*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			s = open()
+		}, 50 * time.Second},
+	}
+	for _, st := range steps {
+		now = base.Add(st.at)
+		if st.do != nil {
+			st.do()
+		}
+		if got := s.OldestAge(); got != st.want {
+			t.Fatalf("%s: OldestAge %v, want %v", st.name, got, st.want)
+		}
 	}
 }

@@ -241,7 +241,7 @@ func (r *Replayer) replayFile(ctx context.Context, path string) error {
 			r.lim.Warn(r.log, "redaction", "record could not be redacted; sent to the dead-letter topic instead", "file", path, "id", rec.ID, "err", err)
 			if err := r.publishDeadLetter(ctx, r.o.Sanitizer.DeadLetter(collector.DeadLetter{
 				Data: rec.Object, Source: Source, Origin: path, Offset: -1,
-				Reason: "redaction", Error: err.Error(), Cluster: r.o.Cluster,
+				Reason: collector.ReasonRedaction, Error: err.Error(), Cluster: r.o.Cluster,
 			})); err != nil {
 				return err
 			}

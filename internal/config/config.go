@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -106,6 +107,11 @@ type KafkaConfig struct {
 	// TopicSettings are what `kubesift setup kafka` creates the topics
 	// with (kafka_topics_config.go).
 	TopicSettings TopicSettingsConfig `yaml:"topic_settings"`
+
+	// LagInterval is how often a consumer (processor, posture consumer,
+	// notifier) asks the broker for its group's committed offsets and the
+	// partitions' high watermarks (kubesift_consumer_lag); 0 disables.
+	LagInterval time.Duration `yaml:"lag_interval"`
 }
 
 // TopicsConfig names the topics (see ARCHITECTURE.md for their keys).
@@ -151,6 +157,7 @@ func Default() Config {
 				Alerts: "kubesift.alerts", DLQ: "kubesift.dlq",
 			},
 			TopicSettings: defaultTopicSettings(),
+			LagInterval:   15 * time.Second,
 		},
 		Sink:      SinkConfig{Elasticsearch: defaultElasticsearch()},
 		Collector: defaultCollector(),
@@ -309,6 +316,9 @@ func (c *Config) Validate() error {
 		v.add("kafka.tls", "cert_file and key_file go together")
 	}
 	c.Kafka.TopicSettings.validate(&v, c)
+	if c.Kafka.LagInterval < 0 {
+		v.add("kafka.lag_interval", "must not be negative (0 disables)")
+	}
 	c.Sink.Elasticsearch.validate(&v)
 	c.Collector.validate(&v)
 	c.Publish.validate(&v)

@@ -22,6 +22,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"two es auths", "sink:\n  elasticsearch:\n    api_key: k\n    username: u\n    password: p\n", "use one of"},
 		{"empty topic", "kafka:\n  topics:\n    dlq: \"\"\n", "kafka.topics.dlq: must not be empty"},
 		{"bad duration", "sink:\n  elasticsearch:\n    flush_interval: soon\n", `line 3: sink.elasticsearch.flush_interval: expected a duration (like 30s, 5m or 1h30m), got "soon"`},
+		{"negative lag interval", "kafka:\n  lag_interval: -1s\n", "kafka.lag_interval: must not be negative"},
 		{"missing secret file", "sink:\n  elasticsearch:\n    password_file: /nonexistent/pw\n", "sink.elasticsearch.password_file: open /nonexistent/pw"},
 	}
 	for _, tc := range tests {

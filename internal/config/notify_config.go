@@ -138,8 +138,8 @@ type ReceiverConfig struct {
 	AlertmanagerConfigs []AlertmanagerConfig `yaml:"alertmanager_configs"`
 	PagerDutyConfigs    []PagerDutyConfig    `yaml:"pagerduty_configs"`
 	OpsgenieConfigs     []OpsgenieConfig     `yaml:"opsgenie_configs"`
-	TeamsConfigs   []TeamsConfig   `yaml:"teams_configs"`
-	EmailConfigs   []EmailConfig   `yaml:"email_configs"`
+	TeamsConfigs        []TeamsConfig        `yaml:"teams_configs"`
+	EmailConfigs        []EmailConfig        `yaml:"email_configs"`
 }
 
 // SlackConfig posts Block Kit messages to a Slack incoming webhook. The

@@ -10,14 +10,19 @@
 //     that returns nil has finished its work and stops nothing (a one-shot
 //     warm-up, a watcher with nothing to watch) — unless it was added with
 //     AddMain: a main component is the command's reason to run (process's
-//     consumer, run's replay), so its return ends the group either way.
+//     consumer, run's replay), so its return ends the group either way —
+//     or with AddService: a service (a listener, a dispatcher, a flusher)
+//     has no work that ends, so its return before the stop, even with nil,
+//     is a failure ("stopped unexpectedly") and stops the group.
 //     The group also ends when every component has returned.
 //   - Stopping (the parent context ending, or a failure) cancels the
 //     components in reverse order and waits for each before cancelling the
 //     next, so whatever a component writes to (added before it) outlives it:
 //     a consumer drains into a sink that is still open.
 //   - Run returns every error, each naming its component; cancellation
-//     caused by the stop itself is not an error.
+//     caused by the stop itself is not an error. A command returns Run's
+//     error, so a component that fails — a listener that cannot bind its
+//     address included — makes the command exit non-zero.
 package lifecycle
 
 import (
@@ -34,12 +39,13 @@ import (
 type RunFunc func(ctx context.Context) error
 
 type component struct {
-	name   string
-	main   bool
-	run    RunFunc
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
+	name    string
+	main    bool
+	service bool
+	run     RunFunc
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
 }
 
 // Group is a set of components run by Run. The zero value is not usable;
@@ -69,6 +75,17 @@ func (g *Group) AddMain(name string, run RunFunc) {
 	g.add(&component{name: name, run: run, main: true})
 }
 
+// AddService registers a component that runs until it is stopped: its
+// return before the group stops (or Run's context ends) is a failure even
+// when it returns nil.
+func (g *Group) AddService(name string, run RunFunc) {
+	g.add(&component{name: name, run: run, service: true})
+}
+
+// ErrStoppedUnexpectedly is the error of a service that returned nil
+// before it was asked to stop.
+var ErrStoppedUnexpectedly = errors.New("stopped unexpectedly")
+
 func (g *Group) add(c *component) {
 	if g.ran {
 		panic("lifecycle: Add after Run")
@@ -97,6 +114,9 @@ func (g *Group) Run(ctx context.Context) error {
 			defer left.Done()
 			defer close(c.done)
 			err := c.run(cctx)
+			if err == nil && c.service && cctx.Err() == nil && ctx.Err() == nil {
+				err = ErrStoppedUnexpectedly
+			}
 			if err != nil && !(errors.Is(err, context.Canceled) && cctx.Err() != nil) {
 				c.err = fmt.Errorf("%s: %w", c.name, err)
 				g.log.Error("component failed; stopping", "component", c.name, "err", err)

@@ -88,6 +88,29 @@ func TestGroup(t *testing.T) {
 			wantStopped: []string{"server"},
 		},
 		{
+			name: "a service returning nil before the stop fails the group",
+			build: func(g *Group, r *recorder, _ chan<- string) {
+				g.Add("sink", r.untilDone("sink"))
+				g.AddService("metrics server", func(context.Context) error { return nil })
+				g.AddMain("consumer", r.untilDone("consumer"))
+			},
+			wantErrs:    []string{"metrics server: stopped unexpectedly"},
+			wantStopped: []string{"consumer", "sink"},
+		},
+		{
+			name: "a service that returns nil when stopped is no failure",
+			build: func(g *Group, r *recorder, _ chan<- string) {
+				g.AddService("dispatcher", func(ctx context.Context) error {
+					<-ctx.Done()
+					r.note("dispatcher")
+					return nil
+				})
+				g.Add("consumer", r.untilDone("consumer"))
+			},
+			cancelOuter: true,
+			wantStopped: []string{"consumer", "dispatcher"},
+		},
+		{
 			name: "the group ends when every component has returned",
 			build: func(g *Group, _ *recorder, _ chan<- string) {
 				g.Add("a", func(context.Context) error { return nil })
@@ -120,7 +143,7 @@ func TestGroup(t *testing.T) {
 					t.Errorf("Run: %v, want it to contain %q", err, want)
 				}
 			}
-			if len(tt.wantErrs) > 0 && !errors.Is(err, boom) {
+			if len(tt.wantErrs) > 0 && !errors.Is(err, boom) && !errors.Is(err, ErrStoppedUnexpectedly) {
 				t.Errorf("Run: %v does not wrap the component's error", err)
 			}
 			if !slices.Equal(r.stopped, tt.wantStopped) {

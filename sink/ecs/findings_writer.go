@@ -10,6 +10,13 @@ import (
 	"github.com/kubesift/kubesift/sink"
 )
 
+// The reasons FindingsWriter reports to its invalid callback (a metric
+// label: kubesift_sink_es_docs_rejected_total{reason}).
+const (
+	RejectInvalidFinding = "invalid_finding" // a finding no document can be made of
+	RejectInvalidScore   = "invalid_score"   // a score no document can be made of
+)
+
 // FindingsWriter writes posture findings and scores as FindingDocs
 // documents through a store's Writer, so they share its buffer, retries and
 // budget. sink/elasticsearch and sink/ndjson wrap it with their own
@@ -70,7 +77,7 @@ func (fw *FindingsWriter) Write(ctx context.Context, fs []Finding, done func(f *
 			tr, err = fw.docs.FindingTransition(f)
 		}
 		if err != nil {
-			fw.invalid("invalid_finding")
+			fw.invalid(RejectInvalidFinding)
 			report(sink.Result{Status: sink.Rejected, Reason: err.Error()})
 			continue
 		}
@@ -107,7 +114,7 @@ func (fw *FindingsWriter) WriteScores(ctx context.Context, cluster string, total
 		}
 		d, err := fw.docs.Score(cluster, ns, s, at)
 		if err != nil {
-			fw.invalid("invalid_score")
+			fw.invalid(RejectInvalidScore)
 			done(sink.Result{Status: sink.Rejected, Reason: err.Error()})
 			return nil
 		}

@@ -4,7 +4,41 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubesift/kubesift/sink/ecs"
 )
+
+// Label values of the Writer's series. The reasons of
+// kubesift_sink_es_docs_rejected_total are Elasticsearch's error types,
+// which Elasticsearch names; the ones listed here are the writer's own and
+// the types a document refused for its content gets, exported at 0 from
+// the start so that an alert on them reads 0, not "no data".
+const (
+	requestOK           = "ok"
+	requestRetryable    = "retryable"
+	requestUnauthorized = "unauthorized"
+	requestFailed       = "failed"
+	requestError        = "error"
+
+	retryRequest = "request"
+	retryItem    = "item"
+
+	// RejectInvalidDocument: the document could not be encoded.
+	RejectInvalidDocument = "invalid_document"
+	// RejectUnknown: Elasticsearch refused the document without a type.
+	RejectUnknown = "unknown"
+)
+
+// DocumentRejectTypes are the error types Elasticsearch refuses a document
+// with when it does not fit the mapping: the reasons an alert on rejected
+// documents watches, so they are exported at 0 from the start.
+var DocumentRejectTypes = []string{"document_parsing_exception", "mapper_parsing_exception", "illegal_argument_exception"}
+
+// knownRejectReasons are pre-created on kubesift_sink_es_docs_rejected_total:
+// the writer's own reasons, DocumentRejectTypes, and the findings writer's
+// (ecs.FindingsWriter).
+var knownRejectReasons = append([]string{RejectInvalidDocument, RejectUnknown, ecs.RejectInvalidFinding, ecs.RejectInvalidScore},
+	DocumentRejectTypes...)
 
 // metrics are the Writer's kubesift_sink_es_* series.
 type metrics struct {
@@ -57,6 +91,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
+	defer m.precreate()
 	m.indexed = register(reg, m.indexed, &errs)
 	m.duplicate = register(reg, m.duplicate, &errs)
 	m.versionConflict = register(reg, m.versionConflict, &errs)
@@ -67,6 +102,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.queued = register(reg, m.queued, &errs)
 	m.blocked = register(reg, m.blocked, &errs)
 	return m, errors.Join(errs...)
+}
+
+// precreate exports every known label value at 0. It runs after
+// registering, on the series a second Writer shares with the first.
+func (m *metrics) precreate() {
+	for _, r := range []string{requestOK, requestRetryable, requestUnauthorized, requestFailed, requestError} {
+		m.requests.WithLabelValues(r)
+	}
+	for _, s := range []string{retryRequest, retryItem} {
+		m.retries.WithLabelValues(s)
+	}
+	for _, r := range knownRejectReasons {
+		m.rejected.WithLabelValues(r)
+	}
 }
 
 // register registers c, or returns the collector already registered under

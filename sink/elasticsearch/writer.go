@@ -320,7 +320,7 @@ func (w *Writer) send(b *batch) {
 	items := b.items[:0:0]
 	for _, it := range b.items {
 		if it.invalid != "" {
-			w.finishAll([]item{it}, sink.Result{Status: sink.Rejected, Reason: it.invalid}, "invalid_document")
+			w.finishAll([]item{it}, sink.Result{Status: sink.Rejected, Reason: it.invalid}, RejectInvalidDocument)
 			continue
 		}
 		items = append(items, it)
@@ -347,13 +347,13 @@ func (w *Writer) send(b *batch) {
 		cancel()
 		w.m.latency.Observe(time.Since(start).Seconds())
 		if err != nil {
-			w.m.requests.WithLabelValues("error").Inc()
+			w.m.requests.WithLabelValues(requestError).Inc()
 			return sink.Retryable(0, err), fmt.Errorf("bulk: %w", err)
 		}
 		if status/100 != 2 {
 			se := StatusError("bulk", status, resp, h)
 			if se.Retryable() {
-				w.m.requests.WithLabelValues("retryable").Inc()
+				w.m.requests.WithLabelValues(requestRetryable).Inc()
 				return true, se
 			}
 			if status == http.StatusUnauthorized || status == http.StatusForbidden {
@@ -362,10 +362,10 @@ func (w *Writer) send(b *batch) {
 				// every record to the dead-letter topic. Hold them — Add
 				// blocks, the consumer stops, Kafka keeps the records — and
 				// retry until the credentials are fixed (sink package doc).
-				w.m.requests.WithLabelValues("unauthorized").Inc()
+				w.m.requests.WithLabelValues(requestUnauthorized).Inc()
 				return true, se
 			}
-			w.m.requests.WithLabelValues("failed").Inc()
+			w.m.requests.WithLabelValues(requestFailed).Inc()
 			if (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge) && len(items) > 1 {
 				// One document can make the whole request invalid (or too
 				// large): halve the batch until the culprit is alone, so
@@ -381,7 +381,7 @@ func (w *Writer) send(b *batch) {
 			items = nil
 			return false, nil
 		}
-		w.m.requests.WithLabelValues("ok").Inc()
+		w.m.requests.WithLabelValues(requestOK).Inc()
 		retry, rerr := w.results(items, resp)
 		items = retry
 		if len(retry) > 0 {
@@ -390,9 +390,9 @@ func (w *Writer) send(b *batch) {
 		return false, nil
 	}, func(n int, err error) {
 		if isItemRetry(err) {
-			w.m.retries.WithLabelValues("item").Add(float64(len(items)))
+			w.m.retries.WithLabelValues(retryItem).Add(float64(len(items)))
 		} else {
-			w.m.retries.WithLabelValues("request").Inc()
+			w.m.retries.WithLabelValues(retryRequest).Inc()
 		}
 		if n == 1 || n%10 == 0 {
 			w.log.Warn("elasticsearch bulk: retrying", "attempt", n, "documents", len(items), "error", err)
@@ -480,7 +480,7 @@ func (w *Writer) results(items []item, resp []byte) ([]item, error) {
 			}
 			continue
 		default:
-			typ := "unknown"
+			typ := RejectUnknown
 			if st.Error != nil && st.Error.Type != "" {
 				typ = st.Error.Type
 			}

@@ -144,6 +144,7 @@ type integQueue struct {
 	receiver string
 	integ    Integration
 	ch       chan *queued
+	st       integStatus // Status's view of its sender
 }
 
 // queued is one notification for one integration, with the alert refs it
@@ -250,6 +251,7 @@ func New(opt Options) (*Dispatcher, error) {
 			if in.SendResolved {
 				d.resolvers[name] = append(d.resolvers[name], q)
 			}
+			d.m.integration(in.Name)
 		}
 	}
 	return d, nil
@@ -305,7 +307,7 @@ func (d *Dispatcher) Add(ctx context.Context, a rules.Alert, done func()) error 
 		if !g.seen.add(a.ID) {
 			// The same alert twice (a Kafka re-delivery, or the processor
 			// retrying a produce) is one alert.
-			d.m.alerts.WithLabelValues("duplicate").Inc()
+			d.m.alerts.WithLabelValues(outcomeDuplicate).Inc()
 			continue
 		}
 		if len(g.pending) == 0 {
@@ -325,7 +327,7 @@ func (d *Dispatcher) Add(ctx context.Context, a rules.Alert, done func()) error 
 		case len(g.pending) >= d.opt.MaxAlertsPerGroup*countedFactor:
 			// Beyond every bound: counted, final now.
 			states = append(states, stateChange{a.ID, StateGrouped, "counted only (group overflow): " + r.Receiver + " " + key})
-			d.m.alerts.WithLabelValues("overflow").Inc()
+			d.m.alerts.WithLabelValues(outcomeOverflow).Inc()
 			d.overflowLocked(g)
 			continue
 		default:
@@ -644,24 +646,27 @@ func (d *Dispatcher) send(ctx context.Context, q *integQueue) {
 }
 
 func (d *Dispatcher) deliver(ctx context.Context, q *integQueue, item *queued) {
+	q.st.begin()
 	rctx, cancel := context.WithTimeout(ctx, d.opt.GiveUpAfter)
 	if d.opt.GiveUpAfter <= 0 {
 		rctx, cancel = context.WithCancel(ctx)
 	}
 	err := Retry(rctx, d.opt.Backoff, q.integ.Notifier, item.n, func(attempt int, err error) {
+		q.st.attempt(err, d.now())
 		d.m.retries.WithLabelValues(q.integ.Name).Inc()
 		d.log.Warn("notify: notification failed, retrying", "integration", q.integ.Name,
 			"group", item.n.GroupKey, "attempt", attempt, "err", err)
 	})
 	cancel()
+	q.st.end(err, ctx.Err() == nil, d.now())
 	if ctx.Err() != nil {
 		// Shutting down: neither delivered nor failed; the alerts stay
 		// uncommitted and are re-read after the restart.
 		return
 	}
-	s, reason, outcome := StateDelivered, q.integ.Name, "sent"
+	s, reason, outcome := StateDelivered, q.integ.Name, outcomeSent
 	if err != nil {
-		s, reason, outcome = StateFailed, q.integ.Name+": "+err.Error(), "failed"
+		s, reason, outcome = StateFailed, q.integ.Name+": "+err.Error(), outcomeFailed
 		d.log.Error("notify: notification failed for good", "integration", q.integ.Name,
 			"group", item.n.GroupKey, "alerts", item.n.Count, "resolved", item.n.Resolved, "err", err)
 	}

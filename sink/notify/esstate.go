@@ -50,6 +50,14 @@ type stateUpdate struct {
 	attempts int // flushes that found no document
 }
 
+// Outcomes of kubesift_notify_state_updates_total.
+const (
+	updateUpdated  = "updated"  // the alert document carries the state
+	updateMissing  = "missing"  // no alert document after missingAttempts flushes
+	updateRejected = "rejected" // Elasticsearch refused the update
+	updateDropped  = "dropped"  // the pending map was full
+)
+
 // missingAttempts is how many flushes an update waits for its document.
 const missingAttempts = 5
 
@@ -70,6 +78,9 @@ func NewESStates(es *elasticsearch.Client, index string, maxPending int, interva
 			return nil, fmt.Errorf("notify state metrics: %w", err)
 		}
 	}
+	for _, o := range []string{updateUpdated, updateMissing, updateRejected, updateDropped} {
+		s.updates.WithLabelValues(o)
+	}
 	return s, nil
 }
 
@@ -78,7 +89,7 @@ func (s *ESStates) AlertState(id string, st State, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.pending[id]; !ok && len(s.pending) >= s.max {
-		s.updates.WithLabelValues("dropped").Inc()
+		s.updates.WithLabelValues(updateDropped).Inc()
 		if time.Since(s.lastLog) > 10*time.Second {
 			s.lastLog = time.Now()
 			s.log.Warn("notify: delivery-state queue full (Elasticsearch slow or down?); state updates dropped", "max", s.max)
@@ -175,13 +186,13 @@ func (s *ESStates) Flush(ctx context.Context) error {
 		for _, r := range item {
 			switch {
 			case r.Status >= 200 && r.Status < 300:
-				s.updates.WithLabelValues("updated").Inc()
+				s.updates.WithLabelValues(updateUpdated).Inc()
 			case r.Status == http.StatusNotFound:
 				missing = append(missing, r.ID)
 			case sink.Retryable(r.Status, nil):
 				s.requeue(batch, []string{r.ID}, false)
 			default:
-				s.updates.WithLabelValues("rejected").Inc()
+				s.updates.WithLabelValues(updateRejected).Inc()
 				s.log.Warn("notify: delivery-state update rejected", "alert", r.ID, "status", r.Status, "type", r.Error.Type)
 			}
 		}
@@ -199,7 +210,7 @@ func (s *ESStates) requeue(batch map[string]stateUpdate, ids []string, missing b
 		u := batch[id]
 		if missing {
 			if u.attempts++; u.attempts >= missingAttempts {
-				s.updates.WithLabelValues("missing").Inc()
+				s.updates.WithLabelValues(updateMissing).Inc()
 				continue
 			}
 		}
@@ -207,7 +218,7 @@ func (s *ESStates) requeue(batch map[string]stateUpdate, ids []string, missing b
 			continue
 		}
 		if len(s.pending) >= s.max {
-			s.updates.WithLabelValues("dropped").Inc()
+			s.updates.WithLabelValues(updateDropped).Inc()
 			continue
 		}
 		s.pending[id] = u

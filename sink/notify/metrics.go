@@ -8,6 +8,19 @@ import (
 	"github.com/kubesift/kubesift/internal/obs"
 )
 
+// Outcomes of kubesift_notify_alerts_total beside the delivery states, and
+// of kubesift_notify_notifications_total.
+const (
+	outcomeDuplicate = "duplicate" // the same alert ID again in its group
+	outcomeOverflow  = "overflow"  // counted only: the group is over every bound
+	outcomeSent      = "sent"
+	outcomeFailed    = "failed"
+)
+
+// alertOutcomes is every value of kubesift_notify_alerts_total{outcome}.
+var alertOutcomes = []string{string(StateGrouped), string(StateSilenced), string(StateInhibited),
+	string(StateDelivered), string(StateFailed), outcomeDuplicate, outcomeOverflow}
+
 // Metrics are the notifier's counters. The zero value is not usable; use
 // NewMetrics (a nil *Metrics in Options gets unregistered counters).
 type Metrics struct {
@@ -50,5 +63,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if err := obs.Register(reg, m.alerts, m.notifications, m.retries, m.evictions, m.postponed, m.groups); err != nil {
 		return nil, fmt.Errorf("notify metrics: %w", err)
 	}
+	for _, o := range alertOutcomes {
+		m.alerts.WithLabelValues(o)
+	}
 	return m, nil
+}
+
+// integration exports an integration's series at 0 before its first
+// notification, so a receiver that never succeeded shows sent 0, not
+// nothing.
+func (m *Metrics) integration(name string) {
+	m.notifications.WithLabelValues(name, outcomeSent)
+	m.notifications.WithLabelValues(name, outcomeFailed)
+	m.retries.WithLabelValues(name)
 }
