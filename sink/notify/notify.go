@@ -3,7 +3,8 @@
 // matchers, a Dispatcher aggregates alerts into groups (group_wait,
 // group_interval, repeat_interval), inhibition and silences mute alerts, and
 // each receiver's integrations (Slack, webhooks, Alertmanager, PagerDuty,
-// Opsgenie) send Notifications through one retry stage.
+// Opsgenie, Microsoft Teams, e-mail) send Notifications through one retry
+// stage.
 //
 // # Labels
 //
