@@ -44,6 +44,7 @@ tidy-check: ## go.mod and go.sum are tidy (every module)
 	$(GO) mod tidy -diff
 	cd test/tools && $(GO) mod tidy -diff
 	cd test/tools/alertmanager && $(GO) mod tidy -diff
+	cd test/tools/mailpit && $(GO) mod tidy -diff
 	cd test/deploy && $(GO) mod tidy -diff
 
 .PHONY: kibana
