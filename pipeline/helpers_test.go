@@ -319,8 +319,18 @@ func committed(t testing.TB, brokers []string, group, topic string, partitions i
 	for i := range partitions {
 		ps = append(ps, i)
 	}
-	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
+	// A broker short of CPU answers OffsetFetch with a transient error
+	// (BrokerNotAvailable, CoordinatorLoadInProgress) now and then; ask
+	// again rather than fail the test on the broker's hiccup.
+	var res *kafka.OffsetFetchResponse
+	if err := testenv.Await(30*time.Second, func() error {
+		var err error
+		res, err = c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+		if err == nil {
+			err = res.Error
+		}
+		return err
+	}); err != nil {
 		t.Fatalf("offset fetch: %v", err)
 	}
 	out := map[int]int64{}
