@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -459,7 +460,9 @@ func documentedCommands(t *testing.T) []docCommand {
 	root := testenv.Root()
 	out, err := exec.Command("git", "-C", root, "ls-files", "*.md", "deployments").Output()
 	if err != nil {
-		t.Skipf("git ls-files: %v (the documentation test reads the checkout)", err)
+		// A silent skip here would let stale commands back into the docs
+		// unnoticed: under KUBESIFT_REQUIRE_REAL=1 (make test, CI) it fails.
+		testenv.Missing(t, fmt.Sprintf("git ls-files: %v (the documentation test reads the checkout)", err))
 	}
 	var cmds []docCommand
 	for _, rel := range strings.Fields(string(out)) {
