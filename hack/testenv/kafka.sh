@@ -6,7 +6,8 @@
 #
 #   kafka.sh install   resolve the jars into the cache (only if missing)
 #   kafka.sh start     install if needed, format storage once, start in the background
-#   kafka.sh wait      block until a real Kafka client can list topics (<= 90 s)
+#   kafka.sh wait      block until a real Kafka client can list topics (<= 90 s,
+#                      longer while the broker is still writing its log: recovery)
 #   kafka.sh stop      SIGTERM, then SIGKILL after a grace period; idempotent
 #   kafka.sh kill      SIGKILL at once (crash injection); idempotent
 #   kafka.sh clean     stop and delete all broker state
@@ -24,6 +25,7 @@
 #   KUBESIFT_KAFKA_CONTROLLER_PORT  controller port  (default 19093)
 #   KUBESIFT_KAFKA_HEAP             max heap         (default 512m)
 #   KUBESIFT_KAFKA_WAIT_TIMEOUT     seconds for wait (default 90)
+#   KUBESIFT_KAFKA_WAIT_MAX         seconds for wait while the log grows (default 600)
 #   KUBESIFT_KAFKA_STOP_TIMEOUT     SIGTERM grace    (default 30)
 #   KUBESIFT_KAFKA_JAVA             java binary      (default: java on PATH; needs 17+)
 #   KUBESIFT_KAFKA_JAVA_OPTS        extra JVM options for the broker
@@ -283,7 +285,9 @@ probe() {
 
 wait_ready() {
   local timeout=${KUBESIFT_KAFKA_WAIT_TIMEOUT:-90}
-  local deadline=$((SECONDS + timeout)) out="$state/probe.out"
+  local max=${KUBESIFT_KAFKA_WAIT_MAX:-600}
+  local t0=$SECONDS deadline=$((SECONDS + timeout)) cap=$((SECONDS + max)) out="$state/probe.out"
+  local size last_size=-1
   installed || die "not installed; run: $0 start"
   while :; do
     if ! live_pid >/dev/null; then
@@ -296,8 +300,19 @@ wait_ready() {
     if port_open "$port" && probe >"$out" 2>&1; then
       break
     fi
+    # A broker restarted after SIGKILL first recovers every partition's log,
+    # which takes time in proportion to the partitions it holds and the CPU it
+    # gets; it logs each one. While the log grows, that is progress, not a
+    # hang: keep waiting, up to a hard cap.
+    size=$(stat -c %s "$logfile" 2>/dev/null || echo 0)
+    if ((size != last_size)); then
+      last_size=$size
+      if ((SECONDS + 15 > deadline && SECONDS + 15 <= cap)); then
+        deadline=$((SECONDS + 15))
+      fi
+    fi
     if ((SECONDS >= deadline)); then
-      log "broker not ready after ${timeout}s; last probe:"
+      log "broker not ready after $((SECONDS - t0))s (no log progress for 15s or ${max}s in all); last probe:"
       tail -n 20 "$out" >&2 2>/dev/null || true
       tail_logs
       return 1
