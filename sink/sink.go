@@ -139,15 +139,22 @@ var ErrGaveUp = errors.New("gave up after retries")
 // whether its error is retryable (use Retryable). onRetry, if not nil, is
 // called before each wait (b.Wait(n), or an attempt's RetryAfter) with the
 // attempt number and its error, for logs and metrics. The returned error
-// wraps the last attempt's error.
+// wraps the last attempt's error and, when ctx ended a retryable run, ctx's
+// error too.
 func Do(ctx context.Context, b backoff.Policy, attempt func(ctx context.Context) (retryable bool, err error), onRetry func(n int, err error)) error {
 	for n := 1; ; n++ {
 		retryable, err := attempt(ctx)
 		if err == nil {
 			return nil
 		}
-		if !retryable || ctx.Err() != nil {
+		if !retryable {
 			return err
+		}
+		if ctx.Err() != nil {
+			// The context may end during the attempt as well as during the
+			// wait; either way the caller learns both why it stopped and
+			// what the store last said.
+			return errors.Join(ctx.Err(), err)
 		}
 		if b.Attempts > 0 && n >= b.Attempts {
 			return errors.Join(ErrGaveUp, err)

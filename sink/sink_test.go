@@ -104,6 +104,21 @@ func TestDoHonoursRetryAfterAndContext(t *testing.T) {
 	}
 }
 
+// The context can end while an attempt runs, not only while Do waits: the
+// caller must still learn both.
+func TestDoContextEndsDuringAttempt(t *testing.T) {
+	ra := &StatusError{Op: "post", StatusCode: 503}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := Do(ctx, backoff.Policy{Initial: time.Millisecond}, func(context.Context) (bool, error) {
+		cancel()
+		return true, ra
+	}, nil)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ra) {
+		t.Fatalf("err = %v, want the context's end joined with the last error", err)
+	}
+}
+
 func TestStatusErrorText(t *testing.T) {
 	e := &StatusError{Op: "bulk", StatusCode: 503, Detail: "cluster_block_exception"}
 	if got, want := e.Error(), "bulk: HTTP 503 Service Unavailable: cluster_block_exception"; got != want {
