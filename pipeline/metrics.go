@@ -135,8 +135,10 @@ func (m *metrics) collectors() []prometheus.Collector {
 }
 
 // register adds every series to reg, or none.
-func (m *metrics) register(reg prometheus.Registerer) error {
-	cs := m.collectors()
+func (m *metrics) register(reg prometheus.Registerer) error { return registerAll(reg, m.collectors()) }
+
+// registerAll adds every one of cs to reg, or none.
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) error {
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

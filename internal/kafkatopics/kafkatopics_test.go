@@ -33,6 +33,10 @@ func TestSpecs(t *testing.T) {
 		{"max.message.bytes follows the largest producer batch", "publish: {batch_bytes: 4194304, max_in_flight_bytes: 8388608, spool: {segment_bytes: 8388608}}\n", "audit",
 			Spec{Role: "audit", Name: "kubesift.audit", Partitions: 6, ReplicationFactor: 3,
 				Configs: map[string]string{CleanupPolicy: "delete", MinInsyncReplicas: "2", MaxMessageBytes: "4259840", RetentionMs: "604800000"}}},
+		{"no rule-state changelog unless enabled", "", RoleRuleState, Spec{}},
+		{"rule-state changelog: compacted, partitioned like the larger input", "processor:\n  group_id: pg\n  rule_state: {enabled: true}\nkafka:\n  topic_settings:\n    events: {partitions: 9}\n",
+			RoleRuleState, Spec{Role: RoleRuleState, Name: "pg-rule-state", Partitions: 9, ReplicationFactor: 3,
+				Configs: map[string]string{CleanupPolicy: "compact", MinInsyncReplicas: "2", MaxMessageBytes: "1114112"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/pipeline/pipelinetest"
+	"github.com/kubesift/kubesift/rules"
+)
+
+const topicState = "unit.rule-state"
+
+// firstUserRule alerts on the first configmap read of each user: the
+// generator's records of one n have the same user in every run.
+const firstUserRule = `rules:
+  - {id: first-user, title: t, severity: low, source: audit, condition: 'resource == "configmaps"', group_by: [user], new_term: {lookback: 720h}}
+`
+
+func stateEngine(t *testing.T) *rules.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(firstUserRule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := rules.New(rules.LoadOptions{NoBuiltin: true, Dirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func stateConfig(group string) config.ProcessorConfig {
+	pc := testProcessorConfig(group)
+	pc.Topics = []string{topicAudit}
+	pc.RuleState = config.ProcessorRuleStateConfig{Enabled: true, Topic: topicState, MaxBytesPerRule: 1 << 20, NewTermHorizon: 24 * time.Hour}
+	return pc
+}
+
+// newUsers is how many users of records 0..n-1 read a configmap: all but
+// the generator's privileged pod creates.
+func newUsers(from, to int) int {
+	n := 0
+	for i := from; i < to; i++ {
+		if !pipelinetest.Privileged(i) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRuleStateSurvivesRestartAndMove: a new_term rule's known terms
+// survive a partition moving to a new member and a restart of the whole
+// group: each user alerts once, however many members saw it since (each
+// member has an engine of its own, as separate processes have).
+func TestRuleStateSurvivesRestartAndMove(t *testing.T) {
+	const parts = 2
+	c := fakeKafka(t, parts, kfake.SeedTopics(parts, topicState))
+	brokers := c.ListenAddrs()
+	pc := stateConfig("g-state")
+	// One writer per member (a Processor closes its writer); alerts
+	// counts the distinct alert documents over all of them.
+	var ws []*fakeWriter
+	writer := func() *fakeWriter { w := newFakeWriter(); ws = append(ws, w); return w }
+	alertDocs := func() (distinct, total int) {
+		seen := map[string]bool{}
+		for _, w := range ws {
+			w.mu.Lock()
+			for id, n := range w.docs {
+				if strings.HasPrefix(id, "first-user:") {
+					seen[id] = true
+					total += n
+				}
+			}
+			w.mu.Unlock()
+		}
+		return len(seen), total
+	}
+	alerts := func() int { d, _ := alertDocs(); return d }
+	waitCommitted := func(what string) {
+		testenv.WaitFor(t, what+": every partition committed to its end", 60*time.Second, func() bool {
+			return maps.Equal(committed(t, brokers, pc.GroupID, topicAudit, parts), endOffsets(t, brokers, topicAudit, parts))
+		})
+	}
+
+	_, regA, stopA := startProcessorWith(t, brokers, pc, stateEngine(t), writer(), fakeDocs{})
+	produce(t, brokers, topicAudit, "one", 100)
+	waitCommitted("member a alone")
+	if got, want := alerts(), newUsers(0, 100); got != want {
+		t.Fatalf("first run: %d new-user alerts, want %d", got, want)
+	}
+
+	// A second member takes one partition over: its engine has never seen
+	// those users, its restored state has.
+	_, regB, stopB := startProcessorWith(t, brokers, pc, stateEngine(t), writer(), fakeDocs{})
+	testenv.WaitFor(t, "both members assigned a partition", 60*time.Second, func() bool {
+		return testenv.Metric(t, regA, "kubesift_processor_assigned_partitions") == 1 &&
+			testenv.Metric(t, regB, "kubesift_processor_assigned_partitions") == 1
+	})
+	produce(t, brokers, topicAudit, "two", 150)
+	waitCommitted("after the move")
+	if got, want := alerts(), newUsers(0, 150); got != want {
+		t.Errorf("after the move: %d new-user alerts, want %d (only users 100-149 are new)", got, want)
+	}
+	if got := testenv.Metric(t, regB, "kubesift_processor_rule_state_restored_total", "result", "applied"); got == 0 {
+		t.Error("member b restored nothing")
+	}
+	for _, stop := range []func() error{stopA, stopB} {
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The whole group restarts.
+	_, regC, _ := startProcessorWith(t, brokers, pc, stateEngine(t), writer(), fakeDocs{})
+	produce(t, brokers, topicAudit, "three", 150)
+	waitCommitted("after the restart")
+	if got, want := alerts(), newUsers(0, 150); got != want {
+		t.Errorf("after the restart: %d new-user alerts, want %d (no user is new)", got, want)
+	}
+	if got := testenv.Metric(t, regC, "kubesift_processor_rule_state_writes_total", "reason", rules.ReasonUpdate); got == 0 {
+		t.Error("member c wrote no state")
+	}
+	if d, total := alertDocs(); d != total {
+		t.Errorf("alert documents: %d distinct, %d written: a known user alerted again", d, total)
+	}
+}
+
+// TestRuleStateNeedsScopedEvaluator: an evaluator without per-partition
+// state is refused when rule state is on, naming the setting.
+func TestRuleStateNeedsScopedEvaluator(t *testing.T) {
+	_, err := New(Options{Kafka: testKafka([]string{"127.0.0.1:1"}), Processor: stateConfig("g"), Rules: fakeRules{},
+		Documents: fakeDocs{}, Writer: newFakeWriter()})
+	if err == nil || !strings.Contains(err.Error(), "processor.rule_state.enabled") {
+		t.Errorf("err = %v, want one naming processor.rule_state.enabled", err)
+	}
+}
