@@ -340,8 +340,8 @@ func (s *sequenceState) newest(p *seqProgress) time.Time {
 // New term: when the term was last seen.
 
 func (s *newTermState) appendValue(b []byte, t time.Time) []byte { return appendTime(b, t) }
-func (s *newTermState) decodeValue(d *decoder) time.Time      { return d.time() }
-func (s *newTermState) newest(t time.Time) time.Time           { return t }
+func (s *newTermState) decodeValue(d *decoder) time.Time         { return d.time() }
+func (s *newTermState) newest(t time.Time) time.Time             { return t }
 
 func later(a, b time.Time) time.Time {
 	if b.After(a) {

@@ -189,6 +189,9 @@ func defaultProcessor() ProcessorConfig {
 		},
 		Rules:   ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
 		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second, ActorWait: 10 * time.Second},
+
+		// The built-in new_term rules look back 7 days at most: the horizon
+		// caps only user rules that look back further.
 		RuleState: ProcessorRuleStateConfig{MaxBytesPerRule: 8 << 20, NewTermHorizon: 90 * 24 * time.Hour},
 	}
 }
