@@ -171,11 +171,7 @@ func (s *stateLog) restore(ctx context.Context, sc *rules.Scope, id int) (int, e
 	if err != nil || end <= first {
 		return 0, err
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: s.k.Brokers, Topic: s.topic, Partition: id, Dialer: s.dialer,
-		MinBytes: 1, MaxBytes: max(s.pc.FetchMaxBytes, 16<<20), MaxWait: 100 * time.Millisecond,
-		QueueCapacity: 10000, ReadBackoffMin: 100 * time.Millisecond, ReadBackoffMax: time.Second,
-	})
+	r := newRestoreReader(s.k.Brokers, s.topic, id, s.dialer, s.pc.FetchMaxBytes)
 	defer r.Close()
 	if err := r.SetOffset(first); err != nil {
 		return 0, err
@@ -212,6 +208,17 @@ func (s *stateLog) restore(ctx context.Context, sc *rules.Scope, id int) (int, e
 	s.m.restored.WithLabelValues(restoreStale).Add(float64(stale))
 	s.m.restored.WithLabelValues(restoreBad).Add(float64(bad))
 	return n, nil
+}
+
+// newRestoreReader reads a changelog partition: large fetches, a deep
+// queue, and no waiting for more once it has some (a restore reads what is
+// there, not what comes).
+func newRestoreReader(brokers []string, topic string, id int, d *kafka.Dialer, fetchMaxBytes int) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: brokers, Topic: topic, Partition: id, Dialer: d,
+		MinBytes: 1, MaxBytes: max(fetchMaxBytes, 16<<20), MaxWait: 100 * time.Millisecond,
+		QueueCapacity: 10000, ReadBackoffMin: 100 * time.Millisecond, ReadBackoffMax: time.Second,
+	})
 }
 
 // bounds returns the first and end offsets of changelog partition id.
