@@ -83,6 +83,7 @@ func TestCompare(t *testing.T) {
 			a.Configs[MaxMessageBytes] = "5000"
 		}), nil},
 		{"fewer partitions: grow", "audit", with(func(a *Actual) { a.Partitions = 4 }), []Drift{{Setting: "partitions", Fix: FixGrowPartitions}}},
+		{"fewer partitions of the rule-state changelog: grow", RoleRuleState, with(func(a *Actual) { a.Partitions = 4 }), []Drift{{Setting: "partitions", Fix: FixGrowPartitions}}},
 		{"fewer partitions of the objects topic: by hand", "objects", with(func(a *Actual) { a.Partitions = 4 }), []Drift{{Setting: "partitions", Fix: FixManual}}},
 		{"replication factor: by hand", "audit", with(func(a *Actual) { a.ReplicationFactor = 1 }), []Drift{{Setting: "replication_factor", Fix: FixManual}}},
 		{"cleanup.policy: never changed", "audit", with(func(a *Actual) { a.Configs[CleanupPolicy] = "compact" }), []Drift{{Setting: CleanupPolicy, Fix: FixManual}}},
