@@ -128,11 +128,8 @@ func New(o Options) (*Processor, error) {
 		}
 		rt = t
 	}
-	if err := p.m.register(o.Registerer); err != nil {
-		return nil, err
-	}
-	p.m.precreate(p.topics)
 	p.life, p.lifeCancel = context.WithCancel(context.Background())
+	var more []prometheus.Collector
 	if o.Processor.RuleState.Enabled {
 		se, ok := o.Rules.(ScopedEvaluator)
 		if !ok {
@@ -140,11 +137,13 @@ func New(o Options) (*Processor, error) {
 			return nil, errNoScopedEvaluator
 		}
 		p.state = newStateLog(o, se, p.dialer, rt, &p.limiter, p.life)
-		if err := registerAll(o.Registerer, p.state.m.collectors()); err != nil {
-			p.lifeCancel()
-			return nil, err
-		}
+		more = p.state.m.collectors()
 	}
+	if err := p.m.register(o.Registerer, more...); err != nil {
+		p.lifeCancel()
+		return nil, err
+	}
+	p.m.precreate(p.topics)
 	p.prod = newProducer(o.Kafka, o.Processor.Produce, rt, o.Logger, p.m)
 	return p, nil
 }
@@ -463,6 +462,13 @@ func (p *Processor) handle(ctx, work context.Context, part *partition, m kafka.M
 		return
 	}
 	alerts, changes := p.eval(part, rec, m.Offset)
+	if len(changes) > 0 {
+		// A part of the message from here: the queue writes the changes
+		// only once every other part is done, and not at all when one was
+		// lost (an early return below), so they never get ahead of the
+		// alerts.
+		part.states.add(pm, changes)
+	}
 	if doc, err := p.o.Documents.Record(rec); err != nil {
 		if !p.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
 			stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("record %s: %v", rec.ID, err)}) {
@@ -493,9 +499,6 @@ func (p *Processor) handle(ctx, work context.Context, part *partition, m kafka.M
 		if !p.produceAlert(work, pm, a, value) {
 			return
 		}
-	}
-	if len(changes) > 0 {
-		part.states.add(pm, changes)
 	}
 }
 

@@ -287,7 +287,8 @@ func (q *stateQueue) messages(changes []rules.StateChange) []kafka.Message {
 const headerStateReason = "kubesift-state-reason"
 
 // add queues the changes of pm's record as a part of pm, written once the
-// other parts are done.
+// other parts (and the handler's hold) are done; a lost part makes the
+// queue drop them, and everything after them.
 func (q *stateQueue) add(pm *pending, changes []rules.StateChange) {
 	b := &stateBatch{pm: pm, msgs: q.messages(changes), ready: make(chan struct{})}
 	if pm == nil {

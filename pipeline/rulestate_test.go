@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"context"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -8,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
 	"github.com/kubesift/kubesift/rules"
@@ -140,5 +144,63 @@ func TestRuleStateNeedsScopedEvaluator(t *testing.T) {
 		Documents: fakeDocs{}, Writer: newFakeWriter()})
 	if err == nil || !strings.Contains(err.Error(), "processor.rule_state.enabled") {
 		t.Errorf("err = %v, want one naming processor.rule_state.enabled", err)
+	}
+}
+
+// TestStateQueueWritesAfterTheOtherParts: a message's changes reach the
+// changelog only after its other parts (documents, alerts) are done, in
+// message order; once a message lost a part, neither its changes nor any
+// later message's are written, and none of them is acknowledged.
+func TestStateQueueWritesAfterTheOtherParts(t *testing.T) {
+	c := fakeKafka(t, 1, kfake.SeedTopics(1, topicState))
+	brokers := c.ListenAddrs()
+	var lim obs.LogLimiter
+	s := newStateLog(Options{Kafka: testKafka(brokers), Processor: stateConfig("g"), Logger: testLogger(t)}, stateEngine(t),
+		&kafka.Dialer{Timeout: 5 * time.Second}, &kafka.Transport{}, &lim, context.Background())
+	defer s.close()
+	q := s.startQueue(0, 10)
+	part := &partition{topic: topicAudit, tracker: NewTracker(0), win: newWindow(100, 1<<20, nil)}
+	written := func() int64 { return endOffsets(t, brokers, topicState, 1)[0] }
+	// message opens message offset with one outstanding part (an alert)
+	// and its changes queued, as handle leaves it.
+	message := func(offset int64) *pending {
+		if err := part.tracker.Add(offset); err != nil {
+			t.Fatal(err)
+		}
+		pm := &pending{part: part, offset: offset, log: testLogger(t)}
+		pm.parts.Store(1)
+		pm.add() // the alert
+		q.add(pm, []rules.StateChange{{Key: []byte(fmt.Sprint("k", offset)), Value: []byte("v"), Reason: rules.ReasonUpdate}})
+		pm.finish(true) // the handler's hold
+		return pm
+	}
+
+	first, second := message(0), message(1)
+	second.finish(true) // the second's alert is out, the first's is not
+	// The writer has taken the first and waits for it; the second waits
+	// behind it.
+	testenv.WaitFor(t, "the queue holding the second behind the first's alert", 5*time.Second, func() bool { return len(q.ch) == 1 })
+	if n := written(); n != 0 {
+		t.Fatalf("%d changes written while the first message's alert is outstanding, want 0", n)
+	}
+	first.finish(true)
+	testenv.WaitFor(t, "both messages' changes written, in order", 10*time.Second, func() bool { return written() == 2 })
+	if got := part.tracker.Committable(); got != 2 {
+		t.Errorf("committable %d, want 2: both messages done", got)
+	}
+	msgs := readAll(t, brokers, topicState, 1)
+	if len(msgs) != 2 || string(msgs[0].Key) != "k0" || string(msgs[1].Key) != "k1" {
+		t.Errorf("changelog %v, want k0 then k1", msgs)
+	}
+
+	lost, after := message(2), message(3)
+	lost.finish(false)
+	after.finish(true)
+	q.stop(false)
+	if n := written(); n != 2 {
+		t.Errorf("%d changes written, want still 2: the lost message's and the next one's are dropped", n)
+	}
+	if got := part.tracker.Committable(); got != 2 {
+		t.Errorf("committable %d, want 2: neither the lost message nor the next one is done", got)
 	}
 }
