@@ -50,6 +50,7 @@ const (
 	RetentionMs       = "retention.ms"
 	MinInsyncReplicas = "min.insync.replicas"
 	MaxMessageBytes   = "max.message.bytes"
+	SegmentMs         = "segment.ms"
 )
 
 // SetupCommand is what a component's log and readiness name as the way to
@@ -105,7 +106,10 @@ func Specs(c *config.Config) []Spec {
 // ruleStateSpec is the rule-state changelog: compacted (a group's latest
 // state is all that matters, a tombstone deletes it) and never expired by
 // time, partitioned like the larger of the input topics. Its replication
-// and size settings are the audit topic's.
+// and size settings are the audit topic's. Its segments roll every hour:
+// compaction never touches the active segment, and a restore reads it
+// whole, so with Kafka's default (7 days or 1 GiB) a busy partition would
+// restore days of superseded changes.
 func ruleStateSpec(c *config.Config) Spec {
 	audit, events := c.Kafka.TopicSettings.For("audit", c), c.Kafka.TopicSettings.For("events", c)
 	return Spec{Role: RoleRuleState, Name: c.Processor.StateTopic(), Partitions: max(audit.Partitions, events.Partitions),
@@ -113,6 +117,7 @@ func ruleStateSpec(c *config.Config) Spec {
 			CleanupPolicy:     "compact",
 			MinInsyncReplicas: strconv.Itoa(audit.MinInsyncReplicas),
 			MaxMessageBytes:   strconv.FormatInt(audit.MaxMessageBytes, 10),
+			SegmentMs:         strconv.FormatInt(time.Hour.Milliseconds(), 10),
 		}}
 }
 

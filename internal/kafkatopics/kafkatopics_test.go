@@ -36,7 +36,7 @@ func TestSpecs(t *testing.T) {
 		{"no rule-state changelog unless enabled", "", RoleRuleState, Spec{}},
 		{"rule-state changelog: compacted, partitioned like the larger input", "processor:\n  group_id: pg\n  rule_state: {enabled: true}\nkafka:\n  topic_settings:\n    events: {partitions: 9}\n",
 			RoleRuleState, Spec{Role: RoleRuleState, Name: "pg-rule-state", Partitions: 9, ReplicationFactor: 3,
-				Configs: map[string]string{CleanupPolicy: "compact", MinInsyncReplicas: "2", MaxMessageBytes: "1114112"}}},
+				Configs: map[string]string{CleanupPolicy: "compact", MinInsyncReplicas: "2", MaxMessageBytes: "1114112", SegmentMs: "3600000"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
