@@ -393,8 +393,8 @@ func (e *Engine) evalSequence(m *runner, cr *compiledRule, r *record.Record, ctx
 		if i == last && e.excepted(m, cr) {
 			continue
 		}
-		st, applied := ctx.scope.stateOf(cr)
-		if applied {
+		st, already := ctx.scope.stateOf(cr)
+		if already {
 			continue
 		}
 		mk := func() Alert { return e.alertOf(m, cr, r, ctx, key, len(cr.steps)) }
@@ -458,8 +458,8 @@ func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *ev
 			}
 			value = fmt.Sprint(v)
 		}
-		st, applied := ctx.scope.stateOf(cr)
-		if applied {
+		st, already := ctx.scope.stateOf(cr)
+		if already {
 			return Alert{}, false
 		}
 		fire, n := st.observe(key, r.EventTime, 0, value)

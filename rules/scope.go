@@ -148,7 +148,7 @@ func (sc *Scope) stateOf(cr *compiledRule) (state, bool) {
 
 func (sc *Scope) newScoped(cr *compiledRule) *scoped {
 	st := newState(&cr.Rule, sc.e.opts.MaxGroups)
-	return &scoped{id: cr.ID, fp: cr.stateFP, st: st, d: storeOf(st, &cr.Rule, sc.opts.NewTermHorizon)}
+	return &scoped{id: cr.ID, fp: cr.stateFP, st: st, d: storeOf(st, cr.stateFP, sc.opts.NewTermHorizon)}
 }
 
 // Drain returns the changes since the last Drain (or the restore's stale

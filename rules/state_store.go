@@ -38,10 +38,10 @@ type lruStore[V any] struct {
 	buf     []byte
 }
 
-// storeOf turns on change tracking in st and returns its store. horizonCap
+// storeOf turns on change tracking in st, the state of a rule whose
+// stateful definition has fingerprint fp, and returns its store. horizonCap
 // caps a new_term rule's memory (0: its lookback).
-func storeOf(st state, r *Rule, horizonCap time.Duration) store {
-	fp := statefulFingerprint(r)
+func storeOf(st state, fp uint64, horizonCap time.Duration) store {
 	switch s := st.(type) {
 	case *thresholdState:
 		return newLRUStore(s.lru, groupCodec[*ring](s), kindThreshold, fp, s.window+s.cooldown)
