@@ -60,6 +60,11 @@ func (e *procEnv) produceMessages(msgs ...kafka.Message) {
 	e.produce(0, 0, msgs...)
 }
 
+// stateNoise is how many of the run's generated records (configmap reads,
+// which the tests' rules ignore) go to the input first: every partition
+// gets some, so that the group commits every partition.
+const stateNoise = 100
+
 // TestProcessRuleStateThresholdAcrossKill: a threshold of 10 deletes by one
 // user whose deletes straddle a kill -9 of the processor fires exactly
 // once, on the 10th: 5 deletes are committed, 3 more are processed (their
@@ -73,10 +78,10 @@ func TestProcessRuleStateThresholdAcrossKill(t *testing.T) {
 `)
 	deletes := make([]kafka.Message, 10)
 	for i := range deletes {
-		deletes[i] = userRecord(t, e.run, i, "mallory@example.com", "delete", "secrets")
+		deletes[i] = userRecord(t, e.run+"-mallory", i, "mallory@example.com", "delete", "secrets")
 	}
 	a, aAddr := e.startProcessor("proc-a", true, extra)
-	e.produceMessages(deletes[:5]...)
+	e.produce(0, stateNoise, deletes[:5]...)
 	testenv.WaitFor(t, "the first 5 deletes committed", time.Minute, e.committedToEnd)
 	e.produceMessages(deletes[5:8]...)
 	testenv.WaitFor(t, "the state of 8 deletes written", time.Minute, func() bool {
@@ -88,7 +93,7 @@ func TestProcessRuleStateThresholdAcrossKill(t *testing.T) {
 
 	b, bAddr := e.startProcessor("proc-b", false, extra)
 	e.produceMessages(deletes[8:]...)
-	e.waitCounts(10, 1, 2*time.Minute)
+	e.waitCounts(stateNoise+10, 1, 2*time.Minute)
 	testenv.WaitFor(t, "offsets committed to the end of every partition", time.Minute, e.committedToEnd)
 	e.checkAlertsTopic(1)
 	for _, m := range e.readTopic(e.alerts) {
@@ -106,17 +111,17 @@ func TestProcessRuleStateThresholdAcrossKill(t *testing.T) {
 
 // TestProcessRuleStateNewTermMoveAndRestart: a new_term rule alerts once
 // per user while its partitions move to a second member and when the whole
-// group restarts: 40 users, then the same 40 and 10 new ones across a
-// rebalance, then all 50 again after a restart: 50 alerts in all.
+// group restarts: 40 users read a secret, then the same 40 and 10 new ones
+// across a rebalance, then all 50 again after a restart: 50 alerts in all.
 func TestProcessRuleStateNewTermMoveAndRestart(t *testing.T) {
 	testenv.Short(t)
 	e, extra := stateEnv(t, "stateterm", `rules:
-  - {id: first-user, title: First configmap read by a user, severity: low, source: audit, condition: 'resource == "configmaps"', group_by: [user], new_term: {lookback: 720h}}
+  - {id: first-user, title: First secret read by a user, severity: low, source: audit, condition: 'verb == "get" && resource == "secrets"', group_by: [user], new_term: {lookback: 720h}}
 `)
 	batch := func(round, users int) []kafka.Message {
 		msgs := make([]kafka.Message, users)
 		for u := range users {
-			msgs[u] = userRecord(t, fmt.Sprintf("%s-%d", e.run, round), u, fmt.Sprintf("user-%02d@example.com", u), "get", "configmaps")
+			msgs[u] = userRecord(t, fmt.Sprintf("%s-%d", e.run, round), u, fmt.Sprintf("user-%02d@example.com", u), "get", "secrets")
 		}
 		return msgs
 	}
@@ -127,8 +132,8 @@ func TestProcessRuleStateNewTermMoveAndRestart(t *testing.T) {
 	}
 
 	a, aAddr := e.startProcessor("proc-a", true, extra)
-	e.produceMessages(batch(1, 40)...)
-	waitAlerts("member a alone", 40, 40)
+	e.produce(0, stateNoise, batch(1, 40)...)
+	waitAlerts("member a alone", stateNoise+40, 40)
 
 	b, bAddr := e.startProcessor("proc-b", false, extra)
 	testenv.WaitFor(t, "both members assigned partitions", time.Minute, func() bool {
@@ -136,7 +141,7 @@ func TestProcessRuleStateNewTermMoveAndRestart(t *testing.T) {
 		return pa > 0 && pb > 0 && pa+pb == statePartitions
 	})
 	e.produceMessages(batch(2, 50)...)
-	waitAlerts("after the move", 90, 50)
+	waitAlerts("after the move", stateNoise+90, 50)
 	if got := procMetric(bAddr, "kubesift_processor_rule_state_restored_total", "result", "applied"); got <= 0 {
 		t.Errorf("member b restored %v entries, want its partitions' known users", got)
 	}
@@ -148,7 +153,7 @@ func TestProcessRuleStateNewTermMoveAndRestart(t *testing.T) {
 
 	c, _ := e.startProcessor("proc-c", false, extra)
 	e.produceMessages(batch(3, 50)...)
-	waitAlerts("after the restart", 140, 50)
+	waitAlerts("after the restart", stateNoise+140, 50)
 	if distinct, total := e.checkAlertsTopic(50); distinct != total {
 		t.Errorf("alerts topic: %d messages for %d alerts: a known user alerted again", total, distinct)
 	}
