@@ -306,12 +306,13 @@ func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *pa
 		p.m.committed.DeleteLabelValues(part.topic, part.label)
 	}()
 	if p.state != nil {
-		part.scope = p.state.newScope(part.topic)
 		// Before the partition's first record: its windows must be whole
 		// when it is evaluated.
-		if err := p.state.restoreUntilDone(ctx, part.scope, part.topic, part.id); err != nil {
+		sc, err := p.state.restoreUntilDone(ctx, part.topic, part.id)
+		if err != nil {
 			return // generation over before the restore ended: nothing read
 		}
+		part.scope = sc
 		part.states = p.state.startQueue(part.id, p.pc.MaxInFlightMessages)
 		if stale := part.scope.Drain(); len(stale) > 0 {
 			part.states.add(nil, stale)

@@ -138,26 +138,29 @@ func (s *stateLog) newScope(topic string) *rules.Scope {
 	return s.eval.NewScope(rules.ScopeOptions{Topic: topic, MaxBytes: s.rc.MaxBytesPerRule, NewTermHorizon: s.rc.NewTermHorizon})
 }
 
-// restoreUntilDone restores sc from changelog partition id, retrying (with
-// backoff, logged) while Kafka or the topic is not there, until ctx ends.
-func (s *stateLog) restoreUntilDone(ctx context.Context, sc *rules.Scope, topic string, id int) error {
+// restoreUntilDone returns the state of input partition id of topic,
+// restored from changelog partition id; it retries (with backoff, logged,
+// each time from an empty state) while Kafka or the topic is not there,
+// until ctx ends.
+func (s *stateLog) restoreUntilDone(ctx context.Context, topic string, id int) (*rules.Scope, error) {
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
+		sc := s.newScope(topic)
 		n, err := s.restore(ctx, sc, id)
 		if err == nil {
 			s.m.restoreTime.Observe(time.Since(start).Seconds())
 			s.log.Info("rule state restored", "topic", topic, "partition", id, "changelog", s.topic, "entries", n,
 				"groups", sc.Groups(), "seconds", time.Since(start).Seconds())
-			return nil
+			return sc, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		s.limiter.Warn(s.log, "state/"+topic, "rule state: cannot restore the partition yet; it is not processed meanwhile",
 			"topic", topic, "partition", id, "changelog", s.topic, "err", err)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(s.backoff.Wait(attempt)):
 		}
 	}
