@@ -396,13 +396,28 @@ func (q *stateQueue) writeAll(msgs []kafka.Message) bool {
 			return false
 		}
 		s.limiter.Warn(s.log, "state/write", "rule state: changelog write not acknowledged; retrying", "changelog", s.topic,
-			"partition", q.part, "attempt", attempt+1, "err", err)
+			"partition", q.part, "attempt", attempt+1, "err", firstWriteError(err))
 		select {
 		case <-q.ctx.Done():
 			return false
 		case <-time.After(s.backoff.Wait(attempt)):
 		}
 	}
+}
+
+// firstWriteError shortens kafka-go's WriteErrors, one error per message
+// of the batch, to their count and the first.
+func firstWriteError(err error) error {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	for _, e := range we {
+		if e != nil {
+			return fmt.Errorf("%d of %d messages not written, the first: %w", we.Count(), len(we), e)
+		}
+	}
+	return err
 }
 
 var errNoScopedEvaluator = errors.New("pipeline: processor.rule_state.enabled: the rules evaluator keeps no per-partition state (it is not a pipeline.ScopedEvaluator)")

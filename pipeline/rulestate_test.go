@@ -204,3 +204,59 @@ func TestStateQueueWritesAfterTheOtherParts(t *testing.T) {
 		t.Errorf("committable %d, want 2: neither the lost message nor the next one is done", got)
 	}
 }
+
+// TestRuleStateRestoreProblems: a changelog entry that cannot be decoded is
+// skipped and counted, and its partition processed; an input partition
+// whose changelog partition is missing waits, unprocessed and logged, while
+// the others run, and is processed once the changelog has it.
+func TestRuleStateRestoreProblems(t *testing.T) {
+	tests := []struct {
+		name                string
+		changelogPartitions int
+		garbage             bool
+	}{
+		{"an undecodable entry", 2, true},
+		{"a missing changelog partition", 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const parts = 2
+			c := fakeKafka(t, parts, kfake.SeedTopics(int32(tc.changelogPartitions), topicState))
+			brokers := c.ListenAddrs()
+			if tc.garbage {
+				w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topicState, Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 })}
+				if err := w.WriteMessages(context.Background(), kafka.Message{Key: []byte("\x0aunit.audit\x03r"), Value: []byte{1, 2, 3}}); err != nil {
+					t.Fatal(err)
+				}
+				w.Close()
+			}
+			pc := stateConfig("g-problems")
+			_, reg, _ := startProcessorWith(t, brokers, pc, stateEngine(t), newFakeWriter(), fakeDocs{})
+			produce(t, brokers, topicAudit, "problems", 200)
+			ends := endOffsets(t, brokers, topicAudit, parts)
+			testenv.WaitFor(t, "partition 0 committed to its end", 60*time.Second, func() bool {
+				return committed(t, brokers, pc.GroupID, topicAudit, parts)[0] == ends[0]
+			})
+			if tc.garbage {
+				if got := testenv.Metric(t, reg, "kubesift_processor_rule_state_restored_total", "result", "bad"); got != 1 {
+					t.Errorf("bad entries counted: %v, want 1", got)
+				}
+				testenv.WaitFor(t, "partition 1 committed to its end", 60*time.Second, func() bool {
+					return committed(t, brokers, pc.GroupID, topicAudit, parts)[1] == ends[1]
+				})
+				return
+			}
+			if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[1]; got >= 0 {
+				t.Errorf("partition 1 committed at %d without its changelog partition", got)
+			}
+			adm := &kafka.Client{Addr: kafka.TCP(brokers...)}
+			if _, err := adm.CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{
+				Topics: []kafka.TopicPartitionsConfig{{Name: topicState, Count: parts}}}); err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(t, "partition 1 committed to its end once the changelog has it", 60*time.Second, func() bool {
+				return committed(t, brokers, pc.GroupID, topicAudit, parts)[1] == ends[1]
+			})
+		})
+	}
+}
