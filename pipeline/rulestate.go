@@ -48,10 +48,11 @@ type ScopedEvaluator interface {
 // stateMetrics are the durable rule state's series, registered only when
 // it is enabled.
 type stateMetrics struct {
-	writes      *prometheus.CounterVec // reason
-	writeErrors prometheus.Counter
-	restored    *prometheus.CounterVec // result
-	restoreTime prometheus.Histogram
+	writes        *prometheus.CounterVec // reason
+	writeErrors   prometheus.Counter
+	restored      *prometheus.CounterVec // result
+	restoreErrors prometheus.Counter
+	restoreTime   prometheus.Histogram
 }
 
 // Results of restoring one changelog entry (metric label).
@@ -71,6 +72,8 @@ func newStateMetrics() *stateMetrics {
 			Help: "Rule-state changelog writes Kafka did not acknowledge (retried until it does)."}),
 		restored: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_state_restored_total",
 			Help: "Rule-state changelog entries read while restoring a partition, by result (applied, other_topic, stale: deleted, bad: skipped)."}, []string{"result"}),
+		restoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_state_restore_errors_total",
+			Help: "Partition restores that failed (Kafka or the changelog partition not there, a read failing part-way); each is retried from an empty state while the partition waits."}),
 		restoreTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "rule_state_restore_seconds",
 			Help: "Time to restore one partition's rule state from the changelog.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
@@ -84,7 +87,7 @@ func newStateMetrics() *stateMetrics {
 }
 
 func (m *stateMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.writes, m.writeErrors, m.restored, m.restoreTime}
+	return []prometheus.Collector{m.writes, m.writeErrors, m.restored, m.restoreErrors, m.restoreTime}
 }
 
 // stateLog reads and writes the rule-state changelog topic.
@@ -156,6 +159,7 @@ func (s *stateLog) restoreUntilDone(ctx context.Context, topic string, id int) (
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		s.m.restoreErrors.Inc()
 		s.limiter.Warn(s.log, "state/"+topic, "rule state: cannot restore the partition yet; it is not processed meanwhile",
 			"topic", topic, "partition", id, "changelog", s.topic, "err", err)
 		select {

@@ -207,8 +207,9 @@ func TestStateQueueWritesAfterTheOtherParts(t *testing.T) {
 
 // TestRuleStateRestoreProblems: a changelog entry that cannot be decoded is
 // skipped and counted, and its partition processed; an input partition
-// whose changelog partition is missing waits, unprocessed and logged, while
-// the others run, and is processed once the changelog has it.
+// whose changelog partition is missing waits, unprocessed, logged and
+// counted, while the others run, and is processed once the changelog has
+// it.
 func TestRuleStateRestoreProblems(t *testing.T) {
 	tests := []struct {
 		name                string
@@ -246,6 +247,9 @@ func TestRuleStateRestoreProblems(t *testing.T) {
 				})
 				return
 			}
+			testenv.WaitFor(t, "the failed restore counted", 60*time.Second, func() bool {
+				return testenv.Metric(t, reg, "kubesift_processor_rule_state_restore_errors_total") > 0
+			})
 			if got := committed(t, brokers, pc.GroupID, topicAudit, parts)[1]; got >= 0 {
 				t.Errorf("partition 1 committed at %d without its changelog partition", got)
 			}

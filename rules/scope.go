@@ -233,7 +233,8 @@ func (sc *Scope) Restore(key, value []byte) (RestoreResult, error) {
 	if h.kind != s.d.kind() {
 		return 0, fmt.Errorf("%w: rule %s: kind %d, want %d", ErrStateValue, rule, h.kind, s.d.kind())
 	}
-	if err := s.d.restore(group, payload, int64(len(key)+len(value))); err != nil {
+	// Sized as Drain sizes a group it writes: group key and value.
+	if err := s.d.restore(group, payload, int64(len(group)+len(value))); err != nil {
 		return 0, fmt.Errorf("rule %s: %w", rule, err)
 	}
 	return Restored, nil

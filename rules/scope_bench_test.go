@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/kubesift/kubesift/record"
@@ -40,4 +42,62 @@ func BenchmarkRulesScoped(b *testing.B) {
 			b.ReportMetric(float64(changes)/float64(b.N), "changes/event")
 		})
 	}
+}
+
+// BenchmarkScopeRestore applies scopeRestoreKeys changelog entries of a
+// new_term rule to an empty Scope, the in-process part of restoring one
+// partition (no Kafka), beside copying the same entries into a plain map
+// (the baseline, in the same run).
+func BenchmarkScopeRestore(b *testing.B) {
+	const scopeRestoreKeys = 1_000_000
+	exec := `,"objectRef":{"resource":"pods","namespace":"ns","name":"p","subresource":"exec"}`
+	e, err := New(LoadOptions{NoBuiltin: true, Dirs: []string{writeRules(b, durableRules)}, MaxGroups: 2 * scopeRestoreKeys})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One real entry made by the engine, its group key replaced by each
+	// user in turn.
+	const user0 = "user-0000000@example.com"
+	sc := e.NewScope(ScopeOptions{Topic: "audit"})
+	e.EvalIn(auditRec(b, 0, t0, "create", "pods", "ns", "p", user0, exec), sc, 0)
+	var tmpl StateChange
+	for _, c := range sc.Drain() {
+		if c.Reason == ReasonUpdate {
+			tmpl = c
+		}
+	}
+	prefix, ok := bytes.CutSuffix(tmpl.Key, []byte(user0))
+	if !ok {
+		b.Fatalf("changelog key %q does not end with the group key %q", tmpl.Key, user0)
+	}
+	keys := make([][]byte, scopeRestoreKeys)
+	for i := range keys {
+		keys[i] = fmt.Appendf(bytes.Clone(prefix), "user-%07d@example.com", i)
+	}
+	b.Run("map", func(b *testing.B) {
+		for range b.N {
+			m := make(map[string][]byte)
+			for _, k := range keys {
+				m[string(k)] = bytes.Clone(tmpl.Value)
+			}
+			if len(m) != scopeRestoreKeys {
+				b.Fatalf("%d entries, want %d", len(m), scopeRestoreKeys)
+			}
+		}
+		b.ReportMetric(float64(scopeRestoreKeys)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+	})
+	b.Run("scope", func(b *testing.B) {
+		for range b.N {
+			sc := e.NewScope(ScopeOptions{Topic: "audit", MaxBytes: 1 << 30})
+			for _, k := range keys {
+				if _, err := sc.Restore(k, tmpl.Value); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if g := sc.Groups(); g != scopeRestoreKeys {
+				b.Fatalf("restored %d groups, want %d", g, scopeRestoreKeys)
+			}
+		}
+		b.ReportMetric(float64(scopeRestoreKeys)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+	})
 }

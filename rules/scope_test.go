@@ -272,9 +272,12 @@ func TestScopeMaxBytes(t *testing.T) {
 			e := newDurableEngine(t, dir, 0)
 			sc := e.NewScope(ScopeOptions{Topic: "audit", MaxBytes: maxBytes})
 			evicted := 0
+			var log changelog
 			for i := range 100 {
 				e.EvalIn(auditRec(t, i, t0.Add(time.Duration(i)*time.Second), "create", "pods", "ns", "p", fmt.Sprint("user-", i), exec), sc, int64(i))
-				for _, ch := range sc.Drain() {
+				ch := sc.Drain()
+				log.write(ch)
+				for _, ch := range ch {
 					if _, rule, _, _ := parseStateKey(ch.Key); rule == "first-exec" && ch.Reason == ReasonEvicted {
 						evicted++
 					}
@@ -290,6 +293,14 @@ func TestScopeMaxBytes(t *testing.T) {
 			}
 			if _, ok := l.m["user-99"]; !ok {
 				t.Error("the most recent group was evicted")
+			}
+			// A restore counts the bytes as the writes did, so the bound
+			// holds the same after a restart.
+			restored := e.NewScope(ScopeOptions{Topic: "audit", MaxBytes: maxBytes})
+			log.restore(t, restored)
+			rl := restored.states["first-exec"].st.(*newTermState).lru
+			if rl.bytes != l.bytes || len(rl.m) != len(l.m) {
+				t.Errorf("restored %d groups of %d bytes, want %d of %d", len(rl.m), rl.bytes, len(l.m), l.bytes)
 			}
 		})
 	}
