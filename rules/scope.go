@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,8 +58,10 @@ type Scope struct {
 	pos       int64     // offset of the record being evaluated
 	through   int64     // restored checkpoint: records at or below it are in the state
 	sinceFull int       // records since every state was swept
-	stale     []StateChange
-	mu        sync.Mutex
+	// stale are the keys whose latest restored entry belongs to a rule
+	// that is gone or changed: tombstones for the next Drain.
+	stale map[string]struct{}
+	mu    sync.Mutex
 	// set and rules index the stateful rules of the set last restored with.
 	set   *Set
 	rules map[string]*compiledRule
@@ -109,7 +113,7 @@ type scoped struct {
 
 // NewScope returns an empty Scope for one input partition.
 func (e *Engine) NewScope(o ScopeOptions) *Scope {
-	return &Scope{e: e, topic: o.Topic, opts: o, states: map[string]*scoped{}, through: -1}
+	return &Scope{e: e, topic: o.Topic, opts: o, states: map[string]*scoped{}, stale: map[string]struct{}{}, through: -1}
 }
 
 // EvalIn is Eval with the stateful rules' memory taken from sc (nil: the
@@ -157,8 +161,14 @@ func (sc *Scope) newScoped(cr *compiledRule) *scoped {
 func (sc *Scope) Drain() []StateChange {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	out, stale := sc.stale, len(sc.stale)
-	sc.stale = nil
+	var out []StateChange
+	if len(sc.stale) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(sc.stale)) {
+			out = append(out, StateChange{Key: []byte(k), Reason: ReasonStale})
+		}
+		clear(sc.stale)
+	}
+	stale := len(out)
 	drainList := sc.touched
 	if sc.sinceFull++; sc.sinceFull >= sweepEvery {
 		sc.sinceFull = 0
@@ -195,8 +205,10 @@ const (
 )
 
 // Restore applies one changelog entry (value nil: a tombstone) read from
-// the partition's changelog, oldest first. A malformed entry is an error
-// wrapping ErrStateValue; the Scope is unchanged by it.
+// the partition's changelog, oldest first. As compaction would, each entry
+// replaces whatever an earlier one said of its group: a tombstone, a stale
+// entry (a rule that is gone or changed: deleted at the next Drain) and a
+// malformed one (an error wrapping ErrStateValue) leave the group empty.
 func (sc *Scope) Restore(key, value []byte) (RestoreResult, error) {
 	topic, rule, group, err := parseStateKey(key)
 	if err != nil {
@@ -210,19 +222,28 @@ func (sc *Scope) Restore(key, value []byte) (RestoreResult, error) {
 	if rule == "" {
 		return sc.restoreCheckpoint(value)
 	}
-	cr := sc.stateful(rule)
+	delete(sc.stale, string(key))
+	if s := sc.states[rule]; s != nil {
+		s.d.forget(group)
+	}
+	res, err := sc.restoreGroup(rule, group, value)
+	if res == Stale && err == nil {
+		sc.stale[string(key)] = struct{}{}
+	}
+	return res, err
+}
+
+// restoreGroup sets group of rule, which Restore emptied, from value.
+func (sc *Scope) restoreGroup(rule, group string, value []byte) (RestoreResult, error) {
 	if value == nil {
-		if s := sc.states[rule]; s != nil {
-			s.d.forget(group)
-		}
 		return Restored, nil
 	}
 	h, payload, err := parseHeader(value)
 	if err != nil {
 		return 0, fmt.Errorf("rule %s: %w", rule, err)
 	}
+	cr := sc.stateful(rule)
 	if cr == nil || h.fp != cr.stateFP {
-		sc.stale = append(sc.stale, StateChange{Key: append([]byte(nil), key...), Reason: ReasonStale})
 		return Stale, nil
 	}
 	s := sc.states[rule]

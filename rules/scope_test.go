@@ -370,6 +370,53 @@ func TestScopeRestoreStaleAndBad(t *testing.T) {
 	}
 }
 
+// TestScopeRestoreLatestWins: as compaction would, the last entry of a
+// group decides: a current value after a stale one keeps the group and
+// deletes nothing; a stale, malformed or tombstone entry after a current
+// value leaves the group empty, and only a stale one is deleted.
+func TestScopeRestoreLatestWins(t *testing.T) {
+	e := newDurableEngine(t, writeRules(t, durableRules), 0)
+	sc := e.NewScope(ScopeOptions{Topic: "audit"})
+	exec := `,"objectRef":{"resource":"pods","namespace":"ns","name":"p","subresource":"exec"}`
+	e.EvalIn(auditRec(t, 1, t0, "create", "pods", "ns", "p", "ann", exec), sc, 0)
+	good := sc.Drain()[0]
+	h, payload, err := parseHeader(good.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := append(appendHeader(nil, valueHeader{kind: h.kind, fp: h.fp + 1}), payload...)
+	bad := good.Value[:len(good.Value)-1]
+	tests := []struct {
+		name       string
+		values     [][]byte
+		wantGroups int
+		wantTombs  int
+	}{
+		{"stale then current", [][]byte{stale, good.Value}, 1, 0},
+		{"current then stale", [][]byte{good.Value, stale}, 0, 1},
+		{"current then malformed", [][]byte{good.Value, bad}, 0, 0},
+		{"current then tombstone", [][]byte{good.Value, nil}, 0, 0},
+		{"stale then tombstone", [][]byte{stale, nil}, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := e.NewScope(ScopeOptions{Topic: "audit"})
+			for _, v := range tc.values {
+				_, _ = sc.Restore(good.Key, v) // a malformed entry's error: TestScopeRestoreStaleAndBad
+			}
+			tombs := 0
+			for _, ch := range sc.Drain() {
+				if ch.Value == nil && ch.Reason == ReasonStale {
+					tombs++
+				}
+			}
+			if g := sc.Groups(); g != tc.wantGroups || tombs != tc.wantTombs {
+				t.Errorf("%d groups and %d stale tombstones, want %d and %d", g, tombs, tc.wantGroups, tc.wantTombs)
+			}
+		})
+	}
+}
+
 // FuzzScopeRestore: no changelog entry, however malformed, panics the
 // restore or the evaluation after it.
 func FuzzScopeRestore(f *testing.F) {
