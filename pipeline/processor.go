@@ -132,7 +132,7 @@ func New(o Options) (*Processor, error) {
 	var more []prometheus.Collector
 	if o.Processor.RuleState.Enabled {
 		se, ok := o.Rules.(ScopedEvaluator)
-		if !ok {
+		if !ok || se.NewScope(rules.ScopeOptions{}) == nil {
 			p.lifeCancel()
 			return nil, errNoScopedEvaluator
 		}

@@ -38,7 +38,8 @@ import (
 //     re-made from the re-delivered records by the next owner.
 
 // ScopedEvaluator is an Evaluator that keeps the stateful rules' memory
-// per partition (rules.Engine); processor.rule_state needs one.
+// per partition (rules.Engine); processor.rule_state needs one. A wrapper
+// of an Evaluator that is not one returns a nil Scope from NewScope.
 type ScopedEvaluator interface {
 	Evaluator
 	NewScope(o rules.ScopeOptions) *rules.Scope

@@ -17,6 +17,7 @@ import (
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/pipeline/pipelinetest"
+	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 )
 
@@ -137,13 +138,26 @@ func TestRuleStateSurvivesRestartAndMove(t *testing.T) {
 	}
 }
 
+// scopeless is a ScopedEvaluator keeping no per-partition state, as a
+// wrapper of any Evaluator is.
+type scopeless struct{ fakeRules }
+
+func (scopeless) NewScope(rules.ScopeOptions) *rules.Scope { return nil }
+func (s scopeless) EvalIn(r *record.Record, _ *rules.Scope, _ int64) []rules.Alert {
+	return s.Eval(r)
+}
+
 // TestRuleStateNeedsScopedEvaluator: an evaluator without per-partition
 // state is refused when rule state is on, naming the setting.
 func TestRuleStateNeedsScopedEvaluator(t *testing.T) {
-	_, err := New(Options{Kafka: testKafka([]string{"127.0.0.1:1"}), Processor: stateConfig("g"), Rules: fakeRules{},
-		Documents: fakeDocs{}, Writer: newFakeWriter()})
-	if err == nil || !strings.Contains(err.Error(), "processor.rule_state.enabled") {
-		t.Errorf("err = %v, want one naming processor.rule_state.enabled", err)
+	for _, ev := range []Evaluator{fakeRules{}, scopeless{}} {
+		t.Run(fmt.Sprintf("%T", ev), func(t *testing.T) {
+			_, err := New(Options{Kafka: testKafka([]string{"127.0.0.1:1"}), Processor: stateConfig("g"), Rules: ev,
+				Documents: fakeDocs{}, Writer: newFakeWriter()})
+			if err == nil || !strings.Contains(err.Error(), "processor.rule_state.enabled") {
+				t.Errorf("err = %v, want one naming processor.rule_state.enabled", err)
+			}
+		})
 	}
 }
 

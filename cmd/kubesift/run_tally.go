@@ -28,8 +28,9 @@ func newAlertTally(eng pipeline.Evaluator) *alertTally {
 // Eval is the engine's, counted.
 func (t *alertTally) Eval(r *record.Record) []rules.Alert { return t.count(t.eng.Eval(r)) }
 
-// NewScope and EvalIn are the engine's (durable rule state), counted; the
-// processor refuses processor.rule_state with an engine that has none.
+// NewScope and EvalIn are the engine's (durable rule state), counted; with
+// an engine that keeps no per-partition state NewScope is nil, and the
+// processor refuses processor.rule_state.
 func (t *alertTally) NewScope(o rules.ScopeOptions) *rules.Scope {
 	if se, ok := t.eng.(pipeline.ScopedEvaluator); ok {
 		return se.NewScope(o)
