@@ -306,23 +306,29 @@ func TestScopeMaxBytes(t *testing.T) {
 	}
 }
 
-// TestScopeRestoreStaleAndBad: entries of a rule that changed or is gone
-// are deleted (a tombstone at the next Drain); another topic's entries are
-// left alone; malformed ones are errors naming the problem and change
-// nothing.
-func TestScopeRestoreStaleAndBad(t *testing.T) {
-	dir := writeRules(t, durableRules)
-	e := newDurableEngine(t, dir, 0)
+// annExecEntry is the changelog entry e makes for user ann's first exec
+// (rule first-exec), and its value as a changed definition of the rule
+// would have written it (another fingerprint).
+func annExecEntry(t *testing.T, e *Engine) (good StateChange, changed []byte) {
+	t.Helper()
 	sc := e.NewScope(ScopeOptions{Topic: "audit"})
 	exec := `,"objectRef":{"resource":"pods","namespace":"ns","name":"p","subresource":"exec"}`
 	e.EvalIn(auditRec(t, 1, t0, "create", "pods", "ns", "p", "ann", exec), sc, 0)
-	good := sc.Drain()[0]
+	good = sc.Drain()[0]
 	h, payload, err := parseHeader(good.Value)
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := appendHeader(nil, valueHeader{kind: h.kind, fp: h.fp + 1, pos: h.pos})
-	changed = append(changed, payload...)
+	return good, append(appendHeader(nil, valueHeader{kind: h.kind, fp: h.fp + 1, pos: h.pos}), payload...)
+}
+
+// TestScopeRestoreStaleAndBad: entries of a rule that changed or is gone
+// are deleted (a tombstone at the next Drain); another topic's entries are
+// left alone; malformed ones are errors naming the problem and restore
+// nothing.
+func TestScopeRestoreStaleAndBad(t *testing.T) {
+	e := newDurableEngine(t, writeRules(t, durableRules), 0)
+	good, changed := annExecEntry(t, e)
 	tests := []struct {
 		name       string
 		key, value []byte
@@ -376,15 +382,7 @@ func TestScopeRestoreStaleAndBad(t *testing.T) {
 // value leaves the group empty, and only a stale one is deleted.
 func TestScopeRestoreLatestWins(t *testing.T) {
 	e := newDurableEngine(t, writeRules(t, durableRules), 0)
-	sc := e.NewScope(ScopeOptions{Topic: "audit"})
-	exec := `,"objectRef":{"resource":"pods","namespace":"ns","name":"p","subresource":"exec"}`
-	e.EvalIn(auditRec(t, 1, t0, "create", "pods", "ns", "p", "ann", exec), sc, 0)
-	good := sc.Drain()[0]
-	h, payload, err := parseHeader(good.Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale := append(appendHeader(nil, valueHeader{kind: h.kind, fp: h.fp + 1}), payload...)
+	good, stale := annExecEntry(t, e)
 	bad := good.Value[:len(good.Value)-1]
 	tests := []struct {
 		name       string
