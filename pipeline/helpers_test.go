@@ -262,8 +262,14 @@ func produce(t testing.TB, brokers []string, topic, run string, n int, extra ...
 // startProcessor runs a processor until the test ends (or stop is called).
 func startProcessor(t *testing.T, brokers []string, pc config.ProcessorConfig, w sink.Writer, docs Documents) (p *Processor, reg *prometheus.Registry, stop func() error) {
 	t.Helper()
+	return startProcessorWith(t, brokers, pc, fakeRules{}, w, docs)
+}
+
+// startProcessorWith is startProcessor evaluating with ev.
+func startProcessorWith(t *testing.T, brokers []string, pc config.ProcessorConfig, ev Evaluator, w sink.Writer, docs Documents) (p *Processor, reg *prometheus.Registry, stop func() error) {
+	t.Helper()
 	reg = prometheus.NewRegistry()
-	p, err := New(Options{Kafka: testKafka(brokers), Processor: pc, Rules: fakeRules{}, Documents: docs,
+	p, err := New(Options{Kafka: testKafka(brokers), Processor: pc, Rules: ev, Documents: docs,
 		Writer: w, Registerer: reg, Logger: testLogger(t), Transport: &kafka.Transport{}})
 	if err != nil {
 		t.Fatal(err)

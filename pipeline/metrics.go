@@ -134,9 +134,9 @@ func (m *metrics) collectors() []prometheus.Collector {
 		m.commitLatency, m.commitErrors, m.committed}
 }
 
-// register adds every series to reg, or none.
-func (m *metrics) register(reg prometheus.Registerer) error {
-	cs := m.collectors()
+// register adds every series (and more) to reg, or none.
+func (m *metrics) register(reg prometheus.Registerer, more ...prometheus.Collector) error {
+	cs := append(m.collectors(), more...)
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

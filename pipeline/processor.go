@@ -91,6 +91,10 @@ type Processor struct {
 
 	commitMu sync.Mutex // serialises commits on the generation's connection
 	ready    atomic.Bool
+
+	// state keeps the rules' windows per partition in the changelog
+	// (processor.rule_state); nil when that is off.
+	state *stateLog
 }
 
 // New checks o and builds a Processor; it connects to nothing yet.
@@ -124,12 +128,23 @@ func New(o Options) (*Processor, error) {
 		}
 		rt = t
 	}
-	if err := p.m.register(o.Registerer); err != nil {
+	p.life, p.lifeCancel = context.WithCancel(context.Background())
+	var more []prometheus.Collector
+	if o.Processor.RuleState.Enabled {
+		se, ok := o.Rules.(ScopedEvaluator)
+		if !ok || se.NewScope(rules.ScopeOptions{}) == nil {
+			p.lifeCancel()
+			return nil, errNoScopedEvaluator
+		}
+		p.state = newStateLog(o, se, p.dialer, rt, &p.limiter, p.life)
+		more = p.state.m.collectors()
+	}
+	if err := p.m.register(o.Registerer, more...); err != nil {
+		p.lifeCancel()
 		return nil, err
 	}
 	p.m.precreate(p.topics)
 	p.prod = newProducer(o.Kafka, o.Processor.Produce, rt, o.Logger, p.m)
-	p.life, p.lifeCancel = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -176,7 +191,11 @@ func (p *Processor) Run(ctx context.Context) error {
 // closeSinks closes the Writer (whose last done callbacks may still write
 // dead letters) and then the producer.
 func (p *Processor) closeSinks() error {
-	return closeSinks(p.pc.DrainTimeout, p.o.Writer, p.prod, p.lifeCancel)
+	err := closeSinks(p.pc.DrainTimeout, p.o.Writer, p.prod, p.lifeCancel)
+	if p.state != nil {
+		err = errors.Join(err, p.state.close())
+	}
+	return err
 }
 
 // partition is one assigned topic-partition in one generation.
@@ -188,6 +207,10 @@ type partition struct {
 	win       *window
 	committed int64 // guarded by Processor.commitMu
 	label     string
+	// scope and states are the partition's rule state and the writer of
+	// its changes (processor.rule_state; nil when off).
+	scope  *rules.Scope
+	states *stateQueue
 }
 
 // startGeneration launches one consumer per assigned partition and the
@@ -282,6 +305,19 @@ func (p *Processor) consume(ctx context.Context, gen *kafka.Generation, part *pa
 		p.m.lag.DeleteLabelValues(part.topic, part.label)
 		p.m.committed.DeleteLabelValues(part.topic, part.label)
 	}()
+	if p.state != nil {
+		// Before the partition's first record: its windows must be whole
+		// when it is evaluated.
+		sc, err := p.state.restoreUntilDone(ctx, part.topic, part.id)
+		if err != nil {
+			return // generation over before the restore ended: nothing read
+		}
+		part.scope = sc
+		part.states = p.state.startQueue(part.id, p.pc.MaxInFlightMessages)
+		if stale := part.scope.Drain(); len(stale) > 0 {
+			part.states.add(nil, stale)
+		}
+	}
 	if err := r.SetOffset(part.start); err != nil {
 		// Only a closed reader refuses; nothing was read, nothing to commit.
 		p.log.Error("partition reader: set offset", "topic", part.topic, "partition", part.id, "offset", part.start, "err", err)
@@ -339,11 +375,15 @@ func afterEnd(ctx context.Context, grace time.Duration) (context.Context, contex
 // (which ends processor.drain_timeout after the generation) ends, and
 // commits what is done.
 func (p *Processor) drain(work context.Context, gen *kafka.Generation, part *partition) {
-	if !part.win.drain(work) {
+	drained := part.win.drain(work)
+	if !drained {
 		n, _ := part.win.inFlight()
 		p.m.abandoned.Add(float64(n))
 		p.log.Warn("partition revoked with messages still in flight; they will be re-delivered to its next owner",
 			"topic", part.topic, "partition", part.id, "in_flight", n, "drain_timeout", p.pc.DrainTimeout)
+	}
+	if part.states != nil {
+		part.states.stop(!drained)
 	}
 	if err := p.commit(gen, []*partition{part}); err != nil {
 		p.log.Warn("final commit of a revoked partition failed; its next owner re-reads from the last commit",
@@ -368,15 +408,26 @@ type pending struct {
 	parts  atomic.Int32
 	lost   atomic.Bool
 	log    *slog.Logger
+	onRest atomic.Pointer[func()] // see gate
 }
 
 func (pm *pending) add() { pm.parts.Add(1) }
+
+// gate makes f run once only one part is left: the rule-state part, added
+// just before, which waits for the others (stateQueue).
+func (pm *pending) gate(f func()) { pm.onRest.Store(&f) }
 
 func (pm *pending) finish(ok bool) {
 	if !ok {
 		pm.lost.Store(true)
 	}
-	if pm.parts.Add(-1) != 0 {
+	n := pm.parts.Add(-1)
+	if n == 1 {
+		if f := pm.onRest.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	if n != 0 {
 		return
 	}
 	if !pm.lost.Load() {
@@ -411,7 +462,14 @@ func (p *Processor) handle(ctx, work context.Context, part *partition, m kafka.M
 			stage: StageDecode, reason: StageDecode, err: err.Error()})
 		return
 	}
-	alerts := p.o.Rules.Eval(rec)
+	alerts, changes := p.eval(part, rec, m.Offset)
+	if len(changes) > 0 {
+		// A part of the message from here: the queue writes the changes
+		// only once every other part is done, and not at all when one was
+		// lost (an early return below), so they never get ahead of the
+		// alerts.
+		part.states.add(pm, changes)
+	}
 	if doc, err := p.o.Documents.Record(rec); err != nil {
 		if !p.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
 			stage: StageDocument, reason: StageDocument, err: fmt.Sprintf("record %s: %v", rec.ID, err)}) {
@@ -443,6 +501,16 @@ func (p *Processor) handle(ctx, work context.Context, part *partition, m kafka.M
 			return
 		}
 	}
+}
+
+// eval runs the rules on rec, in the partition's rule state when that is
+// kept (and returns its changes).
+func (p *Processor) eval(part *partition, rec *record.Record, offset int64) ([]rules.Alert, []rules.StateChange) {
+	if part.scope == nil {
+		return p.o.Rules.Eval(rec), nil
+	}
+	alerts := p.state.eval.EvalIn(rec, part.scope, offset)
+	return alerts, part.scope.Drain()
 }
 
 // index hands doc to the Writer. A Rejected document becomes a dead letter

@@ -79,6 +79,7 @@ type compiledRule struct {
 	keys          [2][]string // prefilter: accepted values per key field
 	keyed         [2]bool     // whether keys[i] constrains
 	state         state
+	stateFP       uint64 // statefulFingerprint, for durable state (Scope)
 	stats         *RuleStats
 }
 
@@ -262,6 +263,9 @@ func (e *Engine) install(set, old *Set) {
 			e.stats[r.ID] = st
 		}
 		r.stats = st
+		if r.state != nil {
+			r.stateFP = statefulFingerprint(&r.Rule)
+		}
 		if p, ok := prev[r.ID]; ok && p.state != nil && sameStatefulDef(&p.Rule, &r.Rule) {
 			r.state = p.state // keep windows across a reload that did not change the rule
 		}
@@ -314,19 +318,22 @@ func (e *Engine) Stats() map[string]*RuleStats {
 
 // evalCtx carries one record's environment through its candidate rules.
 type evalCtx struct {
+	scope   *Scope // stateful rules' memory; nil: the engine's own
 	env     any
 	audit   *AuditEnv
 	objects objectUse // bodies already parsed into the env
 }
 
 // Eval returns the alerts r raises (shadow rules are counted, not returned).
-func (e *Engine) Eval(r *record.Record) []Alert {
+func (e *Engine) Eval(r *record.Record) []Alert { return e.eval(r, nil) }
+
+func (e *Engine) eval(r *record.Record, sc *Scope) []Alert {
 	set := e.set.Load()
 	ix := set.index[r.Source]
 	if ix == nil || len(ix.rules) == 0 {
 		return nil
 	}
-	var ctx evalCtx
+	ctx := evalCtx{scope: sc}
 	var k [2]string
 	switch r.Source {
 	case record.SourceAudit:
@@ -368,7 +375,6 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 // count towards a threshold. The alert is the last step's, raised on that
 // record or — for a two-step sequence — on a first step read after it.
 func (e *Engine) evalSequence(m *runner, cr *compiledRule, r *record.Record, ctx *evalCtx) (Alert, bool) {
-	st := cr.state.(*sequenceState)
 	last := len(cr.steps) - 1
 	var fired *Alert
 	for i := last; i >= 0; i-- {
@@ -387,8 +393,12 @@ func (e *Engine) evalSequence(m *runner, cr *compiledRule, r *record.Record, ctx
 		if i == last && e.excepted(m, cr) {
 			continue
 		}
+		st, already := ctx.scope.stateOf(cr)
+		if already {
+			continue
+		}
 		mk := func() Alert { return e.alertOf(m, cr, r, ctx, key, len(cr.steps)) }
-		if a := st.feed(key, r.EventTime, i, mk); a != nil {
+		if a := st.(*sequenceState).feed(key, r.EventTime, i, mk); a != nil {
 			fired = a
 		}
 	}
@@ -448,7 +458,11 @@ func (e *Engine) evalRule(m *runner, cr *compiledRule, r *record.Record, ctx *ev
 			}
 			value = fmt.Sprint(v)
 		}
-		fire, n := cr.state.observe(key, r.EventTime, 0, value)
+		st, already := ctx.scope.stateOf(cr)
+		if already {
+			return Alert{}, false
+		}
+		fire, n := st.observe(key, r.EventTime, 0, value)
 		if !fire {
 			return Alert{}, false
 		}

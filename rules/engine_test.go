@@ -13,7 +13,7 @@ import (
 	"github.com/kubesift/kubesift/record"
 )
 
-func writeRules(t *testing.T, files map[string]string) string {
+func writeRules(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for n, c := range files {
@@ -27,7 +27,7 @@ func writeRules(t *testing.T, files map[string]string) string {
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // auditRec builds an audit record; fields: verb resource ns name user [decision] [subresource].
-func auditRec(t *testing.T, i int, at time.Time, verb, resource, ns, name, user string, extra string) *record.Record {
+func auditRec(t testing.TB, i int, at time.Time, verb, resource, ns, name, user string, extra string) *record.Record {
 	t.Helper()
 	js := fmt.Sprintf(`{"apiVersion":"audit.k8s.io/v1","kind":"Event","auditID":"id-%d","stage":"ResponseComplete","verb":%q,"user":{"username":%q},"objectRef":{"resource":%q,"namespace":%q,"name":%q},"stageTimestamp":%q%s}`,
 		i, verb, user, resource, ns, name, at.Format("2006-01-02T15:04:05.000000Z"), extra)

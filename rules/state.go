@@ -43,21 +43,41 @@ func newState(r *Rule, maxGroups int) state {
 }
 
 // lru is a bounded map whose least recently used entry is evicted first.
+//
+// For durable state (Scope) it also keeps what the changelog needs: the
+// keys touched since the last drain (dirty: each is written, or deleted with
+// a tombstone when it is gone), and the encoded size of each entry and
+// their sum. Without a Scope dirty is nil and none of that is kept.
 type lru[V any] struct {
 	mu      sync.Mutex
 	max     int
 	m       map[string]*list.Element
 	order   *list.List // front = most recent
 	evicted atomic.Uint64
+
+	// dirty maps each key touched since the last drain to why it went,
+	// if it did (a Reason*; "" while it is present).
+	dirty map[string]string
+	bytes int64 // sum of the entries' encoded sizes
 }
 
 type lruEntry[V any] struct {
 	key string
 	val V
+	// size is the encoded size of key and value when last written to the
+	// changelog.
+	size int64
 }
 
 func newLRU[V any](max int) *lru[V] {
 	return &lru[V]{max: max, m: map[string]*list.Element{}, order: list.New()}
+}
+
+// touch marks e as possibly changed by the current record.
+func (l *lru[V]) touch(e *lruEntry[V]) {
+	if l.dirty != nil {
+		l.dirty[e.key] = ""
+	}
 }
 
 // get returns the value for key, creating it with mk when absent; the entry
@@ -65,23 +85,38 @@ func newLRU[V any](max int) *lru[V] {
 func (l *lru[V]) get(key string, mk func() V) *V {
 	if e, ok := l.m[key]; ok {
 		l.order.MoveToFront(e)
-		return &e.Value.(*lruEntry[V]).val
+		ent := e.Value.(*lruEntry[V])
+		l.touch(ent)
+		return &ent.val
 	}
 	if len(l.m) >= l.max {
-		old := l.order.Back()
-		l.order.Remove(old)
-		delete(l.m, old.Value.(*lruEntry[V]).key)
-		l.evicted.Add(1)
+		l.evictOldest()
 	}
 	ent := &lruEntry[V]{key: key, val: mk()}
 	l.m[key] = l.order.PushFront(ent)
+	l.touch(ent)
 	return &ent.val
+}
+
+// evictOldest drops the least recently used entry (a tombstone when durable).
+func (l *lru[V]) evictOldest() {
+	old := l.order.Back()
+	ent := old.Value.(*lruEntry[V])
+	l.order.Remove(old)
+	delete(l.m, ent.key)
+	l.bytes -= ent.size
+	l.evicted.Add(1)
+	if l.dirty != nil {
+		l.dirty[ent.key] = ReasonEvicted
+	}
 }
 
 func (l *lru[V]) lookup(key string) (*V, bool) {
 	if e, ok := l.m[key]; ok {
 		l.order.MoveToFront(e)
-		return &e.Value.(*lruEntry[V]).val, true
+		ent := e.Value.(*lruEntry[V])
+		l.touch(ent)
+		return &ent.val, true
 	}
 	return nil, false
 }
@@ -90,6 +125,10 @@ func (l *lru[V]) remove(key string) {
 	if e, ok := l.m[key]; ok {
 		l.order.Remove(e)
 		delete(l.m, key)
+		l.bytes -= e.Value.(*lruEntry[V]).size
+		if l.dirty != nil {
+			l.dirty[key] = ReasonDone
+		}
 	}
 }
 

@@ -26,8 +26,26 @@ func newAlertTally(eng pipeline.Evaluator) *alertTally {
 }
 
 // Eval is the engine's, counted.
-func (t *alertTally) Eval(r *record.Record) []rules.Alert {
-	as := t.eng.Eval(r)
+func (t *alertTally) Eval(r *record.Record) []rules.Alert { return t.count(t.eng.Eval(r)) }
+
+// NewScope and EvalIn are the engine's (durable rule state), counted; with
+// an engine that keeps no per-partition state NewScope is nil, and the
+// processor refuses processor.rule_state.
+func (t *alertTally) NewScope(o rules.ScopeOptions) *rules.Scope {
+	if se, ok := t.eng.(pipeline.ScopedEvaluator); ok {
+		return se.NewScope(o)
+	}
+	return nil
+}
+
+func (t *alertTally) EvalIn(r *record.Record, sc *rules.Scope, offset int64) []rules.Alert {
+	if se, ok := t.eng.(pipeline.ScopedEvaluator); ok {
+		return t.count(se.EvalIn(r, sc, offset))
+	}
+	return t.count(t.eng.Eval(r))
+}
+
+func (t *alertTally) count(as []rules.Alert) []rules.Alert {
 	if len(as) == 0 {
 		return as
 	}

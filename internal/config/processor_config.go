@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -61,6 +62,39 @@ type ProcessorConfig struct {
 	Rules ProcessorRulesConfig `yaml:"rules"`
 	// Posture configures the posture consumer (objects topic to findings).
 	Posture ProcessorPostureConfig `yaml:"posture"`
+	// RuleState keeps the stateful rules' windows and new_term memories in
+	// a changelog topic, so they survive restarts and partition moves.
+	RuleState ProcessorRuleStateConfig `yaml:"rule_state"`
+}
+
+// ProcessorRuleStateConfig configures durable rule state: per input
+// partition, the groups of every stateful rule (threshold, distinct,
+// sequence, new_term) are written to a compacted changelog topic and
+// restored from it when the partition is assigned, before its first record
+// is processed. docs/processor.md ("Durable rule state") describes it.
+type ProcessorRuleStateConfig struct {
+	// Enabled turns durable rule state on; off, the windows live in memory
+	// only and start empty on every restart and rebalance.
+	Enabled bool `yaml:"enabled"`
+	// Topic is the changelog topic; empty: "<group_id>-rule-state".
+	// `kubesift setup kafka` creates it, compacted, with as many partitions
+	// as the consumed topics.
+	Topic string `yaml:"topic"`
+	// MaxBytesPerRule bounds the encoded state of one rule in one
+	// partition; past it the least recently used groups are dropped (and
+	// deleted from the changelog).
+	MaxBytesPerRule int64 `yaml:"max_bytes_per_rule"`
+	// NewTermHorizon caps how long a new_term rule remembers a term that is
+	// not seen again (its lookback, when shorter, applies instead).
+	NewTermHorizon time.Duration `yaml:"new_term_horizon"`
+}
+
+// StateTopic is the changelog topic of durable rule state.
+func (c *ProcessorConfig) StateTopic() string {
+	if c.RuleState.Topic != "" {
+		return c.RuleState.Topic
+	}
+	return c.GroupID + "-rule-state"
 }
 
 // ProcessorPostureConfig configures the posture consumer of `kubesift
@@ -155,6 +189,10 @@ func defaultProcessor() ProcessorConfig {
 		},
 		Rules:   ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
 		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second, ActorWait: 10 * time.Second},
+
+		// The built-in new_term rules look back 7 days at most: the horizon
+		// caps only user rules that look back further.
+		RuleState: ProcessorRuleStateConfig{MaxBytesPerRule: 8 << 20, NewTermHorizon: 90 * 24 * time.Hour},
 	}
 }
 
@@ -245,6 +283,13 @@ func (c *ProcessorConfig) validate(v *validator) {
 		v.add("processor.rules.reload_interval", "must not be negative")
 	}
 	c.Posture.validate(v, c.GroupID)
+	if rs := c.RuleState; rs.Enabled {
+		positive("processor.rule_state.max_bytes_per_rule", rs.MaxBytesPerRule)
+		positiveDur("processor.rule_state.new_term_horizon", rs.NewTermHorizon)
+		if slices.Contains(c.Topics, c.StateTopic()) {
+			v.add("processor.rule_state.topic", fmt.Sprintf("%q is also consumed (processor.topics)", c.StateTopic()))
+		}
+	}
 }
 
 func (c *ProcessorPostureConfig) validate(v *validator, recordsGroup string) {

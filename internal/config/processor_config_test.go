@@ -27,6 +27,10 @@ func TestProcessorDefaults(t *testing.T) {
 		{"posture off", p.Posture.Enabled, false},
 		{"posture group", p.Posture.GroupID, "kubesift-posture"},
 		{"posture alerts from high", p.Posture.AlertSeverity, "high"},
+		{"rule state off", p.RuleState.Enabled, false},
+		{"rule state topic from the group", p.StateTopic(), "g1-rule-state"},
+		{"rule state bytes per rule", p.RuleState.MaxBytesPerRule, int64(8 << 20)},
+		{"new term horizon", p.RuleState.NewTermHorizon, 90 * 24 * time.Hour},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -58,6 +62,9 @@ func TestProcessorValidation(t *testing.T) {
 		{"in flight", "processor:\n  max_in_flight_messages: 0\n", "processor.max_in_flight_messages: must be positive"},
 		{"in flight bytes", "processor:\n  max_in_flight_bytes: -1\n", "processor.max_in_flight_bytes: must be positive"},
 		{"fetch bytes", "processor:\n  fetch_max_bytes: 0\n", "processor.fetch_max_bytes: must be positive"},
+		{"rule state bytes", "processor:\n  rule_state: {enabled: true, max_bytes_per_rule: 0}\n", "processor.rule_state.max_bytes_per_rule: must be positive"},
+		{"rule state horizon", "processor:\n  rule_state: {enabled: true, new_term_horizon: 0s}\n", "processor.rule_state.new_term_horizon: must be positive"},
+		{"rule state topic consumed", "processor:\n  topics: [a, s]\n  rule_state: {enabled: true, topic: s}\n", `processor.rule_state.topic: "s" is also consumed (processor.topics)`},
 		{"queue", "processor:\n  queue_capacity: 0\n", "processor.queue_capacity: must be positive"},
 		{"produce batch bytes", "processor:\n  produce:\n    batch_bytes: 1000\n", "processor.produce.batch_bytes: must be at least 65536"},
 		{"produce in flight", "processor:\n  produce:\n    max_in_flight: 0\n", "processor.produce.max_in_flight: must be positive"},

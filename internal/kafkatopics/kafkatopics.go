@@ -9,7 +9,10 @@
 //     retention.ms, max.message.bytes large enough for every batch the
 //     collector and the processor send, and cleanup.policy=compact on the
 //     objects topic (its key names an object, and a deleted object is a
-//     tombstone) — delete on the others.
+//     tombstone) — delete on the others. With processor.rule_state.enabled
+//     a sixth topic, the rule-state changelog (RoleRuleState), is compacted
+//     too and has as many partitions as the audit or events topic, whichever
+//     has more: the state of input partition p is written to its partition p.
 //   - An existing topic is compared with the same settings. A difference
 //     (drift) is reported, never changed silently. With ApplyDrift the
 //     settings that change no record's place or fate are altered:
@@ -47,6 +50,7 @@ const (
 	RetentionMs       = "retention.ms"
 	MinInsyncReplicas = "min.insync.replicas"
 	MaxMessageBytes   = "max.message.bytes"
+	SegmentMs         = "segment.ms"
 )
 
 // SetupCommand is what a component's log and readiness name as the way to
@@ -64,7 +68,12 @@ type Spec struct {
 	Configs map[string]string
 }
 
-// Specs returns the five topics of c, in config.TopicRoles order.
+// RoleRuleState is the Spec role of the rule-state changelog topic
+// (processor.rule_state), which is not one of kafka.topics.
+const RoleRuleState = "rule_state"
+
+// Specs returns the five topics of c, in config.TopicRoles order, and the
+// rule-state changelog after them when processor.rule_state is enabled.
 func Specs(c *config.Config) []Spec {
 	names := map[string]string{
 		"audit": c.Kafka.Topics.Audit, "events": c.Kafka.Topics.Events, "objects": c.Kafka.Topics.Objects,
@@ -88,7 +97,28 @@ func Specs(c *config.Config) []Spec {
 		out = append(out, Spec{Role: role, Name: names[role], Partitions: s.Partitions,
 			ReplicationFactor: s.ReplicationFactor, Configs: cfgs})
 	}
+	if c.Processor.RuleState.Enabled {
+		out = append(out, ruleStateSpec(c))
+	}
 	return out
+}
+
+// ruleStateSpec is the rule-state changelog: compacted (a group's latest
+// state is all that matters, a tombstone deletes it) and never expired by
+// time, partitioned like the larger of the input topics. Its replication
+// and size settings are the audit topic's. Its segments roll every hour:
+// compaction never touches the active segment, and a restore reads it
+// whole, so with Kafka's default (7 days or 1 GiB) a busy partition would
+// restore days of superseded changes.
+func ruleStateSpec(c *config.Config) Spec {
+	audit, events := c.Kafka.TopicSettings.For("audit", c), c.Kafka.TopicSettings.For("events", c)
+	return Spec{Role: RoleRuleState, Name: c.Processor.StateTopic(), Partitions: max(audit.Partitions, events.Partitions),
+		ReplicationFactor: audit.ReplicationFactor, Configs: map[string]string{
+			CleanupPolicy:     "compact",
+			MinInsyncReplicas: strconv.Itoa(audit.MinInsyncReplicas),
+			MaxMessageBytes:   strconv.FormatInt(audit.MaxMessageBytes, 10),
+			SegmentMs:         strconv.FormatInt(time.Hour.Milliseconds(), 10),
+		}}
 }
 
 // Admin talks to Kafka's admin APIs with the kafka section's connection

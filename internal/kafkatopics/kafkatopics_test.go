@@ -33,6 +33,10 @@ func TestSpecs(t *testing.T) {
 		{"max.message.bytes follows the largest producer batch", "publish: {batch_bytes: 4194304, max_in_flight_bytes: 8388608, spool: {segment_bytes: 8388608}}\n", "audit",
 			Spec{Role: "audit", Name: "kubesift.audit", Partitions: 6, ReplicationFactor: 3,
 				Configs: map[string]string{CleanupPolicy: "delete", MinInsyncReplicas: "2", MaxMessageBytes: "4259840", RetentionMs: "604800000"}}},
+		{"no rule-state changelog unless enabled", "", RoleRuleState, Spec{}},
+		{"rule-state changelog: compacted, partitioned like the larger input", "processor:\n  group_id: pg\n  rule_state: {enabled: true}\nkafka:\n  topic_settings:\n    events: {partitions: 9}\n",
+			RoleRuleState, Spec{Role: RoleRuleState, Name: "pg-rule-state", Partitions: 9, ReplicationFactor: 3,
+				Configs: map[string]string{CleanupPolicy: "compact", MinInsyncReplicas: "2", MaxMessageBytes: "1114112", SegmentMs: "3600000"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +83,7 @@ func TestCompare(t *testing.T) {
 			a.Configs[MaxMessageBytes] = "5000"
 		}), nil},
 		{"fewer partitions: grow", "audit", with(func(a *Actual) { a.Partitions = 4 }), []Drift{{Setting: "partitions", Fix: FixGrowPartitions}}},
+		{"fewer partitions of the rule-state changelog: grow", RoleRuleState, with(func(a *Actual) { a.Partitions = 4 }), []Drift{{Setting: "partitions", Fix: FixGrowPartitions}}},
 		{"fewer partitions of the objects topic: by hand", "objects", with(func(a *Actual) { a.Partitions = 4 }), []Drift{{Setting: "partitions", Fix: FixManual}}},
 		{"replication factor: by hand", "audit", with(func(a *Actual) { a.ReplicationFactor = 1 }), []Drift{{Setting: "replication_factor", Fix: FixManual}}},
 		{"cleanup.policy: never changed", "audit", with(func(a *Actual) { a.Configs[CleanupPolicy] = "compact" }), []Drift{{Setting: CleanupPolicy, Fix: FixManual}}},

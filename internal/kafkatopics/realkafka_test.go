@@ -87,16 +87,7 @@ func TestSetupCreatesThenChangesNothing(t *testing.T) {
 	}
 	// The broker has what the configuration says (compact objects topic
 	// included), or the second run would report drift.
-	testenv.WaitForNil(t, "the second run changing nothing", 30*time.Second, func() error {
-		var err error
-		if rep, err = trySetup(a, specs, Options{}); err != nil {
-			return err
-		}
-		if rep.Changed() || rep.Unresolved() != 0 {
-			return fmt.Errorf("second run: %+v", rep)
-		}
-		return nil
-	})
+	rep = secondRun(t, a, specs)
 	for _, tr := range rep.Topics {
 		if tr.Action != ActionUnchanged || tr.Partitions != 3 || tr.ReplicationFactor != 1 {
 			t.Errorf("second run, %s: %+v", tr.Role, tr)
@@ -228,4 +219,44 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestSetupCreatesTheRuleStateChangelog: with processor.rule_state the
+// sixth topic, the rule-state changelog, is created compacted with hourly
+// segments and the input topics' partitions, and a second run leaves it as
+// it is.
+func TestSetupCreatesTheRuleStateChangelog(t *testing.T) {
+	c := groundConfig(t, "state")
+	c.Processor.GroupID = c.Kafka.Topics.Audit + "-group"
+	c.Processor.RuleState.Enabled = true
+	t.Cleanup(func() { testenv.DeleteTopics(c.Kafka.Brokers[0], c.Processor.StateTopic()) })
+	a := newTestAdmin(t, c)
+	specs := Specs(c)
+	if got := actions(setup(t, a, specs, Options{}))[RoleRuleState]; got != ActionCreated {
+		t.Fatalf("changelog: %s, want %s", got, ActionCreated)
+	}
+	rep := secondRun(t, a, specs)
+	tr := rep.Topics[len(rep.Topics)-1]
+	if tr.Role != RoleRuleState || tr.Name != c.Processor.StateTopic() || tr.Partitions != 3 ||
+		tr.Configs[CleanupPolicy] != "compact" || tr.Configs[SegmentMs] != "3600000" {
+		t.Errorf("changelog as the broker has it: %+v", tr)
+	}
+}
+
+// secondRun runs setup again until it changes nothing (the broker may take
+// a moment to show what the first run created) and returns its report.
+func secondRun(t *testing.T, a *Admin, specs []Spec) Report {
+	t.Helper()
+	var rep Report
+	testenv.WaitForNil(t, "the second run changing nothing", 30*time.Second, func() error {
+		var err error
+		if rep, err = trySetup(a, specs, Options{}); err != nil {
+			return err
+		}
+		if rep.Changed() || rep.Unresolved() != 0 {
+			return fmt.Errorf("second run: %+v", rep)
+		}
+		return nil
+	})
+	return rep
 }

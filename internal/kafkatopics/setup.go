@@ -185,6 +185,9 @@ func compare(s Spec, have Actual) []Drift {
 	if have.Partitions < s.Partitions {
 		d := Drift{Setting: "partitions", Want: strconv.Itoa(s.Partitions), Have: strconv.Itoa(have.Partitions), Fix: FixGrowPartitions,
 			Hint: "adding partitions moves keys to other partitions"}
+		if s.Role == RoleRuleState {
+			d.Hint = "the changelog is placed by partition number, not by key: growing it moves nothing, and input partitions without theirs are not processed"
+		}
 		if s.Role == "objects" {
 			d.Fix, d.Hint = FixManual, "not grown by setup: the objects topic keeps each cluster in one partition and each object's versions together for compaction; "+
 				"create a new topic with more partitions and point kafka.topics.objects at it"

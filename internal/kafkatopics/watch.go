@@ -110,6 +110,9 @@ func ProcessorTopics(c *config.Config) []string {
 	if c.Processor.Posture.Enabled {
 		out = append(out, t.Objects)
 	}
+	if c.Processor.RuleState.Enabled {
+		out = append(out, c.Processor.StateTopic())
+	}
 	return out
 }
 
