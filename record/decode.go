@@ -371,8 +371,8 @@ func (d *Decoder) decodeAKSLog(dc doc, raw json.RawMessage, path string, depth i
 // decodeAudit decodes an object the probe p classified as an audit event.
 func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
 	var ev auditv1.Event
-	if decodeAuditLite(data, p, &ev) {
-		d.emitAudit(dc, &ev, data, path)
+	if decodeAuditFast(data, p, &ev) || decodeAuditLite(data, p, &ev) {
+		d.finishAudit(dc, &ev, data, p, path)
 		return
 	}
 	if err := unmarshalTyped(data, &ev); err != nil {
@@ -387,11 +387,15 @@ func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
 		}
 		data = fixed
 	}
+	d.finishAudit(dc, &ev, data, p, path)
+}
+
+func (d *Decoder) finishAudit(dc doc, ev *auditv1.Event, data []byte, p *probe, path string) {
 	if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
 		// Very old v1beta1 events carried only a top-level timestamp.
 		ev.StageTimestamp.Time = *p.Timestamp
 	}
-	d.emitAudit(dc, &ev, data, path)
+	d.emitAudit(dc, ev, data, path)
 }
 
 // decodeItems decodes each item of the JSON array list found at path. unwrap,

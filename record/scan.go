@@ -111,27 +111,49 @@ func skipWS(data []byte, i int) int {
 }
 
 // stringEnd returns the index after the closing quote of the string starting
-// at data[i], and whether it contains escapes; -1 if unterminated. It jumps
-// from quote to quote with IndexByte (vectorised) and counts the backslashes
-// before a quote to tell an escaped quote from the closing one.
+// at data[i], and whether it contains escapes; -1 if unterminated. Most
+// strings of an audit event (keys, verbs, names) are a few bytes long, where
+// a plain loop beats the call of a vectorised search; past shortString bytes
+// it jumps from quote to quote with IndexByte and checks the stretch for a
+// backslash, walking byte by byte only from one.
 func stringEnd(data []byte, i int) (int, bool) {
+	esc := false
 	j := i + 1
-	for {
+	for short := min(j+shortString, len(data)); j < short; j++ {
+		switch data[j] {
+		case '"':
+			return j + 1, esc
+		case '\\':
+			esc = true
+			j++
+		}
+	}
+	for j < len(data) {
 		k := bytes.IndexByte(data[j:], '"')
 		if k < 0 {
 			return -1, false
 		}
-		j += k
-		n := 0
-		for p := j - 1; p > i && data[p] == '\\'; p-- {
-			n++
+		b := bytes.IndexByte(data[j:j+k], '\\')
+		if b < 0 {
+			return j + k + 1, esc
 		}
-		if n%2 == 0 {
-			return j + 1, bytes.IndexByte(data[i+1:j], '\\') >= 0
+		esc = true
+		j += b + 2 // past the backslash and the byte it escapes
+		for j < len(data) && data[j] != '"' {
+			if data[j] == '\\' {
+				j++
+			}
+			j++
 		}
-		j++
+		if j < len(data) {
+			return j + 1, true
+		}
 	}
+	return -1, false
 }
+
+// shortString is how far stringEnd looks byte by byte before searching.
+const shortString = 24
 
 // valueEnd returns the index after the JSON value starting at data[i], or -1.
 // Nested objects and arrays are skipped by depth, strings by stringEnd.

@@ -206,10 +206,11 @@ func Unmarshal(data []byte) (*Record, error) {
 	switch {
 	case r.Source == SourceAudit:
 		r.Audit = new(auditv1.Event)
-		// Large request/response bodies are attached as raw spans instead
-		// of walked, as the stream decoder does (decodeAuditLite).
+		// Decoded by hand where the event has kube-apiserver's shape, and
+		// large request/response bodies are attached as raw spans instead
+		// of walked, as the stream decoder does (decodeAuditFast).
 		var p probe
-		if scanProbe(r.Object, &p) != nil || !decodeAuditLite(r.Object, &p, r.Audit) {
+		if scanProbe(r.Object, &p) != nil || !decodeAuditFast(r.Object, &p, r.Audit) && !decodeAuditLite(r.Object, &p, r.Audit) {
 			err = unmarshalTyped(r.Object, r.Audit)
 		}
 	case r.Source == SourceEvent && r.APIVersion == APIEventsV1:

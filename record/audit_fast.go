@@ -1,0 +1,522 @@
+package record
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// decodeAuditFast decodes an audit event field by field, without the
+// reflection-driven decoders: every audit record passes through here (the
+// collector's decode and the processor's Unmarshal), and the typed view is
+// most of a small record's decode time. It accepts only the shape
+// kube-apiserver writes — exact-case keys, each at most once, values of the
+// field's JSON type, strings without invalid UTF-8 — and reports false on
+// anything else, so the caller's general path decides and names the error;
+// accepting less can cost speed, never correctness. Like decodeAuditLite,
+// request and response bodies of liteMinBody bytes or more are attached as
+// spans without being walked; smaller ones and ignored fields are validated.
+// FuzzAuditFast checks it against encoding/json.
+func decodeAuditFast(data []byte, p *probe, ev *auditv1.Event) bool {
+	var seen uint32
+	ok := eachMember(data, func(key, val []byte, at int) bool {
+		f, known := auditFields[string(key)]
+		if !known {
+			return ignored(key, val, auditFieldNames)
+		}
+		if seen&(1<<f) != 0 {
+			return false // a repeated key merges in encoding/json: let it
+		}
+		seen |= 1 << f
+		return decodeAuditField(f, val, at, p, ev)
+	})
+	if !ok {
+		*ev = auditv1.Event{}
+	}
+	return ok
+}
+
+// The audit event's fields, by JSON key.
+const (
+	afKind = iota
+	afAPIVersion
+	afLevel
+	afAuditID
+	afStage
+	afRequestURI
+	afVerb
+	afUser
+	afImpersonatedUser
+	afAuthnMetadata
+	afSourceIPs
+	afUserAgent
+	afObjectRef
+	afResponseStatus
+	afRequestObject
+	afResponseObject
+	afRequestReceived
+	afStageTimestamp
+	afAnnotations
+)
+
+var auditFields = map[string]int{
+	"kind": afKind, "apiVersion": afAPIVersion, "level": afLevel, "auditID": afAuditID, "stage": afStage,
+	"requestURI": afRequestURI, "verb": afVerb, "user": afUser, "impersonatedUser": afImpersonatedUser,
+	"authenticationMetadata": afAuthnMetadata, "sourceIPs": afSourceIPs, "userAgent": afUserAgent,
+	"objectRef": afObjectRef, "responseStatus": afResponseStatus, "requestObject": afRequestObject,
+	"responseObject": afResponseObject, "requestReceivedTimestamp": afRequestReceived,
+	"stageTimestamp": afStageTimestamp, "annotations": afAnnotations,
+}
+
+var auditFieldNames = keysOf(auditFields)
+
+func decodeAuditField(f int, val []byte, at int, p *probe, ev *auditv1.Event) bool {
+	switch f {
+	case afKind:
+		return jsonString(val, &ev.Kind)
+	case afAPIVersion:
+		return jsonString(val, &ev.APIVersion)
+	case afLevel:
+		return jsonString(val, (*string)(&ev.Level))
+	case afAuditID:
+		return jsonString(val, (*string)(&ev.AuditID))
+	case afStage:
+		return jsonString(val, (*string)(&ev.Stage))
+	case afRequestURI:
+		return jsonString(val, &ev.RequestURI)
+	case afVerb:
+		return jsonString(val, &ev.Verb)
+	case afUserAgent:
+		return jsonString(val, &ev.UserAgent)
+	case afUser:
+		return isNull(val) || userInfo(val, &ev.User)
+	case afImpersonatedUser:
+		if isNull(val) {
+			return true
+		}
+		ev.ImpersonatedUser = new(authnv1.UserInfo)
+		return userInfo(val, ev.ImpersonatedUser)
+	case afAuthnMetadata:
+		// Rare (constrained impersonation): the general decoder is fine.
+		return isNull(val) || json.Valid(val) && fastJSON.Unmarshal(val, &ev.AuthenticationMetadata) == nil
+	case afSourceIPs:
+		return stringList(val, &ev.SourceIPs)
+	case afObjectRef:
+		if isNull(val) {
+			return true
+		}
+		ev.ObjectRef = new(auditv1.ObjectReference)
+		return objectRef(val, ev.ObjectRef)
+	case afResponseStatus:
+		if isNull(val) {
+			return true
+		}
+		ev.ResponseStatus = new(metav1.Status)
+		return status(val, ev.ResponseStatus)
+	case afRequestObject, afResponseObject:
+		return body(val, at, p, f == afResponseObject, ev)
+	case afRequestReceived:
+		return microTime(val, &ev.RequestReceivedTimestamp)
+	case afStageTimestamp:
+		return microTime(val, &ev.StageTimestamp)
+	case afAnnotations:
+		return stringMap(val, &ev.Annotations)
+	}
+	return false
+}
+
+// body attaches a request or response object as a span of the document,
+// as runtime.Unknown's UnmarshalJSON would hold it. A large one is not
+// walked again: the probe found its extent, and the record keeps it as
+// bytes that rules and the document builder parse only if they read it.
+func body(val []byte, at int, p *probe, response bool, ev *auditv1.Event) bool {
+	if isNull(val) {
+		return true
+	}
+	if val[0] != '{' {
+		return false
+	}
+	k := 0
+	if response {
+		k = 1
+	}
+	if b := p.bodies[k]; !(b.start == at && b.end-b.start >= liteMinBody) && !json.Valid(val) {
+		return false
+	}
+	u := &runtime.Unknown{Raw: val[:len(val):len(val)], ContentType: runtime.ContentTypeJSON}
+	if response {
+		ev.ResponseObject = u
+	} else {
+		ev.RequestObject = u
+	}
+	return true
+}
+
+var userFields = []string{"username", "uid", "groups", "extra"}
+
+func userInfo(val []byte, u *authnv1.UserInfo) bool {
+	var seen uint8
+	return eachMember(val, func(key, v []byte, _ int) bool {
+		i := indexOf(userFields, key)
+		if i < 0 {
+			return ignored(key, v, userFields)
+		}
+		if seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		switch i {
+		case 0:
+			return jsonString(v, &u.Username)
+		case 1:
+			return jsonString(v, &u.UID)
+		case 2:
+			return stringList(v, &u.Groups)
+		default: // extra: rare outside of proxies and OIDC claims
+			return json.Valid(v) && fastJSON.Unmarshal(v, &u.Extra) == nil
+		}
+	})
+}
+
+var objectRefFields = []string{"resource", "namespace", "name", "uid", "apiGroup", "apiVersion", "resourceVersion", "subresource"}
+
+func objectRef(val []byte, o *auditv1.ObjectReference) bool {
+	dst := [...]*string{&o.Resource, &o.Namespace, &o.Name, (*string)(&o.UID), &o.APIGroup, &o.APIVersion, &o.ResourceVersion, &o.Subresource}
+	var seen uint8
+	return eachMember(val, func(key, v []byte, _ int) bool {
+		i := indexOf(objectRefFields, key)
+		if i < 0 {
+			return ignored(key, v, objectRefFields)
+		}
+		if seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		return jsonString(v, dst[i])
+	})
+}
+
+// statusFields are the members of the responseStatus kube-apiserver writes
+// on success ({"metadata":{},"code":200}) and on most errors; one with
+// details or list metadata goes to the general decoder.
+var statusFields = []string{"metadata", "code", "status", "message", "reason", "kind", "apiVersion"}
+
+func status(val []byte, st *metav1.Status) bool {
+	var seen uint8
+	simple := eachMember(val, func(key, v []byte, _ int) bool {
+		i := indexOf(statusFields, key)
+		if i < 0 || seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		switch i {
+		case 0:
+			return bytes.Equal(v, []byte("{}")) || isNull(v)
+		case 1:
+			n, ok := jsonInt(v)
+			st.Code = int32(n)
+			return ok && int64(st.Code) == n
+		case 2:
+			return jsonString(v, &st.Status)
+		case 3:
+			return jsonString(v, &st.Message)
+		case 4:
+			return jsonString(v, (*string)(&st.Reason))
+		case 5:
+			return jsonString(v, &st.Kind)
+		default:
+			return jsonString(v, &st.APIVersion)
+		}
+	})
+	if simple {
+		return true
+	}
+	*st = metav1.Status{}
+	return json.Valid(val) && fastJSON.Unmarshal(val, st) == nil
+}
+
+// microTime reads a timestamp as metav1.MicroTime's UnmarshalJSON does.
+func microTime(val []byte, t *metav1.MicroTime) bool {
+	if isNull(val) {
+		t.Time = time.Time{}
+		return true
+	}
+	var s string
+	if !jsonString(val, &s) {
+		return false
+	}
+	pt, err := time.Parse(metav1.RFC3339Micro, s)
+	if err != nil {
+		return false
+	}
+	t.Time = pt.Local()
+	return true
+}
+
+// stringList reads a JSON array of strings (null: nil, [] : empty).
+func stringList(val []byte, dst *[]string) bool {
+	if isNull(val) {
+		*dst = nil
+		return true
+	}
+	if val[0] != '[' {
+		return false
+	}
+	out := make([]string, 0, 2)
+	i := skipWS(val, 1)
+	if i < len(val) && val[i] == ']' {
+		*dst = out
+		return skipWS(val, i+1) == len(val)
+	}
+	for i < len(val) {
+		end := valueEnd(val, i)
+		if end < 0 || val[i] != '"' {
+			return false
+		}
+		var s string
+		if !jsonString(val[i:end], &s) {
+			return false
+		}
+		out = append(out, s)
+		i = skipWS(val, end)
+		if i >= len(val) {
+			return false
+		}
+		switch val[i] {
+		case ']':
+			*dst = out
+			return skipWS(val, i+1) == len(val)
+		case ',':
+			i = skipWS(val, i+1)
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// stringMap reads a JSON object of string values (null: nil).
+func stringMap(val []byte, dst *map[string]string) bool {
+	if isNull(val) {
+		*dst = nil
+		return true
+	}
+	m := make(map[string]string, 4)
+	ok := eachMember(val, func(key, v []byte, _ int) bool {
+		if _, dup := m[string(key)]; dup || !utf8.Valid(key) {
+			return false
+		}
+		var s string
+		if !jsonString(v, &s) || v[0] != '"' {
+			return false
+		}
+		m[string(key)] = s
+		return true
+	})
+	if ok {
+		*dst = m
+	}
+	return ok
+}
+
+// eachMember calls fn with each key, value and the value's offset in data
+// of the JSON object that is the whole of data (surrounding whitespace
+// allowed). It reports false when data is not such an object, a key has
+// escapes, or fn returns false.
+func eachMember(data []byte, fn func(key, val []byte, at int) bool) bool {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipWS(data, i+1) == len(data)
+	}
+	for i < len(data) {
+		if data[i] != '"' {
+			return false
+		}
+		kEnd, esc := stringEnd(data, i)
+		if kEnd < 0 || esc || hasControl(data[i+1:kEnd-1]) {
+			return false
+		}
+		key := data[i+1 : kEnd-1]
+		i = skipWS(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return false
+		}
+		i = skipWS(data, i+1)
+		end := valueEnd(data, i)
+		if end < 0 || !fn(key, data[i:end], i) {
+			return false
+		}
+		i = skipWS(data, end)
+		if i >= len(data) {
+			return false
+		}
+		switch data[i] {
+		case '}':
+			return skipWS(data, i+1) == len(data)
+		case ',':
+			i = skipWS(data, i+1)
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// ignored accepts the value of a key the decoder does not read, when it is
+// valid JSON and the key is not a known one in another case (which the
+// general decoders would match case-insensitively).
+func ignored(key, val []byte, known []string) bool {
+	for _, k := range known {
+		if strings.EqualFold(k, string(key)) {
+			return false
+		}
+	}
+	return json.Valid(val)
+}
+
+func isNull(val []byte) bool { return string(val) == "null" }
+
+// jsonString reads a JSON string (or null, which leaves dst as it is, as
+// encoding/json does). Escapes are decoded by JSON's rules; control
+// characters and invalid UTF-8 (which encoding/json replaces) are refused.
+func jsonString(val []byte, dst *string) bool {
+	if isNull(val) {
+		return true
+	}
+	if len(val) < 2 || val[0] != '"' || val[len(val)-1] != '"' {
+		return false
+	}
+	in := val[1 : len(val)-1]
+	if hasControl(in) || !utf8.Valid(in) {
+		return false
+	}
+	if bytes.IndexByte(in, '\\') < 0 {
+		*dst = string(in)
+		return true
+	}
+	s, ok := unescape(in)
+	if ok {
+		*dst = s
+	}
+	return ok
+}
+
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
+// unescape decodes the escapes of a JSON string's contents.
+func unescape(in []byte) (string, bool) {
+	out := make([]byte, 0, len(in))
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(in) {
+			return "", false
+		}
+		switch in[i] {
+		case '"', '\\', '/':
+			out = append(out, in[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(in, i+1)
+			if !ok {
+				return "", false
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				// A pair decodes to one rune; a lone half is refused
+				// (encoding/json replaces it with U+FFFD: let it).
+				if i+6 >= len(in) || in[i+1] != '\\' || in[i+2] != 'u' {
+					return "", false
+				}
+				r2, ok := hex4(in, i+3)
+				if dec := utf16.DecodeRune(r, r2); !ok || dec == utf8.RuneError {
+					return "", false
+				} else {
+					r = dec
+				}
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return "", false
+		}
+	}
+	return string(out), true
+}
+
+func hex4(in []byte, i int) (rune, bool) {
+	if i+4 > len(in) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(in[i:i+4]), 16, 32)
+	return rune(n), err == nil
+}
+
+// jsonInt reads a JSON integer: no sign but '-', no leading zeros, no
+// fraction or exponent (which an int field refuses).
+func jsonInt(val []byte) (int64, bool) {
+	d := val
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 1 && d[0] == '0' {
+		return 0, false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(val), 10, 64)
+	return n, err == nil
+}
+
+func indexOf(names []string, key []byte) int {
+	for i, n := range names {
+		if n == string(key) {
+			return i
+		}
+	}
+	return -1
+}
+
+func keysOf(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

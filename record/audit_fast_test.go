@@ -1,0 +1,152 @@
+package record
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/kubesift/kubesift/internal/testenv"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// TestAuditFastTakesKubeAPIServerOutput checks that every event of the
+// recorded corpus (kube-apiserver's own output) takes the hand-written
+// path, and that it reads each exactly as the general decoder does.
+func TestAuditFastTakesKubeAPIServerOutput(t *testing.T) {
+	raw := testenv.BenchAuditLog(t)
+	n := 0
+	for _, line := range bytes.Split(bytes.TrimSuffix(raw, []byte("\n")), []byte("\n")) {
+		var p probe
+		if err := scanProbe(line, &p); err != nil {
+			t.Fatalf("line %d: scanProbe: %v", n+1, err)
+		}
+		var fast, general auditv1.Event
+		if !decodeAuditFast(line, &p, &fast) {
+			t.Fatalf("line %d: not taken by the fast path: %.300s", n+1, line)
+		}
+		if err := unmarshalTyped(line, &general); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, general) {
+			t.Fatalf("line %d: fast path differs:\n fast %+v\n general %+v", n+1, fast, general)
+		}
+		n++
+	}
+	if n < 1000 {
+		t.Fatalf("only %d events in the corpus", n)
+	}
+}
+
+// TestAuditFastDeclines lists inputs the hand-written path must leave to the
+// general decoder (which matches keys case-insensitively, merges repeated
+// keys, replaces invalid UTF-8 and names type errors).
+func TestAuditFastDeclines(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"key in another case", `{"auditID":"a","stage":"x","Verb":"get"}`},
+		{"repeated key", `{"auditID":"a","stage":"x","verb":"get","verb":"list"}`},
+		{"repeated annotation", `{"auditID":"a","annotations":{"k":"1","k":"2"}}`},
+		{"repeated nested key", `{"auditID":"a","user":{"username":"a","username":"b"}}`},
+		{"number for string", `{"auditID":"a","verb":3}`},
+		{"string for code", `{"auditID":"a","responseStatus":{"metadata":{},"code":"200"}}`},
+		{"fractional code", `{"auditID":"a","responseStatus":{"code":200.5}}`},
+		{"invalid utf-8", "{\"auditID\":\"a\",\"verb\":\"g\xffet\"}"},
+		{"lone surrogate", `{"auditID":"a","verb":"\ud800"}`},
+		{"bad escape", `{"auditID":"a","verb":"\x41"}`},
+		{"control character", "{\"auditID\":\"a\",\"verb\":\"g\tet\"}"},
+		{"bad timestamp", `{"auditID":"a","stageTimestamp":"2025-01-01T00:00:00Z"}`},
+		{"invalid ignored value", `{"auditID":"a","extraField":[1,}`},
+		{"invalid small body", `{"auditID":"a","requestObject":{"a":tru}}`},
+		{"body not an object", `{"auditID":"a","requestObject":"x"}`},
+		{"trailing comma", `{"auditID":"a",}`},
+		{"leading plus", `{"auditID":"a","responseStatus":{"code":+1}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p probe
+			var ev auditv1.Event
+			if decodeAuditFast([]byte(tc.in), &p, &ev) {
+				t.Fatalf("accepted %s: %+v", tc.in, ev)
+			}
+			if !reflect.DeepEqual(ev, auditv1.Event{}) {
+				t.Fatalf("declined but left %+v", ev)
+			}
+		})
+	}
+}
+
+// FuzzAuditFast checks the hand-written audit decoder against
+// encoding/json: whatever it accepts, encoding/json accepts and reads the
+// same. The probe is empty, so every body is validated (with a probe,
+// large bodies are attached unwalked, as decodeAuditLite does).
+func FuzzAuditFast(f *testing.F) {
+	for _, s := range []string{auditV1, auditV1beta1, auditNoAPI,
+		`{"auditID":"a","stage":"x","user":{"username":"u","groups":["a","b\u00e9"],"extra":{"k":["v"]}},"impersonatedUser":null,"sourceIPs":[]}`,
+		`{"auditID":"a","objectRef":{"resource":"pods","uid":"u"},"responseStatus":{"metadata":{},"status":"Failure","reason":"NotFound","details":{"name":"p","kind":"pods"},"code":404}}`,
+		`{"auditID":"a","requestObject":{"kind":"Pod"},"responseObject":null,"annotations":{"a":"b\n\ud83d\ude00"},"authenticationMetadata":{"impersonationConstraint":"x"}}`,
+		`{"auditID":"a","stageTimestamp":"2025-01-01T00:00:00.000001Z","requestReceivedTimestamp":null, "unknown" : {"x":[1,2,{"y":null}]} }`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p probe
+		var fast auditv1.Event
+		if !decodeAuditFast(data, &p, &fast) {
+			return
+		}
+		var std auditv1.Event
+		if err := json.Unmarshal(data, &std); err != nil {
+			t.Fatalf("accepted what encoding/json refuses (%v): %q", err, data)
+		}
+		if !reflect.DeepEqual(fast, std) {
+			t.Fatalf("reads %q differently from encoding/json:\n fast %+v\n  std %+v", data, fast, std)
+		}
+	})
+}
+
+// refStringEnd is stringEnd by the definition: walk byte by byte, a
+// backslash escaping the byte after it.
+func refStringEnd(data []byte, i int) (int, bool) {
+	esc := false
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '"':
+			return j + 1, esc
+		case '\\':
+			esc = true
+			j++
+		}
+	}
+	return -1, false
+}
+
+// TestStringEnd puts quotes and backslashes on both sides of the stretch
+// stringEnd walks byte by byte (shortString) and of its searches.
+func TestStringEnd(t *testing.T) {
+	for n := 0; n < 3*shortString; n++ {
+		for _, fill := range []string{`a`, `\\`, `\"`, `\\\"`, `é`} {
+			body := bytes.Repeat([]byte(fill), n)
+			for _, tail := range []string{`"`, `\"`, `\\"`, `\\\"`, ``, `\`} {
+				data := append(append([]byte(`"`), body...), tail...)
+				data = append(data, `,"x"`...)
+				gotEnd, gotEsc := stringEnd(data, 0)
+				wantEnd, wantEsc := refStringEnd(data, 0)
+				if gotEnd != wantEnd || gotEsc != wantEsc {
+					t.Fatalf("stringEnd(%q) = %d, %v; want %d, %v", data, gotEnd, gotEsc, wantEnd, wantEsc)
+				}
+			}
+		}
+	}
+}
+
+func FuzzStringEnd(f *testing.F) {
+	f.Add([]byte(`"abc\"def\\"x`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 || data[0] != '"' {
+			return
+		}
+		gotEnd, gotEsc := stringEnd(data, 0)
+		wantEnd, wantEsc := refStringEnd(data, 0)
+		if gotEnd != wantEnd || gotEsc != wantEsc {
+			t.Fatalf("stringEnd(%q) = %d, %v; want %d, %v", data, gotEnd, gotEsc, wantEnd, wantEsc)
+		}
+	})
+}
