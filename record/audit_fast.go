@@ -28,7 +28,7 @@ import (
 // FuzzAuditFast checks it against encoding/json.
 func decodeAuditFast(data []byte, p *probe, ev *auditv1.Event) bool {
 	var seen uint32
-	ok := eachMember(data, func(key, val []byte, at int) bool {
+	field := func(key, val []byte, at int) bool {
 		f, known := auditFields[string(key)]
 		if !known {
 			return ignored(key, val, auditFieldNames)
@@ -38,7 +38,20 @@ func decodeAuditFast(data []byte, p *probe, ev *auditv1.Event) bool {
 		}
 		seen |= 1 << f
 		return decodeAuditField(f, val, at, p, ev)
-	})
+	}
+	var ok bool
+	if n := p.nmembers; n > 0 && n <= len(p.members) {
+		// scanProbe has walked (and checked the syntax of) the top level.
+		ok = true
+		for _, m := range p.members[:n] {
+			if ok = field(data[m.key.start:m.key.end], data[m.val.start:m.val.end], m.val.start); !ok {
+				break
+			}
+		}
+		ok = ok && !hasControlKeys(data, p.members[:n])
+	} else {
+		ok = eachMember(data, field)
+	}
 	if !ok {
 		*ev = auditv1.Event{}
 	}
@@ -412,6 +425,15 @@ func jsonString(val []byte, dst *string) bool {
 		*dst = s
 	}
 	return ok
+}
+
+func hasControlKeys(data []byte, ms []member) bool {
+	for _, m := range ms {
+		if hasControl(data[m.key.start:m.key.end]) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasControl(b []byte) bool {

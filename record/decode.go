@@ -270,7 +270,15 @@ type probe struct {
 	// bodies are the spans of the requestObject and responseObject values,
 	// found by scanProbe (zero when it did not run or they are absent).
 	bodies [2]span
+	// members are the spans of the first len(members) top-level keys and
+	// values scanProbe found, nmembers how many there were, so that
+	// decodeAuditFast does not scan the top level a second time.
+	members  [24]member
+	nmembers int
 }
+
+// member is one key (without its quotes) and value of a JSON object.
+type member struct{ key, val span }
 
 // span is the extent of a top-level value: data[start:end].
 type span struct{ start, end int }

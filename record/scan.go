@@ -30,6 +30,7 @@ func scanProbe(data []byte, p *probe) error {
 		if i >= len(data) || data[i] != '"' {
 			return errScan
 		}
+		kStart := i
 		kEnd, esc := stringEnd(data, i)
 		if kEnd < 0 || esc {
 			return errScan // escaped keys: let encoding/json handle them
@@ -45,6 +46,10 @@ func scanProbe(data []byte, p *probe) error {
 			return errScan
 		}
 		val := data[i:vEnd]
+		if p.nmembers < len(p.members) {
+			p.members[p.nmembers] = member{key: span{kStart + 1, kEnd - 1}, val: span{i, vEnd}}
+		}
+		p.nmembers++
 		switch string(key) {
 		case "kind":
 			if !scanString(val, &p.Kind) {
