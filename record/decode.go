@@ -236,6 +236,11 @@ func (d *Decoder) decodeDocument(dc doc) {
 		// depth -1: the items of a top-level array are at depth 0.
 		d.decodeItems(dc, data, "", -1, nil)
 	case '{':
+		if p := dc.probe; p != nil {
+			dc.probe = nil // the splitter's: not to be kept with a list
+			d.classify(dc, data, "", 0, p)
+			return
+		}
 		d.decodeObject(dc, data, "", 0)
 	default:
 		if !json.Valid(data) {
@@ -294,6 +299,12 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 	if !d.probeObject(dc, data, path, &p) {
 		return
 	}
+	d.classify(dc, data, path, depth, &p)
+}
+
+// classify decodes the object data found at path by what the probe p read
+// of it.
+func (d *Decoder) classify(dc doc, data []byte, path string, depth int, p *probe) {
 	switch {
 	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
 		d.decodeItems(dc, p.Items, join(path, "items"), depth, nil)
@@ -318,8 +329,8 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		d.emitAudit(dc, ev, nil, path)
 	case p.Properties != nil && len(p.Properties.Log) > 0:
 		d.decodeAKSLog(dc, p.Properties.Log, join(path, "properties.log"), depth)
-	case isAudit(&p):
-		d.decodeAudit(dc, data, &p, path)
+	case isAudit(p):
+		d.decodeAudit(dc, data, p, path)
 	case p.Kind == "Event" && (p.APIVersion == APIEventsV1 || p.Regarding != nil && p.APIVersion == ""):
 		var ev eventsv1.Event
 		if err := unmarshalTyped(data, &ev); err != nil {
