@@ -29,6 +29,9 @@ import (
 func decodeAuditFast(data []byte, p *probe, ev *auditv1.Event) bool {
 	var seen uint32
 	field := func(key, val []byte, at int) bool {
+		if len(val) == 0 {
+			return false // scanProbe passes `"k":,`; the value is missing
+		}
 		f, known := auditFields[string(key)]
 		if !known {
 			return ignored(key, val, auditFieldNames)
@@ -369,7 +372,7 @@ func eachMember(data []byte, fn func(key, val []byte, at int) bool) bool {
 		}
 		i = skipWS(data, i+1)
 		end := valueEnd(data, i)
-		if end < 0 || !fn(key, data[i:end], i) {
+		if end <= i || !fn(key, data[i:end], i) {
 			return false
 		}
 		i = skipWS(data, end)

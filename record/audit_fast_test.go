@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
-	"github.com/kubesift/kubesift/internal/testenv"
+	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kubesift/kubesift/internal/testenv"
 )
 
 // TestAuditFastTakesKubeAPIServerOutput checks that every event of the
@@ -155,6 +158,71 @@ func FuzzStringEnd(f *testing.F) {
 		wantEnd, wantEsc := refStringEnd(data, 0)
 		if gotEnd != wantEnd || gotEsc != wantEsc {
 			t.Fatalf("stringEnd(%q) = %d, %v; want %d, %v", data, gotEnd, gotEsc, wantEnd, wantEsc)
+		}
+	})
+}
+
+// TestParseObjectBodies parses every request and response body of the
+// recorded corpus and compares the result with encoding/json's.
+func TestParseObjectBodies(t *testing.T) {
+	raw := testenv.BenchAuditLog(t)
+	n := 0
+	for _, line := range bytes.Split(bytes.TrimSuffix(raw, []byte("\n")), []byte("\n")) {
+		var ev auditv1.Event
+		if err := unmarshalTyped(line, &ev); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []*runtime.Unknown{ev.RequestObject, ev.ResponseObject} {
+			if b == nil {
+				continue
+			}
+			got, ok := ParseObject(b.Raw)
+			if !ok {
+				t.Fatalf("declined a body kube-apiserver wrote: %.300s", b.Raw)
+			}
+			var want map[string]any
+			if err := json.Unmarshal(b.Raw, &want); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("differs from encoding/json on %.300s", b.Raw)
+			}
+			n++
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d bodies", n)
+	}
+}
+
+// TestParseObjectDeclines lists what ParseObject leaves to encoding/json.
+func TestParseObjectDeclines(t *testing.T) {
+	for _, in := range []string{`[]`, `{`, `{"a":}`, `{"a":1,}`, `{"a":01}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":+1}`,
+		`{"a":tru}`, `{"a":nul}`, `{"a":"\x"}`, "{\"a\":\"\xff\"}", `{"a":"\udc00"}`, `{"a":1e999}`, `{"a":[1,]}`, `{"a":1} x`,
+		"{\"a\":\"\x01\"}", `{"a" 1}`, strings.Repeat(`{"a":`, maxGenericDepth+2) + `1` + strings.Repeat(`}`, maxGenericDepth+2)} {
+		if m, ok := ParseObject([]byte(in)); ok {
+			t.Errorf("accepted %q: %v", in, m)
+		}
+	}
+}
+
+// FuzzParseObject checks ParseObject against encoding/json: whatever it
+// accepts, encoding/json accepts and reads the same.
+func FuzzParseObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,-2.5e3,0,true,false,null,"x\u00e9\n"],"b":{"c":{}},"a":[]}`, ` {"k\"ey":-0.0E+1} `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := ParseObject(data)
+		if !ok {
+			return
+		}
+		var want map[string]any
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("accepted what encoding/json refuses (%v): %q", err, data)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("reads %q differently from encoding/json:\n got %v\nwant %v", data, got, want)
 		}
 	})
 }

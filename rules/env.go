@@ -128,15 +128,26 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 func (e *AuditEnv) withObjects(use objectUse) {
 	a := e.rec.Audit
 	if use&useRequest != 0 && a.RequestObject != nil && len(a.RequestObject.Raw) > 0 {
-		_ = objectJSON.Unmarshal(a.RequestObject.Raw, &e.Request)
+		e.Request = parseBody(a.RequestObject.Raw)
 	}
 	if use&useResponse != 0 && a.ResponseObject != nil && len(a.ResponseObject.Raw) > 0 {
-		_ = objectJSON.Unmarshal(a.ResponseObject.Raw, &e.Response)
+		e.Response = parseBody(a.ResponseObject.Raw)
 	}
 }
 
-// objectJSON parses request/response bodies into generic maps: json-iterator
-// yields the same map[string]any/[]any/float64 shapes as encoding/json, faster.
+// parseBody parses a request/response body into the generic shapes of
+// encoding/json: with record.ParseObject, or with json-iterator (the same
+// shapes, and encoding/json's treatment of invalid UTF-8) where that
+// declines. nil when neither can.
+func parseBody(raw []byte) map[string]any {
+	if m, ok := record.ParseObject(raw); ok {
+		return m
+	}
+	var m map[string]any
+	_ = objectJSON.Unmarshal(raw, &m)
+	return m
+}
+
 var objectJSON = jsoniter.ConfigCompatibleWithStandardLibrary
 
 func newEventEnv(r *record.Record) *EventEnv {
