@@ -334,6 +334,7 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 			return nil
 		}
 		ctx.audit = newAuditEnv(r)
+		defer releaseAuditEnv(ctx.audit)
 		ctx.env = ctx.audit
 		k = [2]string{ctx.audit.Verb, ctx.audit.Resource}
 	case record.SourceEvent:

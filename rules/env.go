@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"sync"
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
@@ -96,9 +97,12 @@ type ObjectEnv struct {
 }
 
 // newAuditEnv fills the scalar fields; objects are added by withObjects.
+// The env comes from auditEnvs; Eval gives it back (releaseAuditEnv) when
+// the record's rules have run.
 func newAuditEnv(r *record.Record) *AuditEnv {
 	a := r.Audit
-	e := &AuditEnv{
+	e := auditEnvs.Get().(*AuditEnv)
+	*e = AuditEnv{
 		ID: r.ID, AuditID: string(a.AuditID), Cluster: r.Cluster.Name, Time: r.EventTime,
 		Stage: string(a.Stage), Level: string(a.Level), Verb: a.Verb,
 		User: a.User.Username, UserUID: a.User.UID, Groups: a.User.Groups,
@@ -121,6 +125,17 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 	e.Decision = a.Annotations["authorization.k8s.io/decision"]
 	e.AuthzReason = a.Annotations["authorization.k8s.io/reason"]
 	return e
+}
+
+// auditEnvs recycles audit environments: one is some 600 bytes with
+// pointers, allocated for every audit record and garbage once its rules
+// have run, and nothing keeps it (alerts and window state copy the strings
+// they need).
+var auditEnvs = sync.Pool{New: func() any { return new(AuditEnv) }}
+
+func releaseAuditEnv(e *AuditEnv) {
+	*e = AuditEnv{}
+	auditEnvs.Put(e)
 }
 
 // withObjects parses the request and/or response object, once per record.
