@@ -95,3 +95,81 @@ func TestNewClientBadCAFile(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestClientKeepsProductCheckAndHeaders checks what go-elasticsearch's root
+// package did and Client does in its place: refuse answers until a
+// successful one carries X-Elastic-Product: Elasticsearch (errors pass, so
+// a 401 is still reported as a 401), then stop checking; and send the
+// client's User-Agent and x-elastic-client-meta headers, and the
+// compatibility media type under ELASTIC_CLIENT_APIVERSIONING=true.
+func TestClientKeepsProductCheckAndHeaders(t *testing.T) {
+	type answer struct {
+		status  int
+		product string
+	}
+	for _, tc := range []struct {
+		name    string
+		answers []answer
+		refused []bool // per request
+		compat  bool
+	}{
+		{name: "not Elasticsearch", answers: []answer{{200, ""}, {200, ""}}, refused: []bool{true, true}},
+		{name: "another product", answers: []answer{{200, "OpenSearch"}}, refused: []bool{true}},
+		{name: "checked once", answers: []answer{{200, "Elasticsearch"}, {200, ""}}, refused: []bool{false, false}},
+		{name: "errors are not checked", answers: []answer{{401, ""}, {200, "Elasticsearch"}}, refused: []bool{false, false}},
+		{name: "compatibility mode", answers: []answer{{200, "Elasticsearch"}}, refused: []bool{false}, compat: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.compat {
+				t.Setenv("ELASTIC_CLIENT_APIVERSIONING", "true")
+			}
+			var mu sync.Mutex
+			var n int
+			var hdr []http.Header
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				a := tc.answers[n]
+				n++
+				hdr = append(hdr, r.Header.Clone())
+				mu.Unlock()
+				if a.product != "" {
+					w.Header().Set("X-Elastic-Product", a.product)
+				}
+				w.WriteHeader(a.status)
+				w.Write([]byte(`{}`))
+			}))
+			defer srv.Close()
+			es, err := NewClient(config.ElasticsearchConfig{Addresses: []string{srv.URL}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, refused := range tc.refused {
+				res, err := es.Info(es.Info.WithContext(context.Background()))
+				if refused {
+					if err == nil || !strings.Contains(err.Error(), "not Elasticsearch") {
+						t.Fatalf("request %d: err %v, want the product check's refusal", i, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				res.Body.Close()
+				if res.StatusCode != tc.answers[i].status {
+					t.Fatalf("request %d: status %d, want %d", i, res.StatusCode, tc.answers[i].status)
+				}
+			}
+			for i, h := range hdr {
+				if ua := h.Get("User-Agent"); !strings.HasPrefix(ua, "go-elasticsearch/") {
+					t.Errorf("request %d: User-Agent %q", i, ua)
+				}
+				if m := h.Get("X-Elastic-Client-Meta"); !strings.HasPrefix(m, "es=") || !strings.Contains(m, ",t=") {
+					t.Errorf("request %d: X-Elastic-Client-Meta %q", i, m)
+				}
+				if got, want := h.Get("Accept") == compatibleWith8, tc.compat; got != want {
+					t.Errorf("request %d: Accept %q (compatibility mode %v)", i, h.Get("Accept"), tc.compat)
+				}
+			}
+		})
+	}
+}
