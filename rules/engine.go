@@ -75,9 +75,9 @@ type compiledRule struct {
 	steps         []compiledStep
 	exceptions    []compiledException
 	output        []outSeg
-	objects       objectUse   // request/response bodies the rule reads
-	keys          [2][]string // prefilter: accepted values per key field
-	keyed         [2]bool     // whether keys[i] constrains
+	objects       objectUse           // request/response bodies the rule reads
+	keys          [indexKeys][]string // prefilter: accepted values per key field
+	keyed         [indexKeys]bool     // whether keys[i] constrains
 	state         state
 	stats         *RuleStats
 }
@@ -137,7 +137,7 @@ func Load(opts LoadOptions) (*Set, error) {
 		return nil, joinErrors(errs)
 	}
 	for src, se := range sources {
-		ix := &index{keys: se.keys, cache: map[[2]string][]*compiledRule{}}
+		ix := &index{keys: se.keys, cache: map[[indexKeys]string][]*compiledRule{}}
 		for _, r := range set.rules {
 			if r.source == src {
 				ix.rules = append(ix.rules, r)
@@ -166,12 +166,12 @@ func (e *LoadError) Error() string {
 }
 
 // index finds the rules of one source that can match a record, by the
-// values of up to two key fields.
+// values of up to indexKeys key fields.
 type index struct {
-	keys  [2]string
+	keys  [indexKeys]string
 	rules []*compiledRule
 	mu    sync.RWMutex
-	cache map[[2]string][]*compiledRule
+	cache map[[indexKeys]string][]*compiledRule
 }
 
 // maxIndexCache bounds the candidate cache; the (verb, resource) space of a
@@ -179,7 +179,7 @@ type index struct {
 // without bound. Past the bound candidates are computed without caching.
 const maxIndexCache = 20000
 
-func (ix *index) candidates(k [2]string) []*compiledRule {
+func (ix *index) candidates(k [indexKeys]string) []*compiledRule {
 	ix.mu.RLock()
 	c, ok := ix.cache[k]
 	ix.mu.RUnlock()
@@ -199,7 +199,7 @@ func (ix *index) candidates(k [2]string) []*compiledRule {
 	return c
 }
 
-func (r *compiledRule) accepts(k [2]string) bool {
+func (r *compiledRule) accepts(k [indexKeys]string) bool {
 	for i := range k {
 		if !r.keyed[i] {
 			continue
@@ -327,7 +327,7 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 		return nil
 	}
 	var ctx evalCtx
-	var k [2]string
+	var k [indexKeys]string
 	switch r.Source {
 	case record.SourceAudit:
 		if r.Audit == nil {
@@ -336,11 +336,11 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 		ctx.audit = newAuditEnv(r)
 		defer releaseAuditEnv(ctx.audit)
 		ctx.env = ctx.audit
-		k = [2]string{ctx.audit.Verb, ctx.audit.Resource}
+		k = auditKey(ctx.audit)
 	case record.SourceEvent:
 		ev := newEventEnv(r)
 		ctx.env = ev
-		k = [2]string{ev.Reason, ""}
+		k = [indexKeys]string{ev.Reason}
 	case record.SourceObject:
 		// Object rules are posture checks: their verdict depends on the
 		// inventory (other objects), so they run in rules/posture, which
