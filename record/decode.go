@@ -275,10 +275,11 @@ type probe struct {
 	// bodies are the spans of the requestObject and responseObject values,
 	// found by scanProbe (zero when it did not run or they are absent).
 	bodies [2]span
-	// members are the spans of the first len(members) top-level keys and
-	// values scanProbe found, nmembers how many there were, so that
-	// decodeAuditFast does not scan the top level a second time.
-	members  [24]member
+	// members, when the caller gives a buffer, receive the spans of the
+	// first len(members) top-level keys and values scanProbe finds, and
+	// nmembers counts them all, so that decodeAuditFast does not scan the
+	// top level a second time.
+	members  []member
 	nmembers int
 }
 

@@ -31,9 +31,14 @@ type splitter struct {
 	peekLn  int
 	hasPeek bool
 	// probe is the top-level scan of the last document the fast path
-	// returned (see doc.probe).
-	probe probe
+	// returned (see doc.probe), members its buffer.
+	probe   probe
+	members [maxMembers]member
 }
+
+// maxMembers is how many top-level members of an object scanProbe records
+// for the decoder; an audit event has at most 19.
+const maxMembers = 24
 
 // doc is one document cut from the stream, or the error that replaced it.
 type doc struct {
@@ -138,7 +143,7 @@ func (s *splitter) next() (doc, error) {
 			// twice. Otherwise valueEnd finds the end; it jumps over strings
 			// with IndexByte, several times faster than the byte loop below.
 			if line[0] == '{' && len(line) <= s.max {
-				s.probe = probe{}
+				s.probe = probe{members: s.members[:]}
 				if scanProbe(line, &s.probe) == nil {
 					e := len(bytes.TrimRight(line, " \t"))
 					start.data, start.probe = line[:e:e], &s.probe

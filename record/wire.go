@@ -209,7 +209,8 @@ func Unmarshal(data []byte) (*Record, error) {
 		// Decoded by hand where the event has kube-apiserver's shape, and
 		// large request/response bodies are attached as raw spans instead
 		// of walked, as the stream decoder does (decodeAuditFast).
-		var p probe
+		var members [maxMembers]member
+		p := probe{members: members[:]}
 		if scanProbe(r.Object, &p) != nil || !decodeAuditFast(r.Object, &p, r.Audit) && !decodeAuditLite(r.Object, &p, r.Audit) {
 			err = unmarshalTyped(r.Object, r.Audit)
 		}
