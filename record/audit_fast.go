@@ -262,9 +262,12 @@ func status(val []byte, st *metav1.Status) bool {
 }
 
 // microTime reads a timestamp as metav1.MicroTime's UnmarshalJSON does.
-func microTime(val []byte, t *metav1.MicroTime) bool {
+func microTime(val []byte, t *metav1.MicroTime) (ok bool) {
 	if isNull(val) {
 		t.Time = time.Time{}
+		return true
+	}
+	if t.Time, ok = utcMicro(val); ok {
 		return true
 	}
 	var s string
@@ -277,6 +280,39 @@ func microTime(val []byte, t *metav1.MicroTime) bool {
 	}
 	t.Time = pt.Local()
 	return true
+}
+
+// utcMicro reads "2006-01-02T15:04:05.000000Z", the form kube-apiserver
+// writes, as time.Parse(metav1.RFC3339Micro, …).Local() reads it, without
+// the layout interpreter; false for any other form or an out-of-range part
+// (which time.Parse refuses and time.Date would normalise), left to
+// time.Parse.
+func utcMicro(val []byte) (time.Time, bool) {
+	if len(val) != 29 || val[0] != '"' || val[28] != '"' || val[27] != 'Z' ||
+		val[5] != '-' || val[8] != '-' || val[11] != 'T' || val[14] != ':' || val[17] != ':' || val[20] != '.' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) int {
+		n := 0
+		for _, c := range val[from:to] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	year, month, day := num(1, 5), num(6, 8), num(9, 11)
+	hour, minute, sec, micro := num(12, 14), num(15, 17), num(18, 20), num(21, 27)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+		minute < 0 || minute > 59 || sec < 0 || sec > 59 || micro < 0 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC)
+	if t.Day() != day { // 31 April, 29 February of a common year
+		return time.Time{}, false
+	}
+	return t.Local(), true
 }
 
 // stringList reads a JSON array of strings (null: nil, [] : empty).

@@ -6,7 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
@@ -248,6 +250,31 @@ func TestPlainASCII(t *testing.T) {
 					t.Fatalf("plainASCII(%q) = %v, want %v", b, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestUTCMicro checks the fixed-form timestamp reader against time.Parse
+// with metav1.RFC3339Micro: the same time where it reads one, and a refusal
+// (left to time.Parse) for every other form and every out-of-range part.
+func TestUTCMicro(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-25T19:29:27.902472Z", "2024-02-29T23:59:59.999999Z", "0000-01-01T00:00:00.000000Z",
+		"2023-02-29T00:00:00.000000Z", "2026-04-31T00:00:00.000000Z", "2026-13-01T00:00:00.000000Z",
+		"2026-00-01T00:00:00.000000Z", "2026-01-00T00:00:00.000000Z", "2026-01-01T24:00:00.000000Z",
+		"2026-01-01T00:60:00.000000Z", "2026-01-01T00:00:60.000000Z", "2026-01-01T00:00:00.00000Z",
+		"2026-01-01T00:00:00.0000000Z", "2026-01-01T00:00:00.000000+01:00", "2026-01-01 00:00:00.000000Z",
+		"2026-01-01T00:00:00.00000aZ", "+026-01-01T00:00:00.000000Z", "2026-1-01T00:00:00.0000000Z",
+	} {
+		want, err := time.Parse(metav1.RFC3339Micro, s)
+		got, ok := utcMicro([]byte(`"` + s + `"`))
+		switch {
+		case ok && err != nil:
+			t.Errorf("%s: read %v, time.Parse refuses it: %v", s, got, err)
+		case ok && !reflect.DeepEqual(got, want.Local()):
+			t.Errorf("%s: read %v, time.Parse reads %v", s, got, want.Local())
+		case !ok && err == nil && strings.HasSuffix(s, "Z") && len(s) == 27:
+			t.Errorf("%s: refused a form it should read", s)
 		}
 	}
 }
