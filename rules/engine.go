@@ -316,7 +316,23 @@ func (e *Engine) Stats() map[string]*RuleStats {
 type evalCtx struct {
 	env     any
 	audit   *AuditEnv
+	event   *EventEnv
 	objects objectUse // bodies already parsed into the env
+}
+
+// box sets env, what the rules' programs read, to a copy of the record's
+// environment held by value. expr reads a field by reflection and hands it
+// over as an interface: from the struct behind a pointer (addressable),
+// reflection must copy every value it hands over, an allocation per read of
+// a string; from a struct held by value in an interface it hands over a
+// pointer into that one copy. A copy per record (and another when a body is
+// parsed into the environment) costs less than the reads it saves.
+func (c *evalCtx) box() {
+	if c.audit != nil {
+		c.env = *c.audit
+	} else {
+		c.env = *c.event
+	}
 }
 
 // Eval returns the alerts r raises (shadow rules are counted, not returned).
@@ -335,12 +351,10 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 		}
 		ctx.audit = newAuditEnv(r)
 		defer releaseAuditEnv(ctx.audit)
-		ctx.env = ctx.audit
 		k = auditKey(ctx.audit)
 	case record.SourceEvent:
-		ev := newEventEnv(r)
-		ctx.env = ev
-		k = [indexKeys]string{ev.Reason}
+		ctx.event = newEventEnv(r)
+		k = [indexKeys]string{ctx.event.Reason}
 	case record.SourceObject:
 		// Object rules are posture checks: their verdict depends on the
 		// inventory (other objects), so they run in rules/posture, which
@@ -351,6 +365,7 @@ func (e *Engine) Eval(r *record.Record) []Alert {
 	if len(cands) == 0 {
 		return nil
 	}
+	ctx.box()
 	rn := runner{m: e.vms.Get().(*vm.VM), ctx: &ctx}
 	defer e.vms.Put(rn.m)
 	var alerts []Alert
@@ -469,7 +484,7 @@ func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *eva
 	}
 	if au := ctx.audit; au != nil {
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
-	} else if ev, ok := ctx.env.(*EventEnv); ok {
+	} else if ev := ctx.event; ev != nil {
 		a.Namespace, a.Resource, a.Name = ev.Namespace, strings.ToLower(ev.Kind), ev.Name
 	}
 	if a.Message == "" {
@@ -498,6 +513,7 @@ func (r *runner) run(p *program) (any, error) {
 	if missing := p.use &^ r.ctx.objects; missing != 0 && r.ctx.audit != nil {
 		r.ctx.audit.withObjects(missing)
 		r.ctx.objects |= missing
+		r.ctx.box()
 	}
 	return r.m.Run(p.p, r.ctx.env)
 }
