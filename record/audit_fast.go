@@ -99,19 +99,19 @@ var auditFieldNames = keysOf(auditFields)
 func decodeAuditField(f int, val []byte, at int, p *probe, ev *auditv1.Event) bool {
 	switch f {
 	case afKind:
-		return jsonString(val, &ev.Kind)
+		return commonString(val, &ev.Kind)
 	case afAPIVersion:
-		return jsonString(val, &ev.APIVersion)
+		return commonString(val, &ev.APIVersion)
 	case afLevel:
-		return jsonString(val, (*string)(&ev.Level))
+		return commonString(val, (*string)(&ev.Level))
 	case afAuditID:
 		return jsonString(val, (*string)(&ev.AuditID))
 	case afStage:
-		return jsonString(val, (*string)(&ev.Stage))
+		return commonString(val, (*string)(&ev.Stage))
 	case afRequestURI:
 		return jsonString(val, &ev.RequestURI)
 	case afVerb:
-		return jsonString(val, &ev.Verb)
+		return commonString(val, &ev.Verb)
 	case afUserAgent:
 		return jsonString(val, &ev.UserAgent)
 	case afUser:
@@ -208,6 +208,7 @@ var objectRefFields = []string{"resource", "namespace", "name", "uid", "apiGroup
 
 func objectRef(val []byte, o *auditv1.ObjectReference) bool {
 	dst := [...]*string{&o.Resource, &o.Namespace, &o.Name, (*string)(&o.UID), &o.APIGroup, &o.APIVersion, &o.ResourceVersion, &o.Subresource}
+	read := [...]func([]byte, *string) bool{commonString, commonString, jsonString, jsonString, commonString, commonString, jsonString, commonString}
 	var seen uint8
 	return eachMember(val, func(key, v []byte, _ int) bool {
 		i := indexOf(objectRefFields, key)
@@ -218,7 +219,7 @@ func objectRef(val []byte, o *auditv1.ObjectReference) bool {
 			return false
 		}
 		seen |= 1 << i
-		return jsonString(v, dst[i])
+		return read[i](v, dst[i])
 	})
 }
 
@@ -243,11 +244,11 @@ func status(val []byte, st *metav1.Status) bool {
 			st.Code = int32(n)
 			return ok && int64(st.Code) == n
 		case 2:
-			return jsonString(v, &st.Status)
+			return commonString(v, &st.Status)
 		case 3:
 			return jsonString(v, &st.Message)
 		case 4:
-			return jsonString(v, (*string)(&st.Reason))
+			return commonString(v, (*string)(&st.Reason))
 		case 5:
 			return jsonString(v, &st.Kind)
 		default:
@@ -336,7 +337,7 @@ func stringList(val []byte, dst *[]string) bool {
 			return false
 		}
 		var s string
-		if !jsonString(val[i:end], &s) {
+		if !commonString(val[i:end], &s) {
 			return false
 		}
 		out = append(out, s)
@@ -369,10 +370,10 @@ func stringMap(val []byte, dst *map[string]string) bool {
 			return false
 		}
 		var s string
-		if !jsonString(v, &s) || v[0] != '"' {
+		if !commonString(v, &s) || v[0] != '"' {
 			return false
 		}
-		m[string(key)] = s
+		m[intern(key)] = s
 		return true
 	})
 	if ok {
@@ -445,7 +446,13 @@ func isNull(val []byte) bool { return string(val) == "null" }
 // jsonString reads a JSON string (or null, which leaves dst as it is, as
 // encoding/json does). Escapes are decoded by JSON's rules; control
 // characters and invalid UTF-8 (which encoding/json replaces) are refused.
-func jsonString(val []byte, dst *string) bool {
+func jsonString(val []byte, dst *string) bool { return readString(val, dst, false) }
+
+// commonString is jsonString for fields whose values repeat from event to
+// event (verb, resource, group names): common values are shared (intern).
+func commonString(val []byte, dst *string) bool { return readString(val, dst, true) }
+
+func readString(val []byte, dst *string, common bool) bool {
 	if isNull(val) {
 		return true
 	}
@@ -454,7 +461,11 @@ func jsonString(val []byte, dst *string) bool {
 	}
 	in := val[1 : len(val)-1]
 	if plainASCII(in) {
-		*dst = string(in)
+		if common {
+			*dst = intern(in)
+		} else {
+			*dst = string(in)
+		}
 		return true
 	}
 	if hasControl(in) || !utf8.Valid(in) {

@@ -278,3 +278,19 @@ func TestUTCMicro(t *testing.T) {
 		}
 	}
 }
+
+// TestInternSharesCommonStrings checks that a common value comes back as the
+// table's copy (no allocation) and any other as an equal new string.
+func TestInternSharesCommonStrings(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = intern([]byte("system:authenticated")) }); n != 0 {
+		t.Errorf("a common string allocated %v times", n)
+	}
+	if got := intern([]byte("not-a-common-value")); got != "not-a-common-value" {
+		t.Errorf("intern = %q", got)
+	}
+	for k, v := range common {
+		if k != v {
+			t.Errorf("common[%q] = %q", k, v)
+		}
+	}
+}
