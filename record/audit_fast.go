@@ -29,10 +29,8 @@ import (
 // FuzzAuditFast checks it against encoding/json.
 func decodeAuditFast(data []byte, p *probe, ev *auditv1.Event) bool {
 	var seen uint32
-	field := func(key, val []byte, at int) bool {
-		if len(val) == 0 {
-			return false // scanProbe passes `"k":,`; the value is missing
-		}
+	field := func(m member) bool {
+		key, val, at := data[m.key.start:m.key.end], data[m.val.start:m.val.end], m.val.start
 		f, known := auditFields[string(key)]
 		if !known {
 			return ignored(key, val, auditFieldNames)
@@ -48,11 +46,10 @@ func decodeAuditFast(data []byte, p *probe, ev *auditv1.Event) bool {
 		// scanProbe has walked (and checked the syntax of) the top level.
 		ok = true
 		for _, m := range p.members[:n] {
-			if ok = field(data[m.key.start:m.key.end], data[m.val.start:m.val.end], m.val.start); !ok {
+			if ok = field(m); !ok {
 				break
 			}
 		}
-		ok = ok && !hasControlKeys(data, p.members[:n])
 	} else {
 		ok = eachMember(data, field)
 	}
@@ -182,7 +179,7 @@ var userFields = []string{"username", "uid", "groups", "extra"}
 
 func userInfo(val []byte, u *authnv1.UserInfo) bool {
 	var seen uint8
-	return eachMember(val, func(key, v []byte, _ int) bool {
+	return eachKeyValue(val, func(key, v []byte) bool {
 		i := indexOf(userFields, key)
 		if i < 0 {
 			return ignored(key, v, userFields)
@@ -210,7 +207,7 @@ func objectRef(val []byte, o *auditv1.ObjectReference) bool {
 	dst := [...]*string{&o.Resource, &o.Namespace, &o.Name, (*string)(&o.UID), &o.APIGroup, &o.APIVersion, &o.ResourceVersion, &o.Subresource}
 	read := [...]func([]byte, *string) bool{commonString, commonString, jsonString, jsonString, commonString, commonString, jsonString, commonString}
 	var seen uint8
-	return eachMember(val, func(key, v []byte, _ int) bool {
+	return eachKeyValue(val, func(key, v []byte) bool {
 		i := indexOf(objectRefFields, key)
 		if i < 0 {
 			return ignored(key, v, objectRefFields)
@@ -230,7 +227,7 @@ var statusFields = []string{"metadata", "code", "status", "message", "reason", "
 
 func status(val []byte, st *metav1.Status) bool {
 	var seen uint8
-	simple := eachMember(val, func(key, v []byte, _ int) bool {
+	simple := eachKeyValue(val, func(key, v []byte) bool {
 		i := indexOf(statusFields, key)
 		if i < 0 || seen&(1<<i) != 0 {
 			return false
@@ -365,7 +362,7 @@ func stringMap(val []byte, dst *map[string]string) bool {
 		return true
 	}
 	m := make(map[string]string, 4)
-	ok := eachMember(val, func(key, v []byte, _ int) bool {
+	ok := eachKeyValue(val, func(key, v []byte) bool {
 		if _, dup := m[string(key)]; dup || !utf8.Valid(key) {
 			return false
 		}
@@ -382,11 +379,12 @@ func stringMap(val []byte, dst *map[string]string) bool {
 	return ok
 }
 
-// eachMember calls fn with each key, value and the value's offset in data
-// of the JSON object that is the whole of data (surrounding whitespace
-// allowed). It reports false when data is not such an object, a key has
-// escapes, or fn returns false.
-func eachMember(data []byte, fn func(key, val []byte, at int) bool) bool {
+// eachMember calls fn with the spans of each key (without its quotes) and
+// value of the JSON object that is the whole of data (surrounding
+// whitespace allowed). It reports false when data is not such an object, a
+// key has escapes or control characters, or fn returns false. Values are
+// only delimited (valueEnd), not checked: fn checks those it reads.
+func eachMember(data []byte, fn func(m member) bool) bool {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
@@ -403,14 +401,14 @@ func eachMember(data []byte, fn func(key, val []byte, at int) bool) bool {
 		if kEnd < 0 || esc || hasControl(data[i+1:kEnd-1]) {
 			return false
 		}
-		key := data[i+1 : kEnd-1]
+		key := span{i + 1, kEnd - 1}
 		i = skipWS(data, kEnd)
 		if i >= len(data) || data[i] != ':' {
 			return false
 		}
 		i = skipWS(data, i+1)
 		end := valueEnd(data, i)
-		if end <= i || !fn(key, data[i:end], i) {
+		if end <= i || !fn(member{key: key, val: span{i, end}}) {
 			return false
 		}
 		i = skipWS(data, end)
@@ -427,6 +425,14 @@ func eachMember(data []byte, fn func(key, val []byte, at int) bool) bool {
 		}
 	}
 	return false
+}
+
+// eachKeyValue calls fn with each key and value of the object val, as eachMember
+// does.
+func eachKeyValue(val []byte, fn func(key, v []byte) bool) bool {
+	return eachMember(val, func(m member) bool {
+		return fn(val[m.key.start:m.key.end], val[m.val.start:m.val.end])
+	})
 }
 
 // ignored accepts the value of a key the decoder does not read, when it is
@@ -506,15 +512,6 @@ func plainASCII(b []byte) bool {
 		}
 	}
 	return true
-}
-
-func hasControlKeys(data []byte, ms []member) bool {
-	for _, m := range ms {
-		if hasControl(data[m.key.start:m.key.end]) {
-			return true
-		}
-	}
-	return false
 }
 
 func hasControl(b []byte) bool {

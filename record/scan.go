@@ -18,89 +18,46 @@ var errScan = errors.New("scan")
 // struct (which validates, then decodes, every nested byte) and the decoders
 // validate the document anyway when they read the typed view.
 func scanProbe(data []byte, p *probe) error {
-	i := skipWS(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return errScan
-	}
-	i = skipWS(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return nil
-	}
-	for {
-		if i >= len(data) || data[i] != '"' {
-			return errScan
-		}
-		kStart := i
-		kEnd, esc := stringEnd(data, i)
-		if kEnd < 0 || esc {
-			return errScan // escaped keys: let encoding/json handle them
-		}
-		key := data[i+1 : kEnd-1]
-		i = skipWS(data, kEnd)
-		if i >= len(data) || data[i] != ':' {
-			return errScan
-		}
-		i = skipWS(data, i+1)
-		vEnd := valueEnd(data, i)
-		if vEnd < 0 {
-			return errScan
-		}
-		val := data[i:vEnd]
+	ok := eachMember(data, func(m member) bool {
 		if p.nmembers < len(p.members) {
-			p.members[p.nmembers] = member{key: span{kStart + 1, kEnd - 1}, val: span{i, vEnd}}
+			p.members[p.nmembers] = m
 		}
 		p.nmembers++
-		switch string(key) {
+		val := data[m.val.start:m.val.end]
+		switch string(data[m.key.start:m.key.end]) {
 		case "kind":
-			if !scanString(val, &p.Kind) {
-				return errScan
-			}
+			return scanString(val, &p.Kind)
 		case "apiVersion":
-			if !scanString(val, &p.APIVersion) {
-				return errScan
-			}
+			return scanString(val, &p.APIVersion)
 		case "auditID":
-			if !scanString(val, &p.AuditID) {
-				return errScan
-			}
+			return scanString(val, &p.AuditID)
 		case "stage":
-			if !scanString(val, &p.Stage) {
-				return errScan
-			}
+			return scanString(val, &p.Stage)
 		case "items":
 			p.Items = val
 		case "protoPayload":
 			p.ProtoPayload = val
 		case "properties", "timestamp", "records", "logEvents", "events":
-			return errScan // rare wrappers and old v1beta1 fields: the slow path knows them
-		case "requestObject", "responseObject":
-			if len(val) > 0 && val[0] == '{' {
-				k := 0
-				if key[2] == 's' { // "responseObject"
-					k = 1
-				}
-				p.bodies[k] = span{start: i, end: vEnd}
+			return false // rare wrappers and old v1beta1 fields: the slow path knows them
+		case "requestObject":
+			if val[0] == '{' {
+				p.bodies[0] = m.val
+			}
+		case "responseObject":
+			if val[0] == '{' {
+				p.bodies[1] = m.val
 			}
 		case "involvedObject":
 			p.InvolvedObject = val
 		case "regarding":
 			p.Regarding = val
 		}
-		i = skipWS(data, vEnd)
-		if i >= len(data) {
-			return errScan
-		}
-		if data[i] == '}' {
-			if skipWS(data, i+1) != len(data) {
-				return errScan
-			}
-			return nil
-		}
-		if data[i] != ',' {
-			return errScan
-		}
-		i = skipWS(data, i+1)
+		return true
+	})
+	if !ok {
+		return errScan
 	}
+	return nil
 }
 
 func skipWS(data []byte, i int) int {
