@@ -163,7 +163,7 @@ func body(val []byte, at int, p *probe, response bool, ev *auditv1.Event) bool {
 	if response {
 		k = 1
 	}
-	if b := p.bodies[k]; !(b.start == at && b.end-b.start >= liteMinBody) && !json.Valid(val) {
+	if b := p.bodies[k]; !p.valid && !(b.start == at && b.end-b.start >= liteMinBody) && !json.Valid(val) {
 		return false
 	}
 	u := &runtime.Unknown{Raw: val[:len(val):len(val)], ContentType: runtime.ContentTypeJSON}
@@ -385,6 +385,11 @@ func stringMap(val []byte, dst *map[string]string) bool {
 // key has escapes or control characters, or fn returns false. Values are
 // only delimited (valueEnd), not checked: fn checks those it reads.
 func eachMember(data []byte, fn func(m member) bool) bool {
+	return walkMembers(data, valueEnd, fn)
+}
+
+// walkMembers is eachMember with end finding (or refusing, -1) each value.
+func walkMembers(data []byte, end func([]byte, int) int, fn func(m member) bool) bool {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
@@ -407,11 +412,11 @@ func eachMember(data []byte, fn func(m member) bool) bool {
 			return false
 		}
 		i = skipWS(data, i+1)
-		end := valueEnd(data, i)
-		if end <= i || !fn(member{key: key, val: span{i, end}}) {
+		e := end(data, i)
+		if e <= i || !fn(member{key: key, val: span{i, e}}) {
 			return false
 		}
-		i = skipWS(data, end)
+		i = skipWS(data, e)
 		if i >= len(data) {
 			return false
 		}

@@ -281,6 +281,10 @@ type probe struct {
 	// top level a second time.
 	members  []member
 	nmembers int
+	// valid says the whole object has been checked already (Unmarshal's
+	// envelope reader did, walking it once for both), so the decoder need
+	// not check the bodies it attaches.
+	valid bool
 }
 
 // member is one key (without its quotes) and value of a JSON object.

@@ -145,9 +145,22 @@ func parseArray(data []byte, i, depth int) (any, int, bool) {
 	return nil, 0, false
 }
 
-// parseNumber reads a number by JSON's grammar:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+// parseNumber reads a number by JSON's grammar (numberEnd) into a float64.
 func parseNumber(data []byte, i int) (any, int, bool) {
+	j, ok := numberEnd(data, i)
+	if !ok {
+		return nil, 0, false
+	}
+	f, err := strconv.ParseFloat(string(data[i:j]), 64)
+	if err != nil {
+		return nil, 0, false
+	}
+	return f, j, true
+}
+
+// numberEnd returns the index after the number at data[i] by JSON's
+// grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func numberEnd(data []byte, i int) (int, bool) {
 	j := i
 	if data[j] == '-' {
 		j++
@@ -163,12 +176,12 @@ func parseNumber(data []byte, i int) (any, int, bool) {
 	case j < len(data) && data[j] == '0':
 		j++
 	case digits() == 0:
-		return nil, 0, false
+		return 0, false
 	}
 	if j < len(data) && data[j] == '.' {
 		j++
 		if digits() == 0 {
-			return nil, 0, false
+			return 0, false
 		}
 	}
 	if j < len(data) && (data[j] == 'e' || data[j] == 'E') {
@@ -177,12 +190,8 @@ func parseNumber(data []byte, i int) (any, int, bool) {
 			j++
 		}
 		if digits() == 0 {
-			return nil, 0, false
+			return 0, false
 		}
 	}
-	f, err := strconv.ParseFloat(string(data[i:j]), 64)
-	if err != nil {
-		return nil, 0, false
-	}
-	return f, j, true
+	return j, true
 }

@@ -180,7 +180,11 @@ func Headers(r *Record) []Header {
 // Unmarshal decodes a wire envelope and its typed view. Errors name the field.
 func Unmarshal(data []byte) (*Record, error) {
 	var r Record
-	if err := fastJSON.Unmarshal(data, &r); err != nil {
+	var members [maxMembers]member
+	p := probe{members: members[:]}
+	if unmarshalEnvelopeFast(data, &r, &p) {
+		// read by hand: see unmarshalEnvelopeFast
+	} else if err := fastJSON.Unmarshal(data, &r); err != nil {
 		// The processor spends most of its decode time here on every
 		// message, so the envelope is read with jsoniter (encoding/json
 		// checks the whole object's validity first, then decodes: two
@@ -209,9 +213,7 @@ func Unmarshal(data []byte) (*Record, error) {
 		// Decoded by hand where the event has kube-apiserver's shape, and
 		// large request/response bodies are attached as raw spans instead
 		// of walked, as the stream decoder does (decodeAuditFast).
-		var members [maxMembers]member
-		p := probe{members: members[:]}
-		if scanProbe(r.Object, &p) != nil || !decodeAuditFast(r.Object, &p, r.Audit) && !decodeAuditLite(r.Object, &p, r.Audit) {
+		if !p.valid && scanProbe(r.Object, &p) != nil || !decodeAuditFast(r.Object, &p, r.Audit) && !decodeAuditLite(r.Object, &p, r.Audit) {
 			err = unmarshalTyped(r.Object, r.Audit)
 		}
 	case r.Source == SourceEvent && r.APIVersion == APIEventsV1:
