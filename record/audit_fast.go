@@ -498,15 +498,10 @@ func readString(val []byte, dst *string, common bool) bool {
 // further check — eight bytes at a time: a byte below 0x20 or equal to
 // '\\' shows as a borrow into its high bit, a byte from 0x80 up as its own.
 func plainASCII(b []byte) bool {
-	const (
-		lo  = 0x0101010101010101
-		hi  = 0x8080808080808080
-		bsl = 0x5c * lo
-	)
 	for len(b) >= 8 {
 		x := binary.LittleEndian.Uint64(b)
-		y := x ^ bsl
-		if ((x-0x20*lo)&^x|x|(y-lo)&^y)&hi != 0 {
+		y := x ^ (0x5c * lo8)
+		if ((x-0x20*lo8)&^x|x|(y-lo8)&^y)&hi8 != 0 {
 			return false
 		}
 		b = b[8:]

@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -81,13 +82,27 @@ func skipWS(data []byte, i int) int {
 func stringEnd(data []byte, i int) (int, bool) {
 	esc := false
 	j := i + 1
-	for short := min(j+shortString, len(data)); j < short; j++ {
-		switch data[j] {
-		case '"':
-			return j + 1, esc
-		case '\\':
-			esc = true
-			j++
+	short := min(j+shortString, len(data))
+	for j < short {
+		// Eight bytes at a time while none is a quote or a backslash (a
+		// zero byte after XOR with either shows as a borrow into its high
+		// bit); the word that holds one is walked byte by byte.
+		if j+8 <= len(data) {
+			x := binary.LittleEndian.Uint64(data[j:])
+			q, b := x^(0x22*lo8), x^(0x5c*lo8)
+			if ((q-lo8)&^q|(b-lo8)&^b)&hi8 == 0 {
+				j += 8
+				continue
+			}
+		}
+		for end := min(j+8, len(data)); j < end; j++ {
+			switch data[j] {
+			case '"':
+				return j + 1, esc
+			case '\\':
+				esc = true
+				j++
+			}
 		}
 	}
 	for j < len(data) {
@@ -114,8 +129,14 @@ func stringEnd(data []byte, i int) (int, bool) {
 	return -1, false
 }
 
-// shortString is how far stringEnd looks byte by byte before searching.
-const shortString = 24
+// shortString is how far stringEnd looks word by word before searching.
+const shortString = 32
+
+// lo8 and hi8 are the low and high bit of every byte of a word.
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
 
 // valueEnd returns the index after the JSON value starting at data[i], or -1.
 // Nested objects and arrays are skipped by depth, strings by stringEnd.
