@@ -510,12 +510,19 @@ func (r *runner) run(p *program) (any, error) {
 			return false, nil
 		}
 	}
-	if missing := p.use &^ r.ctx.objects; missing != 0 && r.ctx.audit != nil {
-		r.ctx.audit.withObjects(missing)
-		r.ctx.objects |= missing
-		r.ctx.box()
-	}
+	r.ctx.need(p.use)
 	return r.m.Run(p.p, r.ctx.env)
+}
+
+// need fills in the bodies use names that the environment lacks, and boxes
+// it again: programs read the boxed copy, so anything filled into the
+// environment after box must be followed by box to be seen.
+func (c *evalCtx) need(use objectUse) {
+	if missing := use &^ c.objects; missing != 0 && c.audit != nil {
+		c.audit.withObjects(missing)
+		c.objects |= missing
+		c.box()
+	}
 }
 
 func (r *runner) runBool(p *program) (bool, error) {

@@ -163,6 +163,7 @@ func parseBody(raw []byte) map[string]any {
 	return m
 }
 
+// objectJSON parses the bodies record.ParseObject declines.
 var objectJSON = jsoniter.ConfigCompatibleWithStandardLibrary
 
 func newEventEnv(r *record.Record) *EventEnv {
