@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -13,10 +14,9 @@ var envelopeFields = []string{"schema", "id", "cluster", "source", "api_version"
 // instead of with a reflective decoder: the processor decodes one per
 // message. Like decodeAuditFast it takes only the plain shape (exact-case
 // keys, each at most once, values of the field's type) and reports false on
-// anything else, for Unmarshal's general path to decide. Object is a slice
-// of data, not a copy. Every byte of the object is checked by validValue
-// (which allocates nothing), so the envelope is accepted exactly when
-// encoding/json accepts it (FuzzUnmarshal).
+// anything else, for Unmarshal's general path to decide. Every byte of the
+// object is checked by validValue (which allocates nothing), so it accepts
+// an envelope only when encoding/json does (FuzzEnvelopeFast).
 //
 // For an audit record the object is checked in the same walk that finds its
 // top-level members, which go to p (with p.valid set) for decodeAuditFast.
@@ -118,7 +118,9 @@ func envelopeField(i int, val []byte, r *Record) bool {
 		// Rare (an edited record): the general decoder is fine.
 		return json.Valid(val) && fastJSON.Unmarshal(val, &r.Flags) == nil
 	default: // object, checked by validObject once the source is known
-		r.Object = val[:len(val):len(val)]
+		// A copy: callers reuse the buffers they hand over (a scanner's
+		// line), and the record outlives the call.
+		r.Object = bytes.Clone(val)
 		return true
 	}
 }

@@ -62,3 +62,24 @@ func FuzzEnvelopeFast(f *testing.F) {
 		}
 	})
 }
+
+// TestUnmarshalDoesNotAliasItsInput: callers hand Unmarshal buffers they
+// reuse (a bufio.Scanner's line in collector/replay), so the record must
+// not keep pointing into it.
+func TestUnmarshalDoesNotAliasItsInput(t *testing.T) {
+	msgs, _ := wireCorpus(t)
+	for _, m := range msgs[:50] {
+		buf := append([]byte(nil), m...)
+		r, err := Unmarshal(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := string(r.Object)
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		if string(r.Object) != want {
+			t.Fatalf("record %s: Object changed with the buffer it was read from", r.ID)
+		}
+	}
+}
