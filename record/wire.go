@@ -182,15 +182,13 @@ func Unmarshal(data []byte) (*Record, error) {
 	var r Record
 	var members [maxMembers]member
 	p := probe{members: members[:]}
-	if unmarshalEnvelopeFast(data, &r, &p) {
-		// read by hand: see unmarshalEnvelopeFast
-	} else if err := fastJSON.Unmarshal(data, &r); err != nil {
-		// The processor spends most of its decode time here on every
-		// message, so the envelope is read with jsoniter (encoding/json
-		// checks the whole object's validity first, then decodes: two
-		// scans of the bytes the typed view below scans again). Its errors
-		// do not name the field; on failure encoding/json decides and
-		// reports.
+	// The processor spends most of its decode time here on every message:
+	// the envelope is read by hand where it has Marshal's shape, otherwise
+	// with jsoniter (encoding/json checks the whole object's validity first,
+	// then decodes: two scans of the bytes the typed view below scans
+	// again). Neither names the field of an error; on failure
+	// encoding/json decides and reports.
+	if !unmarshalEnvelopeFast(data, &r, &p) && fastJSON.Unmarshal(data, &r) != nil {
 		r = Record{}
 		if err := json.Unmarshal(data, &r); err != nil {
 			return nil, jsonError("", err)
