@@ -175,16 +175,7 @@ func body(val []byte, at int, p *probe, response bool, ev *auditv1.Event) bool {
 var userFields = []string{"username", "uid", "groups", "extra"}
 
 func userInfo(val []byte, u *authnv1.UserInfo) bool {
-	var seen uint8
-	return eachKeyValue(val, func(key, v []byte) bool {
-		i := indexOf(userFields, key)
-		if i < 0 {
-			return ignored(key, v, userFields)
-		}
-		if seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
+	return eachField(val, userFields, func(i int, v []byte) bool {
 		switch i {
 		case 0:
 			return jsonString(v, &u.Username)
@@ -203,18 +194,7 @@ var objectRefFields = []string{"resource", "namespace", "name", "uid", "apiGroup
 func objectRef(val []byte, o *auditv1.ObjectReference) bool {
 	dst := [...]*string{&o.Resource, &o.Namespace, &o.Name, (*string)(&o.UID), &o.APIGroup, &o.APIVersion, &o.ResourceVersion, &o.Subresource}
 	read := [...]func([]byte, *string) bool{commonString, commonString, jsonString, jsonString, commonString, commonString, jsonString, commonString}
-	var seen uint8
-	return eachKeyValue(val, func(key, v []byte) bool {
-		i := indexOf(objectRefFields, key)
-		if i < 0 {
-			return ignored(key, v, objectRefFields)
-		}
-		if seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
-		return read[i](v, dst[i])
-	})
+	return eachField(val, objectRefFields, func(i int, v []byte) bool { return read[i](v, dst[i]) })
 }
 
 // statusFields are the members of the responseStatus kube-apiserver writes

@@ -76,6 +76,26 @@ func eachKeyValue(val []byte, fn func(key, v []byte) bool) bool {
 	})
 }
 
+// eachField calls fn with the index in names of each member of the object
+// val, and the member's value. A member of another name is skipped when its
+// value is valid JSON; one whose name matches names[i] in another case, or
+// comes twice, is refused: encoding/json matches names case-insensitively
+// and merges repeated members, and the general decoders decide those.
+func eachField(val []byte, names []string, fn func(i int, v []byte) bool) bool {
+	var seen uint64
+	return eachKeyValue(val, func(key, v []byte) bool {
+		i := indexOf(names, key)
+		if i < 0 {
+			return ignored(key, v, names)
+		}
+		if seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		return fn(i, v)
+	})
+}
+
 // ignored accepts the value of a key the decoder does not read, when it is
 // valid JSON and the key is not a known one in another case (which the
 // general decoders would match case-insensitively).

@@ -21,18 +21,7 @@ var envelopeFields = []string{"schema", "id", "cluster", "source", "api_version"
 // For an audit record the object is checked in the same walk that finds its
 // top-level members, which go to p (with p.valid set) for decodeAuditFast.
 func unmarshalEnvelopeFast(data []byte, r *Record, p *probe) bool {
-	var seen uint16
-	ok := eachKeyValue(data, func(key, val []byte) bool {
-		i := indexOf(envelopeFields, key)
-		if i < 0 {
-			return ignored(key, val, envelopeFields)
-		}
-		if seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
-		return envelopeField(i, val, r)
-	})
+	ok := eachField(data, envelopeFields, func(i int, val []byte) bool { return envelopeField(i, val, r) })
 	if ok && r.Object != nil {
 		ok = validObject(r, p)
 	}
@@ -128,16 +117,7 @@ func envelopeField(i int, val []byte, r *Record) bool {
 var clusterFields = []string{"name", "uid"}
 
 func clusterOf(val []byte, c *Cluster) bool {
-	var seen uint8
-	return eachKeyValue(val, func(key, v []byte) bool {
-		i := indexOf(clusterFields, key)
-		if i < 0 {
-			return ignored(key, v, clusterFields)
-		}
-		if seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
+	return eachField(val, clusterFields, func(i int, v []byte) bool {
 		if i == 0 {
 			return jsonString(v, &c.Name)
 		}
