@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -84,25 +85,35 @@ func stringEnd(data []byte, i int) (int, bool) {
 	j := i + 1
 	short := min(j+shortString, len(data))
 	for j < short {
-		// Eight bytes at a time while none is a quote or a backslash (a
-		// zero byte after XOR with either shows as a borrow into its high
-		// bit); the word that holds one is walked byte by byte.
-		if j+8 <= len(data) {
-			x := binary.LittleEndian.Uint64(data[j:])
-			q, b := x^(0x22*lo8), x^(0x5c*lo8)
-			if ((q-lo8)&^q|(b-lo8)&^b)&hi8 == 0 {
-				j += 8
-				continue
-			}
-		}
-		for end := min(j+8, len(data)); j < end; j++ {
-			switch data[j] {
-			case '"':
+		// Eight bytes at a time: a byte equal to the quote or the
+		// backslash is zero after XOR with it, and shows as a borrow into
+		// its high bit. The lowest flagged byte of a word is always a true
+		// match (a false one appears only above a true one), which is all
+		// this needs: the first quote ends the string unless a backslash
+		// comes before it.
+		if j+8 > len(data) {
+			switch c := data[j]; {
+			case c == '"':
 				return j + 1, esc
-			case '\\':
+			case c == '\\':
 				esc = true
+				j += 2
+			default:
 				j++
 			}
+			continue
+		}
+		x := binary.LittleEndian.Uint64(data[j:])
+		q, b := x^(0x22*lo8), x^(0x5c*lo8)
+		mq, mb := (q-lo8)&^q&hi8, (b-lo8)&^b&hi8
+		switch {
+		case mq != 0 && (mb == 0 || bits.TrailingZeros64(mq) < bits.TrailingZeros64(mb)):
+			return j + bits.TrailingZeros64(mq)/8 + 1, esc
+		case mb != 0:
+			esc = true
+			j += bits.TrailingZeros64(mb)/8 + 2 // past the backslash and the byte it escapes
+		default:
+			j += 8
 		}
 	}
 	for j < len(data) {
