@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Decode plus every built-in rule, in records per CPU-second, as users
+# measure it: `kubesift rules eval` over the recorded bench corpus
+# (rules/testdata/bench-audit.log.gz), user+sys time of the process, on the
+# whole corpus and on its events of at most 4 KiB. The same run builds and
+# measures BASE_COMMIT's binary on the same files (make bench passes
+# BENCH_BASE), so this tree's figure is read beside the base's on a machine
+# whose load changes between runs. Each figure is the best of ROUNDS
+# (default 3) runs, less the time the same binary takes on an empty input
+# (loading and compiling the rules).
+#
+#   hack/bench-eval.sh BASE_COMMIT
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:?usage: hack/bench-eval.sh BASE_COMMIT}
+rounds=${ROUNDS:-3}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+zcat rules/testdata/bench-audit.log.gz >"$tmp/all.log"
+awk 'length($0) <= 4096' "$tmp/all.log" >"$tmp/le4KiB.log"
+: >"$tmp/empty.log"
+# Several copies, so each run takes long enough to read on the CPU clock.
+for c in all le4KiB; do
+	for _ in 1 2 3 4 5; do cat "$tmp/$c.log"; done >"$tmp/$c.x5.log"
+done
+
+go build -o "$tmp/kubesift-head" ./cmd/kubesift
+mkdir "$tmp/base"
+git archive "$base" | tar -x -C "$tmp/base"
+(cd "$tmp/base" && go build -o "$tmp/kubesift-base" ./cmd/kubesift)
+
+# cpu BIN FILE: the best user+sys seconds of ROUNDS runs. time writes to
+# its own file so that the command's output can be thrown away; a failed
+# run stops the script, since its time would not be the rules'.
+cpu() {
+	local best="" t
+	for _ in $(seq "$rounds"); do
+		if ! /usr/bin/time -f '%U %S' -o "$tmp/time" "$1" rules eval -o json "$2" >/dev/null 2>"$tmp/stderr"; then
+			echo "$1 rules eval $2 failed:" >&2
+			cat "$tmp/stderr" >&2
+			exit 1
+		fi
+		t=$(tail -1 "$tmp/time" | awk '{print $1 + $2}')
+		best=$(awk -v a="$t" -v b="${best:-$t}" 'BEGIN {print (a < b) ? a : b}')
+	done
+	echo "$best"
+}
+
+printf '%-8s %-10s %12s %14s\n' corpus binary records records/CPU-s
+for c in all le4KiB; do
+	n=$(wc -l <"$tmp/$c.x5.log")
+	for b in base head; do
+		bin="$tmp/kubesift-$b"
+		t=$(cpu "$bin" "$tmp/$c.x5.log")
+		t0=$(cpu "$bin" "$tmp/empty.log")
+		awk -v c="$c" -v b="$b" -v n="$n" -v t="$t" -v t0="$t0" \
+			'BEGIN {printf "%-8s %-10s %12d %14.0f\n", c, b, n, n / (t - t0)}'
+	done
+done
