@@ -11,6 +11,7 @@
 #
 #   hack/bench-eval.sh BASE_COMMIT
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 base=${1:?usage: hack/bench-eval.sh BASE_COMMIT}
 rounds=${ROUNDS:-3}
@@ -30,14 +31,16 @@ mkdir "$tmp/base"
 git archive "$base" | tar -x -C "$tmp/base"
 (cd "$tmp/base" && go build -o "$tmp/kubesift-base" ./cmd/kubesift)
 
-# cpu BIN FILE: the best user+sys seconds of ROUNDS runs. time writes to
-# its own file so that the command's output can be thrown away; a failed
-# run stops the script, since its time would not be the rules'.
+# cpu BIN FILE [FLAG...]: the best user+sys seconds of ROUNDS runs of
+# `BIN rules eval FLAG... FILE`. time writes to its own file so that the
+# command's output can be thrown away; a failed run stops the script, since
+# its time would not be the rules'.
 cpu() {
-	local best="" t
+	local bin=$1 file=$2 best="" t
+	shift 2
 	for _ in $(seq "$rounds"); do
-		if ! /usr/bin/time -f '%U %S' -o "$tmp/time" "$1" rules eval -o json "$2" >/dev/null 2>"$tmp/stderr"; then
-			echo "$1 rules eval $2 failed:" >&2
+		if ! /usr/bin/time -f '%U %S' -o "$tmp/time" "$bin" rules eval -o json "$@" "$file" >/dev/null 2>"$tmp/stderr"; then
+			echo "$bin rules eval $* $file failed:" >&2
 			cat "$tmp/stderr" >&2
 			exit 1
 		fi
@@ -47,14 +50,25 @@ cpu() {
 	echo "$best"
 }
 
-printf '%-8s %-10s %12s %14s\n' corpus binary records records/CPU-s
+# rate BIN FILE [FLAG...]: records of FILE per CPU-second, less the time of
+# the same command on an empty input.
+rate() {
+	local n t t0
+	n=$(wc -l <"$2")
+	t=$(cpu "$@")
+	t0=$(cpu "$1" "$tmp/empty.log" "${@:3}")
+	awk -v n="$n" -v t="$t" -v t0="$t0" 'BEGIN {printf "%.0f", n / (t - t0)}'
+}
+
+# "decode" is --no-builtin without rules: reading and decoding only, the
+# floor under "decode+rules".
+printf '%-8s %-8s %10s %16s %22s\n' corpus binary records decode/CPU-s decode+rules/CPU-s
 for c in all le4KiB; do
-	n=$(wc -l <"$tmp/$c.x5.log")
+	f="$tmp/$c.x5.log"
 	for b in base head; do
 		bin="$tmp/kubesift-$b"
-		t=$(cpu "$bin" "$tmp/$c.x5.log")
-		t0=$(cpu "$bin" "$tmp/empty.log")
-		awk -v c="$c" -v b="$b" -v n="$n" -v t="$t" -v t0="$t0" \
-			'BEGIN {printf "%-8s %-10s %12d %14.0f\n", c, b, n, n / (t - t0)}'
+		decode=$(rate "$bin" "$f" --no-builtin)
+		rules=$(rate "$bin" "$f")
+		printf '%-8s %-8s %10d %16s %22s\n' "$c" "$b" "$(wc -l <"$f")" "$decode" "$rules"
 	done
 done
