@@ -51,9 +51,15 @@ tidy-check: ## go.mod and go.sum are tidy (every module)
 kibana: ## regenerate deployments/kibana/kubesift.ndjson from the dashboards in sink/kibana
 	$(GO) generate ./sink/kibana
 
+# BENCH_BASE is the commit whose `kubesift rules eval` hack/bench-eval.sh
+# measures beside this tree's: kubesift with json-iterator's reflective
+# decoders, before the hand-written audit decoder and body parser.
+BENCH_BASE ?= 3d2850b
+
 .PHONY: bench
-bench: ## run the benchmarks and print their figures
+bench: ## run the benchmarks and print their figures, then decode + rules in records/CPU-s beside BENCH_BASE
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	hack/bench-eval.sh $(BENCH_BASE)
 
 .PHONY: testenv-up
 testenv-up: ## start kube-apiserver+etcd, Kafka and Elasticsearch on loopback (builds/installs on first use)

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	goes "github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/collector/objects"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/rules"
@@ -104,7 +102,7 @@ const (
 
 // auditActors finds the authors of changes in the audit data stream the
 // record processor writes.
-func auditActors(client *goes.Client, stream string) ActorFinder {
+func auditActors(client *elasticsearch.Client, stream string) ActorFinder {
 	return func(ctx context.Context, ch ActorChange) (*posture.Actor, error) {
 		group, resource, ok := objects.Resource(ch.Kind)
 		if !ok {

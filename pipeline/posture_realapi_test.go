@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	goes "github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	appsv1 "k8s.io/api/apps/v1"
@@ -43,7 +42,7 @@ type postureGround struct {
 	cluster string
 	kafka   config.KafkaConfig
 	es      config.ElasticsearchConfig
-	client  *goes.Client
+	client  *elasticsearch.Client
 	kube    kubernetes.Interface
 }
 

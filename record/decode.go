@@ -236,6 +236,11 @@ func (d *Decoder) decodeDocument(dc doc) {
 		// depth -1: the items of a top-level array are at depth 0.
 		d.decodeItems(dc, data, "", -1, nil)
 	case '{':
+		if p := dc.probe; p != nil {
+			dc.probe = nil // the splitter's: not to be kept with a list
+			d.classify(dc, data, "", 0, p)
+			return
+		}
 		d.decodeObject(dc, data, "", 0)
 	default:
 		if !json.Valid(data) {
@@ -270,7 +275,20 @@ type probe struct {
 	// bodies are the spans of the requestObject and responseObject values,
 	// found by scanProbe (zero when it did not run or they are absent).
 	bodies [2]span
+	// members, when the caller gives a buffer, receive the spans of the
+	// first len(members) top-level keys and values scanProbe finds, and
+	// nmembers counts them all, so that decodeAuditFast does not scan the
+	// top level a second time.
+	members  []member
+	nmembers int
+	// valid says the whole object has been checked already (Unmarshal's
+	// envelope reader did, walking it once for both), so the decoder need
+	// not check the bodies it attaches.
+	valid bool
 }
+
+// member is one key (without its quotes) and value of a JSON object.
+type member struct{ key, val span }
 
 // span is the extent of a top-level value: data[start:end].
 type span struct{ start, end int }
@@ -286,6 +304,12 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 	if !d.probeObject(dc, data, path, &p) {
 		return
 	}
+	d.classify(dc, data, path, depth, &p)
+}
+
+// classify decodes the object data found at path by what the probe p read
+// of it.
+func (d *Decoder) classify(dc doc, data []byte, path string, depth int, p *probe) {
 	switch {
 	case p.Items != nil && (p.Kind == "" || strings.HasSuffix(p.Kind, "List")):
 		d.decodeItems(dc, p.Items, join(path, "items"), depth, nil)
@@ -310,8 +334,8 @@ func (d *Decoder) decodeObject(dc doc, data []byte, path string, depth int) {
 		d.emitAudit(dc, ev, nil, path)
 	case p.Properties != nil && len(p.Properties.Log) > 0:
 		d.decodeAKSLog(dc, p.Properties.Log, join(path, "properties.log"), depth)
-	case isAudit(&p):
-		d.decodeAudit(dc, data, &p, path)
+	case isAudit(p):
+		d.decodeAudit(dc, data, p, path)
 	case p.Kind == "Event" && (p.APIVersion == APIEventsV1 || p.Regarding != nil && p.APIVersion == ""):
 		var ev eventsv1.Event
 		if err := unmarshalTyped(data, &ev); err != nil {
@@ -371,8 +395,8 @@ func (d *Decoder) decodeAKSLog(dc doc, raw json.RawMessage, path string, depth i
 // decodeAudit decodes an object the probe p classified as an audit event.
 func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
 	var ev auditv1.Event
-	if decodeAuditLite(data, p, &ev) {
-		d.emitAudit(dc, &ev, data, path)
+	if decodeAuditFast(data, p, &ev) || decodeAuditLite(data, p, &ev) {
+		d.finishAudit(dc, &ev, data, p, path)
 		return
 	}
 	if err := unmarshalTyped(data, &ev); err != nil {
@@ -387,11 +411,15 @@ func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
 		}
 		data = fixed
 	}
+	d.finishAudit(dc, &ev, data, p, path)
+}
+
+func (d *Decoder) finishAudit(dc doc, ev *auditv1.Event, data []byte, p *probe, path string) {
 	if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
 		// Very old v1beta1 events carried only a top-level timestamp.
 		ev.StageTimestamp.Time = *p.Timestamp
 	}
-	d.emitAudit(dc, &ev, data, path)
+	d.emitAudit(dc, ev, data, path)
 }
 
 // decodeItems decodes each item of the JSON array list found at path. unwrap,

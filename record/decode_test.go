@@ -67,6 +67,7 @@ func TestDecoderForms(t *testing.T) {
 		{"NDJSON with blank lines", auditV1 + "\n\n" + auditV1beta1 + "\r\n" + auditNoAPI,
 			[]string{"audit a1:ResponseComplete", "audit b1:ResponseComplete", "audit c1:ResponseStarted"}, nil},
 		{"two documents on one line", auditV1 + " " + auditNoAPI, []string{"audit a1:ResponseComplete", "audit c1:ResponseStarted"}, nil},
+		{"empty object then a document on one line", "{} " + auditNoAPI, []string{"audit c1:ResponseStarted"}, []string{"in.json:1: (document): kind missing"}},
 		{"JSON array", "[" + auditV1 + "," + coreEvent + "]", []string{"audit a1:ResponseComplete", "event e1:7"}, nil},
 		{"core/v1 Event", coreEvent, []string{"event e1:7"}, nil},
 		{"events.k8s.io Event uses series count", eventsEvent, []string{"event e2:3"}, nil},

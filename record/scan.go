@@ -2,7 +2,9 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -18,84 +20,46 @@ var errScan = errors.New("scan")
 // struct (which validates, then decodes, every nested byte) and the decoders
 // validate the document anyway when they read the typed view.
 func scanProbe(data []byte, p *probe) error {
-	i := skipWS(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return errScan
-	}
-	i = skipWS(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return nil
-	}
-	for {
-		if i >= len(data) || data[i] != '"' {
-			return errScan
+	ok := eachMember(data, func(m member) bool {
+		if p.nmembers < len(p.members) {
+			p.members[p.nmembers] = m
 		}
-		kEnd, esc := stringEnd(data, i)
-		if kEnd < 0 || esc {
-			return errScan // escaped keys: let encoding/json handle them
-		}
-		key := data[i+1 : kEnd-1]
-		i = skipWS(data, kEnd)
-		if i >= len(data) || data[i] != ':' {
-			return errScan
-		}
-		i = skipWS(data, i+1)
-		vEnd := valueEnd(data, i)
-		if vEnd < 0 {
-			return errScan
-		}
-		val := data[i:vEnd]
-		switch string(key) {
+		p.nmembers++
+		val := data[m.val.start:m.val.end]
+		switch string(data[m.key.start:m.key.end]) {
 		case "kind":
-			if !scanString(val, &p.Kind) {
-				return errScan
-			}
+			return scanString(val, &p.Kind)
 		case "apiVersion":
-			if !scanString(val, &p.APIVersion) {
-				return errScan
-			}
+			return scanString(val, &p.APIVersion)
 		case "auditID":
-			if !scanString(val, &p.AuditID) {
-				return errScan
-			}
+			return scanString(val, &p.AuditID)
 		case "stage":
-			if !scanString(val, &p.Stage) {
-				return errScan
-			}
+			return scanString(val, &p.Stage)
 		case "items":
 			p.Items = val
 		case "protoPayload":
 			p.ProtoPayload = val
 		case "properties", "timestamp", "records", "logEvents", "events":
-			return errScan // rare wrappers and old v1beta1 fields: the slow path knows them
-		case "requestObject", "responseObject":
-			if len(val) > 0 && val[0] == '{' {
-				k := 0
-				if key[2] == 's' { // "responseObject"
-					k = 1
-				}
-				p.bodies[k] = span{start: i, end: vEnd}
+			return false // rare wrappers and old v1beta1 fields: the slow path knows them
+		case "requestObject":
+			if val[0] == '{' {
+				p.bodies[0] = m.val
+			}
+		case "responseObject":
+			if val[0] == '{' {
+				p.bodies[1] = m.val
 			}
 		case "involvedObject":
 			p.InvolvedObject = val
 		case "regarding":
 			p.Regarding = val
 		}
-		i = skipWS(data, vEnd)
-		if i >= len(data) {
-			return errScan
-		}
-		if data[i] == '}' {
-			if skipWS(data, i+1) != len(data) {
-				return errScan
-			}
-			return nil
-		}
-		if data[i] != ',' {
-			return errScan
-		}
-		i = skipWS(data, i+1)
+		return true
+	})
+	if !ok {
+		return errScan
 	}
+	return nil
 }
 
 func skipWS(data []byte, i int) int {
@@ -111,27 +75,79 @@ func skipWS(data []byte, i int) int {
 }
 
 // stringEnd returns the index after the closing quote of the string starting
-// at data[i], and whether it contains escapes; -1 if unterminated. It jumps
-// from quote to quote with IndexByte (vectorised) and counts the backslashes
-// before a quote to tell an escaped quote from the closing one.
+// at data[i], and whether it contains escapes; -1 if unterminated. Most
+// strings of an audit event (keys, verbs, names) are a few bytes long, where
+// a plain loop beats the call of a vectorised search; past shortString bytes
+// it jumps from quote to quote with IndexByte and checks the stretch for a
+// backslash, walking byte by byte only from one.
 func stringEnd(data []byte, i int) (int, bool) {
+	esc := false
 	j := i + 1
-	for {
+	short := min(j+shortString, len(data))
+	for j < short {
+		// Eight bytes at a time: a byte equal to the quote or the
+		// backslash is zero after XOR with it, and shows as a borrow into
+		// its high bit. The lowest flagged byte of a word is always a true
+		// match (a false one appears only above a true one), which is all
+		// this needs: the first quote ends the string unless a backslash
+		// comes before it.
+		if j+8 > len(data) {
+			switch c := data[j]; {
+			case c == '"':
+				return j + 1, esc
+			case c == '\\':
+				esc = true
+				j += 2
+			default:
+				j++
+			}
+			continue
+		}
+		x := binary.LittleEndian.Uint64(data[j:])
+		q, b := x^(0x22*lo8), x^(0x5c*lo8)
+		mq, mb := (q-lo8)&^q&hi8, (b-lo8)&^b&hi8
+		switch {
+		case mq != 0 && (mb == 0 || bits.TrailingZeros64(mq) < bits.TrailingZeros64(mb)):
+			return j + bits.TrailingZeros64(mq)/8 + 1, esc
+		case mb != 0:
+			esc = true
+			j += bits.TrailingZeros64(mb)/8 + 2 // past the backslash and the byte it escapes
+		default:
+			j += 8
+		}
+	}
+	for j < len(data) {
 		k := bytes.IndexByte(data[j:], '"')
 		if k < 0 {
 			return -1, false
 		}
-		j += k
-		n := 0
-		for p := j - 1; p > i && data[p] == '\\'; p-- {
-			n++
+		b := bytes.IndexByte(data[j:j+k], '\\')
+		if b < 0 {
+			return j + k + 1, esc
 		}
-		if n%2 == 0 {
-			return j + 1, bytes.IndexByte(data[i+1:j], '\\') >= 0
+		esc = true
+		j += b + 2 // past the backslash and the byte it escapes
+		for j < len(data) && data[j] != '"' {
+			if data[j] == '\\' {
+				j++
+			}
+			j++
 		}
-		j++
+		if j < len(data) {
+			return j + 1, true
+		}
 	}
+	return -1, false
 }
+
+// shortString is how far stringEnd looks word by word before searching.
+const shortString = 32
+
+// lo8 and hi8 are the low and high bit of every byte of a word.
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
 
 // valueEnd returns the index after the JSON value starting at data[i], or -1.
 // Nested objects and arrays are skipped by depth, strings by stringEnd.

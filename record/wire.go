@@ -180,13 +180,15 @@ func Headers(r *Record) []Header {
 // Unmarshal decodes a wire envelope and its typed view. Errors name the field.
 func Unmarshal(data []byte) (*Record, error) {
 	var r Record
-	if err := fastJSON.Unmarshal(data, &r); err != nil {
-		// The processor spends most of its decode time here on every
-		// message, so the envelope is read with jsoniter (encoding/json
-		// checks the whole object's validity first, then decodes: two
-		// scans of the bytes the typed view below scans again). Its errors
-		// do not name the field; on failure encoding/json decides and
-		// reports.
+	var members [maxMembers]member
+	p := probe{members: members[:]}
+	// The processor spends most of its decode time here on every message:
+	// the envelope is read by hand where it has Marshal's shape, otherwise
+	// with jsoniter (encoding/json checks the whole object's validity first,
+	// then decodes: two scans of the bytes the typed view below scans
+	// again). Neither names the field of an error; on failure
+	// encoding/json decides and reports.
+	if !unmarshalEnvelopeFast(data, &r, &p) && fastJSON.Unmarshal(data, &r) != nil {
 		r = Record{}
 		if err := json.Unmarshal(data, &r); err != nil {
 			return nil, jsonError("", err)
@@ -206,10 +208,10 @@ func Unmarshal(data []byte) (*Record, error) {
 	switch {
 	case r.Source == SourceAudit:
 		r.Audit = new(auditv1.Event)
-		// Large request/response bodies are attached as raw spans instead
-		// of walked, as the stream decoder does (decodeAuditLite).
-		var p probe
-		if scanProbe(r.Object, &p) != nil || !decodeAuditLite(r.Object, &p, r.Audit) {
+		// Decoded by hand where the event has kube-apiserver's shape, and
+		// large request/response bodies are attached as raw spans instead
+		// of walked, as the stream decoder does (decodeAuditFast).
+		if !p.valid && scanProbe(r.Object, &p) != nil || !decodeAuditFast(r.Object, &p, r.Audit) && !decodeAuditLite(r.Object, &p, r.Audit) {
 			err = unmarshalTyped(r.Object, r.Audit)
 		}
 	case r.Source == SourceEvent && r.APIVersion == APIEventsV1:

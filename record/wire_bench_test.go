@@ -12,7 +12,7 @@ import (
 // wireCorpus is the bench corpus recorded from the real kube-apiserver
 // (rules/testdata, see hack/record-bench-corpus.sh) as the processor reads
 // it from Kafka: each audit event Marshalled into its envelope.
-func wireCorpus(b *testing.B) (msgs [][]byte, total int64) {
+func wireCorpus(b testing.TB) (msgs [][]byte, total int64) {
 	recs, errs := DecodeAll(testenv.BenchAuditLog(b), "bench", testOpts)
 	if len(errs) > 0 {
 		b.Fatal(errs[0])

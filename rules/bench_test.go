@@ -15,7 +15,10 @@ import (
 // ~1.5 KB). Each reports ns/event and events/s; allocs/op is per event too,
 // since one op is one event. BenchmarkBaselineJSONMap, in the same run, is the
 // floor any decoder must pay (encoding/json into a generic map), so the decode
-// figure can be read against it on a noisy machine.
+// figure can be read against it on a noisy machine. Decode plus rules as
+// users run it, beside an older commit's binary in the same run, is
+// hack/bench-eval.sh (make bench); the hand-written decoders and the body
+// parser have their general paths beside them in record's benchmarks.
 
 func benchCorpus(b *testing.B) [][]byte {
 	b.Helper()

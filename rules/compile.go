@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -34,16 +35,45 @@ type LoadOptions struct {
 
 // source describes one record source's rule environment.
 type sourceEnv struct {
-	env    any       // zero value of the env struct, for type checking
-	keys   [2]string // fields used by the prefilter index ("" = unused)
+	env    any               // zero value of the env struct, for type checking
+	keys   [indexKeys]string // fields used by the prefilter index ("" = unused)
 	fields map[string]bool
 }
 
+// indexKeys is how many fields the prefilter index can key on.
+const indexKeys = 6
+
+// The prefilter index keys audit records on the fields the built-in rules
+// compare with constants at the top of their conditions: verb and resource
+// (nearly all), subresource and stage (most), decision (denial rules) and
+// code (authentication failures). Each has few distinct values, so the
+// candidates of every combination a cluster produces stay cached. auditKey
+// must read them in this order.
 var sources = map[record.Source]*sourceEnv{
-	record.SourceAudit:  {env: AuditEnv{}, keys: [2]string{"verb", "resource"}},
-	record.SourceEvent:  {env: EventEnv{}, keys: [2]string{"reason", ""}},
-	record.SourceObject: {env: ObjectEnv{}, keys: [2]string{"kind", ""}},
+	record.SourceAudit:  {env: AuditEnv{}, keys: [indexKeys]string{"verb", "resource", "subresource", "stage", "decision", "code"}},
+	record.SourceEvent:  {env: EventEnv{}, keys: [indexKeys]string{"reason"}},
+	record.SourceObject: {env: ObjectEnv{}, keys: [indexKeys]string{"kind"}},
 }
+
+// auditKey is an audit record's values of the audit index keys.
+func auditKey(e *AuditEnv) [indexKeys]string {
+	return [indexKeys]string{e.Verb, e.Resource, e.Subresource, e.Stage, e.Decision, codeString(e.Code)}
+}
+
+// codeString is strconv.Itoa without an allocation for HTTP status codes.
+func codeString(c int) string {
+	if c >= 0 && c < len(codeStrings) {
+		return codeStrings[c]
+	}
+	return strconv.Itoa(c)
+}
+
+var codeStrings = func() (s [600]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
 
 func init() {
 	for _, s := range sources {
@@ -435,13 +465,13 @@ func constrain(n ast.Node, field string) ([]string, bool) {
 			}
 		case "==":
 			if id, ok := v.Left.(*ast.IdentifierNode); ok && id.Value == field {
-				if s, ok := v.Right.(*ast.StringNode); ok {
-					return []string{s.Value}, true
+				if s, ok := constKey(v.Right); ok {
+					return []string{s}, true
 				}
 			}
 			if id, ok := v.Right.(*ast.IdentifierNode); ok && id.Value == field {
-				if s, ok := v.Left.(*ast.StringNode); ok {
-					return []string{s.Value}, true
+				if s, ok := constKey(v.Left); ok {
+					return []string{s}, true
 				}
 			}
 		case "in":
@@ -453,6 +483,18 @@ func constrain(n ast.Node, field string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// constKey is a constant compared with a key field, as the index holds it:
+// a string, or an integer (code) in decimal.
+func constKey(n ast.Node) (string, bool) {
+	switch c := n.(type) {
+	case *ast.StringNode:
+		return c.Value, true
+	case *ast.IntegerNode:
+		return strconv.Itoa(c.Value), true
+	}
+	return "", false
 }
 
 func intersect(a, b []string) []string {

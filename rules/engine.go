@@ -75,9 +75,9 @@ type compiledRule struct {
 	steps         []compiledStep
 	exceptions    []compiledException
 	output        []outSeg
-	objects       objectUse   // request/response bodies the rule reads
-	keys          [2][]string // prefilter: accepted values per key field
-	keyed         [2]bool     // whether keys[i] constrains
+	objects       objectUse           // request/response bodies the rule reads
+	keys          [indexKeys][]string // prefilter: accepted values per key field
+	keyed         [indexKeys]bool     // whether keys[i] constrains
 	state         state
 	stateFP       uint64 // statefulFingerprint, for durable state (Scope)
 	stats         *RuleStats
@@ -138,7 +138,7 @@ func Load(opts LoadOptions) (*Set, error) {
 		return nil, joinErrors(errs)
 	}
 	for src, se := range sources {
-		ix := &index{keys: se.keys, cache: map[[2]string][]*compiledRule{}}
+		ix := &index{keys: se.keys, cache: map[[indexKeys]string][]*compiledRule{}}
 		for _, r := range set.rules {
 			if r.source == src {
 				ix.rules = append(ix.rules, r)
@@ -167,12 +167,12 @@ func (e *LoadError) Error() string {
 }
 
 // index finds the rules of one source that can match a record, by the
-// values of up to two key fields.
+// values of up to indexKeys key fields.
 type index struct {
-	keys  [2]string
+	keys  [indexKeys]string
 	rules []*compiledRule
 	mu    sync.RWMutex
-	cache map[[2]string][]*compiledRule
+	cache map[[indexKeys]string][]*compiledRule
 }
 
 // maxIndexCache bounds the candidate cache; the (verb, resource) space of a
@@ -180,7 +180,7 @@ type index struct {
 // without bound. Past the bound candidates are computed without caching.
 const maxIndexCache = 20000
 
-func (ix *index) candidates(k [2]string) []*compiledRule {
+func (ix *index) candidates(k [indexKeys]string) []*compiledRule {
 	ix.mu.RLock()
 	c, ok := ix.cache[k]
 	ix.mu.RUnlock()
@@ -200,7 +200,7 @@ func (ix *index) candidates(k [2]string) []*compiledRule {
 	return c
 }
 
-func (r *compiledRule) accepts(k [2]string) bool {
+func (r *compiledRule) accepts(k [indexKeys]string) bool {
 	for i := range k {
 		if !r.keyed[i] {
 			continue
@@ -321,7 +321,23 @@ type evalCtx struct {
 	scope   *Scope // stateful rules' memory; nil: the engine's own
 	env     any
 	audit   *AuditEnv
+	event   *EventEnv
 	objects objectUse // bodies already parsed into the env
+}
+
+// box sets env, what the rules' programs read, to a copy of the record's
+// environment held by value. expr reads a field by reflection and hands it
+// over as an interface: from the struct behind a pointer (addressable),
+// reflection must copy every value it hands over, an allocation per read of
+// a string; from a struct held by value in an interface it hands over a
+// pointer into that one copy. A copy per record (and another when a body is
+// parsed into the environment) costs less than the reads it saves.
+func (c *evalCtx) box() {
+	if c.audit != nil {
+		c.env = *c.audit
+	} else {
+		c.env = *c.event
+	}
 }
 
 // Eval returns the alerts r raises (shadow rules are counted, not returned).
@@ -334,19 +350,18 @@ func (e *Engine) eval(r *record.Record, sc *Scope) []Alert {
 		return nil
 	}
 	ctx := evalCtx{scope: sc}
-	var k [2]string
+	var k [indexKeys]string
 	switch r.Source {
 	case record.SourceAudit:
 		if r.Audit == nil {
 			return nil
 		}
 		ctx.audit = newAuditEnv(r)
-		ctx.env = ctx.audit
-		k = [2]string{ctx.audit.Verb, ctx.audit.Resource}
+		defer releaseAuditEnv(ctx.audit)
+		k = auditKey(ctx.audit)
 	case record.SourceEvent:
-		ev := newEventEnv(r)
-		ctx.env = ev
-		k = [2]string{ev.Reason, ""}
+		ctx.event = newEventEnv(r)
+		k = [indexKeys]string{ctx.event.Reason}
 	case record.SourceObject:
 		// Object rules are posture checks: their verdict depends on the
 		// inventory (other objects), so they run in rules/posture, which
@@ -357,6 +372,7 @@ func (e *Engine) eval(r *record.Record, sc *Scope) []Alert {
 	if len(cands) == 0 {
 		return nil
 	}
+	ctx.box()
 	rn := runner{m: e.vms.Get().(*vm.VM), ctx: &ctx}
 	defer e.vms.Put(rn.m)
 	var alerts []Alert
@@ -482,7 +498,7 @@ func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *eva
 	}
 	if au := ctx.audit; au != nil {
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
-	} else if ev, ok := ctx.env.(*EventEnv); ok {
+	} else if ev := ctx.event; ev != nil {
 		a.Namespace, a.Resource, a.Name = ev.Namespace, strings.ToLower(ev.Kind), ev.Name
 	}
 	if a.Message == "" {
@@ -508,11 +524,19 @@ func (r *runner) run(p *program) (any, error) {
 			return false, nil
 		}
 	}
-	if missing := p.use &^ r.ctx.objects; missing != 0 && r.ctx.audit != nil {
-		r.ctx.audit.withObjects(missing)
-		r.ctx.objects |= missing
-	}
+	r.ctx.need(p.use)
 	return r.m.Run(p.p, r.ctx.env)
+}
+
+// need fills in the bodies use names that the environment lacks, and boxes
+// it again: programs read the boxed copy, so anything filled into the
+// environment after box must be followed by box to be seen.
+func (c *evalCtx) need(use objectUse) {
+	if missing := use &^ c.objects; missing != 0 && c.audit != nil {
+		c.audit.withObjects(missing)
+		c.objects |= missing
+		c.box()
+	}
 }
 
 func (r *runner) runBool(p *program) (bool, error) {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"sync"
 	"time"
 
 	jsoniter "github.com/json-iterator/go"
@@ -96,9 +97,12 @@ type ObjectEnv struct {
 }
 
 // newAuditEnv fills the scalar fields; objects are added by withObjects.
+// The env comes from auditEnvs; Eval gives it back (releaseAuditEnv) when
+// the record's rules have run.
 func newAuditEnv(r *record.Record) *AuditEnv {
 	a := r.Audit
-	e := &AuditEnv{
+	e := auditEnvs.Get().(*AuditEnv)
+	*e = AuditEnv{
 		ID: r.ID, AuditID: string(a.AuditID), Cluster: r.Cluster.Name, Time: r.EventTime,
 		Stage: string(a.Stage), Level: string(a.Level), Verb: a.Verb,
 		User: a.User.Username, UserUID: a.User.UID, Groups: a.User.Groups,
@@ -123,20 +127,43 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 	return e
 }
 
+// auditEnvs recycles audit environments: one is some 600 bytes with
+// pointers, allocated for every audit record and garbage once its rules
+// have run, and nothing keeps it (alerts and window state copy the strings
+// they need).
+var auditEnvs = sync.Pool{New: func() any { return new(AuditEnv) }}
+
+func releaseAuditEnv(e *AuditEnv) {
+	*e = AuditEnv{}
+	auditEnvs.Put(e)
+}
+
 // withObjects parses the request and/or response object, once per record.
 // Undecodable bodies stay nil: a rule reading them sees missing fields.
 func (e *AuditEnv) withObjects(use objectUse) {
 	a := e.rec.Audit
 	if use&useRequest != 0 && a.RequestObject != nil && len(a.RequestObject.Raw) > 0 {
-		_ = objectJSON.Unmarshal(a.RequestObject.Raw, &e.Request)
+		e.Request = parseBody(a.RequestObject.Raw)
 	}
 	if use&useResponse != 0 && a.ResponseObject != nil && len(a.ResponseObject.Raw) > 0 {
-		_ = objectJSON.Unmarshal(a.ResponseObject.Raw, &e.Response)
+		e.Response = parseBody(a.ResponseObject.Raw)
 	}
 }
 
-// objectJSON parses request/response bodies into generic maps: json-iterator
-// yields the same map[string]any/[]any/float64 shapes as encoding/json, faster.
+// parseBody parses a request/response body into the generic shapes of
+// encoding/json: with record.ParseObject, or with json-iterator (the same
+// shapes, and encoding/json's treatment of invalid UTF-8) where that
+// declines. nil when neither can.
+func parseBody(raw []byte) map[string]any {
+	if m, ok := record.ParseObject(raw); ok {
+		return m
+	}
+	var m map[string]any
+	_ = objectJSON.Unmarshal(raw, &m)
+	return m
+}
+
+// objectJSON parses the bodies record.ParseObject declines.
 var objectJSON = jsoniter.ConfigCompatibleWithStandardLibrary
 
 func newEventEnv(r *record.Record) *EventEnv {

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
@@ -103,7 +103,7 @@ notify:
 	if _, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
 		b.Fatal(err)
 	}
-	es, _ := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL}})
+	es, _ := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{esURL}})
 	b.Cleanup(func() {
 		var names []string
 		for _, t := range topics {

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kubesift/kubesift/internal/config"
@@ -26,6 +25,7 @@ import (
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify"
 )
 
@@ -49,7 +49,7 @@ func TestNotifyEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL}})
+	es, err := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{esURL}})
 	if err != nil {
 		t.Fatal(err)
 	}

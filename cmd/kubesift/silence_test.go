@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -22,7 +22,7 @@ import (
 func TestSilenceCLI(t *testing.T) {
 	url := testenv.ElasticsearchURL(t)
 	testenv.SharedLock(t) // no fault test stops Elasticsearch meanwhile
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}})
+	es, err := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}

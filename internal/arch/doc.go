@@ -1,6 +1,7 @@
-// Package arch holds no code: its test enforces the direction imports run
+// Package arch holds no code: its tests enforce the direction imports run
 // in, so that the rule in docs/architecture.md is checked on every go test
-// run instead of by review.
+// run instead of by review, and keep go-elasticsearch's root package and
+// typed API out of the kubesift binary.
 //
 // Layers, bottom to top:
 //

@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/rules/posture"
 )
 
@@ -45,7 +43,7 @@ type ActorQuery struct {
 // (Metadata policies log no body). The search is not preceded by a
 // refresh: a record indexed but not yet searchable is found by the
 // caller's next try.
-func FindActor(ctx context.Context, es *elasticsearch.Client, index string, q ActorQuery) (*posture.Actor, error) {
+func FindActor(ctx context.Context, es *Client, index string, q ActorQuery) (*posture.Actor, error) {
 	req, err := json.Marshal(actorSearch(q))
 	if err != nil {
 		return nil, fmt.Errorf("find actor: encode the query: %w", err)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 
 	"github.com/kubesift/kubesift/internal/config"
@@ -87,7 +86,7 @@ func timeIt(f func()) time.Duration {
 }
 
 // bareLoad is the baseline: esutil.BulkIndexer as a loader would use it.
-func bareLoad(b *testing.B, es *elasticsearch.Client, cfg config.ElasticsearchConfig, docs []sink.Doc) {
+func bareLoad(b *testing.B, es *Client, cfg config.ElasticsearchConfig, docs []sink.Doc) {
 	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
 		Client: es, NumWorkers: cfg.Workers, FlushBytes: cfg.FlushBytes, FlushInterval: cfg.FlushInterval,
 	})
@@ -112,7 +111,7 @@ func bareLoad(b *testing.B, es *elasticsearch.Client, cfg config.ElasticsearchCo
 	}
 }
 
-func writerLoad(b *testing.B, es *elasticsearch.Client, cfg config.ElasticsearchConfig, docs []sink.Doc) {
+func writerLoad(b *testing.B, es *Client, cfg config.ElasticsearchConfig, docs []sink.Doc) {
 	w, err := NewWriter(WriterOptions{Client: es, Config: cfg})
 	if err != nil {
 		b.Fatal(err)

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/record"
@@ -34,7 +32,7 @@ var nonAlnum = regexp.MustCompile(`[^a-z0-9]+`)
 // configuration whose streams and alerts index are unique to this test
 // (test name + time), deleted again at the end. The shared component
 // templates are left: every run writes identical content to them.
-func realES(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig) {
+func realES(t testing.TB) (*Client, config.ElasticsearchConfig) {
 	t.Helper()
 	testenv.Short(t)
 	u := testenv.ElasticsearchURL(t)
@@ -61,7 +59,7 @@ func realES(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig) {
 	return es, cfg
 }
 
-func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
+func cleanup(es *Client, cfg config.ElasticsearchConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
@@ -76,14 +74,14 @@ func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 }
 
 // getJSON GETs path and decodes the answer; non-2xx fails the test.
-func getJSON(t testing.TB, es *elasticsearch.Client, path string) map[string]any {
+func getJSON(t testing.TB, es *Client, path string) map[string]any {
 	t.Helper()
 	return requestJSON(t, es, http.MethodGet, path, nil)
 }
 
 // requestJSON sends a request and decodes the answer; non-2xx fails the
 // test.
-func requestJSON(t testing.TB, es *elasticsearch.Client, method, path string, reqBody []byte) map[string]any {
+func requestJSON(t testing.TB, es *Client, method, path string, reqBody []byte) map[string]any {
 	t.Helper()
 	status, body, _, err := Call(context.Background(), es, method, path, reqBody)
 	if err != nil || status/100 != 2 {
@@ -96,7 +94,7 @@ func requestJSON(t testing.TB, es *elasticsearch.Client, method, path string, re
 	return m
 }
 
-func count(t testing.TB, es *elasticsearch.Client, index string) int {
+func count(t testing.TB, es *Client, index string) int {
 	t.Helper()
 	if st, b, _, err := Call(context.Background(), es, http.MethodPost, "/"+index+"/_refresh", nil); err != nil || st/100 != 2 {
 		t.Fatalf("refresh %s: %d %v %s", index, st, err, b)
@@ -151,7 +149,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 
 // mappingOf returns the mapping of an index or of a data stream's write
 // index, without the backing index's name.
-func mappingOf(t testing.TB, es *elasticsearch.Client, index string) string {
+func mappingOf(t testing.TB, es *Client, index string) string {
 	t.Helper()
 	m := getJSON(t, es, "/"+index+"/_mapping")
 	var out []string
@@ -211,7 +209,7 @@ func benchRecords(t testing.TB) []*record.Record {
 }
 
 // writeAll writes docs with a Writer and returns their results by ID.
-func writeAll(t testing.TB, es *elasticsearch.Client, cfg config.ElasticsearchConfig, docs []sink.Doc) map[string]sink.Result {
+func writeAll(t testing.TB, es *Client, cfg config.ElasticsearchConfig, docs []sink.Doc) map[string]sink.Result {
 	t.Helper()
 	w, err := NewWriter(WriterOptions{Client: es, Config: cfg})
 	if err != nil {
@@ -414,7 +412,7 @@ func readFieldList(t testing.TB) []wantField {
 }
 
 // fieldType asks Elasticsearch for the mapping of one field.
-func fieldType(t testing.TB, es *elasticsearch.Client, index, field string) string {
+func fieldType(t testing.TB, es *Client, index, field string) string {
 	t.Helper()
 	m := getJSON(t, es, "/"+index+"/_mapping/field/"+url.PathEscape(field))
 	for _, idx := range m {

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/sink/ecs"
 )
@@ -28,7 +26,7 @@ var statesPage = 1000
 // skipped; the engine then judges that finding afresh. Each state keeps
 // its actor, so a finding still open after the restart still names who
 // opened it.
-func FindingStates(ctx context.Context, es *elasticsearch.Client, index, cluster string) (states []posture.Decision, skipped int, err error) {
+func FindingStates(ctx context.Context, es *Client, index, cluster string) (states []posture.Decision, skipped int, err error) {
 	status, body, h, err := Call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
 	switch {
 	case err != nil:

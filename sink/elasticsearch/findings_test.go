@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/rules"
@@ -233,7 +231,7 @@ func TestAppendItemVersioned(t *testing.T) {
 // realFindings runs Setup with the findings index and streams unique to
 // this test (realES) on the test ground's Elasticsearch and returns a
 // FindingsWriter on them.
-func realFindings(t *testing.T) (*elasticsearch.Client, *FindingsWriter, config.ElasticsearchConfig) {
+func realFindings(t *testing.T) (*Client, *FindingsWriter, config.ElasticsearchConfig) {
 	t.Helper()
 	es, cfg := realES(t)
 	cfg.FlushInterval = 50 * time.Millisecond
@@ -279,7 +277,7 @@ func writeFindings(t *testing.T, fw *FindingsWriter, fs ...ecs.Finding) []sink.R
 }
 
 // stateOf returns the stored state document of a finding and its _version.
-func stateOf(t *testing.T, es *elasticsearch.Client, index, id string) (string, string, float64) {
+func stateOf(t *testing.T, es *Client, index, id string) (string, string, float64) {
 	t.Helper()
 	doc := getJSON(t, es, "/"+index+"/_doc/"+url.PathEscape(id))
 	f := doc["_source"].(map[string]any)["kubesift"].(map[string]any)["finding"].(map[string]any)
@@ -349,7 +347,7 @@ func TestFindingsVersioningOnRealElasticsearch(t *testing.T) {
 }
 
 // postJSON POSTs body to path and decodes the answer; non-2xx fails the test.
-func postJSON(t *testing.T, es *elasticsearch.Client, path, body string) map[string]any {
+func postJSON(t *testing.T, es *Client, path, body string) map[string]any {
 	t.Helper()
 	return requestJSON(t, es, http.MethodPost, path, []byte(body))
 }

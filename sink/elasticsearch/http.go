@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/sink"
 )
 
@@ -22,7 +20,7 @@ const maxErrorBody = 64 << 10
 // (a success answer up to 64 MiB, an error answer up to 64 KiB: enough for
 // its reason). err is set only when there was no answer (network,
 // timeout); a non-2xx answer is for StatusError.
-func Call(ctx context.Context, es *elasticsearch.Client, method, path string, body []byte) (int, []byte, http.Header, error) {
+func Call(ctx context.Context, es *Client, method, path string, body []byte) (int, []byte, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

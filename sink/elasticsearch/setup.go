@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/sink"
@@ -55,7 +53,7 @@ var setupBackoff = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time
 // changes nothing; a newer kubesift updates templates and the current
 // write index's mapping. Every refused request is an error naming what was
 // being installed.
-func Setup(ctx context.Context, es *elasticsearch.Client, cfg config.ElasticsearchConfig, log *slog.Logger) error {
+func Setup(ctx context.Context, es *Client, cfg config.ElasticsearchConfig, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -135,7 +133,7 @@ func Setup(ctx context.Context, es *elasticsearch.Client, cfg config.Elasticsear
 }
 
 type setup struct {
-	es  *elasticsearch.Client
+	es  *Client
 	log *slog.Logger
 }
 

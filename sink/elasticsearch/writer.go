@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,7 +25,7 @@ var ErrClosed = errors.New("elasticsearch writer: closed")
 
 // WriterOptions configure a Writer.
 type WriterOptions struct {
-	Client *elasticsearch.Client
+	Client *Client
 	// Config supplies workers, flush_bytes, flush_interval,
 	// max_queued_bytes, request_timeout and the retry backoff.
 	Config config.ElasticsearchConfig
@@ -61,7 +60,7 @@ type WriterOptions struct {
 // esutil.BulkIndexer because the contract needs per-item retries of 429s and
 // a byte-bounded queue, which BulkIndexer has neither of.
 type Writer struct {
-	es      *elasticsearch.Client
+	es      *Client
 	log     *slog.Logger
 	m       *metrics
 	backoff backoff.Policy

@@ -15,11 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // DeadmanRuleID is the rule_id of deadman alerts, for routes and silences.

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // TestDeadman (real Elasticsearch for the last-seen query): a cluster whose
@@ -19,7 +19,7 @@ import (
 // none, and a configured cluster never seen raises one only after its
 // threshold since the notifier started.
 func TestDeadman(t *testing.T) {
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL(t)}})
+	es, err := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{esURL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // ESStates is the StateSink that records delivery states in the alerts

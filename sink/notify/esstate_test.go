@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/sink/ecs"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // TestESStatesUpdatesAlertDocuments (real Elasticsearch, the alerts mapping
@@ -21,7 +22,7 @@ import (
 // kubesift.delivery of the alert documents; an update for a document that
 // never appears is dropped as missing after a few flushes.
 func TestESStatesUpdatesAlertDocuments(t *testing.T) {
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL(t)}})
+	es, err := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{esURL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

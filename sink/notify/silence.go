@@ -19,13 +19,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // Silence mutes every alert its matchers match while it is active

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/match"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify/notifytest"
 )
 
@@ -91,7 +91,7 @@ func FuzzDecodeSilenceRequest(f *testing.F) {
 // of its own.
 func esStore(t *testing.T, index string) *ESSilences {
 	t.Helper()
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{esURL(t)}})
+	es, err := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{esURL(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,22 +9,20 @@ import (
 	"strings"
 	"time"
 
-	goes "github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // ES is the Source of an Elasticsearch cluster kubesift writes to.
 type ES struct {
-	client  *goes.Client
+	client  *elasticsearch.Client
 	addr    string
 	indices Indices
 }
 
 // NewES returns the Source of the cluster client talks to; addr names it
 // in the report (give it without credentials).
-func NewES(client *goes.Client, addr string, indices Indices) *ES {
+func NewES(client *elasticsearch.Client, addr string, indices Indices) *ES {
 	return &ES{client: client, addr: addr, indices: indices}
 }
 

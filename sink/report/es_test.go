@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
-
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/sink"
@@ -25,7 +23,7 @@ import (
 // storeInES sets up streams and indices unique to the test on the test
 // ground's Elasticsearch, as `kubesift setup es` does, writes docs with the
 // processor's Writer, and deletes it all at the end.
-func storeInES(t *testing.T, docs func(config.ElasticsearchConfig) []sink.Doc) (*elasticsearch.Client, config.ElasticsearchConfig) {
+func storeInES(t *testing.T, docs func(config.ElasticsearchConfig) []sink.Doc) (*esink.Client, config.ElasticsearchConfig) {
 	t.Helper()
 	u := testenv.ElasticsearchURL(t)
 	cfg := config.Default().Sink.Elasticsearch
@@ -75,7 +73,7 @@ func storeInES(t *testing.T, docs func(config.ElasticsearchConfig) []sink.Doc) (
 	return es, cfg
 }
 
-func dropES(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
+func dropES(es *esink.Client, cfg config.ElasticsearchConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	del := func(path string) {
@@ -187,7 +185,7 @@ func TestESAnswers(t *testing.T) {
 				w.Write([]byte(tc.body))
 			}))
 			defer srv.Close()
-			client, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{srv.URL}, MaxRetries: -1, DisableRetry: true})
+			client, err := esink.NewClient(config.ElasticsearchConfig{Addresses: []string{srv.URL}})
 			if err != nil {
 				t.Fatal(err)
 			}

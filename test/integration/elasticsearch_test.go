@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esutil"
 
+	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // TestElasticsearchGround indexes 10,000 documents with esutil.BulkIndexer
@@ -23,7 +24,7 @@ import (
 func TestElasticsearchGround(t *testing.T) {
 	testenv.Short(t)
 	url := testenv.ElasticsearchURL(t)
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{url}})
+	es, err := elasticsearch.NewClient(config.ElasticsearchConfig{Addresses: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}

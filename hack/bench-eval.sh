@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Decode plus every built-in rule, in records per CPU-second, as users
+# measure it: `kubesift rules eval` over the recorded bench corpus
+# (rules/testdata/bench-audit.log.gz), user+sys time of the process, on the
+# whole corpus and on its events of at most 4 KiB. The same run builds and
+# measures BASE_COMMIT's binary on the same files (make bench passes
+# BENCH_BASE), so this tree's figure is read beside the base's on a machine
+# whose load changes between runs. Each figure is the best of ROUNDS
+# (default 3) runs, less the time the same binary takes on an empty input
+# (loading and compiling the rules).
+#
+#   hack/bench-eval.sh BASE_COMMIT
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+base=${1:?usage: hack/bench-eval.sh BASE_COMMIT}
+rounds=${ROUNDS:-3}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+zcat rules/testdata/bench-audit.log.gz >"$tmp/all.log"
+awk 'length($0) <= 4096' "$tmp/all.log" >"$tmp/le4KiB.log"
+: >"$tmp/empty.log"
+# Several copies, so each run takes long enough to read on the CPU clock.
+for c in all le4KiB; do
+	for _ in 1 2 3 4 5; do cat "$tmp/$c.log"; done >"$tmp/$c.x5.log"
+done
+
+go build -o "$tmp/kubesift-head" ./cmd/kubesift
+mkdir "$tmp/base"
+git archive "$base" | tar -x -C "$tmp/base"
+(cd "$tmp/base" && go build -o "$tmp/kubesift-base" ./cmd/kubesift)
+
+# cpu BIN FILE [FLAG...]: the best user+sys seconds of ROUNDS runs of
+# `BIN rules eval FLAG... FILE`. time writes to its own file so that the
+# command's output can be thrown away; a failed run stops the script, since
+# its time would not be the rules'.
+cpu() {
+	local bin=$1 file=$2 best="" t
+	shift 2
+	for _ in $(seq "$rounds"); do
+		if ! /usr/bin/time -f '%U %S' -o "$tmp/time" "$bin" rules eval -o json "$@" "$file" >/dev/null 2>"$tmp/stderr"; then
+			echo "$bin rules eval $* $file failed:" >&2
+			cat "$tmp/stderr" >&2
+			exit 1
+		fi
+		t=$(tail -1 "$tmp/time" | awk '{print $1 + $2}')
+		best=$(awk -v a="$t" -v b="${best:-$t}" 'BEGIN {print (a < b) ? a : b}')
+	done
+	echo "$best"
+}
+
+# rate BIN FILE [FLAG...]: records of FILE per CPU-second, less the time of
+# the same command on an empty input.
+rate() {
+	local n t t0
+	n=$(wc -l <"$2")
+	t=$(cpu "$@")
+	t0=$(cpu "$1" "$tmp/empty.log" "${@:3}")
+	awk -v n="$n" -v t="$t" -v t0="$t0" 'BEGIN {printf "%.0f", n / (t - t0)}'
+}
+
+# "decode" is --no-builtin without rules: reading and decoding only, the
+# floor under "decode+rules".
+printf '%-8s %-8s %10s %16s %22s\n' corpus binary records decode/CPU-s decode+rules/CPU-s
+for c in all le4KiB; do
+	f="$tmp/$c.x5.log"
+	for b in base head; do
+		bin="$tmp/kubesift-$b"
+		decode=$(rate "$bin" "$f" --no-builtin)
+		rules=$(rate "$bin" "$f")
+		printf '%-8s %-8s %10d %16s %22s\n' "$c" "$b" "$(wc -l <"$f")" "$decode" "$rules"
+	done
+done

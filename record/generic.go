@@ -1,0 +1,197 @@
+package record
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// ParseObject parses a JSON object (a request or response body) into the
+// generic shapes encoding/json produces for `any` — map[string]any, []any,
+// float64, string, bool, nil — with the scanner's primitives instead of a
+// reflective decoder, so a rule that reads a body costs one allocation per
+// value and no type dispatch. It reports false, having parsed nothing, for
+// input it leaves to encoding/json: invalid JSON, strings with invalid UTF-8
+// or lone surrogates (which encoding/json replaces), numbers out of float64's
+// range, and nesting deeper than maxGenericDepth. FuzzParseObject checks
+// it against encoding/json.
+func ParseObject(data []byte) (map[string]any, bool) {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, false
+	}
+	v, end, ok := parseValue(data, i, 0)
+	if !ok || skipWS(data, end) != len(data) {
+		return nil, false
+	}
+	return v.(map[string]any), true
+}
+
+// maxGenericDepth bounds ParseObject's recursion; Kubernetes objects nest a
+// few dozen levels at most.
+const maxGenericDepth = 256
+
+// parseValue parses the value at data[i] and returns it with the index
+// after it.
+func parseValue(data []byte, i, depth int) (any, int, bool) {
+	if i >= len(data) || depth > maxGenericDepth {
+		return nil, 0, false
+	}
+	switch c := data[i]; c {
+	case '{':
+		return parseObject(data, i, depth)
+	case '[':
+		return parseArray(data, i, depth)
+	case '"':
+		end, _ := stringEnd(data, i)
+		if end < 0 {
+			return nil, 0, false
+		}
+		var s string
+		if !jsonString(data[i:end], &s) {
+			return nil, 0, false
+		}
+		return s, end, true
+	case 't':
+		return literal(data, i, "true", true)
+	case 'f':
+		return literal(data, i, "false", false)
+	case 'n':
+		return literal(data, i, "null", nil)
+	default:
+		if c == '-' || c >= '0' && c <= '9' {
+			return parseNumber(data, i)
+		}
+		return nil, 0, false
+	}
+}
+
+func literal(data []byte, i int, word string, v any) (any, int, bool) {
+	if len(data)-i < len(word) || string(data[i:i+len(word)]) != word {
+		return nil, 0, false
+	}
+	return v, i + len(word), true
+}
+
+func parseObject(data []byte, i, depth int) (any, int, bool) {
+	m := map[string]any{}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return m, i + 1, true
+	}
+	for i < len(data) {
+		if data[i] != '"' {
+			return nil, 0, false
+		}
+		kEnd, esc := stringEnd(data, i)
+		if kEnd < 0 {
+			return nil, 0, false
+		}
+		var key string
+		if raw := data[i+1 : kEnd-1]; !esc && !hasControl(raw) && utf8.Valid(raw) {
+			key = string(raw)
+		} else if !jsonString(data[i:kEnd], &key) {
+			return nil, 0, false
+		}
+		i = skipWS(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return nil, 0, false
+		}
+		v, end, ok := parseValue(data, skipWS(data, i+1), depth+1)
+		if !ok {
+			return nil, 0, false
+		}
+		m[key] = v
+		i = skipWS(data, end)
+		if i >= len(data) {
+			return nil, 0, false
+		}
+		switch data[i] {
+		case '}':
+			return m, i + 1, true
+		case ',':
+			i = skipWS(data, i+1)
+		default:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+func parseArray(data []byte, i, depth int) (any, int, bool) {
+	out := []any{}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return out, i + 1, true
+	}
+	for i < len(data) {
+		v, end, ok := parseValue(data, i, depth+1)
+		if !ok {
+			return nil, 0, false
+		}
+		out = append(out, v)
+		i = skipWS(data, end)
+		if i >= len(data) {
+			return nil, 0, false
+		}
+		switch data[i] {
+		case ']':
+			return out, i + 1, true
+		case ',':
+			i = skipWS(data, i+1)
+		default:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// parseNumber reads a number by JSON's grammar (numberEnd) into a float64.
+func parseNumber(data []byte, i int) (any, int, bool) {
+	j, ok := numberEnd(data, i)
+	if !ok {
+		return nil, 0, false
+	}
+	f, err := strconv.ParseFloat(string(data[i:j]), 64)
+	if err != nil {
+		return nil, 0, false
+	}
+	return f, j, true
+}
+
+// numberEnd returns the index after the number at data[i] by JSON's
+// grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func numberEnd(data []byte, i int) (int, bool) {
+	j := i
+	if data[j] == '-' {
+		j++
+	}
+	digits := func() int {
+		k := j
+		for j < len(data) && data[j] >= '0' && data[j] <= '9' {
+			j++
+		}
+		return j - k
+	}
+	switch {
+	case j < len(data) && data[j] == '0':
+		j++
+	case digits() == 0:
+		return 0, false
+	}
+	if j < len(data) && data[j] == '.' {
+		j++
+		if digits() == 0 {
+			return 0, false
+		}
+	}
+	if j < len(data) && (data[j] == 'e' || data[j] == 'E') {
+		j++
+		if j < len(data) && (data[j] == '+' || data[j] == '-') {
+			j++
+		}
+		if digits() == 0 {
+			return 0, false
+		}
+	}
+	return j, true
+}

@@ -1,0 +1,278 @@
+package record
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// JSON reading primitives of the hand-written decoders (audit_fast.go,
+// wire_fast.go, generic.go): walking an object's members, strings, numbers.
+// Each accepts only what encoding/json accepts and reads it the same; what
+// they refuse, the callers leave to the general decoders.
+
+// eachMember calls fn with the spans of each key (without its quotes) and
+// value of the JSON object that is the whole of data (surrounding
+// whitespace allowed). It reports false when data is not such an object, a
+// key has escapes or control characters, or fn returns false. Values are
+// only delimited (valueEnd), not checked: fn checks those it reads.
+func eachMember(data []byte, fn func(m member) bool) bool {
+	return walkMembers(data, valueEnd, fn)
+}
+
+// walkMembers is eachMember with end finding (or refusing, -1) each value.
+func walkMembers(data []byte, end func([]byte, int) int, fn func(m member) bool) bool {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return skipWS(data, i+1) == len(data)
+	}
+	for i < len(data) {
+		if data[i] != '"' {
+			return false
+		}
+		kEnd, esc := stringEnd(data, i)
+		if kEnd < 0 || esc || hasControl(data[i+1:kEnd-1]) {
+			return false
+		}
+		key := span{i + 1, kEnd - 1}
+		i = skipWS(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return false
+		}
+		i = skipWS(data, i+1)
+		e := end(data, i)
+		if e <= i || !fn(member{key: key, val: span{i, e}}) {
+			return false
+		}
+		i = skipWS(data, e)
+		if i >= len(data) {
+			return false
+		}
+		switch data[i] {
+		case '}':
+			return skipWS(data, i+1) == len(data)
+		case ',':
+			i = skipWS(data, i+1)
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// eachKeyValue calls fn with each key and value of the object val, as eachMember
+// does.
+func eachKeyValue(val []byte, fn func(key, v []byte) bool) bool {
+	return eachMember(val, func(m member) bool {
+		return fn(val[m.key.start:m.key.end], val[m.val.start:m.val.end])
+	})
+}
+
+// eachField calls fn with the index in names of each member of the object
+// val, and the member's value. A member of another name is skipped when its
+// value is valid JSON; one whose name matches names[i] in another case, or
+// comes twice, is refused: encoding/json matches names case-insensitively
+// and merges repeated members, and the general decoders decide those.
+func eachField(val []byte, names []string, fn func(i int, v []byte) bool) bool {
+	var seen uint64
+	return eachKeyValue(val, func(key, v []byte) bool {
+		i := indexOf(names, key)
+		if i < 0 {
+			return ignored(key, v, names)
+		}
+		if seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		return fn(i, v)
+	})
+}
+
+// ignored accepts the value of a key the decoder does not read, when it is
+// valid JSON and the key is not a known one in another case (which the
+// general decoders would match case-insensitively).
+func ignored(key, val []byte, known []string) bool {
+	for _, k := range known {
+		if strings.EqualFold(k, string(key)) {
+			return false
+		}
+	}
+	return json.Valid(val)
+}
+
+func isNull(val []byte) bool { return string(val) == "null" }
+
+// jsonString reads a JSON string (or null, which leaves dst as it is, as
+// encoding/json does). Escapes are decoded by JSON's rules; control
+// characters and invalid UTF-8 (which encoding/json replaces) are refused.
+func jsonString(val []byte, dst *string) bool { return readString(val, dst, false) }
+
+// commonString is jsonString for fields whose values repeat from event to
+// event (verb, resource, group names): common values are shared (intern).
+func commonString(val []byte, dst *string) bool { return readString(val, dst, true) }
+
+func readString(val []byte, dst *string, common bool) bool {
+	if isNull(val) {
+		return true
+	}
+	if len(val) < 2 || val[0] != '"' || val[len(val)-1] != '"' {
+		return false
+	}
+	in := val[1 : len(val)-1]
+	if plainASCII(in) {
+		if common {
+			*dst = intern(in)
+		} else {
+			*dst = string(in)
+		}
+		return true
+	}
+	if hasControl(in) || !utf8.Valid(in) {
+		return false
+	}
+	if bytes.IndexByte(in, '\\') < 0 {
+		*dst = string(in)
+		return true
+	}
+	s, ok := unescape(in)
+	if ok {
+		*dst = s
+	}
+	return ok
+}
+
+// plainASCII reports whether b holds only printable ASCII and no
+// backslash — nearly every string of an audit event, which then needs no
+// further check — eight bytes at a time: a byte below 0x20 or equal to
+// '\\' shows as a borrow into its high bit, a byte from 0x80 up as its own.
+func plainASCII(b []byte) bool {
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		y := x ^ (0x5c * lo8)
+		if ((x-0x20*lo8)&^x|x|(y-lo8)&^y)&hi8 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
+// unescape decodes the escapes of a JSON string's contents.
+func unescape(in []byte) (string, bool) {
+	out := make([]byte, 0, len(in))
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(in) {
+			return "", false
+		}
+		switch in[i] {
+		case '"', '\\', '/':
+			out = append(out, in[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(in, i+1)
+			if !ok {
+				return "", false
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				// A pair decodes to one rune; a lone half is refused
+				// (encoding/json replaces it with U+FFFD: let it).
+				if i+6 >= len(in) || in[i+1] != '\\' || in[i+2] != 'u' {
+					return "", false
+				}
+				r2, ok := hex4(in, i+3)
+				if dec := utf16.DecodeRune(r, r2); !ok || dec == utf8.RuneError {
+					return "", false
+				} else {
+					r = dec
+				}
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return "", false
+		}
+	}
+	return string(out), true
+}
+
+func hex4(in []byte, i int) (rune, bool) {
+	if i+4 > len(in) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(in[i:i+4]), 16, 32)
+	return rune(n), err == nil
+}
+
+// jsonInt reads a JSON integer: no sign but '-', no leading zeros, no
+// fraction or exponent (which an int field refuses).
+func jsonInt(val []byte) (int64, bool) {
+	d := val
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 1 && d[0] == '0' {
+		return 0, false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(val), 10, 64)
+	return n, err == nil
+}
+
+func indexOf(names []string, key []byte) int {
+	for i, n := range names {
+		if n == string(key) {
+			return i
+		}
+	}
+	return -1
+}
+
+func keysOf(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
