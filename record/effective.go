@@ -118,8 +118,10 @@ func EffectiveOf(ev *auditv1.Event, before map[string]any) (*Effective, error) {
 			return nil, &FieldError{Field: "requestObject", Msg: "not a JSON object"}
 		}
 		out.Object, out.From = obj, EffectiveRequest
-	case err != nil || patch == nil:
-		return nil, err
+	case err != nil:
+		return out, err // Form names what could not be read
+	case patch == nil:
+		return nil, nil
 	case out.Form == PatchApply:
 		out.Object, out.From = patch.(map[string]any), EffectiveRequest
 	default:
