@@ -8,39 +8,6 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
-// # The effective object
-//
-// A rule that judges what a write does must see the object as it is after
-// the request, whatever form the request took: a create or update body is
-// the whole object, but a patch body is only the change, and a JSON patch
-// (RFC 6902) is not an object at all — a rule reading the request body as a
-// map sees nothing in it, which is exactly how a privileged container or a
-// wildcard grant slips past. EffectiveOf computes, for create, update and
-// patch records:
-//
-//   - the object after the request, from the best source the record has:
-//     the response body where the audit policy logged it (EffectiveResponse:
-//     the stored object, after admission, whatever the patch form); else a
-//     create/update body or a server-side apply body, which are whole
-//     objects (EffectiveRequest); else the patch applied to the object before
-//     it, when the caller knows that object (EffectivePatch), or to an empty
-//     object (EffectivePartial): the parts the patch adds are still there to
-//     be judged, the parts it left alone are missing.
-//   - the patch's operations, whatever the response says: for a JSON patch
-//     its operations (op, path, from, value); for merge, strategic-merge and
-//     apply bodies the leaf paths they set ("set") or delete ("remove", a
-//     null in a merge patch). A rule about what a patch *adds* reads these.
-//
-// The audit event does not record the request's Content-Type, so the form is
-// read off the body: an array is a JSON patch; an object with a "force" query
-// parameter (only apply accepts it; kubectl and client-go always send it) or
-// with both apiVersion and kind (apply requires them, other patches rarely
-// carry them) is an apply body; any other object is a strategic merge patch
-// for the kinds whose Go types are known (knownKinds) and a merge patch
-// otherwise. On an empty base the two give the same object except for the
-// strategic directives ($patch, $setElementOrder/…), which the strategic
-// applier consumes.
-
 // Where an Effective object came from (Effective.From).
 const (
 	EffectiveResponse = "response"
@@ -71,6 +38,38 @@ type PatchOp struct {
 }
 
 // Effective is an audit record's object as it is after the request.
+//
+// A rule that judges what a write does must see the object as it is after
+// the request, whatever form the request took: a create or update body is
+// the whole object, but a patch body is only the change, and a JSON patch
+// (RFC 6902) is not an object at all — a rule reading the request body as a
+// map sees nothing in it, which is exactly how a privileged container or a
+// wildcard grant slips past. EffectiveOf computes, for create, update and
+// patch records:
+//
+//   - the object after the request, from the best source the record has:
+//     the response body where the audit policy logged it (EffectiveResponse:
+//     the stored object, after admission, whatever the patch form); else a
+//     create/update body or a server-side apply body, which are whole
+//     objects (EffectiveRequest); else the patch applied to the object before
+//     it, when the caller knows that object (EffectivePatch), or to an empty
+//     object (EffectivePartial): the parts the patch adds are still there to
+//     be judged, the parts it left alone are missing. A JSON patch of which
+//     some operation could not be applied is EffectivePartial too.
+//   - the patch's operations, whatever the response says: for a JSON patch
+//     its operations (op, path, from, value); for merge, strategic-merge and
+//     apply bodies the leaf paths they set ("set") or delete ("remove", a
+//     null in a merge patch). A rule about what a patch *adds* reads these.
+//
+// The audit event does not record the request's Content-Type, so the form is
+// read off the body: an array is a JSON patch; an object with a "force" query
+// parameter (only apply accepts it; kubectl and client-go always send it) or
+// with both apiVersion and kind (apply requires them, other patches rarely
+// carry them) is an apply body; any other object is a strategic merge patch
+// for the kinds whose Go types are known (knownKinds) and a merge patch
+// otherwise. On an empty base the two give the same object except for the
+// strategic directives ($patch, $setElementOrder/…), which the strategic
+// applier consumes.
 type Effective struct {
 	Object map[string]any // nil when the record has no usable body
 	From   string         // EffectiveResponse | EffectiveRequest | EffectivePatch | EffectivePartial
@@ -78,8 +77,8 @@ type Effective struct {
 	Ops    []PatchOp      // the patch's operations, nil for create and update
 }
 
-// EffectiveOf returns the effective object of an audit event (see the
-// section above), or nil when the event is not a create, update or patch or
+// EffectiveOf returns the effective object of an audit event (see
+// Effective), or nil when the event is not a create, update or patch or
 // records no body. before is the object as it was before the request, when
 // the caller knows it (nil otherwise); it is only read. An error names the
 // body that could not be used; the result then holds what could be worked
@@ -162,8 +161,8 @@ func decodeBody(raw []byte, field string) (any, error) {
 	return v, nil
 }
 
-// patchFormOf reads the patch form off the body and the request URI (see the
-// section above for why it has to).
+// patchFormOf reads the patch form off the body and the request URI (see
+// Effective for why it has to).
 func patchFormOf(patch any, uri string, hasKind bool) PatchForm {
 	obj, ok := patch.(map[string]any)
 	if !ok {
