@@ -1,7 +1,6 @@
 package record
 
 import (
-	"encoding/json"
 	"net/url"
 	"strings"
 
@@ -155,7 +154,7 @@ func responseObject(ev *auditv1.Event) map[string]any {
 
 func decodeBody(raw []byte, field string) (any, error) {
 	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	if err := fastJSON.Unmarshal(raw, &v); err != nil {
 		return nil, &FieldError{Field: field, Msg: "not JSON: " + err.Error()}
 	}
 	return v, nil
