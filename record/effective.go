@@ -1,9 +1,11 @@
 package record
 
 import (
+	"io"
 	"net/url"
 	"strings"
 
+	jsoniter "github.com/json-iterator/go"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
@@ -141,15 +143,59 @@ func responseObject(ev *auditv1.Event) map[string]any {
 	if ev.ResponseStatus != nil && ev.ResponseStatus.Code >= 300 {
 		return nil
 	}
-	body, err := decodeBody(ev.ResponseObject.Raw, "responseObject")
+	obj, err := decodeStored(ev.ResponseObject.Raw)
 	if err != nil {
 		return nil
 	}
-	obj, _ := body.(map[string]any)
 	if k, _ := obj["kind"].(string); k == "" || k == "Status" {
 		return nil
 	}
 	return obj
+}
+
+// decodeStored decodes a stored object (a response body) like decodeBody,
+// without metadata.managedFields: that records which client last set which
+// field, no rule judges it, and it is a large part of every stored object,
+// decoded into many small maps. It returns nil for a body that is not an
+// object.
+func decodeStored(raw []byte) (map[string]any, error) {
+	it := fastJSON.BorrowIterator(raw)
+	defer fastJSON.ReturnIterator(it)
+	var obj map[string]any
+	if it.WhatIsNext() != jsoniter.ObjectValue {
+		it.Skip()
+	} else {
+		obj = map[string]any{}
+		it.ReadMapCB(func(it *jsoniter.Iterator, k string) bool {
+			if k != "metadata" || it.WhatIsNext() != jsoniter.ObjectValue {
+				obj[k] = it.Read()
+				return true
+			}
+			md := map[string]any{}
+			it.ReadMapCB(func(it *jsoniter.Iterator, k string) bool {
+				if k == "managedFields" {
+					it.Skip()
+				} else {
+					md[k] = it.Read()
+				}
+				return true
+			})
+			obj[k] = md
+			return true
+		})
+	}
+	// What fastJSON.Unmarshal checks after the value: nothing but space,
+	// which leaves the iterator at the end of the input (io.EOF).
+	if it.Error == nil {
+		it.WhatIsNext()
+		if it.Error == nil {
+			it.ReportError("decode", "bytes left after the value")
+		}
+	}
+	if it.Error != nil && it.Error != io.EOF {
+		return nil, &FieldError{Field: "responseObject", Msg: "not JSON: " + it.Error.Error()}
+	}
+	return obj, nil
 }
 
 func decodeBody(raw []byte, field string) (any, error) {

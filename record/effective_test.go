@@ -260,3 +260,50 @@ func TestObjectFromOps(t *testing.T) {
 		t.Errorf("escapePointer = %q", s)
 	}
 }
+
+// TestDecodeStored checks that a stored object is decoded as decodeBody
+// decodes it, without the top-level metadata.managedFields, and that it
+// refuses what decodeBody refuses.
+func TestDecodeStored(t *testing.T) {
+	const mf = `"managedFields":[{"manager":"kubectl","operation":"Apply","fieldsV1":{"f:spec":{"f:replicas":{}}}}]`
+	tests := []struct {
+		name, raw, want string // want: the object as JSON, "" for nil
+		wantErr         bool
+	}{
+		{name: "managedFields left out", raw: `{"kind":"Deployment","metadata":{"name":"web",` + mf + `,"labels":{"a":"b"}},"spec":{"replicas":2}}`,
+			want: `{"kind":"Deployment","metadata":{"name":"web","labels":{"a":"b"}},"spec":{"replicas":2}}`},
+		{name: "only the object's own", raw: `{"kind":"X","spec":{"template":{"metadata":{` + mf + `}}}}`,
+			want: `{"kind":"X","spec":{"template":{"metadata":{` + mf + `}}}}`},
+		{name: "metadata not an object", raw: `{"kind":"X","metadata":[1,"a"]}`, want: `{"kind":"X","metadata":[1,"a"]}`},
+		{name: "metadata null", raw: `{"kind":"X","metadata":null}`, want: `{"kind":"X","metadata":null}`},
+		{name: "surrounding space", raw: " \n{\"kind\":\"X\",\"n\":1.5e3}\t ", want: `{"kind":"X","n":1500}`},
+		{name: "not an object", raw: `[{"kind":"X"}]`},
+		{name: "null", raw: `null`},
+		{name: "trailing value", raw: `{"kind":"X"} {}`, wantErr: true},
+		{name: "trailing garbage", raw: `{"kind":"X"}x`, wantErr: true},
+		{name: "trailing brace", raw: `{"kind":"X"}}`, wantErr: true},
+		{name: "truncated", raw: `{"kind":"X","metadata":{"name":"a"`, wantErr: true},
+		{name: "truncated in managedFields", raw: `{"metadata":{"managedFields":[{"a":`, wantErr: true},
+		{name: "empty", raw: ``, wantErr: true},
+		{name: "bad literal", raw: `{"a":tru}`, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeStored([]byte(tc.raw))
+			_, bodyErr := decodeBody([]byte(tc.raw), "responseObject")
+			if (err != nil) != tc.wantErr || (bodyErr != nil) != tc.wantErr {
+				t.Fatalf("error %v (decodeBody: %v), want error %v", err, bodyErr, tc.wantErr)
+			}
+			if err != nil {
+				var fe *FieldError
+				if !errors.As(err, &fe) || fe.Field != "responseObject" {
+					t.Errorf("error %v does not name responseObject", err)
+				}
+				return
+			}
+			if want := jsonMap(t, tc.want); !reflect.DeepEqual(got, want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+		})
+	}
+}
