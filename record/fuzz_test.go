@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
 // FuzzDecoder feeds arbitrary streams to the stream decoder (NDJSON, lists,
@@ -171,6 +174,79 @@ func FuzzBodyDecoder(f *testing.F) {
 		body := collect(NewBodyDecoder(data, "fuzz", opts))
 		if !reflect.DeepEqual(stream, body) {
 			t.Fatalf("body decoder disagrees with the stream decoder on %q:\nstream %q\nbody   %q", data, stream, body)
+		}
+	})
+}
+
+// FuzzEffectiveOf feeds arbitrary patch bodies and objects-before to the
+// patch appliers, as every form (the body decides JSON, merge or strategic;
+// the URI apply). It must never panic, and what it returns must be an object
+// that encodes back to JSON: rules and alert templates read and print it.
+func FuzzEffectiveOf(f *testing.F) {
+	for _, s := range []struct{ patch, before string }{
+		{`[{"op":"add","path":"/spec/template/spec/containers/0/securityContext","value":{"privileged":true}}]`, ``},
+		{`[{"op":"copy","from":"/a","path":"/a/-"},{"op":"move","from":"/a/0","path":"/b/7/c"}]`, `{"a":[1,2]}`},
+		{`[{"op":"remove","path":"/spec/template/spec/containers/0"},{"op":"test","path":"","value":null}]`, `{"spec":{"template":{"spec":{"containers":[{}]}}}}`},
+		{`{"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"a"}],"containers":[{"name":"a","$patch":"delete"}]}}}}`, `{"spec":{"template":{"spec":{"containers":[{"name":"a"}]}}}}`},
+		{`{"spec":{"template":{"spec":{"$retainKeys":["volumes"],"volumes":null}}},"metadata":{"labels":null}}`, `{"metadata":{"labels":{"a":"b"}}}`},
+		{`{"apiVersion":"apps/v1","kind":"Deployment","spec":{}}`, ``},
+		{`[1,"x",{"op":"add"}]`, `[]`},
+	} {
+		f.Add([]byte(s.patch), []byte(s.before), "apps", "deployments", false)
+	}
+	f.Fuzz(func(t *testing.T, patch, before []byte, group, resource string, apply bool) {
+		uri := "/apis/x"
+		if apply {
+			uri += "?force=true"
+		}
+		ev := &auditv1.Event{Verb: "patch", RequestURI: uri, RequestObject: &runtime.Unknown{Raw: patch},
+			ObjectRef: &auditv1.ObjectReference{APIGroup: group, Resource: resource}}
+		var b map[string]any
+		_ = json.Unmarshal(before, &b)
+		eff, err := EffectiveOf(ev, b)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+		}
+		if eff == nil || eff.Object == nil {
+			return
+		}
+		if _, err := json.Marshal(eff.Object); err != nil {
+			t.Fatalf("effective object does not encode: %v", err)
+		}
+		ObjectFromOps(eff.Ops)
+	})
+}
+
+// FuzzDecodeStored holds decodeStored to decodeBody: every body decodeBody
+// refuses refused, nothing valid refused, and the same object apart from the
+// top-level metadata.managedFields.
+func FuzzDecodeStored(f *testing.F) {
+	for _, s := range []string{
+		`{"kind":"Pod","metadata":{"name":"a","managedFields":[{"manager":"m","fieldsV1":{"f:spec":{}}}]},"spec":{}}`,
+		`{"metadata":null}`, `{"metadata":[1]}`, `[{"kind":"X"}]`, `null`, `{"a":1} x`, `{"a":`, ` {"a":"\u00e9"} `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := decodeStored(raw)
+		body, bodyErr := decodeBody(raw, "responseObject")
+		// jsoniter takes a NUL byte after the value for the end of the
+		// input; decodeStored refuses it, as encoding/json does.
+		if (err == nil && bodyErr != nil) || (err != nil && bodyErr == nil && json.Valid(raw)) {
+			t.Fatalf("decodeStored error %v, decodeBody error %v (valid JSON: %v)", err, bodyErr, json.Valid(raw))
+		}
+		if err != nil || bodyErr != nil {
+			return
+		}
+		want, _ := body.(map[string]any)
+		if md, ok := want["metadata"].(map[string]any); ok {
+			delete(md, "managedFields")
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeStored %v, decodeBody without managedFields %v", got, want)
 		}
 	})
 }

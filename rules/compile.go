@@ -277,6 +277,8 @@ func (s *substituter) Visit(node *ast.Node) {
 		s.objects |= useRequest
 	case "response":
 		s.objects |= useResponse
+	case "effective", "effective_from", "patch_ops":
+		s.objects |= useEffective
 	}
 	if items, ok := s.m.lists[id.Value]; ok {
 		arr := &ast.ArrayNode{Nodes: make([]ast.Node, len(items))}
@@ -315,6 +317,7 @@ type objectUse uint8
 const (
 	useRequest objectUse = 1 << iota
 	useResponse
+	useEffective // effective, effective_from, patch_ops (env_effective.go)
 )
 
 // compiler compiles expressions for one source.
@@ -383,12 +386,16 @@ func (c *compiler) guard(code string) *vm.Program {
 	return p
 }
 
-// readsObjects reports whether an expression refers to request or response.
+// readsObjects reports whether an expression refers to request, response or
+// the effective object.
 func readsObjects(n ast.Node) bool {
 	found := false
 	ast.Walk(&n, visitorFunc(func(node *ast.Node) {
-		if id, ok := (*node).(*ast.IdentifierNode); ok && (id.Value == "request" || id.Value == "response") {
-			found = true
+		if id, ok := (*node).(*ast.IdentifierNode); ok {
+			switch id.Value {
+			case "request", "response", "effective", "effective_from", "patch_ops":
+				found = true
+			}
 		}
 	}))
 	return found

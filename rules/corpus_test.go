@@ -28,6 +28,7 @@ var rbacRuleIDs = map[string]bool{
 	"cluster-admin-binding": true, "role-wildcard-verbs": true, "role-wildcard-resources": true,
 	"role-pod-exec": true, "role-write-privileges": true, "role-created": true, "role-deleted": true,
 	"binding-created": true, "binding-deleted": true, "system-role-modified": true,
+	"builtin-cluster-role-changed": true, "role-patch-adds-grant": true,
 }
 
 // corpusCase is one file of the corpus and what kubesift must make of it.
@@ -77,7 +78,7 @@ var falcoCorpus = []corpusCase{
 	{file: "create_serviceaccount.json", falco: "K8s Serviceaccount Created", want: []string{"serviceaccount-created"}},
 	{file: "create_serviceaccount_kube_public_namespace.json", falco: "Service Account Created in Kube Namespace", want: []string{"serviceaccount-created-in-system-namespace", "serviceaccount-created"}},
 	{file: "create_serviceaccount_kube_system_namespace.json", falco: "Service Account Created in Kube Namespace", want: []string{"serviceaccount-created-in-system-namespace", "serviceaccount-created"}},
-	{file: "delete_cluster_role_kube_aggregator.json", falco: "System ClusterRole Modified/Deleted", want: []string{"system-role-modified"}},
+	{file: "delete_cluster_role_kube_aggregator.json", falco: "System ClusterRole Modified/Deleted", want: []string{"builtin-cluster-role-changed"}},
 	{file: "delete_clusterrole.json", falco: "K8s Role/Clusterrole Deleted", want: []string{"role-deleted"}},
 	{file: "delete_clusterrolebinding.json", falco: "K8s Role/Clusterrolebinding Deleted", want: []string{"binding-deleted"}},
 	{file: "delete_configmap.json", falco: "K8s ConfigMap Deleted", want: []string{"configmap-deleted"}},
@@ -88,7 +89,7 @@ var falcoCorpus = []corpusCase{
 	{file: "delete_serviceaccount.json", falco: "K8s Serviceaccount Deleted", want: []string{"serviceaccount-deleted"}},
 	{file: "exec_pod.json", falco: "Attach/Exec Pod", want: []string{"pod-exec"}},
 	{file: "minikube_creates_namespace_foo.json", want: []string{"namespace-created"}}, // Falco flags it only without its allow-lists
-	{file: "modify_cluster_role_node_problem_detector.json", falco: "System ClusterRole Modified/Deleted", want: []string{"system-role-modified"}},
+	{file: "modify_cluster_role_node_problem_detector.json", falco: "System ClusterRole Modified/Deleted", want: []string{"builtin-cluster-role-changed"}},
 	{file: "some-user_creates_namespace_foo.json", falco: "K8s Namespace Created", want: []string{"namespace-created"}},
 }
 

@@ -43,6 +43,13 @@ type AuditEnv struct {
 	Request            map[string]any    `expr:"request"`
 	Response           map[string]any    `expr:"response"`
 
+	// The object after the request, whatever the patch form
+	// (record.EffectiveOf); filled only when a candidate rule reads one of
+	// these (env_effective.go).
+	Effective     map[string]any `expr:"effective"`
+	EffectiveFrom string         `expr:"effective_from"` // response | request | patch | partial
+	PatchOps      []any          `expr:"patch_ops"`      // {op, path, from, value} maps
+
 	rec *record.Record
 }
 
@@ -147,6 +154,9 @@ func (e *AuditEnv) withObjects(use objectUse) {
 	}
 	if use&useResponse != 0 && a.ResponseObject != nil && len(a.ResponseObject.Raw) > 0 {
 		e.Response = parseBody(a.ResponseObject.Raw)
+	}
+	if use&useEffective != 0 {
+		e.withEffective()
 	}
 }
 

@@ -44,6 +44,7 @@ func helperOptions() []expr.Option {
 		expr.Function("flag", func(p ...any) (any, error) { return componentFlag(asMap(p[0]), p[1].(string), p[2].(string)), nil }, new(func(map[string]any, string, string) string)),
 		expr.Function("has_flag", func(p ...any) (any, error) { return hasComponentFlag(asMap(p[0]), p[1].(string), p[2].(string)), nil }, new(func(map[string]any, string, string) bool)),
 		expr.Function("flag_list", func(p ...any) (any, error) { return componentFlagList(asMap(p[0]), p[1].(string), p[2].(string)), nil }, new(func(map[string]any, string, string) []string)),
+		expr.Function("patch_object", func(p ...any) (any, error) { return patchObject(p[0]), nil }, new(func(any) map[string]any)),
 		expr.Patch(&matcherPatcher{}),
 	}
 }

@@ -34,12 +34,14 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.evaluated, c.matched, c.suppressed, c.errors, c.groups, c.evictions, c.loaded} {
 		ch <- d
 	}
+	ch <- effectiveFailuresDesc
 }
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	set := c.e.Set()
 	ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(len(set.rules)))
+	collectEffectiveFailures(ch)
 	for _, r := range set.rules {
 		lv := []string{r.ID, string(r.source), r.Severity.String()}
 		st := r.stats
