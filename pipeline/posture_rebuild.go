@@ -137,6 +137,9 @@ func (c *PostureConsumer) restore(ctx context.Context, ps *partState, cluster st
 		states, err := c.o.States(ctx, cluster)
 		if err == nil {
 			c.o.Engine.Restore(cluster, states)
+			if err := c.restoreUsage(ctx, ps, cluster); err != nil {
+				return err
+			}
 			ps.clusters[cluster] = true
 			return nil
 		}

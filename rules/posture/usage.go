@@ -40,9 +40,9 @@ func usageKey(b rbacusage.Ref) string { return "usage/" + key{b.Kind, b.Namespac
 
 // RestoreUsage seeds the cluster's usage from the store: the watch start and
 // the stored tuples (a stored use also proves the cluster was watched then).
-// It judges again whatever read the usage, so it may be called before or
-// after the inventory is rebuilt.
-func (e *Engine) RestoreUsage(cluster string, watchStart time.Time, us []rbacusage.Usage) []Decision {
+// Like Restore it judges nothing: call it before the inventory is judged
+// (Replace), which then reads the restored usage.
+func (e *Engine) RestoreUsage(cluster string, watchStart time.Time, us []rbacusage.Usage) {
 	cs := e.cluster(cluster)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -52,7 +52,6 @@ func (e *Engine) RestoreUsage(cluster string, watchStart time.Time, us []rbacusa
 		cs.usage.SetWatchStart(u.LastUsed)
 	}
 	cs.usage.TakeChanged() // what the store gave back needs no writing
-	return e.rejudgeUsage(cs, nil)
 }
 
 // ObserveUsage merges uses into the cluster's usage and judges again the
@@ -102,6 +101,14 @@ func (e *Engine) UsageChanged(cluster string) []rbacusage.Usage {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return cs.usage.TakeChanged()
+}
+
+// UsageTuples is the number of usage tuples the cluster keeps.
+func (e *Engine) UsageTuples(cluster string) int {
+	cs := e.cluster(cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.usage.Len()
 }
 
 // Usage returns the cluster's watch start and every usage tuple.

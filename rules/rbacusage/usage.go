@@ -291,3 +291,11 @@ func LastUsed(us []Usage) time.Time {
 	}
 	return last
 }
+
+// Snapshot is what the usage store keeps of one cluster: since when it has
+// been watched, up to when its audit trail has been read, and its tuples.
+type Snapshot struct {
+	WatchStart time.Time
+	ReadTo     time.Time
+	Usages     []Usage
+}

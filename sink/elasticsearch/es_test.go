@@ -51,6 +51,7 @@ func realES(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig) {
 	cfg.AlertsIndex = "kstest-alerts-" + ns
 	cfg.Findings = config.ESFindingsConfig{
 		Index: "kstest-findings-" + ns, TransitionsStream: "logs-kstest.transitions-" + ns, ScoresStream: "metrics-kstest.scores-" + ns,
+		UsageIndex: "kstest-usage-" + ns,
 	}
 	cfg.ILM.Policy = "kstest-" + ns
 	es, err := NewClient(cfg)
@@ -68,7 +69,7 @@ func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 		Call(ctx, es, http.MethodDelete, "/_data_stream/"+s, nil)
 		Call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(s), nil)
 	}
-	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
+	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index, cfg.Findings.UsageIndex} {
 		Call(ctx, es, http.MethodDelete, "/"+idx, nil)
 		Call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(idx), nil)
 	}
@@ -138,7 +139,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 			t.Errorf("data stream %s: %v", s, ds)
 		}
 	}
-	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
+	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index, cfg.Findings.UsageIndex} {
 		if _, ok := getJSON(t, es, "/"+idx)[idx]; !ok {
 			t.Errorf("index %s missing", idx)
 		}
