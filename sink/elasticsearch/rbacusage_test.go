@@ -87,7 +87,7 @@ func TestUsageStoreOnRealElasticsearch(t *testing.T) {
 	}
 	web, _ := rbacusage.ParseReason(webReason, "")
 	want := map[string]time.Time{
-		ci.Key() + " get pods":              now.Add(-time.Second),
+		ci.Key() + " get pods":               now.Add(-time.Second),
 		ci.Key() + " patch deployments.apps": now.Add(-2 * time.Second),
 		ci.Key() + " get /healthz":           now.Add(-time.Second),
 		web.Key() + " get pods/log":          now.Add(-time.Second),
