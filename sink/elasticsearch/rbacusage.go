@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -36,6 +37,10 @@ type UsageStore struct {
 	es          *elasticsearch.Client
 	index       string
 	auditStream string
+	// exists is set once the index was seen to exist: a bulk write to a
+	// missing index would create it with a dynamic mapping Load cannot
+	// sort on, so Save refuses until `kubesift setup es` made it.
+	exists atomic.Bool
 }
 
 // NewUsageStore is the store of index, reading uses from auditStream.
@@ -88,8 +93,12 @@ func usageID(cluster, key string) string {
 
 // Save writes the watch document of cluster and the given usages, in bulk
 // requests of at most usageBatch documents. Every document is written or
-// Save returns an error; writing the same state again is harmless.
+// Save returns an error; writing the same state again is harmless. It
+// refuses to write before the index exists (checkIndex).
 func (s *UsageStore) Save(ctx context.Context, cluster string, snap rbacusage.Snapshot) error {
+	if err := s.checkIndex(ctx); err != nil {
+		return fmt.Errorf("rbac usage: save cluster %s: %w", cluster, err)
+	}
 	now := time.Now().UTC()
 	docs := []usageDoc{{Cluster: cluster, Type: "watch", WatchStart: timePtr(snap.WatchStart), ReadTo: timePtr(snap.ReadTo), Updated: now}}
 	for _, u := range snap.Usages {
@@ -107,6 +116,23 @@ func (s *UsageStore) Save(ctx context.Context, cluster string, snap rbacusage.Sn
 		}
 		docs = docs[n:]
 	}
+	return nil
+}
+
+func (s *UsageStore) checkIndex(ctx context.Context) error {
+	if s.exists.Load() {
+		return nil
+	}
+	status, body, h, err := Call(ctx, s.es, http.MethodHead, "/"+url.PathEscape(s.index), nil)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check index %s: %w", s.index, err)
+	case status == http.StatusNotFound:
+		return fmt.Errorf("index %s does not exist: run kubesift setup es", s.index)
+	case status >= 300:
+		return StatusError("check index "+s.index, status, body, h)
+	}
+	s.exists.Store(true)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,7 +145,15 @@ func TestUsageStoreOnRealElasticsearch(t *testing.T) {
 	if cls, err := s.Clusters(ctx); err != nil || !reflect.DeepEqual(cls, []string{"other", "prod"}) {
 		t.Errorf("Clusters = %v, %v", cls, err)
 	}
-	if empty, err := NewUsageStore(es, cfg.Findings.UsageIndex+"-missing", cfg.Streams.Audit).Load(ctx, "prod"); err != nil || len(empty.Usages) != 0 || !empty.WatchStart.IsZero() {
+	missing := NewUsageStore(es, cfg.Findings.UsageIndex+"-missing", cfg.Streams.Audit)
+	if empty, err := missing.Load(ctx, "prod"); err != nil || len(empty.Usages) != 0 || !empty.WatchStart.IsZero() {
 		t.Errorf("missing index: %+v, %v", empty, err)
+	}
+	// Writing would create the index without its mapping: refused.
+	if err := missing.Save(ctx, "prod", snap); err == nil || !strings.Contains(err.Error(), "setup es") {
+		t.Errorf("save to a missing index: %v", err)
+	}
+	if status, _, _, _ := Call(ctx, es, http.MethodHead, "/"+cfg.Findings.UsageIndex+"-missing", nil); status != http.StatusNotFound {
+		t.Errorf("save to a missing index created it: %d", status)
 	}
 }
