@@ -148,3 +148,27 @@ func TestUnused(t *testing.T) {
 		})
 	}
 }
+
+// TestReport: one row per binding and role with its subjects, least
+// recently used first; pairs and the suggestion only from the period.
+func TestReport(t *testing.T) {
+	day := 24 * time.Hour
+	old := Grant{Binding: Ref{Kind: "RoleBinding", Namespace: "shop", Name: "old"}, Role: Ref{Kind: "Role", Namespace: "shop", Name: "r"}, Subject: Subject{Kind: "User", Name: "bob"}}
+	snap := Snapshot{Usages: []Usage{
+		{Grant: ci, LastUsed: t0, Pairs: []PairUse{{get, t0}, {list, t0.Add(-40 * day)}}},
+		{Grant: ops, LastUsed: t0.Add(-time.Hour), Pairs: []PairUse{{logs, t0.Add(-time.Hour)}}},
+		{Grant: old, LastUsed: t0.Add(-50 * day), Pairs: []PairUse{{get, t0.Add(-50 * day)}}},
+	}}
+	got := Report("prod", snap, t0.Add(-30*day))
+	if len(got) != 2 {
+		t.Fatalf("%d rows: %+v", len(got), got)
+	}
+	if r := got[0]; r.Binding != old.Binding || len(r.Used) != 0 || r.Suggested != nil || !r.LastUsed.Equal(t0.Add(-50*day)) {
+		t.Errorf("first row (least recently used) %+v", r)
+	}
+	r := got[1]
+	if r.Binding != ci.Binding || len(r.Subjects) != 2 || r.Subjects[0] != ops.Subject || !r.LastUsed.Equal(t0) ||
+		!reflect.DeepEqual(r.Used, []string{"get pods", "get pods/log"}) || r.Suggested == nil || r.Suggested.Kind != "ClusterRole" {
+		t.Errorf("second row %+v", r)
+	}
+}

@@ -110,6 +110,9 @@ func TestUsageStoreOnRealElasticsearch(t *testing.T) {
 	if st.Parsed != 4 || st.Invalid != 1 || st.InvalidErr == nil {
 		t.Errorf("stats %+v, want 4 parsed and 1 invalid", st)
 	}
+	if all, _, err := s.Uses(ctx, "prod", time.Time{}, now.Add(time.Hour)); err != nil || len(all) != len(uses) {
+		t.Errorf("uses of all history: %d, %v; want %d", len(all), err, len(uses))
+	}
 	if later, _, err := s.Uses(ctx, "prod", now.Add(time.Hour), now.Add(2*time.Hour)); err != nil || len(later) != 0 {
 		t.Errorf("uses of a later period: %v, %v", later, err)
 	}

@@ -112,8 +112,12 @@ func (s *UsageStore) compositeUses(ctx context.Context, cluster string, from, to
 		map[string]any{"term": map[string]any{"orchestrator.cluster.name": cluster}},
 		map[string]any{"term": map[string]any{fieldDecision: "allow"}},
 		map[string]any{"exists": map[string]any{"field": fieldReason}},
-		map[string]any{"range": map[string]any{"event.ingested": map[string]any{"gte": from.UTC().Format(time.RFC3339Nano), "lt": to.UTC().Format(time.RFC3339Nano)}}},
 	}
+	period := map[string]any{"lt": to.UTC().Format(time.RFC3339Nano)}
+	if !from.IsZero() { // zero: all the history the stream holds
+		period["gte"] = from.UTC().Format(time.RFC3339Nano)
+	}
+	filter = append(filter, map[string]any{"range": map[string]any{"event.ingested": period}})
 	boolQ := map[string]any{"filter": filter}
 	if resource {
 		filter = append(filter, hasResource)
