@@ -105,10 +105,18 @@ func NewTable() *Table {
 func (t *Table) WatchStart() time.Time { return t.watchStart }
 
 // SetWatchStart keeps the earlier of at and the current watch start: history
-// restored from the store can only move it back.
+// restored from the store can only move it back. at is rounded up to the
+// second: rounding down would call the cluster watched up to a second
+// before it was.
 func (t *Table) SetWatchStart(at time.Time) {
-	if !at.IsZero() && (t.watchStart.IsZero() || at.Before(t.watchStart)) {
-		t.watchStart = at.UTC().Truncate(time.Second)
+	if at.IsZero() {
+		return
+	}
+	if r := at.UTC().Truncate(time.Second); r.Before(at) {
+		at = r.Add(time.Second)
+	}
+	if t.watchStart.IsZero() || at.Before(t.watchStart) {
+		t.watchStart = at.UTC()
 	}
 }
 

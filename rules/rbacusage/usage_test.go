@@ -78,11 +78,14 @@ func TestObserve(t *testing.T) {
 	}
 }
 
+// TestWatchStartOnlyMovesBack: the watch start only moves back, and a
+// time within a second rounds up (never watched longer than true).
 func TestWatchStartOnlyMovesBack(t *testing.T) {
 	tb := NewTable()
 	for _, c := range []struct {
 		set, want time.Time
-	}{{time.Time{}, time.Time{}}, {t0, t0}, {t0.Add(time.Hour), t0}, {t0.Add(-time.Hour), t0.Add(-time.Hour)}, {time.Time{}, t0.Add(-time.Hour)}} {
+	}{{time.Time{}, time.Time{}}, {t0.Add(-time.Millisecond), t0}, {t0.Add(time.Hour), t0}, {t0.Add(-time.Hour), t0.Add(-time.Hour)},
+		{time.Time{}, t0.Add(-time.Hour)}} {
 		tb.SetWatchStart(c.set)
 		if !tb.WatchStart().Equal(c.want) {
 			t.Errorf("after SetWatchStart(%v): %v, want %v", c.set, tb.WatchStart(), c.want)
