@@ -127,15 +127,8 @@ func (t *Table) SetWatchStart(at time.Time) {
 // re-delivered or re-read observation changes nothing.
 func (t *Table) Observe(u Use, cutoff time.Time) (changed, revived bool) {
 	at := u.At.Unix()
-	b := t.bindings[u.Grant.Binding]
-	if b == nil {
-		b = &binding{}
-		t.bindings[u.Grant.Binding] = b
-	}
-	tp := b.find(u.Grant.Role, u.Grant.Subject)
-	if tp == nil {
-		tp = &tuple{role: u.Grant.Role, subject: u.Grant.Subject, last: at}
-		b.tuples = append(b.tuples, tp)
+	tp, created := t.tuple(u.Grant, at)
+	if created {
 		changed, revived = true, true
 	} else if at > tp.last {
 		revived = tp.last < cutoff.Unix() && at >= cutoff.Unix()
@@ -148,6 +141,21 @@ func (t *Table) Observe(u Use, cutoff time.Time) (changed, revived bool) {
 		t.changed[tupleKey{u.Grant.Binding, u.Grant.Role, u.Grant.Subject}] = struct{}{}
 	}
 	return changed, revived
+}
+
+// tuple returns g's tuple, creating it (last used at last) when absent.
+func (t *Table) tuple(g Grant, last int64) (tp *tuple, created bool) {
+	b := t.bindings[g.Binding]
+	if b == nil {
+		b = &binding{}
+		t.bindings[g.Binding] = b
+	}
+	if tp = b.find(g.Role, g.Subject); tp != nil {
+		return tp, false
+	}
+	tp = &tuple{role: g.Role, subject: g.Subject, last: last}
+	b.tuples = append(b.tuples, tp)
+	return tp, true
 }
 
 func (b *binding) find(role Ref, subject Subject) *tuple {
@@ -185,16 +193,7 @@ func (tp *tuple) observe(id uint32, at int64) bool {
 
 // Restore merges a stored usage (the usage index's document) into the table.
 func (t *Table) Restore(u Usage) {
-	b := t.bindings[u.Grant.Binding]
-	if b == nil {
-		b = &binding{}
-		t.bindings[u.Grant.Binding] = b
-	}
-	tp := b.find(u.Grant.Role, u.Grant.Subject)
-	if tp == nil {
-		tp = &tuple{role: u.Grant.Role, subject: u.Grant.Subject}
-		b.tuples = append(b.tuples, tp)
-	}
+	tp, _ := t.tuple(u.Grant, u.LastUsed.Unix())
 	tp.last = max(tp.last, u.LastUsed.Unix())
 	for _, p := range u.Pairs {
 		tp.observe(t.intern(p.Pair), p.LastUsed.Unix())
