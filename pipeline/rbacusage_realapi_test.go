@@ -43,8 +43,7 @@ func (g *postureGround) feedAudit(t *testing.T, keep func(user string) bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offset, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
 		t.Fatal(err)
 	}
 	w, err := elasticsearch.NewWriter(elasticsearch.WriterOptions{Client: g.client, Config: g.es})
@@ -74,21 +73,22 @@ func (g *postureGround) feedAudit(t *testing.T, keep func(user string) bool) {
 				return
 			case <-tick.C:
 			}
-			if st, err := os.Stat(path); err == nil && st.Size() < offset {
-				// Rotated: the new file is read from its start.
-				f.Close()
-				if f, err = os.Open(path); err != nil {
-					t.Errorf("reopen %s: %v", path, err)
-					return
-				}
-				offset, partial = 0, nil
-			}
 			chunk, err := io.ReadAll(f)
 			if err != nil {
 				t.Errorf("read %s: %v", path, err)
 				return
 			}
-			offset += int64(len(chunk))
+			// Rotated (the path names another file): what the old file
+			// still held is read above; the new one is read from its start.
+			if cur, err := os.Stat(path); err == nil {
+				if old, err := f.Stat(); err == nil && !os.SameFile(cur, old) {
+					f.Close()
+					if f, err = os.Open(path); err != nil {
+						t.Errorf("reopen %s: %v", path, err)
+						return
+					}
+				}
+			}
 			data := append(partial, chunk...)
 			end := bytes.LastIndexByte(data, '\n')
 			if end < 0 {
@@ -151,7 +151,10 @@ func TestRBACUsageOnRealGround(t *testing.T) {
 	if err := elasticsearch.Setup(context.Background(), g.client, g.es, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { testenv.ESDo(g.es.Addresses[0], http.MethodDelete, "/"+g.es.Findings.UsageIndex, "") })
+	t.Cleanup(func() {
+		testenv.ESDo(g.es.Addresses[0], http.MethodDelete, "/"+g.es.Findings.UsageIndex, "")
+		testenv.ESDo(g.es.Addresses[0], http.MethodDelete, "/_index_template/"+elasticsearch.IndexTemplateName(g.es.Findings.UsageIndex), "")
+	})
 	ctx := context.Background()
 	nsName := "kubesift-rbac-" + randHex()
 	if _, err := g.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{}); err != nil {
