@@ -2,6 +2,7 @@ package rbacusage
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -174,4 +175,68 @@ func TestReport(t *testing.T) {
 		!reflect.DeepEqual(r.Used, []string{"get pods", "get pods/log"}) || r.Suggested == nil || r.Suggested.Kind != "ClusterRole" {
 		t.Errorf("second row %+v", r)
 	}
+}
+
+// allows is RBAC's rule match for a resource request (exact names; the
+// suggested roles hold no wildcards).
+func allows(rules []rbacv1.PolicyRule, p Pair) bool {
+	res := p.Resource
+	if p.Subresource != "" {
+		res += "/" + p.Subresource
+	}
+	for _, r := range rules {
+		if p.NonResourceURL != "" {
+			if slices.Contains(r.NonResourceURLs, p.NonResourceURL) && slices.Contains(r.Verbs, p.Verb) {
+				return true
+			}
+			continue
+		}
+		if slices.Contains(r.APIGroups, p.APIGroup) && slices.Contains(r.Resources, res) && slices.Contains(r.Verbs, p.Verb) {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzSuggest: whatever subset of a small universe of pairs was used, the
+// suggested role allows each used pair and no other pair of the universe
+// (non-resource URLs only in a ClusterRole).
+func FuzzSuggest(f *testing.F) {
+	f.Add(uint64(0b1011), false)
+	f.Add(uint64(1<<33|1<<3), true)
+	verbs := []string{"get", "list", "create", "delete"}
+	var universe []Pair
+	for _, g := range []string{"", "apps"} {
+		for _, r := range []string{"pods", "configmaps"} {
+			for _, sub := range []string{"", "log"} {
+				for _, v := range verbs {
+					universe = append(universe, Pair{Verb: v, APIGroup: g, Resource: r, Subresource: sub})
+				}
+			}
+		}
+	}
+	universe = append(universe, Pair{Verb: "get", NonResourceURL: "/healthz"}, Pair{Verb: "post", NonResourceURL: "/metrics"})
+	f.Fuzz(func(t *testing.T, mask uint64, roleBinding bool) {
+		var used []Pair
+		for i, p := range universe {
+			if mask&(1<<i) != 0 { // the universe has fewer than 64 pairs
+				used = append(used, p)
+			}
+		}
+		b := Ref{Kind: "ClusterRoleBinding", Name: "b"}
+		if roleBinding {
+			b = Ref{Kind: "RoleBinding", Namespace: "ns", Name: "b"}
+		}
+		s := Suggest(b, Ref{Kind: "ClusterRole", Name: "r"}, used)
+		var rules []rbacv1.PolicyRule
+		if s != nil {
+			rules = s.Rules
+		}
+		for _, p := range universe {
+			want := slices.Contains(used, p) && !(roleBinding && p.NonResourceURL != "")
+			if got := allows(rules, p); got != want {
+				t.Fatalf("used %v: %s allowed=%v, want %v (rules %+v)", used, p, got, want, rules)
+			}
+		}
+	})
 }
