@@ -100,6 +100,11 @@ func format(g Grant) string {
 // silently cut; a malformed RBAC reason is an error, never ErrNotRBAC.
 func FuzzParseReason(f *testing.F) {
 	for _, s := range []string{
+		// Written by the ground's kube-apiserver v1.37.2.
+		`RBAC: allowed by ClusterRoleBinding "system:basic-user" of ClusterRole "system:basic-user" to Group "system:authenticated"`,
+		`RBAC: allowed by RoleBinding "dev-alice-aggregate-to-view/ks-benign-dlsnr3" of ClusterRole "system:aggregate-to-view" to User "dev-alice"`,
+		`RBAC: allowed by RoleBinding "kubesift-collector-objects-lease/kubesift-obj-696c03cc" of Role "kubesift-collector-objects-lease" to ServiceAccount "kubesift-collector/kubesift-obj-696c03cc"`,
+		`RBAC: allowed by ClusterRoleBinding "system:kube-controller-manager" of ClusterRole "system:kube-controller-manager" to User "system:kube-controller-manager"`,
 		`RBAC: allowed by ClusterRoleBinding "ci-deploy" of ClusterRole "edit" to ServiceAccount "deployer/ci"`,
 		`RBAC: allowed by RoleBinding "too-much/app" of ClusterRole "edit" to ServiceAccount "default/app"`,
 		`RBAC: allowed by RoleBinding "r/shop" of Role "r" to User "o\"brien"`,
