@@ -111,14 +111,6 @@ func (e *Engine) UsageTuples(cluster string) int {
 	return cs.usage.Len()
 }
 
-// Usage returns the cluster's watch start and every usage tuple.
-func (e *Engine) Usage(cluster string) (time.Time, []rbacusage.Usage) {
-	cs := e.cluster(cluster)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return cs.usage.WatchStart(), cs.usage.All()
-}
-
 // rejudgeUsage judges the pairs filed under the given usage keys (all usage
 // keys when nil). Each transition takes its binding's resourceVersion, which
 // after() moves past the finding's previous transition: a usage change has
