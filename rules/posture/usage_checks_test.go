@@ -59,6 +59,9 @@ func usageCases() []checkCase {
 		{name: "binding unused, but watched for less than the window", check: "posture-rbac-unused-binding", base: aliceAdmin, uid: aliceUID, prep: watched(89*day, 0, aliceGrant)},
 		{name: "binding unused, watch start unknown", check: "posture-rbac-unused-binding", base: aliceAdmin, uid: aliceUID},
 		{name: "system binding unused", check: "posture-rbac-unused-binding", base: aliceAdmin, changes: []change{{"metadata.name", "system:alice"}}, uid: "uid-clusterrolebinding--system:alice", prep: watched(91*day, 0, aliceGrant)},
+		{name: "rbac-defaults binding unused", check: "posture-rbac-unused-binding", base: aliceAdmin, changes: []change{{"metadata.labels", map[string]any{"kubernetes.io/bootstrapping": "rbac-defaults"}}}, uid: aliceUID, prep: watched(91*day, 0, aliceGrant)},
+		{name: "system binding used for get pods only", check: "posture-rbac-broader-than-use", base: aliceAdmin, changes: []change{{"metadata.name", "system:alice"}}, uid: "uid-clusterrolebinding--system:alice", extra: []string{clusterAdminRole},
+			prep: watched(91*day, day, rbacusage.Grant{Binding: rbacusage.Ref{Kind: "ClusterRoleBinding", Name: "system:alice"}, Role: aliceGrant.Role, Subject: aliceGrant.Subject}, getPods)},
 		{name: "cluster-admin used for get pods only", check: "posture-rbac-broader-than-use", base: aliceAdmin, uid: aliceUID, extra: []string{clusterAdminRole}, prep: watched(91*day, day, aliceGrant, getPods), fail: true},
 		{name: "unused cluster-admin is not judged broader", check: "posture-rbac-broader-than-use", base: aliceAdmin, uid: aliceUID, prep: watched(91*day, 0, aliceGrant)},
 		{name: "cluster-admin used, not watched for the window", check: "posture-rbac-broader-than-use", base: aliceAdmin, uid: aliceUID, prep: watched(10*day, day, aliceGrant, getPods)},
@@ -68,10 +71,13 @@ func usageCases() []checkCase {
 			prep: watched(91*day, day, readGrant, rbacusage.Pair{Verb: "get", Resource: "configmaps"}), fail: true},
 		{name: "role bound nowhere", check: "posture-rbac-role-unbound", base: secretsReader, uid: "uid-clusterrole--reader", fail: true},
 		{name: "role bound by a RoleBinding", check: "posture-rbac-role-unbound", base: secretsReader, uid: "uid-clusterrole--reader", extra: []string{readerBinder}},
+		{name: "system role bound nowhere", check: "posture-rbac-role-unbound", base: secretsReader, changes: []change{{"metadata.name", "system:reader"}}, uid: "uid-clusterrole--system:reader"},
+		{name: "rbac-defaults role bound nowhere", check: "posture-rbac-role-unbound", base: secretsReader, changes: []change{{"metadata.labels", map[string]any{"kubernetes.io/bootstrapping": "rbac-defaults"}}}, uid: "uid-clusterrole--reader"},
 		{name: "role aggregated into another", check: "posture-rbac-role-unbound", base: secretsReader, changes: []change{{"metadata.labels", map[string]any{"rbac.authorization.k8s.io/aggregate-to-view": "true"}}}, uid: "uid-clusterrole--reader"},
 		{name: "binding to a missing service account", check: "posture-rbac-missing-subject", base: readerBinder, changes: []change{{"subjects.0.name", "ghost"}}, uid: "uid-rolebinding-shop-read", fail: true},
 		{name: "binding to a missing service account of another namespace", check: "posture-rbac-missing-subject", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "web", "namespace": "gone"}}}}, uid: aliceUID, fail: true},
 		{name: "binding to an existing service account", check: "posture-rbac-missing-subject", base: readerBinder, uid: "uid-rolebinding-shop-read"},
 		{name: "binding to a user", check: "posture-rbac-missing-subject", base: aliceAdmin, uid: aliceUID},
+		{name: "system binding to a missing service account", check: "posture-rbac-missing-subject", base: readerBinder, changes: []change{{"metadata.name", "system:read"}, {"subjects.0.name", "ghost"}}, uid: "uid-rolebinding-shop-system:read"},
 	}
 }

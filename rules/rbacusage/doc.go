@@ -5,8 +5,9 @@
 // # The contract
 //
 // ParseReason reads one authorization.k8s.io/reason annotation (every form
-// current and older kube-apiservers write; FuzzParseReason guards that it
-// never panics and that what it accepts prints back to the same reason).
+// kube-apiservers since 1.10 write; FuzzParseReason guards that it never
+// panics and that what it accepts prints, in the current form, back to a
+// reason that parses to the same grant).
 // A Table is one cluster's usage state: Observe merges a use, and merging
 // is idempotent and order-free (the latest time wins per tuple and per
 // pair), so a re-read of the same audit records, a restore from the store

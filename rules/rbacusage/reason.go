@@ -56,23 +56,28 @@ type Grant struct {
 var ErrNotRBAC = errors.New("not an RBAC reason")
 
 // ParseReason reads the authorization.k8s.io/reason annotation of an
-// allowed request. The RBAC authorizer writes
+// allowed request. Since Kubernetes 1.12 the RBAC authorizer writes
 //
 //	RBAC: allowed by ClusterRoleBinding "NAME" of ClusterRole "ROLE" to User "U"
 //	RBAC: allowed by RoleBinding "NAME/NS" of Role "ROLE" to ServiceAccount "SA/SANS"
 //
-// (plugin/pkg/auth/authorizer/rbac: the describers' String and
-// describeSubject). Every name is a Go %q literal, so a user name holding
-// quotes or non-ASCII is unquoted, not cut at the first quote. Forms older
-// API servers wrote are accepted too: without the "RBAC: " prefix, a
-// RoleBinding named without "/NS", and a ServiceAccount subject with an empty
-// namespace ("SA/"); both mean the binding's namespace, which for a
-// RoleBinding without one is requestNamespace (a RoleBinding grants only in
-// its own namespace, so the request was made there).
+// (plugin/pkg/auth/authorizer/rbac, and the describers and describeSubject
+// of pkg/registry/rbac/validation); 1.10 and 1.11 wrote the same text
+// without the "RBAC: " prefix, and earlier releases no reason for an
+// allowed request (an empty reason, like the Node authorizer's and
+// AlwaysAllow's). Every name is a Go %q literal, so a user name holding
+// quotes or non-ASCII is unquoted, not cut at the first quote. Two
+// variants no release writes are accepted too, because their meaning is
+// unambiguous: a RoleBinding named without "/NS" (requestNamespace: a
+// RoleBinding grants only in its own namespace, so the request was made
+// there) and a ServiceAccount with an empty namespace ("SA/", the
+// binding's, as the authorizer itself defaults it).
 //
-// A reason of another authorizer returns ErrNotRBAC, and so does a reason
-// without the prefix that does not parse whole; a reason with the prefix
-// that does not parse returns an error naming the part that failed.
+// A reason of another authorizer returns ErrNotRBAC, and so does the RBAC
+// authorizer's own "RBAC: <errors>" of a request it did not allow, and a
+// reason without the prefix that does not parse whole; a reason with
+// "RBAC: allowed by " that does not parse returns an error naming the part
+// that failed.
 func ParseReason(reason, requestNamespace string) (Grant, error) {
 	var g Grant
 	s, prefixed := strings.CutPrefix(reason, "RBAC: ")

@@ -7,11 +7,13 @@ import (
 	"testing"
 )
 
-// TestParseReason covers the reasons kube-apiservers write: the describers
-// of plugin/pkg/auth/authorizer/rbac (RoleBinding "NAME/NS", ServiceAccount
-// "NAME/NS", every value %q-quoted) and the older forms (no "RBAC: "
-// prefix, a RoleBinding without namespace, a ServiceAccount with an empty
-// one).
+// TestParseReason covers the reasons kube-apiservers write: since 1.12
+// "RBAC: allowed by " and the describers of pkg/registry/rbac/validation
+// (RoleBinding "NAME/NS", ServiceAccount "NAME/NS", every value
+// %q-quoted), in 1.10 and 1.11 the same without the "RBAC: " prefix, the
+// empty reason of older releases and of other authorizers, the RBAC
+// authorizer's errors, and the variants ParseReason accepts beyond them (a
+// RoleBinding without namespace, a ServiceAccount with an empty one).
 func TestParseReason(t *testing.T) {
 	crb := func(name, rk, role string, s Subject) Grant {
 		return Grant{Binding: Ref{Kind: "ClusterRoleBinding", Name: name}, Role: Ref{Kind: rk, Name: role}, Subject: s}
@@ -43,13 +45,18 @@ func TestParseReason(t *testing.T) {
 			want: crb("x", "ClusterRole", "view", user("o\"brien üé\n"))},
 		{name: "e-mail user", reason: `RBAC: allowed by RoleBinding "namespace-editors/default" of ClusterRole "edit" to User "brendan@example.com"`,
 			want: rb("default", "namespace-editors", "ClusterRole", "edit", user("brendan@example.com"))},
-		{name: "old: no RBAC prefix", reason: `allowed by ClusterRoleBinding "admins" of ClusterRole "cluster-admin" to Group "ops"`,
+		{name: "1.10: no RBAC prefix, ServiceAccount", reason: `allowed by ClusterRoleBinding "system:controller:cronjob-controller" of ClusterRole "system:controller:cronjob-controller" to ServiceAccount "cronjob-controller/kube-system"`,
+			want: crb("system:controller:cronjob-controller", "ClusterRole", "system:controller:cronjob-controller", sa("kube-system", "cronjob-controller"))},
+		{name: "1.10: no RBAC prefix, RoleBinding of a ClusterRole", reason: `allowed by RoleBinding "bob-viewer/default" of ClusterRole "view" to User "bob"`,
+			want: rb("default", "bob-viewer", "ClusterRole", "view", user("bob"))},
+		{name: "1.11: no RBAC prefix, Group", reason: `allowed by ClusterRoleBinding "admins" of ClusterRole "cluster-admin" to Group "ops"`,
 			want: crb("admins", "ClusterRole", "cluster-admin", group("ops"))},
-		{name: "old: ServiceAccount with empty namespace is the binding's", reason: `RBAC: allowed by RoleBinding "r/shop" of Role "r" to ServiceAccount "web/"`,
+		{name: "variant: ServiceAccount with empty namespace is the binding's", reason: `RBAC: allowed by RoleBinding "r/shop" of Role "r" to ServiceAccount "web/"`,
 			want: rb("shop", "r", "Role", "r", sa("shop", "web"))},
-		{name: "old: RoleBinding without namespace is the request's", reason: `allowed by RoleBinding "r" of Role "r" to ServiceAccount "web/"`, ns: "shop",
+		{name: "variant: RoleBinding without namespace is the request's", reason: `allowed by RoleBinding "r" of Role "r" to ServiceAccount "web/"`, ns: "shop",
 			want: rb("shop", "r", "Role", "r", sa("shop", "web"))},
-		{name: "Node authorizer", reason: ``, err: ErrNotRBAC.Error()},
+		{name: "Node authorizer, AlwaysAllow, RBAC before 1.10", reason: ``, err: ErrNotRBAC.Error()},
+		{name: "RBAC error of a request it did not allow", reason: `RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found`, err: ErrNotRBAC.Error()},
 		{name: "webhook", reason: `allowed by webhook policy "p"`, err: ErrNotRBAC.Error()},
 		{name: "other authorizer's text", reason: `RBAC: [clusterrole.rbac.authorization.k8s.io "x" not found]`, err: ErrNotRBAC.Error()},
 		{name: "unknown binding kind", reason: `RBAC: allowed by GlobalRoleBinding "g" of ClusterRole "c" to User "u"`, err: "binding kind"},
@@ -108,7 +115,16 @@ func FuzzParseReason(f *testing.F) {
 		`RBAC: allowed by ClusterRoleBinding "ci-deploy" of ClusterRole "edit" to ServiceAccount "deployer/ci"`,
 		`RBAC: allowed by RoleBinding "too-much/app" of ClusterRole "edit" to ServiceAccount "default/app"`,
 		`RBAC: allowed by RoleBinding "r/shop" of Role "r" to User "o\"brien"`,
+		// Written by kube-apiserver 1.10 and 1.11 (plugin/pkg/auth/authorizer/rbac
+		// before the "RBAC: " prefix).
+		`allowed by ClusterRoleBinding "system:controller:cronjob-controller" of ClusterRole "system:controller:cronjob-controller" to ServiceAccount "cronjob-controller/kube-system"`,
+		`allowed by RoleBinding "bob-viewer/default" of ClusterRole "view" to User "bob"`,
 		`allowed by ClusterRoleBinding "admins" of ClusterRole "cluster-admin" to Group "ops"`,
+		// The RBAC authorizer's reasons for a request it did not allow: one
+		// error, and an aggregate of several.
+		`RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found`,
+		`RBAC: [role.rbac.authorization.k8s.io "a" not found, clusterrole.rbac.authorization.k8s.io "b" not found]`,
+		// Variants ParseReason accepts beyond what any release writes.
 		`allowed by RoleBinding "r" of Role "r" to ServiceAccount "web/"`,
 		`RBAC: allowed by ClusterRoleBinding "x" of ClusterRole "view" to User "\u00e9\x00"`,
 		``, `RBAC: `, `allowed by `,
