@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kubesift/kubesift/rules/rbacusage"
@@ -38,8 +39,8 @@ type UseStats struct {
 // with its latest time — a composite aggregation paged in usagePage
 // buckets, so the answer stays bounded whatever the traffic. Non-resource
 // requests are read apart, grouped by request URI (a handful of paths;
-// resource URIs would be one bucket per object). A missing stream is no
-// uses.
+// resource URIs would be one bucket per object) and named by its path
+// without the query. A missing stream is no uses.
 func (s *UsageStore) Uses(ctx context.Context, cluster string, from, to time.Time) ([]rbacusage.Use, UseStats, error) {
 	var st UseStats
 	var out []rbacusage.Use
@@ -60,7 +61,10 @@ func (s *UsageStore) Uses(ctx context.Context, cluster string, from, to time.Tim
 			st.Parsed++
 			p := rbacusage.Pair{Verb: b.Key.Verb, APIGroup: str(b.Key.Group), Resource: str(b.Key.Resource), Subresource: str(b.Key.Sub)}
 			if !resource {
-				p = rbacusage.Pair{Verb: b.Key.Verb, NonResourceURL: str(b.Key.URI)}
+				// The request URI holds the query (/api?timeout=32s); an RBAC
+				// nonResourceURLs entry matches the path alone.
+				path, _, _ := strings.Cut(str(b.Key.URI), "?")
+				p = rbacusage.Pair{Verb: b.Key.Verb, NonResourceURL: path}
 			}
 			at, err := time.Parse(time.RFC3339Nano, b.Last.ValueString)
 			if err != nil {
