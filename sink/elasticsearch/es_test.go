@@ -62,6 +62,21 @@ func realES(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig) {
 	return es, cfg
 }
 
+// realESSetUp is realES after Setup made its streams and indices, with the
+// ECS builder of its configuration.
+func realESSetUp(t testing.TB) (*elasticsearch.Client, config.ElasticsearchConfig, *ecs.Builder) {
+	t.Helper()
+	es, cfg := realES(t)
+	if err := Setup(context.Background(), es, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ecs.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es, cfg, b
+}
+
 func cleanup(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -265,14 +280,7 @@ func buildDocs(t testing.TB, b *ecs.Builder, recs []*record.Record) []sink.Doc {
 // zero rejections, an exact _count, and a second write of the same IDs is
 // all Duplicate with the count unchanged.
 func TestIndexCorpus(t *testing.T) {
-	es, cfg := realES(t)
-	if err := Setup(context.Background(), es, cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-	b, err := ecs.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es, cfg, b := realESSetUp(t)
 	docs := buildDocs(t, b, append(corpusRecords(t), syntheticRecords(t)...))
 	perIndex := map[string]int{}
 	for _, d := range docs {

@@ -13,7 +13,6 @@ import (
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules/rbacusage"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/ecs"
 )
 
 // usageRecord is an audit record of an allowed (or denied) request with
@@ -35,14 +34,7 @@ func usageRecord(t *testing.T, w auditWrite, observed time.Time, decision, reaso
 // a malformed RBAC reason counted), across composite pages; Save and Load
 // round-trip a snapshot across bulk batches; a missing index loads empty.
 func TestUsageStoreOnRealElasticsearch(t *testing.T) {
-	es, cfg := realES(t)
-	if err := Setup(context.Background(), es, cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-	b, err := ecs.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es, cfg, b := realESSetUp(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	const (
 		ciReason  = `RBAC: allowed by ClusterRoleBinding "ci" of ClusterRole "edit" to ServiceAccount "deployer/ci"`
