@@ -76,22 +76,19 @@ func (c *PostureConsumer) restoreUsage(ctx context.Context, ps *partState, clust
 	if c.o.Usage == nil {
 		return nil
 	}
-	for {
-		snap, err := c.o.Usage.Load(ctx, cluster)
-		if err == nil {
-			c.o.Engine.RestoreUsage(cluster, snap.WatchStart, snap.Usages)
-			st := &usageState{readTo: snap.ReadTo, unsaved: map[string]rbacusage.Usage{}, saved: !snap.WatchStart.IsZero()}
-			st.watchStart = c.o.Engine.StartWatch(cluster, time.Now())
-			ps.usage[cluster] = st
-			return nil
-		}
-		c.lim.Warn(c.log, "usage-restore", "reading the RBAC usage failed; retrying", "cluster", cluster, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("posture: restoring the RBAC usage of cluster %s: %w", cluster, err)
-		case <-time.After(time.Second):
-		}
+	var snap rbacusage.Snapshot
+	err := c.retryRead(ctx, "usage-restore", "reading the RBAC usage failed; retrying", cluster, func() (err error) {
+		snap, err = c.o.Usage.Load(ctx, cluster)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("posture: restoring the RBAC usage of cluster %s: %w", cluster, err)
 	}
+	c.o.Engine.RestoreUsage(cluster, snap.WatchStart, snap.Usages)
+	st := &usageState{readTo: snap.ReadTo, unsaved: map[string]rbacusage.Usage{}, saved: !snap.WatchStart.IsZero()}
+	st.watchStart = c.o.Engine.StartWatch(cluster, time.Now())
+	ps.usage[cluster] = st
+	return nil
 }
 
 // readUsage reads every owned cluster's new uses, judges the usage checks
