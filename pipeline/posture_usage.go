@@ -85,6 +85,7 @@ func (c *PostureConsumer) restoreUsage(ctx context.Context, ps *partState, clust
 		return fmt.Errorf("posture: restoring the RBAC usage of cluster %s: %w", cluster, err)
 	}
 	c.o.Engine.RestoreUsage(cluster, snap.WatchStart, snap.Usages)
+	c.o.Engine.UsageReadTo(cluster, snap.ReadTo)
 	st := &usageState{readTo: snap.ReadTo, unsaved: map[string]rbacusage.Usage{}, saved: !snap.WatchStart.IsZero()}
 	st.watchStart = c.o.Engine.StartWatch(cluster, time.Now())
 	ps.usage[cluster] = st
@@ -92,8 +93,8 @@ func (c *PostureConsumer) restoreUsage(ctx context.Context, ps *partState, clust
 }
 
 // readUsage reads every owned cluster's new uses, judges the usage checks
-// again (with the new uses, and for time having passed), writes the
-// transitions and then the changed usage. A failed read or save is
+// again (with the new uses, and, when the read succeeded, for time having
+// passed), writes the transitions and then the changed usage. A failed read or save is
 // counted, logged and tried again at the next tick: reads restart from the
 // last saved point minus the lookback, and merging a use twice changes
 // nothing, so nothing is lost and nothing is counted twice.
@@ -119,9 +120,14 @@ func (c *PostureConsumer) readUsage(ctx context.Context, part *partition, ps *pa
 			to = st.readTo // nothing read: the next read starts where this one did
 		} else {
 			c.um.reads.WithLabelValues("read", "ok").Inc()
+			c.o.Engine.UsageReadTo(cl, to)
 		}
 		ds := c.o.Engine.ObserveUsage(cl, uses)
-		ds = append(ds, c.o.Engine.RejudgeUsage(cl)...)
+		if err == nil {
+			// Only a complete read lets time passing turn a binding unused:
+			// after a failed one, its latest use may be among the unread.
+			ds = append(ds, c.o.Engine.RejudgeUsage(cl)...)
+		}
 		if len(ds) > 0 {
 			hold := newBatchHold()
 			c.emit(ctx, hold, part, kafka.Message{Topic: c.topic, Partition: part.id, Offset: -1}, ds, time.Now())

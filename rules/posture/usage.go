@@ -94,6 +94,18 @@ func (e *Engine) RejudgeUsage(cluster string) []Decision {
 	return e.rejudgeUsage(cs, nil)
 }
 
+// UsageReadTo records that the cluster's audit trail has been read up to
+// at (it only moves forward). The rbac_usage helper judges up to the
+// earlier of it and the clock: a use after the last read is not known yet,
+// and judging up to the clock would call a binding unused whose latest
+// use is unread (after a restart, or while reads fail).
+func (e *Engine) UsageReadTo(cluster string, at time.Time) {
+	cs := e.cluster(cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.usage.SetReadTo(at)
+}
+
 // UsageChanged returns the usage tuples changed since the last call: what
 // the store must write.
 func (e *Engine) UsageChanged(cluster string) []rbacusage.Usage {
@@ -136,7 +148,9 @@ func (e *Engine) rejudgeUsage(cs *clusterState, keys map[string]bool) []Decision
 }
 
 // RBACUsage implements rules.Inventory for the rbac_usage helper. For a
-// RoleBinding or ClusterRoleBinding it answers
+// RoleBinding or ClusterRoleBinding it answers, for the window that ends at
+// the last read of the audit trail (UsageReadTo) or at the clock, whichever
+// is earlier,
 //
 //	watched        the cluster has been watched for the whole window
 //	watched_since  when watching began (absent when unknown)
@@ -164,6 +178,9 @@ func (r *reader) RBACUsage(b map[string]any) map[string]any {
 	r.read(usageKey(ref))
 	window := r.usage.window()
 	now := r.usage.now()
+	if rt := r.usage.t.ReadTo(); !rt.IsZero() && rt.Before(now) {
+		now = rt // uses after the last read are unknown (UsageReadTo)
+	}
 	cutoff := now.Add(-window)
 	start := r.usage.t.WatchStart()
 	us := r.usage.t.Binding(ref)

@@ -108,3 +108,24 @@ func TestRestoreUsageKeepsHistory(t *testing.T) {
 		t.Errorf("binding unused for 100 days: %v", ids(ds, ""))
 	}
 }
+
+// TestUnusedOnlyUpToTheLastRead: after a restart the stored usage was read
+// up to two days ago; a binding last used 91 days ago is not unused until
+// the audit trail of the last two days has been read, since its latest use
+// may be there.
+func TestUnusedOnlyUpToTheLastRead(t *testing.T) {
+	const check = "posture-rbac-unused-binding"
+	e := New(builtin(t))
+	e.now = func() time.Time { return usageNow }
+	last := usageNow.Add(-91 * day)
+	e.RestoreUsage(cl, usageNow.Add(-200*day), []rbacusage.Usage{{Grant: aliceGrant, LastUsed: last, Pairs: []rbacusage.PairUse{{Pair: getPods, LastUsed: last}}}})
+	e.UsageReadTo(cl, usageNow.Add(-2*day))
+	b := obj(t, aliceAdmin)
+	if ds := apply(t, e, b); has(ds, check, b.UID) {
+		t.Fatalf("unused before the last two days were read: %v", ids(ds, ""))
+	}
+	e.UsageReadTo(cl, usageNow)
+	if ds := e.RejudgeUsage(cl); !has(ds, check, b.UID) {
+		t.Errorf("not unused once read up to now: %v", ids(ds, ""))
+	}
+}

@@ -67,6 +67,7 @@ type PairUse struct {
 // concurrent use; its owner (the posture engine's cluster) locks it.
 type Table struct {
 	watchStart time.Time
+	readTo     time.Time
 	pairs      []Pair
 	pairIdx    map[Pair]uint32
 	bindings   map[Ref]*binding
@@ -117,6 +118,18 @@ func (t *Table) SetWatchStart(at time.Time) {
 	}
 	if t.watchStart.IsZero() || at.Before(t.watchStart) {
 		t.watchStart = at.UTC()
+	}
+}
+
+// ReadTo is up to when the cluster's audit trail has been read (zero:
+// unknown): uses after it are not in the table yet.
+func (t *Table) ReadTo() time.Time { return t.readTo }
+
+// SetReadTo records that the audit trail has been read up to at; it only
+// moves forward.
+func (t *Table) SetReadTo(at time.Time) {
+	if at.After(t.readTo) {
+		t.readTo = at.UTC()
 	}
 }
 

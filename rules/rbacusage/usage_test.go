@@ -94,6 +94,20 @@ func TestWatchStartOnlyMovesBack(t *testing.T) {
 	}
 }
 
+// TestReadToOnlyMovesForward: a read that ends earlier (a restore of an
+// older snapshot) does not take back what a later read covered.
+func TestReadToOnlyMovesForward(t *testing.T) {
+	tb := NewTable()
+	for _, c := range []struct {
+		set, want time.Time
+	}{{time.Time{}, time.Time{}}, {t0, t0}, {t0.Add(-time.Hour), t0}, {time.Time{}, t0}, {t0.Add(time.Minute), t0.Add(time.Minute)}} {
+		tb.SetReadTo(c.set)
+		if !tb.ReadTo().Equal(c.want) {
+			t.Errorf("after SetReadTo(%v): %v, want %v", c.set, tb.ReadTo(), c.want)
+		}
+	}
+}
+
 func TestSuggest(t *testing.T) {
 	rb := Ref{Kind: "RoleBinding", Namespace: "shop", Name: "web"}
 	crb := Ref{Kind: "ClusterRoleBinding", Name: "ci"}
