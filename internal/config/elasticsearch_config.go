@@ -239,33 +239,7 @@ func (c *ElasticsearchConfig) validate(v *validator) {
 	}
 	positiveDur("request_timeout", c.RequestTimeout)
 
-	seen := map[string]string{}
-	for _, s := range []struct{ field, name string }{
-		{"streams.audit", c.Streams.Audit}, {"streams.events", c.Streams.Events},
-		{"streams.posture", c.Streams.Posture}, {"alerts_index", c.AlertsIndex},
-		{"findings.index", c.Findings.Index}, {"findings.transitions_stream", c.Findings.TransitionsStream},
-		{"findings.scores_stream", c.Findings.ScoresStream}, {"findings.usage_index", c.Findings.UsageIndex},
-	} {
-		if s.field == "findings.usage_index" && s.name == "" {
-			continue // no usage index: RBAC usage is not kept
-		}
-		if msg := validIndexName(s.name); msg != "" {
-			v.add(p+s.field, msg)
-			continue
-		}
-		if other, dup := seen[s.name]; dup {
-			v.add(p+s.field, "same name as sink.elasticsearch."+other)
-		}
-		seen[s.name] = s.field
-		if s.field == "alerts_index" || s.field == "findings.index" || s.field == "findings.usage_index" {
-			continue
-		}
-		// data_stream.{type,dataset,namespace} are derived from the name,
-		// and Elastic's conventions forbid "-" inside dataset and namespace.
-		if _, _, _, ok := StreamName(s.name); !ok {
-			v.add(p+s.field, fmt.Sprintf("%q is not <type>-<dataset>-<namespace> (e.g. logs-kubernetes.audit_logs-default)", s.name))
-		}
-	}
+	c.validateNames(v)
 
 	positive("workers", int64(c.Workers))
 	flushOK := positive("flush_bytes", int64(c.FlushBytes))
@@ -296,6 +270,39 @@ func (c *ElasticsearchConfig) validate(v *validator) {
 		}
 		if c.ILM.DeleteAfter < 0 {
 			v.add(p+"ilm.delete_after", "must not be negative (0 keeps data)")
+		}
+	}
+}
+
+// validateNames checks the names of the data streams and indices: valid,
+// distinct, and a data stream's of the form Elastic's conventions require.
+func (c *ElasticsearchConfig) validateNames(v *validator) {
+	const p = "sink.elasticsearch."
+	seen := map[string]string{}
+	for _, s := range []struct{ field, name string }{
+		{"streams.audit", c.Streams.Audit}, {"streams.events", c.Streams.Events},
+		{"streams.posture", c.Streams.Posture}, {"alerts_index", c.AlertsIndex},
+		{"findings.index", c.Findings.Index}, {"findings.transitions_stream", c.Findings.TransitionsStream},
+		{"findings.scores_stream", c.Findings.ScoresStream}, {"findings.usage_index", c.Findings.UsageIndex},
+	} {
+		if s.field == "findings.usage_index" && s.name == "" {
+			continue // no usage index: RBAC usage is not kept
+		}
+		if msg := validIndexName(s.name); msg != "" {
+			v.add(p+s.field, msg)
+			continue
+		}
+		if other, dup := seen[s.name]; dup {
+			v.add(p+s.field, "same name as sink.elasticsearch."+other)
+		}
+		seen[s.name] = s.field
+		if s.field == "alerts_index" || s.field == "findings.index" || s.field == "findings.usage_index" {
+			continue
+		}
+		// data_stream.{type,dataset,namespace} are derived from the name,
+		// and Elastic's conventions forbid "-" inside dataset and namespace.
+		if _, _, _, ok := StreamName(s.name); !ok {
+			v.add(p+s.field, fmt.Sprintf("%q is not <type>-<dataset>-<namespace> (e.g. logs-kubernetes.audit_logs-default)", s.name))
 		}
 	}
 }
