@@ -78,6 +78,12 @@ func (f *fakeUsage) add(u rbacusage.Use) {
 	f.uses = append(f.uses, ingested{time.Now(), u})
 }
 
+func (f *fakeUsage) saveCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.saves
+}
+
 func (f *fakeUsage) stored(cluster string) rbacusage.Snapshot {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -90,7 +96,8 @@ func (f *fakeUsage) stored(cluster string) rbacusage.Snapshot {
 // been watched for the window, a use read from the audit stream resolves
 // it, reads and writes that fail are counted and retried without losing
 // the use, and a restarted consumer restores the watch start and usage
-// (the binding stays resolved: nothing is decided again).
+// (the binding stays resolved: nothing is decided again; the watch start
+// it saves is the first one).
 func TestPostureConsumerRBACUsage(t *testing.T) {
 	kc := fakeKafka(t, 1, kfake.SeedTopics(1, topicObjects))
 	brokers := kc.ListenAddrs()
@@ -101,13 +108,15 @@ func TestPostureConsumerRBACUsage(t *testing.T) {
 		`{"metadata":{"name":"alice-view"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},"subjects":[{"kind":"User","name":"alice"}]}`)
 	fu := &fakeUsage{snaps: map[string]rbacusage.Snapshot{}, failReads: 2}
 	const window = 2 * time.Second
-	withUsage := func(o *PostureOptions) {
-		o.Usage = fu
-		o.Processor.Posture.RBACUsage = config.ProcessorRBACUsageConfig{Enabled: true, Window: window, Interval: 50 * time.Millisecond, Lookback: time.Minute}
+	withUsage := func(window time.Duration) func(o *PostureOptions) {
+		return func(o *PostureOptions) {
+			o.Usage = fu
+			o.Processor.Posture.RBACUsage = config.ProcessorRBACUsageConfig{Enabled: true, Window: window, Interval: 50 * time.Millisecond, Lookback: time.Minute}
+		}
 	}
 	reg := prometheus.NewRegistry()
 	started := time.Now()
-	stop := startPosture(t, brokers, "posture-usage", ff, reg, withUsage)
+	stop := startPosture(t, brokers, "posture-usage", ff, reg, withUsage(window))
 
 	testenv.WaitFor(t, "the never-used binding opens as unused", 20*time.Second, func() bool { return ff.state(cl, check, uid) == posture.StateOpen })
 	if d := time.Since(started); d < window {
@@ -131,20 +140,29 @@ func TestPostureConsumerRBACUsage(t *testing.T) {
 	// The watch began when the consumer first judged the cluster, rounded
 	// up to the second.
 	if snap.WatchStart.Before(started) || snap.WatchStart.After(started.Add(5*time.Second)) || snap.ReadTo.IsZero() {
-		t.Errorf("stored watch %v, read to %v", snap.WatchStart, snap.ReadTo)
+		t.Errorf("stored watch %v, read to %v; consumer started %v", snap.WatchStart, snap.ReadTo, started)
 	}
 
+	// The restarted consumer judges with a window of a minute: with 2 s,
+	// whether the binding turns unused again depends on how long the
+	// restart takes, and the point here is that nothing decided is decided
+	// again and that the watch start survives.
 	stop()
 	reg2 := prometheus.NewRegistry()
 	before, _ := ff.written()
-	startPosture(t, brokers, "posture-usage", ff, reg2, withUsage)
+	saves := fu.saveCount()
+	startPosture(t, brokers, "posture-usage", ff, reg2, withUsage(time.Minute))
 	testenv.WaitFor(t, "the restarted consumer rebuilt", 20*time.Second, func() bool {
 		return testenv.Metric(t, reg2, "kubesift_posture_rebuilds_total") == 1
 	})
 	testenv.WaitFor(t, "the restarted consumer read usage", 20*time.Second, func() bool {
 		return testenv.Metric(t, reg2, "kubesift_rbac_usage_reads_total", "step", "read", "result", "ok") > 0
 	})
+	testenv.WaitFor(t, "the restarted consumer saved", 20*time.Second, func() bool { return fu.saveCount() > saves })
 	if after, _ := ff.written(); after != before || ff.state(cl, check, uid) != posture.StateResolved {
 		t.Errorf("restart: %d transition documents before, %d after; state %s", before, after, ff.state(cl, check, uid))
+	}
+	if again := fu.stored(cl); !again.WatchStart.Equal(snap.WatchStart) || len(again.Usages) != 1 {
+		t.Errorf("after the restart: watch start %v (want %v), %d usages (want 1)", again.WatchStart, snap.WatchStart, len(again.Usages))
 	}
 }
