@@ -94,10 +94,10 @@ func (c *PostureConsumer) restoreUsage(ctx context.Context, ps *partState, clust
 
 // readUsage reads every owned cluster's new uses, judges the usage checks
 // again (with the new uses, and, when the read succeeded, for time having
-// passed), writes the transitions and then the changed usage. A failed read or save is
-// counted, logged and tried again at the next tick: reads restart from the
-// last saved point minus the lookback, and merging a use twice changes
-// nothing, so nothing is lost and nothing is counted twice.
+// passed), writes the transitions and then the changed usage. A failed
+// read or save is counted, logged and tried again at the next tick: reads
+// restart from the last saved point minus the lookback, and merging a use
+// twice changes nothing, so nothing is lost and nothing is counted twice.
 func (c *PostureConsumer) readUsage(ctx context.Context, part *partition, ps *partState) {
 	cfg := c.pc.Posture.RBACUsage
 	for cl, st := range ps.usage {
