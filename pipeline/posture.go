@@ -57,6 +57,9 @@ type PostureOptions struct {
 	Writer     sink.Writer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Usage is the RBAC usage store (posture_usage.go); nil when
+	// processor.posture.rbac_usage is off or the store has no audit search.
+	Usage UsageStore
 	// Dialer and Transport replace the Kafka clients built from Kafka (tests).
 	Dialer    *kafka.Dialer
 	Transport kafka.RoundTripper
@@ -104,6 +107,7 @@ type PostureConsumer struct {
 	minSev rules.Severity
 	log    *slog.Logger
 	m      *postureMetrics
+	um     *usageMetrics
 	prod   *producer
 	dialer *kafka.Dialer
 	lim    obs.LogLimiter
@@ -161,6 +165,13 @@ func NewPosture(o PostureOptions) (*PostureConsumer, error) {
 	}
 	if err := c.m.register(o.Registerer); err != nil {
 		return nil, err
+	}
+	if o.Usage != nil {
+		o.Engine.SetUsageWindow(o.Processor.Posture.RBACUsage.Window)
+		c.um = newUsageMetrics()
+		if err := c.um.register(o.Registerer); err != nil {
+			return nil, err
+		}
 	}
 	if err := o.Registerer.Register(o.Engine.Collector()); err != nil {
 		return nil, fmt.Errorf("posture engine metrics: %w", err)
@@ -288,12 +299,15 @@ func (c *PostureConsumer) commitLive(gen *kafka.Generation, parts []*partition) 
 // clusters. live is told the partition's Tracker once the rebuild is done.
 func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, part *partition, live func(*Tracker)) {
 	r := newPartitionReader(c.o.Kafka, c.pc, c.dialer, c.topic, part.id, c.log, &c.lim)
-	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}, checksGen: c.checksGen.Load()}
+	ps := &partState{clusters: map[string]bool{}, dirty: map[string]bool{}, usage: map[string]*usageState{}, checksGen: c.checksGen.Load()}
 	defer func() {
 		_ = r.Close()
 		for cl := range ps.clusters {
 			c.o.Engine.Forget(cl)
 			c.m.score.DeletePartialMatch(prometheus.Labels{"cluster": cl})
+			if c.um != nil {
+				c.um.tuples.DeleteLabelValues(cl)
+			}
 		}
 		c.m.lag.DeleteLabelValues(part.label)
 		c.m.committed.DeleteLabelValues(part.label)
@@ -314,6 +328,12 @@ func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, pa
 	defer stopWork()
 	scores := time.NewTicker(c.pc.Posture.ScoreInterval)
 	defer scores.Stop()
+	var usageTick <-chan time.Time // nil (never) without a usage store
+	if c.o.Usage != nil {
+		t := time.NewTicker(c.pc.Posture.RBACUsage.Interval)
+		defer t.Stop()
+		usageTick = t.C
+	}
 	msgs := make(chan kafka.Message)
 	fetched := make(chan struct{})
 	go func() { defer close(fetched); c.fetch(ctx, r, part, msgs) }()
@@ -327,6 +347,8 @@ func (c *PostureConsumer) consume(ctx context.Context, gen *kafka.Generation, pa
 			gen := c.checksGen.Load()
 			c.writeScores(work, ps, gen != ps.checksGen)
 			ps.checksGen = gen
+		case <-usageTick:
+			c.readUsage(work, part, ps)
 		case m := <-msgs:
 			c.handleLive(ctx, work, part, ps, m)
 		}
@@ -376,6 +398,7 @@ func (c *PostureConsumer) drain(work context.Context, gen *kafka.Generation, par
 type partState struct {
 	clusters map[string]bool // clusters seen (restored and rebuilt)
 	dirty    map[string]bool // clusters changed since their last score
+	usage    map[string]*usageState
 	// checksGen is the consumer's checksGen when the clusters were last
 	// scored; a reload of the checks changes every verdict's weight.
 	checksGen int64

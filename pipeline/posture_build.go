@@ -30,13 +30,20 @@ func newPosture(cfg *config.Config, deps ProcessorDeps, set *rules.Set, w sink.W
 		findings FindingsSink
 		states   StateReader
 		actors   ActorFinder // nil on the NDJSON store: it has no audit records to search
+		usage    UsageStore  // likewise
 		err      error
 	)
 	switch w := w.(type) {
 	case *elasticsearch.Writer:
 		findings, states, actors, err = esFindings(cfg.Sink.Elasticsearch, w, log)
+		if err == nil && cfg.Processor.Posture.RBACUsage.Enabled && cfg.Sink.Elasticsearch.Findings.UsageIndex != "" {
+			usage, err = esUsage(cfg.Sink.Elasticsearch)
+		}
 	case *ndjson.Writer:
 		findings, states, err = ndjsonFindings(cfg.Sink.Elasticsearch, w, log)
+		if cfg.Processor.Posture.RBACUsage.Enabled {
+			log.Info("processor.posture.rbac_usage is off on the NDJSON store: it has no audit search")
+		}
 	default:
 		log.Warn("processor.posture.enabled is ignored: the posture consumer writes to Elasticsearch or the NDJSON store only")
 		return nil, nil
@@ -49,8 +56,18 @@ func newPosture(cfg *config.Config, deps ProcessorDeps, set *rules.Set, w sink.W
 	}
 	return NewPosture(PostureOptions{
 		Kafka: cfg.Kafka, Processor: cfg.Processor, Engine: posture.New(set), Findings: findings, States: states,
-		Actors: actors, Documents: docs, Writer: borrowedWriter{w}, Registerer: deps.Registerer, Logger: log,
+		Actors: actors, Usage: usage, Documents: docs, Writer: borrowedWriter{w}, Registerer: deps.Registerer, Logger: log,
 	})
+}
+
+// esUsage is the RBAC usage store on Elasticsearch: the usage index, and
+// the audit data stream the record processor writes.
+func esUsage(cfg config.ElasticsearchConfig) (UsageStore, error) {
+	client, err := elasticsearch.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return elasticsearch.NewUsageStore(client, cfg.Findings.UsageIndex, cfg.Streams.Audit), nil
 }
 
 // esFindings are the findings sink, state reader and actor finder on

@@ -150,6 +150,12 @@ func (g *postureGround) transitions(t *testing.T, uids []string) int {
 // the returned stop is called.
 func (g *postureGround) startCollector(t *testing.T) (stop func()) {
 	t.Helper()
+	return g.startCollectorKinds(t, "Namespace", "Pod", "Deployment", "NetworkPolicy", "ServiceAccount")
+}
+
+// startCollectorKinds runs the objects source on the given kinds.
+func (g *postureGround) startCollectorKinds(t *testing.T, kinds ...string) (stop func()) {
+	t.Helper()
 	p := config.Default().Publish
 	p.Spool.Dir = t.TempDir()
 	p.BatchTimeout = 5 * time.Millisecond
@@ -159,7 +165,7 @@ func (g *postureGround) startCollector(t *testing.T) (stop func()) {
 	}
 	cfg := config.DefaultObjectsConfig()
 	cfg.Enabled = true
-	cfg.Kinds = []string{"Namespace", "Pod", "Deployment", "NetworkPolicy", "ServiceAccount"}
+	cfg.Kinds = kinds
 	cfg.LeaderElection.Enabled = false
 	cfg.Batch.MaxWait = 10 * time.Millisecond
 	src, err := objects.New(cfg, record.Cluster{Name: g.cluster}, g.kube, pub, nil, prometheus.NewRegistry(), testLogger(t))
@@ -179,6 +185,12 @@ func (g *postureGround) startCollector(t *testing.T) (stop func()) {
 // Elasticsearch until the returned stop is called.
 func (g *postureGround) startPostureReal(t *testing.T, reg *prometheus.Registry) (stop func()) {
 	t.Helper()
+	return g.startPostureWith(t, reg, nil)
+}
+
+// startPostureWith is startPostureReal with the options changed by edit.
+func (g *postureGround) startPostureWith(t *testing.T, reg *prometheus.Registry, edit func(*PostureOptions)) (stop func()) {
+	t.Helper()
 	eng, err := rules.New(rules.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -197,12 +209,16 @@ func (g *postureGround) startPostureReal(t *testing.T, reg *prometheus.Registry)
 	}
 	pc := testProcessorConfig("records-" + g.cluster)
 	pc.Posture = config.ProcessorPostureConfig{Enabled: true, GroupID: "posture-" + g.cluster, AlertSeverity: "high", ScoreInterval: time.Second}
-	c, err := NewPosture(PostureOptions{Kafka: g.kafka, Processor: pc, Engine: posture.New(eng.Set()), Findings: fw,
+	o := PostureOptions{Kafka: g.kafka, Processor: pc, Engine: posture.New(eng.Set()), Findings: fw,
 		States: func(ctx context.Context, cluster string) ([]posture.Decision, error) {
 			ds, _, err := elasticsearch.FindingStates(ctx, g.client, g.es.Findings.Index, cluster)
 			return ds, err
 		},
-		Documents: docs, Writer: w, Registerer: reg, Logger: testLogger(t)})
+		Documents: docs, Writer: w, Registerer: reg, Logger: testLogger(t)}
+	if edit != nil {
+		edit(&o)
+	}
+	c, err := NewPosture(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,17 +133,35 @@ func (c *PostureConsumer) restore(ctx context.Context, ps *partState, cluster st
 	if ps.clusters[cluster] {
 		return nil
 	}
+	var states []posture.Decision
+	err := c.retryRead(ctx, "restore", "reading the finding states failed; retrying", cluster, func() (err error) {
+		states, err = c.o.States(ctx, cluster)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("posture: restoring cluster %s: %w", cluster, err)
+	}
+	c.o.Engine.Restore(cluster, states)
+	if err := c.restoreUsage(ctx, ps, cluster); err != nil {
+		return err
+	}
+	ps.clusters[cluster] = true
+	return nil
+}
+
+// retryRead calls read until it succeeds, logging each failure (rate
+// limited under key) and trying again a second later; when ctx ends it
+// returns the last failure.
+func (c *PostureConsumer) retryRead(ctx context.Context, key, msg, cluster string, read func() error) error {
 	for {
-		states, err := c.o.States(ctx, cluster)
+		err := read()
 		if err == nil {
-			c.o.Engine.Restore(cluster, states)
-			ps.clusters[cluster] = true
 			return nil
 		}
-		c.lim.Warn(c.log, "restore", "reading the finding states failed; retrying", "cluster", cluster, "err", err)
+		c.lim.Warn(c.log, key, msg, "cluster", cluster, "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("posture: restoring cluster %s: %w", cluster, err)
+			return err
 		case <-time.After(time.Second):
 		}
 	}

@@ -101,6 +101,7 @@ type ObjectEnv struct {
 	EffectiveRules  func(subject string) []any                  `expr:"effective_rules"`
 	RoleRules       func(role map[string]any) []any             `expr:"role_rules"`
 	PolicyControls  func() []string                             `expr:"policy_controls"`
+	RBACUsage       func(binding map[string]any) map[string]any `expr:"rbac_usage"`
 }
 
 // newAuditEnv fills the scalar fields; objects are added by withObjects.

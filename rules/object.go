@@ -32,6 +32,9 @@ type Inventory interface {
 	// (CIS 5.2.1): namespaces enforcing a Pod Security level, validating
 	// admission webhooks and policies.
 	PolicyControls() []string
+	// RBACUsage is what the audit trail says about a RoleBinding or
+	// ClusterRoleBinding's use (rules/README.md, rbac_usage), or nil.
+	RBACUsage(binding map[string]any) map[string]any
 }
 
 // NewObjectEnv is the environment of one object's posture evaluation. The
@@ -45,6 +48,7 @@ func NewObjectEnv(inv Inventory) *ObjectEnv {
 		EffectiveRules:  inv.EffectiveRules,
 		RoleRules:       inv.RoleRules,
 		PolicyControls:  inv.PolicyControls,
+		RBACUsage:       inv.RBACUsage,
 	}
 }
 

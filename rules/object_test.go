@@ -62,6 +62,7 @@ func (f fakeInventory) SubjectsBoundTo(map[string]any) []string      { return []
 func (f fakeInventory) EffectiveRules(string) []any                  { return nil }
 func (f fakeInventory) RoleRules(map[string]any) []any               { return nil }
 func (f fakeInventory) PolicyControls() []string                     { return nil }
+func (f fakeInventory) RBACUsage(map[string]any) map[string]any      { return nil }
 
 // TestObjectCheckEval: a check sees the object and the inventory, renders
 // its output, honours exceptions; Engine.Eval never runs object rules (they

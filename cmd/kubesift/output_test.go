@@ -161,6 +161,10 @@ func TestDataCommandsPrintJSON(t *testing.T) {
 			})
 			return []string{"setup", "kafka", "-c", cfg}
 		}, nonEmpty: true},
+		"kubesift rbac usage": {args: func(t *testing.T) []string {
+			file, _ := usageConfig(t)
+			return []string{"rbac", "usage", "-c", file}
+		}, nonEmpty: true},
 		"kubesift posture scan": {args: func(t *testing.T) []string {
 			return []string{"posture", "scan", "--kubeconfig", groundKubeconfig(t), "--cluster", "ground", "--fail-on", "critical"}
 		}, lines: true},

@@ -53,6 +53,7 @@ command or flag, a bad flag value, a wrong number of arguments), 3 posture scan 
 		newRunCommand(g),
 		newPostureCommand(),
 		newReportCommand(g),
+		newRBACCommand(g),
 	)
 	// --version prints what `kubesift version` does; declared here, without
 	// cobra's -v shorthand, which reads like --verbose.

@@ -91,6 +91,10 @@ type ESFindingsConfig struct {
 	// TransitionsStream is the data stream of finding transitions, one
 	// document per open/resolved/reopened.
 	TransitionsStream string `yaml:"transitions_stream"`
+	// UsageIndex is the plain index of RBAC usage: one document per
+	// (cluster, binding, role, subject) and one per cluster's watch
+	// (processor.posture.rbac_usage). Empty: no usage is kept.
+	UsageIndex string `yaml:"usage_index"`
 	// ScoresStream is the data stream of posture scores per cluster and
 	// namespace.
 	ScoresStream string `yaml:"scores_stream"`
@@ -127,6 +131,7 @@ const (
 	DefaultAlertsIndex   = "kubesift-alerts"
 
 	DefaultFindingsIndex            = "kubesift-findings"
+	DefaultRBACUsageIndex           = "kubesift-rbac-usage"
 	DefaultFindingTransitionsStream = "logs-kubesift.finding_transitions-default"
 	DefaultPostureScoresStream      = "metrics-kubesift.posture_scores-default"
 )
@@ -153,6 +158,7 @@ func defaultElasticsearch() ElasticsearchConfig {
 		},
 		Findings: ESFindingsConfig{
 			Index: DefaultFindingsIndex, TransitionsStream: DefaultFindingTransitionsStream, ScoresStream: DefaultPostureScoresStream,
+			UsageIndex: DefaultRBACUsageIndex,
 		},
 	}
 }
@@ -233,30 +239,7 @@ func (c *ElasticsearchConfig) validate(v *validator) {
 	}
 	positiveDur("request_timeout", c.RequestTimeout)
 
-	seen := map[string]string{}
-	for _, s := range []struct{ field, name string }{
-		{"streams.audit", c.Streams.Audit}, {"streams.events", c.Streams.Events},
-		{"streams.posture", c.Streams.Posture}, {"alerts_index", c.AlertsIndex},
-		{"findings.index", c.Findings.Index}, {"findings.transitions_stream", c.Findings.TransitionsStream},
-		{"findings.scores_stream", c.Findings.ScoresStream},
-	} {
-		if msg := validIndexName(s.name); msg != "" {
-			v.add(p+s.field, msg)
-			continue
-		}
-		if other, dup := seen[s.name]; dup {
-			v.add(p+s.field, "same name as sink.elasticsearch."+other)
-		}
-		seen[s.name] = s.field
-		if s.field == "alerts_index" || s.field == "findings.index" {
-			continue
-		}
-		// data_stream.{type,dataset,namespace} are derived from the name,
-		// and Elastic's conventions forbid "-" inside dataset and namespace.
-		if _, _, _, ok := StreamName(s.name); !ok {
-			v.add(p+s.field, fmt.Sprintf("%q is not <type>-<dataset>-<namespace> (e.g. logs-kubernetes.audit_logs-default)", s.name))
-		}
-	}
+	c.validateNames(v)
 
 	positive("workers", int64(c.Workers))
 	flushOK := positive("flush_bytes", int64(c.FlushBytes))
@@ -287,6 +270,39 @@ func (c *ElasticsearchConfig) validate(v *validator) {
 		}
 		if c.ILM.DeleteAfter < 0 {
 			v.add(p+"ilm.delete_after", "must not be negative (0 keeps data)")
+		}
+	}
+}
+
+// validateNames checks the names of the data streams and indices: valid,
+// distinct, and a data stream's of the form Elastic's conventions require.
+func (c *ElasticsearchConfig) validateNames(v *validator) {
+	const p = "sink.elasticsearch."
+	seen := map[string]string{}
+	for _, s := range []struct{ field, name string }{
+		{"streams.audit", c.Streams.Audit}, {"streams.events", c.Streams.Events},
+		{"streams.posture", c.Streams.Posture}, {"alerts_index", c.AlertsIndex},
+		{"findings.index", c.Findings.Index}, {"findings.transitions_stream", c.Findings.TransitionsStream},
+		{"findings.scores_stream", c.Findings.ScoresStream}, {"findings.usage_index", c.Findings.UsageIndex},
+	} {
+		if s.field == "findings.usage_index" && s.name == "" {
+			continue // no usage index: RBAC usage is not kept
+		}
+		if msg := validIndexName(s.name); msg != "" {
+			v.add(p+s.field, msg)
+			continue
+		}
+		if other, dup := seen[s.name]; dup {
+			v.add(p+s.field, "same name as sink.elasticsearch."+other)
+		}
+		seen[s.name] = s.field
+		if s.field == "alerts_index" || s.field == "findings.index" || s.field == "findings.usage_index" {
+			continue
+		}
+		// data_stream.{type,dataset,namespace} are derived from the name,
+		// and Elastic's conventions forbid "-" inside dataset and namespace.
+		if _, _, _, ok := StreamName(s.name); !ok {
+			v.add(p+s.field, fmt.Sprintf("%q is not <type>-<dataset>-<namespace> (e.g. logs-kubernetes.audit_logs-default)", s.name))
 		}
 	}
 }

@@ -122,6 +122,29 @@ type ProcessorPostureConfig struct {
 	// audit data stream; 0 disables the search. docs/posture.md ("Who
 	// made it fail: the actor") describes the match.
 	ActorWait time.Duration `yaml:"actor_wait"`
+	// RBACUsage configures least privilege from real usage: which bindings
+	// allowed which requests (docs/posture.md, "RBAC usage").
+	RBACUsage ProcessorRBACUsageConfig `yaml:"rbac_usage"`
+}
+
+// ProcessorRBACUsageConfig configures the RBAC usage the posture consumer
+// keeps per cluster from the authorization reasons of the audit data
+// stream, in sink.elasticsearch.findings.usage_index. It needs the
+// Elasticsearch store: the NDJSON store has no audit search.
+type ProcessorRBACUsageConfig struct {
+	// Enabled reads usage and judges the rbac_usage checks with it.
+	Enabled bool `yaml:"enabled"`
+	// Window is how long a binding may go unused before it is reported,
+	// and how long a cluster must have been watched before anything is.
+	Window time.Duration `yaml:"window"`
+	// Interval is how often the audit data stream is read for new uses
+	// and the usage checks are judged again (time alone turns a binding
+	// unused).
+	Interval time.Duration `yaml:"interval"`
+	// Lookback is how far before the last read each read starts again: an
+	// audit document searchable later than this after the processor built
+	// it is missed. Reading a use twice changes nothing.
+	Lookback time.Duration `yaml:"lookback"`
 }
 
 // ProcessorProduceConfig configures the processor's Kafka writer (alerts
@@ -188,12 +211,16 @@ func defaultProcessor() ProcessorConfig {
 			RetryMaxBackoff: 10 * time.Second,
 		},
 		Rules:   ProcessorRulesConfig{ReloadInterval: 30 * time.Second},
-		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second, ActorWait: 10 * time.Second},
+		Posture: ProcessorPostureConfig{GroupID: "kubesift-posture", AlertSeverity: "high", ScoreInterval: 30 * time.Second, ActorWait: 10 * time.Second, RBACUsage: defaultRBACUsage()},
 
 		// The built-in new_term rules look back 7 days at most: the horizon
 		// caps only user rules that look back further.
 		RuleState: ProcessorRuleStateConfig{MaxBytesPerRule: 8 << 20, NewTermHorizon: 90 * 24 * time.Hour},
 	}
+}
+
+func defaultRBACUsage() ProcessorRBACUsageConfig {
+	return ProcessorRBACUsageConfig{Enabled: true, Window: 90 * 24 * time.Hour, Interval: time.Minute, Lookback: 15 * time.Minute}
 }
 
 // UnmarshalYAML fills defaults before reading, so a partial section keeps
@@ -307,6 +334,16 @@ func (c *ProcessorPostureConfig) validate(v *validator, recordsGroup string) {
 	v.oneOf("processor.posture.alert_severity", c.AlertSeverity, "info", "low", "medium", "high", "critical")
 	if c.ScoreInterval <= 0 {
 		v.add("processor.posture.score_interval", "must be positive")
+	}
+	if u := c.RBACUsage; u.Enabled {
+		for _, d := range []struct {
+			field string
+			d     time.Duration
+		}{{"window", u.Window}, {"interval", u.Interval}, {"lookback", u.Lookback}} {
+			if d.d <= 0 {
+				v.add("processor.posture.rbac_usage."+d.field, "must be positive")
+			}
+		}
 	}
 	if c.ActorWait < 0 {
 		v.add("processor.posture.actor_wait", "must not be negative (0 disables the actor search)")

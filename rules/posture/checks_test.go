@@ -20,6 +20,9 @@ type checkCase struct {
 	extra   []string // objects added to the inventory
 	uid     string   // object judged (default: the Deployment)
 	fail    bool
+	// prep readies the engine before the inventory is judged (the clock,
+	// RBAC usage).
+	prep func(e *Engine)
 }
 
 // TestChecks plants one violation per case into the compliant shop (or adds
@@ -206,6 +209,7 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 		{name: "binding to the default SA", check: "posture-default-sa-bound", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "default", "namespace": "shop"}}}}, uid: "uid-clusterrolebinding--alice-admin", fail: true},
 		{name: "binding to a named SA", check: "posture-default-sa-bound", base: aliceAdmin, changes: []change{{"subjects", []any{map[string]any{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}}}}, uid: "uid-clusterrolebinding--alice-admin"},
 	}
+	cases = append(cases, usageCases()...)
 	cases = append(cases, controlPlaneCases()...)
 	// The set (and its per-check counters) is shared by the package's
 	// tests, some of which feed malformed bodies: count errors from here.
@@ -241,6 +245,9 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 				objs = append(objs, obj(t, x))
 			}
 			e := New(builtin(t))
+			if tc.prep != nil {
+				tc.prep(e)
+			}
 			if _, err := e.Replace(c, objs); err != nil {
 				t.Fatal(err)
 			}

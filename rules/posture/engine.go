@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/rules/rbacusage"
 )
 
 // Engine judges the inventories of any number of clusters.
@@ -16,6 +17,8 @@ type Engine struct {
 	// now stamps transitions whose cause has no Observed time (a Delete,
 	// an object without one).
 	now func() time.Time
+	// usageWindow is the rbac_usage helper's window (SetUsageWindow).
+	usageWindow time.Duration
 
 	mu       sync.Mutex
 	cks      *checkSet // the current checks, which a new cluster starts with
@@ -48,7 +51,7 @@ var severityWeight = map[rules.Severity]int{
 
 // New returns an engine judging with the object rules of set.
 func New(set *rules.Set) *Engine {
-	return &Engine{cks: newCheckSet(set), stats: &Stats{}, clusters: map[string]*clusterState{}, now: time.Now}
+	return &Engine{cks: newCheckSet(set), stats: &Stats{}, clusters: map[string]*clusterState{}, now: time.Now, usageWindow: DefaultUsageWindow}
 }
 
 func newCheckSet(set *rules.Set) *checkSet {
@@ -93,6 +96,9 @@ type clusterState struct {
 	deps map[string]map[pair]struct{}
 	rd   *reader
 	env  *rules.ObjectEnv
+	// usage is the cluster's RBAC usage (usage.go); it outlives inventory
+	// rebuilds, which only replace objects.
+	usage *rbacusage.Table
 }
 
 func (e *Engine) cluster(name string) *clusterState {
@@ -100,8 +106,9 @@ func (e *Engine) cluster(name string) *clusterState {
 	defer e.mu.Unlock()
 	cs := e.clusters[name]
 	if cs == nil {
-		cs = &clusterState{name: name, cks: e.cks, findings: map[fkey]*finding{}}
+		cs = &clusterState{name: name, cks: e.cks, findings: map[fkey]*finding{}, usage: rbacusage.NewTable()}
 		cs.reset(newInventory())
+		cs.rd.usage = e.usageView(cs)
 		e.clusters[name] = cs
 	}
 	return cs
@@ -112,7 +119,11 @@ func (e *Engine) cluster(name string) *clusterState {
 func (cs *clusterState) reset(inv *inventory) {
 	cs.inv = inv
 	cs.deps = map[string]map[pair]struct{}{}
-	cs.rd = &reader{inv: inv}
+	var uv *usageView
+	if cs.rd != nil {
+		uv = cs.rd.usage
+	}
+	cs.rd = &reader{inv: inv, usage: uv}
 	cs.env = rules.NewObjectEnv(cs.rd)
 }
 

@@ -163,7 +163,8 @@ subjects: [{kind: ServiceAccount, name: web, namespace: shop}]`)
 func TestAggregatedClusterRole(t *testing.T) {
 	e := New(builtin(t))
 	agg := obj(t, aggregator)
-	if ds := apply(t, e, agg); len(ds) != 0 {
+	// Unbound, it fails posture-rbac-role-unbound and nothing else.
+	if ds := apply(t, e, agg); len(ds) != 1 || ds[0].CheckID != "posture-rbac-role-unbound" {
 		t.Errorf("empty aggregated role: %v", ids(ds, ""))
 	}
 	reader := with(t, obj(t, secretsReader), "metadata.labels", nil)

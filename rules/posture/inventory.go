@@ -270,6 +270,7 @@ func subjectNames(body map[string]any) []string {
 type reader struct {
 	inv   *inventory
 	reads []string
+	usage *usageView // the cluster's RBAC usage (usage.go)
 }
 
 func (r *reader) read(k string) {

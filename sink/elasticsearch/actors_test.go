@@ -14,7 +14,6 @@ import (
 
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/sink"
-	"github.com/kubesift/kubesift/sink/ecs"
 )
 
 // auditWrite is one audit record of a write, for FindActor's tests.
@@ -68,14 +67,7 @@ func (w auditWrite) record(t *testing.T, observed time.Time) *record.Record {
 // stages, statuses, subresources, objects and clusters) and checks which
 // write FindActor names for each change.
 func TestFindActorOnRealElasticsearch(t *testing.T) {
-	es, cfg := realES(t)
-	if err := Setup(context.Background(), es, cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-	b, err := ecs.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es, cfg, b := realESSetUp(t)
 	now := time.Now().Truncate(time.Millisecond)
 	writes := []auditWrite{
 		// Deployment shop/web at version 100: written by alice long ago

@@ -49,6 +49,7 @@ func realES(t testing.TB) (*Client, config.ElasticsearchConfig) {
 	cfg.AlertsIndex = "kstest-alerts-" + ns
 	cfg.Findings = config.ESFindingsConfig{
 		Index: "kstest-findings-" + ns, TransitionsStream: "logs-kstest.transitions-" + ns, ScoresStream: "metrics-kstest.scores-" + ns,
+		UsageIndex: "kstest-usage-" + ns,
 	}
 	cfg.ILM.Policy = "kstest-" + ns
 	es, err := NewClient(cfg)
@@ -59,6 +60,21 @@ func realES(t testing.TB) (*Client, config.ElasticsearchConfig) {
 	return es, cfg
 }
 
+// realESSetUp is realES after Setup made its streams and indices, with the
+// ECS builder of its configuration.
+func realESSetUp(t testing.TB) (*Client, config.ElasticsearchConfig, *ecs.Builder) {
+	t.Helper()
+	es, cfg := realES(t)
+	if err := Setup(context.Background(), es, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ecs.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es, cfg, b
+}
+
 func cleanup(es *Client, cfg config.ElasticsearchConfig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -66,7 +82,7 @@ func cleanup(es *Client, cfg config.ElasticsearchConfig) {
 		Call(ctx, es, http.MethodDelete, "/_data_stream/"+s, nil)
 		Call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(s), nil)
 	}
-	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
+	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index, cfg.Findings.UsageIndex} {
 		Call(ctx, es, http.MethodDelete, "/"+idx, nil)
 		Call(ctx, es, http.MethodDelete, "/_index_template/"+IndexTemplateName(idx), nil)
 	}
@@ -136,7 +152,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 			t.Errorf("data stream %s: %v", s, ds)
 		}
 	}
-	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
+	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index, cfg.Findings.UsageIndex} {
 		if _, ok := getJSON(t, es, "/"+idx)[idx]; !ok {
 			t.Errorf("index %s missing", idx)
 		}
@@ -262,14 +278,7 @@ func buildDocs(t testing.TB, b *ecs.Builder, recs []*record.Record) []sink.Doc {
 // zero rejections, an exact _count, and a second write of the same IDs is
 // all Duplicate with the count unchanged.
 func TestIndexCorpus(t *testing.T) {
-	es, cfg := realES(t)
-	if err := Setup(context.Background(), es, cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-	b, err := ecs.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es, cfg, b := realESSetUp(t)
 	docs := buildDocs(t, b, append(corpusRecords(t), syntheticRecords(t)...))
 	perIndex := map[string]int{}
 	for _, d := range docs {

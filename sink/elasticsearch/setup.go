@@ -30,6 +30,8 @@ const (
 	// data stream; ComponentScores the posture scores data stream.
 	ComponentFindings = "kubesift-findings@mappings"
 	ComponentScores   = "kubesift-posture-scores@mappings"
+	// ComponentUsage maps the RBAC usage index (rbacusage.go).
+	ComponentUsage = "kubesift-rbac-usage@mappings"
 
 	// TemplatePriority wins over Elasticsearch's built-in logs-*-*
 	// template (100) and over Fleet integration templates (200), e.g.
@@ -49,7 +51,8 @@ var setupBackoff = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time
 // (data_stream: {}), the data streams themselves (finding transitions and
 // posture scores among them), the alerts index (a plain index: the notifier
 // updates documents in place) and the findings state index (a plain index:
-// one document per finding, replaced on each transition). Running it again
+// one document per finding, replaced on each transition) and the RBAC usage
+// index (a plain index: one document per usage tuple). Running it again
 // changes nothing; a newer kubesift updates templates and the current
 // write index's mapping. Every refused request is an error naming what was
 // being installed.
@@ -82,6 +85,7 @@ func Setup(ctx context.Context, es *Client, cfg config.ElasticsearchConfig, log 
 		{ComponentAlerts, ecs.AlertsMappings(), nil},
 		{ComponentFindings, ecs.FindingsMappings(), nil},
 		{ComponentScores, ecs.ScoresMappings(), nil},
+		{ComponentUsage, UsageMappings(), nil},
 	}
 	for _, c := range components {
 		tmpl := map[string]any{"mappings": c.mappings}
@@ -129,7 +133,10 @@ func Setup(ctx context.Context, es *Client, cfg config.ElasticsearchConfig, log 
 	if err := s.plainIndex(ctx, "alerts index", cfg.AlertsIndex, ComponentAlerts, meta); err != nil {
 		return err
 	}
-	return s.plainIndex(ctx, "findings index", cfg.Findings.Index, ComponentFindings, meta)
+	if err := s.plainIndex(ctx, "findings index", cfg.Findings.Index, ComponentFindings, meta); err != nil || cfg.Findings.UsageIndex == "" {
+		return err // no usage index named: RBAC usage is not kept
+	}
+	return s.plainIndex(ctx, "rbac usage index", cfg.Findings.UsageIndex, ComponentUsage, meta)
 }
 
 type setup struct {
@@ -282,6 +289,8 @@ func componentMappings(component string) map[string]any {
 		return ecs.FindingsMappings()
 	case ComponentScores:
 		return ecs.ScoresMappings()
+	case ComponentUsage:
+		return UsageMappings()
 	}
 	return ecs.AlertsMappings()
 }
