@@ -50,9 +50,57 @@ type runOptions struct {
 func newRunCommand(g *globalFlags) *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:   "run [FILE|DIR]...",
-		Short: "Run collector, processor and notifier in one process, on an embedded Kafka when none is configured",
-		Long: `run is the whole of kubesift in one process: the collector's sources publish to Kafka, the
+		Use:         "run [FILE|DIR]...",
+		Short:       "Run collector, processor and notifier in one process, on an embedded Kafka when none is configured",
+		Long:        runLong,
+		Example:     runExample,
+		Annotations: map[string]string{annotationListens: "server.listen,collector.audit_webhook.listen"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// The console is for alerts: unless asked, only warnings log.
+			if g.logLevel == "" && g.configFile == "" {
+				g.logLevel = "warn"
+			}
+			cfg, log, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			o.paths = args
+			o.stdout, o.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			ctx := cmd.Context()
+			go exitWhenShutdownHangs(ctx, o.stderr)
+			return runAll(ctx, cfg, o, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "kubesift-out", "directory of the NDJSON output (when sink.elasticsearch.addresses is empty) and of run's state")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "also watch the Events of this cluster (read-only)")
+	f.StringVar(&o.cluster, "cluster", "", `cluster name stamped on records (default: cluster.name, else "local")`)
+	f.StringArrayVar(&o.ruleDirs, "rules", nil, "rule directory or file layered over the built-in pack (repeatable)")
+	f.BoolVar(&o.noBuiltin, "no-builtin", false, "do not load the built-in rule pack")
+	f.BoolVar(&o.noPosture, "no-posture", false, "do not run the posture benchmark (no objects source, no findings)")
+	f.BoolVar(&o.follow, "follow", false, "keep running after the files are replayed (until Ctrl-C)")
+	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert and posture finding; only the summary")
+	f.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
+	f.DurationVar(&o.notifyWait, "notify-wait", defaultNotifyWait, "with only files: how long to wait for the receivers' deliveries once every alert is raised (0: the default)")
+	return cmd
+}
+
+// exitWhenShutdownHangs bounds Ctrl-C: everything stops within 5 s. A
+// shutdown that hangs anyway (a peer that does not answer) is cut short, and a
+// second Ctrl-C exits at once.
+func exitWhenShutdownHangs(ctx context.Context, stderr io.Writer) {
+	<-ctx.Done()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	select {
+	case <-sig:
+	case <-time.After(runShutdownBudget + 500*time.Millisecond):
+		fmt.Fprintln(stderr, "kubesift run: shutdown took too long; exiting")
+	}
+	os.Exit(130)
+}
+
+const runLong = `run is the whole of kubesift in one process: the collector's sources publish to Kafka, the
 processor consumes, evaluates the rules and writes every record and alert, and the notifier
 routes alerts to the console (and to the receivers under notify:). Nothing needs installing:
 
@@ -82,57 +130,15 @@ it sends the receivers' waiting groups at once (group_wait and group_interval ha
 left to wait for) and waits up to --notify-wait for their deliveries; notifications still
 undelivered then are listed in the summary, with each receiver's last error, and run exits 1.
 With a live source (or --follow) it runs until SIGINT/SIGTERM. On a signal it stops reading, lets the in-flight
-records finish, flushes what was acknowledged, and exits within 5 seconds.`,
-		Example: `  # the bundled scenario: an attack recorded on a real kube-apiserver
+records finish, flushes what was acknowledged, and exits within 5 seconds.`
+
+const runExample = `  # the bundled scenario: an attack recorded on a real kube-apiserver
   kubesift run examples/scenario
   # your own audit log, and the Events of a cluster (until Ctrl-C)
   kubesift run /var/log/kubernetes/audit/audit.log --kubeconfig ~/.kube/config
   # against a real Kafka and Elasticsearch instead of the embedded ones
   kubesift run -c run.yaml examples/scenario
-  #   run.yaml: {kafka: {brokers: ["localhost:9092"]}, sink: {elasticsearch: {addresses: ["http://localhost:9200"]}}}`,
-		Annotations: map[string]string{annotationListens: "server.listen,collector.audit_webhook.listen"},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			// The console is for alerts: unless asked, only warnings log.
-			if g.logLevel == "" && g.configFile == "" {
-				g.logLevel = "warn"
-			}
-			cfg, log, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			o.paths = args
-			o.stdout, o.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
-			ctx := cmd.Context()
-			// Ctrl-C: everything stops within 5 s. A shutdown that hangs
-			// anyway (a peer that does not answer) is cut short, and a
-			// second Ctrl-C exits at once.
-			go func() {
-				<-ctx.Done()
-				sig := make(chan os.Signal, 1)
-				signal.Notify(sig, os.Interrupt)
-				select {
-				case <-sig:
-				case <-time.After(runShutdownBudget + 500*time.Millisecond):
-					fmt.Fprintln(o.stderr, "kubesift run: shutdown took too long; exiting")
-				}
-				os.Exit(130)
-			}()
-			return runAll(ctx, cfg, o, log)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "kubesift-out", "directory of the NDJSON output (when sink.elasticsearch.addresses is empty) and of run's state")
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "also watch the Events of this cluster (read-only)")
-	f.StringVar(&o.cluster, "cluster", "", `cluster name stamped on records (default: cluster.name, else "local")`)
-	f.StringArrayVar(&o.ruleDirs, "rules", nil, "rule directory or file layered over the built-in pack (repeatable)")
-	f.BoolVar(&o.noBuiltin, "no-builtin", false, "do not load the built-in rule pack")
-	f.BoolVar(&o.noPosture, "no-posture", false, "do not run the posture benchmark (no objects source, no findings)")
-	f.BoolVar(&o.follow, "follow", false, "keep running after the files are replayed (until Ctrl-C)")
-	f.BoolVar(&o.quiet, "quiet", false, "do not print each alert and posture finding; only the summary")
-	f.StringVar(&o.progress, "progress", "auto", "progress line on stderr: auto (when it is a terminal), always, never")
-	f.DurationVar(&o.notifyWait, "notify-wait", defaultNotifyWait, "with only files: how long to wait for the receivers' deliveries once every alert is raised (0: the default)")
-	return cmd
-}
+  #   run.yaml: {kafka: {brokers: ["localhost:9092"]}, sink: {elasticsearch: {addresses: ["http://localhost:9200"]}}}`
 
 // defaultNotifyWait is --notify-wait's default: long enough for a few
 // retries of a receiver that hiccups, short enough that a receiver that is

@@ -21,6 +21,17 @@ if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
   echo "$out"
   exit 0
 fi
+# Two grounds started at once (two checkouts, or a second ground on other
+# ports) share the cache: the second waits for the first's build instead of
+# building into the same temporary directory.
+mkdir -p "$cache/kube"
+exec 9>"$out.lock"
+flock 9
+if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+  echo "$out"
+  exit 0
+fi
+rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
 cd "$tools"
 echo "building etcd and kube-apiserver into $out (cold build: ~20 min on 2 cores)" >&2

@@ -220,9 +220,13 @@ formatted() { [[ -f "$state/data/meta.properties" ]]; }
 
 format_storage() {
   # A Kafka Uuid is 16 random bytes in unpadded URL-safe base64 (22 chars);
-  # making it here saves a JVM start for `StorageTool random-uuid`.
-  local cid
-  cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # making it here saves a JVM start for `StorageTool random-uuid`. Like
+  # Kafka's Uuid.randomUuid, draw again when it starts with '-': the storage
+  # tool's argument parser takes such an id for an option (1 draw in 64).
+  local cid=-
+  while [[ $cid == -* ]]; do
+    cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   log "formatting $state/data with cluster id $cid"
   "$java" -Xmx256m -cp "$(classpath)" \
     -Dlog4j2.configurationFile="$res/log4j2-tools.xml" \
