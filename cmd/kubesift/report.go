@@ -21,24 +21,31 @@ import (
 
 // reportOptions are the flags of `kubesift report`.
 type reportOptions struct {
-	from  string
-	es    string
-	since time.Duration
-	out   string
+	from     string
+	es       string
+	since    time.Duration
+	out      string
+	digest   bool
+	clusters []string
 }
 
 func newReportCommand(g *globalFlags) *cobra.Command {
 	o := &reportOptions{}
 	cmd := &cobra.Command{
-		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE]",
+		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE] | report --digest --es URL [--since 24h] [--cluster C] [-o text|json|html]",
 		Short: "Write report.html: alerts, rules, actors, Events and posture on one self-contained page",
 		Long: `report builds one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
 from an NDJSON output folder of kubesift run (--from) or from Elasticsearch (--es, with the
 authentication and TLS of sink.elasticsearch in the configuration): the alerts timeline by
 severity, the top rules with their MITRE ATT&CK tactics, the top actors, Events by reason, the
-posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.`,
+posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.
+
+With --digest it prints instead, per cluster, what the daily digest sends (notify.digest): the
+posture score and its change, findings opened and resolved, top alerts by rule, Event warnings
+by reason, and records indexed, over --since (default 24h) before now; -o names the format.`,
 		Example: `  kubesift report --from kubesift-out -o report.html
-  kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html`,
+  kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html
+  kubesift report --digest --es https://es.example:9200 -c notify.yaml --cluster prod -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := g.load(cmd)
@@ -52,23 +59,28 @@ posture score and failing checks, and the highest-severity alerts. docs/report.m
 	f.StringVar(&o.from, "from", "", "NDJSON output folder of kubesift run")
 	f.StringVar(&o.es, "es", "", "Elasticsearch URL (replaces sink.elasticsearch.addresses; auth and TLS from the configuration)")
 	f.DurationVar(&o.since, "since", 0, "only documents of this long before now (0: all)")
-	f.StringVarP(&o.out, "output", "o", "report.html", "file to write")
+	f.StringVarP(&o.out, "output", "o", "report.html", "file to write (with --digest: the format printed, text, json or html)")
+	f.BoolVar(&o.digest, "digest", false, "print the digest per cluster instead of writing the page (needs --es)")
+	f.StringArrayVar(&o.clusters, "cluster", nil, "with --digest: this cluster only (repeatable; default every cluster with documents)")
 	return cmd
 }
 
 func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
+	if o.digest {
+		return o.runDigest(cmd, cfg)
+	}
+	if len(o.clusters) > 0 {
+		return usageError(cmd, errors.New("report: --cluster is for --digest"))
+	}
 	if (o.from == "") == (o.es == "") {
 		return usageError(cmd, errors.New("report: give exactly one of --from DIR and --es URL"))
 	}
 	if o.since < 0 {
 		return usageError(cmd, fmt.Errorf("report: --since: %s is negative", o.since))
 	}
-	esCfg := cfg.Sink.Elasticsearch
-	if o.es != "" {
-		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
-			return fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
-		}
-		esCfg.Addresses = []string{o.es}
+	esCfg, err := o.esConfig(cfg)
+	if err != nil {
+		return err
 	}
 	src, err := newReportSource(esCfg, o.from, nil)
 	if err != nil {
@@ -87,6 +99,75 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "report: %s (%d alerts, %d audit records, %d Events)\n", o.out, s.Alerts, s.AuditRecords, s.Events)
 	return nil
+}
+
+// esConfig is sink.elasticsearch with --es as its address.
+func (o *reportOptions) esConfig(cfg *config.Config) (config.ElasticsearchConfig, error) {
+	esCfg := cfg.Sink.Elasticsearch
+	if o.es != "" {
+		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
+			return esCfg, fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
+		}
+		esCfg.Addresses = []string{o.es}
+	}
+	return esCfg, nil
+}
+
+// runDigest prints the digests of the last --since (24h unless given).
+func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error {
+	format := report.DigestText
+	if cmd.Flags().Changed("output") {
+		format = o.out
+	}
+	switch {
+	case o.es == "" || o.from != "":
+		return usageError(cmd, errors.New("report: --digest reads Elasticsearch: give --es URL (not --from)"))
+	case format != report.DigestText && format != report.DigestJSON && format != report.DigestHTML:
+		return usageError(cmd, fmt.Errorf("report: --digest -o: %q is not text, json or html", format))
+	case o.since < 0:
+		return usageError(cmd, fmt.Errorf("report: --since: %s is negative", o.since))
+	}
+	since := o.since
+	if !cmd.Flags().Changed("since") {
+		since = 24 * time.Hour
+	}
+	loc, err := cfg.Notify.Digest.Location()
+	if err != nil {
+		return fmt.Errorf("report: notify.digest.timezone: %w", err)
+	}
+	esCfg, err := o.esConfig(cfg)
+	if err != nil {
+		return err
+	}
+	src, err := newReportSource(esCfg, "", nil)
+	if err != nil {
+		return err
+	}
+	es := src.(*report.ES)
+	now := time.Now()
+	w := report.Window{To: now}
+	if since > 0 {
+		w.From = now.Add(-since)
+	}
+	clusters := o.clusters
+	if len(clusters) == 0 {
+		var leftOut int
+		if clusters, leftOut, err = es.Clusters(cmd.Context(), w); err != nil {
+			return err
+		}
+		if leftOut > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "report: %d more clusters not shown; name them with --cluster\n", leftOut)
+		}
+	}
+	ds := make([]*report.Digest, 0, len(clusters))
+	for _, c := range clusters {
+		d, err := es.Digest(cmd.Context(), c, w)
+		if err != nil {
+			return err
+		}
+		ds = append(ds, d)
+	}
+	return report.RenderDigests(cmd.OutOrStdout(), ds, format, loc)
 }
 
 // newReportSource is the source of the NDJSON folder dir, or with dir
