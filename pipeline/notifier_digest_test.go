@@ -21,8 +21,6 @@ import (
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/testenv"
-	"github.com/kubesift/kubesift/sink"
-	esink "github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/notify"
 	"github.com/kubesift/kubesift/sink/report/reporttest"
 )
@@ -114,16 +112,7 @@ func (h *hookRecorder) payloads(t *testing.T) map[string]notify.DigestPayload {
 func TestDigestTwoReplicas(t *testing.T) {
 	end := time.Now().UTC().Truncate(24 * time.Hour) // the last 00:00 UTC: the schedule's
 	cluster := fmt.Sprintf("digest-%d", time.Now().UnixNano())
-	var want reporttest.DigestFigures
-	_, esCfg := reporttest.StoreInES(t, func(c config.ElasticsearchConfig) []sink.Doc {
-		docs, f := reporttest.DigestScenario(t, c, cluster, end)
-		want = f
-		return docs
-	})
-	es, err := esink.NewClient(esCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es, esCfg, want := reporttest.StoreDigestScenario(t, cluster, end)
 	// Searchable before the replicas start: they read at once.
 	res, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(esCfg.Streams.Audit, esCfg.Streams.Events, esCfg.AlertsIndex,
 		esCfg.Findings.Index, esCfg.Findings.TransitionsStream, esCfg.Findings.ScoresStream))

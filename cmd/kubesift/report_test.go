@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
-	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/report/reporttest"
 )
 
@@ -146,12 +144,7 @@ func TestReportFromES(t *testing.T) {
 // for every cluster found.
 func TestReportDigestFromES(t *testing.T) {
 	end := time.Now().UTC().Truncate(time.Hour)
-	var want reporttest.DigestFigures
-	_, esCfg := reporttest.StoreInES(t, func(c config.ElasticsearchConfig) []sink.Doc {
-		docs, f := reporttest.DigestScenario(t, c, "prod", end)
-		want = f
-		return docs
-	})
+	_, esCfg, want := reporttest.StoreDigestScenario(t, "prod", end)
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sink:
   elasticsearch:

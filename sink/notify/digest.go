@@ -83,13 +83,7 @@ func (w *Webhook) NotifyDigest(ctx context.Context, d *Digest) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("webhook: encode digest: %w", err)
 	}
-	h := w.headers.Clone()
-	h.Set(IdempotencyHeader, d.IdempotencyKey)
-	h.Set("User-Agent", "kubesift-notify")
-	if len(w.secret) > 0 {
-		h.Set(SignatureHeader, Sign(w.secret, now, body))
-	}
-	return post(ctx, w.client, "webhook post", w.url, body, h, false)
+	return w.send(ctx, body, d.IdempotencyKey, now)
 }
 
 // NotifyDigest implements DigestNotifier: the title as header and the

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 )
 
 // Digest formats, as `kubesift report --digest -o` names them.
@@ -138,11 +139,12 @@ func digestViews(ds []*Digest, loc *time.Location) []digestView {
 	return out
 }
 
-// oneLine replaces control characters (a line break or a tab in a reason
-// would forge lines or columns of the text) by spaces.
+// oneLine replaces control characters by spaces: a line break or a tab
+// in a reason would forge lines or columns of the text, and an escape
+// sequence would reach the terminal that prints it.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r

@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/rules"
-	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/report/reporttest"
 )
 
@@ -20,12 +18,7 @@ import (
 // the two of the scenario.
 func TestDigestFromES(t *testing.T) {
 	end := time.Now().UTC().Truncate(time.Hour)
-	var want reporttest.DigestFigures
-	es, cfg := reporttest.StoreInES(t, func(c config.ElasticsearchConfig) []sink.Doc {
-		docs, f := reporttest.DigestScenario(t, c, "prod", end)
-		want = f
-		return docs
-	})
+	es, cfg, want := reporttest.StoreDigestScenario(t, "prod", end)
 	src := NewES(es, cfg.Addresses[0], IndicesFrom(cfg))
 	if err := src.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
@@ -85,7 +78,7 @@ func testDigest() *Digest {
 		Score:          &ScoreChange{Percent: 80, Passed: 40, Failed: 10, At: time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), Start: &start},
 		FindingsOpened: 3, FindingsResolved: 2, OpenFindings: 7,
 		Alerts: 12, Rules: []DigestRule{{ID: "pod-exec", Name: "Exec into a pod", Severity: rules.SeverityHigh, Alerts: 10}, {ID: hostile, Severity: rules.SeverityLow, Alerts: 1}},
-		OtherRules: 1, Warnings: 5, Reasons: []DigestReason{{Reason: "Back\tOff\r\nforged line", Warnings: 4}}, OtherWarnings: 1,
+		OtherRules: 1, Warnings: 5, Reasons: []DigestReason{{Reason: "Back\tOff\r\nforged\x1b[2Jline", Warnings: 4}}, OtherWarnings: 1,
 		AuditRecords: 1000, Events: 50, Trimmed: 2,
 	}
 }
@@ -106,9 +99,9 @@ func TestRenderDigests(t *testing.T) {
 	}{
 		{DigestText, []string{
 			"2026-12-06 08:00 – 2026-12-07 08:00 CET", "80.0% (+7.5 since 72.5%; 40 passed, 10 failed)",
-			"3 opened, 2 resolved, 7 open now", "pod-exec (Exec into a pod)", "other rules", "Back Off  forged line",
+			"3 opened, 2 resolved, 7 open now", "pod-exec (Exec into a pod)", "other rules", "Back Off  forged [2Jline",
 			"1000 audit records, 50 Events indexed; 2 of them trimmed",
-		}, []string{"\r", "\t"}},
+		}, []string{"\r", "\t", "\x1b"}},
 		{DigestHTML, []string{"default-src 'none'", "&lt;img src=x onerror=alert(1)&gt;", "80.0% (&#43;7.5 since 72.5%"}, []string{"<img", "<script", "<svg"}},
 		{DigestJSON, []string{`"findings_opened": 3`, `"severity": "high"`, `"start_percent": 72.5`}, nil},
 	}

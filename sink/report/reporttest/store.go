@@ -91,3 +91,16 @@ func DropES(es *elasticsearch.Client, cfg config.ElasticsearchConfig) {
 		del("/_index_template/" + esink.IndexTemplateName(idx))
 	}
 }
+
+// StoreDigestScenario stores DigestScenario's day of cluster, ending at
+// end, with StoreInES, and returns the figures its digest must show.
+func StoreDigestScenario(t *testing.T, cluster string, end time.Time) (*elasticsearch.Client, config.ElasticsearchConfig, DigestFigures) {
+	t.Helper()
+	var want DigestFigures
+	es, cfg := StoreInES(t, func(c config.ElasticsearchConfig) []sink.Doc {
+		docs, f := DigestScenario(t, c, cluster, end)
+		want = f
+		return docs
+	})
+	return es, cfg, want
+}
