@@ -200,19 +200,21 @@ func (d *Digester) SendDue(ctx context.Context, due time.Time) (pending bool) {
 			d.log.Warn("digest: more clusters than one digest run sends; set notify.digest.clusters", "day", day, "left_out", leftOut, "sent", len(clusters))
 		}
 	}
+	down := map[string]bool{}
 	for _, c := range clusters {
 		if ctx.Err() != nil {
 			return true
 		}
-		if d.sendCluster(ctx, c, day, w) {
+		if d.sendCluster(ctx, c, day, w, down) {
 			pending = true
 		}
 	}
 	return pending
 }
 
-// sendCluster claims and sends one cluster's digest; pending as SendDue's.
-func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w report.Window) (pending bool) {
+// sendCluster claims and sends one cluster's digest; pending as SendDue's,
+// down as deliver's.
+func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w report.Window, down map[string]bool) (pending bool) {
 	claim, how, err := d.claims.Claim(ctx, cluster, day)
 	if err != nil {
 		d.digests.WithLabelValues(digestError).Inc()
@@ -232,7 +234,7 @@ func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w repor
 		d.log.Warn("digest: cannot build", "cluster", cluster, "day", day, "err", err)
 		return true
 	}
-	failed := d.deliver(ctx, msg)
+	failed := d.deliver(ctx, msg, down)
 	if ctx.Err() != nil {
 		return true // stopped mid-way: unfinished, as above
 	}
@@ -272,25 +274,34 @@ func (d *Digester) build(ctx context.Context, cluster, day string, w report.Wind
 
 // deliver sends msg to every target at once, each through the retry
 // stage bounded by notify.retry.give_up_after, and returns the names of
-// those that gave up.
-func (d *Digester) deliver(ctx context.Context, msg *notify.Digest) (failed []string) {
+// those that gave up. down holds the targets that gave up on an earlier
+// cluster of this run: they get one attempt without retries, so a receiver
+// that is down delays the run by one give_up_after, not one per cluster.
+func (d *Digester) deliver(ctx context.Context, msg *notify.Digest, down map[string]bool) (failed []string) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, t := range d.targets {
 		m := *msg
 		m.Receiver, m.IdempotencyKey = t.receiver, notify.DigestKey(t.receiver, msg.Cluster, msg.Day)
+		policy := d.retry
+		if down[t.name] {
+			policy.Attempts = 1
+		}
 		wg.Go(func() {
 			rctx, cancel := context.WithTimeout(ctx, d.giveUp)
 			defer cancel()
-			err := sink.Do(rctx, d.retry, func(ctx context.Context) (bool, error) { return t.n.NotifyDigest(ctx, &m) }, nil)
+			err := sink.Do(rctx, policy, func(ctx context.Context) (bool, error) { return t.n.NotifyDigest(ctx, &m) }, nil)
 			outcome := digestSent
 			if err != nil {
 				outcome = digestFailed
 				d.log.Warn("digest: delivery failed", "integration", t.name, "cluster", m.Cluster, "day", m.Day, "err", err)
-				mu.Lock()
-				failed = append(failed, t.name)
-				mu.Unlock()
 			}
+			mu.Lock()
+			down[t.name] = err != nil
+			if err != nil {
+				failed = append(failed, t.name)
+			}
+			mu.Unlock()
 			d.deliveries.WithLabelValues(t.name, outcome).Inc()
 		})
 	}

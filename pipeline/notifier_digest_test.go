@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/backoff"
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/lifecycle"
 	"github.com/kubesift/kubesift/internal/testenv"
@@ -209,5 +210,56 @@ func TestDigestTwoReplicas(t *testing.T) {
 		if err := <-ch; err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("notifier: %v", err)
 		}
+	}
+}
+
+// digestFunc adapts a function to notify.DigestNotifier.
+type digestFunc func(ctx context.Context, d *notify.Digest) (bool, error)
+
+func (f digestFunc) NotifyDigest(ctx context.Context, d *notify.Digest) (bool, error) {
+	return f(ctx, d)
+}
+
+// TestDigestDeliverDown: a receiver that gave up on one cluster's digest
+// gets one attempt for each later cluster of the run, not its whole retry
+// budget again; the others are unaffected, and each digest carries its
+// receiver's key.
+func TestDigestDeliverDown(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	keys := map[string]string{}
+	target := func(receiver, name string, fail bool) digestTarget {
+		return digestTarget{receiver: receiver, name: name, n: digestFunc(func(_ context.Context, d *notify.Digest) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts[name+"/"+d.Cluster]++
+			keys[name+"/"+d.Cluster] = d.IdempotencyKey
+			if fail {
+				return true, errors.New("503")
+			}
+			return false, nil
+		})}
+	}
+	reg := prometheus.NewRegistry()
+	d := &Digester{targets: []digestTarget{target("ops", "ops/webhook[0]", true), target("sec", "sec/email[0]", false)},
+		retry: backoff.Policy{Initial: 5 * time.Millisecond, Max: 10 * time.Millisecond}, giveUp: 300 * time.Millisecond, log: testLogger(t)}
+	if err := d.register(reg); err != nil {
+		t.Fatal(err)
+	}
+	down := map[string]bool{}
+	for _, c := range []string{"a", "b", "c"} {
+		failed := d.deliver(t.Context(), &notify.Digest{Cluster: c, Day: "2026-12-07"}, down)
+		if !reflect.DeepEqual(failed, []string{"ops/webhook[0]"}) {
+			t.Errorf("cluster %s: failed %q", c, failed)
+		}
+	}
+	if attempts["ops/webhook[0]/a"] < 3 || attempts["ops/webhook[0]/b"] != 1 || attempts["ops/webhook[0]/c"] != 1 || attempts["sec/email[0]/b"] != 1 {
+		t.Errorf("attempts %v", attempts)
+	}
+	if keys["sec/email[0]/a"] != notify.DigestKey("sec", "a", "2026-12-07") {
+		t.Errorf("keys %v", keys)
+	}
+	if got := testenv.Metric(t, reg, "kubesift_notify_digest_deliveries_total", "integration", "ops/webhook[0]", "outcome", "failed"); got != 3 {
+		t.Errorf("failed deliveries counted %v", got)
 	}
 }

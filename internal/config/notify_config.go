@@ -437,7 +437,7 @@ func (c *NotifyConfig) validate(v *validator) {
 		}
 	}
 	v.oneOf("notify.deadman.severity", d.Severity, "info", "low", "medium", "high", "critical")
-	c.Digest.validate(v, names)
+	c.Digest.validate(v, names, c.Retry.GiveUpAfter)
 
 	if c.ConsumerGroup == "" {
 		v.add("notify.consumer_group", "must not be empty")

@@ -27,7 +27,8 @@ type DigestConfig struct {
 	// exactly one replica send it.
 	Index string `yaml:"index"`
 	// ClaimTimeout is how long a claim of a replica that has not finished
-	// sending stands before another replica may take it over.
+	// sending stands before another replica may take it over; longer than
+	// notify.retry.give_up_after.
 	ClaimTimeout time.Duration `yaml:"claim_timeout"`
 }
 
@@ -56,8 +57,8 @@ func defaultDigest() DigestConfig {
 }
 
 // validate adds the digest's problems to v; receivers are the names
-// notify.receivers defines.
-func (c *DigestConfig) validate(v *validator, receivers map[string]bool) {
+// notify.receivers defines, giveUp notify.retry.give_up_after.
+func (c *DigestConfig) validate(v *validator, receivers map[string]bool, giveUp time.Duration) {
 	if !c.Enabled() {
 		return
 	}
@@ -83,8 +84,10 @@ func (c *DigestConfig) validate(v *validator, receivers map[string]bool) {
 	if c.Period <= 0 {
 		v.add("notify.digest.period", "must be positive")
 	}
-	if c.ClaimTimeout <= 0 {
-		v.add("notify.digest.claim_timeout", "must be positive")
+	if c.ClaimTimeout <= giveUp {
+		// A claim must outlive its owner's retries, or a slow send is
+		// taken over and the digest sent twice.
+		v.add("notify.digest.claim_timeout", fmt.Sprintf("must be longer than notify.retry.give_up_after (%s)", giveUp))
 	}
 	if c.Index == "" || c.Index != strings.ToLower(c.Index) || strings.ContainsAny(c.Index, ` "*\<|,>/?`) {
 		v.add("notify.digest.index", "not a valid Elasticsearch index name")

@@ -38,6 +38,7 @@ func TestDigestConfig(t *testing.T) {
 		{`{schedule: "08:00", receivers: [sec], clusters: [""]}`, `notify.digest.clusters[0]`},
 		{`{schedule: "08:00", receivers: [sec], period: 0s}`, `notify.digest.period`},
 		{`{schedule: "08:00", receivers: [sec], claim_timeout: -1m}`, `notify.digest.claim_timeout`},
+		{`{schedule: "08:00", receivers: [sec], claim_timeout: 1h}`, `notify.digest.claim_timeout: must be longer than notify.retry.give_up_after (1h0m0s)`},
 		{`{schedule: "08:00", receivers: [sec], index: Digests}`, `notify.digest.index`},
 	} {
 		_, err := parseNotify(t, notifyBase+"  digest: "+tc.yaml+"\n", env)
