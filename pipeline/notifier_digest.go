@@ -51,8 +51,7 @@ type Digester struct {
 	log          *slog.Logger
 	digests      *prometheus.CounterVec // by outcome
 	deliveries   *prometheus.CounterVec // by integration, outcome
-	// Now is the clock of the schedule (tests).
-	Now func() time.Time
+	now          func() time.Time
 }
 
 // digestSource is what a Digester reads: report.ES.
@@ -94,7 +93,7 @@ func newDigester(ctx context.Context, cfg *config.Config, es *goes.Client, recei
 	d := &Digester{hour: h, minute: m, loc: loc, period: dc.Period, clusters: dc.Clusters,
 		src:   report.NewES(es, "elasticsearch", report.IndicesFrom(cfg.Sink.Elasticsearch)),
 		retry: backoff.Policy{Initial: cfg.Notify.Retry.InitialBackoff, Max: cfg.Notify.Retry.MaxBackoff}, giveUp: cfg.Notify.Retry.GiveUpAfter,
-		recheck: time.Minute, log: log, Now: time.Now}
+		recheck: time.Minute, log: log, now: time.Now}
 	for _, name := range dc.Receivers {
 		for _, in := range receivers[name] {
 			if dn, ok := notify.TakesDigest(in.Notifier); ok {
@@ -144,8 +143,8 @@ func replicaName() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
 }
 
-// LastDue is the latest scheduled time at or before now.
-func (d *Digester) LastDue(now time.Time) time.Time {
+// lastDue is the latest scheduled time at or before now.
+func (d *Digester) lastDue(now time.Time) time.Time {
 	n := now.In(d.loc)
 	t := time.Date(n.Year(), n.Month(), n.Day(), d.hour, d.minute, 0, 0, d.loc)
 	if t.After(now) {
@@ -163,9 +162,9 @@ func (d *Digester) nextDue(due time.Time) time.Time {
 // Run sends each day's digests at the scheduled time until ctx ends.
 func (d *Digester) Run(ctx context.Context) {
 	for {
-		due := d.LastDue(d.Now())
-		pending := d.SendDue(ctx, due)
-		wait := d.nextDue(due).Sub(d.Now())
+		due := d.lastDue(d.now())
+		pending := d.sendDue(ctx, due)
+		wait := d.nextDue(due).Sub(d.now())
 		if pending && wait > d.recheck {
 			wait = d.recheck
 		}
@@ -179,11 +178,11 @@ func (d *Digester) Run(ctx context.Context) {
 	}
 }
 
-// SendDue sends the digests of the scheduled time due that no replica has
+// sendDue sends the digests of the scheduled time due that no replica has
 // sent: those it claims. pending is whether some digest is neither sent
 // nor failed for good (another replica's claim, or an error here), so Run
 // looks again.
-func (d *Digester) SendDue(ctx context.Context, due time.Time) (pending bool) {
+func (d *Digester) sendDue(ctx context.Context, due time.Time) (pending bool) {
 	w := report.Window{From: due.Add(-d.period), To: due}
 	day := due.In(d.loc).Format(time.DateOnly)
 	clusters := d.clusters
@@ -212,7 +211,7 @@ func (d *Digester) SendDue(ctx context.Context, due time.Time) (pending bool) {
 	return pending
 }
 
-// sendCluster claims and sends one cluster's digest; pending as SendDue's,
+// sendCluster claims and sends one cluster's digest; pending as sendDue's,
 // down as deliver's.
 func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w report.Window, down map[string]bool) (pending bool) {
 	claim, how, err := d.claims.Claim(ctx, cluster, day)
@@ -246,7 +245,7 @@ func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w repor
 	if err := d.claims.Done(ctx, claim, failed); err != nil {
 		d.log.Warn("digest: cannot mark done", "cluster", cluster, "day", day, "err", err)
 	}
-	d.log.Info("digest sent", "cluster", cluster, "day", day, "outcome", outcome, "failed", failed, "claim", how)
+	d.log.Info("digest finished", "cluster", cluster, "day", day, "outcome", outcome, "failed", failed, "claim", how)
 	return false
 }
 
@@ -284,9 +283,11 @@ func (d *Digester) deliver(ctx context.Context, msg *notify.Digest, down map[str
 		m := *msg
 		m.Receiver, m.IdempotencyKey = t.receiver, notify.DigestKey(t.receiver, msg.Cluster, msg.Day)
 		policy := d.retry
+		mu.Lock()
 		if down[t.name] {
 			policy.Attempts = 1
 		}
+		mu.Unlock()
 		wg.Go(func() {
 			rctx, cancel := context.WithTimeout(ctx, d.giveUp)
 			defer cancel()

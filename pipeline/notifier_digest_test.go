@@ -50,7 +50,7 @@ func TestDigestSchedule(t *testing.T) {
 		{"2026-10-25 09:00", "2026-10-25 08:00", "2026-10-26 08:00"},
 		{"2026-10-25 07:00", "2026-10-24 08:00", "2026-10-25 08:00"}, // 25 hours apart
 	} {
-		last := d.LastDue(at(tc.now))
+		last := d.lastDue(at(tc.now))
 		if !last.Equal(at(tc.last)) || !d.nextDue(last).Equal(at(tc.next)) {
 			t.Errorf("at %s: last %s next %s, want %s and %s", tc.now, last, d.nextDue(last), tc.last, tc.next)
 		}
