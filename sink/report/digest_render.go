@@ -35,7 +35,7 @@ func RenderDigests(w io.Writer, ds []*Digest, format string, loc *time.Location)
 					break
 				}
 			}
-			if err = DigestTextOf(w, d, loc); err != nil {
+			if err = digestText(w, d, loc); err != nil {
 				break
 			}
 		}
@@ -72,8 +72,8 @@ func period(d *Digest, loc *time.Location) string {
 	return from + " – " + d.To.In(loc).Format(layout+" MST")
 }
 
-// DigestTextOf writes d as plain text, one figure a line.
-func DigestTextOf(w io.Writer, d *Digest, loc *time.Location) error {
+// digestText writes d as plain text, one figure a line.
+func digestText(w io.Writer, d *Digest, loc *time.Location) error {
 	v := newDigestView(d, loc)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\n\n", v.Title)
