@@ -120,27 +120,45 @@ func (t *Teams) NotifyDigest(ctx context.Context, d *Digest) (bool, error) {
 	return post(ctx, t.client, "teams post", t.url, body, h, false)
 }
 
-// DigestBody renders d as the Teams JSON body, its text cut to fit
-// TeamsMaxBody.
+// DigestBody renders d as the Teams JSON body with as many of its lines
+// as fit TeamsMaxBody.
 func (t *Teams) DigestBody(d *Digest) ([]byte, error) {
 	lines := strings.Split(strings.TrimSpace(d.Text), "\n")
 	for i, l := range lines {
 		lines[i] = mdEscape(cut(l, teamsLineMax))
 	}
-	for n := len(lines); ; n-- {
+	title := mdEscape(cut(oneLine(d.Title), teamsTitleMax))
+	encode := func(n int) ([]byte, error) {
 		card := AdaptiveCard{Schema: AdaptiveCardSchema, Type: "AdaptiveCard", Version: AdaptiveCardVersion, MSTeams: map[string]any{"width": "Full"},
 			Body: []CardElement{
-				{Type: "TextBlock", Text: mdEscape(cut(oneLine(d.Title), teamsTitleMax)), Size: "Large", Weight: "Bolder", Wrap: true},
+				{Type: "TextBlock", Text: title, Size: "Large", Weight: "Bolder", Wrap: true},
 				{Type: "TextBlock", Text: strings.Join(lines[:n], "\n\n"), Wrap: true},
 			}}
 		b, err := json.Marshal(TeamsMessage{Type: "message", Attachments: []TeamsAttachment{{ContentType: AdaptiveCardContentType, Content: card}}})
 		if err != nil {
 			return nil, fmt.Errorf("teams: encode digest: %w", err)
 		}
-		if len(b) <= TeamsMaxBody || n == 0 {
-			return b, nil
+		return b, nil
+	}
+	// Binary search for the most lines that fit, as Body does for alerts.
+	lo, hi := 0, len(lines)
+	best, err := encode(lo)
+	if err != nil {
+		return nil, err
+	}
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		b, err := encode(mid)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) <= TeamsMaxBody {
+			lo, best = mid, b
+		} else {
+			hi = mid - 1
 		}
 	}
+	return best, nil
 }
 
 // NotifyDigest implements DigestNotifier: the title as subject, the text

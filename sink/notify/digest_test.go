@@ -157,8 +157,8 @@ func TestTeamsDigest(t *testing.T) {
 	}
 	long := testDigestMessage()
 	long.Text = strings.Repeat("a line of a long digest\n", 5000)
-	if b, err = tm.DigestBody(long); err != nil || len(b) > TeamsMaxBody {
-		t.Errorf("long digest: %d bytes, %v", len(b), err)
+	if b, err = tm.DigestBody(long); err != nil || len(b) > TeamsMaxBody || strings.Count(string(b), "a line of a long digest") < 500 {
+		t.Errorf("long digest: %d bytes, %d lines, %v", len(b), strings.Count(string(b), "a line of a long digest"), err)
 	}
 }
 
