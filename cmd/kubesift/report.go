@@ -143,29 +143,17 @@ func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error 
 	if err != nil {
 		return err
 	}
-	es := src.(*report.ES)
 	now := time.Now()
 	w := report.Window{To: now}
 	if since > 0 {
 		w.From = now.Add(-since)
 	}
-	clusters := o.clusters
-	if len(clusters) == 0 {
-		var leftOut int
-		if clusters, leftOut, err = es.Clusters(cmd.Context(), w); err != nil {
-			return err
-		}
-		if leftOut > 0 {
-			fmt.Fprintf(cmd.ErrOrStderr(), "report: %d more clusters not shown; name them with --cluster\n", leftOut)
-		}
+	ds, leftOut, err := src.(*report.ES).Digests(cmd.Context(), o.clusters, w)
+	if err != nil {
+		return err
 	}
-	ds := make([]*report.Digest, 0, len(clusters))
-	for _, c := range clusters {
-		d, err := es.Digest(cmd.Context(), c, w)
-		if err != nil {
-			return err
-		}
-		ds = append(ds, d)
+	if leftOut > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "report: %d more clusters not shown; name them with --cluster\n", leftOut)
 	}
 	return report.RenderDigests(cmd.OutOrStdout(), ds, format, loc)
 }

@@ -125,6 +125,25 @@ func (e *ES) Clusters(ctx context.Context, w Window) (names []string, leftOut in
 	return names, leftOut, nil
 }
 
+// Digests are the digests of clusters in w, or with none named of the
+// clusters found (Clusters; leftOut as its).
+func (e *ES) Digests(ctx context.Context, clusters []string, w Window) (ds []*Digest, leftOut int, err error) {
+	if len(clusters) == 0 {
+		if clusters, leftOut, err = e.Clusters(ctx, w); err != nil {
+			return nil, 0, err
+		}
+	}
+	ds = make([]*Digest, 0, len(clusters))
+	for _, c := range clusters {
+		d, err := e.Digest(ctx, c, w)
+		if err != nil {
+			return nil, 0, err
+		}
+		ds = append(ds, d)
+	}
+	return ds, leftOut, nil
+}
+
 // Digest asks for cluster's figures in w, one part at a time.
 func (e *ES) Digest(ctx context.Context, cluster string, w Window) (*Digest, error) {
 	d := &Digest{Cluster: cluster, From: w.From.UTC(), To: w.To.UTC()}
