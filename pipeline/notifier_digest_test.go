@@ -196,7 +196,7 @@ func TestDigestTwoReplicas(t *testing.T) {
 			mail = mp.Message(t, m.ID)
 		}
 	}
-	for _, w := range []string{"80.0% (+10.0 since 70.0%", "3 opened, 2 resolved, 3 open now", "pod-exec", "secret-read", "BackOff",
+	for _, w := range []string{"80.0% (+10.0 since 70.0%", "5 opened, 3 resolved, 5 open now", "2 now, 2 became unused", "ClusterRoleBinding ci-deploy", "RoleBinding shop/old-reader", "pod-exec", "secret-read", "BackOff",
 		"6 audit records, 9 Events indexed; 1 of them trimmed"} {
 		if !strings.Contains(mail.Text, w) || !strings.Contains(mail.HTML, strings.ReplaceAll(w, "+", "&#43;")) {
 			t.Errorf("mail lacks %q:\n%s\n%s", w, mail.Text, mail.HTML)

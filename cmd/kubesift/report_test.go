@@ -172,7 +172,7 @@ func TestReportDigestFromES(t *testing.T) {
 	})
 	stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u)
 	if code != 0 || !strings.Contains(stdout, "kubesift digest: prod,") || !strings.Contains(stdout, "kubesift digest: prod-other,") ||
-		!strings.Contains(stdout, "3 opened, 2 resolved, 3 open now") {
+		!strings.Contains(stdout, "5 opened, 3 resolved, 5 open now") {
 		t.Errorf("exit %d: %s %s", code, stdout, stderr)
 	}
 }

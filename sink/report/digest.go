@@ -7,20 +7,28 @@ import (
 	"time"
 
 	"github.com/kubesift/kubesift/rules"
+	"github.com/kubesift/kubesift/rules/posture"
 )
 
 // Lengths of a digest's lists: a daily message is read in a minute, and
 // the lists bound its size whatever the store holds.
 const (
-	DigestTopRules   = 10
-	DigestTopReasons = 10
+	DigestTopRules    = 10
+	DigestTopReasons  = 10
+	DigestTopBindings = 10
 	// MaxDigestClusters bounds the clusters Clusters finds.
 	MaxDigestClusters = 100
 )
 
+// UnusedBindingCheck is the posture check that reports a binding which
+// allowed no request within the RBAC usage window. The digest reads its
+// findings from the findings index like any other check's, so it names
+// unused bindings wherever the RBAC usage checks run and reads 0 where
+// they do not.
+const UnusedBindingCheck = "posture-rbac-unused-binding"
+
 // Digest is one cluster's figures over a window: what the daily digest
-// says and `kubesift report --digest` prints. Binding usage is not among
-// them yet (docs/report.md).
+// says and `kubesift report --digest` prints.
 type Digest struct {
 	Cluster string    `json:"cluster"`
 	From    time.Time `json:"from,omitzero"`
@@ -35,6 +43,14 @@ type Digest struct {
 	FindingsOpened   int64 `json:"findings_opened"`
 	FindingsResolved int64 `json:"findings_resolved"`
 	OpenFindings     int64 `json:"open_findings"`
+
+	// UnusedBindings counts the open or reopened UnusedBindingCheck
+	// findings now (not windowed, like OpenFindings); UnusedBindingsOpened
+	// those of them opened or reopened within the window; TopUnused names
+	// DigestTopBindings of them, unused the longest first.
+	UnusedBindings       int64           `json:"unused_bindings"`
+	UnusedBindingsOpened int64           `json:"unused_bindings_opened"`
+	TopUnused            []DigestBinding `json:"top_unused_bindings"`
 
 	Alerts     int64        `json:"alerts"`
 	Rules      []DigestRule `json:"top_rules"`
@@ -60,6 +76,16 @@ type DigestRule struct {
 	Name     string         `json:"name,omitempty"`
 	Severity rules.Severity `json:"severity"` // the highest of its alerts
 	Alerts   int64          `json:"alerts"`
+}
+
+// DigestBinding is a binding an open UnusedBindingCheck finding names.
+type DigestBinding struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// Since is when the finding was last opened: the binding had then
+	// allowed no request for the whole window.
+	Since time.Time `json:"since"`
 }
 
 // DigestReason is one reason's Warning Events in a digest.
@@ -148,7 +174,7 @@ func (e *ES) Digests(ctx context.Context, clusters []string, w Window) (ds []*Di
 func (e *ES) Digest(ctx context.Context, cluster string, w Window) (*Digest, error) {
 	d := &Digest{Cluster: cluster, From: w.From.UTC(), To: w.To.UTC()}
 	for _, part := range []func(context.Context, *Digest, Window) error{
-		e.digestScore, e.digestFindings, e.digestAlerts, e.digestWarnings, e.digestRecords,
+		e.digestScore, e.digestFindings, e.digestUnused, e.digestAlerts, e.digestWarnings, e.digestRecords,
 	} {
 		if err := part(ctx, d, w); err != nil {
 			return nil, fmt.Errorf("digest of %s: %w", cluster, err)
@@ -224,35 +250,95 @@ func (e *ES) digestScore(ctx context.Context, d *Digest, w Window) error {
 	return nil
 }
 
-// digestFindings counts the window's transitions by state and the
-// findings open now.
+// Finding fields the digest reads.
+const (
+	stateField = "kubesift.finding.state"
+	checkField = "kubesift.finding.check_id"
+)
+
+// openState selects findings open or reopened.
+var openState = map[string]any{"terms": map[string]any{stateField: []string{"open", "reopened"}}}
+
+// digestFindings counts the window's transitions by state (of every
+// check, and of UnusedBindingCheck) and the findings open now.
 func (e *ES) digestFindings(ctx context.Context, d *Digest, w Window) error {
+	byState := map[string]any{"terms": map[string]any{"field": stateField, "size": 10}}
 	var tr struct {
 		Aggregations struct {
-			S terms[bucket] `json:"s"`
+			S      terms[bucket] `json:"s"`
+			Unused struct {
+				S terms[bucket] `json:"s"`
+			} `json:"unused"`
 		} `json:"aggregations"`
 	}
 	q := map[string]any{"size": 0, "query": inCluster(d.Cluster, w), "aggs": map[string]any{
-		"s": map[string]any{"terms": map[string]any{"field": "kubesift.finding.state", "size": 10}},
+		"s": byState,
+		"unused": map[string]any{"filter": map[string]any{"term": map[string]any{checkField: UnusedBindingCheck}},
+			"aggs": map[string]any{"s": byState}},
 	}}
 	if _, err := e.search(ctx, e.indices.Transitions, q, &tr); err != nil {
 		return err
 	}
-	for _, b := range tr.Aggregations.S.Buckets {
-		switch b.str() {
-		case "open", "reopened":
-			d.FindingsOpened += b.DocCount
-		case "resolved":
-			d.FindingsResolved += b.DocCount
-		}
-	}
+	d.FindingsOpened, d.FindingsResolved = countStates(tr.Aggregations.S)
+	d.UnusedBindingsOpened, _ = countStates(tr.Aggregations.Unused.S)
 	var open hitsTotal
-	q = map[string]any{"size": 0, "track_total_hits": true, "query": inCluster(d.Cluster, Window{},
-		map[string]any{"terms": map[string]any{"kubesift.finding.state": []string{"open", "reopened"}}})}
+	q = map[string]any{"size": 0, "track_total_hits": true, "query": inCluster(d.Cluster, Window{}, openState)}
 	if _, err := e.search(ctx, e.indices.Findings, q, &open); err != nil {
 		return err
 	}
 	d.OpenFindings = open.Hits.Total.Value
+	return nil
+}
+
+// countStates sums transitions by state: to open or reopened, and to
+// resolved.
+func countStates(s terms[bucket]) (opened, resolved int64) {
+	for _, b := range s.Buckets {
+		switch b.str() {
+		case "open", "reopened":
+			opened += b.DocCount
+		case "resolved":
+			resolved += b.DocCount
+		}
+	}
+	return opened, resolved
+}
+
+// digestUnused counts the open UnusedBindingCheck findings and names the
+// bindings of the oldest.
+func (e *ES) digestUnused(ctx context.Context, d *Digest, _ Window) error {
+	var res struct {
+		Hits struct {
+			Total struct {
+				Value int64 `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				Source struct {
+					Kubesift struct {
+						Finding struct {
+							Object   posture.ObjectRef `json:"object"`
+							OpenedAt time.Time         `json:"opened_at"`
+						} `json:"finding"`
+					} `json:"kubesift"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	q := map[string]any{"size": DigestTopBindings, "track_total_hits": true,
+		"query": inCluster(d.Cluster, Window{}, openState, map[string]any{"term": map[string]any{checkField: UnusedBindingCheck}}),
+		"sort": []any{
+			map[string]any{"kubesift.finding.opened_at": map[string]any{"order": "asc", "unmapped_type": "date"}},
+			map[string]any{"kubesift.finding.id": map[string]any{"order": "asc", "unmapped_type": "keyword"}},
+		},
+		"_source": []string{"kubesift.finding.object", "kubesift.finding.opened_at"}}
+	if _, err := e.search(ctx, e.indices.Findings, q, &res); err != nil {
+		return err
+	}
+	d.UnusedBindings = res.Hits.Total.Value
+	for _, h := range res.Hits.Hits {
+		f := h.Source.Kubesift.Finding
+		d.TopUnused = append(d.TopUnused, DigestBinding{Kind: f.Object.Kind, Namespace: f.Object.Namespace, Name: f.Object.Name, Since: f.OpenedAt.UTC()})
+	}
 	return nil
 }
 

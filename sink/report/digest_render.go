@@ -79,6 +79,10 @@ func digestText(w io.Writer, d *Digest, loc *time.Location) error {
 	fmt.Fprintf(tw, "%s\n\n", v.Title)
 	fmt.Fprintf(tw, "Posture score\t%s\n", v.Score)
 	fmt.Fprintf(tw, "Findings\t%d opened, %d resolved, %d open now\n", d.FindingsOpened, d.FindingsResolved, d.OpenFindings)
+	fmt.Fprintf(tw, "Unused bindings\t%s\n", v.Unused)
+	for _, b := range v.Bindings {
+		fmt.Fprintf(tw, "  %s\t%s\n", b.Label, b.Since)
+	}
 	fmt.Fprintf(tw, "Alerts\t%d\n", d.Alerts)
 	for _, r := range v.Rules {
 		fmt.Fprintf(tw, "  %s\t%s\t%d\n", r.Label, r.Severity, r.Count)
@@ -93,10 +97,13 @@ func digestText(w io.Writer, d *Digest, loc *time.Location) error {
 
 // digestView is a digest formatted for the text and the page.
 type digestView struct {
-	Title, Score, Records string
-	Rules, Reasons        []digestRow
-	D                     *Digest
+	Title, Score, Records, Unused string
+	Rules, Reasons                []digestRow
+	Bindings                      []bindingRow
+	D                             *Digest
 }
+
+type bindingRow struct{ Label, Since string }
 
 type digestRow struct {
 	Label, Severity string
@@ -110,6 +117,17 @@ func newDigestView(d *Digest, loc *time.Location) digestView {
 		if s.Start != nil {
 			v.Score = fmt.Sprintf("%.1f%% (%+.1f since %.1f%%; %d passed, %d failed)", s.Percent, s.Change(), *s.Start, s.Passed, s.Failed)
 		}
+	}
+	v.Unused = fmt.Sprintf("%d now, %d became unused in the period", d.UnusedBindings, d.UnusedBindingsOpened)
+	for _, b := range d.TopUnused {
+		label := b.Name
+		if b.Namespace != "" {
+			label = b.Namespace + "/" + b.Name
+		}
+		v.Bindings = append(v.Bindings, bindingRow{Label: oneLine(clip(b.Kind+" "+label, clipLabel)), Since: "since " + b.Since.In(loc).Format("2006-01-02 15:04 MST")})
+	}
+	if more := d.UnusedBindings - int64(len(d.TopUnused)); more > 0 {
+		v.Bindings = append(v.Bindings, bindingRow{Label: fmt.Sprintf("and %d more", more)})
 	}
 	for _, r := range d.Rules {
 		label := r.ID
@@ -169,7 +187,9 @@ h2{font-size:16px}td,th{padding:2px 12px 2px 0;text-align:left;vertical-align:to
 <table>
 <tr><th>Posture score</th><td colspan="2">{{ .Score }}</td></tr>
 <tr><th>Findings</th><td colspan="2">{{ .D.FindingsOpened }} opened, {{ .D.FindingsResolved }} resolved, {{ .D.OpenFindings }} open now</td></tr>
-<tr><th>Alerts</th><td colspan="2">{{ .D.Alerts }}</td></tr>
+<tr><th>Unused bindings</th><td colspan="2">{{ .Unused }}</td></tr>
+{{ range .Bindings }}<tr><td>{{ .Label }}</td><td colspan="2">{{ .Since }}</td></tr>
+{{ end }}<tr><th>Alerts</th><td colspan="2">{{ .D.Alerts }}</td></tr>
 {{ range .Rules }}<tr><td>{{ .Label }}</td><td>{{ .Severity }}</td><td class="n">{{ .Count }}</td></tr>
 {{ end }}<tr><th>Event warnings</th><td colspan="2">{{ .D.Warnings }}</td></tr>
 {{ range .Reasons }}<tr><td>{{ .Label }}</td><td></td><td class="n">{{ .Count }}</td></tr>

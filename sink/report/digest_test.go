@@ -77,6 +77,10 @@ func testDigest() *Digest {
 		Cluster: "prod\n" + hostile, From: time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC), To: time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC),
 		Score:          &ScoreChange{Percent: 80, Passed: 40, Failed: 10, At: time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC), Start: &start},
 		FindingsOpened: 3, FindingsResolved: 2, OpenFindings: 7,
+		UnusedBindings: 3, UnusedBindingsOpened: 1, TopUnused: []DigestBinding{
+			{Kind: "ClusterRoleBinding", Name: "ci\ndeploy" + hostile, Since: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)},
+			{Kind: "RoleBinding", Namespace: "shop", Name: "reader", Since: time.Date(2026, 12, 6, 23, 30, 0, 0, time.UTC)},
+		},
 		Alerts: 12, Rules: []DigestRule{{ID: "pod-exec", Name: "Exec into a pod", Severity: rules.SeverityHigh, Alerts: 10}, {ID: hostile, Severity: rules.SeverityLow, Alerts: 1}},
 		OtherRules: 1, Warnings: 5, Reasons: []DigestReason{{Reason: "Back\tOff\r\nforged\x1b[2Jline", Warnings: 4}}, OtherWarnings: 1,
 		AuditRecords: 1000, Events: 50, Trimmed: 2,
@@ -99,11 +103,12 @@ func TestRenderDigests(t *testing.T) {
 	}{
 		{DigestText, []string{
 			"2026-12-06 08:00 – 2026-12-07 08:00 CET", "80.0% (+7.5 since 72.5%; 40 passed, 10 failed)",
-			"3 opened, 2 resolved, 7 open now", "pod-exec (Exec into a pod)", "other rules", "Back Off  forged [2Jline",
+			"3 opened, 2 resolved, 7 open now", "3 now, 1 became unused in the period", "ClusterRoleBinding ci deploy</script><img",
+			"since 2026-11-02 10:00 CET", "RoleBinding shop/reader", "since 2026-12-07 00:30 CET", "and 1 more", "pod-exec (Exec into a pod)", "other rules", "Back Off  forged [2Jline",
 			"1000 audit records, 50 Events indexed; 2 of them trimmed",
 		}, []string{"\r", "\t", "\x1b"}},
-		{DigestHTML, []string{"default-src 'none'", "&lt;img src=x onerror=alert(1)&gt;", "80.0% (&#43;7.5 since 72.5%"}, []string{"<img", "<script", "<svg"}},
-		{DigestJSON, []string{`"findings_opened": 3`, `"severity": "high"`, `"start_percent": 72.5`}, nil},
+		{DigestHTML, []string{"default-src 'none'", "&lt;img src=x onerror=alert(1)&gt;", "80.0% (&#43;7.5 since 72.5%", "RoleBinding shop/reader"}, []string{"<img", "<script", "<svg"}},
+		{DigestJSON, []string{`"findings_opened": 3`, `"unused_bindings": 3`, `"namespace": "shop"`, `"severity": "high"`, `"start_percent": 72.5`}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.format, func(t *testing.T) {
@@ -123,8 +128,8 @@ func TestRenderDigests(t *testing.T) {
 				}
 			}
 			if tc.format == DigestText {
-				if lines := strings.Count(out, "\n"); lines != 12 {
-					t.Errorf("%d lines, want 12:\n%s", lines, out)
+				if lines := strings.Count(out, "\n"); lines != 16 {
+					t.Errorf("%d lines, want 16:\n%s", lines, out)
 				}
 			}
 			if tc.format == DigestJSON {

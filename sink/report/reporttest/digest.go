@@ -21,7 +21,12 @@ import (
 type DigestFigures struct {
 	ScorePercent, ScoreStart               float64
 	FindingsOpened, FindingsResolved, Open int64
-	Alerts                                 int64
+	// Unused and UnusedOpened count unused-binding findings open now and
+	// opened in the window; TopUnused is "kind namespace/name" of each
+	// listed, unused the longest first.
+	Unused, UnusedOpened int64
+	TopUnused            []string
+	Alerts               int64
 	// Rules are "id=count" of the top rules, most alerts first.
 	Rules                  []string
 	Warnings               int64
@@ -29,13 +34,18 @@ type DigestFigures struct {
 	Audit, Events, Trimmed int64
 }
 
+// unusedBindingCheck is report.UnusedBindingCheck (this package is
+// imported by report's own tests, so it cannot import report).
+const unusedBindingCheck = "posture-rbac-unused-binding"
+
 // DigestHostileReason is an Event reason of the scenario: attacker text
 // (a reason is free text an Event's author sets).
 const DigestHostileReason = "<img src=x onerror=alert(1)>`*[x](https://evil.example)*"
 
 // DigestScenario builds, with the sink/ecs builders the processor uses,
 // the documents of a known day of cluster: posture scores before, within
-// and after the 24 hours before end, finding transitions and states,
+// and after the 24 hours before end, finding transitions and states (of
+// a workload check and of the unused-binding check),
 // alerts of three rules, Warning and Normal Events, and audit records
 // (one with a body over the size policy) — plus documents of another
 // cluster and outside the window, which the digest must not count.
@@ -74,21 +84,32 @@ func DigestScenario(t testing.TB, cfg config.ElasticsearchConfig, cluster string
 	}
 
 	rv := 100
-	finding := func(c, id string, state posture.State, h float64) *ecs.Finding {
+	finding := func(c, check string, obj posture.ObjectRef, state posture.State, h float64) *ecs.Finding {
 		rv++
-		return &ecs.Finding{Decision: posture.Decision{ID: c + "/privileged/" + id, Cluster: c, State: state, CheckID: "privileged",
-			Title: "Privileged container", Severity: rules.SeverityHigh, ResourceVersion: fmt.Sprint(rv),
-			Object: posture.ObjectRef{Kind: "Pod", Namespace: "shop", Name: id, UID: "uid-" + id}}, At: at(h)}
+		obj.UID = "uid-" + obj.Name
+		return &ecs.Finding{Decision: posture.Decision{ID: c + "/" + check + "/" + obj.UID, Cluster: c, State: state, CheckID: check,
+			Title: "Title of " + check, Severity: rules.SeverityHigh, ResourceVersion: fmt.Sprint(rv), Object: obj}, At: at(h)}
+	}
+	pod := func(c, name string, state posture.State, h float64) *ecs.Finding {
+		return finding(c, "privileged", posture.ObjectRef{Kind: "Pod", Namespace: "shop", Name: name}, state, h)
+	}
+	unused := func(c, kind, ns, name string, state posture.State, h float64) *ecs.Finding {
+		return finding(c, unusedBindingCheck, posture.ObjectRef{Kind: kind, Namespace: ns, Name: name}, state, h)
 	}
 	for _, f := range []*ecs.Finding{
-		finding(cluster, "a", posture.StateOpen, -30), // before the window
-		finding(cluster, "b", posture.StateOpen, -20),
-		finding(cluster, "c", posture.StateOpen, -15),
-		finding(cluster, "a", posture.StateResolved, -12),
-		finding(cluster, "a", posture.StateReopened, -6),
-		finding(cluster, "c", posture.StateResolved, -3),
-		finding(cluster, "d", posture.StateOpen, 2), // after it
-		finding(other, "x", posture.StateOpen, -5),
+		pod(cluster, "a", posture.StateOpen, -30), // before the window
+		pod(cluster, "b", posture.StateOpen, -20),
+		pod(cluster, "c", posture.StateOpen, -15),
+		pod(cluster, "a", posture.StateResolved, -12),
+		pod(cluster, "a", posture.StateReopened, -6),
+		pod(cluster, "c", posture.StateResolved, -3),
+		pod(cluster, "d", posture.StateOpen, 2), // after it
+		pod(other, "x", posture.StateOpen, -5),
+		unused(cluster, "ClusterRoleBinding", "", "ci-deploy", posture.StateOpen, -40), // before the window, open still
+		unused(cluster, "RoleBinding", "shop", "batch", posture.StateOpen, -20),
+		unused(cluster, "RoleBinding", "shop", "old-reader", posture.StateOpen, -5),
+		unused(cluster, "RoleBinding", "shop", "batch", posture.StateResolved, -4),
+		unused(other, "RoleBinding", "shop", "elsewhere", posture.StateOpen, -5),
 	} {
 		add(fd.FindingTransition(f))
 		add(fd.FindingState(f))
@@ -162,7 +183,8 @@ func DigestScenario(t testing.TB, cfg config.ElasticsearchConfig, cluster string
 		}
 	}
 	return docs, DigestFigures{
-		ScorePercent: 80, ScoreStart: 70, FindingsOpened: 3, FindingsResolved: 2, Open: 3,
+		ScorePercent: 80, ScoreStart: 70, FindingsOpened: 5, FindingsResolved: 3, Open: 5,
+		Unused: 2, UnusedOpened: 2, TopUnused: []string{"ClusterRoleBinding /ci-deploy", "RoleBinding shop/old-reader"},
 		Alerts: 9, Rules: []string{"pod-exec=5", "secret-read=3", "role-created=1"},
 		Warnings: 6, Reasons: []string{"BackOff=4", DigestHostileReason + "=2"},
 		Audit: 6, Events: 9, Trimmed: 1,
@@ -183,8 +205,15 @@ func FiguresOfJSON(t testing.TB, data []byte) DigestFigures {
 		Opened   int64 `json:"findings_opened"`
 		Resolved int64 `json:"findings_resolved"`
 		Open     int64 `json:"open_findings"`
-		Alerts   int64 `json:"alerts"`
-		Rules    []struct {
+		Unused   int64 `json:"unused_bindings"`
+		UnusedOp int64 `json:"unused_bindings_opened"`
+		Bindings []struct {
+			Kind      string `json:"kind"`
+			Namespace string `json:"namespace"`
+			Name      string `json:"name"`
+		} `json:"top_unused_bindings"`
+		Alerts int64 `json:"alerts"`
+		Rules  []struct {
 			ID     string `json:"id"`
 			Alerts int64  `json:"alerts"`
 		} `json:"top_rules"`
@@ -200,13 +229,16 @@ func FiguresOfJSON(t testing.TB, data []byte) DigestFigures {
 	if err := json.Unmarshal(data, &d); err != nil {
 		t.Fatalf("digest JSON: %v\n%s", err, data)
 	}
-	f := DigestFigures{FindingsOpened: d.Opened, FindingsResolved: d.Resolved, Open: d.Open, Alerts: d.Alerts,
+	f := DigestFigures{FindingsOpened: d.Opened, FindingsResolved: d.Resolved, Open: d.Open, Unused: d.Unused, UnusedOpened: d.UnusedOp, Alerts: d.Alerts,
 		Warnings: d.Warnings, Audit: d.Audit, Events: d.Events, Trimmed: d.Trimmed, ScoreStart: -1}
 	if d.Score != nil {
 		f.ScorePercent = d.Score.Percent
 		if d.Score.Start != nil {
 			f.ScoreStart = *d.Score.Start
 		}
+	}
+	for _, b := range d.Bindings {
+		f.TopUnused = append(f.TopUnused, b.Kind+" "+b.Namespace+"/"+b.Name)
 	}
 	for _, r := range d.Rules {
 		f.Rules = append(f.Rules, fmt.Sprintf("%s=%d", r.ID, r.Alerts))
