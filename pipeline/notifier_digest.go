@@ -28,7 +28,8 @@ import (
 // Digester sends the daily digest (notify.digest): at the scheduled time,
 // for each cluster, one message with the cluster's figures over the period
 // before it (report.ES.Digest) to every integration of the digest's
-// receivers that takes one (notify.TakesDigest). Any number of notifier
+// receivers that takes one (notify.TakesDigest), and with notify.digest.dir
+// to its report file (notify.DigestFile). Any number of notifier
 // replicas may run it: notify.DigestClaims lets exactly one of them send
 // each (cluster, day).
 //
@@ -78,6 +79,10 @@ const (
 	digestLeftOut = "left_out"
 )
 
+// digestFileTarget names the report file (notify.digest.dir) among the
+// integrations, in the logs, metrics and the claim's failed list.
+const digestFileTarget = "file"
+
 // newDigester builds the digest of cfg on the notifier's Elasticsearch
 // client and receivers.
 func newDigester(ctx context.Context, cfg *config.Config, es *goes.Client, receivers map[string][]notify.Integration, reg prometheus.Registerer, log *slog.Logger) (*Digester, error) {
@@ -104,7 +109,11 @@ func newDigester(ctx context.Context, cfg *config.Config, es *goes.Client, recei
 		}
 	}
 	if len(d.targets) == 0 {
+		// The report file alone is no digest: nobody is told it is there.
 		return nil, errors.New("notify.digest.receivers: none has an integration that takes a digest (slack, email, teams, or a webhook in the kubesift format)")
+	}
+	if dc.Dir != "" {
+		d.targets = append(d.targets, digestTarget{name: digestFileTarget, n: notify.NewDigestFile(dc.Dir)})
 	}
 	if err := d.register(reg); err != nil {
 		return nil, err

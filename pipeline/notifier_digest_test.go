@@ -9,6 +9,8 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -108,8 +110,8 @@ func (h *hookRecorder) payloads(t *testing.T) map[string]notify.DigestPayload {
 // process, unused by the digest): two notifiers with the same
 // configuration start against one store holding a known day of two
 // clusters. Each cluster's digest reaches mailpit and the webhook exactly
-// once, with the day's figures; the other replica counts it as another's
-// (held) or sent already (done).
+// once, with the day's figures, and its report file holds the same; the
+// other replica counts it as another's (held) or sent already (done).
 func TestDigestTwoReplicas(t *testing.T) {
 	end := time.Now().UTC().Truncate(24 * time.Hour) // the last 00:00 UTC: the schedule's
 	cluster := fmt.Sprintf("digest-%d", time.Now().UnixNano())
@@ -139,6 +141,7 @@ func TestDigestTwoReplicas(t *testing.T) {
 	}}
 	cfg.Notify.Digest.Schedule, cfg.Notify.Digest.Receivers = "00:00", []string{"daily"}
 	cfg.Notify.Digest.Index = strings.ToLower(cluster) + "-digests"
+	cfg.Notify.Digest.Dir = t.TempDir() // shared by both replicas
 	t.Cleanup(func() { es.Indices.Delete([]string{cfg.Notify.Silences.Index, cfg.Notify.Digest.Index}) })
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -204,6 +207,18 @@ func TestDigestTwoReplicas(t *testing.T) {
 	}
 	if strings.Contains(mail.HTML, "<img") {
 		t.Errorf("the hostile reason is markup in the mail:\n%s", mail.HTML)
+	}
+	files := notify.NewDigestFile(cfg.Notify.Digest.Dir)
+	page, err := os.ReadFile(filepath.Join(files.Dir(cluster), p.Day+".html"))
+	if err != nil || !strings.Contains(string(page), "80.0% (&#43;10.0 since 70.0%") {
+		t.Errorf("report file: %v\n%s", err, page)
+	}
+	data, err := os.ReadFile(filepath.Join(files.Dir(cluster), p.Day+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reporttest.FiguresOfJSON(t, data); !reflect.DeepEqual(got, want) {
+		t.Errorf("report file figures\n got %+v\nwant %+v", got, want)
 	}
 	cancel()
 	for _, ch := range done {

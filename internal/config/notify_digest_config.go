@@ -26,6 +26,9 @@ type DigestConfig struct {
 	// Index holds one document per (cluster, day): the claim that makes
 	// exactly one replica send it.
 	Index string `yaml:"index"`
+	// Dir, when set, is where the sending replica also writes each digest
+	// as a report file (notify.DigestFile): a volume the replicas share.
+	Dir string `yaml:"dir"`
 	// ClaimTimeout is how long a claim of a replica that has not finished
 	// sending stands before another replica may take it over; longer than
 	// notify.retry.give_up_after.

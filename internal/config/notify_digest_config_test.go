@@ -16,13 +16,14 @@ func TestDigestConfig(t *testing.T) {
     timezone: Europe/Berlin
     receivers: [sec, hook]
     clusters: [prod]
+    dir: /var/lib/kubesift/digests
 `, env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := c.Notify.Digest
 	loc, err := d.Location()
-	if !d.Enabled() || err != nil || loc.String() != "Europe/Berlin" || d.Period != 24*time.Hour || d.Index != "kubesift-digests" || d.ClaimTimeout != 2*time.Hour {
+	if !d.Enabled() || err != nil || loc.String() != "Europe/Berlin" || d.Period != 24*time.Hour || d.Index != "kubesift-digests" || d.ClaimTimeout != 2*time.Hour || d.Dir != "/var/lib/kubesift/digests" {
 		t.Errorf("digest %+v, %v", d, err)
 	}
 	if c, err := parseNotify(t, notifyBase, env); err != nil || c.Notify.Digest.Enabled() {
