@@ -140,25 +140,7 @@ func (t *Teams) DigestBody(d *Digest) ([]byte, error) {
 		}
 		return b, nil
 	}
-	// Binary search for the most lines that fit, as Body does for alerts.
-	lo, hi := 0, len(lines)
-	best, err := encode(lo)
-	if err != nil {
-		return nil, err
-	}
-	for lo < hi {
-		mid := (lo + hi + 1) / 2
-		b, err := encode(mid)
-		if err != nil {
-			return nil, err
-		}
-		if len(b) <= TeamsMaxBody {
-			lo, best = mid, b
-		} else {
-			hi = mid - 1
-		}
-	}
-	return best, nil
+	return teamsFit(0, len(lines), encode)
 }
 
 // NotifyDigest implements DigestNotifier: the title as subject, the text

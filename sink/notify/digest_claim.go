@@ -122,7 +122,7 @@ func (c *DigestClaims) Claim(ctx context.Context, cluster, day string) (*DigestC
 		cl, err := claimOf(doc, id, resp)
 		return cl, ClaimWon, err
 	}
-	status, resp, err = esCall(ctx, c.es, c.retry, "read digest claim", http.MethodGet, base+"/_doc/"+url.PathEscape(id), nil)
+	_, resp, err = esCall(ctx, c.es, c.retry, "read digest claim", http.MethodGet, base+"/_doc/"+url.PathEscape(id), nil)
 	if err != nil {
 		return nil, "", err
 	}
