@@ -27,12 +27,13 @@ type reportOptions struct {
 	out      string
 	digest   bool
 	clusters []string
+	until    string
 }
 
 func newReportCommand(g *globalFlags) *cobra.Command {
 	o := &reportOptions{}
 	cmd := &cobra.Command{
-		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE] | report --digest --es URL [--since 24h] [--cluster C] [-o text|json|html]",
+		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE] | report --digest --es URL [--since 24h] [--until TIME] [--cluster C] [-o text|json|html]",
 		Short: "Write report.html: alerts, rules, actors, Events and posture on one self-contained page",
 		Long: `report builds one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
 from an NDJSON output folder of kubesift run (--from) or from Elasticsearch (--es, with the
@@ -41,11 +42,13 @@ severity, the top rules with their MITRE ATT&CK tactics, the top actors, Events 
 posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.
 
 With --digest it prints instead, per cluster, what the daily digest sends (notify.digest): the
-posture score and its change, findings opened and resolved, top alerts by rule, Event warnings
-by reason, and records indexed, over --since (default 24h) before now; -o names the format.`,
+posture score and its change, findings opened and resolved, unused bindings, top alerts by rule,
+Event warnings by reason, and records indexed, over --since (default 24h) before --until (default
+now); -o names the format.`,
 		Example: `  kubesift report --from kubesift-out -o report.html
   kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html
-  kubesift report --digest --es https://es.example:9200 -c notify.yaml --cluster prod -o json`,
+  kubesift report --digest --es https://es.example:9200 -c notify.yaml --cluster prod -o json
+  kubesift report --digest --es https://es.example:9200 -c notify.yaml --until 2026-12-07T08:00:00+01:00`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := g.load(cmd)
@@ -62,6 +65,7 @@ by reason, and records indexed, over --since (default 24h) before now; -o names 
 	f.StringVarP(&o.out, "output", "o", "report.html", "file to write (with --digest: the format printed, text, json or html)")
 	f.BoolVar(&o.digest, "digest", false, "print the digest per cluster instead of writing the page (needs --es)")
 	f.StringArrayVar(&o.clusters, "cluster", nil, "with --digest: this cluster only (repeatable; default every cluster with documents)")
+	f.StringVar(&o.until, "until", "", "with --digest: the end of the period, RFC 3339 (default now)")
 	return cmd
 }
 
@@ -69,8 +73,8 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	if o.digest {
 		return o.runDigest(cmd, cfg)
 	}
-	if len(o.clusters) > 0 {
-		return usageError(cmd, errors.New("report: --cluster is for --digest"))
+	if len(o.clusters) > 0 || o.until != "" {
+		return usageError(cmd, errors.New("report: --cluster and --until are for --digest"))
 	}
 	if (o.from == "") == (o.es == "") {
 		return usageError(cmd, errors.New("report: give exactly one of --from DIR and --es URL"))
@@ -131,6 +135,13 @@ func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error 
 	if !cmd.Flags().Changed("since") {
 		since = 24 * time.Hour
 	}
+	w := report.Window{To: time.Now()}
+	if o.until != "" {
+		var err error
+		if w.To, err = time.Parse(time.RFC3339, o.until); err != nil {
+			return usageError(cmd, fmt.Errorf("report: --until: %q is not an RFC 3339 time", o.until))
+		}
+	}
 	loc, err := cfg.Notify.Digest.Location()
 	if err != nil {
 		return fmt.Errorf("report: notify.digest.timezone: %w", err)
@@ -143,10 +154,8 @@ func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error 
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	w := report.Window{To: now}
 	if since > 0 {
-		w.From = now.Add(-since)
+		w.From = w.To.Add(-since)
 	}
 	ds, leftOut, err := src.(*report.ES).Digests(cmd.Context(), o.clusters, w)
 	if err != nil {

@@ -91,7 +91,9 @@ func TestReportBadInvocations(t *testing.T) {
 		{"a file", []string{"--from", file}, "is not a directory"},
 		{"not a URL", []string{"--es", "localhost"}, `--es: "localhost" is not a URL`},
 		{"credentials kept out", []string{"--es", "http://user:s3cret@%zz"}, "is not a URL"},
-		{"cluster without digest", []string{"--from", dir, "--cluster", "prod"}, "--cluster is for --digest"},
+		{"cluster without digest", []string{"--from", dir, "--cluster", "prod"}, "--cluster and --until are for --digest"},
+		{"until without digest", []string{"--from", dir, "--until", "2026-12-07T08:00:00Z"}, "--cluster and --until are for --digest"},
+		{"digest until", []string{"--digest", "--es", "http://localhost:9200", "-o", "json", "--until", "yesterday"}, `--until: "yesterday" is not an RFC 3339 time`},
 		{"digest without es", []string{"--digest"}, "--digest reads Elasticsearch: give --es URL"},
 		{"digest from a folder", []string{"--digest", "--from", dir, "--es", "http://localhost:9200"}, "(not --from)"},
 		{"digest format", []string{"--digest", "--es", "http://localhost:9200"}, "r.html\" is not text, json or html"},
@@ -139,9 +141,9 @@ func TestReportFromES(t *testing.T) {
 	}
 }
 
-// TestReportDigestFromES (real Elasticsearch): --digest -o json prints the
-// known day of reporttest.DigestScenario for the named cluster, and text
-// for every cluster found.
+// TestReportDigestFromES (real Elasticsearch): --digest -o json --until
+// prints the known day of reporttest.DigestScenario for the named
+// cluster, and text (the 24 hours before now) for every cluster found.
 func TestReportDigestFromES(t *testing.T) {
 	end := time.Now().UTC().Truncate(time.Hour)
 	_, esCfg, want := reporttest.StoreDigestScenario(t, "prod", end)
@@ -156,7 +158,7 @@ func TestReportDigestFromES(t *testing.T) {
 	}
 	u := esCfg.Addresses[0]
 	testenv.WaitForNil(t, "the scenario's figures", 30*time.Second, func() error {
-		stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u, "--cluster", "prod", "-o", "json")
+		stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u, "--cluster", "prod", "-o", "json", "--until", end.Format(time.RFC3339))
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, stderr)
 		}
