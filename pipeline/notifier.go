@@ -36,7 +36,7 @@ type NotifierDeps struct {
 	// the console receiver takes every alert at once, grouped by cluster
 	// and rule, and the configured route (if any) routes beside it. Such a
 	// notifier keeps nothing in Elasticsearch: no silences, no delivery
-	// states, no silence API, no dead-man check.
+	// states, no silence API, no dead-man check, no digest.
 	Console notify.Notifier
 	// CommitInterval is the alerts consumer's (0: one second).
 	CommitInterval time.Duration
@@ -45,8 +45,8 @@ type NotifierDeps struct {
 // Notifier is the notifier of one command: the alerts consumer, the
 // dispatcher with its receivers, the dead-letter writer of undecodable
 // alerts and, unless it is the console's, the silences (and their API),
-// the delivery states and the dead-man check. Build it with NewNotifier and
-// run it by adding it to a lifecycle.Group.
+// the delivery states, the dead-man check and the daily digest. Build it
+// with NewNotifier and run it by adding it to a lifecycle.Group.
 type Notifier struct {
 	consumer  *NotifyConsumer
 	d         *notify.Dispatcher
@@ -59,6 +59,7 @@ type Notifier struct {
 	deadman  *notify.Deadman // nil unless notify.deadman.enabled
 	every    time.Duration   // the dead-man check interval
 	api      *silenceAPI     // nil unless notify.silences.api.listen
+	digest   *Digester       // nil unless notify.digest.schedule
 }
 
 // NewNotifier builds the notifier of cfg. Without deps.Console it reads
@@ -230,6 +231,11 @@ func (nt *Notifier) buildStored(ctx context.Context, cfg *config.Config, o *noti
 		}
 		nt.every = dm.CheckInterval
 	}
+	if n.Digest.Enabled() {
+		if nt.digest, err = newDigester(ctx, cfg, esClient, o.Receivers, reg, nt.log); err != nil {
+			return err
+		}
+	}
 	if n.Silences.API.Listen != "" {
 		if nt.api, err = newSilenceAPI(n.Silences.API, nt.silencer, reg, nt.log); err != nil {
 			return err
@@ -279,9 +285,10 @@ func (nt *Notifier) Close() error {
 
 // Add registers the notifier's components with g, each after what it
 // hands work to, so that shutdown (reverse order) stops the consumer first,
-// then the silence API and the dead-man check, then the dispatcher, and
-// only then the silences and the delivery states, which flush last. The
-// consumer is the main component: its return ends the group.
+// then the silence API, the digest and the dead-man check, then the
+// dispatcher, and only then the silences and the delivery states, which
+// flush last. The consumer is the main component: its return ends the
+// group.
 func (nt *Notifier) Add(g Group) {
 	if nt.states != nil {
 		g.AddService("delivery states", func(ctx context.Context) error { nt.states.Run(ctx); return nil })
@@ -292,6 +299,9 @@ func (nt *Notifier) Add(g Group) {
 	g.AddService("dispatcher", nt.d.Run)
 	if nt.deadman != nil {
 		g.AddService("dead-man check", func(ctx context.Context) error { nt.deadman.Run(ctx, nt.every); return nil })
+	}
+	if nt.digest != nil {
+		g.AddService("digest", func(ctx context.Context) error { nt.digest.Run(ctx); return nil })
 	}
 	if nt.api != nil {
 		g.AddService("silence API", nt.api.serve)

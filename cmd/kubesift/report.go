@@ -21,24 +21,34 @@ import (
 
 // reportOptions are the flags of `kubesift report`.
 type reportOptions struct {
-	from  string
-	es    string
-	since time.Duration
-	out   string
+	from     string
+	es       string
+	since    time.Duration
+	out      string
+	digest   bool
+	clusters []string
+	until    string
 }
 
 func newReportCommand(g *globalFlags) *cobra.Command {
 	o := &reportOptions{}
 	cmd := &cobra.Command{
-		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE]",
+		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE] | report --digest --es URL [--since 24h] [--until TIME] [--cluster C] [-o text|json|html]",
 		Short: "Write report.html: alerts, rules, actors, Events and posture on one self-contained page",
 		Long: `report builds one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
 from an NDJSON output folder of kubesift run (--from) or from Elasticsearch (--es, with the
 authentication and TLS of sink.elasticsearch in the configuration): the alerts timeline by
 severity, the top rules with their MITRE ATT&CK tactics, the top actors, Events by reason, the
-posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.`,
+posture score and failing checks, and the highest-severity alerts. docs/report.md describes it.
+
+With --digest it prints instead, per cluster, what the daily digest sends (notify.digest): the
+posture score and its change, findings opened and resolved, unused bindings, top alerts by rule,
+Event warnings by reason, and records indexed, over --since (default 24h) before --until (default
+now); -o names the format.`,
 		Example: `  kubesift report --from kubesift-out -o report.html
-  kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html`,
+  kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html
+  kubesift report --digest --es https://es.example:9200 -c notify.yaml --cluster prod -o json
+  kubesift report --digest --es https://es.example:9200 -c notify.yaml --until 2026-12-07T08:00:00+01:00`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := g.load(cmd)
@@ -52,23 +62,29 @@ posture score and failing checks, and the highest-severity alerts. docs/report.m
 	f.StringVar(&o.from, "from", "", "NDJSON output folder of kubesift run")
 	f.StringVar(&o.es, "es", "", "Elasticsearch URL (replaces sink.elasticsearch.addresses; auth and TLS from the configuration)")
 	f.DurationVar(&o.since, "since", 0, "only documents of this long before now (0: all)")
-	f.StringVarP(&o.out, "output", "o", "report.html", "file to write")
+	f.StringVarP(&o.out, "output", "o", "report.html", "file to write (with --digest: the format printed, text, json or html)")
+	f.BoolVar(&o.digest, "digest", false, "print the digest per cluster instead of writing the page (needs --es)")
+	f.StringArrayVar(&o.clusters, "cluster", nil, "with --digest: this cluster only (repeatable; default every cluster with documents)")
+	f.StringVar(&o.until, "until", "", "with --digest: the end of the period, RFC 3339 (default now)")
 	return cmd
 }
 
 func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
+	if o.digest {
+		return o.runDigest(cmd, cfg)
+	}
+	if len(o.clusters) > 0 || o.until != "" {
+		return usageError(cmd, errors.New("report: --cluster and --until are for --digest"))
+	}
 	if (o.from == "") == (o.es == "") {
 		return usageError(cmd, errors.New("report: give exactly one of --from DIR and --es URL"))
 	}
 	if o.since < 0 {
 		return usageError(cmd, fmt.Errorf("report: --since: %s is negative", o.since))
 	}
-	esCfg := cfg.Sink.Elasticsearch
-	if o.es != "" {
-		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
-			return fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
-		}
-		esCfg.Addresses = []string{o.es}
+	esCfg, err := o.esConfig(cfg)
+	if err != nil {
+		return err
 	}
 	src, err := newReportSource(esCfg, o.from, nil)
 	if err != nil {
@@ -87,6 +103,68 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "report: %s (%d alerts, %d audit records, %d Events)\n", o.out, s.Alerts, s.AuditRecords, s.Events)
 	return nil
+}
+
+// esConfig is sink.elasticsearch with --es as its address.
+func (o *reportOptions) esConfig(cfg *config.Config) (config.ElasticsearchConfig, error) {
+	esCfg := cfg.Sink.Elasticsearch
+	if o.es != "" {
+		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
+			return esCfg, fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
+		}
+		esCfg.Addresses = []string{o.es}
+	}
+	return esCfg, nil
+}
+
+// runDigest prints the digests of the last --since (24h unless given).
+func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error {
+	format := report.DigestText
+	if cmd.Flags().Changed("output") {
+		format = o.out
+	}
+	switch {
+	case o.es == "" || o.from != "":
+		return usageError(cmd, errors.New("report: --digest reads Elasticsearch: give --es URL (not --from)"))
+	case format != report.DigestText && format != report.DigestJSON && format != report.DigestHTML:
+		return usageError(cmd, fmt.Errorf("report: --digest -o: %q is not text, json or html", format))
+	case o.since < 0:
+		return usageError(cmd, fmt.Errorf("report: --since: %s is negative", o.since))
+	}
+	since := o.since
+	if !cmd.Flags().Changed("since") {
+		since = 24 * time.Hour
+	}
+	w := report.Window{To: time.Now()}
+	if o.until != "" {
+		var err error
+		if w.To, err = time.Parse(time.RFC3339, o.until); err != nil {
+			return usageError(cmd, fmt.Errorf("report: --until: %q is not an RFC 3339 time", o.until))
+		}
+	}
+	loc, err := cfg.Notify.Digest.Location()
+	if err != nil {
+		return fmt.Errorf("report: notify.digest.timezone: %w", err)
+	}
+	esCfg, err := o.esConfig(cfg)
+	if err != nil {
+		return err
+	}
+	src, err := newReportSource(esCfg, "", nil)
+	if err != nil {
+		return err
+	}
+	if since > 0 {
+		w.From = w.To.Add(-since)
+	}
+	ds, leftOut, err := src.(*report.ES).Digests(cmd.Context(), o.clusters, w)
+	if err != nil {
+		return err
+	}
+	if leftOut > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "report: %d more clusters not shown; name them with --cluster\n", leftOut)
+	}
+	return report.RenderDigests(cmd.OutOrStdout(), ds, format, loc)
 }
 
 // newReportSource is the source of the NDJSON folder dir, or with dir

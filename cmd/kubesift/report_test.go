@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,13 @@ func TestReportBadInvocations(t *testing.T) {
 		{"a file", []string{"--from", file}, "is not a directory"},
 		{"not a URL", []string{"--es", "localhost"}, `--es: "localhost" is not a URL`},
 		{"credentials kept out", []string{"--es", "http://user:s3cret@%zz"}, "is not a URL"},
+		{"cluster without digest", []string{"--from", dir, "--cluster", "prod"}, "--cluster and --until are for --digest"},
+		{"until without digest", []string{"--from", dir, "--until", "2026-12-07T08:00:00Z"}, "--cluster and --until are for --digest"},
+		{"digest until", []string{"--digest", "--es", "http://localhost:9200", "-o", "json", "--until", "yesterday"}, `--until: "yesterday" is not an RFC 3339 time`},
+		{"digest without es", []string{"--digest"}, "--digest reads Elasticsearch: give --es URL"},
+		{"digest from a folder", []string{"--digest", "--from", dir, "--es", "http://localhost:9200"}, "(not --from)"},
+		{"digest format", []string{"--digest", "--es", "http://localhost:9200"}, "r.html\" is not text, json or html"},
+		{"digest negative since", []string{"--digest", "--es", "http://localhost:9200", "-o", "json", "--since", "-1h"}, "is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, code := runCLI(t, "", append([]string{"report", "-o", filepath.Join(dir, "r.html")}, tc.args...)...)
@@ -129,5 +138,43 @@ func TestReportFromES(t *testing.T) {
 	}
 	if !strings.Contains(string(page), u) || !strings.Contains(string(page), `data-posture="none"`) {
 		t.Error("the page does not name the address or does not say there is no posture data")
+	}
+}
+
+// TestReportDigestFromES (real Elasticsearch): --digest -o json --until
+// prints the known day of reporttest.DigestScenario for the named
+// cluster, and text (the 24 hours before now) for every cluster found.
+func TestReportDigestFromES(t *testing.T) {
+	end := time.Now().UTC().Truncate(time.Hour)
+	_, esCfg, want := reporttest.StoreDigestScenario(t, "prod", end)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sink:
+  elasticsearch:
+    streams: {audit: %s, events: %s}
+    alerts_index: %s
+    findings: {index: %s, transitions_stream: %s, scores_stream: %s}
+`, esCfg.Streams.Audit, esCfg.Streams.Events, esCfg.AlertsIndex, esCfg.Findings.Index, esCfg.Findings.TransitionsStream, esCfg.Findings.ScoresStream)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u := esCfg.Addresses[0]
+	testenv.WaitForNil(t, "the scenario's figures", 30*time.Second, func() error {
+		stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u, "--cluster", "prod", "-o", "json", "--until", end.Format(time.RFC3339))
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, stderr)
+		}
+		var out struct{ Digests []json.RawMessage }
+		if err := json.Unmarshal([]byte(stdout), &out); err != nil || len(out.Digests) != 1 {
+			return fmt.Errorf("output %s: %v", stdout, err)
+		}
+		// Elasticsearch shows new documents after its refresh interval.
+		if got := reporttest.FiguresOfJSON(t, out.Digests[0]); !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("figures\n got %+v\nwant %+v", got, want)
+		}
+		return nil
+	})
+	stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u)
+	if code != 0 || !strings.Contains(stdout, "kubesift digest: prod,") || !strings.Contains(stdout, "kubesift digest: prod-other,") ||
+		!strings.Contains(stdout, "5 opened, 3 resolved, 5 open now") {
+		t.Errorf("exit %d: %s %s", code, stdout, stderr)
 	}
 }

@@ -27,6 +27,8 @@ type NotifyConfig struct {
 	Silences SilencesConfig `yaml:"silences"`
 	// Deadman raises an alert when a cluster sent nothing for a while.
 	Deadman DeadmanConfig `yaml:"deadman"`
+	// Digest schedules the daily digest per cluster.
+	Digest DigestConfig `yaml:"digest"`
 	// ConsumerGroup is the Kafka consumer group of the notifiers reading
 	// kafka.topics.alerts.
 	ConsumerGroup string `yaml:"consumer_group"`
@@ -300,6 +302,7 @@ func defaultNotify() NotifyConfig {
 			CheckInterval: time.Minute,
 			Severity:      "high",
 		},
+		Digest:            defaultDigest(),
 		ConsumerGroup:     "kubesift-notify",
 		MaxGroups:         10000,
 		MaxAlertsPerGroup: 1000,
@@ -434,6 +437,7 @@ func (c *NotifyConfig) validate(v *validator) {
 		}
 	}
 	v.oneOf("notify.deadman.severity", d.Severity, "info", "low", "medium", "high", "critical")
+	c.Digest.validate(v, names, c.Retry.GiveUpAfter)
 
 	if c.ConsumerGroup == "" {
 		v.add("notify.consumer_group", "must not be empty")

@@ -177,6 +177,17 @@ func (e *Email) Message(n *Notification) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("email: %w", err)
 	}
+	id := n.IdempotencyKey
+	if n.Resolved {
+		id += ".resolved"
+	}
+	return e.compose(subject, text, html, id, n.GroupKey, n.IdempotencyKey)
+}
+
+// compose builds a mail from its parts: headers (the Message-Id from
+// msgID, see messageID), then the text and HTML alternatives,
+// quoted-printable, CRLF line ends.
+func (e *Email) compose(subject, text, html, msgID, groupKey, idempotencyKey string) ([]byte, error) {
 	body, boundary, err := alternatives(text, html)
 	if err != nil {
 		return nil, fmt.Errorf("email: %w", err)
@@ -191,9 +202,9 @@ func (e *Email) Message(n *Notification) ([]byte, error) {
 	}
 	header("To", strings.Join(to, ", "))
 	header("Subject", headerValue(subject, emailSubjectMax))
-	header("Message-Id", e.messageID(n))
-	header(EmailGroupKeyHeader, headerValue(n.GroupKey, 500))
-	header(EmailIdempotencyHeader, n.IdempotencyKey)
+	header("Message-Id", e.messageID(msgID))
+	header(EmailGroupKeyHeader, headerValue(groupKey, 500))
+	header(EmailIdempotencyHeader, idempotencyKey)
 	names := make([]string, 0, len(e.cfg.Headers))
 	for k := range e.cfg.Headers {
 		names = append(names, k)
@@ -234,13 +245,10 @@ func alternatives(text, html string) ([]byte, string, error) {
 	return body.Bytes(), mw.Boundary(), nil
 }
 
-// messageID is deterministic in the notification (its idempotency key),
-// so a retry is the same message; a group's resolved mail gets its own.
-func (e *Email) messageID(n *Notification) string {
-	id := n.IdempotencyKey
-	if n.Resolved {
-		id += ".resolved"
-	}
+// messageID is deterministic in the notification (its idempotency key,
+// with ".resolved" for a group's resolved mail and a "digest." prefix for
+// a digest), so a retry is the same message.
+func (e *Email) messageID(id string) string {
 	domain := "kubesift.invalid"
 	if _, d, ok := strings.Cut(e.from.Address, "@"); ok && d != "" {
 		domain = d

@@ -13,6 +13,13 @@
 // resource, name, and one value per MITRE tactic, technique and tag. See
 // package internal/match for the matcher syntax.
 //
+// # Digests
+//
+// A Digest (one cluster's daily figures, rendered) is not a Notification:
+// it goes straight to the integrations that implement DigestNotifier
+// (TakesDigest), under the same contract, and DigestClaims lets one of
+// several notifier replicas send each.
+//
 // The Kafka loop that reads the alerts topic and hands each alert to a
 // Dispatcher, committing its offset once the alert is final, is
 // pipeline.NotifyConsumer: this package sits below pipeline and imports

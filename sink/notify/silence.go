@@ -194,18 +194,23 @@ func NewESSilences(ctx context.Context, es *elasticsearch.Client, index string) 
 	return s, nil
 }
 
-// call performs one request with retries. Statuses in ok besides 2xx are
-// returned to the caller instead of becoming errors.
+// call performs one request with retries (esCall).
 func (s *ESSilences) call(ctx context.Context, op, method, path string, body []byte, ok ...int) (int, []byte, error) {
+	return esCall(ctx, s.es, s.retry, op, method, path, body, ok...)
+}
+
+// esCall performs one request to es with retries through sink.Do. Statuses
+// in ok besides 2xx are returned to the caller instead of becoming errors.
+func esCall(ctx context.Context, es *elasticsearch.Client, retry backoff.Policy, op, method, path string, body []byte, ok ...int) (int, []byte, error) {
 	var status int
 	var resp []byte
-	err := sink.Do(ctx, s.retry, func(ctx context.Context) (bool, error) {
+	err := sink.Do(ctx, retry, func(ctx context.Context) (bool, error) {
 		req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
 		if err != nil {
 			return false, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		res, err := s.es.Perform(req)
+		res, err := es.Perform(req)
 		if err != nil {
 			return sink.Retryable(0, err), fmt.Errorf("%s: %w", op, stripURL(err))
 		}

@@ -174,16 +174,23 @@ func (t *Teams) Body(n *Notification) ([]byte, error) {
 		title = fmt.Sprintf("%d kubesift alerts", n.Count)
 	}
 	p := teamsParts{title: cut(oneLine(title), teamsTitleMax), text: cut(strings.TrimSpace(text), teamsTextMax)}
-	// Binary search for the longest list that fits: shown is the number
-	// of alerts listed, the first included.
-	lo, hi := min(len(n.Alerts), 1), min(len(n.Alerts), t.cfg.MaxAlerts)
-	best, err := t.encode(n, p, lo)
+	// shown is the number of alerts listed, the first included.
+	return teamsFit(min(len(n.Alerts), 1), min(len(n.Alerts), t.cfg.MaxAlerts), func(shown int) ([]byte, error) {
+		return t.encode(n, p, shown)
+	})
+}
+
+// teamsFit returns the body encode makes of the most parts, from lo to
+// hi, that fits TeamsMaxBody — or of lo when none does. It searches
+// binarily: a body grows with its parts, and each try encodes it whole.
+func teamsFit(lo, hi int, encode func(parts int) ([]byte, error)) ([]byte, error) {
+	best, err := encode(lo)
 	if err != nil {
 		return nil, err
 	}
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		b, err := t.encode(n, p, mid)
+		b, err := encode(mid)
 		if err != nil {
 			return nil, err
 		}

@@ -106,8 +106,14 @@ func (w *Webhook) Notify(ctx context.Context, n *Notification) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("webhook: encode payload: %w", err)
 	}
+	return w.send(ctx, body, n.IdempotencyKey, now)
+}
+
+// send posts body with the configured headers, the idempotency key and,
+// with a secret, the signature made at now.
+func (w *Webhook) send(ctx context.Context, body []byte, key string, now time.Time) (bool, error) {
 	h := w.headers.Clone()
-	h.Set(IdempotencyHeader, n.IdempotencyKey)
+	h.Set(IdempotencyHeader, key)
 	h.Set("User-Agent", "kubesift-notify")
 	if len(w.secret) > 0 {
 		h.Set(SignatureHeader, Sign(w.secret, now, body))

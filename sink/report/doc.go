@@ -30,6 +30,15 @@
 // and line in the Summary, which the page shows; the store itself is only
 // read, so nothing is dead-lettered or changed.
 //
+// # The digest
+//
+// ES.Digest aggregates one cluster's figures over a window for the daily
+// digest (pipeline.Digester) and `kubesift report --digest`: the posture
+// score and its change, findings opened and resolved (the transitions
+// stream), top alerts by rule, Event warnings by reason, and records
+// indexed. RenderDigests writes them as text, JSON or a self-contained
+// page. Only ES has a digest.
+//
 // Record content is attacker-controlled (a user name, a rule message built
 // from a request): Render passes every string through html/template's
 // contextual escaping and clips long ones, and the page carries a

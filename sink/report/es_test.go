@@ -5,99 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubesift/kubesift/internal/config"
-	"github.com/kubesift/kubesift/internal/testenv"
 	"github.com/kubesift/kubesift/sink"
 	esink "github.com/kubesift/kubesift/sink/elasticsearch"
+	"github.com/kubesift/kubesift/sink/report/reporttest"
 )
-
-// storeInES sets up streams and indices unique to the test on the test
-// ground's Elasticsearch, as `kubesift setup es` does, writes docs with the
-// processor's Writer, and deletes it all at the end.
-func storeInES(t *testing.T, docs func(config.ElasticsearchConfig) []sink.Doc) (*esink.Client, config.ElasticsearchConfig) {
-	t.Helper()
-	u := testenv.ElasticsearchURL(t)
-	cfg := config.Default().Sink.Elasticsearch
-	cfg.Addresses = []string{u}
-	ns := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "")) + fmt.Sprint(time.Now().UnixNano())
-	cfg.Streams = config.ESStreamsConfig{Audit: "logs-ksreport.audit-" + ns, Events: "logs-ksreport.events-" + ns, Posture: "logs-ksreport.posture-" + ns}
-	cfg.AlertsIndex = "ksreport-alerts-" + ns
-	cfg.Findings = config.ESFindingsConfig{Index: "ksreport-findings-" + ns, TransitionsStream: "logs-ksreport.transitions-" + ns, ScoresStream: "metrics-ksreport.scores-" + ns}
-	cfg.ILM.Enabled = false
-	es, err := esink.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dropES(es, cfg) })
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	if err := esink.Setup(ctx, es, cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := esink.NewWriter(esink.WriterOptions{Client: es, Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var refused []string
-	for _, d := range docs(cfg) {
-		wg.Add(1)
-		if err := w.Add(ctx, d, func(r sink.Result) {
-			defer wg.Done()
-			if r.Status == sink.Rejected {
-				mu.Lock()
-				refused = append(refused, d.ID+": "+r.Reason)
-				mu.Unlock()
-			}
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if len(refused) > 0 {
-		t.Fatalf("Elasticsearch refused %q", refused)
-	}
-	return es, cfg
-}
-
-func dropES(es *esink.Client, cfg config.ElasticsearchConfig) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	del := func(path string) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, path, nil)
-		if res, err := es.Perform(req); err == nil {
-			res.Body.Close()
-		}
-	}
-	for _, s := range []string{cfg.Streams.Audit, cfg.Streams.Events, cfg.Streams.Posture, cfg.Findings.TransitionsStream, cfg.Findings.ScoresStream} {
-		del("/_data_stream/" + s)
-		del("/_index_template/" + esink.IndexTemplateName(s))
-	}
-	for _, idx := range []string{cfg.AlertsIndex, cfg.Findings.Index} {
-		del("/" + idx)
-		del("/_index_template/" + esink.IndexTemplateName(idx))
-	}
-}
 
 // TestSourcesAgree (real Elasticsearch): the same documents, written to an
 // NDJSON folder and indexed in Elasticsearch, give the same Summary from
 // Dir and from ES — all documents, a window, and an empty store.
 func TestSourcesAgree(t *testing.T) {
 	var docs []sink.Doc
-	es, cfg := storeInES(t, func(c config.ElasticsearchConfig) []sink.Doc { docs = fixture(t, c); return docs })
+	es, cfg := reporttest.StoreInES(t, func(c config.ElasticsearchConfig) []sink.Doc { docs = fixture(t, c); return docs })
 	src := NewES(es, cfg.Addresses[0], IndicesFrom(cfg))
 	if err := src.Refresh(t.Context()); err != nil {
 		t.Fatal(err)

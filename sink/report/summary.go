@@ -28,12 +28,15 @@ func (w Window) Contains(t time.Time) bool {
 // NDJSON file names of `kubesift run` (<index>.ndjson).
 type Indices struct {
 	Audit, Events, Alerts, Findings, Scores string
+	// Transitions is the finding transitions stream (the digest's
+	// findings opened and resolved).
+	Transitions string
 }
 
 // IndicesFrom takes the names from the Elasticsearch sink's configuration.
 func IndicesFrom(c config.ElasticsearchConfig) Indices {
 	return Indices{Audit: c.Streams.Audit, Events: c.Streams.Events, Alerts: c.AlertsIndex,
-		Findings: c.Findings.Index, Scores: c.Findings.ScoresStream}
+		Findings: c.Findings.Index, Scores: c.Findings.ScoresStream, Transitions: c.Findings.TransitionsStream}
 }
 
 // Lengths of the top lists. A longer list would not be read, and these
