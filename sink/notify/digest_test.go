@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubesift/kubesift/sink/elasticsearch"
-
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
 
 // digestHostile is record text as it reaches a digest: an Event reason.
