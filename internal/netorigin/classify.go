@@ -11,7 +11,7 @@ var special = func() *table {
 			ms = append(ms, member{netip.MustParsePrefix(c), set})
 		}
 	}
-	add(0, "100.64.0.0/10")                                               // private: RFC 6598 shared space
+	add(0, "100.64.0.0/10")                                            // private: RFC 6598 shared space
 	add(1, "0.0.0.0/8", "240.0.0.0/4", "255.255.255.255/32", "::/128") // other
 	t, err := buildTable([]string{string(ClassPrivate), string(ClassOther)}, ms)
 	if err != nil {

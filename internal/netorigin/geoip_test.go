@@ -38,9 +38,9 @@ func TestGeoAndAS(t *testing.T) {
 	}
 	defer r.Close()
 	for _, tc := range []struct {
-		ip   string
-		geo  Geo
-		as   AS
+		ip  string
+		geo Geo
+		as  AS
 	}{
 		{"203.0.113.9", Geo{ContinentCode: "EU", ContinentName: "Europe", CountryISOCode: "NL", CountryName: "Netherlands",
 			RegionISOCode: "NL-NH", RegionName: "North Holland", CityName: "Amsterdam", Lat: 52.37, Lon: 4.89, HasLocation: true},
