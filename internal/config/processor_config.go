@@ -61,6 +61,9 @@ type ProcessorConfig struct {
 	Rules ProcessorRulesConfig `yaml:"rules"`
 	// Posture configures the posture consumer (objects topic to findings).
 	Posture ProcessorPostureConfig `yaml:"posture"`
+	// Network configures where requests come from: source classes,
+	// network lists, GeoIP (network_config.go).
+	Network ProcessorNetworkConfig `yaml:"network"`
 }
 
 // ProcessorPostureConfig configures the posture consumer of `kubesift
@@ -245,6 +248,7 @@ func (c *ProcessorConfig) validate(v *validator) {
 		v.add("processor.rules.reload_interval", "must not be negative")
 	}
 	c.Posture.validate(v, c.GroupID)
+	c.Network.validate(v)
 }
 
 func (c *ProcessorPostureConfig) validate(v *validator, recordsGroup string) {
