@@ -42,6 +42,9 @@ type AuditEnv struct {
 	Request            map[string]any    `expr:"request"`
 	Response           map[string]any    `expr:"response"`
 
+	// Where the request came from
+	Source SourceEnv `expr:"source"`
+
 	rec *record.Record
 }
 
@@ -120,6 +123,7 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 	}
 	e.Decision = a.Annotations["authorization.k8s.io/decision"]
 	e.AuthzReason = a.Annotations["authorization.k8s.io/reason"]
+	e.Source = newSourceEnv(r)
 	return e
 }
 

@@ -215,3 +215,38 @@ func TestLookupAllocatesNothing(t *testing.T) {
 		t.Errorf("Lookup allocates %v times", n)
 	}
 }
+
+// TestLookupSources: the client of the forwarded chain is the origin
+// unless the connection itself came from a public address, whose
+// forwarded entries anyone can write.
+func TestLookupSources(t *testing.T) {
+	r, err := New(Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		ips   []string
+		ip    string
+		class Class
+	}{
+		{"none", nil, "", ClassNone},
+		{"one", []string{"203.0.113.9"}, "203.0.113.9", ClassPublic},
+		{"behind an internal proxy", []string{"203.0.113.9", "10.244.1.5"}, "203.0.113.9", ClassPublic},
+		{"private client behind an internal proxy", []string{"192.168.1.4", "10.0.0.2"}, "192.168.1.4", ClassPrivate},
+		{"spoofed header from the internet", []string{"10.0.0.1", "198.51.100.20"}, "198.51.100.20", ClassPublic},
+		{"public proxy chain", []string{"203.0.113.9", "198.51.100.20"}, "198.51.100.20", ClassPublic},
+		{"unparseable client", []string{"unknown", "10.0.0.2"}, "10.0.0.2", ClassPrivate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := r.LookupSources(tc.ips)
+			ip := ""
+			if o.Known() {
+				ip = o.IP.String()
+			}
+			if ip != tc.ip || o.Class != tc.class {
+				t.Errorf("origin %s %q, want %s %q", ip, o.Class, tc.ip, tc.class)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,11 @@ import (
 
 // ListSpec is one named list of networks (processor.network.lists).
 type ListSpec struct {
-	Name  string
-	Files []string
+	Name string
+	// Networks are entries given directly (rule fixtures); the networks
+	// of Files are added to them.
+	Networks []netip.Prefix
+	Files    []string
 	// ReloadInterval is how often the files are checked for a change; 0
 	// loads them once.
 	ReloadInterval time.Duration
@@ -108,7 +112,7 @@ func New(o Options) (*Resolver, error) {
 
 // readList reads every file of a list.
 func readList(spec ListSpec) (loadedList, error) {
-	l := loadedList{spec: spec}
+	l := loadedList{spec: spec, prefixes: slices.Clone(spec.Networks)}
 	for _, path := range spec.Files {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -149,6 +153,30 @@ func (r *Resolver) Lookup(ip string) Origin {
 		return Origin{}
 	}
 	return r.LookupAddr(a)
+}
+
+// LookupSources is the Origin of a request whose audit record lists ips
+// (sourceIPs: the X-Forwarded-For chain, X-Real-Ip, then the address of
+// the connection). It is the first address — the client, as the proxies
+// in front of the API server report it — unless the connection came from
+// a public address: then nothing vouches for the forwarded entries, which
+// any client can write, and the connection's address is the origin. So
+// "X-Forwarded-For: 10.0.0.1" sent from the internet does not make a
+// request look private.
+func (r *Resolver) LookupSources(ips []string) Origin {
+	if len(ips) == 0 {
+		return Origin{}
+	}
+	if len(ips) > 1 {
+		if peer := r.Lookup(ips[len(ips)-1]); peer.Class == ClassPublic {
+			return peer
+		}
+		if o := r.Lookup(ips[0]); o.Known() {
+			return o
+		}
+		return r.Lookup(ips[len(ips)-1]) // a client entry that is not an address
+	}
+	return r.Lookup(ips[0])
 }
 
 // LookupAddr is the Origin of a.
