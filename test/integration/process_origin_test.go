@@ -133,7 +133,6 @@ func originRecord(t *testing.T, run string, n int, user string, ips ...string) k
 	return recordMessage(t, r)
 }
 
-
 // produceRecords writes messages to the input topic (acks=all).
 func (e *procEnv) produceRecords(msgs ...kafka.Message) {
 	e.t.Helper()
