@@ -19,9 +19,10 @@ type SourceEnv struct {
 	Class string `expr:"class"`
 	// Lists are the names of the processor.network.lists holding IP.
 	Lists []string `expr:"lists"`
-	// Network is what "the same network" means for new_term rules:
-	// "AS<number>" when the ASN database knows IP, else its /24 (IPv4) or
-	// /48 (IPv6).
+	// Network is what "the same network" means for new_term rules, for a
+	// public address: "AS<number>" when the ASN database knows IP, else
+	// its /24 (IPv4) or /48 (IPv6). Empty for the other classes, whose
+	// networks are the cluster's own or nobody's.
 	Network string    `expr:"network"`
 	Geo     SourceGeo `expr:"geo"`
 	AS      SourceAS  `expr:"as"`
@@ -56,13 +57,15 @@ func newSourceEnv(r *record.Record) SourceEnv {
 			return SourceEnv{}
 		}
 	}
-	s := SourceEnv{IP: o.IP.String(), Class: string(o.Class), Lists: o.Lists}
+	s := SourceEnv{IP: addrString(o.IP, r.Audit.SourceIPs), Class: string(o.Class), Lists: o.Lists}
 	s.Geo = SourceGeo{ContinentCode: o.Geo.ContinentCode, CountryISOCode: o.Geo.CountryISOCode,
 		CountryName: o.Geo.CountryName, RegionName: o.Geo.RegionName, CityName: o.Geo.CityName}
 	s.AS.Number, s.AS.Organization.Name = int(o.AS.Number), o.AS.Organization
-	if o.AS.Number != 0 {
+	switch {
+	case o.Class != netorigin.ClassPublic:
+	case o.AS.Number != 0:
 		s.Network = "AS" + strconv.FormatUint(uint64(o.AS.Number), 10)
-	} else {
+	default:
 		bits := 24
 		if o.IP.Is6() {
 			bits = 48
@@ -70,4 +73,18 @@ func newSourceEnv(r *record.Record) SourceEnv {
 		s.Network = netip.PrefixFrom(o.IP, bits).Masked().String()
 	}
 	return s
+}
+
+// addrString is a.String(), reusing the record's own string of it (the
+// origin is one of sourceIPs, nearly always written canonically) instead
+// of allocating another: every audit record builds one.
+func addrString(a netip.Addr, ips []string) string {
+	var buf [48]byte
+	s := a.AppendTo(buf[:0])
+	for _, ip := range ips {
+		if ip == string(s) {
+			return ip
+		}
+	}
+	return string(s)
 }

@@ -1,0 +1,59 @@
+package rules
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kubesift/kubesift/internal/netorigin"
+	"github.com/kubesift/kubesift/record"
+)
+
+func TestSourceEnv(t *testing.T) {
+	pub := netip.MustParseAddr("203.0.113.9")
+	for _, tc := range []struct {
+		name   string
+		ips    []string
+		origin netorigin.Origin
+		want   SourceEnv
+	}{
+		{"no address", nil, netorigin.Origin{}, SourceEnv{}},
+		{"not enriched: the class alone", []string{"203.0.113.9"}, netorigin.Origin{},
+			SourceEnv{IP: "203.0.113.9", Class: "public", Network: "203.0.113.0/24"}},
+		{"not enriched: a forged forwarded entry from the internet", []string{"10.0.0.1", "198.51.100.2"}, netorigin.Origin{},
+			SourceEnv{IP: "198.51.100.2", Class: "public", Network: "198.51.100.0/24"}},
+		{"not enriched: private has no network", []string{"10.0.0.1"}, netorigin.Origin{},
+			SourceEnv{IP: "10.0.0.1", Class: "private"}},
+		{"not enriched: IPv6 /48", []string{"2001:db8:1:2::5"}, netorigin.Origin{},
+			SourceEnv{IP: "2001:db8:1:2::5", Class: "public", Network: "2001:db8:1::/48"}},
+		{"enriched: lists, geo and AS", []string{"203.0.113.9"},
+			netorigin.Origin{IP: pub, Class: netorigin.ClassPublic, Lists: []string{"ioc"},
+				Geo: netorigin.Geo{ContinentCode: "EU", CountryISOCode: "NL", CountryName: "Netherlands", RegionName: "North Holland", CityName: "Amsterdam"},
+				AS:  netorigin.AS{Number: 64500, Organization: "Example"}},
+			SourceEnv{IP: "203.0.113.9", Class: "public", Lists: []string{"ioc"}, Network: "AS64500",
+				Geo: SourceGeo{ContinentCode: "EU", CountryISOCode: "NL", CountryName: "Netherlands", RegionName: "North Holland", CityName: "Amsterdam"},
+				AS:  func() SourceAS { var a SourceAS; a.Number, a.Organization.Name = 64500, "Example"; return a }()}},
+		{"enriched: the processor's cluster class wins", []string{"10.244.0.3"},
+			netorigin.Origin{IP: netip.MustParseAddr("10.244.0.3"), Class: netorigin.ClassCluster},
+			SourceEnv{IP: "10.244.0.3", Class: "cluster"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &record.Record{Audit: &auditv1.Event{SourceIPs: tc.ips}, Origin: tc.origin}
+			if got := newSourceEnv(r); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSourceEnvReusesTheRecordsAddress: the source object of an audit
+// record whose address is private (nearly all of them) allocates nothing.
+func TestSourceEnvReusesTheRecordsAddress(t *testing.T) {
+	r := &record.Record{Audit: &auditv1.Event{SourceIPs: []string{"127.0.0.1"}}}
+	r.Origin = (*netorigin.Resolver)(nil).LookupSources(r.Audit.SourceIPs)
+	if n := testing.AllocsPerRun(100, func() { _ = newSourceEnv(r) }); n != 0 {
+		t.Errorf("newSourceEnv allocates %v times", n)
+	}
+}
