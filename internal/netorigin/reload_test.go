@@ -3,6 +3,7 @@ package netorigin
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -130,5 +131,54 @@ func TestRunReloadsOnItsInterval(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestLookupsDuringReloads: lookups run while the list is swapped, each
+// seeing a whole table (the race detector checks the swap).
+func TestLookupsDuringReloads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ioc.txt")
+	t0 := time.Now().Add(-time.Hour)
+	writeList(t, path, "203.0.113.0/24\n", t0)
+	r, err := New(Options{Lists: []ListSpec{{Name: "ioc", Files: []string{path}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errs := make(chan string, 4)
+	for range 4 {
+		go func() {
+			a, b := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("198.51.100.1")
+			for {
+				select {
+				case <-stop:
+					errs <- ""
+					return
+				default:
+				}
+				for _, addr := range []netip.Addr{a, b} {
+					if l := r.LookupAddr(addr).Lists; l != nil && !slices.Equal(l, []string{"ioc"}) {
+						errs <- fmt.Sprintf("%v on %v", addr, l)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range 50 {
+		content := "203.0.113.0/24\n"
+		if i%2 == 0 {
+			content = "198.51.100.0/24\n"
+		}
+		writeList(t, path, content, t0.Add(time.Duration(i+1)*time.Second))
+		if !r.Reload(0) {
+			t.Fatalf("reload %d: not taken", i)
+		}
+	}
+	close(stop)
+	for range 4 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
 	}
 }

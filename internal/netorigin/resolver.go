@@ -199,15 +199,21 @@ func (r *Resolver) LookupAddr(a netip.Addr) Origin {
 // ctx ends, then closes the databases. It returns nil.
 func (r *Resolver) Run(ctx context.Context) error {
 	defer r.Close()
-	var wg sync.WaitGroup
+	r.mu.Lock()
+	intervals := make([]time.Duration, len(r.loaded))
 	for i, l := range r.loaded {
-		if l.spec.ReloadInterval <= 0 {
+		intervals[i] = l.spec.ReloadInterval
+	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for i, every := range intervals {
+		if every <= 0 {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t := time.NewTicker(l.spec.ReloadInterval)
+			t := time.NewTicker(every)
 			defer t.Stop()
 			for {
 				select {
