@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,7 +81,7 @@ func TestProcessNetworkOrigin(t *testing.T) {
 		"asn":     {"64500": 1, "64501": 1},
 		"org":     {"Example Hosting": 1, "Example Telecom": 1},
 	} {
-		if got := aggs.buckets(name); !mapsEqual(got, want) {
+		if got := aggs.buckets(name); !maps.Equal(got, want) {
 			t.Errorf("aggregation %s: %v, want %v", name, got, want)
 		}
 	}
@@ -216,16 +217,4 @@ func (e *procEnv) alertSources(t *testing.T, rule string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func mapsEqual(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
