@@ -42,10 +42,3 @@ func classify(a netip.Addr, cluster *table) Class {
 	}
 	return ClassPublic
 }
-
-// Classify is the class of ip with no cluster networks configured, for
-// callers without a Resolver (rule fixtures, `kubesift rules eval`).
-func Classify(ip string) Origin {
-	var r *Resolver
-	return r.Lookup(ip)
-}

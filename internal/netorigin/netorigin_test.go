@@ -65,8 +65,9 @@ func TestClassify(t *testing.T) {
 	}
 	// Without a Resolver the cluster networks are unknown: private stays
 	// private, nothing else changes.
-	if got := Classify("10.96.0.1").Class; got != ClassPrivate {
-		t.Errorf("Classify(10.96.0.1) = %q, want private", got)
+	var none *Resolver
+	if got := none.Lookup("10.96.0.1").Class; got != ClassPrivate {
+		t.Errorf("nil Resolver: 10.96.0.1 is %q, want private", got)
 	}
 }
 

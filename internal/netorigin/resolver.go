@@ -98,14 +98,15 @@ func New(o Options) (*Resolver, error) {
 	if err := r.swap(); err != nil {
 		return nil, err
 	}
+	if r.geo, err = openGeo(o.CityDB, o.ASNDB); err != nil {
+		return nil, err
+	}
 	if r.m, err = newListMetrics(o.Registerer, o.Lists); err != nil {
+		_ = r.Close()
 		return nil, err
 	}
 	for _, l := range r.loaded {
 		r.m.prefixes.WithLabelValues(l.spec.Name).Set(float64(len(l.prefixes)))
-	}
-	if r.geo, err = openGeo(o.CityDB, o.ASNDB); err != nil {
-		return nil, err
 	}
 	return r, nil
 }
