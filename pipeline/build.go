@@ -56,17 +56,18 @@ type BuiltProcessor struct {
 	*Processor
 	Engine    *rules.Engine
 	Documents *ecs.Builder
-	// Origin resolves the records' source addresses (processor.network);
-	// its service reloads the network lists and closes the databases.
-	Origin  *netorigin.Resolver
-	rules   config.ProcessorRulesConfig
-	ready   func(error)
-	log     *slog.Logger
-	reloads *prometheus.CounterVec // result: ok, error
+	rules     config.ProcessorRulesConfig
+	ready     func(error)
+	log       *slog.Logger
+	reloads   *prometheus.CounterVec // result: ok, error
 
 	// Posture is the posture consumer when processor.posture.enabled and
 	// the store is Elasticsearch or the NDJSON store (nil otherwise).
 	Posture *PostureConsumer
+
+	// Origin resolves the records' source addresses (processor.network);
+	// its service reloads the network lists and closes the databases.
+	Origin *netorigin.Resolver
 }
 
 // NewProcessor builds the processor of cfg — rules engine (the built-in
