@@ -123,7 +123,7 @@ func (g *geoDBs) lookup(a netip.Addr, o *Origin) {
 	if g.asn != nil {
 		var r asnRecord
 		if err := g.asn.Lookup(a).Decode(&r); err == nil {
-			o.AS = AS{Number: r.Number, Organization: r.Organization}
+			o.AS = AS(r)
 		}
 	}
 }
