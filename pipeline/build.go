@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/lifecycle"
+	"github.com/kubesift/kubesift/internal/netorigin"
 	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/sink"
 	"github.com/kubesift/kubesift/sink/ecs"
@@ -63,6 +64,10 @@ type BuiltProcessor struct {
 	// Posture is the posture consumer when processor.posture.enabled and
 	// the store is Elasticsearch or the NDJSON store (nil otherwise).
 	Posture *PostureConsumer
+
+	// Origin resolves the records' source addresses (processor.network);
+	// its service reloads the network lists and closes the databases.
+	Origin *netorigin.Resolver
 }
 
 // NewProcessor builds the processor of cfg — rules engine (the built-in
@@ -84,12 +89,14 @@ func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (
 	w := deps.Store
 	if w == nil {
 		if w, err = newESWriter(ctx, cfg, deps, b.log); err != nil {
+			_ = b.Origin.Close()
 			return nil, err
 		}
 	}
 	if cfg.Processor.Posture.Enabled {
 		if b.Posture, err = newPosture(cfg, deps, b.Engine.Set(), w, b.Documents, b.log); err != nil {
 			closeQuietly(w, b.log)
+			_ = b.Origin.Close()
 			return nil, err
 		}
 	}
@@ -101,13 +108,14 @@ func NewProcessor(ctx context.Context, cfg *config.Config, deps ProcessorDeps) (
 		eval = deps.WrapRules(b.Engine)
 	}
 	b.Processor, err = New(Options{
-		Kafka: cfg.Kafka, Processor: cfg.Processor, Rules: eval, Documents: b.Documents, Writer: w,
+		Kafka: cfg.Kafka, Processor: cfg.Processor, Rules: eval, Documents: b.Documents, Origin: b.Origin, Writer: w,
 		Registerer: deps.Registerer, Logger: b.log,
 	})
 	if err != nil {
 		if b.Posture != nil {
 			_ = b.Posture.closeSinks()
 		}
+		_ = b.Origin.Close()
 		closeQuietly(w, b.log)
 		return nil, err
 	}
@@ -143,7 +151,13 @@ func newBuiltProcessor(cfg *config.Config, deps ProcessorDeps) (*BuiltProcessor,
 	if err != nil {
 		return nil, err
 	}
-	return &BuiltProcessor{Engine: eng, Documents: docs, rules: rc, ready: deps.Ready, log: log, reloads: reloads}, nil
+	no := cfg.Processor.Network.Options()
+	no.Registerer, no.Logger = deps.Registerer, log
+	origin, err := netorigin.New(no)
+	if err != nil {
+		return nil, fmt.Errorf("processor.network: %w", err)
+	}
+	return &BuiltProcessor{Engine: eng, Documents: docs, Origin: origin, rules: rc, ready: deps.Ready, log: log, reloads: reloads}, nil
 }
 
 // newESWriter is the Elasticsearch writer of cfg, after the setup when
@@ -183,7 +197,8 @@ type Group interface {
 
 // Add registers the processor's components with g: the rule-file watcher
 // when processor.rules.reload_interval and rule dirs are set (it reloads the
-// posture checks too), the
+// posture checks too), the network origin (list reloads; it closes the
+// GeoIP databases when it stops), the
 // readiness reporter when deps.Ready was given, and the processor itself as
 // the main component (its return ends the group), and then the posture
 // consumer when built. The processor is added after the watcher, so it
@@ -194,6 +209,9 @@ func (b *BuiltProcessor) Add(g Group) {
 	if b.rules.ReloadInterval > 0 && len(b.rules.Dirs) > 0 {
 		g.AddService("rules reload", b.watchRules)
 	}
+	// Before the processor, so it outlives it: the databases it closes
+	// last are read until the processor's final record.
+	g.AddService("network origin", b.Origin.Run)
 	if b.ready != nil {
 		g.AddService("processor readiness", b.reportReady)
 	}
@@ -275,5 +293,6 @@ func (b *BuiltProcessor) Discard() error {
 	if b.Posture != nil {
 		_ = b.Posture.closeSinks() // its producer; the writer is the processor's
 	}
+	_ = b.Origin.Close()
 	return b.closeSinks()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/kafkaopts"
+	"github.com/kubesift/kubesift/internal/netorigin"
 	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
@@ -43,6 +44,11 @@ type Options struct {
 	Processor config.ProcessorConfig
 	Rules     Evaluator
 	Documents Documents
+	// Origin resolves where each audit record's request came from, once
+	// per record, before the rules and the documents read it
+	// (record.Record.Origin); nil classifies the addresses without cluster
+	// networks, lists or GeoIP.
+	Origin *netorigin.Resolver
 	// Writer receives every document. The Processor owns it from New on:
 	// Run closes it before it returns.
 	Writer     sink.Writer
@@ -461,6 +467,9 @@ func (p *Processor) handle(ctx, work context.Context, part *partition, m kafka.M
 		p.deadLetter(work, pm, deadLetter{orig: m, kind: kindRecord, value: m.Value,
 			stage: StageDecode, reason: StageDecode, err: err.Error()})
 		return
+	}
+	if rec.Audit != nil {
+		rec.Origin = p.o.Origin.LookupSources(rec.Audit.SourceIPs)
 	}
 	alerts, changes := p.eval(part, rec, m.Offset)
 	if len(changes) > 0 {

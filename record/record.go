@@ -84,6 +84,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kubesift/kubesift/internal/netorigin"
 )
 
 // SchemaVersion is the version of the envelope written by Marshal.
@@ -157,6 +159,11 @@ type Record struct {
 	// Deleted marks an object's tombstone (NewObjectTombstone): no Object,
 	// sent with a nil value.
 	Deleted bool `json:"-"`
+	// Origin is where an audit record's request came from (address class,
+	// network lists, geo and AS): set once per record by the processor
+	// (netorigin.Resolver.LookupSources) and read by the rules and the
+	// document builder. Not part of the wire format; zero until set.
+	Origin netorigin.Origin `json:"-"`
 }
 
 // NewAudit builds the Record for an audit event. raw is the event's original

@@ -20,20 +20,20 @@ import (
 // hack/bench-eval.sh (make bench); the hand-written decoders and the body
 // parser have their general paths beside them in record's benchmarks.
 
-func benchCorpus(b *testing.B) [][]byte {
-	b.Helper()
-	lines := bytes.Split(bytes.TrimSuffix(testenv.BenchAuditLog(b), []byte("\n")), []byte("\n"))
+func benchCorpus(tb testing.TB) [][]byte {
+	tb.Helper()
+	lines := bytes.Split(bytes.TrimSuffix(testenv.BenchAuditLog(tb), []byte("\n")), []byte("\n"))
 	if len(lines) == 0 {
-		b.Fatal("empty corpus")
+		tb.Fatal("empty corpus")
 	}
 	return lines
 }
 
-func decodeLine(b *testing.B, line []byte) *record.Record {
+func decodeLine(tb testing.TB, line []byte) *record.Record {
 	d := record.NewDecoder(bytes.NewReader(line), "bench", record.DecodeOptions{Cluster: record.Cluster{Name: "bench"}})
 	r, err := d.Next()
 	if err != nil && err != io.EOF {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return r
 }

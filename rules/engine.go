@@ -58,7 +58,8 @@ type Alert struct {
 	Resource  string `json:"resource,omitempty"`
 	Name      string `json:"name,omitempty"`
 	// Where the request came from and its audit record, when known (a
-	// posture alert's actor).
+	// posture alert's actor). An audit rule's alert carries SourceIP: the
+	// record's origin address (the source object's ip).
 	UserAgent string `json:"user_agent,omitempty"`
 	SourceIP  string `json:"source_ip,omitempty"`
 	AuditID   string `json:"audit_id,omitempty"`
@@ -498,6 +499,7 @@ func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *eva
 	}
 	if au := ctx.audit; au != nil {
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
+		a.SourceIP = au.Source.IP
 	} else if ev := ctx.event; ev != nil {
 		a.Namespace, a.Resource, a.Name = ev.Namespace, strings.ToLower(ev.Kind), ev.Name
 	}

@@ -49,6 +49,8 @@ type AuditEnv struct {
 	Effective     map[string]any `expr:"effective"`
 	EffectiveFrom string         `expr:"effective_from"` // response | request | patch | partial
 	PatchOps      []any          `expr:"patch_ops"`      // {op, path, from, value} maps
+	// Where the request came from
+	Source SourceEnv `expr:"source"`
 
 	rec *record.Record
 }
@@ -132,6 +134,7 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 	}
 	e.Decision = a.Annotations["authorization.k8s.io/decision"]
 	e.AuthzReason = a.Annotations["authorization.k8s.io/reason"]
+	e.Source = newSourceEnv(r)
 	return e
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kubesift/kubesift/internal/netorigin"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -32,7 +33,46 @@ type TestCase struct {
 	Match   bool             `yaml:"match"`  // the rule must alert at least once
 	Alerts  *int             `yaml:"alerts"` // exact number of alerts, if set
 	Records []map[string]any `yaml:"records"`
+	// Network stands in for processor.network: the records' origin is
+	// resolved with these cluster networks and lists.
+	Network *FixtureNetwork `yaml:"network"`
 	file    string
+}
+
+// FixtureNetwork is a fixture's processor.network: cluster CIDRs, and
+// lists by name, each a list of CIDRs or addresses.
+type FixtureNetwork struct {
+	ClusterCIDRs []string            `yaml:"cluster_cidrs"`
+	Lists        map[string][]string `yaml:"lists"`
+}
+
+// resolver is the netorigin.Resolver of n.
+func (n *FixtureNetwork) resolver() (*netorigin.Resolver, error) {
+	var o netorigin.Options
+	for _, c := range n.ClusterCIDRs {
+		p, err := netorigin.ParseNetwork(c)
+		if err != nil {
+			return nil, fmt.Errorf("network.cluster_cidrs: %w", err)
+		}
+		o.ClusterCIDRs = append(o.ClusterCIDRs, p)
+	}
+	names := make([]string, 0, len(n.Lists))
+	for name := range n.Lists {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		spec := netorigin.ListSpec{Name: name}
+		for _, c := range n.Lists[name] {
+			p, err := netorigin.ParseNetwork(c)
+			if err != nil {
+				return nil, fmt.Errorf("network.lists.%s: %w", name, err)
+			}
+			spec.Networks = append(spec.Networks, p)
+		}
+		o.Lists = append(o.Lists, spec)
+	}
+	return netorigin.New(o)
 }
 
 // TestResult is the outcome of one fixture.
@@ -92,8 +132,16 @@ func LoadTests(opts LoadOptions) ([]TestCase, error) {
 // fixtureBase is the event time of a fixture's first record.
 var fixtureBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// FixtureRecords turns a fixture's records into Records.
+// FixtureRecords turns a fixture's records into Records, their origin
+// resolved as the processor does when the fixture has a network section.
 func FixtureRecords(tc *TestCase) ([]*record.Record, error) {
+	var res *netorigin.Resolver
+	if tc.Network != nil {
+		var err error
+		if res, err = tc.Network.resolver(); err != nil {
+			return nil, fmt.Errorf("%s: test %q: %w", tc.file, tc.Name, err)
+		}
+	}
 	var out []*record.Record
 	for i, m := range tc.Records {
 		m = fillFixture(m, i, tc.Name)
@@ -105,6 +153,11 @@ func FixtureRecords(tc *TestCase) ([]*record.Record, error) {
 			record.DecodeOptions{Cluster: record.Cluster{Name: "fixture"}, Now: func() time.Time { return fixtureBase }})
 		if len(errs) > 0 {
 			return nil, errs[0]
+		}
+		for _, r := range recs {
+			if res != nil && r.Audit != nil {
+				r.Origin = res.LookupSources(r.Audit.SourceIPs)
+			}
 		}
 		out = append(out, recs...)
 	}

@@ -41,6 +41,13 @@ const (
 	// FileInput is read as it appears (audit logs the API server writes):
 	// not checked, a collector waits for it.
 	FileInput
+	// FileNetworkList is a list of CIDRs and addresses
+	// (processor.network.lists[].files): every line parses.
+	FileNetworkList
+	// FileGeoIPCity and FileGeoIPASN are MaxMind-format databases of that
+	// type (processor.network.geoip).
+	FileGeoIPCity
+	FileGeoIPASN
 )
 
 // fileFields classifies every configuration key that names a file or a
@@ -68,6 +75,9 @@ var fileFields = map[string]FileKind{
 	"positions_file":     FileState,
 	"dir":                FileState,
 	"paths":              FileInput,
+	"files":              FileNetworkList,
+	"city_db":            FileGeoIPCity,
+	"asn_db":             FileGeoIPASN,
 }
 
 // FileRef is one file or directory the configuration names.
@@ -156,6 +166,10 @@ func (c *Config) CheckFiles() error {
 		case FileKubeconfig:
 			if msg := checkKubeconfig(r.Path); msg != "" {
 				add(r.Field, "%s", msg)
+			}
+		case FileNetworkList, FileGeoIPCity, FileGeoIPASN:
+			if err := checkNetworkFile(r); err != nil {
+				add(r.Field, "%v", err)
 			}
 		case FileCert:
 			key, paired := keys[parentPath(r.Field)]

@@ -62,6 +62,9 @@ type ProcessorConfig struct {
 	Rules ProcessorRulesConfig `yaml:"rules"`
 	// Posture configures the posture consumer (objects topic to findings).
 	Posture ProcessorPostureConfig `yaml:"posture"`
+	// Network configures where requests come from: source classes,
+	// network lists, GeoIP (network_config.go).
+	Network ProcessorNetworkConfig `yaml:"network"`
 	// RuleState keeps the stateful rules' windows and new_term memories in
 	// a changelog topic, so they survive restarts and partition moves.
 	RuleState ProcessorRuleStateConfig `yaml:"rule_state"`
@@ -317,6 +320,7 @@ func (c *ProcessorConfig) validate(v *validator) {
 			v.add("processor.rule_state.topic", fmt.Sprintf("%q is also consumed (processor.topics)", c.StateTopic()))
 		}
 	}
+	c.Network.validate(v)
 }
 
 func (c *ProcessorPostureConfig) validate(v *validator, recordsGroup string) {

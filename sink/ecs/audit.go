@@ -10,6 +10,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/kubesift/kubesift/internal/netorigin"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -88,6 +89,11 @@ type auditParts struct {
 	user               user
 	group              userGroup
 	source             source
+	geo                sourceGeo
+	location           geoPoint
+	as                 sourceAS
+	asOrg              asOrg
+	origin             originMeta
 	userAgent          userAgent
 	objectRef          objectRef
 	status             responseStatus
@@ -189,12 +195,18 @@ func (b *Builder) fillAudit(r *record.Record, ps *auditParts) error {
 		}
 	}
 	// source.ip is an ip field: only a parseable address goes there (the
-	// raw list stays in kubernetes.audit.sourceIPs, mapped as text).
-	for _, ip := range a.SourceIPs {
-		if addr, err := netip.ParseAddr(ip); err == nil {
-			ps.source = source{IP: canonicalIP(addr, ip)}
-			d.Source = &ps.source
-			break
+	// raw list stays in kubernetes.audit.sourceIPs, mapped as text). With
+	// the processor's origin it is the origin address, which its geo, as
+	// and kubesift.source describe.
+	if o := &r.Origin; o.Known() {
+		fillOrigin(ps, o, a.SourceIPs)
+	} else {
+		for _, ip := range a.SourceIPs {
+			if addr, err := netip.ParseAddr(ip); err == nil {
+				ps.source = source{IP: canonicalIP(addr, ip)}
+				d.Source = &ps.source
+				break
+			}
 		}
 	}
 	if a.UserAgent != "" {
@@ -209,6 +221,37 @@ func (b *Builder) fillAudit(r *record.Record, ps *auditParts) error {
 		}
 	}
 	return nil
+}
+
+// fillOrigin sets source.* and kubesift.source from the record's origin.
+func fillOrigin(ps *auditParts, o *netorigin.Origin, ips []string) {
+	d := &ps.doc
+	ip := ""
+	if len(ips) > 0 {
+		ip = ips[0]
+	}
+	ps.source = source{IP: canonicalIP(o.IP, ip)}
+	d.Source = &ps.source
+	if g := o.Geo; g != (netorigin.Geo{}) {
+		ps.geo = sourceGeo{ContinentCode: g.ContinentCode, ContinentName: g.ContinentName,
+			CountryISOCode: g.CountryISOCode, CountryName: g.CountryName,
+			RegionISOCode: g.RegionISOCode, RegionName: g.RegionName, CityName: g.CityName}
+		if g.HasLocation {
+			ps.location = geoPoint{Lat: g.Lat, Lon: g.Lon}
+			ps.geo.Location = &ps.location
+		}
+		ps.source.Geo = &ps.geo
+	}
+	if as := o.AS; as != (netorigin.AS{}) {
+		ps.as = sourceAS{Number: as.Number}
+		if as.Organization != "" {
+			ps.asOrg = asOrg{Name: as.Organization}
+			ps.as.Organization = &ps.asOrg
+		}
+		ps.source.AS = &ps.as
+	}
+	ps.origin = originMeta{Class: string(o.Class), Lists: o.Lists}
+	d.Kubesift.Source = &ps.origin
 }
 
 // canonicalIP is addr.String(), reusing ip when it is already written that

@@ -207,8 +207,38 @@ type userGroup struct {
 	Name []string `json:"name,omitempty"`
 }
 
+// source is where a request came from: the origin address the processor
+// resolved (record.Record.Origin), with its location and AS when the
+// GeoIP databases know them.
 type source struct {
-	IP string `json:"ip"`
+	IP  string     `json:"ip"`
+	Geo *sourceGeo `json:"geo,omitempty"`
+	AS  *sourceAS  `json:"as,omitempty"`
+}
+
+type sourceGeo struct {
+	ContinentCode  string    `json:"continent_code,omitempty"`
+	ContinentName  string    `json:"continent_name,omitempty"`
+	CountryISOCode string    `json:"country_iso_code,omitempty"`
+	CountryName    string    `json:"country_name,omitempty"`
+	RegionISOCode  string    `json:"region_iso_code,omitempty"`
+	RegionName     string    `json:"region_name,omitempty"`
+	CityName       string    `json:"city_name,omitempty"`
+	Location       *geoPoint `json:"location,omitempty"`
+}
+
+type geoPoint struct {
+	Lat float64 `json:"lat"`
+	Lon float64 `json:"lon"`
+}
+
+type sourceAS struct {
+	Number       uint32 `json:"number,omitempty"`
+	Organization *asOrg `json:"organization,omitempty"`
+}
+
+type asOrg struct {
+	Name string `json:"name"`
 }
 
 type userAgent struct {
@@ -235,6 +265,14 @@ type orchResource struct {
 // kubesiftMeta is what kubesift itself says about a record document.
 type kubesiftMeta struct {
 	Record recordMeta `json:"record"`
+	// Source is kubesift's own part of the origin, which ECS has no
+	// field for: the address class and the network lists it is on.
+	Source *originMeta `json:"source,omitempty"`
+}
+
+type originMeta struct {
+	Class string   `json:"class"`
+	Lists []string `json:"lists,omitempty"`
 }
 
 type recordMeta struct {

@@ -1,6 +1,7 @@
 package ecs
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -222,9 +223,9 @@ func (d *auditDocument) appendJSON(b []byte) ([]byte, bool) {
 	}
 	if s := d.Source; s != nil {
 		o.key("source")
-		s2 := openObj(o.b)
-		s2.str("ip", s.IP)
-		o.b = s2.close()
+		if o.b, ok = s.appendJSON(o.b); !ok {
+			return nil, false
+		}
 	}
 	if ua := d.UserAgent; ua != nil {
 		o.key("user_agent")
@@ -248,6 +249,13 @@ func (d *auditDocument) appendJSON(b []byte) ([]byte, bool) {
 	ks.key("record")
 	if ks.b, ok = d.Kubesift.Record.appendJSON(ks.b); !ok {
 		return nil, false
+	}
+	if src := d.Kubesift.Source; src != nil {
+		ks.key("source")
+		s2 := openObj(ks.b)
+		s2.str("class", src.Class)
+		s2.stringsOmit("lists", src.Lists)
+		ks.b = s2.close()
 	}
 	o.b = ks.close()
 	return o.close(), true
@@ -388,4 +396,62 @@ func (m *recordMeta) appendJSON(b []byte) ([]byte, bool) {
 	o.stringsOmit("body_dropped", m.BodyDropped)
 	o.stringsOmit("dropped_fields", m.DroppedFields)
 	return o.close(), true
+}
+
+func (s *source) appendJSON(b []byte) ([]byte, bool) {
+	o := openObj(b)
+	o.str("ip", s.IP)
+	if g := s.Geo; g != nil {
+		o.key("geo")
+		g2 := openObj(o.b)
+		g2.strOmit("continent_code", g.ContinentCode)
+		g2.strOmit("continent_name", g.ContinentName)
+		g2.strOmit("country_iso_code", g.CountryISOCode)
+		g2.strOmit("country_name", g.CountryName)
+		g2.strOmit("region_iso_code", g.RegionISOCode)
+		g2.strOmit("region_name", g.RegionName)
+		g2.strOmit("city_name", g.CityName)
+		if l := g.Location; l != nil {
+			g2.key("location")
+			l2 := openObj(g2.b)
+			var ok bool
+			l2.key("lat")
+			if l2.b, ok = appendFloat(l2.b, l.Lat); !ok {
+				return nil, false
+			}
+			l2.key("lon")
+			if l2.b, ok = appendFloat(l2.b, l.Lon); !ok {
+				return nil, false
+			}
+			g2.b = l2.close()
+		}
+		o.b = g2.close()
+	}
+	if as := s.AS; as != nil {
+		o.key("as")
+		a2 := openObj(o.b)
+		a2.intOmit("number", int64(as.Number))
+		if org := as.Organization; org != nil {
+			a2.key("organization")
+			o2 := openObj(a2.b)
+			o2.str("name", org.Name)
+			a2.b = o2.close()
+		}
+		o.b = a2.close()
+	}
+	return o.close(), true
+}
+
+// appendFloat writes f exactly as docJSON does (plain notation for
+// 1e-6 <= |f| < 1e21 and 0, strconv's exponent notation beyond: 1e-09);
+// ok is false for NaN and infinities, which it refuses.
+func appendFloat(b []byte, f float64) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, false
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(b, f, format, -1, 64), true
 }

@@ -13,7 +13,7 @@ package ecs
 
 // MappingVersion is stamped on the templates (version, _meta); bump it
 // whenever a mapping below changes.
-const MappingVersion = 1
+const MappingVersion = 2
 
 func kw() map[string]any        { return map[string]any{"type": "keyword", "ignore_above": 1024} }
 func txt() map[string]any       { return map[string]any{"type": "text"} }
@@ -47,7 +47,15 @@ func BaseMappings() map[string]any {
 				"name": kw(), "id": kw(), "roles": kw(),
 				"group": obj(map[string]any{"name": kw()}),
 			}),
-			"source":     obj(map[string]any{"ip": map[string]any{"type": "ip"}}),
+			"source": obj(map[string]any{
+				"ip": map[string]any{"type": "ip"},
+				"geo": obj(map[string]any{
+					"continent_code": kw(), "continent_name": kw(), "country_iso_code": kw(), "country_name": kw(),
+					"region_iso_code": kw(), "region_name": kw(), "city_name": kw(),
+					"location": map[string]any{"type": "geo_point"},
+				}),
+				"as": obj(map[string]any{"number": long(), "organization": obj(map[string]any{"name": kw()})}),
+			}),
 			"user_agent": obj(map[string]any{"original": kw()}),
 			"orchestrator": obj(map[string]any{
 				"type":      kw(),
@@ -61,6 +69,8 @@ func BaseMappings() map[string]any {
 					"id": kw(), "source": kw(), "api_version": kw(), "key": kw(), "observed_time": date(),
 					"truncated": boolean(), "redacted": kw(), "body_dropped": kw(), "dropped_fields": kw(),
 				}),
+				// The origin's class and network lists (internal/netorigin).
+				"source": obj(map[string]any{"class": kw(), "lists": kw()}),
 			}),
 		},
 	}

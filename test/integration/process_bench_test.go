@@ -34,7 +34,7 @@ import (
 //     rate Elasticsearch itself allows;
 //   - processor: the real `kubesift process` binary consuming the records
 //     from the real Kafka (produced beforehand, not timed), decoding them,
-//     evaluating the 85 built-in rules, building the documents and writing
+//     evaluating the built-in rules, building the documents and writing
 //     them, timed from joining the group until every document is indexed.
 //
 // It reports both rates in documents/s (records + alerts) as the median of
