@@ -53,7 +53,7 @@ func TestRunWritesReport(t *testing.T) {
 	}
 	again := filepath.Join(t.TempDir(), "again.html")
 	cliOut, _, code := runCLI(t, "", "report", "--from", out, "-o", again)
-	if code != 0 || !strings.Contains(cliOut, "206 alerts, 1700 audit records, 28 Events") {
+	if code != 0 || !strings.Contains(cliOut, "215 alerts, 1700 audit records, 28 Events") {
 		t.Errorf("report --from: exit %d, %q", code, cliOut)
 	}
 	if st, err := os.Stat(again); err != nil || st.Size() != int64(len(page)) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -196,14 +197,8 @@ func (s *UsageStore) bulk(ctx context.Context, docs []usageDoc) error {
 // search_after, so any number is read in bounded answers.
 func (s *UsageStore) Load(ctx context.Context, cluster string) (rbacusage.Snapshot, error) {
 	var snap rbacusage.Snapshot
-	status, body, h, err := Call(ctx, s.es, http.MethodPost, "/"+url.PathEscape(s.index)+"/_refresh", nil)
-	switch {
-	case err != nil:
-		return snap, fmt.Errorf("rbac usage: refresh %s: %w", s.index, err)
-	case status == http.StatusNotFound:
-		return snap, nil
-	case status >= 300:
-		return snap, fmt.Errorf("rbac usage: %w", StatusError("refresh "+s.index, status, body, h))
+	if found, err := s.refresh(ctx); err != nil || !found {
+		return snap, err
 	}
 	var after []any
 	for {
@@ -244,8 +239,27 @@ func (s *UsageStore) Load(ctx context.Context, cluster string) (rbacusage.Snapsh
 	}
 }
 
-// Clusters lists the clusters the index holds usage of (for the CLI).
+// refresh makes what was written visible to searches; found is false when
+// the index does not exist.
+func (s *UsageStore) refresh(ctx context.Context) (found bool, err error) {
+	status, body, h, err := Call(ctx, s.es, http.MethodPost, "/"+url.PathEscape(s.index)+"/_refresh", nil)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("rbac usage: refresh %s: %w", s.index, err)
+	case status == http.StatusNotFound:
+		return false, nil
+	case status >= 300:
+		return false, fmt.Errorf("rbac usage: %w", StatusError("refresh "+s.index, status, body, h))
+	}
+	return true, nil
+}
+
+// Clusters lists the clusters the index holds usage of (for the CLI),
+// refreshed first like Load, so a cluster written a moment ago is listed.
 func (s *UsageStore) Clusters(ctx context.Context) ([]string, error) {
+	if found, err := s.refresh(ctx); err != nil || !found {
+		return nil, err
+	}
 	q, _ := json.Marshal(map[string]any{"size": 0, "aggs": map[string]any{"c": map[string]any{"terms": map[string]any{"field": "cluster", "size": 10000}}}})
 	status, body, h, err := Call(ctx, s.es, http.MethodPost, "/"+url.PathEscape(s.index)+"/_search?ignore_unavailable=true", q)
 	switch {
@@ -270,6 +284,8 @@ func (s *UsageStore) Clusters(ctx context.Context) ([]string, error) {
 	for _, b := range res.Aggregations.C.Buckets {
 		out = append(out, b.Key)
 	}
+	// The buckets come by document count; the CLI lists clusters by name.
+	slices.Sort(out)
 	return out, nil
 }
 
