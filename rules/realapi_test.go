@@ -408,7 +408,7 @@ func TestRealAPIServerAttacksAndBenignWorkload(t *testing.T) {
 		{"exec role", []string{"role-escalate-bind-impersonate"}, true, name(execRole)},
 		{"exec role", []string{"role-nodes-proxy"}, true, name(execRole)},
 		{"exec role", []string{"role-write-privileges"}, true, name(execRole)},
-		{"system role patched and deleted", []string{"system-role-modified"}, true, name(sysRole)},
+		{"system role patched and deleted", []string{"builtin-cluster-role-changed"}, true, name(sysRole)},
 		{"system role deleted", []string{"role-deleted"}, true, name(sysRole)},
 		{"binding to system:unauthenticated", []string{"binding-to-anonymous"}, true, name(anonBinding)},
 		{"binding deleted", []string{"binding-deleted"}, true, name(anonBinding)},
