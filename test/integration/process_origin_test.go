@@ -64,7 +64,9 @@ func TestProcessNetworkOrigin(t *testing.T) {
 	send("alice", "198.51.100.9")                                   // public, not listed
 	send("system:serviceaccount:kube-system:default", "10.244.3.4") // a pod
 	send("system:node:worker-1", "127.0.0.1")
-	e.waitCounts(4, 1, 2*time.Minute)
+	// Alerts: the IOC rule's, and user-from-new-network's for each of
+	// alice's two public networks (a user's first public network alerts too).
+	e.waitCounts(4, 3, 2*time.Minute)
 
 	// Searchable and aggregatable in the real mapping.
 	aggs := e.aggregate(t, `{"size":0,"aggs":{
@@ -105,7 +107,8 @@ func TestProcessNetworkOrigin(t *testing.T) {
 		return procMetric(addr, "kubesift_network_list_reloads_total", "list", "ioc", "result", "error") == 1
 	})
 	send("carol", "198.51.100.11")
-	e.waitCounts(6, 3, 2*time.Minute)
+	// Two more IOC alerts, and bob's and carol's first public networks.
+	e.waitCounts(6, 7, 2*time.Minute)
 	alerts = e.alertSources(t, "request-from-ioc-address")
 	if want := []string{"198.51.100.10", "198.51.100.11", "203.0.113.5"}; !slices.Equal(alerts, want) {
 		t.Errorf("IOC alerts from %v, want %v", alerts, want)
