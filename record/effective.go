@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/json"
 	"io"
 	"net/url"
 	"strings"
@@ -163,7 +164,8 @@ func decodeStored(raw []byte) (map[string]any, error) {
 	defer fastJSON.ReturnIterator(it)
 	var obj map[string]any
 	if it.WhatIsNext() != jsoniter.ObjectValue {
-		it.Skip()
+		// Read, not Skip: Skip lets malformed numbers (-.0) through.
+		it.Read()
 	} else {
 		obj = map[string]any{}
 		it.ReadMapCB(func(it *jsoniter.Iterator, k string) bool {
@@ -174,7 +176,11 @@ func decodeStored(raw []byte) (map[string]any, error) {
 			md := map[string]any{}
 			it.ReadMapCB(func(it *jsoniter.Iterator, k string) bool {
 				if k == "managedFields" {
-					it.Skip()
+					// Skipped without building it, but checked: Skip alone
+					// lets malformed numbers (-.0) through.
+					if b := it.SkipAndReturnBytes(); it.Error == nil && !json.Valid(b) {
+						it.ReportError("decode", "metadata.managedFields is not valid JSON")
+					}
 				} else {
 					md[k] = it.Read()
 				}
