@@ -16,6 +16,23 @@ import (
 // answers.
 var statesPage = 1000
 
+// refreshIndex makes what was written to index visible to searches; found
+// is false when the index does not exist. Readers that take over from
+// another writer call it first: that writer's last documents may be younger
+// than a refresh interval.
+func refreshIndex(ctx context.Context, es *Client, index string) (found bool, err error) {
+	status, body, h, err := Call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("refresh %s: %w", index, err)
+	case status == http.StatusNotFound:
+		return false, nil
+	case status >= 300:
+		return false, StatusError("refresh "+index, status, body, h)
+	}
+	return true, nil
+}
+
 // FindingStates reads the current state of every finding of cluster from
 // the findings index — the last transition written of each, which is what
 // posture.Engine.Restore needs so that a restarted consumer does not repeat
@@ -27,14 +44,11 @@ var statesPage = 1000
 // its actor, so a finding still open after the restart still names who
 // opened it.
 func FindingStates(ctx context.Context, es *Client, index, cluster string) (states []posture.Decision, skipped int, err error) {
-	status, body, h, err := Call(ctx, es, http.MethodPost, "/"+url.PathEscape(index)+"/_refresh", nil)
-	switch {
-	case err != nil:
-		return nil, 0, fmt.Errorf("finding states: refresh %s: %w", index, err)
-	case status == http.StatusNotFound:
-		return nil, 0, nil
-	case status >= 300:
-		return nil, 0, fmt.Errorf("finding states: %w", StatusError("refresh "+index, status, body, h))
+	if found, err := refreshIndex(ctx, es, index); err != nil || !found {
+		if err != nil {
+			err = fmt.Errorf("finding states: %w", err)
+		}
+		return nil, 0, err
 	}
 	var after []any
 	for {

@@ -197,7 +197,10 @@ func (s *UsageStore) bulk(ctx context.Context, docs []usageDoc) error {
 // search_after, so any number is read in bounded answers.
 func (s *UsageStore) Load(ctx context.Context, cluster string) (rbacusage.Snapshot, error) {
 	var snap rbacusage.Snapshot
-	if found, err := s.refresh(ctx); err != nil || !found {
+	if found, err := refreshIndex(ctx, s.es, s.index); err != nil || !found {
+		if err != nil {
+			err = fmt.Errorf("rbac usage: %w", err)
+		}
 		return snap, err
 	}
 	var after []any
@@ -239,25 +242,13 @@ func (s *UsageStore) Load(ctx context.Context, cluster string) (rbacusage.Snapsh
 	}
 }
 
-// refresh makes what was written visible to searches; found is false when
-// the index does not exist.
-func (s *UsageStore) refresh(ctx context.Context) (found bool, err error) {
-	status, body, h, err := Call(ctx, s.es, http.MethodPost, "/"+url.PathEscape(s.index)+"/_refresh", nil)
-	switch {
-	case err != nil:
-		return false, fmt.Errorf("rbac usage: refresh %s: %w", s.index, err)
-	case status == http.StatusNotFound:
-		return false, nil
-	case status >= 300:
-		return false, fmt.Errorf("rbac usage: %w", StatusError("refresh "+s.index, status, body, h))
-	}
-	return true, nil
-}
-
 // Clusters lists the clusters the index holds usage of (for the CLI),
 // refreshed first like Load, so a cluster written a moment ago is listed.
 func (s *UsageStore) Clusters(ctx context.Context) ([]string, error) {
-	if found, err := s.refresh(ctx); err != nil || !found {
+	if found, err := refreshIndex(ctx, s.es, s.index); err != nil || !found {
+		if err != nil {
+			err = fmt.Errorf("rbac usage: %w", err)
+		}
 		return nil, err
 	}
 	q, _ := json.Marshal(map[string]any{"size": 0, "aggs": map[string]any{"c": map[string]any{"terms": map[string]any{"field": "cluster", "size": 10000}}}})
