@@ -93,7 +93,21 @@ func savedUpTo(mark string, first, last int64) int64 {
 }
 
 // copyDeadLetters encodes the messages [first, last) read from conn.
-func copyDeadLetters(conn *kafka.Conn, first, last int64, enc *json.Encoder) (n int, err error) {
+func copyDeadLetters(conn *kafka.Conn, first, last int64, enc *json.Encoder) (int, error) {
+	n := 0
+	err := readRange(conn, first, last, func(m kafka.Message) (bool, error) {
+		if err := enc.Encode(deadLetterLine(m)); err != nil {
+			return false, err
+		}
+		n++
+		return true, nil
+	})
+	return n, err
+}
+
+// readRange hands fn the messages [first, last) of conn's partition, conn
+// positioned at first, until fn says stop or returns an error.
+func readRange(conn *kafka.Conn, first, last int64, fn func(kafka.Message) (more bool, err error)) (err error) {
 	batch := conn.ReadBatch(1, deadLetterBatchBytes)
 	defer func() {
 		// After a failed read the batch's error is the one returned
@@ -107,21 +121,24 @@ func copyDeadLetters(conn *kafka.Conn, first, last int64, enc *json.Encoder) (n 
 		if errors.Is(err, io.EOF) {
 			// The batch ended before the high watermark: fetch the next.
 			if err := batch.Close(); err != nil {
-				return n, err
+				return err
 			}
 			batch = conn.ReadBatch(1, deadLetterBatchBytes)
 			continue
 		}
 		if err != nil {
-			return n, err
+			return err
 		}
 		next = m.Offset + 1
-		if err := enc.Encode(deadLetterLine(m)); err != nil {
-			return n, err
+		if m.Offset >= last {
+			return nil // a batch may run past the end asked for
 		}
-		n++
+		more, err := fn(m)
+		if err != nil || !more {
+			return err
+		}
 	}
-	return n, nil
+	return nil
 }
 
 // deadLetterLine is m as a line of the dead-letter file.

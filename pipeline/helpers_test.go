@@ -393,15 +393,6 @@ func readAll(t testing.TB, brokers []string, topic string, partitions int) []kaf
 	return out
 }
 
-func header(m kafka.Message, key string) string {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
 // series counts the series of a metric family.
 func series(t testing.TB, reg *prometheus.Registry, name string) int {
 	t.Helper()

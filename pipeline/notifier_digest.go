@@ -29,7 +29,8 @@ import (
 // for each cluster, one message with the cluster's figures over the period
 // before it (report.ES.Digest) to every integration of the digest's
 // receivers that takes one (notify.TakesDigest), and with notify.digest.dir
-// to its report file (notify.DigestFile). Any number of notifier
+// to its report file (notify.DigestFile), with the cluster's dead letters
+// of the period counted from Kafka (DeadLetterCounter). Any number of notifier
 // replicas may run it: notify.DigestClaims lets exactly one of them send
 // each (cluster, day).
 //
@@ -44,6 +45,7 @@ type Digester struct {
 	period       time.Duration
 	clusters     []string
 	src          digestSource
+	drops        deadLetterSource
 	claims       *notify.DigestClaims
 	targets      []digestTarget
 	retry        backoff.Policy
@@ -59,6 +61,11 @@ type Digester struct {
 type digestSource interface {
 	Clusters(ctx context.Context, w report.Window) ([]string, int, error)
 	Digest(ctx context.Context, cluster string, w report.Window) (*report.Digest, error)
+}
+
+// deadLetterSource counts a window's dead letters: DeadLetterCounter.
+type deadLetterSource interface {
+	Count(ctx context.Context, w report.Window) (*report.DeadLetterTally, error)
 }
 
 // digestTarget is one integration that takes the digest.
@@ -95,8 +102,13 @@ func newDigester(ctx context.Context, cfg *config.Config, es *esink.Client, rece
 	if err != nil {
 		return nil, fmt.Errorf("notify.digest.timezone: %w", err)
 	}
+	drops, err := NewDeadLetterCounter(cfg.Kafka)
+	if err != nil {
+		return nil, err
+	}
 	d := &Digester{hour: h, minute: m, loc: loc, period: dc.Period, clusters: dc.Clusters,
 		src:   report.NewES(es, "elasticsearch", report.IndicesFrom(cfg.Sink.Elasticsearch)),
+		drops: drops,
 		retry: backoff.Policy{Initial: cfg.Notify.Retry.InitialBackoff, Max: cfg.Notify.Retry.MaxBackoff}, giveUp: cfg.Notify.Retry.GiveUpAfter,
 		recheck: time.Minute, log: log, now: time.Now}
 	for _, name := range dc.Receivers {
@@ -209,11 +221,12 @@ func (d *Digester) sendDue(ctx context.Context, due time.Time) (pending bool) {
 		}
 	}
 	down := map[string]bool{}
+	var drops *report.DeadLetterTally // read once, for the first cluster claimed
 	for _, c := range clusters {
 		if ctx.Err() != nil {
 			return true
 		}
-		if d.sendCluster(ctx, c, day, w, down) {
+		if d.sendCluster(ctx, c, day, w, down, &drops) {
 			pending = true
 		}
 	}
@@ -221,8 +234,8 @@ func (d *Digester) sendDue(ctx context.Context, due time.Time) (pending bool) {
 }
 
 // sendCluster claims and sends one cluster's digest; pending as sendDue's,
-// down as deliver's.
-func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w report.Window, down map[string]bool) (pending bool) {
+// down as deliver's, drops the window's dead letters once read.
+func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w report.Window, down map[string]bool, drops **report.DeadLetterTally) (pending bool) {
 	claim, how, err := d.claims.Claim(ctx, cluster, day)
 	if err != nil {
 		d.digests.WithLabelValues(digestError).Inc()
@@ -233,7 +246,7 @@ func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w repor
 		d.digests.WithLabelValues(how).Inc()
 		return how == notify.ClaimHeld
 	}
-	msg, err := d.build(ctx, cluster, day, w)
+	msg, err := d.build(ctx, cluster, day, w, drops)
 	if err != nil {
 		// The claim stays unfinished: this replica retakes it at the next
 		// look (Claim lets an owner retake its own claim), another once
@@ -260,11 +273,17 @@ func (d *Digester) sendCluster(ctx context.Context, cluster, day string, w repor
 
 // build reads and renders one cluster's digest; Receiver and the key are
 // set per target by deliver.
-func (d *Digester) build(ctx context.Context, cluster, day string, w report.Window) (*notify.Digest, error) {
+func (d *Digester) build(ctx context.Context, cluster, day string, w report.Window, drops **report.DeadLetterTally) (*notify.Digest, error) {
 	dg, err := d.src.Digest(ctx, cluster, w)
 	if err != nil {
 		return nil, err
 	}
+	if *drops == nil {
+		if *drops, err = d.drops.Count(ctx, w); err != nil {
+			return nil, err
+		}
+	}
+	dg.DeadLetters = (*drops).Of(cluster)
 	var text, html bytes.Buffer
 	if err := report.RenderDigests(&text, []*report.Digest{dg}, report.DigestText, d.loc); err != nil {
 		return nil, err

@@ -106,12 +106,13 @@ func (h *hookRecorder) payloads(t *testing.T) map[string]notify.DigestPayload {
 	return out
 }
 
-// TestDigestTwoReplicas (real Elasticsearch and SMTP server; Kafka in
-// process, unused by the digest): two notifiers with the same
-// configuration start against one store holding a known day of two
-// clusters. Each cluster's digest reaches mailpit and the webhook exactly
-// once, with the day's figures, and its report file holds the same; the
-// other replica counts it as another's (held) or sent already (done).
+// TestDigestTwoReplicas (real Elasticsearch, Kafka and SMTP server): two
+// notifiers with the same configuration start against one store holding a
+// known day of two clusters, and a dead-letter topic holding dead letters
+// of that day and of the day before. Each cluster's digest reaches mailpit
+// and the webhook exactly once, with the day's figures, and its report
+// file holds the same; the other replica counts it as another's (held) or
+// sent already (done).
 func TestDigestTwoReplicas(t *testing.T) {
 	end := time.Now().UTC().Truncate(24 * time.Hour) // the last 00:00 UTC: the schedule's
 	cluster := fmt.Sprintf("digest-%d", time.Now().UnixNano())
@@ -130,8 +131,20 @@ func TestDigestTwoReplicas(t *testing.T) {
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
 
+	brokers := testenv.KafkaBrokers(t)
 	cfg := config.Default()
-	cfg.Kafka = testKafka([]string{fakeKafka(t, 1).ListenAddrs()[0]})
+	cfg.Kafka = testKafka(brokers)
+	cfg.Kafka.Topics.Alerts, cfg.Kafka.Topics.DLQ = "it-"+cluster+"-alerts", "it-"+cluster+"-dlq"
+	cfg.Notify.ConsumerGroup = "it-" + cluster + "-notify"
+	testenv.CreateTopics(t, brokers[0], 1, cfg.Kafka.Topics.Alerts)
+	testenv.CreateTopics(t, brokers[0], 2, cfg.Kafka.Topics.DLQ)
+	writeMessages(t, brokers, cfg.Kafka.Topics.DLQ,
+		deadLetterAt(cluster, SourceProcessor, "es_rejected", kindRecord, end.Add(-30*time.Hour)),
+		deadLetterAt(cluster, "audit-webhook", "body_too_large", "", end.Add(-5*time.Hour)),
+		deadLetterAt(cluster+"-other", "events", "invalid_json", "", end.Add(-4*time.Hour)),
+		deadLetterAt(cluster, SourceProcessor, "es_rejected", kindRecord, end.Add(-3*time.Hour)),
+		deadLetterAt(cluster, "notifier", "undecodable_alert", kindAlert, end.Add(-2*time.Hour)))
+	want.DeadRecords, want.DeadAlerts = 2, 1
 	cfg.Sink.Elasticsearch = esCfg
 	cfg.Notify.Silences.Index = strings.ToLower(cluster) + "-silences"
 	cfg.Notify.Route.Receiver = "daily" // the default route's timers kept: the root route must have them
@@ -200,7 +213,7 @@ func TestDigestTwoReplicas(t *testing.T) {
 		}
 	}
 	for _, w := range []string{"80.0% (+10.0 since 70.0%", "5 opened, 3 resolved, 5 open now", "2 now, 2 became unused", "ClusterRoleBinding ci-deploy", "RoleBinding shop/old-reader", "pod-exec", "secret-read", "BackOff",
-		"6 audit records, 9 Events indexed; 1 of them trimmed"} {
+		"6 audit records, 9 Events indexed; 1 of them trimmed", "2 records, 1 alerts not indexed", "audit-webhook: body_too_large"} {
 		if !strings.Contains(mail.Text, w) || !strings.Contains(mail.HTML, strings.ReplaceAll(w, "+", "&#43;")) {
 			t.Errorf("mail lacks %q:\n%s\n%s", w, mail.Text, mail.HTML)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kubesift/kubesift/internal/atomicfile"
 	"github.com/kubesift/kubesift/internal/config"
+	"github.com/kubesift/kubesift/pipeline"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 	"github.com/kubesift/kubesift/sink/report"
 )
@@ -28,12 +30,13 @@ type reportOptions struct {
 	digest   bool
 	clusters []string
 	until    string
+	kafka    string
 }
 
 func newReportCommand(g *globalFlags) *cobra.Command {
 	o := &reportOptions{}
 	cmd := &cobra.Command{
-		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE] | report --digest --es URL [--since 24h] [--until TIME] [--cluster C] [-o text|json|html]",
+		Use:   "report (--from DIR | --es URL) [--since 24h] [-o FILE] | report --digest --es URL [--kafka BROKERS] [--since 24h] [--until TIME] [--cluster C] [-o text|json|html]",
 		Short: "Write report.html: alerts, rules, actors, Events and posture on one self-contained page",
 		Long: `report builds one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
 from an NDJSON output folder of kubesift run (--from) or from Elasticsearch (--es, with the
@@ -44,11 +47,13 @@ posture score and failing checks, and the highest-severity alerts. docs/report.m
 With --digest it prints instead, per cluster, what the daily digest sends (notify.digest): the
 posture score and its change, findings opened and resolved, unused bindings, top alerts by rule,
 Event warnings by reason, and records indexed, over --since (default 24h) before --until (default
-now); -o names the format.`,
+now); -o names the format. With --kafka it also counts the records and alerts dead-lettered in the
+period (kafka.topics.dlq), which never reached Elasticsearch.`,
 		Example: `  kubesift report --from kubesift-out -o report.html
   kubesift report --es https://es.example:9200 -c processor.yaml --since 24h -o report.html
   kubesift report --digest --es https://es.example:9200 -c notify.yaml --cluster prod -o json
-  kubesift report --digest --es https://es.example:9200 -c notify.yaml --until 2026-12-07T08:00:00+01:00`,
+  kubesift report --digest --es https://es.example:9200 -c notify.yaml --until 2026-12-07T08:00:00+01:00
+  kubesift report --digest --es https://es.example:9200 --kafka kafka-0.example:9093 -c notify.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, _, err := g.load(cmd)
@@ -66,6 +71,7 @@ now); -o names the format.`,
 	f.BoolVar(&o.digest, "digest", false, "print the digest per cluster instead of writing the page (needs --es)")
 	f.StringArrayVar(&o.clusters, "cluster", nil, "with --digest: this cluster only (repeatable; default every cluster with documents)")
 	f.StringVar(&o.until, "until", "", "with --digest: the end of the period, RFC 3339 (default now)")
+	f.StringVar(&o.kafka, "kafka", "", "with --digest: Kafka brokers, comma-separated (replaces kafka.brokers; TLS and SASL from the configuration), to count the dead letters")
 	return cmd
 }
 
@@ -73,8 +79,8 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	if o.digest {
 		return o.runDigest(cmd, cfg)
 	}
-	if len(o.clusters) > 0 || o.until != "" {
-		return usageError(cmd, errors.New("report: --cluster and --until are for --digest"))
+	if len(o.clusters) > 0 || o.until != "" || o.kafka != "" {
+		return usageError(cmd, errors.New("report: --cluster, --until and --kafka are for --digest"))
 	}
 	if (o.from == "") == (o.es == "") {
 		return usageError(cmd, errors.New("report: give exactly one of --from DIR and --es URL"))
@@ -163,6 +169,17 @@ func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error 
 	}
 	if leftOut > 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "report: %d more clusters not shown; name them with --cluster\n", leftOut)
+	}
+	if o.kafka != "" {
+		k := cfg.Kafka
+		k.Brokers = strings.Split(o.kafka, ",")
+		c, err := pipeline.NewDeadLetterCounter(k)
+		if err != nil {
+			return err
+		}
+		if err := c.AddTo(cmd.Context(), ds, w); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
 	}
 	return report.RenderDigests(cmd.OutOrStdout(), ds, format, loc)
 }

@@ -11,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/pipeline"
+	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/sink/report/reporttest"
 )
 
@@ -91,8 +95,9 @@ func TestReportBadInvocations(t *testing.T) {
 		{"a file", []string{"--from", file}, "is not a directory"},
 		{"not a URL", []string{"--es", "localhost"}, `--es: "localhost" is not a URL`},
 		{"credentials kept out", []string{"--es", "http://user:s3cret@%zz"}, "is not a URL"},
-		{"cluster without digest", []string{"--from", dir, "--cluster", "prod"}, "--cluster and --until are for --digest"},
-		{"until without digest", []string{"--from", dir, "--until", "2026-12-07T08:00:00Z"}, "--cluster and --until are for --digest"},
+		{"cluster without digest", []string{"--from", dir, "--cluster", "prod"}, "--cluster, --until and --kafka are for --digest"},
+		{"until without digest", []string{"--from", dir, "--until", "2026-12-07T08:00:00Z"}, "--cluster, --until and --kafka are for --digest"},
+		{"kafka without digest", []string{"--from", dir, "--kafka", "localhost:9092"}, "--cluster, --until and --kafka are for --digest"},
 		{"digest until", []string{"--digest", "--es", "http://localhost:9200", "-o", "json", "--until", "yesterday"}, `--until: "yesterday" is not an RFC 3339 time`},
 		{"digest without es", []string{"--digest"}, "--digest reads Elasticsearch: give --es URL"},
 		{"digest from a folder", []string{"--digest", "--from", dir, "--es", "http://localhost:9200"}, "(not --from)"},
@@ -141,24 +146,40 @@ func TestReportFromES(t *testing.T) {
 	}
 }
 
-// TestReportDigestFromES (real Elasticsearch): --digest -o json --until
-// prints the known day of reporttest.DigestScenario for the named
-// cluster, and text (the 24 hours before now) for every cluster found.
+// TestReportDigestFromES (real Elasticsearch and Kafka): --digest -o json
+// --until --kafka prints the known day of reporttest.DigestScenario for
+// the named cluster with the dead letters of that day in the dead-letter
+// topic, and text (the 24 hours before now) for every cluster found.
 func TestReportDigestFromES(t *testing.T) {
 	end := time.Now().UTC().Truncate(time.Hour)
 	_, esCfg, want := reporttest.StoreDigestScenario(t, "prod", end)
+	brokers := testenv.KafkaBrokers(t)
+	dlq := fmt.Sprintf("it-report-dlq-%d", time.Now().UnixNano())
+	testenv.CreateTopics(t, brokers[0], 1, dlq)
+	dead := func(at time.Time) kafka.Message {
+		return kafka.Message{Topic: dlq, Value: []byte("{"), Time: at, Headers: []kafka.Header{{Key: record.HeaderCluster, Value: []byte("prod")},
+			{Key: pipeline.HeaderDLQSource, Value: []byte(pipeline.SourceProcessor)}, {Key: pipeline.HeaderDLQReason, Value: []byte("invalid_json")}}}
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(), dead(end.Add(-25*time.Hour)), dead(end.Add(-2*time.Hour)), dead(end.Add(-time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	want.DeadRecords = 2
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sink:
   elasticsearch:
     streams: {audit: %s, events: %s}
     alerts_index: %s
     findings: {index: %s, transitions_stream: %s, scores_stream: %s}
-`, esCfg.Streams.Audit, esCfg.Streams.Events, esCfg.AlertsIndex, esCfg.Findings.Index, esCfg.Findings.TransitionsStream, esCfg.Findings.ScoresStream)), 0o600); err != nil {
+kafka:
+  topics: {dlq: %s}
+`, esCfg.Streams.Audit, esCfg.Streams.Events, esCfg.AlertsIndex, esCfg.Findings.Index, esCfg.Findings.TransitionsStream, esCfg.Findings.ScoresStream, dlq)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	u := esCfg.Addresses[0]
 	testenv.WaitForNil(t, "the scenario's figures", 30*time.Second, func() error {
-		stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u, "--cluster", "prod", "-o", "json", "--until", end.Format(time.RFC3339))
+		stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u, "--kafka", strings.Join(brokers, ","), "--cluster", "prod", "-o", "json", "--until", end.Format(time.RFC3339))
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, stderr)
 		}
@@ -174,7 +195,7 @@ func TestReportDigestFromES(t *testing.T) {
 	})
 	stdout, stderr, code := runCLI(t, "", "report", "--digest", "-c", cfg, "--es", u)
 	if code != 0 || !strings.Contains(stdout, "kubesift digest: prod,") || !strings.Contains(stdout, "kubesift digest: prod-other,") ||
-		!strings.Contains(stdout, "5 opened, 3 resolved, 5 open now") {
+		!strings.Contains(stdout, "5 opened, 3 resolved, 5 open now") || !strings.Contains(stdout, "not counted (the dead-letter topic was not read)") {
 		t.Errorf("exit %d: %s %s", code, stdout, stderr)
 	}
 }

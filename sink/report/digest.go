@@ -64,10 +64,13 @@ type Digest struct {
 	// AuditRecords and Events are the records indexed in the window;
 	// Trimmed those of them indexed with part of their content left out
 	// (kubesift.record.truncated, body_dropped or dropped_fields).
-	// Records dropped whole are not in the store (see docs/report.md).
 	AuditRecords int64 `json:"audit_records"`
 	Events       int64 `json:"events"`
 	Trimmed      int64 `json:"records_trimmed"`
+	// DeadLetters are the cluster's records and alerts that were
+	// dead-lettered in the window instead of indexed. Nil when the digest
+	// was made without reading Kafka (report --digest without --kafka).
+	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
 }
 
 // DigestRule is one rule's alerts in a digest.

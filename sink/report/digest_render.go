@@ -92,15 +92,19 @@ func digestText(w io.Writer, d *Digest, loc *time.Location) error {
 		fmt.Fprintf(tw, "  %s\t\t%d\n", r.Label, r.Count)
 	}
 	fmt.Fprintf(tw, "Records\t%s\n", v.Records)
+	fmt.Fprintf(tw, "Dead letters\t%s\n", v.Dropped)
+	for _, r := range v.DropReasons {
+		fmt.Fprintf(tw, "  %s\t\t%d\n", r.Label, r.Count)
+	}
 	return tw.Flush()
 }
 
 // digestView is a digest formatted for the text and the page.
 type digestView struct {
-	Title, Score, Records, Unused string
-	Rules, Reasons                []digestRow
-	Bindings                      []bindingRow
-	D                             *Digest
+	Title, Score, Records, Unused, Dropped string
+	Rules, Reasons, DropReasons            []digestRow
+	Bindings                               []bindingRow
+	D                                      *Digest
 }
 
 type bindingRow struct{ Label, Since string }
@@ -146,7 +150,27 @@ func newDigestView(d *Digest, loc *time.Location) digestView {
 		v.Reasons = append(v.Reasons, digestRow{Label: "other reasons", Count: d.OtherWarnings})
 	}
 	v.Records = fmt.Sprintf("%d audit records, %d Events indexed; %d of them trimmed", d.AuditRecords, d.Events, d.Trimmed)
+	v.Dropped, v.DropReasons = deadLetterRows(d.DeadLetters)
 	return v
+}
+
+// deadLetterRows is the dead-letter line and its reasons.
+func deadLetterRows(dl *DeadLetters) (string, []digestRow) {
+	if dl == nil {
+		return "not counted (the dead-letter topic was not read)", nil
+	}
+	line := fmt.Sprintf("%d records, %d alerts not indexed", dl.Records, dl.Alerts)
+	if dl.Partial {
+		line = "at least " + line + " (the topic held more than one reading takes)"
+	}
+	rows := make([]digestRow, 0, len(dl.Reasons)+1)
+	for _, r := range dl.Reasons {
+		rows = append(rows, digestRow{Label: oneLine(clip(r.Source+": "+r.Reason, clipLabel)), Count: r.Letters})
+	}
+	if dl.OtherReasons > 0 {
+		rows = append(rows, digestRow{Label: "other reasons", Count: dl.OtherReasons})
+	}
+	return line, rows
 }
 
 func digestViews(ds []*Digest, loc *time.Location) []digestView {
@@ -194,7 +218,9 @@ h2{font-size:16px}td,th{padding:2px 12px 2px 0;text-align:left;vertical-align:to
 {{ end }}<tr><th>Event warnings</th><td colspan="2">{{ .D.Warnings }}</td></tr>
 {{ range .Reasons }}<tr><td>{{ .Label }}</td><td></td><td class="n">{{ .Count }}</td></tr>
 {{ end }}<tr><th>Records</th><td colspan="2">{{ .Records }}</td></tr>
-</table>
+<tr><th>Dead letters</th><td colspan="2">{{ .Dropped }}</td></tr>
+{{ range .DropReasons }}<tr><td>{{ .Label }}</td><td></td><td class="n">{{ .Count }}</td></tr>
+{{ end }}</table>
 </section>
 {{ else }}<p>No cluster had documents in the period.</p>
 {{ end }}</body></html>

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -84,6 +85,9 @@ func testDigest() *Digest {
 		Alerts: 12, Rules: []DigestRule{{ID: "pod-exec", Name: "Exec into a pod", Severity: rules.SeverityHigh, Alerts: 10}, {ID: hostile, Severity: rules.SeverityLow, Alerts: 1}},
 		OtherRules: 1, Warnings: 5, Reasons: []DigestReason{{Reason: "Back\tOff\r\nforged\x1b[2Jline", Warnings: 4}}, OtherWarnings: 1,
 		AuditRecords: 1000, Events: 50, Trimmed: 2,
+		DeadLetters: &DeadLetters{Records: 7, Alerts: 1, Reasons: []DeadLetterReason{
+			{Source: "audit-webhook", Reason: "body_too_large", Letters: 5}, {Source: "processor", Reason: "es\nrejected" + hostile, Letters: 3},
+		}},
 	}
 }
 
@@ -106,6 +110,7 @@ func TestRenderDigests(t *testing.T) {
 			"3 opened, 2 resolved, 7 open now", "3 now, 1 became unused in the period", "ClusterRoleBinding ci deploy</script><img",
 			"since 2026-11-02 10:00 CET", "RoleBinding shop/reader", "since 2026-12-07 00:30 CET", "and 1 more", "pod-exec (Exec into a pod)", "other rules", "Back Off  forged [2Jline",
 			"1000 audit records, 50 Events indexed; 2 of them trimmed",
+			"7 records, 1 alerts not indexed", "audit-webhook: body_too_large", "processor: es rejected",
 		}, []string{"\r", "\t", "\x1b"}},
 		{DigestHTML, []string{"default-src 'none'", "&lt;img src=x onerror=alert(1)&gt;", "80.0% (&#43;7.5 since 72.5%", "RoleBinding shop/reader"}, []string{"<img", "<script", "<svg"}},
 		{DigestJSON, []string{`"findings_opened": 3`, `"unused_bindings": 3`, `"namespace": "shop"`, `"severity": "high"`, `"start_percent": 72.5`}, nil},
@@ -128,8 +133,8 @@ func TestRenderDigests(t *testing.T) {
 				}
 			}
 			if tc.format == DigestText {
-				if lines := strings.Count(out, "\n"); lines != 16 {
-					t.Errorf("%d lines, want 16:\n%s", lines, out)
+				if lines := strings.Count(out, "\n"); lines != 19 {
+					t.Errorf("%d lines, want 19:\n%s", lines, out)
 				}
 			}
 			if tc.format == DigestJSON {
@@ -142,5 +147,67 @@ func TestRenderDigests(t *testing.T) {
 	}
 	if err := RenderDigests(&bytes.Buffer{}, nil, "yaml", nil); err == nil || !strings.Contains(err.Error(), `"yaml"`) {
 		t.Errorf("unknown format: %v", err)
+	}
+}
+
+// TestDigestDeadLetterLine: a digest made without reading Kafka says so
+// rather than 0, and a partial count says "at least".
+func TestDigestDeadLetterLine(t *testing.T) {
+	for _, tc := range []struct {
+		dl   *DeadLetters
+		want string
+	}{
+		{nil, "Dead letters not counted (the dead-letter topic was not read)"},
+		{&DeadLetters{}, "Dead letters 0 records, 0 alerts not indexed"},
+		{&DeadLetters{Records: 9, Partial: true}, "at least 9 records, 0 alerts not indexed (the topic held more"},
+	} {
+		d := &Digest{Cluster: "prod", To: time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC), DeadLetters: tc.dl}
+		var b bytes.Buffer
+		if err := RenderDigests(&b, []*Digest{d}, DigestText, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), tc.want) {
+			t.Errorf("%+v: no %q in\n%s", tc.dl, tc.want, b.String())
+		}
+	}
+}
+
+// TestDeadLetterTally: counts per cluster and by kind, the top reasons
+// most first with the rest as other, a cluster with none at zero, and
+// the key bound counting further reasons as other.
+func TestDeadLetterTally(t *testing.T) {
+	var tl DeadLetterTally
+	for i := range DigestTopReasons + 2 {
+		for range i + 1 {
+			tl.Add("prod", "processor", fmt.Sprintf("r%02d", i), false)
+		}
+	}
+	tl.Add("prod", "notifier", "undecodable_alert", true)
+	tl.Add("dev", "audit-webhook", "invalid_json", false)
+	got := tl.Of("prod")
+	wantRecords := int64((DigestTopReasons + 2) * (DigestTopReasons + 3) / 2)
+	if got.Records != wantRecords || got.Alerts != 1 || len(got.Reasons) != DigestTopReasons || got.Partial {
+		t.Fatalf("prod: %+v", got)
+	}
+	if r := got.Reasons[0]; r.Reason != "r11" || r.Letters != 12 {
+		t.Errorf("first reason %+v", r)
+	}
+	var listed int64
+	for _, r := range got.Reasons {
+		listed += r.Letters
+	}
+	if listed+got.OtherReasons != got.Records+got.Alerts {
+		t.Errorf("listed %d + other %d != %d", listed, got.OtherReasons, got.Records+got.Alerts)
+	}
+	if none := tl.Of("nowhere"); none == nil || none.Records != 0 || none.Reasons != nil {
+		t.Errorf("nowhere: %+v", none)
+	}
+	var big DeadLetterTally
+	for i := range MaxDeadLetterTallyKeys + 5 {
+		big.Add("prod", "processor", fmt.Sprint(i), false)
+	}
+	big.SetPartial()
+	if g := big.Of("prod"); g.Records != MaxDeadLetterTallyKeys+5 || g.OtherReasons != MaxDeadLetterTallyKeys+5-DigestTopReasons || !g.Partial {
+		t.Errorf("bounded: records %d, other %d, partial %v", g.Records, g.OtherReasons, g.Partial)
 	}
 }

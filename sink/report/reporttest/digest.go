@@ -32,6 +32,9 @@ type DigestFigures struct {
 	Warnings               int64
 	Reasons                []string // "reason=count", most first
 	Audit, Events, Trimmed int64
+	// DeadRecords and DeadAlerts are the dead letters counted (0 in a
+	// digest made without reading Kafka).
+	DeadRecords, DeadAlerts int64
 }
 
 // unusedBindingCheck is report.UnusedBindingCheck (this package is
@@ -225,12 +228,19 @@ func FiguresOfJSON(t testing.TB, data []byte) DigestFigures {
 		Audit   int64 `json:"audit_records"`
 		Events  int64 `json:"events"`
 		Trimmed int64 `json:"records_trimmed"`
+		Dead    *struct {
+			Records int64 `json:"records"`
+			Alerts  int64 `json:"alerts"`
+		} `json:"dead_letters"`
 	}
 	if err := json.Unmarshal(data, &d); err != nil {
 		t.Fatalf("digest JSON: %v\n%s", err, data)
 	}
 	f := DigestFigures{FindingsOpened: d.Opened, FindingsResolved: d.Resolved, Open: d.Open, Unused: d.Unused, UnusedOpened: d.UnusedOp, Alerts: d.Alerts,
 		Warnings: d.Warnings, Audit: d.Audit, Events: d.Events, Trimmed: d.Trimmed, ScoreStart: -1}
+	if d.Dead != nil {
+		f.DeadRecords, f.DeadAlerts = d.Dead.Records, d.Dead.Alerts
+	}
 	if d.Score != nil {
 		f.ScorePercent = d.Score.Percent
 		if d.Score.Start != nil {
