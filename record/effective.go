@@ -160,6 +160,11 @@ func responseObject(ev *auditv1.Event) map[string]any {
 // decoded into many small maps. It returns nil for a body that is not an
 // object.
 func decodeStored(raw []byte) (map[string]any, error) {
+	if obj, ok := parseStored(raw); ok {
+		return obj, nil
+	}
+	// What parseStored leaves to a general decoder (see ParseObject), and
+	// every error, which this path words.
 	it := fastJSON.BorrowIterator(raw)
 	defer fastJSON.ReturnIterator(it)
 	var obj map[string]any

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 )
@@ -26,6 +27,30 @@ func ParseObject(data []byte) (map[string]any, bool) {
 	return v.(map[string]any), true
 }
 
+// parseStored is ParseObject for a stored object (a response body),
+// leaving out metadata.managedFields: which client last set which field,
+// which no rule judges, and a large part of every stored object, decoded
+// into many small maps. The part left out is still checked to be JSON, so
+// what is accepted does not depend on it.
+func parseStored(data []byte) (map[string]any, bool) {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, false
+	}
+	v, end, ok := parseObject(data, i, 0, objStored)
+	if !ok || skipWS(data, end) != len(data) {
+		return nil, false
+	}
+	return v.(map[string]any), true
+}
+
+// What parseObject leaves out of the object it parses.
+const (
+	objAll      = iota
+	objStored   // a stored object: its metadata is objMetadata
+	objMetadata // a stored object's metadata: no managedFields
+)
+
 // maxGenericDepth bounds ParseObject's recursion; Kubernetes objects nest a
 // few dozen levels at most.
 const maxGenericDepth = 256
@@ -38,7 +63,7 @@ func parseValue(data []byte, i, depth int) (any, int, bool) {
 	}
 	switch c := data[i]; c {
 	case '{':
-		return parseObject(data, i, depth)
+		return parseObject(data, i, depth, objAll)
 	case '[':
 		return parseArray(data, i, depth)
 	case '"':
@@ -72,7 +97,7 @@ func literal(data []byte, i int, word string, v any) (any, int, bool) {
 	return v, i + len(word), true
 }
 
-func parseObject(data []byte, i, depth int) (any, int, bool) {
+func parseObject(data []byte, i, depth, what int) (any, int, bool) {
 	m := map[string]any{}
 	i = skipWS(data, i+1)
 	if i < len(data) && data[i] == '}' {
@@ -96,11 +121,26 @@ func parseObject(data []byte, i, depth int) (any, int, bool) {
 		if i >= len(data) || data[i] != ':' {
 			return nil, 0, false
 		}
-		v, end, ok := parseValue(data, skipWS(data, i+1), depth+1)
+		i = skipWS(data, i+1)
+		var v any
+		var end int
+		ok := true
+		switch {
+		case what == objStored && key == "metadata" && i < len(data) && data[i] == '{':
+			v, end, ok = parseObject(data, i, depth+1, objMetadata)
+		case what == objMetadata && key == "managedFields":
+			if end = valueEnd(data, i); end < 0 || !json.Valid(data[i:end]) {
+				return nil, 0, false
+			}
+		default:
+			v, end, ok = parseValue(data, i, depth+1)
+		}
 		if !ok {
 			return nil, 0, false
 		}
-		m[key] = v
+		if what != objMetadata || key != "managedFields" {
+			m[key] = v
+		}
 		i = skipWS(data, end)
 		if i >= len(data) {
 			return nil, 0, false

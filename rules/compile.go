@@ -279,6 +279,8 @@ func (s *substituter) Visit(node *ast.Node) {
 		s.objects |= useResponse
 	case "effective", "effective_from", "patch_ops":
 		s.objects |= useEffective
+	case "source":
+		s.objects |= useSource
 	}
 	if items, ok := s.m.lists[id.Value]; ok {
 		arr := &ast.ArrayNode{Nodes: make([]ast.Node, len(items))}
@@ -311,13 +313,16 @@ func (s *substituter) Visit(node *ast.Node) {
 
 // objectUse says which audit objects a rule reads, so that a record's request
 // and response bodies are parsed only when a candidate rule needs them, and
-// only the one it needs (response bodies of reads are often large).
+// only the one it needs (response bodies of reads are often large). The
+// source object is filled the same way: few rules read it, and building it
+// (address classes, network) is a cost on every audit record otherwise.
 type objectUse uint8
 
 const (
 	useRequest objectUse = 1 << iota
 	useResponse
 	useEffective // effective, effective_from, patch_ops (env_effective.go)
+	useSource    // source (env_source.go)
 )
 
 // compiler compiles expressions for one source.
@@ -386,14 +391,14 @@ func (c *compiler) guard(code string) *vm.Program {
 	return p
 }
 
-// readsObjects reports whether an expression refers to request, response or
-// the effective object.
+// readsObjects reports whether an expression refers to request, response,
+// the effective object or the source: what a guard runs without.
 func readsObjects(n ast.Node) bool {
 	found := false
 	ast.Walk(&n, visitorFunc(func(node *ast.Node) {
 		if id, ok := (*node).(*ast.IdentifierNode); ok {
 			switch id.Value {
-			case "request", "response", "effective", "effective_from", "patch_ops":
+			case "request", "response", "effective", "effective_from", "patch_ops", "source":
 				found = true
 			}
 		}

@@ -498,6 +498,7 @@ func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *eva
 		Message: render(m, cr.output),
 	}
 	if au := ctx.audit; au != nil {
+		ctx.need(useSource)
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
 		a.SourceIP = au.Source.IP
 	} else if ev := ctx.event; ev != nil {

@@ -134,7 +134,6 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 	}
 	e.Decision = a.Annotations["authorization.k8s.io/decision"]
 	e.AuthzReason = a.Annotations["authorization.k8s.io/reason"]
-	e.Source = newSourceEnv(r)
 	return e
 }
 
@@ -161,6 +160,9 @@ func (e *AuditEnv) withObjects(use objectUse) {
 	}
 	if use&useEffective != 0 {
 		e.withEffective()
+	}
+	if use&useSource != 0 {
+		e.Source = newSourceEnv(e.rec)
 	}
 }
 

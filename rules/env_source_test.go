@@ -116,6 +116,11 @@ func TestNetworkRulesOnTheRecordedCorpus(t *testing.T) {
 					if networkRuleIDs[a.RuleID] {
 						got[a.RuleID]++
 					}
+					// Every alert names its source, whether or not its
+					// rule read the source object.
+					if len(r.Audit.SourceIPs) > 0 && a.SourceIP == "" {
+						t.Errorf("%s: alert without source IP (record from %v)", a.RuleID, r.Audit.SourceIPs)
+					}
 				}
 				r.Audit.SourceIPs, r.Origin = ips, netorigin.Origin{}
 			}
