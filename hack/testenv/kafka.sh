@@ -194,11 +194,16 @@ message.max.bytes=26214400
 replica.fetch.max.bytes=26214400
 socket.request.max.bytes=104857600
 
-# After a crash (kill -9) the restarted broker is refused as a duplicate
-# registration until the dead incarnation's session expires: 9 s by default.
-# 4 s keeps crash-restart tests quick while leaving room for GC/CPU stalls
-# on a busy 2-core machine (heartbeats never leave the JVM).
-broker.session.timeout.ms=4000
+# The session is what the controller waits for a heartbeat before it fences
+# the broker, and every partition loses its leader until the broker is back:
+# producers then fail at once ("topic partition has no leader"). Heartbeats
+# never leave the JVM, but on a 2-core machine at load ~40 the controller's
+# event queue stalls for 5 s and more, and a 4 s session fenced the broker
+# mid-test. 15 s rides such stalls out; the price is paid after a crash
+# (kill -9), when the restarted broker is refused as a duplicate
+# registration until the dead incarnation's session expires: up to 15 s
+# more per crash-restart test (9 s is Kafka's default).
+broker.session.timeout.ms=15000
 broker.heartbeat.interval.ms=1000
 
 # Small footprint: the cleaner's dedupe buffer is on-heap (default 128 MB).

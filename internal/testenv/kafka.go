@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,4 +209,24 @@ func DeleteTopics(broker string, topics ...string) {
 	c, done := ownClient(broker)
 	defer done()
 	_, _ = c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+}
+
+// ProduceError words an error of kafka.Writer.WriteMessages for a test
+// failure: a kafka.WriteErrors holds one error per message, thousands of
+// the same text when a broker refuses a batch, so it is summarised as how
+// many messages failed and its distinct errors.
+func ProduceError(err error) string {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err.Error()
+	}
+	seen := map[string]bool{}
+	var distinct []string
+	for _, e := range we {
+		if e != nil && !seen[e.Error()] && len(distinct) < 5 {
+			seen[e.Error()] = true
+			distinct = append(distinct, e.Error())
+		}
+	}
+	return fmt.Sprintf("%d of %d messages not written: %s", we.Count(), len(we), strings.Join(distinct, "; "))
 }

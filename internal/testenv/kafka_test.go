@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -34,6 +35,31 @@ func TestIntegrationCreateTopics(t *testing.T) {
 			}
 			if !leadersReady(md.Topics, map[string]int{topics[0]: 3, topics[1]: 3}) {
 				t.Errorf("after CreateTopics: %+v", md.Topics)
+			}
+		})
+	}
+}
+
+func TestProduceError(t *testing.T) {
+	noLeader := errors.New("topic partition has no leader")
+	many := make(kafka.WriteErrors, 5000)
+	for i := range many {
+		many[i] = noLeader
+	}
+	many[7] = nil
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"plain", errors.New("dial: refused"), "dial: refused"},
+		{"one text many times", many, "4999 of 5000 messages not written: topic partition has no leader"},
+		{"wrapped, distinct texts", fmt.Errorf("write: %w", kafka.WriteErrors{noLeader, errors.New("too large"), nil}),
+			"2 of 3 messages not written: topic partition has no leader; too large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ProduceError(tc.err); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -184,12 +184,12 @@ func (e *procEnv) produce(from, to int, extra ...kafka.Message) {
 			msgs = append(msgs, e.message(n))
 		}
 		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			e.t.Fatalf("produce: %v", err)
+			e.t.Fatalf("produce: %s", testenv.ProduceError(err))
 		}
 	}
 	if len(extra) > 0 {
 		if err := w.WriteMessages(ctx, extra...); err != nil {
-			e.t.Fatalf("produce: %v", err)
+			e.t.Fatalf("produce: %s", testenv.ProduceError(err))
 		}
 	}
 }
