@@ -41,23 +41,24 @@ type sourceEnv struct {
 }
 
 // indexKeys is how many fields the prefilter index can key on.
-const indexKeys = 6
+const indexKeys = 7
 
 // The prefilter index keys audit records on the fields the built-in rules
 // compare with constants at the top of their conditions: verb and resource
-// (nearly all), subresource and stage (most), decision (denial rules) and
-// code (authentication failures). Each has few distinct values, so the
-// candidates of every combination a cluster produces stay cached. auditKey
-// must read them in this order.
+// (nearly all), subresource and stage (most), decision (denial rules), code
+// (authentication failures) and source.class (the network rules, which
+// read no verb or resource and would otherwise run on every record). Each
+// has few distinct values, so the candidates of every combination a
+// cluster produces stay cached. auditKey must read them in this order.
 var sources = map[record.Source]*sourceEnv{
-	record.SourceAudit:  {env: AuditEnv{}, keys: [indexKeys]string{"verb", "resource", "subresource", "stage", "decision", "code"}},
+	record.SourceAudit:  {env: AuditEnv{}, keys: [indexKeys]string{"verb", "resource", "subresource", "stage", "decision", "code", "source.class"}},
 	record.SourceEvent:  {env: EventEnv{}, keys: [indexKeys]string{"reason"}},
 	record.SourceObject: {env: ObjectEnv{}, keys: [indexKeys]string{"kind"}},
 }
 
 // auditKey is an audit record's values of the audit index keys.
 func auditKey(e *AuditEnv) [indexKeys]string {
-	return [indexKeys]string{e.Verb, e.Resource, e.Subresource, e.Stage, e.Decision, codeString(e.Code)}
+	return [indexKeys]string{e.Verb, e.Resource, e.Subresource, e.Stage, e.Decision, codeString(e.Code), string(e.origin.Class)}
 }
 
 // codeString is strconv.Itoa without an allocation for HTTP status codes.
@@ -476,18 +477,18 @@ func constrain(n ast.Node, field string) ([]string, bool) {
 				return union(l, r), true
 			}
 		case "==":
-			if id, ok := v.Left.(*ast.IdentifierNode); ok && id.Value == field {
+			if fieldName(v.Left) == field {
 				if s, ok := constKey(v.Right); ok {
 					return []string{s}, true
 				}
 			}
-			if id, ok := v.Right.(*ast.IdentifierNode); ok && id.Value == field {
+			if fieldName(v.Right) == field {
 				if s, ok := constKey(v.Left); ok {
 					return []string{s}, true
 				}
 			}
 		case "in":
-			if id, ok := v.Left.(*ast.IdentifierNode); ok && id.Value == field {
+			if fieldName(v.Left) == field {
 				if vals, ok := constStrings(v.Right); ok {
 					return vals, true
 				}
@@ -495,6 +496,22 @@ func constrain(n ast.Node, field string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// fieldName is the key field n names: an identifier ("verb"), or a field
+// of one ("source.class"); "" for anything else.
+func fieldName(n ast.Node) string {
+	switch v := n.(type) {
+	case *ast.IdentifierNode:
+		return v.Value
+	case *ast.MemberNode:
+		id, ok := v.Node.(*ast.IdentifierNode)
+		prop, pok := v.Property.(*ast.StringNode)
+		if ok && pok {
+			return id.Value + "." + prop.Value
+		}
+	}
+	return ""
 }
 
 // constKey is a constant compared with a key field, as the index holds it:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -607,15 +608,23 @@ lists:
 
 // TestBuiltinAuditRulesArePrefiltered checks that the audit rules of
 // 10-workloads.yaml and 20-access.yaml name the verbs and resources they can
-// match (== / in through && and ||), so the prefilter keeps them away from
+// match (== / in through && and ||), and the network rules that read
+// from_public the source class, so the prefilter keeps them away from
 // records they cannot match; others' unconstrained rules are listed.
 func TestBuiltinAuditRulesArePrefiltered(t *testing.T) {
 	set, err := Load(LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	const classKey = indexKeys - 1
+	if sources[record.SourceAudit].keys[classKey] != "source.class" {
+		t.Fatalf("the last audit key is %q", sources[record.SourceAudit].keys[classKey])
+	}
 	for _, r := range set.rules {
-		if r.source != record.SourceAudit || r.keyed[0] || r.keyed[1] {
+		if strings.Contains(r.Condition, "from_public") && (!r.keyed[classKey] || !slices.Equal(r.keys[classKey], []string{"public"})) {
+			t.Errorf("%s: reads from_public but the prefilter keys it on source.class %v (keyed %v)", r.ID, r.keys[classKey], r.keyed[classKey])
+		}
+		if r.source != record.SourceAudit || r.keyed[0] || r.keyed[1] || r.keyed[classKey] {
 			continue
 		}
 		base := filepath.Base(r.file)

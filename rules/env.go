@@ -6,6 +6,7 @@ import (
 
 	jsoniter "github.com/json-iterator/go"
 
+	"github.com/kubesift/kubesift/internal/netorigin"
 	"github.com/kubesift/kubesift/record"
 )
 
@@ -53,6 +54,9 @@ type AuditEnv struct {
 	Source SourceEnv `expr:"source"`
 
 	rec *record.Record
+	// origin is worked out for every record, as the prefilter keys on its
+	// class; Source is built from it only for rules that read it.
+	origin netorigin.Origin
 }
 
 // EventEnv is what an Event rule's condition sees, for core/v1 and
@@ -117,7 +121,7 @@ func newAuditEnv(r *record.Record) *AuditEnv {
 		Stage: string(a.Stage), Level: string(a.Level), Verb: a.Verb,
 		User: a.User.Username, UserUID: a.User.UID, Groups: a.User.Groups,
 		SourceIPs: a.SourceIPs, UserAgent: a.UserAgent, URI: a.RequestURI,
-		Annotations: a.Annotations, rec: r,
+		Annotations: a.Annotations, rec: r, origin: originOf(r),
 	}
 	if a.ImpersonatedUser != nil {
 		e.ImpersonatedUser, e.ImpersonatedGroups = a.ImpersonatedUser.Username, a.ImpersonatedUser.Groups
@@ -162,7 +166,7 @@ func (e *AuditEnv) withObjects(use objectUse) {
 		e.withEffective()
 	}
 	if use&useSource != 0 {
-		e.Source = newSourceEnv(e.rec)
+		e.Source = newSourceEnv(e.rec, &e.origin)
 	}
 }
 

@@ -45,17 +45,20 @@ type SourceAS struct {
 	} `expr:"organization"`
 }
 
-// newSourceEnv is the source object of an audit record: the processor's
-// enrichment (r.Origin) when it has one, else the classes alone (rule
-// fixtures and `kubesift rules eval` run without the processor's lists
-// and databases).
-func newSourceEnv(r *record.Record) SourceEnv {
-	o := r.Origin
+// originOf is where an audit record came from: the processor's enrichment
+// (r.Origin) when it has one, else the classes alone (rule fixtures and
+// `kubesift rules eval` run without the processor's lists and databases).
+func originOf(r *record.Record) netorigin.Origin {
+	if r.Origin.Known() {
+		return r.Origin
+	}
+	return (*netorigin.Resolver)(nil).LookupSources(r.Audit.SourceIPs)
+}
+
+// newSourceEnv is the source object of an audit record from o, its origin.
+func newSourceEnv(r *record.Record, o *netorigin.Origin) SourceEnv {
 	if !o.Known() {
-		o = (*netorigin.Resolver)(nil).LookupSources(r.Audit.SourceIPs)
-		if !o.Known() {
-			return SourceEnv{}
-		}
+		return SourceEnv{}
 	}
 	s := SourceEnv{IP: addrString(o.IP, r.Audit.SourceIPs), Class: string(o.Class), Lists: o.Lists}
 	s.Geo = SourceGeo{ContinentCode: o.Geo.ContinentCode, CountryISOCode: o.Geo.CountryISOCode,

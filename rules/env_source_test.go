@@ -46,7 +46,7 @@ func TestSourceEnv(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &record.Record{Audit: &auditv1.Event{SourceIPs: tc.ips}, Origin: tc.origin}
-			if got := newSourceEnv(r); !reflect.DeepEqual(got, tc.want) {
+			if got := newSourceEnv(r, new(originOf(r))); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})
@@ -58,7 +58,7 @@ func TestSourceEnv(t *testing.T) {
 func TestSourceEnvReusesTheRecordsAddress(t *testing.T) {
 	r := &record.Record{Audit: &auditv1.Event{SourceIPs: []string{"127.0.0.1"}}}
 	r.Origin = (*netorigin.Resolver)(nil).LookupSources(r.Audit.SourceIPs)
-	if n := testing.AllocsPerRun(100, func() { _ = newSourceEnv(r) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { o := originOf(r); _ = newSourceEnv(r, &o) }); n != 0 {
 		t.Errorf("newSourceEnv allocates %v times", n)
 	}
 }
