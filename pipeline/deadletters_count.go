@@ -20,6 +20,10 @@ import (
 // reported as partial rather than read whole every day.
 const DefaultDeadLetterCountBytes = 256 << 20
 
+// deadLetterCountTimeout bounds a Count whose context has no deadline: a
+// broker that stops answering mid-read must not hold the digest forever.
+const deadLetterCountTimeout = 5 * time.Minute
+
 // DeadLetterCounter counts the dead letters of a window per cluster, for
 // the digest: what never reached Elasticsearch is only in the dead-letter
 // topic. Each partition is read from the first offset whose time is at or
@@ -59,8 +63,14 @@ func (c *DeadLetterCounter) AddTo(ctx context.Context, ds []*report.Digest, w re
 }
 
 // Count reads the window's dead letters. A topic that does not exist yet
-// has none. ctx bounds the reading.
+// has none. ctx bounds the reading (deadLetterCountTimeout without a
+// deadline).
 func (c *DeadLetterCounter) Count(ctx context.Context, w report.Window) (*report.DeadLetterTally, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, deadLetterCountTimeout)
+		defer cancel()
+	}
 	t := &report.DeadLetterTally{}
 	parts, broker, err := c.partitions(ctx)
 	if errors.Is(err, kafka.UnknownTopicOrPartition) {
