@@ -197,9 +197,9 @@ socket.request.max.bytes=104857600
 # The session is what the controller waits for a heartbeat before it fences
 # the broker, and every partition loses its leader until the broker is back:
 # producers then fail at once ("topic partition has no leader"). Heartbeats
-# never leave the JVM, but on a 2-core machine at load ~40 the controller's
-# event queue stalls for 5 s and more, and a 4 s session fenced the broker
-# mid-test. 15 s rides such stalls out; the price is paid after a crash
+# never leave the JVM, but on a heavily loaded 2-core machine the
+# controller's event queue stalls for several seconds, longer than a short
+# session. 15 s rides such stalls out; the price is paid after a crash
 # (kill -9), when the restarted broker is refused as a duplicate
 # registration until the dead incarnation's session expires: up to 15 s
 # more per crash-restart test (9 s is Kafka's default).
