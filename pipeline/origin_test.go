@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestProcessorResolvesOriginOnce(t *testing.T) {
 			t.Errorf("%s: rules saw %+v, documents %+v", id, r, o)
 		}
 		classes[o.Class]++
-		if o.HasList("corp") {
+		if slices.Contains(o.Lists, "corp") {
 			listed++
 		}
 	}

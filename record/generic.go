@@ -15,29 +15,23 @@ import (
 // or lone surrogates (which encoding/json replaces), numbers out of float64's
 // range, and nesting deeper than maxGenericDepth. FuzzParseObject checks
 // it against encoding/json.
-func ParseObject(data []byte) (map[string]any, bool) {
-	i := skipWS(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return nil, false
-	}
-	v, end, ok := parseValue(data, i, 0)
-	if !ok || skipWS(data, end) != len(data) {
-		return nil, false
-	}
-	return v.(map[string]any), true
-}
+func ParseObject(data []byte) (map[string]any, bool) { return parseTop(data, objAll) }
 
 // parseStored is ParseObject for a stored object (a response body),
 // leaving out metadata.managedFields: which client last set which field,
 // which no rule judges, and a large part of every stored object, decoded
 // into many small maps. The part left out is still checked to be JSON, so
 // what is accepted does not depend on it.
-func parseStored(data []byte) (map[string]any, bool) {
+func parseStored(data []byte) (map[string]any, bool) { return parseTop(data, objStored) }
+
+// parseTop parses data, a JSON object and nothing else, leaving out what
+// what says.
+func parseTop(data []byte, what int) (map[string]any, bool) {
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return nil, false
 	}
-	v, end, ok := parseObject(data, i, 0, objStored)
+	v, end, ok := parseObject(data, i, 0, what)
 	if !ok || skipWS(data, end) != len(data) {
 		return nil, false
 	}
@@ -124,21 +118,20 @@ func parseObject(data []byte, i, depth, what int) (any, int, bool) {
 		i = skipWS(data, i+1)
 		var v any
 		var end int
-		ok := true
+		ok, keep := true, true
 		switch {
 		case what == objStored && key == "metadata" && i < len(data) && data[i] == '{':
 			v, end, ok = parseObject(data, i, depth+1, objMetadata)
 		case what == objMetadata && key == "managedFields":
-			if end = valueEnd(data, i); end < 0 || !json.Valid(data[i:end]) {
-				return nil, 0, false
-			}
+			end, keep = valueEnd(data, i), false
+			ok = end >= 0 && json.Valid(data[i:end])
 		default:
 			v, end, ok = parseValue(data, i, depth+1)
 		}
 		if !ok {
 			return nil, 0, false
 		}
-		if what != objMetadata || key != "managedFields" {
+		if keep {
 			m[key] = v
 		}
 		i = skipWS(data, end)

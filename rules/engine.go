@@ -498,9 +498,10 @@ func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *eva
 		Message: render(m, cr.output),
 	}
 	if au := ctx.audit; au != nil {
-		ctx.need(useSource)
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
-		a.SourceIP = au.Source.IP
+		if au.origin.Known() {
+			a.SourceIP = addrString(au.origin.IP, au.SourceIPs)
+		}
 	} else if ev := ctx.event; ev != nil {
 		a.Namespace, a.Resource, a.Name = ev.Namespace, strings.ToLower(ev.Kind), ev.Name
 	}

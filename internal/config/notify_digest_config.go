@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -92,7 +91,7 @@ func (c *DigestConfig) validate(v *validator, receivers map[string]bool, giveUp 
 		// taken over and the digest sent twice.
 		v.add("notify.digest.claim_timeout", fmt.Sprintf("must be longer than notify.retry.give_up_after (%s)", giveUp))
 	}
-	if c.Index == "" || c.Index != strings.ToLower(c.Index) || strings.ContainsAny(c.Index, ` "*\<|,>/?`) {
-		v.add("notify.digest.index", "not a valid Elasticsearch index name")
+	if msg := validIndexName(c.Index); msg != "" {
+		v.add("notify.digest.index", msg)
 	}
 }

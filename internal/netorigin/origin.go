@@ -67,13 +67,3 @@ type AS struct {
 
 // Known reports whether o holds a parsed address.
 func (o Origin) Known() bool { return o.IP.IsValid() }
-
-// HasList reports whether IP is on the list of that name.
-func (o Origin) HasList(name string) bool {
-	for _, l := range o.Lists {
-		if l == name {
-			return true
-		}
-	}
-	return false
-}

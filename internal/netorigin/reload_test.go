@@ -126,7 +126,7 @@ func TestRunReloadsOnItsInterval(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	writeList(t, path, "192.0.2.2\n192.0.2.3\n", time.Now())
 	testenv.WaitFor(t, "192.0.2.3 on the reloaded list", 10*time.Second, func() bool {
-		return r.LookupAddr(netip.MustParseAddr("192.0.2.3")).HasList("tor")
+		return slices.Contains(r.LookupAddr(netip.MustParseAddr("192.0.2.3")).Lists, "tor")
 	})
 	cancel()
 	if err := <-done; err != nil {

@@ -169,13 +169,14 @@ func (r *Resolver) LookupSources(ips []string) Origin {
 		return Origin{}
 	}
 	if len(ips) > 1 {
-		if peer := r.Lookup(ips[len(ips)-1]); peer.Class == ClassPublic {
+		peer := r.Lookup(ips[len(ips)-1])
+		if peer.Class == ClassPublic {
 			return peer
 		}
 		if o := r.Lookup(ips[0]); o.Known() {
 			return o
 		}
-		return r.Lookup(ips[len(ips)-1]) // a client entry that is not an address
+		return peer // a client entry that is not an address
 	}
 	return r.Lookup(ips[0])
 }

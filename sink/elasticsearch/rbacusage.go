@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -188,7 +187,10 @@ func (s *UsageStore) bulk(ctx context.Context, docs []usageDoc) error {
 			}
 		}
 	}
-	return fmt.Errorf("bulk to %s: %d document(s) refused, first: %w", s.index, len(errs), errors.Join(errs[:1]...))
+	if len(errs) == 0 {
+		return fmt.Errorf("bulk to %s: the answer says errors but names no refused document", s.index)
+	}
+	return fmt.Errorf("bulk to %s: %d document(s) refused, first: %w", s.index, len(errs), errs[0])
 }
 
 // Load reads what the index holds of cluster (refreshed first, since the

@@ -98,10 +98,16 @@ func NewDigestClaims(ctx context.Context, es *elasticsearch.Client, index, owner
 // for an _id (512 bytes) is hashed.
 func claimID(cluster, day string) string {
 	if len(cluster) > 200 {
-		sum := sha256.Sum256([]byte(cluster))
-		cluster = "sha256-" + hex.EncodeToString(sum[:16])
+		cluster = hashedName(cluster)
 	}
 	return cluster + "/" + day
+}
+
+// hashedName stands for a cluster name that cannot be used as it is (too
+// long for an _id, not a plain directory name).
+func hashedName(cluster string) string {
+	sum := sha256.Sum256([]byte(cluster))
+	return "sha256-" + hex.EncodeToString(sum[:16])
 }
 
 // Claim tries to claim (cluster, day). The claim is non-nil when this

@@ -2,8 +2,6 @@ package notify
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -32,8 +30,7 @@ var plainCluster = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 // configuration and records, and must not reach outside dir).
 func (f *DigestFile) Dir(cluster string) string {
 	if !plainCluster.MatchString(cluster) {
-		sum := sha256.Sum256([]byte(cluster))
-		cluster = "sha256-" + hex.EncodeToString(sum[:16])
+		cluster = hashedName(cluster)
 	}
 	return filepath.Join(f.dir, cluster)
 }

@@ -24,7 +24,6 @@ func TestDigestFromES(t *testing.T) {
 	if err := src.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	refresh(t, src, cfg.Findings.TransitionsStream)
 	w := Window{From: end.Add(-24 * time.Hour), To: end}
 	d, err := src.Digest(t.Context(), "prod", w)
 	if err != nil {
@@ -41,17 +40,6 @@ func TestDigestFromES(t *testing.T) {
 	}
 	if empty.Score != nil || empty.Alerts != 0 || empty.AuditRecords != 0 || len(empty.Rules) != 0 {
 		t.Errorf("a cluster without documents: %+v", empty)
-	}
-}
-
-// refresh makes an index that Refresh does not name searchable.
-func refresh(t *testing.T, e *ES, index string) {
-	t.Helper()
-	saved := e.indices
-	e.indices = Indices{Audit: index}
-	defer func() { e.indices = saved }()
-	if err := e.Refresh(t.Context()); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -387,7 +387,7 @@ func (e *ES) scores(ctx context.Context, p *Posture) (found bool, err error) {
 // a refresh interval ago).
 func (e *ES) Refresh(ctx context.Context) error {
 	var names []string
-	for _, n := range []string{e.indices.Audit, e.indices.Events, e.indices.Alerts, e.indices.Findings, e.indices.Scores} {
+	for _, n := range []string{e.indices.Audit, e.indices.Events, e.indices.Alerts, e.indices.Findings, e.indices.Scores, e.indices.Transitions} {
 		if n != "" {
 			names = append(names, url.PathEscape(n))
 		}
