@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -89,12 +88,9 @@ func (f *rbacUsageFlags) run(cmd *cobra.Command, cfg *config.Config) error {
 	if err != nil {
 		return usageError(cmd, fmt.Errorf("rbac usage: --since: %w", err))
 	}
-	esCfg := cfg.Sink.Elasticsearch
-	if f.es != "" {
-		if u, err := url.Parse(f.es); err != nil || u.Host == "" {
-			return fmt.Errorf("rbac usage: --es: %q is not a URL", redactURL(f.es))
-		}
-		esCfg.Addresses = []string{f.es}
+	esCfg, err := esConfigWith(cfg, f.es, "rbac usage")
+	if err != nil {
+		return err
 	}
 	if esCfg.Findings.UsageIndex == "" {
 		return errors.New("rbac usage: sink.elasticsearch.findings.usage_index is empty: no usage is kept")

@@ -113,12 +113,18 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 
 // esConfig is sink.elasticsearch with --es as its address.
 func (o *reportOptions) esConfig(cfg *config.Config) (config.ElasticsearchConfig, error) {
+	return esConfigWith(cfg, o.es, "report")
+}
+
+// esConfigWith is sink.elasticsearch with es, a command's --es, as its
+// address when given; command names the command in the error.
+func esConfigWith(cfg *config.Config, es, command string) (config.ElasticsearchConfig, error) {
 	esCfg := cfg.Sink.Elasticsearch
-	if o.es != "" {
-		if u, err := url.Parse(o.es); err != nil || u.Host == "" {
-			return esCfg, fmt.Errorf("report: --es: %q is not a URL", redactURL(o.es))
+	if es != "" {
+		if u, err := url.Parse(es); err != nil || u.Host == "" {
+			return esCfg, fmt.Errorf("%s: --es: %q is not a URL", command, redactURL(es))
 		}
-		esCfg.Addresses = []string{o.es}
+		esCfg.Addresses = []string{es}
 	}
 	return esCfg, nil
 }

@@ -59,9 +59,6 @@ func (c *NetworkListConfig) UnmarshalYAML(unmarshal func(any) error) error {
 // constant, and it is a metric label value.
 var listName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 
-// maxNetworkLists is netorigin's bound on the lists of one processor.
-const maxNetworkLists = 64
-
 // validate adds problems of processor.network to v.
 func (c *ProcessorNetworkConfig) validate(v *validator) {
 	for i, s := range c.ClusterCIDRs {
@@ -69,8 +66,8 @@ func (c *ProcessorNetworkConfig) validate(v *validator) {
 			v.add(fmt.Sprintf("processor.network.cluster_cidrs[%d]", i), err.Error())
 		}
 	}
-	if len(c.Lists) > maxNetworkLists {
-		v.add("processor.network.lists", fmt.Sprintf("%d lists, at most %d", len(c.Lists), maxNetworkLists))
+	if len(c.Lists) > netorigin.MaxLists {
+		v.add("processor.network.lists", fmt.Sprintf("%d lists, at most %d", len(c.Lists), netorigin.MaxLists))
 	}
 	seen := map[string]bool{}
 	for i, l := range c.Lists {

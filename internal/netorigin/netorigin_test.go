@@ -197,7 +197,7 @@ func addrOf(k u128, v4 bool) netip.Addr {
 }
 
 func TestTooManyLists(t *testing.T) {
-	specs := make([]ListSpec, maxLists+1)
+	specs := make([]ListSpec, MaxLists+1)
 	for i := range specs {
 		specs[i].Name = strings.Repeat("l", i+1)
 	}

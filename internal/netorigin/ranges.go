@@ -56,9 +56,9 @@ func bounds(p netip.Prefix) (first, last u128) {
 	return first, u128{first.hi | hostHi, first.lo | hostLo}
 }
 
-// maxLists bounds the lists of one table: the set of lists holding a range
+// MaxLists bounds the lists of one resolver: the set of lists holding a range
 // is a bit mask.
-const maxLists = 64
+const MaxLists = 64
 
 // table maps address ranges to sets of names. starts, ends and sets are
 // parallel; the ranges are sorted and do not overlap, so a lookup is one
@@ -98,13 +98,13 @@ type member struct {
 	set    int // index into the names given to buildTable
 }
 
-// buildTable turns networks of up to maxLists named sets into a table: a
+// buildTable turns networks of up to MaxLists named sets into a table: a
 // sweep over the ranges' boundaries, keeping how many networks of each set
 // cover the current point, so overlapping and nested networks of one or
 // several sets cost O(n log n) to build.
 func buildTable(names []string, members []member) (*table, error) {
-	if len(names) > maxLists {
-		return nil, fmt.Errorf("%d lists: at most %d", len(names), maxLists)
+	if len(names) > MaxLists {
+		return nil, fmt.Errorf("%d lists: at most %d", len(names), MaxLists)
 	}
 	type edge struct {
 		at    u128

@@ -85,8 +85,8 @@ func New(o Options) (*Resolver, error) {
 	if r.cluster, err = buildTable([]string{string(ClassCluster)}, cluster); err != nil {
 		return nil, err
 	}
-	if len(o.Lists) > maxLists {
-		return nil, fmt.Errorf("network lists: %d lists, at most %d", len(o.Lists), maxLists)
+	if len(o.Lists) > MaxLists {
+		return nil, fmt.Errorf("network lists: %d lists, at most %d", len(o.Lists), MaxLists)
 	}
 	for _, spec := range o.Lists {
 		l, err := readList(spec)

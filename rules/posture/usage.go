@@ -210,7 +210,11 @@ func (r *reader) RBACUsage(b map[string]any) map[string]any {
 			grants = append(grants, g)
 		}
 		out["unused_grants"] = grants
-		out["suggested_role"] = roleRef.name + "-used"
+		// The name kubesift rbac usage prints: none where it suggests no
+		// role (a RoleBinding used only for non-resource URLs).
+		if sr := rbacusage.Suggest(ref, rbacusage.Ref{Kind: roleRef.kind, Name: roleRef.name}, used); sr != nil {
+			out["suggested_role"] = sr.Name
+		}
 	}
 	return out
 }
