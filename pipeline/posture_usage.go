@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/rules/rbacusage"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 )
@@ -122,11 +123,13 @@ func (c *PostureConsumer) readUsage(ctx context.Context, part *partition, ps *pa
 			c.um.reads.WithLabelValues("read", "ok").Inc()
 			c.o.Engine.UsageReadTo(cl, to)
 		}
-		ds := c.o.Engine.ObserveUsage(cl, uses)
+		var ds []posture.Decision
 		if err == nil {
 			// Only a complete read lets time passing turn a binding unused:
 			// after a failed one, its latest use may be among the unread.
-			ds = append(ds, c.o.Engine.RejudgeUsage(cl)...)
+			ds = c.o.Engine.ObserveUsageRejudgeAll(cl, uses)
+		} else {
+			ds = c.o.Engine.ObserveUsage(cl, uses)
 		}
 		if len(ds) > 0 {
 			hold := newBatchHold()

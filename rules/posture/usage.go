@@ -61,6 +61,25 @@ func (e *Engine) ObserveUsage(cluster string, uses []rbacusage.Use) []Decision {
 	cs := e.cluster(cluster)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if dirty := e.observeUsage(cs, uses); len(dirty) > 0 {
+		return e.rejudgeUsage(cs, dirty)
+	}
+	return nil
+}
+
+// ObserveUsageRejudgeAll is ObserveUsage then RejudgeUsage, judging each
+// check once: what a complete read of the audit trail calls for.
+func (e *Engine) ObserveUsageRejudgeAll(cluster string, uses []rbacusage.Use) []Decision {
+	cs := e.cluster(cluster)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	e.observeUsage(cs, uses)
+	return e.rejudgeUsage(cs, nil)
+}
+
+// observeUsage merges uses and returns the usage keys of the bindings whose
+// state changed.
+func (e *Engine) observeUsage(cs *clusterState, uses []rbacusage.Use) map[string]bool {
 	cutoff := e.now().Add(-e.usageWindow)
 	dirty := map[string]bool{}
 	for _, u := range uses {
@@ -68,10 +87,7 @@ func (e *Engine) ObserveUsage(cluster string, uses []rbacusage.Use) []Decision {
 			dirty[usageKey(u.Grant.Binding)] = true
 		}
 	}
-	if len(dirty) == 0 {
-		return nil
-	}
-	return e.rejudgeUsage(cs, dirty)
+	return dirty
 }
 
 // StartWatch records that the cluster is watched from at, unless it has

@@ -1,6 +1,7 @@
 package posture
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,8 +12,16 @@ import (
 // cluster watched for longer opens "unused" by time passing alone
 // (RejudgeUsage), resolves the moment a use is observed, reopens when the
 // window passes again; re-observing the same use is silent. The
-// transitions' versions order as the state index needs.
+// transitions' versions order as the state index needs. The same holds
+// when every step is a complete read (ObserveUsageRejudgeAll, with or
+// without uses), as the processor's ticks are.
 func TestUnusedBindingLifecycle(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rejudge all %v", all), func(t *testing.T) { unusedBindingLifecycle(t, all) })
+	}
+}
+
+func unusedBindingLifecycle(t *testing.T, all bool) {
 	const check = "posture-rbac-unused-binding"
 	e := New(builtin(t))
 	e.SetUsageWindow(time.Hour)
@@ -44,10 +53,17 @@ func TestUnusedBindingLifecycle(t *testing.T) {
 	for _, s := range steps {
 		now = now.Add(s.advance)
 		var ds []Decision
+		var uses []rbacusage.Use
 		if s.observe {
 			use.At = now
-			ds = e.ObserveUsage(cl, []rbacusage.Use{use})
-		} else {
+			uses = []rbacusage.Use{use}
+		}
+		switch {
+		case all:
+			ds = e.ObserveUsageRejudgeAll(cl, uses)
+		case s.observe:
+			ds = e.ObserveUsage(cl, uses)
+		default:
 			ds = e.RejudgeUsage(cl)
 		}
 		var got []string
