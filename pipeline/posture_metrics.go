@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/rules/posture"
 )
 
@@ -83,13 +84,8 @@ func newPostureMetrics() *postureMetrics {
 func (m *postureMetrics) register(reg prometheus.Registerer) error {
 	cs := []prometheus.Collector{m.score, m.objects, m.transitions, m.alerts, m.deadLetters, m.lag, m.committed,
 		m.commitErrors, m.assigned, m.abandoned, m.rebuilds, m.rebuildSeconds, m.actorLookups}
-	for i, c := range cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("posture metrics (one posture consumer per registry): %w", err)
-		}
+	if err := obs.Register(reg, cs...); err != nil {
+		return fmt.Errorf("posture metrics (one posture consumer per registry): %w", err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/rules/rbacusage"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
@@ -59,10 +60,8 @@ func newUsageMetrics() *usageMetrics {
 }
 
 func (m *usageMetrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.reads, m.reasons, m.tuples} {
-		if err := r.Register(c); err != nil {
-			return fmt.Errorf("rbac usage metrics: %w", err)
-		}
+	if err := obs.Register(r, m.reads, m.reasons, m.tuples); err != nil {
+		return fmt.Errorf("rbac usage metrics: %w", err)
 	}
 	return nil
 }

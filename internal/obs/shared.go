@@ -9,15 +9,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Register registers every collector with reg and returns the first
-// refusal (a duplicate name, an invalid descriptor). A nil reg registers
-// nothing: a component built without a registry keeps its metrics private.
+// Register registers every collector with reg, or none: on the first
+// refusal (a duplicate name, an invalid descriptor) it unregisters those
+// it registered and returns the refusal, so a component whose construction
+// fails leaves no series behind to refuse the next attempt. A nil reg
+// registers nothing: a component built without a registry keeps its
+// metrics private.
 func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range cs {
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
 			return err
 		}
 	}
