@@ -92,15 +92,7 @@ func EffectiveOf(ev *auditv1.Event, before map[string]any) (*Effective, error) {
 	}
 	kk, hasKind := lookupKind(ev.ObjectRef)
 	out := &Effective{}
-	var err error
-	var patch any
-	if ev.Verb == "patch" && ev.RequestObject != nil && len(ev.RequestObject.Raw) > 0 {
-		patch, err = decodeBody(ev.RequestObject.Raw, "requestObject")
-		if err == nil {
-			out.Form = patchFormOf(patch, ev.RequestURI, hasKind)
-			out.Ops, err = patchOps(out.Form, patch, ev.RequestObject.Raw)
-		}
-	}
+	patch, err := patchOf(ev, out, hasKind)
 	if resp := responseObject(ev); resp != nil {
 		out.Object, out.From = resp, EffectiveResponse
 		return out, err
@@ -132,6 +124,36 @@ func EffectiveOf(ev *auditv1.Event, before map[string]any) (*Effective, error) {
 		kk.fill(out.Object)
 	}
 	return out, err
+}
+
+// PatchOf is the part of EffectiveOf about the patch alone: Form and Ops
+// of a patch event, without working out the object (Object and From are
+// left empty), so without reading the response body; nil for other events
+// and for a patch that records no body. The error is EffectiveOf's for the
+// patch body.
+func PatchOf(ev *auditv1.Event) (*Effective, error) {
+	if ev == nil || ev.Verb != "patch" || ev.RequestObject == nil || len(ev.RequestObject.Raw) == 0 {
+		return nil, nil
+	}
+	_, hasKind := lookupKind(ev.ObjectRef)
+	out := &Effective{}
+	_, err := patchOf(ev, out, hasKind)
+	return out, err
+}
+
+// patchOf decodes a patch event's body and sets out's Form and Ops from it;
+// nil for other events.
+func patchOf(ev *auditv1.Event, out *Effective, hasKind bool) (any, error) {
+	if ev.Verb != "patch" || ev.RequestObject == nil || len(ev.RequestObject.Raw) == 0 {
+		return nil, nil
+	}
+	patch, err := decodeBody(ev.RequestObject.Raw, "requestObject")
+	if err != nil {
+		return patch, err
+	}
+	out.Form = patchFormOf(patch, ev.RequestURI, hasKind)
+	out.Ops, err = patchOps(out.Form, patch, ev.RequestObject.Raw)
+	return patch, err
 }
 
 // responseObject is the response body when it is the object written: a

@@ -35,13 +35,35 @@ type LoadOptions struct {
 
 // source describes one record source's rule environment.
 type sourceEnv struct {
-	env    any               // zero value of the env struct, for type checking
-	keys   [indexKeys]string // fields used by the prefilter index ("" = unused)
+	env    any                // zero value of the env struct, for type checking
+	keys   [indexKeys]string  // fields used by the prefilter index ("" = unused)
+	kinds  [indexKeys]keyKind // how the index reads each key's value
 	fields map[string]bool
 }
 
 // indexKeys is how many fields the prefilter index can key on.
-const indexKeys = 7
+const indexKeys = 10
+
+// keyKind says how the prefilter reads a key field of a record.
+type keyKind uint8
+
+const (
+	// keyValue: a field of few distinct values (verb), read as it is.
+	keyValue keyKind = iota
+	// keyOpen: a field of unbounded values (user). Values no rule names
+	// are all read as anyValue, so that the candidate cache holds one
+	// entry for them instead of one per user.
+	keyOpen
+	// keyList: a list field (source.lists), read as anyValue when it holds
+	// something and "" when not; rules testing membership ("x" in field)
+	// are candidates only for the first.
+	keyList
+)
+
+// anyValue is a key value standing for "some value other than empty": what
+// a rule testing field != "" accepts, and what keyOpen and keyList fields
+// read as. The NUL byte keeps it apart from any value a record holds.
+const anyValue = "\x00any"
 
 // The prefilter index keys audit records on the fields the built-in rules
 // compare with constants at the top of their conditions: verb and resource
@@ -49,16 +71,29 @@ const indexKeys = 7
 // (authentication failures) and source.class (the network rules, which
 // read no verb or resource and would otherwise run on every record). Each
 // has few distinct values, so the candidates of every combination a
-// cluster produces stay cached. auditKey must read them in this order.
+// cluster produces stay cached. user and impersonated_user (anonymous and
+// impersonation rules) have as many values as a cluster has identities,
+// and source.lists is a list: they are read as keyOpen and keyList say.
+// auditKey must read them in this order.
 var sources = map[record.Source]*sourceEnv{
-	record.SourceAudit:  {env: AuditEnv{}, keys: [indexKeys]string{"verb", "resource", "subresource", "stage", "decision", "code", "source.class"}},
+	record.SourceAudit: {env: AuditEnv{},
+		keys:  [indexKeys]string{"verb", "resource", "subresource", "stage", "decision", "code", "source.class", "user", "impersonated_user", "source.lists"},
+		kinds: [indexKeys]keyKind{7: keyOpen, 8: keyOpen, 9: keyList}},
 	record.SourceEvent:  {env: EventEnv{}, keys: [indexKeys]string{"reason"}},
 	record.SourceObject: {env: ObjectEnv{}, keys: [indexKeys]string{"kind"}},
 }
 
 // auditKey is an audit record's values of the audit index keys.
 func auditKey(e *AuditEnv) [indexKeys]string {
-	return [indexKeys]string{e.Verb, e.Resource, e.Subresource, e.Stage, e.Decision, codeString(e.Code), string(e.origin.Class)}
+	var class, lists string
+	if o := e.origin; o != nil {
+		class = string(o.Class)
+		if len(o.Lists) > 0 {
+			lists = anyValue
+		}
+	}
+	return [indexKeys]string{e.Verb, e.Resource, e.Subresource, e.Stage, e.Decision, codeString(e.Code), class,
+		e.User, e.ImpersonatedUser, lists}
 }
 
 // codeString is strconv.Itoa without an allocation for HTTP status codes.
@@ -278,8 +313,10 @@ func (s *substituter) Visit(node *ast.Node) {
 		s.objects |= useRequest
 	case "response":
 		s.objects |= useResponse
-	case "effective", "effective_from", "patch_ops":
+	case "effective", "effective_from":
 		s.objects |= useEffective
+	case "patch_ops":
+		s.objects |= usePatchOps
 	case "source":
 		s.objects |= useSource
 	}
@@ -322,7 +359,8 @@ type objectUse uint8
 const (
 	useRequest objectUse = 1 << iota
 	useResponse
-	useEffective // effective, effective_from, patch_ops (env_effective.go)
+	useEffective // effective, effective_from (env_effective.go)
+	usePatchOps  // patch_ops: read off the patch alone, not the response body
 	useSource    // source (env_source.go)
 )
 
@@ -438,7 +476,7 @@ func parseConfig() *conf.Config {
 
 // constraint extracts, for the prefilter, the values a condition requires
 // for one field: nil,false when it accepts any value.
-func (c *compiler) constraint(code, field string) ([]string, bool) {
+func (c *compiler) constraint(code, field string, kind keyKind) ([]string, bool) {
 	if field == "" {
 		return nil, false
 	}
@@ -451,17 +489,23 @@ func (c *compiler) constraint(code, field string) ([]string, bool) {
 	if sub.err != nil {
 		return nil, false
 	}
-	return constrain(tree.Node, field)
+	return constrain(tree.Node, field, kind)
 }
 
-// constrain walks && / || / == / in over a field compared with constants.
-func constrain(n ast.Node, field string) ([]string, bool) {
-	switch v := n.(type) {
-	case *ast.BinaryNode:
-		switch v.Operator {
-		case "&&", "and":
-			l, lok := constrain(v.Left, field)
-			r, rok := constrain(v.Right, field)
+// constrain walks && / || / == / in over a field compared with constants,
+// and != "" (anyValue); over a keyList field, only membership of a
+// constant ("x" in field, anyValue).
+func constrain(n ast.Node, field string, kind keyKind) ([]string, bool) {
+	v, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return nil, false
+	}
+	switch v.Operator {
+	case "&&", "and", "||", "or":
+		l, lok := constrain(v.Left, field, kind)
+		r, rok := constrain(v.Right, field, kind)
+		switch {
+		case v.Operator == "&&" || v.Operator == "and":
 			switch {
 			case lok && rok:
 				return intersect(l, r), true
@@ -470,32 +514,46 @@ func constrain(n ast.Node, field string) ([]string, bool) {
 			case rok:
 				return r, true
 			}
-		case "||", "or":
-			l, lok := constrain(v.Left, field)
-			r, rok := constrain(v.Right, field)
-			if lok && rok {
-				return union(l, r), true
+		case lok && rok:
+			return union(l, r), true
+		}
+		return nil, false
+	}
+	if kind == keyList {
+		if _, isConst := v.Left.(*ast.StringNode); isConst && v.Operator == "in" && fieldName(v.Right) == field {
+			return []string{anyValue}, true
+		}
+		return nil, false
+	}
+	switch v.Operator {
+	case "==":
+		if fieldName(v.Left) == field {
+			if s, ok := constKey(v.Right); ok {
+				return []string{s}, true
 			}
-		case "==":
-			if fieldName(v.Left) == field {
-				if s, ok := constKey(v.Right); ok {
-					return []string{s}, true
-				}
+		}
+		if fieldName(v.Right) == field {
+			if s, ok := constKey(v.Left); ok {
+				return []string{s}, true
 			}
-			if fieldName(v.Right) == field {
-				if s, ok := constKey(v.Left); ok {
-					return []string{s}, true
-				}
-			}
-		case "in":
-			if fieldName(v.Left) == field {
-				if vals, ok := constStrings(v.Right); ok {
-					return vals, true
-				}
+		}
+	case "!=":
+		if (fieldName(v.Left) == field && isEmptyString(v.Right)) || (fieldName(v.Right) == field && isEmptyString(v.Left)) {
+			return []string{anyValue}, true
+		}
+	case "in":
+		if fieldName(v.Left) == field {
+			if vals, ok := constStrings(v.Right); ok {
+				return vals, true
 			}
 		}
 	}
 	return nil, false
+}
+
+func isEmptyString(n ast.Node) bool {
+	s, ok := n.(*ast.StringNode)
+	return ok && s.Value == ""
 }
 
 // fieldName is the key field n names: an identifier ("verb"), or a field
@@ -526,13 +584,19 @@ func constKey(n ast.Node) (string, bool) {
 	return "", false
 }
 
+// intersect is what both a and b accept; anyValue in one accepts the
+// other's non-empty values.
 func intersect(a, b []string) []string {
 	var out []string
 	for _, x := range a {
 		for _, y := range b {
-			if x == y {
-				out = append(out, x)
-				break
+			switch {
+			case x == y:
+				out = union(out, []string{x})
+			case x == anyValue && y != "":
+				out = union(out, []string{y})
+			case y == anyValue && x != "":
+				out = union(out, []string{x})
 			}
 		}
 	}
@@ -576,12 +640,12 @@ func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
 	// Prefilter constraints: the rule's condition, or for a sequence the
 	// union of its steps' (a step can only start or advance on its records).
 	for k, field := range src.keys {
-		vals, ok := c.constraint(r.Condition, field)
+		vals, ok := c.constraint(r.Condition, field, src.kinds[k])
 		if r.Sequence != nil && !ok {
 			all := true
 			var u []string
 			for _, st := range r.Sequence.Steps {
-				sv, sok := c.constraint(st.Condition, field)
+				sv, sok := c.constraint(st.Condition, field, src.kinds[k])
 				if !sok {
 					all = false
 					break

@@ -46,7 +46,7 @@ func TestPatchFormsCannotEvade(t *testing.T) {
 	}
 	judged := map[string]bool{}
 	for _, cr := range set.rules {
-		if cr.cond != nil && cr.cond.use&useEffective != 0 && (!cr.keyed[0] || slices.Contains(cr.keys[0], "patch")) {
+		if cr.cond != nil && cr.cond.use&(useEffective|usePatchOps) != 0 && (!cr.keyed[0] || slices.Contains(cr.keys[0], "patch")) {
 			judged[cr.ID] = true
 		}
 	}
@@ -200,8 +200,9 @@ func TestEffectiveOnlyWhenRead(t *testing.T) {
 		{`verb == "patch" && request?.spec != nil`, useRequest, true},
 		{`verb == "patch" && privileged(effective)`, useEffective, true},
 		{`effective_from == "partial"`, useEffective, false},
-		{`verb == "patch" && len(patch_ops) > 0`, useEffective, true},
-		{`verb == "patch" && "*" in rbac_verbs(patch_object(patch_ops))`, useEffective, true},
+		{`verb == "patch" && len(patch_ops) > 0`, usePatchOps, true},
+		{`verb == "patch" && "*" in rbac_verbs(patch_object(patch_ops))`, usePatchOps, true},
+		{`verb == "patch" && len(patch_ops) > 0 && effective != nil`, usePatchOps | useEffective, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.cond, func(t *testing.T) {
@@ -213,6 +214,33 @@ func TestEffectiveOnlyWhenRead(t *testing.T) {
 			cr := set.rules[0]
 			if cr.cond.use != tc.want || (cr.cond.pre != nil) != tc.wantGuard {
 				t.Errorf("use %b guard %v, want %b %v", cr.cond.use, cr.cond.pre != nil, tc.want, tc.wantGuard)
+			}
+		})
+	}
+}
+
+// TestPatchOpsAloneLeavesTheResponse checks that a rule reading patch_ops
+// but not effective gets the operations of a patch without the response
+// body being parsed, and nothing at all for a create.
+func TestPatchOpsAloneLeavesTheResponse(t *testing.T) {
+	resp := `,"responseObject":{"kind":"ConfigMap","data":{"a":"1","b":"2"}}`
+	for _, tc := range []struct {
+		name, verb, extra string
+		ops               int
+	}{
+		{"merge patch", "patch", `,"requestObject":{"data":{"a":"1"}}` + resp, 1},
+		{"JSON patch", "patch", `,"requestObject":[{"op":"add","path":"/data/b","value":"2"},{"op":"remove","path":"/data/c"}]` + resp, 2},
+		{"create", "create", `,"requestObject":{"kind":"ConfigMap","data":{"a":"1"}}` + resp, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newAuditEnv(auditRec(t, 0, t0, tc.verb, "configmaps", "ns", "cm", "alice", tc.extra))
+			defer releaseAuditEnv(e)
+			e.withObjects(usePatchOps)
+			if len(e.PatchOps) != tc.ops {
+				t.Errorf("%d patch ops, want %d: %v", len(e.PatchOps), tc.ops, e.PatchOps)
+			}
+			if e.Effective != nil || e.EffectiveFrom != "" || e.Response != nil {
+				t.Errorf("effective %v (from %q), response %v: the response body was parsed", e.Effective, e.EffectiveFrom, e.Response)
 			}
 		})
 	}

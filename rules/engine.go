@@ -139,15 +139,34 @@ func Load(opts LoadOptions) (*Set, error) {
 		return nil, joinErrors(errs)
 	}
 	for src, se := range sources {
-		ix := &index{keys: se.keys, cache: map[[indexKeys]string][]*compiledRule{}}
+		var rs []*compiledRule
 		for _, r := range set.rules {
 			if r.source == src {
-				ix.rules = append(ix.rules, r)
+				rs = append(rs, r)
 			}
 		}
-		set.index[src] = ix
+		set.index[src] = newIndex(se, rs)
 	}
 	return set, nil
+}
+
+// newIndex indexes rules (all of se's source) on se's keys.
+func newIndex(se *sourceEnv, rules []*compiledRule) *index {
+	ix := &index{keys: se.keys, rules: rules, cache: map[[indexKeys]string][]*compiledRule{}}
+	for k, kind := range se.kinds {
+		if kind != keyOpen {
+			continue
+		}
+		ix.named[k] = map[string]bool{}
+		for _, r := range rules {
+			for _, v := range r.keys[k] {
+				if v != anyValue {
+					ix.named[k][v] = true
+				}
+			}
+		}
+	}
+	return ix
 }
 
 // joinErrors sorts errors for stable output (they come from maps).
@@ -172,6 +191,9 @@ func (e *LoadError) Error() string {
 type index struct {
 	keys  [indexKeys]string
 	rules []*compiledRule
+	// named holds, per keyOpen key, the values some rule names; nil for
+	// the other keys.
+	named [indexKeys]map[string]bool
 	mu    sync.RWMutex
 	cache map[[indexKeys]string][]*compiledRule
 }
@@ -182,6 +204,11 @@ type index struct {
 const maxIndexCache = 20000
 
 func (ix *index) candidates(k [indexKeys]string) []*compiledRule {
+	for i, named := range ix.named {
+		if named != nil && k[i] != "" && !named[k[i]] {
+			k[i] = anyValue
+		}
+	}
 	ix.mu.RLock()
 	c, ok := ix.cache[k]
 	ix.mu.RUnlock()
@@ -208,7 +235,7 @@ func (r *compiledRule) accepts(k [indexKeys]string) bool {
 		}
 		ok := false
 		for _, v := range r.keys[i] {
-			if v == k[i] {
+			if v == k[i] || (v == anyValue && k[i] != "") {
 				ok = true
 				break
 			}
@@ -539,6 +566,9 @@ func (c *evalCtx) need(use objectUse) {
 	if missing := use &^ c.objects; missing != 0 && c.audit != nil {
 		c.audit.withObjects(missing)
 		c.objects |= missing
+		if missing&useEffective != 0 {
+			c.objects |= usePatchOps // withEffective fills both
+		}
 		c.box()
 	}
 }

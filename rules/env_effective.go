@@ -14,7 +14,25 @@ import (
 // and leaves what could be worked out without it: the record is still
 // judged, by every rule, on what it does show.
 func (e *AuditEnv) withEffective() {
-	eff, err := record.EffectiveOf(e.rec.Audit, nil)
+	eff := countFailure(record.EffectiveOf(e.rec.Audit, nil))
+	if eff == nil {
+		return
+	}
+	e.Effective, e.EffectiveFrom = eff.Object, eff.From
+	e.setPatchOps(eff)
+}
+
+// withPatchOps fills patch_ops alone, for rules that read no effective
+// object: a patch's body is all it takes, and the response body (the
+// larger, and on every create and update) is not parsed.
+func (e *AuditEnv) withPatchOps() {
+	if eff := countFailure(record.PatchOf(e.rec.Audit)); eff != nil {
+		e.setPatchOps(eff)
+	}
+}
+
+// countFailure counts err, if any, under its patch form and returns eff.
+func countFailure(eff *record.Effective, err error) *record.Effective {
 	if err != nil {
 		form := "body"
 		if eff != nil && eff.Form != "" {
@@ -22,10 +40,10 @@ func (e *AuditEnv) withEffective() {
 		}
 		effectiveFailures.inc(form)
 	}
-	if eff == nil {
-		return
-	}
-	e.Effective, e.EffectiveFrom = eff.Object, eff.From
+	return eff
+}
+
+func (e *AuditEnv) setPatchOps(eff *record.Effective) {
 	if len(eff.Ops) > 0 {
 		e.PatchOps = make([]any, len(eff.Ops))
 		for i, op := range eff.Ops {
