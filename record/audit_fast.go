@@ -2,7 +2,6 @@ package record
 
 import (
 	"bytes"
-	"encoding/json"
 	"time"
 	"unicode/utf8"
 
@@ -118,7 +117,7 @@ func decodeAuditField(f int, val []byte, at int, p *probe, ev *auditv1.Event) bo
 		return userInfo(val, ev.ImpersonatedUser)
 	case afAuthnMetadata:
 		// Rare (constrained impersonation): the general decoder is fine.
-		return isNull(val) || json.Valid(val) && fastJSON.Unmarshal(val, &ev.AuthenticationMetadata) == nil
+		return isNull(val) || validJSON(val) && fastJSON.Unmarshal(val, &ev.AuthenticationMetadata) == nil
 	case afSourceIPs:
 		return stringList(val, &ev.SourceIPs)
 	case afObjectRef:
@@ -160,7 +159,7 @@ func body(val []byte, at int, p *probe, response bool, ev *auditv1.Event) bool {
 	if response {
 		k = 1
 	}
-	if b := p.bodies[k]; !p.valid && !(b.start == at && b.end-b.start >= liteMinBody) && !json.Valid(val) {
+	if b := p.bodies[k]; !p.valid && !(b.start == at && b.end-b.start >= liteMinBody) && !validJSON(val) {
 		return false
 	}
 	u := &runtime.Unknown{Raw: val[:len(val):len(val)], ContentType: runtime.ContentTypeJSON}
@@ -184,7 +183,7 @@ func userInfo(val []byte, u *authnv1.UserInfo) bool {
 		case 2:
 			return stringList(v, &u.Groups)
 		default: // extra: rare outside of proxies and OIDC claims
-			return json.Valid(v) && fastJSON.Unmarshal(v, &u.Extra) == nil
+			return validJSON(v) && fastJSON.Unmarshal(v, &u.Extra) == nil
 		}
 	})
 }
@@ -233,7 +232,7 @@ func status(val []byte, st *metav1.Status) bool {
 		return true
 	}
 	*st = metav1.Status{}
-	return json.Valid(val) && fastJSON.Unmarshal(val, st) == nil
+	return validJSON(val) && fastJSON.Unmarshal(val, st) == nil
 }
 
 // microTime reads a timestamp as metav1.MicroTime's UnmarshalJSON does.

@@ -243,7 +243,7 @@ func (d *Decoder) decodeDocument(dc doc) {
 		}
 		d.decodeObject(dc, data, "", 0)
 	default:
-		if !json.Valid(data) {
+		if !validJSON(data) {
 			d.fail(dc, &syntaxError{msg: "not a JSON document", offset: 0})
 			return
 		}

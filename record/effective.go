@@ -1,7 +1,6 @@
 package record
 
 import (
-	"encoding/json"
 	"io"
 	"net/url"
 	"strings"
@@ -205,7 +204,7 @@ func decodeStored(raw []byte) (map[string]any, error) {
 				if k == "managedFields" {
 					// Skipped without building it, but checked: Skip alone
 					// lets malformed numbers (-.0) through.
-					if b := it.SkipAndReturnBytes(); it.Error == nil && !json.Valid(b) {
+					if b := it.SkipAndReturnBytes(); it.Error == nil && !validJSON(b) {
 						it.ReportError("decode", "metadata.managedFields is not valid JSON")
 					}
 				} else {

@@ -1,7 +1,6 @@
 package record
 
 import (
-	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 )
@@ -124,7 +123,7 @@ func parseObject(data []byte, i, depth, what int) (any, int, bool) {
 			v, end, ok = parseObject(data, i, depth+1, objMetadata)
 		case what == objMetadata && key == "managedFields":
 			end, keep = valueEnd(data, i), false
-			ok = end >= 0 && json.Valid(data[i:end])
+			ok = end >= 0 && validJSON(data[i:end])
 		default:
 			v, end, ok = parseValue(data, i, depth+1)
 		}

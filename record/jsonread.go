@@ -3,7 +3,6 @@ package record
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -105,7 +104,7 @@ func ignored(key, val []byte, known []string) bool {
 			return false
 		}
 	}
-	return json.Valid(val)
+	return validJSON(val)
 }
 
 func isNull(val []byte) bool { return string(val) == "null" }

@@ -2,7 +2,6 @@ package record
 
 import (
 	"bytes"
-	"encoding/json"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -105,7 +104,7 @@ func envelopeField(i int, val []byte, r *Record) bool {
 		return true
 	case "flags":
 		// Rare (an edited record): the general decoder is fine.
-		return json.Valid(val) && fastJSON.Unmarshal(val, &r.Flags) == nil
+		return validJSON(val) && fastJSON.Unmarshal(val, &r.Flags) == nil
 	default: // object, checked by validObject once the source is known
 		// A copy: callers reuse the buffers they hand over (a scanner's
 		// line), and the record outlives the call.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/record"
 	"github.com/kubesift/kubesift/rules"
 )
@@ -255,6 +256,7 @@ skipped.`,
   kubesift rules eval -o text examples/scenario/audit.log`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			obs.ApplyBatchGC()
 			eng, err := rules.New(rules.LoadOptions{NoBuiltin: f.noBuiltin, Dirs: dirs})
 			if err != nil {
 				return &exitError{code: 1, err: err}

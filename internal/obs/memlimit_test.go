@@ -43,6 +43,39 @@ func TestApplyMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestApplyBatchGC: a batch command runs at BatchGCPercent, and a GOGC
+// the operator set is left as the runtime applied it.
+func TestApplyBatchGC(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	for _, tt := range []struct {
+		name string
+		env  string // "-": unset
+		want int
+	}{
+		{"GOGC unset", "-", BatchGCPercent},
+		{"GOGC set", "150", 150},
+		{"GOGC off", "off", -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			if tt.env == "-" {
+				t.Setenv("GOGC", "")
+				os.Unsetenv("GOGC")
+			} else {
+				t.Setenv("GOGC", tt.env)
+				debug.SetGCPercent(tt.want) // the runtime reads GOGC at start; stand in for it
+			}
+			if got := ApplyBatchGC(); got != tt.want {
+				t.Fatalf("ApplyBatchGC = %d, want %d", got, tt.want)
+			}
+			if got := debug.SetGCPercent(100); got != tt.want {
+				t.Fatalf("GC percent in effect = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestCgroupMemoryLimit reads fake cgroup trees: v2 and v1, with and
 // without a cgroup namespace, unlimited, and unreadable; the automatic soft
 // limit is CgroupSharePercent of a real limit and DefaultMemoryLimit otherwise.
