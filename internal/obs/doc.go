@@ -16,5 +16,6 @@
 //   - StallWatch (stall.go): fails /readyz and sets kubesift_source_stalled
 //     for a source whose input waits while its position does not move.
 //   - ApplyMemoryLimit (memlimit.go): the Go runtime's soft memory limit,
-//     unless GOMEMLIMIT is set.
+//     unless GOMEMLIMIT is set; ApplyBatchGC, the GC percent of a command
+//     that reads a file through, unless GOGC is set.
 package obs
