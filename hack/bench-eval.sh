@@ -21,9 +21,14 @@ trap 'rm -rf "$tmp"' EXIT
 zcat rules/testdata/bench-audit.log.gz >"$tmp/all.log"
 awk 'length($0) <= 4096' "$tmp/all.log" >"$tmp/le4KiB.log"
 : >"$tmp/empty.log"
-# Several copies, so each run takes long enough to read on the CPU clock.
+# COPIES (default 20) copies, so that each run takes a second or more: the
+# CPU clock /usr/bin/time reads ticks in 10 ms, and the first thousands of
+# records of a run cost more than the rest while the heap, the prefilter's
+# candidate cache and the environment pools grow to their steady state
+# (with 5 copies, ~0.2 s a run, the same binary read 15-25% slower).
+copies=${COPIES:-20}
 for c in all le4KiB; do
-	for _ in 1 2 3 4 5; do cat "$tmp/$c.log"; done >"$tmp/$c.x5.log"
+	for _ in $(seq "$copies"); do cat "$tmp/$c.log"; done >"$tmp/$c.xN.log"
 done
 
 go build -o "$tmp/kubesift-head" ./cmd/kubesift
@@ -64,7 +69,7 @@ rate() {
 # floor under "decode+rules".
 printf '%-8s %-8s %10s %16s %22s\n' corpus binary records decode/CPU-s decode+rules/CPU-s
 for c in all le4KiB; do
-	f="$tmp/$c.x5.log"
+	f="$tmp/$c.xN.log"
 	for b in base head; do
 		bin="$tmp/kubesift-$b"
 		decode=$(rate "$bin" "$f" --no-builtin)
