@@ -197,9 +197,39 @@ func objectRef(val []byte, o *auditv1.ObjectReference) bool {
 }
 
 // statusFields are the members of the responseStatus kube-apiserver writes
-// on success ({"metadata":{},"code":200}) and on most errors; one with
-// details or list metadata goes to the general decoder.
-var statusFields = []string{"metadata", "code", "status", "message", "reason", "kind", "apiVersion"}
+// on success ({"metadata":{},"code":200}) and on errors; one with list
+// metadata or details with causes goes to the general decoder.
+var statusFields = []string{"metadata", "code", "status", "message", "reason", "kind", "apiVersion", "details"}
+
+// detailsFields are the members of an error's details but causes (a
+// NotFound's or AlreadyExists's {"name":…,"kind":…}): the general decoder
+// reads those with causes.
+var detailsFields = []string{"name", "group", "kind", "uid", "retryAfterSeconds"}
+
+func statusDetails(val []byte, d *metav1.StatusDetails) bool {
+	var seen uint8
+	return eachKeyValue(val, func(key, v []byte) bool {
+		i := indexOf(detailsFields, key)
+		if i < 0 || seen&(1<<i) != 0 {
+			return false
+		}
+		seen |= 1 << i
+		switch i {
+		case 0:
+			return jsonString(v, &d.Name)
+		case 1:
+			return commonString(v, &d.Group)
+		case 2:
+			return commonString(v, &d.Kind)
+		case 3:
+			return jsonString(v, (*string)(&d.UID))
+		default:
+			n, ok := jsonInt(v)
+			d.RetryAfterSeconds = int32(n)
+			return ok && int64(d.RetryAfterSeconds) == n
+		}
+	})
+}
 
 func status(val []byte, st *metav1.Status) bool {
 	var seen uint8
@@ -224,8 +254,14 @@ func status(val []byte, st *metav1.Status) bool {
 			return commonString(v, (*string)(&st.Reason))
 		case 5:
 			return jsonString(v, &st.Kind)
-		default:
+		case 6:
 			return jsonString(v, &st.APIVersion)
+		default:
+			if isNull(v) {
+				return true
+			}
+			st.Details = new(metav1.StatusDetails)
+			return statusDetails(v, st.Details)
 		}
 	})
 	if simple {
