@@ -78,7 +78,7 @@ const anyValue = "\x00any"
 var sources = map[record.Source]*sourceEnv{
 	record.SourceAudit: {env: AuditEnv{},
 		keys:  [indexKeys]string{"verb", "resource", "subresource", "stage", "decision", "code", "source.class", "user", "impersonated_user", "source.lists"},
-		kinds: [indexKeys]keyKind{7: keyOpen, 8: keyOpen, 9: keyList}},
+		kinds: [indexKeys]keyKind{keyValue, keyValue, keyValue, keyValue, keyValue, keyValue, keyValue, keyOpen, keyOpen, keyList}},
 	record.SourceEvent:  {env: EventEnv{}, keys: [indexKeys]string{"reason"}},
 	record.SourceObject: {env: ObjectEnv{}, keys: [indexKeys]string{"kind"}},
 }
