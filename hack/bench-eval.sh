@@ -5,16 +5,16 @@
 # whole corpus and on its events of at most 4 KiB. The same run builds and
 # measures BASE_COMMIT's binary on the same files (make bench passes
 # BENCH_BASE), so this tree's figure is read beside the base's on a machine
-# whose load changes between runs. Each figure is the best of ROUNDS
-# (default 3) runs, less the time the same binary takes on an empty input
-# (loading and compiling the rules).
+# whose load changes between runs, their runs alternating. Each figure is
+# the best of ROUNDS (default 5) runs, less the time the same binary takes
+# on an empty input (loading and compiling the rules).
 #
 #   hack/bench-eval.sh BASE_COMMIT
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 base=${1:?usage: hack/bench-eval.sh BASE_COMMIT}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -36,44 +36,53 @@ mkdir "$tmp/base"
 git archive "$base" | tar -x -C "$tmp/base"
 (cd "$tmp/base" && go build -o "$tmp/kubesift-base" ./cmd/kubesift)
 
-# cpu BIN FILE [FLAG...]: the best user+sys seconds of ROUNDS runs of
+# once BIN FILE [FLAG...]: the user+sys seconds of one run of
 # `BIN rules eval FLAG... FILE`. time writes to its own file so that the
 # command's output can be thrown away; a failed run stops the script, since
 # its time would not be the rules'.
-cpu() {
-	local bin=$1 file=$2 best="" t
+once() {
+	local bin=$1 file=$2
 	shift 2
-	for _ in $(seq "$rounds"); do
-		if ! /usr/bin/time -f '%U %S' -o "$tmp/time" "$bin" rules eval -o json "$@" "$file" >/dev/null 2>"$tmp/stderr"; then
-			echo "$bin rules eval $* $file failed:" >&2
-			cat "$tmp/stderr" >&2
-			exit 1
-		fi
-		t=$(tail -1 "$tmp/time" | awk '{print $1 + $2}')
-		best=$(awk -v a="$t" -v b="${best:-$t}" 'BEGIN {print (a < b) ? a : b}')
-	done
-	echo "$best"
+	if ! /usr/bin/time -f '%U %S' -o "$tmp/time" "$bin" rules eval -o json "$@" "$file" >/dev/null 2>"$tmp/stderr"; then
+		echo "$bin rules eval $* $file failed:" >&2
+		cat "$tmp/stderr" >&2
+		exit 1
+	fi
+	tail -1 "$tmp/time" | awk '{print $1 + $2}'
 }
 
-# rate BIN FILE [FLAG...]: records of FILE per CPU-second, less the time of
-# the same command on an empty input.
-rate() {
-	local n t t0
-	n=$(wc -l <"$2")
-	t=$(cpu "$@")
-	t0=$(cpu "$1" "$tmp/empty.log" "${@:3}")
-	awk -v n="$n" -v t="$t" -v t0="$t0" 'BEGIN {printf "%.0f", n / (t - t0)}'
-}
-
+# The runs of the two binaries alternate, round by round, and each figure
+# keeps the best of its ROUNDS: on a machine whose speed drifts over
+# minutes (a shared host), both binaries see the same stretches of it.
 # "decode" is --no-builtin without rules: reading and decoding only, the
-# floor under "decode+rules".
+# floor under "decode+rules". Each time is less the same command's on an
+# empty input (loading and compiling the rules).
+declare -A best
+keep() { # keep KEY SECONDS
+	if [ -z "${best[$1]:-}" ] || awk -v a="$2" -v b="${best[$1]}" 'BEGIN {exit !(a < b)}'; then
+		best[$1]=$2
+	fi
+}
+for _ in $(seq "$rounds"); do
+	for c in all le4KiB; do
+		for b in base head; do
+			bin="$tmp/kubesift-$b"
+			keep "$c/$b/decode" "$(once "$bin" "$tmp/$c.xN.log" --no-builtin)"
+			keep "$c/$b/rules" "$(once "$bin" "$tmp/$c.xN.log")"
+			keep "empty/$b/decode" "$(once "$bin" "$tmp/empty.log" --no-builtin)"
+			keep "empty/$b/rules" "$(once "$bin" "$tmp/empty.log")"
+		done
+	done
+done
+
+# rate CORPUS BINARY MODE: records per CPU-second.
+rate() {
+	awk -v n="$(wc -l <"$tmp/$1.xN.log")" -v t="${best[$1/$2/$3]}" -v t0="${best[empty/$2/$3]}" 'BEGIN {printf "%.0f", n / (t - t0)}'
+}
+
 printf '%-8s %-8s %10s %16s %22s\n' corpus binary records decode/CPU-s decode+rules/CPU-s
 for c in all le4KiB; do
-	f="$tmp/$c.xN.log"
 	for b in base head; do
-		bin="$tmp/kubesift-$b"
-		decode=$(rate "$bin" "$f" --no-builtin)
-		rules=$(rate "$bin" "$f")
-		printf '%-8s %-8s %10d %16s %22s\n' "$c" "$b" "$(wc -l <"$f")" "$decode" "$rules"
+		printf '%-8s %-8s %10d %16s %22s\n' "$c" "$b" "$(wc -l <"$tmp/$c.xN.log")" "$(rate "$c" "$b" decode)" "$(rate "$c" "$b" rules)"
 	done
 done
