@@ -163,18 +163,18 @@ func NewPosture(o PostureOptions) (*PostureConsumer, error) {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
-	if err := c.m.register(o.Registerer); err != nil {
-		return nil, err
+	// All or none: a refused registration (a second posture consumer on
+	// one registry) leaves no series of this one behind.
+	cs := append(c.m.collectors(), o.Engine.Collector())
+	if o.Usage != nil {
+		c.um = newUsageMetrics()
+		cs = append(cs, c.um.collectors()...)
+	}
+	if err := obs.Register(o.Registerer, cs...); err != nil {
+		return nil, fmt.Errorf("posture metrics (one posture consumer per registry): %w", err)
 	}
 	if o.Usage != nil {
 		o.Engine.SetUsageWindow(o.Processor.Posture.RBACUsage.Window)
-		c.um = newUsageMetrics()
-		if err := c.um.register(o.Registerer); err != nil {
-			return nil, err
-		}
-	}
-	if err := o.Registerer.Register(o.Engine.Collector()); err != nil {
-		return nil, fmt.Errorf("posture engine metrics: %w", err)
 	}
 	// The producer's own counters (alerts produced, retries) are the
 	// record processor's series; the posture consumer counts its alerts

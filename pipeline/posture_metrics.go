@@ -1,11 +1,8 @@
 package pipeline
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/rules/posture"
 )
 
@@ -81,11 +78,7 @@ func newPostureMetrics() *postureMetrics {
 }
 
 // register adds every series to reg, or none.
-func (m *postureMetrics) register(reg prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.score, m.objects, m.transitions, m.alerts, m.deadLetters, m.lag, m.committed,
+func (m *postureMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.score, m.objects, m.transitions, m.alerts, m.deadLetters, m.lag, m.committed,
 		m.commitErrors, m.assigned, m.abandoned, m.rebuilds, m.rebuildSeconds, m.actorLookups}
-	if err := obs.Register(reg, cs...); err != nil {
-		return fmt.Errorf("posture metrics (one posture consumer per registry): %w", err)
-	}
-	return nil
 }

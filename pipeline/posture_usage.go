@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/kubesift/kubesift/internal/obs"
 	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/rules/rbacusage"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
@@ -59,11 +58,8 @@ func newUsageMetrics() *usageMetrics {
 	return m
 }
 
-func (m *usageMetrics) register(r prometheus.Registerer) error {
-	if err := obs.Register(r, m.reads, m.reasons, m.tuples); err != nil {
-		return fmt.Errorf("rbac usage metrics: %w", err)
-	}
-	return nil
+func (m *usageMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.reads, m.reasons, m.tuples}
 }
 
 // restoreUsage seeds the engine with the cluster's stored usage, once per

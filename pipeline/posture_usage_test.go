@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubesift/kubesift/internal/config"
 	"github.com/kubesift/kubesift/internal/testenv"
+	"github.com/kubesift/kubesift/rules"
 	"github.com/kubesift/kubesift/rules/posture"
 	"github.com/kubesift/kubesift/rules/rbacusage"
 	"github.com/kubesift/kubesift/sink/elasticsearch"
@@ -166,5 +167,37 @@ func TestPostureConsumerRBACUsage(t *testing.T) {
 	}
 	if again := fu.stored(cl); !again.WatchStart.Equal(snap.WatchStart) || len(again.Usages) != 1 {
 		t.Errorf("after the restart: watch start %v (want %v), %d usages (want 1)", again.WatchStart, snap.WatchStart, len(again.Usages))
+	}
+}
+
+// TestNewPostureRegistersAllOrNone: when one of its collectors is refused
+// (here the engine's, already on the registry), NewPosture fails and
+// leaves none of the others registered.
+func TestNewPostureRegistersAllOrNone(t *testing.T) {
+	set, err := rules.New(rules.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := posture.New(set.Set())
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(eng.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	ff := newFakeFindings()
+	pc := testProcessorConfig("records-reg")
+	pc.Posture = config.ProcessorPostureConfig{Enabled: true, GroupID: "reg", AlertSeverity: "high", ScoreInterval: time.Second,
+		RBACUsage: config.ProcessorRBACUsageConfig{Enabled: true, Window: time.Hour, Interval: time.Minute, Lookback: time.Minute}}
+	_, err = NewPosture(PostureOptions{Kafka: testKafka([]string{"127.0.0.1:1"}), Processor: pc, Engine: eng,
+		Findings: ff, States: ff.States, Documents: fakeDocs{}, Writer: newFakeWriter(), Registerer: reg, Logger: testLogger(t),
+		Usage: &fakeUsage{snaps: map[string]rbacusage.Snapshot{}}})
+	if err == nil {
+		t.Fatal("NewPosture registered beside the engine's collector")
+	}
+	// Counters without series do not show in Gather: registering a fresh
+	// set of each tells whether the consumer's are still there.
+	for _, c := range append(newPostureMetrics().collectors(), newUsageMetrics().collectors()...) {
+		if err := reg.Register(c); err != nil {
+			t.Errorf("left registered: %v", err)
+		}
 	}
 }
