@@ -23,6 +23,8 @@ type checkCase struct {
 	// prep readies the engine before the inventory is judged (the clock,
 	// RBAC usage).
 	prep func(e *Engine)
+	// message, when set, is a part the failing finding's message must hold.
+	message string
 }
 
 // TestChecks plants one violation per case into the compliant shop (or adds
@@ -254,6 +256,11 @@ subjects: [{kind: ServiceAccount, name: web}]`}},
 			got := e.Findings(c)
 			if has(got, tc.check, judged) != tc.fail {
 				t.Errorf("%s on %s: failed=%v, want %v; findings: %v", tc.check, judged, !tc.fail, tc.fail, ids(got, ""))
+			}
+			for _, d := range got {
+				if tc.message != "" && d.CheckID == tc.check && d.Object.UID == judged && !strings.Contains(d.Message, tc.message) {
+					t.Errorf("%s on %s: message %q does not hold %q", tc.check, judged, d.Message, tc.message)
+				}
 			}
 		})
 		n := covered[tc.check]
