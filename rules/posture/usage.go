@@ -80,10 +80,9 @@ func (e *Engine) ObserveUsageRejudgeAll(cluster string, uses []rbacusage.Use) []
 // observeUsage merges uses and returns the usage keys of the bindings whose
 // state changed.
 func (e *Engine) observeUsage(cs *clusterState, uses []rbacusage.Use) map[string]bool {
-	cutoff := e.now().Add(-e.usageWindow)
 	dirty := map[string]bool{}
 	for _, u := range uses {
-		if changed, _ := cs.usage.Observe(u, cutoff); changed {
+		if cs.usage.Observe(u) {
 			dirty[usageKey(u.Grant.Binding)] = true
 		}
 	}

@@ -63,7 +63,6 @@ func (n naive) observe(u Use) {
 // (naive-MiB), all measured in this run.
 func BenchmarkTableMemory(b *testing.B) {
 	const bindings, pairs = 10_000, 50
-	cutoff := time.Time{}
 	for range b.N {
 		base := heapMiB()
 		n := naive{}
@@ -76,7 +75,7 @@ func BenchmarkTableMemory(b *testing.B) {
 		tb := NewTable()
 		base = heapMiB()
 		for u := range benchUses(bindings, pairs) {
-			tb.Observe(u, cutoff)
+			tb.Observe(u)
 		}
 		tb.TakeChanged()
 		tableMiB := heapMiB() - base
@@ -98,13 +97,13 @@ func BenchmarkObserve(b *testing.B) {
 	tb := NewTable()
 	var uses []Use
 	for u := range benchUses(10_000, 50) {
-		tb.Observe(u, time.Time{})
+		tb.Observe(u)
 		uses = append(uses, u)
 	}
 	b.ResetTimer()
 	for i := range b.N {
 		u := uses[i%len(uses)]
 		u.At = u.At.Add(time.Duration(i) * time.Second)
-		tb.Observe(u, time.Time{})
+		tb.Observe(u)
 	}
 }

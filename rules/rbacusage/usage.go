@@ -133,19 +133,14 @@ func (t *Table) SetReadTo(at time.Time) {
 	}
 }
 
-// Observe merges u and reports what changed: changed (the table changed
-// at all) and revived (the tuple's last use moved from before cutoff to after
-// it, or the tuple is new: a posture verdict on the binding may change).
-// Merging is idempotent and order-free (latest time wins), so a
-// re-delivered or re-read observation changes nothing.
-func (t *Table) Observe(u Use, cutoff time.Time) (changed, revived bool) {
+// Observe merges u and reports whether the table changed. Merging is
+// idempotent and order-free (latest time wins), so a re-delivered or
+// re-read observation changes nothing.
+func (t *Table) Observe(u Use) (changed bool) {
 	at := u.At.Unix()
 	tp, created := t.tuple(u.Grant, at)
-	if created {
-		changed, revived = true, true
-	} else if at > tp.last {
-		revived = tp.last < cutoff.Unix() && at >= cutoff.Unix()
-		tp.last, changed = at, true
+	if created || at > tp.last {
+		tp.last, changed = max(tp.last, at), true
 	}
 	if tp.observe(t.intern(u.Pair), at) {
 		changed = true
@@ -153,7 +148,7 @@ func (t *Table) Observe(u Use, cutoff time.Time) (changed, revived bool) {
 	if changed {
 		t.changed[tupleKey{u.Grant.Binding, u.Grant.Role, u.Grant.Subject}] = struct{}{}
 	}
-	return changed, revived
+	return changed
 }
 
 // tuple returns g's tuple, creating it (last used at last) when absent.

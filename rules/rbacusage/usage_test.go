@@ -18,28 +18,26 @@ var (
 	logs = Pair{Verb: "get", Resource: "pods", Subresource: "log"}
 )
 
-// TestObserve: merging is idempotent and order-free, reports revival
-// across the cutoff, and hands the store each changed tuple once.
+// TestObserve: merging is idempotent and order-free, and hands the store
+// each changed tuple once.
 func TestObserve(t *testing.T) {
-	cutoff := t0.Add(-90 * 24 * time.Hour)
 	steps := []struct {
-		name             string
-		use              Use
-		changed, revived bool
+		name    string
+		use     Use
+		changed bool
 	}{
-		{"new tuple", Use{ci, get, t0.Add(-100 * 24 * time.Hour)}, true, true},
-		{"same use again", Use{ci, get, t0.Add(-100 * 24 * time.Hour)}, false, false},
-		{"older use of the pair", Use{ci, get, t0.Add(-200 * 24 * time.Hour)}, false, false},
-		{"new pair, old time", Use{ci, list, t0.Add(-150 * 24 * time.Hour)}, true, false},
-		{"used again inside the window", Use{ci, get, t0}, true, true},
-		{"later use inside the window", Use{ci, logs, t0.Add(time.Hour)}, true, false},
-		{"second subject", Use{ops, get, t0}, true, true},
+		{"new tuple", Use{ci, get, t0.Add(-100 * 24 * time.Hour)}, true},
+		{"same use again", Use{ci, get, t0.Add(-100 * 24 * time.Hour)}, false},
+		{"older use of the pair", Use{ci, get, t0.Add(-200 * 24 * time.Hour)}, false},
+		{"new pair, old time", Use{ci, list, t0.Add(-150 * 24 * time.Hour)}, true},
+		{"used again inside the window", Use{ci, get, t0}, true},
+		{"later use inside the window", Use{ci, logs, t0.Add(time.Hour)}, true},
+		{"second subject", Use{ops, get, t0}, true},
 	}
 	tb := NewTable()
 	for _, s := range steps {
-		changed, revived := tb.Observe(s.use, cutoff)
-		if changed != s.changed || revived != s.revived {
-			t.Errorf("%s: changed=%v revived=%v, want %v %v", s.name, changed, revived, s.changed, s.revived)
+		if changed := tb.Observe(s.use); changed != s.changed {
+			t.Errorf("%s: changed=%v, want %v", s.name, changed, s.changed)
 		}
 	}
 	if n := tb.Len(); n != 2 {

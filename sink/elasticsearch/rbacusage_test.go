@@ -122,7 +122,7 @@ func TestUsageStoreOnRealElasticsearch(t *testing.T) {
 	usageBatch = 2
 	tb := rbacusage.NewTable()
 	for _, u := range uses {
-		tb.Observe(u, time.Time{})
+		tb.Observe(u)
 	}
 	snap := rbacusage.Snapshot{WatchStart: now.Add(-48 * time.Hour).Truncate(time.Second), ReadTo: now.Truncate(time.Second), Usages: tb.All()}
 	if err := s.Save(ctx, "prod", snap); err != nil {
