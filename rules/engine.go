@@ -527,7 +527,7 @@ func (e *Engine) alertOf(m *runner, cr *compiledRule, r *record.Record, ctx *eva
 	if au := ctx.audit; au != nil {
 		a.User, a.Verb, a.Namespace, a.Resource, a.Name = au.User, au.Verb, au.Namespace, au.Resource, au.Name
 		if au.origin.Known() {
-			a.SourceIP = addrString(au.origin.IP, au.SourceIPs)
+			a.SourceIP = au.origin.IPString(au.SourceIPs)
 		}
 	} else if ev := ctx.event; ev != nil {
 		a.Namespace, a.Resource, a.Name = ev.Namespace, strings.ToLower(ev.Kind), ev.Name

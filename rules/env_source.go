@@ -60,7 +60,7 @@ func newSourceEnv(r *record.Record, o *netorigin.Origin) SourceEnv {
 	if !o.Known() {
 		return SourceEnv{}
 	}
-	s := SourceEnv{IP: addrString(o.IP, r.Audit.SourceIPs), Class: string(o.Class), Lists: o.Lists}
+	s := SourceEnv{IP: o.IPString(r.Audit.SourceIPs), Class: string(o.Class), Lists: o.Lists}
 	s.Geo = SourceGeo{ContinentCode: o.Geo.ContinentCode, CountryISOCode: o.Geo.CountryISOCode,
 		CountryName: o.Geo.CountryName, RegionName: o.Geo.RegionName, CityName: o.Geo.CityName}
 	s.AS.Number, s.AS.Organization.Name = int(o.AS.Number), o.AS.Organization
@@ -76,18 +76,4 @@ func newSourceEnv(r *record.Record, o *netorigin.Origin) SourceEnv {
 		s.Network = netip.PrefixFrom(o.IP, bits).Masked().String()
 	}
 	return s
-}
-
-// addrString is a.String(), reusing the record's own string of it (the
-// origin is one of sourceIPs, nearly always written canonically) instead
-// of allocating another: every audit record builds one.
-func addrString(a netip.Addr, ips []string) string {
-	var buf [48]byte
-	s := a.AppendTo(buf[:0])
-	for _, ip := range ips {
-		if ip == string(s) {
-			return ip
-		}
-	}
-	return string(s)
 }

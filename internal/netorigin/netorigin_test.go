@@ -251,3 +251,26 @@ func TestLookupSources(t *testing.T) {
 		})
 	}
 }
+
+func TestIPString(t *testing.T) {
+	for _, tc := range []struct {
+		ip   string
+		ips  []string
+		want string
+	}{
+		{"10.0.0.1", []string{"10.0.0.1"}, "10.0.0.1"},
+		{"203.0.113.9", []string{"10.0.0.1", "203.0.113.9"}, "203.0.113.9"},
+		{"2001:db8::1", []string{"2001:DB8::1"}, "2001:db8::1"},
+		{"10.0.0.1", nil, "10.0.0.1"},
+	} {
+		o := Origin{IP: netip.MustParseAddr(tc.ip)}
+		if got := o.IPString(tc.ips); got != tc.want {
+			t.Errorf("IPString(%q) of %s = %q, want %q", tc.ips, tc.ip, got, tc.want)
+		}
+	}
+	ips := []string{"10.0.0.1", "203.0.113.9"}
+	o := Origin{IP: netip.MustParseAddr("203.0.113.9")}
+	if n := testing.AllocsPerRun(100, func() { _ = o.IPString(ips) }); n != 0 {
+		t.Errorf("IPString allocates %v times when the record holds the string", n)
+	}
+}

@@ -67,3 +67,18 @@ type AS struct {
 
 // Known reports whether o holds a parsed address.
 func (o Origin) Known() bool { return o.IP.IsValid() }
+
+// IPString is o.IP.String(), reusing the record's own string of it when
+// one of ips (the sourceIPs o was looked up from) is that string — nearly
+// always, as kube-apiserver writes addresses canonically — instead of
+// allocating another: the processor builds one per audit record.
+func (o Origin) IPString(ips []string) string {
+	var buf [48]byte
+	s := o.IP.AppendTo(buf[:0])
+	for _, ip := range ips {
+		if ip == string(s) {
+			return ip
+		}
+	}
+	return string(s)
+}

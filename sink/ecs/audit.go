@@ -2,7 +2,6 @@ package ecs
 
 import (
 	"encoding/json"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -195,19 +194,15 @@ func (b *Builder) fillAudit(r *record.Record, ps *auditParts) error {
 		}
 	}
 	// source.ip is an ip field: only a parseable address goes there (the
-	// raw list stays in kubernetes.audit.sourceIPs, mapped as text). With
-	// the processor's origin it is the origin address, which its geo, as
-	// and kubesift.source describe.
+	// raw list stays in kubernetes.audit.sourceIPs, mapped as text). It is
+	// the origin address, which geo, as and kubesift.source describe when
+	// the processor looked it up; without that, the same address
+	// (netorigin LookupSources), as the rules' source.ip is.
 	if o := &r.Origin; o.Known() {
 		fillOrigin(ps, o, a.SourceIPs)
-	} else {
-		for _, ip := range a.SourceIPs {
-			if addr, err := netip.ParseAddr(ip); err == nil {
-				ps.source = source{IP: canonicalIP(addr, ip)}
-				d.Source = &ps.source
-				break
-			}
-		}
+	} else if o := (*netorigin.Resolver)(nil).LookupSources(a.SourceIPs); o.Known() {
+		ps.source = source{IP: o.IPString(a.SourceIPs)}
+		d.Source = &ps.source
 	}
 	if a.UserAgent != "" {
 		ps.userAgent = userAgent{Original: a.UserAgent}
@@ -226,11 +221,7 @@ func (b *Builder) fillAudit(r *record.Record, ps *auditParts) error {
 // fillOrigin sets source.* and kubesift.source from the record's origin.
 func fillOrigin(ps *auditParts, o *netorigin.Origin, ips []string) {
 	d := &ps.doc
-	ip := ""
-	if len(ips) > 0 {
-		ip = ips[0]
-	}
-	ps.source = source{IP: canonicalIP(o.IP, ip)}
+	ps.source = source{IP: o.IPString(ips)}
 	d.Source = &ps.source
 	if g := o.Geo; g != (netorigin.Geo{}) {
 		ps.geo = sourceGeo{ContinentCode: g.ContinentCode, ContinentName: g.ContinentName,
@@ -252,16 +243,6 @@ func fillOrigin(ps *auditParts, o *netorigin.Origin, ips []string) {
 	}
 	ps.origin = originMeta{Class: string(o.Class), Lists: o.Lists}
 	d.Kubesift.Source = &ps.origin
-}
-
-// canonicalIP is addr.String(), reusing ip when it is already written that
-// way (the common case) instead of allocating the same string again.
-func canonicalIP(addr netip.Addr, ip string) string {
-	var buf [64]byte
-	if s := addr.AppendTo(buf[:0]); string(s) != ip {
-		return string(s)
-	}
-	return ip
 }
 
 // storeTime is timePtr into caller-provided storage.

@@ -26,6 +26,10 @@ func TestOriginFields(t *testing.T) {
 	}{
 		{"no origin: the first parseable address", `["bad","10.0.0.1"]`, netorigin.Origin{},
 			map[string]any{"source": map[string]any{"ip": "10.0.0.1"}}},
+		{"no origin: a public connection address wins, as in the rules' source.ip", `["10.0.0.1","203.0.113.9"]`, netorigin.Origin{},
+			map[string]any{"source": map[string]any{"ip": "203.0.113.9"}}},
+		{"no origin: written canonically", `["::ffff:10.0.0.1"]`, netorigin.Origin{},
+			map[string]any{"source": map[string]any{"ip": "10.0.0.1"}}},
 		{"class only", `["10.0.0.1"]`, netorigin.Origin{IP: netip.MustParseAddr("10.0.0.1"), Class: netorigin.ClassPrivate},
 			map[string]any{"source": map[string]any{"ip": "10.0.0.1"}, "kubesift_source": map[string]any{"class": "private"}}},
 		{"the origin is not the first address", `["10.0.0.1","203.0.113.9"]`, full,
