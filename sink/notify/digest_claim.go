@@ -13,7 +13,6 @@ import (
 	"github.com/kubesift/kubesift/sink/elasticsearch"
 
 	"github.com/kubesift/kubesift/internal/backoff"
-	"github.com/kubesift/kubesift/sink"
 )
 
 // DigestClaims make exactly one notifier replica send each (cluster, day)
@@ -84,12 +83,8 @@ type claimDoc struct {
 func NewDigestClaims(ctx context.Context, es *elasticsearch.Client, index, owner string, timeout time.Duration) (*DigestClaims, error) {
 	c := &DigestClaims{es: es, index: index, owner: owner, timeout: timeout, Now: time.Now,
 		retry: backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 5}}
-	status, body, err := esCall(ctx, es, c.retry, "create digest index", http.MethodPut, "/"+url.PathEscape(index), []byte(digestClaimMapping), http.StatusBadRequest)
-	if err != nil {
+	if err := esCreateIndex(ctx, es, c.retry, "create digest index", index, digestClaimMapping); err != nil {
 		return nil, err
-	}
-	if status == http.StatusBadRequest && esErrorType(body) != "resource_already_exists_exception" {
-		return nil, &sink.StatusError{Op: "create digest index", StatusCode: status, Detail: esErrorType(body)}
 	}
 	return c, nil
 }

@@ -184,14 +184,22 @@ const silenceMapping = `{
 // NewESSilences opens the store, creating the index if it is missing.
 func NewESSilences(ctx context.Context, es *elasticsearch.Client, index string) (*ESSilences, error) {
 	s := &ESSilences{es: es, index: index, retry: backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 5}}
-	status, body, err := s.call(ctx, "create silences index", http.MethodPut, "/"+url.PathEscape(index), []byte(silenceMapping), http.StatusBadRequest)
-	if err != nil {
+	if err := esCreateIndex(ctx, es, s.retry, "create silences index", index, silenceMapping); err != nil {
 		return nil, err
 	}
-	if status == http.StatusBadRequest && esErrorType(body) != "resource_already_exists_exception" {
-		return nil, &sink.StatusError{Op: "create silences index", StatusCode: status, Detail: esErrorType(body)}
-	}
 	return s, nil
+}
+
+// esCreateIndex creates index with mapping unless it exists already.
+func esCreateIndex(ctx context.Context, es *elasticsearch.Client, retry backoff.Policy, op, index, mapping string) error {
+	status, body, err := esCall(ctx, es, retry, op, http.MethodPut, "/"+url.PathEscape(index), []byte(mapping), http.StatusBadRequest)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusBadRequest && esErrorType(body) != "resource_already_exists_exception" {
+		return &sink.StatusError{Op: op, StatusCode: status, Detail: esErrorType(body)}
+	}
+	return nil
 }
 
 // call performs one request with retries (esCall).

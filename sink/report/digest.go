@@ -347,11 +347,6 @@ func (e *ES) digestUnused(ctx context.Context, d *Digest, _ Window) error {
 
 // digestAlerts counts the window's alerts and the top rules.
 func (e *ES) digestAlerts(ctx context.Context, d *Digest, w Window) error {
-	type ruleBucket struct {
-		bucket
-		Name terms[bucket] `json:"name"`
-		Sev  value         `json:"sev"`
-	}
 	var res struct {
 		hitsTotal
 		Aggregations struct {
@@ -359,21 +354,15 @@ func (e *ES) digestAlerts(ctx context.Context, d *Digest, w Window) error {
 		} `json:"aggregations"`
 	}
 	q := map[string]any{"size": 0, "track_total_hits": true, "query": inCluster(d.Cluster, w), "aggs": map[string]any{
-		"rules": map[string]any{"terms": map[string]any{"field": "rule.id", "size": DigestTopRules}, "aggs": map[string]any{
-			"name": map[string]any{"terms": map[string]any{"field": "rule.name", "size": 1, "order": map[string]any{"_key": "asc"}}},
-			"sev":  map[string]any{"max": map[string]any{"field": "event.severity"}},
-		}},
+		"rules": topRulesAgg(DigestTopRules, false),
 	}}
 	if _, err := e.search(ctx, e.indices.Alerts, q, &res); err != nil {
 		return err
 	}
 	d.Alerts = res.Hits.Total.Value
 	for _, b := range res.Aggregations.Rules.Buckets {
-		r := DigestRule{ID: b.str(), Alerts: b.DocCount, Severity: rules.Severity(valueInt(b.Sev))}
-		if len(b.Name.Buckets) > 0 {
-			r.Name = b.Name.Buckets[0].str()
-		}
-		d.Rules = append(d.Rules, r)
+		r := b.rule()
+		d.Rules = append(d.Rules, DigestRule{ID: r.ID, Name: r.Name, Alerts: r.Count, Severity: r.Severity})
 	}
 	d.OtherRules = d.Alerts - sumCounts(d.Rules, func(r DigestRule) int64 { return r.Alerts })
 	return nil

@@ -77,26 +77,48 @@ type hitsTotal struct {
 
 func (b bucket) str() string { s, _ := b.Key.(string); return s }
 
+// topRulesAgg aggregates alerts by rule: the size most frequent, each with
+// its name and highest severity, and with tactics its MITRE tactics.
+func topRulesAgg(size int, tactics bool) map[string]any {
+	aggs := map[string]any{
+		"name": map[string]any{"terms": map[string]any{"field": "rule.name", "size": 1, "order": map[string]any{"_key": "asc"}}},
+		"sev":  map[string]any{"max": map[string]any{"field": "event.severity"}},
+	}
+	if tactics {
+		aggs["tactics"] = map[string]any{"terms": map[string]any{"field": "threat.tactic.name", "size": maxTactics, "order": map[string]any{"_key": "asc"}}}
+	}
+	return map[string]any{"terms": map[string]any{"field": "rule.id", "size": size}, "aggs": aggs}
+}
+
+// ruleBucket is a bucket of topRulesAgg.
+type ruleBucket struct {
+	bucket
+	Name    terms[bucket] `json:"name"`
+	Sev     value         `json:"sev"`
+	Tactics terms[bucket] `json:"tactics"`
+}
+
+func (b ruleBucket) rule() RuleCount {
+	r := RuleCount{ID: b.str(), Count: b.DocCount, Severity: rules.Severity(valueInt(b.Sev))}
+	if len(b.Name.Buckets) > 0 {
+		r.Name = b.Name.Buckets[0].str()
+	}
+	for _, t := range b.Tactics.Buckets {
+		r.Tactics = append(r.Tactics, t.str())
+	}
+	return r
+}
+
 func (e *ES) alerts(ctx context.Context, s *Summary) error {
 	q := map[string]any{
 		"size": 0, "track_total_hits": true, "query": windowQuery(s.Window),
 		"aggs": map[string]any{
-			"sev": map[string]any{"terms": map[string]any{"field": "event.severity", "size": 10}},
-			"rules": map[string]any{"terms": map[string]any{"field": "rule.id", "size": TopRules}, "aggs": map[string]any{
-				"name":    map[string]any{"terms": map[string]any{"field": "rule.name", "size": 1, "order": map[string]any{"_key": "asc"}}},
-				"sev":     map[string]any{"max": map[string]any{"field": "event.severity"}},
-				"tactics": map[string]any{"terms": map[string]any{"field": "threat.tactic.name", "size": maxTactics, "order": map[string]any{"_key": "asc"}}},
-			}},
+			"sev":   map[string]any{"terms": map[string]any{"field": "event.severity", "size": 10}},
+			"rules": topRulesAgg(TopRules, true),
 			"actors": map[string]any{"terms": map[string]any{"field": "user.name", "size": TopActors}, "aggs": map[string]any{
 				"sev": map[string]any{"max": map[string]any{"field": "event.severity"}},
 			}},
 		},
-	}
-	type ruleBucket struct {
-		bucket
-		Name    terms[bucket] `json:"name"`
-		Sev     value         `json:"sev"`
-		Tactics terms[bucket] `json:"tactics"`
 	}
 	type actorBucket struct {
 		bucket
@@ -121,14 +143,7 @@ func (e *ES) alerts(ctx context.Context, s *Summary) error {
 		}
 	}
 	for _, b := range a.Rules.Buckets {
-		r := RuleCount{ID: b.str(), Count: b.DocCount, Severity: rules.Severity(valueInt(b.Sev))}
-		if len(b.Name.Buckets) > 0 {
-			r.Name = b.Name.Buckets[0].str()
-		}
-		for _, t := range b.Tactics.Buckets {
-			r.Tactics = append(r.Tactics, t.str())
-		}
-		s.Rules = append(s.Rules, r)
+		s.Rules = append(s.Rules, b.rule())
 	}
 	s.OtherRules = s.Alerts - sumCounts(s.Rules, func(r RuleCount) int64 { return r.Count })
 	for _, b := range a.Actors.Buckets {
