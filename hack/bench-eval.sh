@@ -58,19 +58,25 @@ once() {
 # floor under "decode+rules". Each time is less the same command's on an
 # empty input (loading and compiling the rules).
 declare -A best
-keep() { # keep KEY SECONDS
-	if [ -z "${best[$1]:-}" ] || awk -v a="$2" -v b="${best[$1]}" 'BEGIN {exit !(a < b)}'; then
-		best[$1]=$2
+# measure KEY BIN FILE [FLAG...]: run once, keep the time under KEY if it
+# is the best yet. The assignment, not an argument, takes once's output,
+# so that a failed run stops the script.
+measure() {
+	local key=$1 t
+	shift
+	t=$(once "$@")
+	if [ -z "${best[$key]:-}" ] || awk -v a="$t" -v b="${best[$key]}" 'BEGIN {exit !(a < b)}'; then
+		best[$key]=$t
 	fi
 }
 for _ in $(seq "$rounds"); do
 	for c in all le4KiB; do
 		for b in base head; do
 			bin="$tmp/kubesift-$b"
-			keep "$c/$b/decode" "$(once "$bin" "$tmp/$c.xN.log" --no-builtin)"
-			keep "$c/$b/rules" "$(once "$bin" "$tmp/$c.xN.log")"
-			keep "empty/$b/decode" "$(once "$bin" "$tmp/empty.log" --no-builtin)"
-			keep "empty/$b/rules" "$(once "$bin" "$tmp/empty.log")"
+			measure "$c/$b/decode" "$bin" "$tmp/$c.xN.log" --no-builtin
+			measure "$c/$b/rules" "$bin" "$tmp/$c.xN.log"
+			measure "empty/$b/decode" "$bin" "$tmp/empty.log" --no-builtin
+			measure "empty/$b/rules" "$bin" "$tmp/empty.log"
 		done
 	done
 done
