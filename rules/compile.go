@@ -14,7 +14,10 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	exprcompiler "github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
@@ -387,26 +390,33 @@ func (c *compiler) compile(code string, asBool bool) (*program, error) {
 	c.objects |= sub.objects
 	out := &program{p: p, use: sub.objects}
 	if asBool && sub.objects != 0 {
-		out.pre = c.guard(code)
+		out.pre, out.rest = c.guard(code)
 	}
 	return out, nil
 }
 
-// guard compiles the top-level && terms of a condition that read neither
-// request nor response. Evaluated first, they reject most records before a
-// body is parsed (a rule on "get pods exec" that also reads bodies then costs
-// a string compare on every other "get pods"). nil when there is no such term.
-func (c *compiler) guard(code string) *vm.Program {
+// guard compiles the top-level && terms of a condition that read no body
+// (nor the source object), and the rest of its terms. The guard is
+// evaluated first and rejects most records before a body is parsed (a rule
+// on "get pods exec" that also reads bodies then costs a string compare on
+// every other "get pods"); once it passes, the rest decides, so the guard's
+// terms are not evaluated twice. Both are compiled from the condition's
+// own syntax tree, macros expanded, not from its text printed again (expr
+// prints a macro's conditional under an index without the parentheses it
+// needs). nil guard when there is no such term, or when a part does not
+// compile on its own: the whole condition then runs, after the guard if
+// there is one.
+func (c *compiler) guard(code string) (guard, rest *vm.Program) {
 	tree, err := parser.ParseWithConfig(code, parseConfig())
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	sub := &substituter{m: c.m}
 	ast.Walk(&tree.Node, sub)
 	if sub.err != nil {
-		return nil
+		return nil, nil
 	}
-	var terms []string
+	var terms, others []ast.Node
 	var walk func(n ast.Node)
 	walk = func(n ast.Node) {
 		if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == "&&" || b.Operator == "and") {
@@ -414,20 +424,55 @@ func (c *compiler) guard(code string) *vm.Program {
 			walk(b.Right)
 			return
 		}
-		if !readsObjects(n) {
-			terms = append(terms, "("+n.String()+")")
+		if readsObjects(n) {
+			others = append(others, n)
+		} else {
+			terms = append(terms, n)
 		}
 	}
 	walk(tree.Node)
 	if len(terms) == 0 {
-		return nil
+		return nil, nil
 	}
 	opts := append([]expr.Option{expr.Env(c.src.env), expr.AsBool()}, helperOptions()...)
-	p, err := expr.Compile(strings.Join(terms, " && "), opts...)
-	if err != nil {
-		return nil // the full condition still runs; the guard is only a shortcut
+	if guard, err = compileNode(conjunction(terms), opts...); err != nil {
+		return nil, nil // the full condition still runs; the guard is only a shortcut
 	}
-	return p
+	if len(others) > 0 {
+		rest, _ = compileNode(conjunction(others), opts...)
+	}
+	return guard, rest
+}
+
+// conjunction is the && of terms, in their order.
+func conjunction(terms []ast.Node) ast.Node {
+	n := terms[0]
+	for _, t := range terms[1:] {
+		n = &ast.BinaryNode{Operator: "&&", Left: n, Right: t}
+	}
+	return n
+}
+
+// compileNode is expr.Compile of a syntax tree instead of source text.
+func compileNode(n ast.Node, opts ...expr.Option) (*vm.Program, error) {
+	config := conf.CreateNew()
+	for _, op := range opts {
+		op(config)
+	}
+	for name := range config.Disabled {
+		delete(config.Builtins, name)
+	}
+	config.Check()
+	tree := &parser.Tree{Node: n}
+	if _, err := new(checker.Checker).PatchAndCheck(tree, config); err != nil {
+		return nil, err
+	}
+	if config.Optimize {
+		if err := optimizer.Optimize(&tree.Node, config); err != nil {
+			return nil, err
+		}
+	}
+	return exprcompiler.Compile(tree, config)
 }
 
 // readsObjects reports whether an expression refers to request, response,
@@ -451,9 +496,10 @@ func (f visitorFunc) Visit(n *ast.Node) { f(n) }
 
 // program is one compiled expression and what it needs from the record.
 type program struct {
-	p   *vm.Program
-	use objectUse   // bodies the expression reads
-	pre *vm.Program // object-free guard of a condition (see guard), or nil
+	p    *vm.Program
+	use  objectUse   // bodies the expression reads
+	pre  *vm.Program // object-free guard of a condition (see guard), or nil
+	rest *vm.Program // the condition's other terms, run once pre passed, or nil
 }
 
 var (

@@ -219,6 +219,48 @@ func TestEffectiveOnlyWhenRead(t *testing.T) {
 	}
 }
 
+// TestGuardAndRestKeepTheMacros: a condition is split into its guard and
+// the rest from its syntax tree. Printed as text and parsed again, a
+// macro's conditional under an index loses its parentheses and means
+// something else; here the rest must compile and decide as the whole
+// condition does.
+func TestGuardAndRestKeepTheMacros(t *testing.T) {
+	dir := writeRules(t, map[string]string{"r.yaml": `
+macros:
+  - name: labels_of_write
+    condition: 'verb == "create" ? request?.metadata?.labels ?? {} : {}'
+rules:
+  - id: r
+    title: t
+    severity: low
+    source: audit
+    condition: resource == "pods" && any(keys(labels_of_write), {labels_of_write[#] == "x"})
+`})
+	eng, err := New(LoadOptions{NoBuiltin: true, Dirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr := eng.Set().rules[0]; cr.cond.pre == nil || cr.cond.rest == nil {
+		t.Fatalf("guard %v, rest %v: want both", cr.cond.pre != nil, cr.cond.rest != nil)
+	}
+	for i, tc := range []struct {
+		verb, labels string
+		alerts       int
+	}{
+		{"create", `{"app":"x"}`, 1},
+		{"create", `{"app":"y"}`, 0},
+		{"update", `{"app":"x"}`, 0},
+	} {
+		r := auditRec(t, i, t0, tc.verb, "pods", "ns", "p", "alice", `,"requestObject":{"metadata":{"labels":`+tc.labels+`}}`)
+		if n := len(eng.Eval(r)); n != tc.alerts {
+			t.Errorf("%s %s: %d alerts, want %d", tc.verb, tc.labels, n, tc.alerts)
+		}
+	}
+	if n := eng.Stats()["r"].Errors.Load(); n > 0 {
+		t.Errorf("%d evaluation errors", n)
+	}
+}
+
 // TestPatchOpsAloneLeavesTheResponse checks that a rule reading patch_ops
 // but not effective gets the operations of a patch without the response
 // body being parsed, and nothing at all for a create.

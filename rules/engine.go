@@ -554,6 +554,10 @@ func (r *runner) run(p *program) (any, error) {
 		if b, _ := ok.(bool); !b {
 			return false, nil
 		}
+		if p.rest != nil {
+			r.ctx.need(p.use)
+			return r.m.Run(p.rest, r.ctx.env)
+		}
 	}
 	r.ctx.need(p.use)
 	return r.m.Run(p.p, r.ctx.env)
