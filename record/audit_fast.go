@@ -207,13 +207,7 @@ var statusFields = []string{"metadata", "code", "status", "message", "reason", "
 var detailsFields = []string{"name", "group", "kind", "uid", "retryAfterSeconds"}
 
 func statusDetails(val []byte, d *metav1.StatusDetails) bool {
-	var seen uint8
-	return eachKeyValue(val, func(key, v []byte) bool {
-		i := indexOf(detailsFields, key)
-		if i < 0 || seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
+	return eachOnlyField(val, detailsFields, func(i int, v []byte) bool {
 		switch i {
 		case 0:
 			return jsonString(v, &d.Name)
@@ -232,13 +226,7 @@ func statusDetails(val []byte, d *metav1.StatusDetails) bool {
 }
 
 func status(val []byte, st *metav1.Status) bool {
-	var seen uint8
-	simple := eachKeyValue(val, func(key, v []byte) bool {
-		i := indexOf(statusFields, key)
-		if i < 0 || seen&(1<<i) != 0 {
-			return false
-		}
-		seen |= 1 << i
+	simple := eachOnlyField(val, statusFields, func(i int, v []byte) bool {
 		switch i {
 		case 0:
 			return bytes.Equal(v, []byte("{}")) || isNull(v)

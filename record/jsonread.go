@@ -81,11 +81,22 @@ func eachKeyValue(val []byte, fn func(key, v []byte) bool) bool {
 // comes twice, is refused: encoding/json matches names case-insensitively
 // and merges repeated members, and the general decoders decide those.
 func eachField(val []byte, names []string, fn func(i int, v []byte) bool) bool {
+	return walkFields(val, names, true, fn)
+}
+
+// eachOnlyField is eachField for an object read by hand only when it holds
+// nothing but names: a member of any other name is refused too, and the
+// caller's general path reads the object whole.
+func eachOnlyField(val []byte, names []string, fn func(i int, v []byte) bool) bool {
+	return walkFields(val, names, false, fn)
+}
+
+func walkFields(val []byte, names []string, skipOthers bool, fn func(i int, v []byte) bool) bool {
 	var seen uint64
 	return eachKeyValue(val, func(key, v []byte) bool {
 		i := indexOf(names, key)
 		if i < 0 {
-			return ignored(key, v, names)
+			return skipOthers && ignored(key, v, names)
 		}
 		if seen&(1<<i) != 0 {
 			return false
