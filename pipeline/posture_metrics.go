@@ -77,7 +77,8 @@ func newPostureMetrics() *postureMetrics {
 	return m
 }
 
-// register adds every series to reg, or none.
+// collectors are the posture consumer's series (NewPosture registers them
+// with the rest, all or none).
 func (m *postureMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.score, m.objects, m.transitions, m.alerts, m.deadLetters, m.lag, m.committed,
 		m.commitErrors, m.assigned, m.abandoned, m.rebuilds, m.rebuildSeconds, m.actorLookups}

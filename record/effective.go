@@ -131,7 +131,7 @@ func EffectiveOf(ev *auditv1.Event, before map[string]any) (*Effective, error) {
 // and for a patch that records no body. The error is EffectiveOf's for the
 // patch body.
 func PatchOf(ev *auditv1.Event) (*Effective, error) {
-	if ev == nil || ev.Verb != "patch" || ev.RequestObject == nil || len(ev.RequestObject.Raw) == 0 {
+	if !hasPatch(ev) {
 		return nil, nil
 	}
 	_, hasKind := lookupKind(ev.ObjectRef)
@@ -140,10 +140,15 @@ func PatchOf(ev *auditv1.Event) (*Effective, error) {
 	return out, err
 }
 
+// hasPatch reports whether ev is a patch that records its body.
+func hasPatch(ev *auditv1.Event) bool {
+	return ev != nil && ev.Verb == "patch" && ev.RequestObject != nil && len(ev.RequestObject.Raw) > 0
+}
+
 // patchOf decodes a patch event's body and sets out's Form and Ops from it;
 // nil for other events.
 func patchOf(ev *auditv1.Event, out *Effective, hasKind bool) (any, error) {
-	if ev.Verb != "patch" || ev.RequestObject == nil || len(ev.RequestObject.Raw) == 0 {
+	if !hasPatch(ev) {
 		return nil, nil
 	}
 	patch, err := decodeBody(ev.RequestObject.Raw, "requestObject")

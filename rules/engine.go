@@ -546,6 +546,7 @@ type runner struct {
 }
 
 func (r *runner) run(p *program) (any, error) {
+	prog := p.p
 	if p.pre != nil {
 		ok, err := r.m.Run(p.pre, r.ctx.env)
 		if err != nil {
@@ -555,12 +556,11 @@ func (r *runner) run(p *program) (any, error) {
 			return false, nil
 		}
 		if p.rest != nil {
-			r.ctx.need(p.use)
-			return r.m.Run(p.rest, r.ctx.env)
+			prog = p.rest
 		}
 	}
 	r.ctx.need(p.use)
-	return r.m.Run(p.p, r.ctx.env)
+	return r.m.Run(prog, r.ctx.env)
 }
 
 // need fills in the bodies use names that the environment lacks, and boxes
