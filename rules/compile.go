@@ -403,17 +403,14 @@ func (c *compiler) compile(code string, asBool bool) (*program, error) {
 // terms are not evaluated twice. Both are compiled from the condition's
 // own syntax tree, macros expanded, not from its text printed again (expr
 // prints a macro's conditional under an index without the parentheses it
-// needs). nil guard when there is no such term, or when a part does not
-// compile on its own: the whole condition then runs, after the guard if
-// there is one.
+// needs). nil guard when there is no such term or it does not compile on
+// its own; nil rest when the other terms do not: the whole condition then
+// runs after the guard.
 func (c *compiler) guard(code string) (guard, rest *vm.Program) {
-	tree, err := parser.ParseWithConfig(code, parseConfig())
-	if err != nil {
-		return nil, nil
-	}
-	sub := &substituter{m: c.m}
-	ast.Walk(&tree.Node, sub)
-	if sub.err != nil {
+	// Its own expansion: compiling the parts writes types into the nodes
+	// and the optimizer rewrites them.
+	root := c.expand(code)
+	if root == nil {
 		return nil, nil
 	}
 	var terms, others []ast.Node
@@ -430,12 +427,13 @@ func (c *compiler) guard(code string) (guard, rest *vm.Program) {
 			terms = append(terms, n)
 		}
 	}
-	walk(tree.Node)
+	walk(root)
 	if len(terms) == 0 {
 		return nil, nil
 	}
 	opts := append([]expr.Option{expr.Env(c.src.env), expr.AsBool()}, helperOptions()...)
-	if guard, err = compileNode(conjunction(terms), opts...); err != nil {
+	guard, err := compileNode(conjunction(terms), opts...)
+	if err != nil {
 		return nil, nil // the full condition still runs; the guard is only a shortcut
 	}
 	if len(others) > 0 {
@@ -520,22 +518,20 @@ func parseConfig() *conf.Config {
 	return parseCfg
 }
 
-// constraint extracts, for the prefilter, the values a condition requires
-// for one field: nil,false when it accepts any value.
-func (c *compiler) constraint(code, field string, kind keyKind) ([]string, bool) {
-	if field == "" {
-		return nil, false
-	}
+// expand parses code and expands its macros and lists, for the syntax
+// walks of the prefilter and the guard; nil when it does not parse (compile
+// reports that).
+func (c *compiler) expand(code string) ast.Node {
 	tree, err := parser.ParseWithConfig(code, parseConfig())
 	if err != nil {
-		return nil, false
+		return nil
 	}
 	sub := &substituter{m: c.m}
 	ast.Walk(&tree.Node, sub)
 	if sub.err != nil {
-		return nil, false
+		return nil
 	}
-	return constrain(tree.Node, field, kind)
+	return tree.Node
 }
 
 // constrain walks && / || / == / in over a field compared with constants,
@@ -685,13 +681,24 @@ func compileRule(r *Rule, m *merged, maxGroups int) (*compiledRule, []error) {
 	}
 	// Prefilter constraints: the rule's condition, or for a sequence the
 	// union of its steps' (a step can only start or advance on its records).
+	// Each is expanded once for all the keys.
+	cond := c.expand(r.Condition)
+	var steps []ast.Node
+	if r.Sequence != nil {
+		for _, st := range r.Sequence.Steps {
+			steps = append(steps, c.expand(st.Condition))
+		}
+	}
 	for k, field := range src.keys {
-		vals, ok := c.constraint(r.Condition, field, src.kinds[k])
+		if field == "" {
+			continue
+		}
+		vals, ok := constrain(cond, field, src.kinds[k])
 		if r.Sequence != nil && !ok {
 			all := true
 			var u []string
-			for _, st := range r.Sequence.Steps {
-				sv, sok := c.constraint(st.Condition, field, src.kinds[k])
+			for _, st := range steps {
+				sv, sok := constrain(st, field, src.kinds[k])
 				if !sok {
 					all = false
 					break
