@@ -239,7 +239,7 @@ func (s *setup) dataStream(ctx context.Context, name, component string) error {
 	if status/100 == 2 {
 		return nil
 	}
-	if status != http.StatusBadRequest || errorType(resp) != "resource_already_exists_exception" {
+	if !AlreadyExists(status, resp) {
 		return fmt.Errorf("setup: %w", StatusError("create "+what, status, resp, nil))
 	}
 	mapping := ecs.MergeMappings(ecs.BaseMappings(), componentMappings(component))
@@ -270,7 +270,7 @@ func (s *setup) plainIndex(ctx context.Context, kind, index, component string, m
 	if status/100 == 2 {
 		return nil
 	}
-	if status != http.StatusBadRequest || errorType(resp) != "resource_already_exists_exception" {
+	if !AlreadyExists(status, resp) {
 		return fmt.Errorf("setup: %w", StatusError("create "+what, status, resp, nil))
 	}
 	return s.put(ctx, "mapping of "+what, "/"+url.PathEscape(index)+"/_mapping",
@@ -295,7 +295,9 @@ func componentMappings(component string) map[string]any {
 	return ecs.AlertsMappings()
 }
 
-func errorType(body []byte) string {
+// ErrorType is the error.type of an Elasticsearch error body: a short,
+// content-free reason ("" when the body has none).
+func ErrorType(body []byte) string {
 	var w struct {
 		Error struct {
 			Type string `json:"type"`
@@ -303,4 +305,10 @@ func errorType(body []byte) string {
 	}
 	_ = json.Unmarshal(body, &w)
 	return w.Error.Type
+}
+
+// AlreadyExists reports whether an answer to creating an index or a data
+// stream says it exists already.
+func AlreadyExists(status int, body []byte) bool {
+	return status == http.StatusBadRequest && ErrorType(body) == "resource_already_exists_exception"
 }

@@ -213,3 +213,22 @@ func TestSetupInstallsFindings(t *testing.T) {
 		}
 	}
 }
+
+func TestAlreadyExists(t *testing.T) {
+	exists := []byte(`{"error":{"type":"resource_already_exists_exception","reason":"index [x] already exists"},"status":400}`)
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   []byte
+		want   bool
+	}{
+		{"exists", 400, exists, true},
+		{"another 400", 400, []byte(`{"error":{"type":"invalid_index_name_exception"},"status":400}`), false},
+		{"exists, other status", 500, exists, false},
+		{"not JSON", 400, []byte("bad request"), false},
+	} {
+		if got := AlreadyExists(tc.status, tc.body); got != tc.want {
+			t.Errorf("%s: AlreadyExists = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

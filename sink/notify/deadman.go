@@ -53,7 +53,7 @@ func ESLastSeen(es *elasticsearch.Client, indices []string) LastSeen {
 			defer res.Body.Close()
 			body, _ = io.ReadAll(io.LimitReader(res.Body, 16<<20))
 			if res.StatusCode < 200 || res.StatusCode > 299 {
-				return sink.Retryable(res.StatusCode, nil), &sink.StatusError{Op: "deadman query", StatusCode: res.StatusCode, Detail: esErrorType(body)}
+				return sink.Retryable(res.StatusCode, nil), &sink.StatusError{Op: "deadman query", StatusCode: res.StatusCode, Detail: elasticsearch.ErrorType(body)}
 			}
 			return false, nil
 		}, nil)

@@ -161,7 +161,7 @@ func (s *ESStates) Flush(ctx context.Context) error {
 		defer res.Body.Close()
 		resp, _ = io.ReadAll(io.LimitReader(res.Body, 64<<20))
 		if res.StatusCode < 200 || res.StatusCode > 299 {
-			return sink.Retryable(res.StatusCode, nil), &sink.StatusError{Op: "state bulk", StatusCode: res.StatusCode, Detail: esErrorType(resp)}
+			return sink.Retryable(res.StatusCode, nil), &sink.StatusError{Op: "state bulk", StatusCode: res.StatusCode, Detail: elasticsearch.ErrorType(resp)}
 		}
 		return false, nil
 	}, nil)

@@ -196,8 +196,8 @@ func esCreateIndex(ctx context.Context, es *elasticsearch.Client, retry backoff.
 	if err != nil {
 		return err
 	}
-	if status == http.StatusBadRequest && esErrorType(body) != "resource_already_exists_exception" {
-		return &sink.StatusError{Op: op, StatusCode: status, Detail: esErrorType(body)}
+	if status/100 != 2 && !elasticsearch.AlreadyExists(status, body) {
+		return &sink.StatusError{Op: op, StatusCode: status, Detail: elasticsearch.ErrorType(body)}
 	}
 	return nil
 }
@@ -233,24 +233,10 @@ func esCall(ctx context.Context, es *elasticsearch.Client, retry backoff.Policy,
 				return false, nil
 			}
 		}
-		return sink.Retryable(status, nil), &sink.StatusError{Op: op, StatusCode: status, Detail: esErrorType(resp),
+		return sink.Retryable(status, nil), &sink.StatusError{Op: op, StatusCode: status, Detail: elasticsearch.ErrorType(resp),
 			After: retryAfter(res.Header.Get("Retry-After"), time.Now())}
 	}, nil)
 	return status, resp, err
-}
-
-// esErrorType is the error.type of an Elasticsearch error body: a short,
-// content-free reason.
-func esErrorType(b []byte) string {
-	var e struct {
-		Error struct {
-			Type string `json:"type"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(b, &e) == nil {
-		return e.Error.Type
-	}
-	return ""
 }
 
 // Create implements SilenceStore (op_type=create, so an ID is never reused).
