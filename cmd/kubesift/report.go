@@ -88,7 +88,7 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	if o.since < 0 {
 		return usageError(cmd, fmt.Errorf("report: --since: %s is negative", o.since))
 	}
-	esCfg, err := o.esConfig(cfg)
+	esCfg, err := esConfigWith(cfg, o.es, "report")
 	if err != nil {
 		return err
 	}
@@ -109,11 +109,6 @@ func (o *reportOptions) run(cmd *cobra.Command, cfg *config.Config) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "report: %s (%d alerts, %d audit records, %d Events)\n", o.out, s.Alerts, s.AuditRecords, s.Events)
 	return nil
-}
-
-// esConfig is sink.elasticsearch with --es as its address.
-func (o *reportOptions) esConfig(cfg *config.Config) (config.ElasticsearchConfig, error) {
-	return esConfigWith(cfg, o.es, "report")
 }
 
 // esConfigWith is sink.elasticsearch with es, a command's --es, as its
@@ -158,7 +153,7 @@ func (o *reportOptions) runDigest(cmd *cobra.Command, cfg *config.Config) error 
 	if err != nil {
 		return fmt.Errorf("report: notify.digest.timezone: %w", err)
 	}
-	esCfg, err := o.esConfig(cfg)
+	esCfg, err := esConfigWith(cfg, o.es, "report")
 	if err != nil {
 		return err
 	}
