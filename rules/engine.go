@@ -568,11 +568,7 @@ func (r *runner) run(p *program) (any, error) {
 // environment after box must be followed by box to be seen.
 func (c *evalCtx) need(use objectUse) {
 	if missing := use &^ c.objects; missing != 0 && c.audit != nil {
-		c.audit.withObjects(missing)
-		c.objects |= missing
-		if missing&useEffective != 0 {
-			c.objects |= usePatchOps // withEffective fills both
-		}
+		c.objects |= c.audit.withObjects(missing)
 		c.box()
 	}
 }

@@ -169,9 +169,10 @@ func releaseAuditEnv(e *AuditEnv) {
 	auditEnvs.Put(s)
 }
 
-// withObjects parses the request and/or response object, once per record.
+// withObjects parses the request and/or response object, once per record,
+// and returns what it filled: use, and patch_ops with the effective object.
 // Undecodable bodies stay nil: a rule reading them sees missing fields.
-func (e *AuditEnv) withObjects(use objectUse) {
+func (e *AuditEnv) withObjects(use objectUse) objectUse {
 	a := e.rec.Audit
 	if use&useRequest != 0 && a.RequestObject != nil && len(a.RequestObject.Raw) > 0 {
 		e.Request = parseBody(a.RequestObject.Raw)
@@ -181,7 +182,8 @@ func (e *AuditEnv) withObjects(use objectUse) {
 	}
 	switch {
 	case use&useEffective != 0:
-		e.withEffective() // patch_ops too
+		e.withEffective()
+		use |= usePatchOps
 	case use&usePatchOps != 0:
 		e.withPatchOps()
 	}
@@ -189,6 +191,7 @@ func (e *AuditEnv) withObjects(use objectUse) {
 		e.scratch.source = newSourceEnv(e.rec, e.origin)
 		e.Source = &e.scratch.source
 	}
+	return use
 }
 
 // parseBody parses a request/response body into the generic shapes of
