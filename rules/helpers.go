@@ -37,6 +37,7 @@ func helperOptions() []expr.Option {
 		expr.Function("in_cidr", func(p ...any) (any, error) { return toMatcher(p[1], cmpCIDR).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("glob", func(p ...any) (any, error) { return toMatcher(p[1], cmpGlob).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("has_prefix", func(p ...any) (any, error) { return toMatcher(p[1], cmpPrefix).matchAny(p[0]), nil }, new(func(any, any) bool)),
+		expr.Function("contains_fold", func(p ...any) (any, error) { return toMatcher(p[1], cmpContainsFold).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("service_account_name", func(p ...any) (any, error) { return serviceAccountName(asMap(p[0])), nil }, new(func(map[string]any) string)),
 		expr.Function("grants", func(p ...any) (any, error) { return grants(asSlice(p[0]), strs(p[1]), strs(p[2])), nil }, new(func([]any, any, any) bool)),
 		expr.Function("default_deny", func(p ...any) (any, error) { return defaultDeny(asMap(p[0]), p[1].(string)), nil }, new(func(any, string) bool)),
@@ -49,8 +50,9 @@ func helperOptions() []expr.Option {
 	}
 }
 
-// matcherPatcher replaces a constant list argument of in_cidr, glob and
-// has_prefix with a compiled matcher, so CIDRs are parsed once at load.
+// matcherPatcher replaces a constant list argument of in_cidr, glob,
+// has_prefix and contains_fold with a compiled matcher, so CIDRs are parsed
+// (and terms lower-cased) once at load.
 type matcherPatcher struct{}
 
 func (matcherPatcher) Visit(node *ast.Node) {
@@ -70,6 +72,8 @@ func (matcherPatcher) Visit(node *ast.Node) {
 		cmp = cmpGlob
 	case "has_prefix":
 		cmp = cmpPrefix
+	case "contains_fold":
+		cmp = cmpContainsFold
 	default:
 		return
 	}
@@ -110,6 +114,7 @@ const (
 	cmpPrefix
 	cmpGlob
 	cmpCIDR
+	cmpContainsFold // a value occurs in the string, ignoring case (helpers only)
 )
 
 func parseComparison(s string) comparison {
@@ -135,6 +140,11 @@ type matcher struct {
 func newMatcher(cmp comparison, values []string) (*matcher, error) {
 	m := &matcher{cmp: cmp, values: values}
 	switch cmp {
+	case cmpContainsFold:
+		m.values = make([]string, len(values))
+		for i, v := range values {
+			m.values[i] = strings.ToLower(v)
+		}
 	case cmpIn:
 		m.set = make(map[string]struct{}, len(values))
 		for _, v := range values {
@@ -201,6 +211,8 @@ func (m *matcher) match(s string) bool {
 				return true
 			}
 		}
+	case cmpContainsFold:
+		return containsFold(s, m.values)
 	case cmpGlob:
 		for _, p := range m.values {
 			if globMatch(p, s) {
@@ -217,6 +229,19 @@ func (m *matcher) match(s string) bool {
 			if p.Contains(a) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// containsFold reports whether any of terms (lower case) occurs in s lowered
+// as expr's lower() lowers it. strings.ToLower returns a string without
+// upper-case letters as it is, so nearly every call copies nothing.
+func containsFold(s string, terms []string) bool {
+	s = strings.ToLower(s)
+	for _, t := range terms {
+		if strings.Contains(s, t) {
+			return true
 		}
 	}
 	return false
