@@ -279,6 +279,21 @@ func TestUTCMicro(t *testing.T) {
 	}
 }
 
+// TestAuditFieldNames checks that auditField knows exactly the names of
+// auditFieldNames, each as its own field, in the order of the constants.
+func TestAuditFieldNames(t *testing.T) {
+	for i, name := range auditFieldNames {
+		if f := auditField([]byte(name)); f != i {
+			t.Errorf("auditField(%q) = %d, want %d", name, f, i)
+		}
+	}
+	for _, k := range []string{"", "Kind", "verbs", "annotation", "metadata"} {
+		if f := auditField([]byte(k)); f != -1 {
+			t.Errorf("auditField(%q) = %d, want -1", k, f)
+		}
+	}
+}
+
 // TestInternSharesCommonStrings checks that a common value comes back as the
 // table's copy (no allocation) and any other as an equal new string.
 func TestInternSharesCommonStrings(t *testing.T) {
@@ -288,9 +303,23 @@ func TestInternSharesCommonStrings(t *testing.T) {
 	if got := intern([]byte("not-a-common-value")); got != "not-a-common-value" {
 		t.Errorf("intern = %q", got)
 	}
-	for k, v := range common {
-		if k != v {
-			t.Errorf("common[%q] = %q", k, v)
+	for _, c := range commonStrings {
+		b := []byte(c)
+		if got, ok := commonTable.lookup(b); !ok || got != c {
+			t.Errorf("lookup(%q) = %q, %v", c, got, ok)
+		}
+		// Equal in length and in the first and last eight bytes: the slot
+		// is the same, the comparison must still refuse it.
+		if len(b) > 16 {
+			b[len(b)/2] ^= 1
+			if got, ok := commonTable.lookup(b); ok {
+				t.Errorf("lookup(%q) = %q, a common string", b, got)
+			}
+		}
+	}
+	for _, s := range []string{"", "a", "127.0.0.1", "bench-11974", "Event ", "event", "system:serviceaccount:default:x"} {
+		if got, ok := commonTable.lookup([]byte(s)); ok {
+			t.Errorf("lookup(%q) = %q, a common string", s, got)
 		}
 	}
 }

@@ -278,11 +278,3 @@ func indexOf(names []string, key []byte) int {
 	}
 	return -1
 }
-
-func keysOf(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
