@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // JSON reading primitives of the hand-written decoders (audit_fast.go,
@@ -191,20 +192,31 @@ func hasControl(b []byte) bool {
 
 // unescape decodes the escapes of a JSON string's contents.
 func unescape(in []byte) (string, bool) {
-	out := make([]byte, 0, len(in))
-	for i := 0; i < len(in); i++ {
-		c := in[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
+	out, ok := appendUnescaped(make([]byte, 0, len(in)), in)
+	if !ok || len(out) == 0 {
+		return "", ok
+	}
+	// out is this function's own and never written again.
+	return unsafe.String(&out[0], len(out)), true
+}
+
+// appendUnescaped appends the decoded contents of a JSON string to out.
+// The stretches between escapes are copied whole.
+func appendUnescaped(out, in []byte) ([]byte, bool) {
+	for {
+		k := bytes.IndexByte(in, '\\')
+		if k < 0 {
+			return append(out, in...), true
 		}
-		i++
-		if i >= len(in) {
-			return "", false
+		out = append(out, in[:k]...)
+		in = in[k+1:] // past the backslash
+		if len(in) == 0 {
+			return out, false
 		}
-		switch in[i] {
+		n := 1 // bytes of in the escape takes after its backslash
+		switch in[0] {
 		case '"', '\\', '/':
-			out = append(out, in[i])
+			out = append(out, in[0])
 		case 'b':
 			out = append(out, '\b')
 		case 'f':
@@ -216,31 +228,30 @@ func unescape(in []byte) (string, bool) {
 		case 't':
 			out = append(out, '\t')
 		case 'u':
-			r, ok := hex4(in, i+1)
+			r, ok := hex4(in, 1)
 			if !ok {
-				return "", false
+				return out, false
 			}
-			i += 4
+			n = 5
 			if utf16.IsSurrogate(r) {
 				// A pair decodes to one rune; a lone half is refused
 				// (encoding/json replaces it with U+FFFD: let it).
-				if i+6 >= len(in) || in[i+1] != '\\' || in[i+2] != 'u' {
-					return "", false
+				if len(in) < 11 || in[5] != '\\' || in[6] != 'u' {
+					return out, false
 				}
-				r2, ok := hex4(in, i+3)
-				if dec := utf16.DecodeRune(r, r2); !ok || dec == utf8.RuneError {
-					return "", false
-				} else {
-					r = dec
+				r2, ok := hex4(in, 7)
+				dec := utf16.DecodeRune(r, r2)
+				if !ok || dec == utf8.RuneError {
+					return out, false
 				}
-				i += 6
+				r, n = dec, 11
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", false
+			return out, false
 		}
+		in = in[n:]
 	}
-	return string(out), true
 }
 
 func hex4(in []byte, i int) (rune, bool) {
