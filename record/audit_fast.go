@@ -168,13 +168,13 @@ func decodeAuditField(f int, val []byte, at int, p *probe, ev *auditv1.Event) bo
 		if isNull(val) {
 			return true
 		}
-		ev.ObjectRef = new(auditv1.ObjectReference)
+		ev.ObjectRef = p.objectRef()
 		return objectRef(val, ev.ObjectRef)
 	case afResponseStatus:
 		if isNull(val) {
 			return true
 		}
-		ev.ResponseStatus = new(metav1.Status)
+		ev.ResponseStatus = p.status()
 		return status(val, ev.ResponseStatus)
 	case afRequestObject, afResponseObject:
 		return body(val, at, p, f == afResponseObject, ev)
@@ -206,7 +206,8 @@ func body(val []byte, at int, p *probe, response bool, ev *auditv1.Event) bool {
 	if b := p.bodies[k]; !p.valid && !(b.start == at && b.end-b.start >= liteMinBody) && !validJSON(val) {
 		return false
 	}
-	u := &runtime.Unknown{Raw: val[:len(val):len(val)], ContentType: runtime.ContentTypeJSON}
+	u := p.body(k)
+	*u = runtime.Unknown{Raw: val[:len(val):len(val)], ContentType: runtime.ContentTypeJSON}
 	if response {
 		ev.ResponseObject = u
 	} else {

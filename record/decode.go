@@ -12,6 +12,7 @@ import (
 	jsoniter "github.com/json-iterator/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
@@ -30,6 +31,15 @@ type DecodeOptions struct {
 	Now func() time.Time
 	// MaxDocBytes bounds one document; DefaultMaxDocBytes when 0.
 	MaxDocBytes int
+	// ReuseBuffer has the decoder read each line into the buffer it read
+	// the line before into, as bufio.Scanner does: a Record's Object, and
+	// its audit bodies' Raw, are then valid only until the next call to
+	// Next, and only a caller that is done with each record before it asks
+	// for the next may set it (kubesift rules eval). It saves a copy of
+	// every line into memory of its own, a third of the bytes decoding
+	// allocates, and so a third of the collections. Every other part of a
+	// Record (strings, maps, the typed view) is its own memory either way.
+	ReuseBuffer bool
 }
 
 // Decoder reads audit events and Kubernetes Events from a stream in every form
@@ -100,7 +110,7 @@ func NewDecoder(r io.Reader, name string, opts DecodeOptions) *Decoder {
 	if opts.MaxDocBytes <= 0 {
 		opts.MaxDocBytes = DefaultMaxDocBytes
 	}
-	return &Decoder{name: name, opts: opts, split: newSplitter(r, opts.MaxDocBytes)}
+	return &Decoder{name: name, opts: opts, split: newSplitter(r, opts.MaxDocBytes, opts.ReuseBuffer)}
 }
 
 // Next returns the next Record. At the end of input it returns io.EOF. A
@@ -137,7 +147,14 @@ func (d *Decoder) Next() (*Record, error) {
 	}
 	r := d.pending[0]
 	d.pending[0] = result{}
-	d.pending = d.pending[1:]
+	if len(d.pending) == 1 {
+		// Back to the start of the array: a document is nearly always one
+		// record, and slicing past it would leave no room for the next
+		// (an allocation per record).
+		d.pending = d.pending[:0]
+	} else {
+		d.pending = d.pending[1:]
+	}
 	return r.rec, r.err
 }
 
@@ -193,7 +210,7 @@ func NewBodyDecoder(data []byte, name string, opts DecodeOptions) *Decoder {
 		return d
 	}
 	d.whole = &doc{data: data[start:end:end], line: 1 + bytes.Count(data[:start], []byte{'\n'}), offset: int64(start)}
-	d.split = newSplitter(bytes.NewReader(nil), opts.MaxDocBytes)
+	d.split = newSplitter(bytes.NewReader(nil), opts.MaxDocBytes, false)
 	return d
 }
 
@@ -285,6 +302,49 @@ type probe struct {
 	// envelope reader did, walking it once for both), so the decoder need
 	// not check the bodies it attaches.
 	valid bool
+	// parts, when set, is where decodeAuditFast puts the objects an audit
+	// event points to, instead of allocating each (see auditParts).
+	parts *auditParts
+}
+
+// auditParts holds, in one allocation, the parts of an audit event's typed
+// view that are objects of their own: nearly every event has an objectRef
+// and a responseStatus, and those at RequestResponse level two bodies.
+// They live exactly as long as the event that points to them.
+type auditParts struct {
+	ev   auditv1.Event
+	ref  auditv1.ObjectReference
+	st   metav1.Status
+	body [2]runtime.Unknown
+}
+
+// auditRecord is auditParts with the Record that holds the event, for the
+// stream decoder, which builds both.
+type auditRecord struct {
+	rec Record
+	auditParts
+}
+
+func (p *probe) objectRef() *auditv1.ObjectReference {
+	if p.parts != nil {
+		return &p.parts.ref
+	}
+	return new(auditv1.ObjectReference)
+}
+
+func (p *probe) status() *metav1.Status {
+	if p.parts != nil {
+		return &p.parts.st
+	}
+	return new(metav1.Status)
+}
+
+// body returns a runtime.Unknown for the request (k 0) or response (1).
+func (p *probe) body(k int) *runtime.Unknown {
+	if p.parts != nil {
+		return &p.parts.body[k]
+	}
+	return new(runtime.Unknown)
 }
 
 // member is one key (without its quotes) and value of a JSON object.
@@ -394,32 +454,37 @@ func (d *Decoder) decodeAKSLog(dc doc, raw json.RawMessage, path string, depth i
 
 // decodeAudit decodes an object the probe p classified as an audit event.
 func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
-	var ev auditv1.Event
-	if decodeAuditFast(data, p, &ev) || decodeAuditLite(data, p, &ev) {
-		d.finishAudit(dc, &ev, data, p, path)
+	ar := new(auditRecord)
+	ev := &ar.ev
+	p.parts = &ar.auditParts
+	fast := decodeAuditFast(data, p, ev)
+	p.parts = nil
+	if fast || decodeAuditLite(data, p, ev) {
+		d.finishAudit(dc, ev, data, p, path, &ar.rec)
 		return
 	}
-	if err := unmarshalTyped(data, &ev); err != nil {
+	if err := unmarshalTyped(data, ev); err != nil {
 		// metav1.MicroTime accepts only RFC 3339 with exactly six
 		// fractional digits, which kube-apiserver always writes; hand-made
 		// and converted logs often do not. Retry once with the timestamps
 		// normalised (only on this error path, so it costs nothing per event).
 		fixed, ok := normaliseAuditTimes(data)
-		if !ok || json.Unmarshal(fixed, &ev) != nil {
+		if !ok || json.Unmarshal(fixed, ev) != nil {
 			d.fail(dc, jsonError(path, err))
 			return
 		}
 		data = fixed
 	}
-	d.finishAudit(dc, &ev, data, p, path)
+	d.finishAudit(dc, ev, data, p, path, &ar.rec)
 }
 
-func (d *Decoder) finishAudit(dc doc, ev *auditv1.Event, data []byte, p *probe, path string) {
+// finishAudit emits the record r of ev.
+func (d *Decoder) finishAudit(dc doc, ev *auditv1.Event, data []byte, p *probe, path string, r *Record) {
 	if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
 		// Very old v1beta1 events carried only a top-level timestamp.
 		ev.StageTimestamp.Time = *p.Timestamp
 	}
-	d.emitAudit(dc, ev, data, path)
+	d.emit(dc, path, func() (*Record, error) { return r, newAudit(r, ev, data, d.opts.Cluster, d.opts.Now()) })
 }
 
 // decodeItems decodes each item of the JSON array list found at path. unwrap,

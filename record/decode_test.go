@@ -332,3 +332,86 @@ func TestBodyDecoderIsLazy(t *testing.T) {
 		})
 	}
 }
+
+// TestReuseBuffer checks DecodeOptions.ReuseBuffer: each record is the same
+// as without it when it is returned, and what a record keeps besides its
+// Object and bodies (strings, maps, the typed view) is still the same after
+// the buffer has been read into again and again: nothing else aliases it.
+func TestReuseBuffer(t *testing.T) {
+	pretty := "{\n  \"kind\": \"EventList\",\n  \"apiVersion\": \"audit.k8s.io/v1\",\n  \"items\": [\n    " + auditV1 + ",\n    " + auditNoAPI + "\n  ]\n}\n"
+	list := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + auditV1 + `,` + auditNoAPI + `]}`
+	tests := []struct {
+		name string
+		in   string
+	}{
+		{"bench corpus", string(testenv.BenchAuditLog(t))},
+		{"forms", strings.Join([]string{auditV1, auditV1beta1, auditNoAPI, coreEvent, eventsEvent, list, "not json", `{"auditID":`, auditV1 + " " + auditNoAPI, strings.Repeat(" ", 3) + auditV1}, "\n") + "\n" + pretty},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			type kept struct {
+				rec   *Record
+				audit auditv1.Event // the typed view, bodies left out
+			}
+			decode := func(reuse bool, each func(i int, r *Record, err error)) {
+				opts := testOpts
+				opts.ReuseBuffer = reuse
+				d := NewDecoder(strings.NewReader(tc.in), "in.json", opts)
+				for i := 0; ; i++ {
+					r, err := d.Next()
+					if err == io.EOF {
+						return
+					}
+					each(i, r, err)
+				}
+			}
+			var want []*Record
+			var wantErrs []string
+			decode(false, func(_ int, r *Record, err error) {
+				want = append(want, r)
+				if err != nil {
+					wantErrs = append(wantErrs, err.Error())
+				}
+			})
+			var keep []kept
+			var errs []string
+			decode(true, func(i int, r *Record, err error) {
+				if err != nil {
+					errs = append(errs, err.Error())
+				}
+				if i >= len(want) || !reflect.DeepEqual(r, want[i]) {
+					t.Fatalf("record %d differs from the one decoded without ReuseBuffer", i)
+				}
+				k := kept{rec: r}
+				if r != nil && r.Audit != nil {
+					k.audit = withoutBodies(*r.Audit)
+				}
+				keep = append(keep, k)
+			})
+			if len(keep) != len(want) || !reflect.DeepEqual(errs, wantErrs) {
+				t.Fatalf("%d records, errors %q; want %d, %q", len(keep), errs, len(want), wantErrs)
+			}
+			for i, k := range keep {
+				if k.rec == nil {
+					continue
+				}
+				w := *want[i]
+				got := *k.rec
+				got.Object, w.Object, got.Audit, w.Audit = nil, nil, nil, nil
+				if !reflect.DeepEqual(got, w) {
+					t.Errorf("record %d changed after later lines were read:\n got %+v\nwant %+v", i, got, w)
+				}
+				if want[i].Audit != nil && !reflect.DeepEqual(k.audit, withoutBodies(*want[i].Audit)) {
+					t.Errorf("record %d's audit event changed after later lines were read", i)
+				}
+			}
+		})
+	}
+}
+
+// withoutBodies is ev without its request and response objects, which
+// alias the line they were read from.
+func withoutBodies(ev auditv1.Event) auditv1.Event {
+	ev.RequestObject, ev.ResponseObject = nil, nil
+	return ev
+}

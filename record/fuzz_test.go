@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -29,11 +30,19 @@ func FuzzDecoder(f *testing.F) {
 		opts := testOpts
 		opts.MaxDocBytes = 4096
 		d := NewDecoder(bytes.NewReader(data), "fuzz", opts)
+		// The same input read with ReuseBuffer gives the same records, each
+		// when it is returned.
+		opts.ReuseBuffer = true
+		reuse := NewDecoder(bytes.NewReader(data), "fuzz", opts)
 		for i := 0; ; i++ {
 			if i > len(data)+2 {
 				t.Fatalf("more results than input bytes: decoder loops")
 			}
 			r, err := d.Next()
+			r2, err2 := reuse.Next()
+			if !reflect.DeepEqual(r, r2) || fmt.Sprint(err) != fmt.Sprint(err2) {
+				t.Fatalf("result %d with ReuseBuffer differs:\n%+v, %v\n%+v, %v", i, r2, err2, r, err)
+			}
 			if err == io.EOF {
 				return
 			}

@@ -169,17 +169,27 @@ type Record struct {
 // NewAudit builds the Record for an audit event. raw is the event's original
 // JSON; if nil it is encoded from ev.
 func NewAudit(ev *auditv1.Event, raw []byte, c Cluster, observed time.Time) (*Record, error) {
+	r := new(Record)
+	if err := newAudit(r, ev, raw, c, observed); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// newAudit is NewAudit into r, which the stream decoder allocates with the
+// event's parts (auditRecord).
+func newAudit(r *Record, ev *auditv1.Event, raw []byte, c Cluster, observed time.Time) error {
 	if ev.AuditID == "" {
-		return nil, &FieldError{Field: "auditID", Msg: "missing"}
+		return &FieldError{Field: "auditID", Msg: "missing"}
 	}
 	if ev.Stage == "" {
-		return nil, &FieldError{Field: "stage", Msg: "missing"}
+		return &FieldError{Field: "stage", Msg: "missing"}
 	}
 	apiVersion := ev.APIVersion
 	if apiVersion == "" {
 		apiVersion = APIAuditV1
 	}
-	r := &Record{
+	*r = Record{
 		Schema:       SchemaVersion,
 		ID:           AuditRecordID(ev),
 		Cluster:      c,
@@ -191,7 +201,7 @@ func NewAudit(ev *auditv1.Event, raw []byte, c Cluster, observed time.Time) (*Re
 		Object:       raw,
 		Audit:        ev,
 	}
-	return r, r.ensureObject()
+	return r.ensureObject()
 }
 
 // NewCoreEvent builds the Record for a core/v1 Event.

@@ -34,6 +34,10 @@ type splitter struct {
 	// returned (see doc.probe), members its buffer.
 	probe   probe
 	members [maxMembers]member
+	// reuse has readLine read every line into line, the buffer of the line
+	// before (DecodeOptions.ReuseBuffer), instead of a new one.
+	reuse   bool
+	lineBuf []byte
 }
 
 // maxMembers is how many top-level members of an object scanProbe records
@@ -52,19 +56,20 @@ type doc struct {
 	probe *probe
 }
 
-func newSplitter(r io.Reader, maxDoc int) *splitter {
+func newSplitter(r io.Reader, maxDoc int, reuse bool) *splitter {
 	size := 64 << 10
 	// A webhook body or one log line is usually far smaller than the buffer
 	// a stream wants; do not allocate 64 KiB to read 2 KiB.
 	if l, ok := r.(interface{ Len() int }); ok && l.Len()+1 < size {
 		size = max(l.Len()+1, 16)
 	}
-	return &splitter{br: bufio.NewReaderSize(r, size), max: maxDoc}
+	return &splitter{br: bufio.NewReaderSize(r, size), max: maxDoc, reuse: reuse}
 }
 
 // readLine returns the next line without its newline, the line number and
-// offset where it starts. A line longer than s.max is consumed and reported as
-// ErrTooLarge without holding it in memory.
+// offset where it starts, in memory of its own or, with reuse, in lineBuf.
+// A line longer than s.max is consumed and reported as ErrTooLarge without
+// holding it in memory.
 func (s *splitter) readLine() (line []byte, ln int, off int64, err error) {
 	if s.hasPeek {
 		s.hasPeek = false
@@ -72,6 +77,9 @@ func (s *splitter) readLine() (line []byte, ln int, off int64, err error) {
 	}
 	ln, off = s.line+1, s.offset
 	var buf []byte
+	if s.reuse {
+		buf = s.lineBuf[:0]
+	}
 	tooLarge := false
 	for {
 		chunk, rerr := s.br.ReadSlice('\n')
@@ -95,6 +103,9 @@ func (s *splitter) readLine() (line []byte, ln int, off int64, err error) {
 		s.line++
 		if tooLarge {
 			return nil, ln, off, fmt.Errorf("line longer than %d bytes: %w", s.max, ErrTooLarge)
+		}
+		if s.reuse {
+			s.lineBuf = buf
 		}
 		return bytes.TrimRight(buf, "\r\n"), ln, off, nil
 	}
@@ -152,8 +163,10 @@ func (s *splitter) next() (doc, error) {
 			}
 			if (line[0] == '{' || line[0] == '[') && len(line) <= s.max {
 				if e := valueEnd(line, 0); e > 0 && skipWS(line, e) == len(line) {
-					// readLine returns a fresh slice per line (never the
-					// bufio buffer), so the record may keep it as is.
+					// readLine returns a slice of its own per line (never
+					// the bufio buffer; with reuse, the line buffer, which
+					// the caller is done with by the next line), so the
+					// record may keep it as is.
 					start.data = line[:e:e]
 					return start, nil
 				}

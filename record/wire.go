@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
 // Header names of the Kafka wire format (see the package doc).
@@ -207,11 +206,15 @@ func Unmarshal(data []byte) (*Record, error) {
 	var err error
 	switch {
 	case r.Source == SourceAudit:
-		r.Audit = new(auditv1.Event)
+		parts := new(auditParts)
+		r.Audit, p.parts = &parts.ev, parts
 		// Decoded by hand where the event has kube-apiserver's shape, and
 		// large request/response bodies are attached as raw spans instead
 		// of walked, as the stream decoder does (decodeAuditFast).
-		if !p.valid && scanProbe(r.Object, &p) != nil || !decodeAuditFast(r.Object, &p, r.Audit) && !decodeAuditLite(r.Object, &p, r.Audit) {
+		scanned := p.valid || scanProbe(r.Object, &p) == nil
+		fast := scanned && decodeAuditFast(r.Object, &p, r.Audit)
+		p.parts = nil
+		if !scanned || !fast && !decodeAuditLite(r.Object, &p, r.Audit) {
 			err = unmarshalTyped(r.Object, r.Audit)
 		}
 	case r.Source == SourceEvent && r.APIVersion == APIEventsV1:

@@ -268,7 +268,9 @@ skipped.`,
 				emit = func(v any) error { return writeAlertLine(w, v.(evalAlert)) }
 			}
 			st := &evalStats{byRule: map[string]int{}, bySev: map[string]int{}, rejected: map[string]int{}}
-			opts := record.DecodeOptions{Cluster: record.Cluster{Name: cluster}}
+			// evalStream is done with each record (its alerts written)
+			// before it reads the next.
+			opts := record.DecodeOptions{Cluster: record.Cluster{Name: cluster}, ReuseBuffer: true}
 			err = eachInput(cmd, args, func(r io.Reader, name string) error {
 				return evalStream(eng, r, name, opts, emit, cmd.ErrOrStderr(), st)
 			})
