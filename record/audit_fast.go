@@ -351,11 +351,42 @@ func utcMicro(val []byte) (time.Time, bool) {
 		minute < 0 || minute > 59 || sec < 0 || sec > 59 || micro < 0 {
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC)
-	if t.Day() != day { // 31 April, 29 February of a common year
+	if day > daysIn(month, year) { // 31 April, 29 February of a common year
 		return time.Time{}, false
 	}
-	return t.Local(), true
+	// time.Unix's result is in Local, as time.Parse(…).Local()'s is;
+	// time.Date and then Local cost several times this, twice per event.
+	unix := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(unix, int64(micro)*1000), true
+}
+
+// daysIn is the number of days of a month (1 to 12) of the proleptic
+// Gregorian calendar.
+func daysIn(month, year int) int {
+	if month == 2 {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 30 + (month+month/8)%2 // 31 for January, March, …, July, August, October, December
+}
+
+// daysFromCivil is the number of days from 1970-01-01 to a date of the
+// proleptic Gregorian calendar, for years 0 to 9999 (H. Hinnant's
+// days_from_civil: years start in March, so the leap day comes last).
+func daysFromCivil(year, month, day int) int64 {
+	if month <= 2 {
+		year--
+	}
+	era := year / 400
+	if year < 0 {
+		era = (year - 399) / 400
+	}
+	yoe := year - era*400                     // [0, 399]
+	doy := (153*((month+9)%12)+2)/5 + day - 1 // [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy    // [0, 146096]
+	return int64(era)*146097 + int64(doe) - 719468
 }
 
 // stringList reads a JSON array of strings (null: nil, [] : empty).

@@ -277,6 +277,22 @@ func TestUTCMicro(t *testing.T) {
 			t.Errorf("%s: refused a form it should read", s)
 		}
 	}
+	// Every day of years around leap-year rules and the ends of the range,
+	// each at a time of day that varies with it.
+	for _, year := range []int{0, 1, 4, 99, 100, 399, 400, 1600, 1900, 1969, 1970, 1999, 2000, 2023, 2024, 2026, 2100, 9999} {
+		for d := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() == year; d = d.AddDate(0, 0, 1) {
+			d := d.Add(time.Duration(d.YearDay()) * 4003 * time.Second).Add(time.Duration(d.YearDay()) * 1001 * time.Microsecond)
+			if d.Year() != year {
+				continue
+			}
+			s := d.Format(metav1.RFC3339Micro)
+			want, err := time.Parse(metav1.RFC3339Micro, s)
+			got, ok := utcMicro([]byte(`"` + s + `"`))
+			if err != nil || !ok || !reflect.DeepEqual(got, want.Local()) {
+				t.Fatalf("%s: read %v, %v; time.Parse reads %v, %v", s, got, ok, want.Local(), err)
+			}
+		}
+	}
 }
 
 // TestAuditFieldNames checks that auditField knows exactly the names of

@@ -206,7 +206,8 @@ func scanString(val []byte, dst *string) bool {
 		return false // encoding/json substitutes U+FFFD; let it
 	}
 	if bytes.IndexByte(val, '\\') < 0 {
-		*dst = string(val[1 : len(val)-1])
+		// kind, apiVersion and stage are common strings: shared, not copied.
+		*dst = intern(val[1 : len(val)-1])
 		return true
 	}
 	s, err := strconv.Unquote(string(val))
