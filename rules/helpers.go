@@ -265,6 +265,20 @@ func (m *matcher) matchAny(v any) bool {
 				return true
 			}
 		}
+	case map[string]any:
+		if m.cmp != cmpContainsFold {
+			return false
+		}
+		// contains_fold over a map searches its keys and its string values,
+		// without the lists keys() and values() would build.
+		for k, e := range x {
+			if m.match(k) {
+				return true
+			}
+			if s, ok := e.(string); ok && m.match(s) {
+				return true
+			}
+		}
 	}
 	return false
 }

@@ -47,6 +47,11 @@ func TestContainsFold(t *testing.T) {
 		{`contains_fold(values(data), ["password"])`, false},
 		{`contains_fold(keys(plain), ["pass", "token"])`, false},
 		{`contains_fold(values(plain), ["1"])`, false}, // not a string
+		{`contains_fold(data, ["password"])`, true},    // a key
+		{`contains_fold(data, ["BLUE"])`, true},        // a value
+		{`contains_fold(plain, ["pass", "1"])`, false}, // 1 is no string
+		{`contains_fold(plain, ["settings"])`, true},
+		{`glob(data, ["*"])`, false}, // maps are for contains_fold only
 		{`contains_fold("a Token here", terms)`, true},
 		{`contains_fold("nothing", terms)`, false},
 		{`contains_fold("", [""])`, true},
