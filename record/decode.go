@@ -36,9 +36,9 @@ type DecodeOptions struct {
 	// its audit bodies' Raw, are then valid only until the next call to
 	// Next, and only a caller that is done with each record before it asks
 	// for the next may set it (kubesift rules eval). It saves a copy of
-	// every line into memory of its own, a third of the bytes decoding
-	// allocates, and so a third of the collections. Every other part of a
-	// Record (strings, maps, the typed view) is its own memory either way.
+	// every line into memory of its own, the largest part of what decoding
+	// allocates, and with it many garbage collections. Every other part of
+	// a Record (strings, maps, the typed view) is its own memory either way.
 	ReuseBuffer bool
 }
 
