@@ -34,7 +34,7 @@ type splitter struct {
 	// returned (see doc.probe), members its buffer.
 	probe   probe
 	members [maxMembers]member
-	// reuse has readLine read every line into line, the buffer of the line
+	// reuse has readLine read every line into lineBuf, the buffer of the line
 	// before (DecodeOptions.ReuseBuffer), instead of a new one.
 	reuse   bool
 	lineBuf []byte

@@ -28,7 +28,8 @@ func TestRBACFieldEachValueOnce(t *testing.T) {
 }
 
 // TestContainsFold checks contains_fold with a constant list (compiled once
-// by matcherPatcher) and one computed at run time, on strings and lists.
+// by matcherPatcher) and one computed at run time, on strings, lists and
+// maps.
 func TestContainsFold(t *testing.T) {
 	env := map[string]any{
 		"data":  map[string]any{"app.properties": "color=blue", "DB_PASSWORD": "x", "n": 1.0},
