@@ -32,13 +32,15 @@ type DecodeOptions struct {
 	// MaxDocBytes bounds one document; DefaultMaxDocBytes when 0.
 	MaxDocBytes int
 	// ReuseBuffer has the decoder read each line into the buffer it read
-	// the line before into, as bufio.Scanner does: a Record's Object, and
-	// its audit bodies' Raw, are then valid only until the next call to
-	// Next, and only a caller that is done with each record before it asks
-	// for the next may set it (kubesift rules eval). It saves a copy of
-	// every line into memory of its own, the largest part of what decoding
-	// allocates, and with it many garbage collections. Every other part of
-	// a Record (strings, maps, the typed view) is its own memory either way.
+	// the line before into, as bufio.Scanner does, and decode an audit
+	// event into the Record (and typed view) the call before returned: a
+	// Record, its Object and its audit event are then valid only
+	// until the next call to Next, and only a caller that is done with each
+	// record before it asks for the next may set it (kubesift rules eval).
+	// It saves a copy of every line and an allocation of every audit
+	// record, most of what decoding allocates, and with it many garbage
+	// collections. The strings and maps a Record holds are its own memory
+	// either way, and can be kept.
 	ReuseBuffer bool
 }
 
@@ -83,6 +85,10 @@ type Decoder struct {
 	// whole is a single document handed over by NewBodyDecoder, decoded
 	// before the splitter is asked for anything.
 	whole *doc
+	// With ReuseBuffer, lent is the audit record Next returned last, and
+	// spare the one before it, which the caller is done with: the next
+	// audit event is decoded into it instead of a new one.
+	lent, spare *auditRecord
 }
 
 // listFrame is one list being walked: its items, the next one to decode, and
@@ -99,6 +105,7 @@ type listFrame struct {
 type result struct {
 	rec *Record
 	err error
+	ar  *auditRecord // what rec is part of, when decodeAudit built it
 }
 
 // NewDecoder returns a Decoder reading r; name (a file name, "stdin", a URL
@@ -117,6 +124,9 @@ func NewDecoder(r io.Reader, name string, opts DecodeOptions) *Decoder {
 // *DecodeError is returned for input that could not be decoded; the caller
 // reports it and calls Next again. Any other error is from the reader.
 func (d *Decoder) Next() (*Record, error) {
+	if d.lent != nil {
+		d.spare, d.lent = d.lent, nil
+	}
 	for len(d.pending) == 0 {
 		if d.nextItem() {
 			continue
@@ -154,6 +164,9 @@ func (d *Decoder) Next() (*Record, error) {
 		d.pending = d.pending[:0]
 	} else {
 		d.pending = d.pending[1:]
+	}
+	if d.opts.ReuseBuffer {
+		d.lent = r.ar
 	}
 	return r.rec, r.err
 }
@@ -454,13 +467,19 @@ func (d *Decoder) decodeAKSLog(dc doc, raw json.RawMessage, path string, depth i
 
 // decodeAudit decodes an object the probe p classified as an audit event.
 func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
-	ar := new(auditRecord)
+	ar := d.spare
+	if ar != nil {
+		d.spare = nil
+		*ar = auditRecord{}
+	} else {
+		ar = new(auditRecord)
+	}
 	ev := &ar.ev
 	p.parts = &ar.auditParts
 	fast := decodeAuditFast(data, p, ev)
 	p.parts = nil
 	if fast || decodeAuditLite(data, p, ev) {
-		d.finishAudit(dc, ev, data, p, path, &ar.rec)
+		d.finishAudit(dc, data, p, path, ar)
 		return
 	}
 	if err := unmarshalTyped(data, ev); err != nil {
@@ -475,16 +494,21 @@ func (d *Decoder) decodeAudit(dc doc, data []byte, p *probe, path string) {
 		}
 		data = fixed
 	}
-	d.finishAudit(dc, ev, data, p, path, &ar.rec)
+	d.finishAudit(dc, data, p, path, ar)
 }
 
-// finishAudit emits the record r of ev.
-func (d *Decoder) finishAudit(dc doc, ev *auditv1.Event, data []byte, p *probe, path string, r *Record) {
+// finishAudit emits the record of ar's event.
+func (d *Decoder) finishAudit(dc doc, data []byte, p *probe, path string, ar *auditRecord) {
+	ev := &ar.ev
 	if ev.StageTimestamp.IsZero() && ev.RequestReceivedTimestamp.IsZero() && p.Timestamp != nil {
 		// Very old v1beta1 events carried only a top-level timestamp.
 		ev.StageTimestamp.Time = *p.Timestamp
 	}
-	d.emit(dc, path, func() (*Record, error) { return r, newAudit(r, ev, data, d.opts.Cluster, d.opts.Now()) })
+	if err := newAudit(&ar.rec, ev, data, d.opts.Cluster, d.opts.Now()); err != nil {
+		d.fail(dc, prefixField(path, err))
+		return
+	}
+	d.pending = append(d.pending, result{rec: &ar.rec, ar: ar})
 }
 
 // decodeItems decodes each item of the JSON array list found at path. unwrap,
