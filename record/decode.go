@@ -233,8 +233,10 @@ func (d *Decoder) Position() (line int, offset int64) { return d.split.line, d.s
 
 // DecodeAll decodes every document in data (a webhook body, a small file). It
 // returns the records that decoded and one *DecodeError per bad document or
-// item; a bad item never costs the good ones.
+// item; a bad item never costs the good ones. It keeps every record, so
+// opts.ReuseBuffer is ignored.
 func DecodeAll(data []byte, name string, opts DecodeOptions) ([]*Record, []error) {
+	opts.ReuseBuffer = false
 	d := NewDecoder(bytes.NewReader(data), name, opts)
 	var recs []*Record
 	var errs []error

@@ -395,6 +395,19 @@ func TestReuseBuffer(t *testing.T) {
 					t.Fatalf("a string a record held changed after later records were read: %q, was %q", held[i], copies[i])
 				}
 			}
+			// DecodeAll keeps every record: it ignores the option.
+			opts := testOpts
+			opts.ReuseBuffer = true
+			all, _ := DecodeAll([]byte(tc.in), "in.json", opts)
+			var wantRecs []*Record
+			for _, r := range want {
+				if r != nil {
+					wantRecs = append(wantRecs, r)
+				}
+			}
+			if !reflect.DeepEqual(all, wantRecs) {
+				t.Errorf("DecodeAll with ReuseBuffer: %d records, not the %d decoded one by one", len(all), len(wantRecs))
+			}
 		})
 	}
 }
