@@ -37,7 +37,7 @@ func helperOptions() []expr.Option {
 		expr.Function("in_cidr", func(p ...any) (any, error) { return toMatcher(p[1], cmpCIDR).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("glob", func(p ...any) (any, error) { return toMatcher(p[1], cmpGlob).matchAny(p[0]), nil }, new(func(any, any) bool)),
 		expr.Function("has_prefix", func(p ...any) (any, error) { return toMatcher(p[1], cmpPrefix).matchAny(p[0]), nil }, new(func(any, any) bool)),
-		expr.Function("contains_fold", func(p ...any) (any, error) { return toMatcher(p[1], cmpContainsFold).matchAny(p[0]), nil }, new(func(any, any) bool)),
+		expr.Function("contains_fold", func(p ...any) (any, error) { return containsFoldAny(p[0], toMatcher(p[1], cmpContainsFold)), nil }, new(func(any, any) bool)),
 		expr.Function("service_account_name", func(p ...any) (any, error) { return serviceAccountName(asMap(p[0])), nil }, new(func(map[string]any) string)),
 		expr.Function("grants", func(p ...any) (any, error) { return grants(asSlice(p[0]), strs(p[1]), strs(p[2])), nil }, new(func([]any, any, any) bool)),
 		expr.Function("default_deny", func(p ...any) (any, error) { return defaultDeny(asMap(p[0]), p[1].(string)), nil }, new(func(any, string) bool)),
@@ -265,19 +265,23 @@ func (m *matcher) matchAny(v any) bool {
 				return true
 			}
 		}
-	case map[string]any:
-		if m.cmp != cmpContainsFold {
-			return false
+	}
+	return false
+}
+
+// containsFoldAny is contains_fold: matchAny, and over a map its keys and
+// its string values, without the lists keys() and values() would build.
+func containsFoldAny(v any, m *matcher) bool {
+	x, ok := v.(map[string]any)
+	if !ok {
+		return m.matchAny(v)
+	}
+	for k, e := range x {
+		if m.match(k) {
+			return true
 		}
-		// contains_fold over a map searches its keys and its string values,
-		// without the lists keys() and values() would build.
-		for k, e := range x {
-			if m.match(k) {
-				return true
-			}
-			if s, ok := e.(string); ok && m.match(s) {
-				return true
-			}
+		if s, ok := e.(string); ok && m.match(s) {
+			return true
 		}
 	}
 	return false
