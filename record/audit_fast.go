@@ -78,60 +78,21 @@ const (
 	afAnnotations
 )
 
-// auditField returns the field a key names, -1 for another key. A switch,
-// which the compiler turns into a jump on the length and a comparison or
-// two, costs a fraction of a map lookup, which hashes the key: this runs
-// for every member of every audit event.
-func auditField(key []byte) int {
-	switch string(key) {
-	case "kind":
-		return afKind
-	case "apiVersion":
-		return afAPIVersion
-	case "level":
-		return afLevel
-	case "auditID":
-		return afAuditID
-	case "stage":
-		return afStage
-	case "requestURI":
-		return afRequestURI
-	case "verb":
-		return afVerb
-	case "user":
-		return afUser
-	case "impersonatedUser":
-		return afImpersonatedUser
-	case "authenticationMetadata":
-		return afAuthnMetadata
-	case "sourceIPs":
-		return afSourceIPs
-	case "userAgent":
-		return afUserAgent
-	case "objectRef":
-		return afObjectRef
-	case "responseStatus":
-		return afResponseStatus
-	case "requestObject":
-		return afRequestObject
-	case "responseObject":
-		return afResponseObject
-	case "requestReceivedTimestamp":
-		return afRequestReceived
-	case "stageTimestamp":
-		return afStageTimestamp
-	case "annotations":
-		return afAnnotations
-	}
-	return -1
-}
-
-// auditFieldNames are the keys auditField knows, for ignored.
+// auditFieldNames are the audit event's keys, in the order of the field
+// constants above.
 var auditFieldNames = []string{
 	"kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb", "user", "impersonatedUser",
 	"authenticationMetadata", "sourceIPs", "userAgent", "objectRef", "responseStatus", "requestObject",
 	"responseObject", "requestReceivedTimestamp", "stageTimestamp", "annotations",
 }
+
+// auditFieldTable finds a key's field with one hash and one comparison, as
+// commonTable finds a common string: this runs for every member of every
+// audit event.
+var auditFieldTable = newInternTable(auditFieldNames)
+
+// auditField returns the field a key names, -1 for another key.
+func auditField(key []byte) int { return auditFieldTable.position(key) }
 
 func decodeAuditField(f int, val []byte, at int, p *probe, ev *auditv1.Event) bool {
 	switch f {

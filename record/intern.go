@@ -42,7 +42,7 @@ var commonTable = newInternTable(commonStrings)
 
 // internSlots is the size of an internTable's index; a power of two, large
 // enough that a collision-free seed is found within a few dozen tries for
-// commonStrings.
+// commonStrings (the audit keys need fewer).
 const internSlots = 2048
 
 type internTable struct {
@@ -98,12 +98,20 @@ func (t *internTable) slot(b []byte) uint64 {
 // internSlotBits is log2(internSlots).
 const internSlotBits = 11
 
-// lookup returns the common string equal to b.
+// lookup returns the table's string equal to b.
 func (t *internTable) lookup(b []byte) (string, bool) {
-	if i := t.index[t.slot(b)]; i != 0 && t.strs[i-1] == string(b) {
-		return t.strs[i-1], true
+	if i := t.position(b); i >= 0 {
+		return t.strs[i], true
 	}
 	return "", false
+}
+
+// position returns the position in strs of the string equal to b, or -1.
+func (t *internTable) position(b []byte) int {
+	if i := int(t.index[t.slot(b)]) - 1; i >= 0 && t.strs[i] == string(b) {
+		return i
+	}
+	return -1
 }
 
 // intern returns b as a string, the shared copy when it is a common one.
