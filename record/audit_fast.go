@@ -122,7 +122,7 @@ func decodeAuditField(f int, val []byte, at int, p *probe, ev *auditv1.Event) bo
 		return userInfo(val, ev.ImpersonatedUser)
 	case afAuthnMetadata:
 		// Rare (constrained impersonation): the general decoder is fine.
-		return isNull(val) || validJSON(val) && fastJSON.Unmarshal(val, &ev.AuthenticationMetadata) == nil
+		return isNull(val) || generalJSON(val, &ev.AuthenticationMetadata)
 	case afSourceIPs:
 		return stringList(val, &ev.SourceIPs)
 	case afObjectRef:
@@ -189,7 +189,7 @@ func userInfo(val []byte, u *authnv1.UserInfo) bool {
 		case 2:
 			return stringList(v, &u.Groups)
 		default: // extra: rare outside of proxies and OIDC claims
-			return validJSON(v) && fastJSON.Unmarshal(v, &u.Extra) == nil
+			return generalJSON(v, &u.Extra)
 		}
 	})
 }
@@ -262,7 +262,7 @@ func status(val []byte, st *metav1.Status) bool {
 		return true
 	}
 	*st = metav1.Status{}
-	return validJSON(val) && fastJSON.Unmarshal(val, st) == nil
+	return generalJSON(val, st)
 }
 
 // microTime reads a timestamp as metav1.MicroTime's UnmarshalJSON does.

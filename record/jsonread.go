@@ -121,6 +121,15 @@ func ignored(key, val []byte, known []string) bool {
 
 func isNull(val []byte) bool { return string(val) == "null" }
 
+// generalJSON reads a rare part of a document (a status with causes, a
+// user's extra, flags) with the general decoder, into dst. It declines
+// invalid UTF-8, which json-iterator keeps and encoding/json replaces, as
+// the hand-written readers do: what they accept, encoding/json reads the
+// same.
+func generalJSON(val []byte, dst any) bool {
+	return utf8.Valid(val) && validJSON(val) && fastJSON.Unmarshal(val, dst) == nil
+}
+
 // jsonString reads a JSON string (or null, which leaves dst as it is, as
 // encoding/json does). Escapes are decoded by JSON's rules; control
 // characters and invalid UTF-8 (which encoding/json replaces) are refused.

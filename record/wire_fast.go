@@ -104,7 +104,7 @@ func envelopeField(i int, val []byte, r *Record) bool {
 		return true
 	case "flags":
 		// Rare (an edited record): the general decoder is fine.
-		return validJSON(val) && fastJSON.Unmarshal(val, &r.Flags) == nil
+		return generalJSON(val, &r.Flags)
 	default: // object, checked by validObject once the source is known
 		// A copy: callers reuse the buffers they hand over (a scanner's
 		// line), and the record outlives the call.
